@@ -1,0 +1,1 @@
+//! Feature flags and remote config (to be built: schema, fetching, evaluation, cache).

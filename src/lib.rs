@@ -1,0 +1,35 @@
+//! # railgun-core
+//!
+//! A secure, privacy-first release and telemetry kit for desktop apps: signed auto-updates
+//! with phased rollout, usage analytics, feature flags and rollout health. This crate is
+//! everything a client needs; the server and the publisher's tools live in
+//! `railgun-server`, the Electron addon in `bindings/node`.
+//!
+//! * [`analytics`] — usage analytics;
+//! * [`flags`] — feature flags and remote config;
+//! * [`health`] — rollout health reports;
+//! * [`trust`] — keys and DSSE envelopes;
+//! * [`update`] — release manifests, channel states, the update check;
+//! * [`identity`] — the install id and the one bucketing function;
+//! * [`store`] — the client SQLite database;
+//! * [`clock`] — injectable time.
+//!
+//! ```
+//! use railgun_core::identity::{bucket, in_percentage};
+//! // Is this install inside a 10 % rollout of 0.2.0?
+//! let inside = in_percentage(bucket("rail-gun:stable:0.2.0", "install-id"), 10.0);
+//! # let _ = inside;
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod analytics;
+pub mod clock;
+pub mod flags;
+pub mod health;
+pub mod identity;
+pub mod store;
+pub mod trust;
+pub mod update;
+
+pub use semver::Version;

@@ -1,0 +1,17 @@
+//! Trust: the keys railgun believes and the signed envelopes they make.
+//!
+//! * [`keys`]: Ed25519 / ECDSA P-256 public and private keys in every accepted form.
+//! * [`dsse`]: DSSE v1 envelopes, verification with an expected payload type and a
+//!   threshold over distinct trusted keys (rotation = several trusted keys).
+//!
+//! Nothing outside this module checks a signature by hand.
+
+pub mod dsse;
+pub mod keys;
+pub mod sigstore;
+
+pub use dsse::{
+    pae, DsseError, Envelope, Signature, TrustedKeys, Verified, PAYLOAD_CHANNEL, PAYLOAD_CONFIG,
+    PAYLOAD_RELEASE,
+};
+pub use keys::{KeyAlgorithm, KeyError, PrivateKey, PublicKey};

@@ -1,0 +1,1 @@
+//! Update download (to be built).

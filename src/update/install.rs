@@ -1,0 +1,1 @@
+//! Update install (to be built).

@@ -1,0 +1,1 @@
+//! Update updater (to be built).
