@@ -1,1 +1,46 @@
-fn main() {}
+//! `railgun`: the update/analytics server and the publisher's command-line tools.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use railgun_server::cli;
+
+/// railgun: signed releases, phased rollout, analytics and flags for desktop apps.
+#[derive(Debug, Parser)]
+#[command(name = "railgun", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a signing key pair (NAME.key with mode 0600, NAME.pub).
+    Keygen(cli::keygen::Args),
+    /// Sign and publish releases.
+    #[command(subcommand)]
+    Release(cli::release::Command),
+    /// Check a channel for an update, as a client would.
+    Check(cli::check::Args),
+    /// Run the server.
+    Serve(cli::serve::Args),
+}
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    cli::init_logging();
+    let result = match args.command {
+        Command::Keygen(a) => cli::keygen::run(a),
+        Command::Release(c) => cli::release::run(c),
+        Command::Check(a) => cli::block_on(cli::check::run(a)),
+        Command::Serve(a) => cli::block_on(cli::serve::run(a)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", cli::one_line(&*e));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -565,7 +565,8 @@ mod tests {
     #[test]
     fn validation_catches_each_rule() {
         manifest().validate().expect("valid");
-        let cases: Vec<(&str, Box<dyn Fn(&mut ReleaseManifest)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut ReleaseManifest)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("schema", Box::new(|m| m.schema = 2)),
             ("app", Box::new(|m| m.app = "../etc".into())),
             ("channel", Box::new(|m| m.channel = "Stable!".into())),

@@ -1,0 +1,6 @@
+//! `railgun-server`: the server (`railgun serve`) and the publisher's tools behind the
+//! `railgun` binary. Wire types come from `railgun-core`; nothing here redefines them.
+
+pub mod cli;
+pub mod release;
+pub mod serve;
