@@ -382,11 +382,15 @@ fn install_release(
         .join(&m.manifest.app)
         .join("releases")
         .join(m.manifest.version.to_string());
+    // Check every file against the signed manifest before anything is copied.
+    for a in &m.manifest.artifacts {
+        verify_relative(&a.url, artifacts_dir, a)?;
+    }
     fs::create_dir_all(&rel_dir).map_err(io_err(&rel_dir))?;
     for a in &m.manifest.artifacts {
-        copy_relative(&a.url, artifacts_dir, &rel_dir, Some(a))?;
+        copy_relative(&a.url, artifacts_dir, &rel_dir)?;
         if let Some(b) = &a.sigstore_bundle {
-            copy_relative(b, artifacts_dir, &rel_dir, None)?;
+            copy_relative(b, artifacts_dir, &rel_dir)?;
         }
     }
     write_atomic(&rel_dir.join("manifest.json"), &m.bytes)?;
@@ -397,37 +401,47 @@ fn install_release(
     })
 }
 
-/// Copies a file named by a relative URL, refusing anything but a plain file name.
-fn copy_relative(
-    url: &str,
-    from: &Path,
-    to: &Path,
-    expect: Option<&Artifact>,
-) -> Result<(), ReleaseError> {
+/// Refuses a relative URL that is not a plain file name (hosted URLs pass).
+fn plain_file_name(url: &str) -> Result<Option<&str>, ReleaseError> {
     if url.contains("://") {
-        return Ok(()); // hosted elsewhere (a CDN): nothing to copy
+        return Ok(None); // hosted elsewhere (a CDN): nothing to copy
     }
     if url.contains('/') || url.contains("..") || url.starts_with('.') {
         return Err(ReleaseError::Invalid(format!(
             "relative artifact URL {url:?} must be a plain file name to be published"
         )));
     }
-    let src = from.join(url);
-    if let Some(a) = expect {
-        let (size, sha) = hash_file(&src)?;
-        if size != a.size || sha != a.sha256 {
-            return Err(ReleaseError::ArtifactMismatch {
-                path: src.display().to_string(),
-                expected_size: a.size,
-                expected_sha256: a.sha256.clone(),
-                actual_size: size,
-                actual_sha256: sha,
-            });
-        }
+    Ok(Some(url))
+}
+
+/// Checks that the file named by a relative URL has the manifest's size and digest.
+fn verify_relative(url: &str, from: &Path, a: &Artifact) -> Result<(), ReleaseError> {
+    let Some(name) = plain_file_name(url)? else {
+        return Ok(());
+    };
+    let src = from.join(name);
+    let (size, sha) = hash_file(&src)?;
+    if size != a.size || sha != a.sha256 {
+        return Err(ReleaseError::ArtifactMismatch {
+            path: src.display().to_string(),
+            expected_size: a.size,
+            expected_sha256: a.sha256.clone(),
+            actual_size: size,
+            actual_sha256: sha,
+        });
     }
-    let dst = to.join(url);
+    Ok(())
+}
+
+/// Copies the file named by a relative URL (through a temporary name and a rename).
+fn copy_relative(url: &str, from: &Path, to: &Path) -> Result<(), ReleaseError> {
+    let Some(name) = plain_file_name(url)? else {
+        return Ok(());
+    };
+    let src = from.join(name);
+    let dst = to.join(name);
     if src != dst {
-        let tmp = to.join(format!(".{url}.tmp"));
+        let tmp = to.join(format!(".{name}.tmp"));
         fs::copy(&src, &tmp).map_err(io_err(&src))?;
         fs::rename(&tmp, &dst).map_err(io_err(&dst))?;
     }

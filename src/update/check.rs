@@ -66,12 +66,10 @@ pub enum CheckError {
         message: String,
     },
     /// The server did not answer in time.
-    #[error("update server at {url} did not answer within {seconds} s")]
+    #[error("update server at {url} did not answer in time (connect or request timeout)")]
     Timeout {
         /// The URL.
         url: String,
-        /// The timeout.
-        seconds: u64,
     },
     /// The server answered with an error status.
     #[error("update server answered {status} for {url}{}", retry_after.map(|s| format!(" (retry after {s} s)")).unwrap_or_default())]
@@ -568,7 +566,6 @@ pub(crate) fn request_error(url: &Url, e: &reqwest::Error) -> CheckError {
     if e.is_timeout() {
         CheckError::Timeout {
             url: url.to_string(),
-            seconds: 0,
         }
     } else {
         let mut message = e.to_string();

@@ -1,0 +1,119 @@
+//! Update-path benchmarks: the bucketing function, and verifying + parsing a channel state
+//! and a 50-artifact release manifest (no network).
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use railgun_core::identity::bucket;
+use railgun_core::trust::{
+    Envelope, KeyAlgorithm, PrivateKey, TrustedKeys, PAYLOAD_CHANNEL, PAYLOAD_RELEASE,
+};
+use railgun_core::update::check::{check_digest, verify_channel_state, verify_manifest};
+use railgun_core::update::{Arch, Artifact, Format, Platform, ReleaseManifest};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+fn bench_bucket(c: &mut Criterion) {
+    c.bench_function("bucket", |b| {
+        b.iter(|| {
+            bucket(
+                black_box("rail-gun:stable:0.2.0"),
+                black_box("3f2a9c0e5b7d4e1f8a6c2b9d0e4f7a1c"),
+            )
+        })
+    });
+}
+
+fn manifest_50() -> ReleaseManifest {
+    let platforms = [Platform::Linux, Platform::Darwin, Platform::Win32];
+    let arches = [Arch::X64, Arch::Arm64, Arch::Ia32];
+    let mut artifacts = Vec::new();
+    'outer: for p in platforms {
+        for a in arches {
+            for f in Format::ALL {
+                artifacts.push(Artifact {
+                    platform: p,
+                    arch: a,
+                    format: *f,
+                    url: format!(
+                        "https://cdn.example.com/rail-gun/1.0.0/rail-gun-1.0.0-{p}-{a}.{f}"
+                    ),
+                    size: 123_456_789,
+                    sha256: hex::encode(Sha256::digest(format!("{p}{a}{f}"))),
+                    sigstore_bundle: Some(format!("rail-gun-1.0.0-{p}-{a}.{f}.sigstore.json")),
+                });
+                if artifacts.len() == 50 {
+                    break 'outer;
+                }
+            }
+        }
+    }
+    ReleaseManifest {
+        schema: 1,
+        app: "rail-gun".into(),
+        version: "1.0.0".parse().expect("v"),
+        channel: "stable".into(),
+        released_at: "2026-06-01T00:00:00Z".parse().expect("t"),
+        notes: "Bug fixes and performance improvements.".into(),
+        artifacts,
+        rollout: None,
+    }
+}
+
+fn bench_verify(c: &mut Criterion) {
+    let key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    let keys = TrustedKeys::single(key.public_key().clone());
+    let manifest = manifest_50();
+    assert_eq!(manifest.artifacts.len(), 50);
+    let manifest_env = Envelope::sign(
+        PAYLOAD_RELEASE,
+        &serde_json::to_vec(&manifest).expect("json"),
+        &[&key],
+    )
+    .expect("sign")
+    .to_json_bytes();
+    let digest = hex::encode(Sha256::digest(&manifest_env));
+    let state = json!({
+        "schema": 1, "app": "rail-gun", "channel": "stable", "sequence": 42,
+        "issuedAt": "2026-06-01T00:00:00Z", "expiresAt": "2026-06-08T00:00:00Z",
+        "release": {"version": "1.0.0", "manifest": "../releases/1.0.0/manifest.json", "manifestSha256": digest},
+        "rollout": {"percentage": 10.0, "status": "active"},
+        "fallback": {"version": "0.9.0", "manifest": "../releases/0.9.0/manifest.json", "manifestSha256": "0".repeat(64)}
+    });
+    let state_env = Envelope::sign(
+        PAYLOAD_CHANNEL,
+        &serde_json::to_vec(&state).expect("json"),
+        &[&key],
+    )
+    .expect("sign")
+    .to_json_bytes();
+    let url = url::Url::parse("https://updates.example.com/rail-gun/releases/1.0.0/manifest.json")
+        .expect("url");
+    c.bench_function("verify+parse channel state and 50-artifact manifest", |b| {
+        b.iter(|| {
+            let s = verify_channel_state(black_box(&state_env), &keys).expect("state");
+            check_digest(&manifest_env, &s.release.manifest_sha256, &url).expect("digest");
+            verify_manifest(black_box(&manifest_env), &keys).expect("manifest")
+        })
+    });
+}
+
+fn bench_parts(c: &mut Criterion) {
+    let key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    let manifest = manifest_50();
+    let payload = serde_json::to_vec(&manifest).expect("json");
+    let sig = key.sign(&payload).expect("sign");
+    c.bench_function("part: ed25519 verify 15 KiB", |b| {
+        b.iter(|| {
+            key.public_key()
+                .verify(black_box(&payload), &sig)
+                .expect("ok")
+        })
+    });
+    c.bench_function("part: parse+validate 50-artifact manifest", |b| {
+        b.iter(|| ReleaseManifest::from_verified_payload(black_box(&payload)).expect("ok"))
+    });
+}
+
+criterion_group!(benches, bench_bucket, bench_verify, bench_parts);
+criterion_main!(benches);

@@ -1,0 +1,249 @@
+//! The publisher's workflow through the real `railgun` binary: keygen → release sign →
+//! release publish → serve → check, and the check's exit codes.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+fn railgun(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_railgun"))
+        .args(args)
+        .output()
+        .expect("run railgun")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = railgun(args);
+    assert!(
+        out.status.success(),
+        "railgun {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `railgun serve` on a free port and returns it with its URL (read from its output).
+fn serve(root: &Path) -> (Server, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_railgun"))
+        .args(["serve", "--root"])
+        .arg(root)
+        .args(["--addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("listening line")
+        .to_string();
+    (Server(child), url)
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf8 path")
+}
+
+#[test]
+fn keygen_sign_publish_serve_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys");
+    let out = ok(&["keygen", "--out", p(&keys), "--name", "release"]);
+    assert!(out.contains("RAILGUN_UPDATE_PUBLIC_KEY="));
+    ok(&[
+        "keygen",
+        "--out",
+        p(&keys),
+        "--name",
+        "rollout",
+        "--algorithm",
+        "p256",
+    ]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(keys.join("release.key"))
+            .expect("key")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // keygen never overwrites a key.
+    assert!(
+        !railgun(&["keygen", "--out", p(&keys), "--name", "release"])
+            .status
+            .success()
+    );
+
+    let dist = dir.path().join("dist");
+    std::fs::create_dir_all(&dist).expect("dist");
+    std::fs::write(dist.join("rail-gun-0.2.0-linux-x64.tar.gz"), b"linux build").expect("a");
+    std::fs::write(dist.join("rail-gun-0.2.0-darwin-arm64.zip"), b"mac build").expect("b");
+    let manifest = dist.join("manifest.json");
+    let out = ok(&[
+        "release",
+        "sign",
+        "--key",
+        p(&keys.join("release.key")),
+        "--app",
+        "rail-gun",
+        "--version",
+        "0.2.0",
+        "--channel",
+        "stable",
+        "--artifacts",
+        p(&dist),
+        "--out",
+        p(&manifest),
+    ]);
+    assert!(out.contains("2 artifact(s)"), "{out}");
+
+    let root = dir.path().join("tree");
+    let out = ok(&[
+        "release",
+        "publish",
+        "--root",
+        p(&root),
+        "--manifest",
+        p(&manifest),
+        "--key",
+        p(&keys.join("release.key")),
+        "--rollout-key",
+        p(&keys.join("rollout.key")),
+        "--percentage",
+        "100",
+        "--expires",
+        "2d",
+    ]);
+    assert!(out.contains("sequence 1"), "{out}");
+    assert!(root
+        .join("rail-gun/releases/0.2.0/rail-gun-0.2.0-linux-x64.tar.gz")
+        .is_file());
+    let out = ok(&[
+        "release",
+        "publish",
+        "--root",
+        p(&root),
+        "--manifest",
+        p(&manifest),
+        "--key",
+        p(&keys.join("release.key")),
+        "--rollout-key",
+        p(&keys.join("rollout.key")),
+        "--percentage",
+        "100",
+    ]);
+    assert!(out.contains("sequence 2"), "{out}");
+
+    let (_server, url) = serve(&root);
+    let state = dir.path().join("client");
+    let check = |key: &str| {
+        railgun(&[
+            "check",
+            "--url",
+            &url,
+            "--app",
+            "rail-gun",
+            "--channel",
+            "stable",
+            "--public-key",
+            key,
+            "--rollout-public-key",
+            p(&keys.join("rollout.pub")),
+            "--current-version",
+            "0.1.0",
+            "--platform",
+            "linux",
+            "--arch",
+            "x64",
+            "--state",
+            p(&state),
+            "--json",
+        ])
+    };
+    let out = check(p(&keys.join("release.pub")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["update"], true);
+    assert_eq!(json["version"], "0.2.0");
+    assert_eq!(json["artifact"]["format"], "tar.gz");
+    assert_eq!(json["artifact"]["size"], 11);
+
+    // The base64-of-PEM form of RAILGUN_UPDATE_PUBLIC_KEY works too.
+    let pem = std::fs::read_to_string(keys.join("release.pub")).expect("pub");
+    let b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(pem)
+    };
+    assert!(check(&b64).status.success());
+
+    // The wrong key: exit 1 and exactly one line on stderr.
+    let out = check(p(&keys.join("rollout.pub")));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("not signed by any trusted key"), "{stderr}");
+}
+
+#[test]
+fn publish_refuses_an_artifact_that_differs_from_the_signed_manifest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys");
+    ok(&["keygen", "--out", p(&keys)]);
+    let dist = dir.path().join("dist");
+    std::fs::create_dir_all(&dist).expect("dist");
+    let artifact = dist.join("app-1.0.0-linux-x64.tar.gz");
+    std::fs::write(&artifact, b"original").expect("a");
+    let manifest = dist.join("manifest.json");
+    ok(&[
+        "release",
+        "sign",
+        "--key",
+        p(&keys.join("release.key")),
+        "--app",
+        "app",
+        "--version",
+        "1.0.0",
+        "--artifacts",
+        p(&dist),
+        "--out",
+        p(&manifest),
+    ]);
+    std::fs::write(&artifact, b"tampered").expect("tamper");
+    let root = dir.path().join("tree");
+    let out = railgun(&[
+        "release",
+        "publish",
+        "--root",
+        p(&root),
+        "--manifest",
+        p(&manifest),
+        "--key",
+        p(&keys.join("release.key")),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match the signed manifest"));
+    assert!(
+        !root.join("app/stable/channel.json").exists(),
+        "nothing published"
+    );
+    assert!(
+        !root.join("app/releases/1.0.0").exists(),
+        "nothing half-copied"
+    );
+}

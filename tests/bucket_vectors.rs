@@ -1,0 +1,48 @@
+//! The shared bucketing vectors (`tests/vectors/bucket.json`), generated once by an
+//! independent implementation; every binding checks the same file.
+
+use railgun_core::identity::{bucket, threshold};
+use serde_json::Value;
+
+fn vectors() -> Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/bucket.json"
+    ))
+    .expect("vectors file");
+    serde_json::from_str(&text).expect("vectors json")
+}
+
+#[test]
+fn bucket_matches_every_shared_vector() {
+    let doc = vectors();
+    let cases = doc["vectors"].as_array().expect("vectors");
+    assert!(cases.len() >= 30, "at least 30 vectors");
+    let mut saw_zero = false;
+    let mut saw_max = false;
+    for c in cases {
+        let seed = c["seed"].as_str().expect("seed");
+        let id = c["id"].as_str().expect("id");
+        let expected = c["bucket"].as_u64().expect("bucket");
+        assert_eq!(
+            u64::from(bucket(seed, id)),
+            expected,
+            "seed {seed:?} id {id:?}"
+        );
+        saw_zero |= expected == 0;
+        saw_max |= expected == 9999;
+    }
+    assert!(saw_zero && saw_max, "vectors cover both boundaries");
+}
+
+#[test]
+fn thresholds_match_the_shared_rule() {
+    for t in vectors()["thresholds"].as_array().expect("thresholds") {
+        let p = t["percentage"].as_f64().expect("p");
+        assert_eq!(
+            u64::from(threshold(p)),
+            t["threshold"].as_u64().expect("t"),
+            "percentage {p}"
+        );
+    }
+}
