@@ -39,7 +39,7 @@ pub const PART_SUFFIX: &str = ".part";
 /// Least time between two progress events.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// Chunks queued between the network task and the hashing/writing thread (bounds memory).
-const QUEUE_CHUNKS: usize = 64;
+const QUEUE_CHUNKS: usize = 16;
 
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
@@ -356,7 +356,11 @@ pub struct Downloader {
 
 /// The outcome of one attempt that did not fail.
 enum Attempt {
-    Done { fetched: u64, started_at: u64 },
+    Done {
+        fetched: u64,
+        started_at: u64,
+        digest: [u8; 32],
+    },
 }
 
 impl Downloader {
@@ -465,10 +469,11 @@ impl Downloader {
                 Ok(Attempt::Done {
                     fetched,
                     started_at,
+                    digest,
                 }) => {
                     fetched_total += fetched;
-                    // Verify what is on disk: size, then the streamed digest.
-                    let (size, digest) = hash_file(&part)?;
+                    // Size on disk, then the digest computed while streaming.
+                    let size = fs::metadata(&part).map_err(io_err(&part))?.len();
                     if size != artifact.size {
                         remove_quiet(&part);
                         remove_quiet(&meta_path);
@@ -663,13 +668,31 @@ impl Downloader {
 
         let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(QUEUE_CHUNKS);
         let part_owned = part.to_path_buf();
-        let writer = tokio::task::spawn_blocking(move || -> Result<(), DownloadError> {
+        // Hashing and writing run on a blocking thread, overlapping the network receive.
+        let writer = tokio::task::spawn_blocking(move || -> Result<[u8; 32], DownloadError> {
             let mut file = file;
+            let mut hasher = Sha256::new();
+            if start > 0 {
+                // Resume: the digest covers the bytes already on disk first.
+                let mut prefix = File::open(&part_owned).map_err(io_err(&part_owned))?;
+                let mut buf = vec![0u8; 1024 * 1024];
+                let mut left = start;
+                while left > 0 {
+                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let k = prefix.read(&mut buf[..want]).map_err(io_err(&part_owned))?;
+                    if k == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..k]);
+                    left -= k as u64;
+                }
+            }
             while let Some(chunk) = rx.blocking_recv() {
+                hasher.update(&chunk);
                 file.write_all(&chunk).map_err(io_err(&part_owned))?;
             }
             file.sync_all().map_err(io_err(&part_owned))?;
-            Ok(())
+            Ok(hasher.finalize().into())
         });
 
         let began = Instant::now();
@@ -705,7 +728,7 @@ impl Downloader {
                 received,
             )
         })?;
-        written.map_err(|e| (e, received))?;
+        let digest = written.map_err(|e| (e, received))?;
         outcome.map_err(|e| (e, received))?;
         if start + received < limit {
             return Err((
@@ -720,6 +743,7 @@ impl Downloader {
         Ok(Attempt::Done {
             fetched: received,
             started_at: start,
+            digest,
         })
     }
 }
