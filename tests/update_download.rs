@@ -12,7 +12,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use railgun_core::update::download::{DownloadConfig, DownloadError, Downloader, LockMode, Progress, RetryPolicy, StagingLock};
+use railgun_core::update::download::{
+    DownloadConfig, DownloadError, Downloader, LockMode, Progress, RetryPolicy, StagingLock,
+};
 use railgun_core::update::{Arch, Artifact, Format, Platform};
 use railgun_core::Version;
 use sha2::{Digest, Sha256};
@@ -46,19 +48,22 @@ fn body_bytes(s: &S, bytes: Vec<u8>) -> Body {
 fn cut_body(s: &S, bytes: Vec<u8>, then_hang: bool) -> Body {
     s.served.fetch_add(bytes.len() as u64, Ordering::SeqCst);
     let chunks: Vec<Vec<u8>> = bytes.chunks(16 * 1024).map(<[u8]>::to_vec).collect();
-    let stream = futures_util::stream::unfold((chunks.into_iter(), then_hang), |(mut it, hang)| async move {
-        match it.next() {
-            Some(c) => Some((Ok::<_, std::io::Error>(c), (it, hang))),
-            None => {
-                if hang {
-                    std::future::pending::<()>().await;
+    let stream = futures_util::stream::unfold(
+        (chunks.into_iter(), then_hang),
+        |(mut it, hang)| async move {
+            match it.next() {
+                Some(c) => Some((Ok::<_, std::io::Error>(c), (it, hang))),
+                None => {
+                    if hang {
+                        std::future::pending::<()>().await;
+                    }
+                    // Let hyper flush what was sent before the connection is cut.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Some((Err(std::io::Error::other("cut")), (it, hang)))
                 }
-                // Let hyper flush what was sent before the connection is cut.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                Some((Err(std::io::Error::other("cut")), (it, hang)))
             }
-        }
-    });
+        },
+    );
     Body::from_stream(stream)
 }
 
@@ -83,8 +88,14 @@ fn range_start(h: &HeaderMap) -> Option<usize> {
 async fn handler(State(s): State<S>, Path(mode): Path<String>, h: HeaderMap) -> Response {
     let n = s.count.fetch_add(1, Ordering::SeqCst);
     s.requests.lock().expect("lock").push(Seen {
-        range: h.get("range").and_then(|v| v.to_str().ok()).map(str::to_string),
-        if_range: h.get("if-range").and_then(|v| v.to_str().ok()).map(str::to_string),
+        range: h
+            .get("range")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        if_range: h
+            .get("if-range")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
     });
     let etag = ("etag", "\"v1\"".to_string());
     let full = s.data.clone();
@@ -139,7 +150,10 @@ async fn handler(State(s): State<S>, Path(mode): Path<String>, h: HeaderMap) -> 
             match (m, start) {
                 ("resume", Some(st)) => resp(
                     StatusCode::PARTIAL_CONTENT,
-                    &[etag, ("content-range", format!("bytes {st}-{}/{SIZE}", SIZE - 1))],
+                    &[
+                        etag,
+                        ("content-range", format!("bytes {st}-{}/{SIZE}", SIZE - 1)),
+                    ],
                     body_bytes(&s, full[st..].to_vec()),
                 ),
                 ("wrong-range", Some(st)) => {
@@ -147,7 +161,13 @@ async fn handler(State(s): State<S>, Path(mode): Path<String>, h: HeaderMap) -> 
                     let wrong = st / 2;
                     resp(
                         StatusCode::PARTIAL_CONTENT,
-                        &[etag, ("content-range", format!("bytes {wrong}-{}/{SIZE}", SIZE - 1))],
+                        &[
+                            etag,
+                            (
+                                "content-range",
+                                format!("bytes {wrong}-{}/{SIZE}", SIZE - 1),
+                            ),
+                        ],
                         body_bytes(&s, full[wrong..].to_vec()),
                     )
                 }
@@ -155,7 +175,10 @@ async fn handler(State(s): State<S>, Path(mode): Path<String>, h: HeaderMap) -> 
                     // Right header, wrong bytes: caught by the hash, then restarted from 0.
                     resp(
                         StatusCode::PARTIAL_CONTENT,
-                        &[etag, ("content-range", format!("bytes {st}-{}/{SIZE}", SIZE - 1))],
+                        &[
+                            etag,
+                            ("content-range", format!("bytes {st}-{}/{SIZE}", SIZE - 1)),
+                        ],
                         body_bytes(&s, vec![7u8; SIZE - st]),
                     )
                 }
@@ -179,7 +202,9 @@ async fn server() -> (SocketAddr, S) {
     let app = Router::new()
         .route("/f/{mode}/app.tar.gz", get(handler))
         .with_state(s.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -213,7 +238,9 @@ fn downloader(dir: &std::path::Path, attempts: u32) -> Downloader {
 }
 
 fn url(addr: SocketAddr, mode: &str) -> url::Url {
-    format!("http://{addr}/f/{mode}/app.tar.gz").parse().expect("url")
+    format!("http://{addr}/f/{mode}/app.tar.gz")
+        .parse()
+        .expect("url")
 }
 
 fn v() -> Version {
@@ -231,11 +258,20 @@ fn staged_files(dir: &std::path::Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn run(mode: &str, attempts: u32) -> (Result<railgun_core::update::Downloaded, DownloadError>, S, tempfile::TempDir) {
+async fn run(
+    mode: &str,
+    attempts: u32,
+) -> (
+    Result<railgun_core::update::Downloaded, DownloadError>,
+    S,
+    tempfile::TempDir,
+) {
     let (addr, s) = server().await;
     let dir = tempfile::tempdir().expect("tmp");
     let d = downloader(dir.path(), attempts);
-    let r = d.download(&url(addr, mode), &artifact(&s), &v(), &mut |_| {}).await;
+    let r = d
+        .download(&url(addr, mode), &artifact(&s), &v(), &mut |_| {})
+        .await;
     (r, s, dir)
 }
 
@@ -246,21 +282,33 @@ async fn good_download_is_verified_and_staged() {
     let d = downloader(dir.path(), 1);
     let mut events: Vec<Progress> = Vec::new();
     let r = d
-        .download(&url(addr, "good"), &artifact(&s), &v(), &mut |p| events.push(p))
+        .download(&url(addr, "good"), &artifact(&s), &v(), &mut |p| {
+            events.push(p)
+        })
         .await
         .expect("download");
     assert_eq!(std::fs::read(&r.path).expect("read"), s.data);
     assert_eq!(hex::encode(r.sha256), artifact(&s).sha256);
     assert_eq!(r.path, dir.path().join("staging/0.2.0/app.tar.gz"));
     let last = events.last().expect("final progress");
-    assert_eq!((last.percent, last.transferred, last.total), (100.0, SIZE as u64, SIZE as u64));
+    assert_eq!(
+        (last.percent, last.transferred, last.total),
+        (100.0, SIZE as u64, SIZE as u64)
+    );
 }
 
 #[tokio::test]
 async fn refuses_more_bytes_than_the_manifest_size() {
     let (r, _s, dir) = run("endless", 3).await;
-    assert!(matches!(r, Err(DownloadError::TooMuchData { limit }) if limit == SIZE as u64), "{r:?}");
-    assert!(staged_files(dir.path()).is_empty(), "{:?}", staged_files(dir.path()));
+    assert!(
+        matches!(r, Err(DownloadError::TooMuchData { limit }) if limit == SIZE as u64),
+        "{r:?}"
+    );
+    assert!(
+        staged_files(dir.path()).is_empty(),
+        "{:?}",
+        staged_files(dir.path())
+    );
     let (r, s, _dir) = run("long-length", 3).await;
     assert!(matches!(r, Err(DownloadError::TooMuchData { .. })), "{r:?}");
     assert_eq!(s.count.load(Ordering::SeqCst), 1, "not retried");
@@ -290,7 +338,11 @@ async fn connection_cut_every_time_fails_after_the_retries() {
 async fn wrong_hash_names_both_digests_and_deletes_the_file() {
     let (r, s, dir) = run("wrong-hash", 3).await;
     match r {
-        Err(DownloadError::ChecksumMismatch { expected, actual, path }) => {
+        Err(DownloadError::ChecksumMismatch {
+            expected,
+            actual,
+            path,
+        }) => {
             assert_eq!(expected, artifact(&s).sha256);
             assert_ne!(actual, expected);
             assert_eq!(actual.len(), 64);
@@ -307,10 +359,17 @@ async fn interrupted_download_resumes_and_fetches_only_the_rest() {
     let r = r.expect("resumed download");
     let cut = (SIZE * 6 / 10) as u64;
     assert_eq!(r.resumed_from, cut);
-    assert_eq!(s.served.load(Ordering::SeqCst), SIZE as u64, "no byte served twice");
+    assert_eq!(
+        s.served.load(Ordering::SeqCst),
+        SIZE as u64,
+        "no byte served twice"
+    );
     assert_eq!(std::fs::read(&r.path).expect("read"), s.data);
     let reqs = s.requests.lock().expect("lock");
-    assert_eq!(reqs[1].range.as_deref(), Some(format!("bytes={cut}-").as_str()));
+    assert_eq!(
+        reqs[1].range.as_deref(),
+        Some(format!("bytes={cut}-").as_str())
+    );
     assert_eq!(reqs[1].if_range.as_deref(), Some("\"v1\""));
 }
 
@@ -321,7 +380,10 @@ async fn server_ignoring_range_means_starting_over_not_appending() {
     assert_eq!(r.resumed_from, 0);
     assert_eq!(std::fs::read(&r.path).expect("read"), s.data);
     assert_eq!(s.count.load(Ordering::SeqCst), 2);
-    assert!(s.requests.lock().expect("lock")[1].range.is_some(), "it did ask for a range");
+    assert!(
+        s.requests.lock().expect("lock")[1].range.is_some(),
+        "it did ask for a range"
+    );
 }
 
 #[tokio::test]
@@ -352,10 +414,16 @@ async fn stalled_body_times_out() {
 #[tokio::test]
 async fn not_found_is_not_retried_and_server_errors_are() {
     let (r, s, _dir) = run("404", 3).await;
-    assert!(matches!(r, Err(DownloadError::HttpStatus { status: 404, .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(DownloadError::HttpStatus { status: 404, .. })),
+        "{r:?}"
+    );
     assert_eq!(s.count.load(Ordering::SeqCst), 1);
     let (r, s, _dir) = run("500", 3).await;
-    assert!(matches!(r, Err(DownloadError::HttpStatus { status: 500, .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(DownloadError::HttpStatus { status: 500, .. })),
+        "{r:?}"
+    );
     assert_eq!(s.count.load(Ordering::SeqCst), 3);
 }
 
@@ -393,7 +461,15 @@ async fn lock_is_released_on_drop() {
     let l = StagingLock::acquire(&dir.path().join("staging"), LockMode::Fail)
         .await
         .expect("lock");
-    assert!(StagingLock::acquire(&dir.path().join("staging"), LockMode::Fail).await.is_err());
+    assert!(
+        StagingLock::acquire(&dir.path().join("staging"), LockMode::Fail)
+            .await
+            .is_err()
+    );
     drop(l);
-    assert!(StagingLock::acquire(&dir.path().join("staging"), LockMode::Fail).await.is_ok());
+    assert!(
+        StagingLock::acquire(&dir.path().join("staging"), LockMode::Fail)
+            .await
+            .is_ok()
+    );
 }

@@ -118,7 +118,10 @@ fn refused(entries: &[E<'_>], why: &str) {
         .collect();
     let before: Vec<PathBuf> = before.into_iter().collect();
     assert_eq!(
-        after.into_iter().filter(|p| *p != Path::new("a/b/root/versions")).collect::<Vec<_>>(),
+        after
+            .into_iter()
+            .filter(|p| *p != Path::new("a/b/root/versions"))
+            .collect::<Vec<_>>(),
         before,
         "{why}: files left behind"
     );
@@ -127,7 +130,10 @@ fn refused(entries: &[E<'_>], why: &str) {
 
 #[test]
 fn refuses_parent_dir_entries() {
-    refused(&[E::File("ok.txt", b"ok"), E::File("../evil", b"x")], "../evil");
+    refused(
+        &[E::File("ok.txt", b"ok"), E::File("../evil", b"x")],
+        "../evil",
+    );
     refused(&[E::File("a/../../../evil", b"x")], "nested ..");
 }
 
@@ -149,10 +155,17 @@ fn refuses_links_pointing_outside() {
 fn refuses_files_written_through_an_extracted_link() {
     // The link itself is inside (points to a sibling dir), but nothing may go through it.
     refused(
-        &[E::Sym("d", "sub"), E::File("sub/keep", b"k"), E::File("d/evil", b"x")],
+        &[
+            E::Sym("d", "sub"),
+            E::File("sub/keep", b"k"),
+            E::File("d/evil", b"x"),
+        ],
         "file through a link",
     );
-    refused(&[E::Sym("d", "."), E::Sym("d/e", "x")], "link through a link");
+    refused(
+        &[E::Sym("d", "."), E::Sym("d/e", "x")],
+        "link through a link",
+    );
 }
 
 #[test]
@@ -179,7 +192,11 @@ fn zip_slip_is_refused_and_good_zip_installs() {
     ));
     assert!(!t.path().join("evil").exists());
     let good = t.path().join("good.zip");
-    zip_file(&good, &[("App.app/Contents/MacOS/app", b"bin")], Some(("App.app/link", "Contents")));
+    zip_file(
+        &good,
+        &[("App.app/Contents/MacOS/app", b"bin")],
+        Some(("App.app/link", "Contents")),
+    );
     inst.install(&good, &v("0.2.0")).expect("install");
     assert_eq!(
         fs::read(root.join("current/App.app/Contents/MacOS/app")).expect("read"),
@@ -194,17 +211,30 @@ fn install_switches_current_keeps_previous_prunes_older_and_rolls_back() {
     let inst = ArchiveInstaller::new(root.clone(), Format::TarGz);
     for ver in ["0.1.0", "0.2.0", "0.3.0"] {
         let a = t.path().join(format!("{ver}.tar.gz"));
-        tar_gz(&a, &[("bin/app", ver.as_bytes()), ("VERSION", ver.as_bytes())]);
+        tar_gz(
+            &a,
+            &[("bin/app", ver.as_bytes()), ("VERSION", ver.as_bytes())],
+        );
         let done = inst.install(&a, &v(ver)).expect("install");
         assert_eq!(done.version, v(ver));
         assert_eq!(root.current_version(), Some(v(ver)));
-        assert_eq!(fs::read(root.path().join("current/VERSION")).expect("r"), ver.as_bytes());
+        assert_eq!(
+            fs::read(root.path().join("current/VERSION")).expect("r"),
+            ver.as_bytes()
+        );
     }
-    assert_eq!(root.installed_versions(), vec![v("0.2.0"), v("0.3.0")], "0.1.0 pruned");
+    assert_eq!(
+        root.installed_versions(),
+        vec![v("0.2.0"), v("0.3.0")],
+        "0.1.0 pruned"
+    );
     assert_eq!(root.previous_version(), Some(v("0.2.0")));
     let (from, to) = root.rollback().expect("rollback");
     assert_eq!((from, to), (Some(v("0.3.0")), v("0.2.0")));
-    assert_eq!(fs::read(root.path().join("current/VERSION")).expect("r"), b"0.2.0");
+    assert_eq!(
+        fs::read(root.path().join("current/VERSION")).expect("r"),
+        b"0.2.0"
+    );
     // Nothing left behind.
     assert!(!root.path().join("current.tmp").exists());
     let names: Vec<_> = fs::read_dir(root.path().join("versions"))
@@ -219,7 +249,8 @@ fn install_switches_current_keeps_previous_prunes_older_and_rolls_back() {
 fn unsupported_formats_say_so() {
     let t = tempfile::tempdir().expect("tmp");
     for f in [Format::Dmg, Format::Nsis, Format::Deb, Format::Rpm] {
-        let i = railgun_core::update::installer_for(f, railgun_core::update::Platform::Linux, t.path());
+        let i =
+            railgun_core::update::installer_for(f, railgun_core::update::Platform::Linux, t.path());
         assert!(matches!(
             i.install(t.path(), &v("1.0.0")),
             Err(InstallError::Unsupported { format, .. }) if format == f
@@ -236,11 +267,19 @@ fn appimage_is_replaced_atomically_keeping_its_mode() {
     fs::set_permissions(&target, fs::Permissions::from_mode(0o750)).expect("chmod");
     let staged = t.path().join("new");
     fs::write(&staged, b"new").expect("w");
-    let i = railgun_core::update::install::AppImageInstaller { target: target.clone() };
+    let i = railgun_core::update::install::AppImageInstaller {
+        target: target.clone(),
+    };
     i.install(&staged, &v("0.2.0")).expect("install");
     assert_eq!(fs::read(&target).expect("r"), b"new");
-    assert_eq!(fs::metadata(&target).expect("m").permissions().mode() & 0o777, 0o750);
-    assert_eq!(fs::read(t.path().join("app.AppImage.previous")).expect("r"), b"old");
+    assert_eq!(
+        fs::metadata(&target).expect("m").permissions().mode() & 0o777,
+        0o750
+    );
+    assert_eq!(
+        fs::read(t.path().join("app.AppImage.previous")).expect("r"),
+        b"old"
+    );
 }
 
 #[test]
@@ -252,7 +291,14 @@ fn extraction_of_a_good_archive_keeps_modes() {
     let out = t.path().join("out");
     fs::create_dir(&out).expect("mkdir");
     extract_tar_gz(&a, &out).expect("extract");
-    assert_eq!(fs::metadata(out.join("bin/app")).expect("m").permissions().mode() & 0o777, 0o755);
+    assert_eq!(
+        fs::metadata(out.join("bin/app"))
+            .expect("m")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
 }
 
 fn install_two(t: &Path) -> InstallRoot {
@@ -274,7 +320,10 @@ fn boot_guard_reverts_after_three_failed_starts() {
     for n in 1..=3 {
         assert_eq!(
             g.on_startup().expect("startup"),
-            StartupOutcome::Trial { version: v("0.2.0"), attempt: n }
+            StartupOutcome::Trial {
+                version: v("0.2.0"),
+                attempt: n
+            }
         );
     }
     match g.on_startup().expect("startup") {
@@ -287,7 +336,10 @@ fn boot_guard_reverts_after_three_failed_starts() {
     assert!(g.take_reverted().expect("take").is_none(), "reported once");
     // The reverted-to version is not reverted again, and 0.2.0 is remembered as broken.
     for _ in 0..5 {
-        assert!(!matches!(g.on_startup().expect("s"), StartupOutcome::Reverted(_)));
+        assert!(!matches!(
+            g.on_startup().expect("s"),
+            StartupOutcome::Reverted(_)
+        ));
     }
     assert_eq!(root.current_version(), Some(v("0.1.0")));
     assert_eq!(g.broken_versions().expect("b"), vec![v("0.2.0")]);
@@ -298,12 +350,17 @@ fn boot_guard_does_not_revert_after_a_good_start() {
     let t = tempfile::tempdir().expect("tmp");
     let root = install_two(t.path());
     let g = BootGuard::new(root.path());
-    assert!(matches!(g.on_startup().expect("s"), StartupOutcome::Trial { attempt: 1, .. }));
+    assert!(matches!(
+        g.on_startup().expect("s"),
+        StartupOutcome::Trial { attempt: 1, .. }
+    ));
     g.mark_boot_successful().expect("mark");
     for _ in 0..5 {
         assert_eq!(
             g.on_startup().expect("s"),
-            StartupOutcome::Confirmed { version: v("0.2.0") }
+            StartupOutcome::Confirmed {
+                version: v("0.2.0")
+            }
         );
     }
     assert_eq!(root.current_version(), Some(v("0.2.0")));
@@ -322,7 +379,8 @@ fn child_apply_loop() {
     let archive = dir.join("big.tar.gz");
     let out = std::io::stdout();
     for k in 1.. {
-        inst.install(&archive, &v(&format!("1.0.{k}"))).expect("install");
+        inst.install(&archive, &v(&format!("1.0.{k}")))
+            .expect("install");
         let mut o = out.lock();
         writeln!(o, "installed {k}").expect("write");
         o.flush().expect("flush");
@@ -337,7 +395,10 @@ fn sigkill_during_apply_leaves_old_or_new_never_broken() {
         .map(|i| (format!("lib/f{i}"), vec![i as u8; 2048]))
         .chain(std::iter::once(("COMPLETE".to_string(), b"yes".to_vec())))
         .collect();
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
     tar_gz(&t.path().join("big.tar.gz"), &refs);
     let root = InstallRoot::new(t.path().join("root"));
     ArchiveInstaller::new(root.clone(), Format::TarGz)
@@ -347,7 +408,12 @@ fn sigkill_during_apply_leaves_old_or_new_never_broken() {
     let exe = std::env::current_exe().expect("exe");
     for round in 0..4 {
         let mut child = Command::new(&exe)
-            .args(["--exact", "child_apply_loop", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "child_apply_loop",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("RAILGUN_TEST_APPLY_CHILD", t.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -366,7 +432,9 @@ fn sigkill_during_apply_leaves_old_or_new_never_broken() {
         child.kill().expect("SIGKILL");
         let _ = child.wait();
 
-        let cur = root.current_version().expect("current points to an installed version");
+        let cur = root
+            .current_version()
+            .expect("current points to an installed version");
         let dir = root.path().join("current");
         assert_eq!(
             fs::read(dir.join("COMPLETE")).expect("complete version"),

@@ -15,7 +15,9 @@ use railgun_core::update::{
     UpdaterConfig, UpdaterEvent,
 };
 use railgun_core::Version;
-use railgun_server::release::{build_manifest, publish, sign_manifest, ArtifactFile, ManifestSpec, PublishOptions};
+use railgun_server::release::{
+    build_manifest, publish, sign_manifest, ArtifactFile, ManifestSpec, PublishOptions,
+};
 use railgun_server::serve::{router, spawn, ServerConfig};
 use sha2::{Digest, Sha256};
 
@@ -24,14 +26,18 @@ fn tar_gz(path: &Path, version: &str) {
     let gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
     let mut b = tar::Builder::new(gz);
     for (name, data) in [
-        ("bin/app", format!("#!/bin/sh\necho {version}\n").into_bytes()),
+        (
+            "bin/app",
+            format!("#!/bin/sh\necho {version}\n").into_bytes(),
+        ),
         ("VERSION", version.as_bytes().to_vec()),
         ("lib/data.bin", vec![version.len() as u8; 100_000]),
     ] {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o755);
-        b.append_data(&mut h, name, data.as_slice()).expect("append");
+        b.append_data(&mut h, name, data.as_slice())
+            .expect("append");
     }
     b.into_inner().expect("tar").finish().expect("gz");
 }
@@ -121,10 +127,15 @@ async fn updater_checks_downloads_and_installs_from_the_real_server() {
     update.install_id = Some("install-1".into());
     let data = t.path().join("data");
     let store = Arc::new(Store::open(data.join("railgun.db")).expect("store"));
-    let updater = Updater::new(UpdaterConfig::new(update, &data, &install), store).expect("updater");
+    let updater =
+        Updater::new(UpdaterConfig::new(update, &data, &install), store).expect("updater");
     let mut events = updater.subscribe();
 
-    let available = updater.check_for_updates().await.expect("check").expect("update");
+    let available = updater
+        .check_for_updates()
+        .await
+        .expect("check")
+        .expect("update");
     assert_eq!(available.version, Version::new(0, 2, 0));
     let d = updater.download_update().await.expect("download");
     assert_eq!(hex::encode(d.sha256), available.artifact.sha256);
@@ -152,10 +163,22 @@ async fn updater_checks_downloads_and_installs_from_the_real_server() {
     let mut names = Vec::new();
     while let Ok(e) = events.try_recv() {
         if !matches!(e, UpdaterEvent::DownloadProgress(_)) {
-            names.push(serde_json::to_value(&e).expect("json")["event"].as_str().unwrap_or("").to_string());
+            names.push(
+                serde_json::to_value(&e).expect("json")["event"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            );
         }
     }
-    assert_eq!(names, ["checking-for-update", "update-available", "update-downloaded"]);
+    assert_eq!(
+        names,
+        [
+            "checking-for-update",
+            "update-available",
+            "update-downloaded"
+        ]
+    );
 
     // Now up to date.
     assert!(updater.check_for_updates().await.expect("check").is_none());
@@ -170,20 +193,39 @@ async fn updater_checks_downloads_and_installs_from_the_real_server() {
     let bin = env!("CARGO_BIN_EXE_railgun");
     let url = server.url();
     let out = tokio::task::spawn_blocking({
-        let (cli_root, pubkey, state) = (cli_root.clone(), pubkey.clone(), t.path().join("cli-state"));
+        let (cli_root, pubkey, state) =
+            (cli_root.clone(), pubkey.clone(), t.path().join("cli-state"));
         move || {
             Command::new(bin)
-                .args(["update", "--url", &url, "--app", "demo", "--channel", "stable", "--json", "--install-id", "x"])
-                .arg("--public-key").arg(&pubkey)
-                .arg("--install-root").arg(&cli_root)
-                .arg("--state").arg(&state)
+                .args([
+                    "update",
+                    "--url",
+                    &url,
+                    "--app",
+                    "demo",
+                    "--channel",
+                    "stable",
+                    "--json",
+                    "--install-id",
+                    "x",
+                ])
+                .arg("--public-key")
+                .arg(&pubkey)
+                .arg("--install-root")
+                .arg(&cli_root)
+                .arg("--state")
+                .arg(&state)
                 .output()
                 .expect("run railgun update")
         }
     })
     .await
     .expect("join");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(j["version"], "0.2.0");
     assert_eq!(cli_r.current_version(), Some(Version::new(0, 2, 0)));
@@ -192,7 +234,11 @@ async fn updater_checks_downloads_and_installs_from_the_real_server() {
         .arg(&cli_root)
         .output()
         .expect("run railgun rollback");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(cli_r.current_version(), Some(Version::new(0, 1, 0)));
 
     server.stop().await.expect("stop");
@@ -219,8 +265,11 @@ async fn cli_update_failure_exits_1_and_leaves_the_install_root_untouched() {
     let cli_root = t.path().join("cli-install");
     let a = t.path().join("v010.tar.gz");
     tar_gz(&a, "0.1.0");
-    railgun_core::update::install::ArchiveInstaller::new(InstallRoot::new(&cli_root), Format::TarGz)
-        .install_checked(&a, &Version::new(0, 1, 0));
+    railgun_core::update::install::ArchiveInstaller::new(
+        InstallRoot::new(&cli_root),
+        Format::TarGz,
+    )
+    .install_checked(&a, &Version::new(0, 1, 0));
     let listing = |p: &Path| {
         let mut v: Vec<String> = walk(p);
         v.sort();
@@ -235,10 +284,21 @@ async fn cli_update_failure_exits_1_and_leaves_the_install_root_untouched() {
     let cr = cli_root.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(bin)
-            .args(["update", "--url", &url, "--app", "demo", "--install-id", "x"])
-            .arg("--public-key").arg(&pubkey)
-            .arg("--install-root").arg(&cr)
-            .arg("--state").arg(&state)
+            .args([
+                "update",
+                "--url",
+                &url,
+                "--app",
+                "demo",
+                "--install-id",
+                "x",
+            ])
+            .arg("--public-key")
+            .arg(&pubkey)
+            .arg("--install-root")
+            .arg(&cr)
+            .arg("--state")
+            .arg(&state)
             .output()
             .expect("run")
     })

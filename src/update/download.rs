@@ -101,7 +101,9 @@ pub enum DownloadError {
         path: PathBuf,
     },
     /// A `206` that does not continue where the partial file ends.
-    #[error("server answered a range request for byte {expected_start} with {content_range:?}: refused")]
+    #[error(
+        "server answered a range request for byte {expected_start} with {content_range:?}: refused"
+    )]
     BadRange {
         /// Where the partial file ends.
         expected_start: u64,
@@ -715,7 +717,12 @@ impl Downloader {
             let now = Instant::now();
             if now.duration_since(last) >= PROGRESS_INTERVAL {
                 last = now;
-                progress(make_progress(start + received, limit, received, now - began));
+                progress(make_progress(
+                    start + received,
+                    limit,
+                    received,
+                    now - began,
+                ));
             }
         };
         drop(tx);
@@ -877,7 +884,10 @@ mod tests {
 
     #[test]
     fn content_range_parsing() {
-        assert_eq!(parse_content_range("bytes 10-99/100"), Some((10, Some(100))));
+        assert_eq!(
+            parse_content_range("bytes 10-99/100"),
+            Some((10, Some(100)))
+        );
         assert_eq!(parse_content_range("bytes 0-0/*"), Some((0, None)));
         assert_eq!(parse_content_range("bytes 9-3/100"), None);
         assert_eq!(parse_content_range("items 1-2/3"), None);

@@ -225,9 +225,11 @@ impl InstallRoot {
 
     /// Switches `current` back to the previous version (and remembers the one left).
     pub fn rollback(&self) -> Result<(Option<Version>, Version), InstallError> {
-        let prev = self.previous_version().ok_or_else(|| InstallError::NoPrevious {
-            root: self.root.clone(),
-        })?;
+        let prev = self
+            .previous_version()
+            .ok_or_else(|| InstallError::NoPrevious {
+                root: self.root.clone(),
+            })?;
         let from = self.switch_to(&prev)?;
         Ok((from, prev))
     }
@@ -241,7 +243,10 @@ impl InstallRoot {
             .collect();
         let mut removed = Vec::new();
         let versions = self.root.join(VERSIONS);
-        for e in fs::read_dir(&versions).map_err(io_err(&versions))?.flatten() {
+        for e in fs::read_dir(&versions)
+            .map_err(io_err(&versions))?
+            .flatten()
+        {
             let name = e.file_name().to_string_lossy().to_string();
             let path = e.path();
             if name.starts_with(".tmp-") {
@@ -443,7 +448,10 @@ impl Extracted {
                 continue;
             }
             if self.symlinks.contains(anc) {
-                return Err(unsafe_entry(raw, "goes through a symlink extracted earlier"));
+                return Err(unsafe_entry(
+                    raw,
+                    "goes through a symlink extracted earlier",
+                ));
             }
         }
         Ok(())
@@ -561,8 +569,9 @@ pub fn extract_tar_gz(archive: &Path, dest: &Path) -> Result<(), InstallError> {
                     .link_name()
                     .map_err(corrupt)?
                     .ok_or_else(|| unsafe_entry(&raw, "is a hard link without a target"))?;
-                let t = sanitize_entry_path(&target.to_string_lossy())
-                    .map_err(|_| unsafe_entry(&raw, "is a hard link pointing outside the archive"))?;
+                let t = sanitize_entry_path(&target.to_string_lossy()).map_err(|_| {
+                    unsafe_entry(&raw, "is a hard link pointing outside the archive")
+                })?;
                 if !seen.files.contains(&t) {
                     return Err(unsafe_entry(
                         &raw,
@@ -574,12 +583,12 @@ pub fn extract_tar_gz(archive: &Path, dest: &Path) -> Result<(), InstallError> {
                 seen.files.insert(rel);
             }
             tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
-            other => {
-                return Err(unsafe_entry(
-                    &raw,
-                    &format!("has a refused type ({other:?}: devices, fifos and others are never extracted)"),
-                ))
-            }
+            other => return Err(unsafe_entry(
+                &raw,
+                &format!(
+                    "has a refused type ({other:?}: devices, fifos and others are never extracted)"
+                ),
+            )),
         }
     }
     Ok(())

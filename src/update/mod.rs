@@ -16,17 +16,19 @@ pub mod install;
 pub mod manifest;
 pub mod updater;
 
+pub use bootguard::{BootGuard, BootGuardError, RevertRecord, StartupOutcome};
 pub use channel::{ChannelState, ReleasePointer, RolloutState, RolloutStatus};
 pub use check::{
     AvailableUpdate, CheckError, DecisionReason, UpdateClient, UpdateConfig, UpdateDecision,
     UpdateKind,
 };
+pub use download::{
+    DownloadConfig, DownloadError, Downloaded, Downloader, LockMode, Progress, RetryPolicy,
+};
+pub use install::{installer_for, InstallError, InstallRoot, Installed, Installer};
 pub use manifest::{
     Arch, Artifact, DocumentError, Format, Platform, ReleaseManifest, RolloutPolicy,
 };
-pub use bootguard::{BootGuard, BootGuardError, RevertRecord, StartupOutcome};
-pub use download::{DownloadConfig, DownloadError, Downloaded, Downloader, LockMode, Progress, RetryPolicy};
-pub use install::{installer_for, InstallError, InstallRoot, Installed, Installer};
 pub use updater::{
     ArtifactVerifier, InstallMode, UpdateInfo, Updater, UpdaterConfig, UpdaterError, UpdaterEvent,
     UpdaterState,

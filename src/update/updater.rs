@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use super::check::{fetch_document, AvailableUpdate, CheckError, UpdateClient, UpdateConfig};
-use super::download::{splitmix64, DownloadConfig, DownloadError, Downloaded, Downloader, Progress};
+use super::download::{
+    splitmix64, DownloadConfig, DownloadError, Downloaded, Downloader, Progress,
+};
 use super::install::{installer_for, InstallError, Installed};
 use super::manifest::Artifact;
 use crate::store::Store;
@@ -293,7 +295,8 @@ impl UpdaterConfig {
             .unwrap_or_else(|| "stable".into());
         let key = PublicKey::parse(need("RAILGUN_UPDATE_PUBLIC_KEY")?.trim())
             .map_err(|e| UpdaterError::Config(format!("RAILGUN_UPDATE_PUBLIC_KEY: {e}")))?;
-        let update = UpdateConfig::new(url, app, channel, current_version, TrustedKeys::single(key));
+        let update =
+            UpdateConfig::new(url, app, channel, current_version, TrustedKeys::single(key));
         Ok(Self::new(update, data_dir, install_root))
     }
 }
@@ -578,7 +581,10 @@ impl Updater {
 
     /// Installs the downloaded update now, or marks it for [`on_app_quit`](Self::on_app_quit).
     /// Returns what was installed (`None` when deferred).
-    pub async fn install_update(&self, mode: InstallMode) -> Result<Option<Installed>, UpdaterError> {
+    pub async fn install_update(
+        &self,
+        mode: InstallMode,
+    ) -> Result<Option<Installed>, UpdaterError> {
         {
             let p = lock(&self.inner.phase);
             if !matches!(&*p, Phase::Downloaded(..)) {
@@ -739,7 +745,12 @@ mod tests {
             },
         ]
         .iter()
-        .map(|e| serde_json::to_value(e).expect("json")["event"].as_str().unwrap_or("").to_string())
+        .map(|e| {
+            serde_json::to_value(e).expect("json")["event"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
         .collect();
         assert_eq!(
             names,
@@ -764,8 +775,8 @@ mod tests {
 
     #[test]
     fn config_from_env_variables() {
-        let key = crate::trust::PrivateKey::generate(crate::trust::KeyAlgorithm::Ed25519)
-            .expect("key");
+        let key =
+            crate::trust::PrivateKey::generate(crate::trust::KeyAlgorithm::Ed25519).expect("key");
         let b64 = key.public_key().to_base64_pem();
         let vars = |k: &str| match k {
             "RAILGUN_UPDATE_URL" => Some("https://u.example.com".to_string()),
@@ -777,6 +788,8 @@ mod tests {
         assert_eq!(c.update.channel, "stable");
         assert_eq!(c.update.url, "https://u.example.com");
         let missing = UpdaterConfig::from_vars(|_| None, "app", Version::new(1, 0, 0), "/d", "/i");
-        assert!(matches!(missing, Err(UpdaterError::Config(m)) if m.contains("RAILGUN_UPDATE_URL")));
+        assert!(
+            matches!(missing, Err(UpdaterError::Config(m)) if m.contains("RAILGUN_UPDATE_URL"))
+        );
     }
 }

@@ -88,7 +88,10 @@ pub async fn run(a: Args) -> CliResult {
 
     let Some(available) = updater.check_for_updates().await? else {
         if a.json {
-            println!("{}", json!({"updated": false, "version": current.to_string()}));
+            println!(
+                "{}",
+                json!({"updated": false, "version": current.to_string()})
+            );
         } else {
             println!("up to date ({current})");
         }
