@@ -334,3 +334,259 @@ impl InstallChecked for railgun_core::update::install::ArchiveInstaller {
         self.install(a, v).expect("install");
     }
 }
+
+/// A published 0.2.0 tree, an install root at 0.1.0 and a config for the Updater.
+struct Fixture {
+    t: tempfile::TempDir,
+    key: PrivateKey,
+    tree: std::path::PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let t = tempfile::tempdir().expect("tmp");
+    let tree = t.path().join("tree");
+    let key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    release(t.path(), &tree, &key, "0.2.0");
+    let a = t.path().join("v010.tar.gz");
+    tar_gz(&a, "0.1.0");
+    railgun_core::update::install::ArchiveInstaller::new(
+        InstallRoot::new(t.path().join("install")),
+        Format::TarGz,
+    )
+    .install_checked(&a, &Version::new(0, 1, 0));
+    Fixture { t, key, tree }
+}
+
+impl Fixture {
+    fn updater(&self, url: &str, data: &str) -> Updater {
+        let mut update = UpdateConfig::new(
+            url,
+            "demo",
+            "stable",
+            Version::new(0, 1, 0),
+            TrustedKeys::single(self.key.public_key().clone()),
+        );
+        update.platform = Platform::Linux;
+        update.arch = Arch::X64;
+        update.install_id = Some("install-1".into());
+        let data = self.t.path().join(data);
+        let store = Arc::new(Store::open(data.join("railgun.db")).expect("store"));
+        let mut cfg = UpdaterConfig::new(update, &data, self.t.path().join("install"));
+        cfg.download.space_margin = 0;
+        Updater::new(cfg, store).expect("updater")
+    }
+
+    fn root(&self) -> InstallRoot {
+        InstallRoot::new(self.t.path().join("install"))
+    }
+}
+
+struct Refuse(std::sync::Mutex<Option<[u8; 32]>>);
+
+impl railgun_core::update::ArtifactVerifier for Refuse {
+    fn verify(
+        &self,
+        _artifact: &railgun_core::update::Artifact,
+        sha256: &[u8; 32],
+        bundle: Option<&[u8]>,
+    ) -> Result<(), String> {
+        *self.0.lock().expect("lock") = Some(*sha256);
+        assert!(bundle.is_none());
+        Err("no Sigstore bundle for this artifact".into())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifier_refusal_installs_nothing_and_reports_an_error_event() {
+    let f = fixture();
+    let server = spawn(
+        "127.0.0.1:0".parse().expect("addr"),
+        router(&ServerConfig {
+            root: f.tree.clone(),
+        }),
+    )
+    .await
+    .expect("serve");
+    let u = f.updater(&server.url(), "data");
+    let verifier = Arc::new(Refuse(std::sync::Mutex::new(None)));
+    u.set_verifier(Some(verifier.clone()));
+    let mut events = u.subscribe();
+    let avail = u.check_for_updates().await.expect("check").expect("update");
+    let r = u.download_update().await;
+    assert!(
+        matches!(
+            r,
+            Err(railgun_core::update::UpdaterError::Verification { .. })
+        ),
+        "{r:?}"
+    );
+    let seen = verifier.0.lock().expect("lock").expect("verifier called");
+    assert_eq!(hex::encode(seen), avail.artifact.sha256);
+    assert!(matches!(
+        u.install_update(InstallMode::Now).await,
+        Err(railgun_core::update::UpdaterError::InvalidState { .. })
+    ));
+    assert_eq!(f.root().current_version(), Some(Version::new(0, 1, 0)));
+    assert!(!f.t.path().join("data/staging/0.2.0").exists());
+    let mut last_error = None;
+    while let Ok(e) = events.try_recv() {
+        if let UpdaterEvent::Error { code, .. } = e {
+            last_error = Some(code);
+        }
+    }
+    assert_eq!(last_error.as_deref(), Some("ERR_UPDATER_VERIFICATION"));
+    server.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_on_quit_waits_for_the_quit() {
+    let f = fixture();
+    let server = spawn(
+        "127.0.0.1:0".parse().expect("addr"),
+        router(&ServerConfig {
+            root: f.tree.clone(),
+        }),
+    )
+    .await
+    .expect("serve");
+    let u = f.updater(&server.url(), "data");
+    u.check_for_updates().await.expect("check").expect("update");
+    u.download_update().await.expect("download");
+    assert!(u
+        .install_update(InstallMode::OnQuit)
+        .await
+        .expect("defer")
+        .is_none());
+    assert_eq!(f.root().current_version(), Some(Version::new(0, 1, 0)));
+    let done = u.on_app_quit().await.expect("quit").expect("installed");
+    assert_eq!(done.version, Version::new(0, 2, 0));
+    assert_eq!(f.root().current_version(), Some(Version::new(0, 2, 0)));
+    server.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured() {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/demo/stable/channel.json",
+        get(|| async {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "120")],
+                "busy",
+            )
+        }),
+    );
+    let server = spawn("127.0.0.1:0".parse().expect("addr"), app)
+        .await
+        .expect("serve");
+    let f = fixture();
+    let u = f.updater(&server.url(), "data");
+    let r = u.check_for_updates().await;
+    assert!(
+        matches!(
+            r,
+            Err(railgun_core::update::UpdaterError::Check(
+                railgun_core::update::CheckError::HttpStatus {
+                    status: 503,
+                    retry_after: Some(120),
+                    ..
+                }
+            ))
+        ),
+        "{r:?}"
+    );
+    assert_eq!(u.retry_after(), Some(std::time::Duration::from_secs(120)));
+    server.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_updaters_on_one_data_dir_the_second_reports_busy() {
+    use axum::routing::get;
+    let f = fixture();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let artifact = f
+        .tree
+        .join("demo/releases/0.2.0/app-0.2.0-linux-x64.tar.gz");
+    let (g, e) = (gate.clone(), entered.clone());
+    let gated = axum::Router::new()
+        .route(
+            "/demo/releases/0.2.0/app-0.2.0-linux-x64.tar.gz",
+            get(move || {
+                let (g, e, artifact) = (g.clone(), e.clone(), artifact.clone());
+                async move {
+                    e.notify_one();
+                    g.notified().await;
+                    fs::read(artifact).expect("read")
+                }
+            }),
+        )
+        .fallback_service(router(&ServerConfig {
+            root: f.tree.clone(),
+        }));
+    let server = spawn("127.0.0.1:0".parse().expect("addr"), gated)
+        .await
+        .expect("serve");
+    let first = f.updater(&server.url(), "data");
+    let second = f.updater(&server.url(), "data");
+    first
+        .check_for_updates()
+        .await
+        .expect("check")
+        .expect("update");
+    second
+        .check_for_updates()
+        .await
+        .expect("check")
+        .expect("update");
+    let f1 = first.clone();
+    let task = tokio::spawn(async move { f1.download_update().await });
+    entered.notified().await;
+    let r = second.download_update().await;
+    assert!(
+        matches!(
+            r,
+            Err(railgun_core::update::UpdaterError::Download(
+                railgun_core::update::DownloadError::Busy { .. }
+            ))
+        ),
+        "{r:?}"
+    );
+    gate.notify_one();
+    task.await.expect("join").expect("first download");
+    server.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_check_finds_and_downloads_then_stops() {
+    let f = fixture();
+    let server = spawn(
+        "127.0.0.1:0".parse().expect("addr"),
+        router(&ServerConfig {
+            root: f.tree.clone(),
+        }),
+    )
+    .await
+    .expect("serve");
+    let u = f.updater(&server.url(), "data");
+    let mut events = u.subscribe();
+    u.start_auto_check(std::time::Duration::from_millis(20));
+    loop {
+        match events.recv().await.expect("event") {
+            UpdaterEvent::UpdateDownloaded(info) => {
+                assert_eq!(info.version, "0.2.0");
+                break;
+            }
+            UpdaterEvent::Error { message, .. } => panic!("{message}"),
+            _ => {}
+        }
+    }
+    u.stop().await;
+    assert_eq!(
+        u.state(),
+        railgun_core::update::UpdaterState::UpdateDownloaded
+    );
+    server.stop().await.expect("stop");
+}

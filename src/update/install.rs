@@ -583,12 +583,14 @@ pub fn extract_tar_gz(archive: &Path, dest: &Path) -> Result<(), InstallError> {
                 seen.files.insert(rel);
             }
             tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
-            other => return Err(unsafe_entry(
-                &raw,
-                &format!(
+            other => {
+                return Err(unsafe_entry(
+                    &raw,
+                    &format!(
                     "has a refused type ({other:?}: devices, fifos and others are never extracted)"
                 ),
-            )),
+                ))
+            }
         }
     }
     Ok(())
