@@ -129,6 +129,17 @@ async fn handler(State(s): State<S>, Path(mode): Path<String>, h: HeaderMap) -> 
             &[("content-length", SIZE.to_string())],
             cut_body(&s, half, true),
         ),
+        "slow" => {
+            // 20 pieces, 25 ms apart: about 500 ms in all.
+            s.served.fetch_add(SIZE as u64, Ordering::SeqCst);
+            let pieces: Vec<Vec<u8>> = full.chunks(SIZE / 20).map(<[u8]>::to_vec).collect();
+            let stream = futures_util::stream::unfold(pieces.into_iter(), |mut it| async move {
+                let c = it.next()?;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                Some((Ok::<_, std::io::Error>(c), it))
+            });
+            resp(StatusCode::OK, &[], Body::from_stream(stream))
+        }
         "404" => resp(StatusCode::NOT_FOUND, &[], Body::empty()),
         "500" => resp(StatusCode::INTERNAL_SERVER_ERROR, &[], Body::empty()),
         "gated" => {
@@ -472,4 +483,36 @@ async fn lock_is_released_on_drop() {
             .await
             .is_ok()
     );
+}
+
+#[tokio::test]
+async fn progress_is_reported_at_most_every_100_ms_and_once_at_the_end() {
+    let (addr, s) = server().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = downloader(dir.path(), 1);
+    let mut events: Vec<(std::time::Instant, Progress)> = Vec::new();
+    let started = std::time::Instant::now();
+    d.download(&url(addr, "slow"), &artifact(&s), &v(), &mut |p| {
+        events.push((std::time::Instant::now(), p))
+    })
+    .await
+    .expect("download");
+    let total = started.elapsed();
+    let (last_t, last) = events.last().copied().expect("final");
+    assert_eq!(last.percent, 100.0);
+    let intermediate: Vec<_> = events[..events.len() - 1].to_vec();
+    assert!(!intermediate.is_empty(), "some progress before the end");
+    for w in intermediate.windows(2) {
+        assert!(
+            w[1].0 - w[0].0 >= Duration::from_millis(90),
+            "events too close"
+        );
+        assert!(w[1].1.transferred >= w[0].1.transferred);
+    }
+    assert!(
+        events.len() as u128 <= total.as_millis() / 100 + 2,
+        "{} events in {total:?}",
+        events.len()
+    );
+    assert!(last_t <= std::time::Instant::now());
 }

@@ -24,9 +24,8 @@
 //! It refuses to check signatures: only files already verified by `download` reach it.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use semver::Version;
@@ -211,7 +210,7 @@ impl InstallRoot {
         let tmp = self.root.join(format!("{CURRENT}.tmp"));
         let _ = fs::remove_file(&tmp);
         let rel = Path::new(VERSIONS).join(version.to_string());
-        std::os::unix::fs::symlink(&rel, &tmp).map_err(io_err(&tmp))?;
+        os::symlink(&rel, &tmp).map_err(io_err(&tmp))?;
         let cur = self.root.join(CURRENT);
         fs::rename(&tmp, &cur).map_err(io_err(&cur))?;
         sync_dir(&self.root);
@@ -284,8 +283,6 @@ impl Installer for ArchiveInstaller {
     }
 
     fn install(&self, staged: &Path, version: &Version) -> Result<Installed, InstallError> {
-        let versions = self.root.path().join(VERSIONS);
-        fs::create_dir_all(&versions).map_err(io_err(&versions))?;
         let final_dir = self.root.version_dir(version);
         if self.root.current_version().as_ref() == Some(version) {
             return Ok(Installed {
@@ -294,26 +291,22 @@ impl Installer for ArchiveInstaller {
                 previous: self.root.previous_version(),
             });
         }
+        let versions = self.root.path().join(VERSIONS);
+        let root_existed = self.root.path().exists();
+        let versions_existed = versions.exists();
         let tmp = versions.join(format!(".tmp-{version}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir(&tmp).map_err(io_err(&tmp))?;
-        let extracted = match self.format {
-            Format::Zip => extract_zip(staged, &tmp),
-            _ => extract_tar_gz(staged, &tmp),
-        };
-        if let Err(e) = extracted {
+        let staged_ok = self.stage(staged, &versions, &tmp, &final_dir);
+        if let Err(e) = staged_ok {
+            // Leave the root as it was: no temporary folder, no folders we created.
             let _ = fs::remove_dir_all(&tmp);
+            if !versions_existed {
+                let _ = fs::remove_dir(&versions);
+            }
+            if !root_existed {
+                let _ = fs::remove_dir(self.root.path());
+            }
             return Err(e);
         }
-        sync_dir(&tmp);
-        if final_dir.exists() {
-            fs::remove_dir_all(&final_dir).map_err(io_err(&final_dir))?;
-        }
-        if let Err(e) = fs::rename(&tmp, &final_dir) {
-            let _ = fs::remove_dir_all(&tmp);
-            return Err(io_err(&final_dir)(e));
-        }
-        sync_dir(&versions);
         let previous = self.root.switch_to(version)?;
         self.root.prune()?;
         Ok(Installed {
@@ -321,6 +314,32 @@ impl Installer for ArchiveInstaller {
             path: final_dir,
             previous,
         })
+    }
+}
+
+impl ArchiveInstaller {
+    /// Extracts into `tmp`, fsyncs, and renames it to `final_dir`.
+    fn stage(
+        &self,
+        staged: &Path,
+        versions: &Path,
+        tmp: &Path,
+        final_dir: &Path,
+    ) -> Result<(), InstallError> {
+        fs::create_dir_all(versions).map_err(io_err(versions))?;
+        let _ = fs::remove_dir_all(tmp);
+        fs::create_dir(tmp).map_err(io_err(tmp))?;
+        match self.format {
+            Format::Zip => extract_zip(staged, tmp)?,
+            _ => extract_tar_gz(staged, tmp)?,
+        }
+        sync_dir(tmp);
+        if final_dir.exists() {
+            fs::remove_dir_all(final_dir).map_err(io_err(final_dir))?;
+        }
+        fs::rename(tmp, final_dir).map_err(io_err(final_dir))?;
+        sync_dir(versions);
+        Ok(())
     }
 }
 
@@ -345,12 +364,12 @@ impl Installer for AppImageInstaller {
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| "app.AppImage".into());
         let mode = fs::metadata(&self.target)
-            .map(|m| m.permissions().mode() & 0o7777)
+            .map(|m| os::mode_of(&m))
             .unwrap_or(0o755);
         let tmp = dir.join(format!(".{name}.tmp"));
         let _ = fs::remove_file(&tmp);
         fs::copy(staged, &tmp).map_err(io_err(&tmp))?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(io_err(&tmp))?;
+        os::set_mode(&tmp, mode).map_err(io_err(&tmp))?;
         File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(io_err(&tmp))?;
@@ -398,6 +417,69 @@ impl Installer for UnsupportedInstaller {
             format: self.format,
             platform: std::env::consts::OS.to_string(),
         })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Platform file operations (modes and symlinks are Unix; elsewhere links are refused).
+
+mod os {
+    use std::fs::{self, File};
+    use std::io;
+    use std::path::Path;
+
+    #[cfg(unix)]
+    pub fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+        std::os::unix::fs::symlink(target, link)
+    }
+    #[cfg(not(unix))]
+    pub fn symlink(_target: &Path, _link: &Path) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "symbolic links are only installed on Unix",
+        ))
+    }
+
+    #[cfg(unix)]
+    pub fn mode_of(m: &fs::Metadata) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o7777
+    }
+    #[cfg(not(unix))]
+    pub fn mode_of(_m: &fs::Metadata) -> u32 {
+        0o755
+    }
+
+    #[cfg(unix)]
+    pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    pub fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    pub fn set_file_mode(f: &File, mode: u32) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    pub fn set_file_mode(_f: &File, _mode: u32) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// A new file (never an existing one, never through a link), private until complete.
+    pub fn create_new_private(path: &Path) -> io::Result<File> {
+        let mut o = fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        o.open(path)
     }
 }
 
@@ -457,28 +539,24 @@ impl Extracted {
         Ok(())
     }
 
-    /// Checks a symlink's target stays inside the root (lexically, from its folder).
-    fn check_link_target(raw: &str, rel: &Path, target: &Path) -> Result<(), InstallError> {
+    /// Checks a symlink's target stays inside the root (lexically, from its folder) and does
+    /// not pass through a symlink extracted earlier (whose `..` would resolve elsewhere).
+    fn check_link_target(&self, raw: &str, rel: &Path, target: &Path) -> Result<(), InstallError> {
         if target.is_absolute() {
             return Err(unsafe_entry(raw, "is a link to an absolute path"));
         }
-        let mut depth: Vec<&std::ffi::OsStr> = rel
-            .parent()
-            .map(|p| {
-                p.components()
-                    .filter_map(|c| match c {
-                        Component::Normal(s) => Some(s),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut at: PathBuf = rel.parent().map(Path::to_path_buf).unwrap_or_default();
         for c in target.components() {
             match c {
-                Component::Normal(s) => depth.push(s),
+                Component::Normal(s) => {
+                    at.push(s);
+                    if self.symlinks.contains(&at) {
+                        return Err(unsafe_entry(raw, "is a link through another link"));
+                    }
+                }
                 Component::CurDir => {}
                 Component::ParentDir => {
-                    if depth.pop().is_none() {
+                    if !at.pop() {
                         return Err(unsafe_entry(raw, "is a link pointing outside the archive"));
                     }
                 }
@@ -505,16 +583,10 @@ fn write_file(
 ) -> Result<(), InstallError> {
     let dest = create_parent(root, rel)?;
     // create_new: never follows or overwrites an existing entry (duplicate entries refused).
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&dest)
-        .map_err(io_err(&dest))?;
+    let mut f = os::create_new_private(&dest).map_err(io_err(&dest))?;
     std::io::copy(reader, &mut f).map_err(io_err(&dest))?;
     f.flush().map_err(io_err(&dest))?;
-    f.set_permissions(fs::Permissions::from_mode(mode & 0o777))
-        .map_err(io_err(&dest))?;
+    os::set_file_mode(&f, mode & 0o777).map_err(io_err(&dest))?;
     f.sync_all().map_err(io_err(&dest))?;
     Ok(())
 }
@@ -550,8 +622,7 @@ pub fn extract_tar_gz(archive: &Path, dest: &Path) -> Result<(), InstallError> {
             tar::EntryType::Directory => {
                 let d = dest.join(&rel);
                 fs::create_dir_all(&d).map_err(io_err(&d))?;
-                fs::set_permissions(&d, fs::Permissions::from_mode((mode & 0o777) | 0o700))
-                    .map_err(io_err(&d))?;
+                os::set_mode(&d, (mode & 0o777) | 0o700).map_err(io_err(&d))?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -559,9 +630,9 @@ pub fn extract_tar_gz(archive: &Path, dest: &Path) -> Result<(), InstallError> {
                     .map_err(corrupt)?
                     .ok_or_else(|| unsafe_entry(&raw, "is a link without a target"))?
                     .into_owned();
-                Extracted::check_link_target(&raw, &rel, &target)?;
+                seen.check_link_target(&raw, &rel, &target)?;
                 let d = create_parent(dest, &rel)?;
-                std::os::unix::fs::symlink(&target, &d).map_err(io_err(&d))?;
+                os::symlink(&target, &d).map_err(io_err(&d))?;
                 seen.symlinks.insert(rel);
             }
             tar::EntryType::Link => {
@@ -630,9 +701,9 @@ pub fn extract_zip(archive: &Path, dest: &Path) -> Result<(), InstallError> {
                         message: e.to_string(),
                     })?;
                 let target = PathBuf::from(target);
-                Extracted::check_link_target(&raw, &rel, &target)?;
+                seen.check_link_target(&raw, &rel, &target)?;
                 let d = create_parent(dest, &rel)?;
-                std::os::unix::fs::symlink(&target, &d).map_err(io_err(&d))?;
+                os::symlink(&target, &d).map_err(io_err(&d))?;
                 seen.symlinks.insert(rel);
             }
             Some(k) if k != S_IFREG && k != S_IFDIR => {
@@ -700,7 +771,9 @@ mod tests {
     #[test]
     fn link_targets_must_stay_inside() {
         let ok = |rel: &str, t: &str| {
-            Extracted::check_link_target(rel, Path::new(rel), Path::new(t)).is_ok()
+            Extracted::default()
+                .check_link_target(rel, Path::new(rel), Path::new(t))
+                .is_ok()
         };
         assert!(ok("a/b/link", "../c"));
         assert!(ok("a/link", "b/c"));
