@@ -31,6 +31,20 @@ fn vm_hwm_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// User + system CPU seconds of this process so far (from /proc/self/stat, 100 Hz ticks).
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ut: f64 = f.get(11)?.parse().ok()?;
+            let st: f64 = f.get(12)?.parse().ok()?;
+            Some((ut + st) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 async fn serve_file(State(path): State<PathBuf>) -> Response {
     let file = std::fs::File::open(&path).expect("open");
     let len = file.metadata().expect("meta").len();
@@ -120,11 +134,14 @@ fn main() {
 
         let mut plain = Vec::new();
         let mut verified = Vec::new();
+        let (mut plain_cpu, mut verified_cpu) = (0.0, 0.0);
         for i in 0..runs {
             let out = dir.path().join("plain.bin");
             let t = Instant::now();
+            let c = cpu_seconds();
             assert_eq!(plain_download(&http, &url, &out).await, size);
             plain.push(t.elapsed());
+            plain_cpu += cpu_seconds() - c;
             let _ = std::fs::remove_file(&out);
 
             let data = dir.path().join(format!("data-{i}"));
@@ -141,11 +158,13 @@ fn main() {
                 sigstore_bundle: None,
             };
             let t = Instant::now();
+            let c = cpu_seconds();
             let r = d
                 .download(&url.parse().expect("url"), &artifact, &Version::new(1, 0, 0), &mut |_| {})
                 .await
                 .expect("download");
             verified.push(t.elapsed());
+            verified_cpu += cpu_seconds() - c;
             assert_eq!(r.size, size);
             let _ = std::fs::remove_dir_all(&data);
         }
@@ -157,6 +176,12 @@ fn main() {
         println!("plain download to disk : {:>8.3} s  {:.2} GB/s", p.as_secs_f64(), gbps(p));
         println!("download + SHA-256     : {:>8.3} s  {:.2} GB/s", v.as_secs_f64(), gbps(v));
         println!("overhead               : {:>+7.1} %  (target within 15 %)", (v.as_secs_f64() / p.as_secs_f64() - 1.0) * 100.0);
+        println!(
+            "CPU (client + server)  : {:.2} s plain, {:.2} s with SHA-256 (per run, on {} cores)",
+            plain_cpu / runs as f64,
+            verified_cpu / runs as f64,
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        );
         println!("peak RSS (VmHWM)       : {:.1} MiB before downloads, {:.1} MiB after (target < 64 MiB)", hwm_before as f64 / 1024.0, hwm_after as f64 / 1024.0);
     });
 

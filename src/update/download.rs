@@ -669,10 +669,20 @@ impl Downloader {
         .map_err(|e| (io_err(part)(e), 0))?;
 
         let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(QUEUE_CHUNKS);
+        let (htx, mut hrx) = tokio::sync::mpsc::channel::<bytes::Bytes>(QUEUE_CHUNKS);
         let part_owned = part.to_path_buf();
-        // Hashing and writing run on a blocking thread, overlapping the network receive.
-        let writer = tokio::task::spawn_blocking(move || -> Result<[u8; 32], DownloadError> {
+        // Writing and hashing run on two blocking threads, overlapping the network receive;
+        // chunks are shared (reference-counted), not copied.
+        let writer = tokio::task::spawn_blocking(move || -> Result<(), DownloadError> {
             let mut file = file;
+            while let Some(chunk) = rx.blocking_recv() {
+                file.write_all(&chunk).map_err(io_err(&part_owned))?;
+            }
+            file.sync_all().map_err(io_err(&part_owned))?;
+            Ok(())
+        });
+        let part_owned = part.to_path_buf();
+        let hashing = tokio::task::spawn_blocking(move || -> Result<[u8; 32], DownloadError> {
             let mut hasher = Sha256::new();
             if start > 0 {
                 // Resume: the digest covers the bytes already on disk first.
@@ -689,11 +699,9 @@ impl Downloader {
                     left -= k as u64;
                 }
             }
-            while let Some(chunk) = rx.blocking_recv() {
+            while let Some(chunk) = hrx.blocking_recv() {
                 hasher.update(&chunk);
-                file.write_all(&chunk).map_err(io_err(&part_owned))?;
             }
-            file.sync_all().map_err(io_err(&part_owned))?;
             Ok(hasher.finalize().into())
         });
 
@@ -711,7 +719,7 @@ impl Downloader {
                 break Err(DownloadError::TooMuchData { limit });
             }
             received += chunk.len() as u64;
-            if tx.send(chunk).await.is_err() {
+            if htx.send(chunk.clone()).await.is_err() || tx.send(chunk).await.is_err() {
                 break Ok(()); // the writer failed; its error is reported below
             }
             let now = Instant::now();
@@ -726,7 +734,8 @@ impl Downloader {
             }
         };
         drop(tx);
-        let written = writer.await.map_err(|e| {
+        drop(htx);
+        let joined = |e: tokio::task::JoinError| {
             (
                 DownloadError::Io {
                     path: part.to_path_buf(),
@@ -734,8 +743,11 @@ impl Downloader {
                 },
                 received,
             )
-        })?;
-        let digest = written.map_err(|e| (e, received))?;
+        };
+        let written = writer.await.map_err(joined)?;
+        let hashed = hashing.await.map_err(joined)?;
+        written.map_err(|e| (e, received))?;
+        let digest = hashed.map_err(|e| (e, received))?;
         outcome.map_err(|e| (e, received))?;
         if start + received < limit {
             return Err((
