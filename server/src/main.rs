@@ -25,6 +25,10 @@ enum Command {
     Check(cli::check::Args),
     /// Run the server.
     Serve(cli::serve::Args),
+    /// Check, download, verify and apply an update into an install root.
+    Update(cli::update::Args),
+    /// Switch an install root back to its previous version.
+    Rollback(cli::update::RollbackArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +39,8 @@ fn main() -> ExitCode {
         Command::Release(c) => cli::release::run(c),
         Command::Check(a) => cli::block_on(cli::check::run(a)),
         Command::Serve(a) => cli::block_on(cli::serve::run(a)),
+        Command::Update(a) => cli::block_on(cli::update::run(a)),
+        Command::Rollback(a) => cli::update::run_rollback(a),
     };
     match result {
         Ok(code) => code,

@@ -1,1 +1,923 @@
-//! Update download (to be built).
+//! Artifact download: streaming, bounded, hashed while streaming, resumable, into staging.
+//!
+//! Owns the path from an artifact URL to a verified file in
+//! `<data_dir>/staging/<version>/<file>`:
+//!
+//! * never more than the manifest's `size` bytes are accepted (endless-data attack): the
+//!   download stops the moment one byte too many arrives ([`DownloadError::TooMuchData`]);
+//! * SHA-256 is computed while streaming, on a blocking thread beside the network task
+//!   (hashing overlaps the transfer; memory stays bounded by a small chunk queue);
+//! * a wrong size or hash deletes the partial file and names expected and actual values;
+//! * an interrupted download resumes with `Range: bytes=N-` and `If-Range`; a server that
+//!   ignores `Range` (200) means starting over from byte 0 (truncate, never append), and a
+//!   `206` whose `Content-Range` does not start at `N` is refused and restarted;
+//! * one exclusive lock file per data dir, so two app instances never download at once
+//!   (the second gets [`DownloadError::Busy`] or waits, per [`LockMode`]);
+//! * connect and stall timeouts (no bytes for `stall_timeout`), retries with exponential,
+//!   seedable backoff; free disk space is checked before starting;
+//! * progress at most every 100 ms, and a final one.
+//!
+//! It refuses to decide *whether* an artifact is trusted beyond its pinned SHA-256: the
+//! manifest that pins it was verified by `check`, and the Sigstore hook lives in `updater`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use semver::Version;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use super::manifest::Artifact;
+
+/// The lock file's name inside the staging folder.
+pub const LOCK_FILE: &str = "download.lock";
+/// Extension of a partial download.
+pub const PART_SUFFIX: &str = ".part";
+/// Least time between two progress events.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+/// Chunks queued between the network task and the hashing/writing thread (bounds memory).
+const QUEUE_CHUNKS: usize = 16;
+
+/// Why a download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// Another process (or updater) holds the staging lock.
+    #[error("another download is running (lock {path} is held); try again later")]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// The server answered with an error status.
+    #[error("download server answered {status} for {url}{}", retry_after.map(|s| format!(" (retry after {s} s)")).unwrap_or_default())]
+    HttpStatus {
+        /// The URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// Seconds from `Retry-After`, if given.
+        retry_after: Option<u64>,
+    },
+    /// The connection failed or broke.
+    #[error("download of {url} failed: {message}")]
+    Network {
+        /// The URL.
+        url: String,
+        /// What happened.
+        message: String,
+    },
+    /// No bytes arrived for too long.
+    #[error("download of {url} stalled: no data for {seconds} s")]
+    Stalled {
+        /// The URL.
+        url: String,
+        /// The stall timeout.
+        seconds: u64,
+    },
+    /// More bytes than the manifest's size arrived (endless-data attack).
+    #[error("server sent more than the {limit} bytes the manifest allows: refused (endless-data protection)")]
+    TooMuchData {
+        /// The manifest's size.
+        limit: u64,
+    },
+    /// The body ended before the manifest's size.
+    #[error("download ended at {actual} bytes, the manifest says {expected}")]
+    SizeMismatch {
+        /// The manifest's size.
+        expected: u64,
+        /// Bytes received.
+        actual: u64,
+    },
+    /// The file's SHA-256 is not the one the manifest pins.
+    #[error("SHA-256 of {path} is {actual}, the manifest pins {expected}: file deleted")]
+    ChecksumMismatch {
+        /// Digest from the manifest.
+        expected: String,
+        /// Digest of the bytes received.
+        actual: String,
+        /// The (deleted) file.
+        path: PathBuf,
+    },
+    /// A `206` that does not continue where the partial file ends.
+    #[error(
+        "server answered a range request for byte {expected_start} with {content_range:?}: refused"
+    )]
+    BadRange {
+        /// Where the partial file ends.
+        expected_start: u64,
+        /// The `Content-Range` received.
+        content_range: String,
+    },
+    /// Not enough free disk space.
+    #[error("not enough free space in {path}: {needed} bytes needed, {available} available")]
+    InsufficientSpace {
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes available.
+        available: u64,
+        /// The staging folder.
+        path: PathBuf,
+    },
+    /// The manifest's digest is not 64 hex characters.
+    #[error("artifact digest {0:?} is not a SHA-256 in hex")]
+    BadDigest(String),
+    /// A file system operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DownloadError {
+    /// Whether another attempt (resuming) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DownloadError::Network { .. }
+            | DownloadError::Stalled { .. }
+            | DownloadError::BadRange { .. } => true,
+            DownloadError::HttpStatus { status, .. } => {
+                *status >= 500 || *status == 408 || *status == 429
+            }
+            _ => false,
+        }
+    }
+
+    /// A stable code for bindings.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DownloadError::Busy { .. } => "ERR_UPDATER_BUSY",
+            DownloadError::HttpStatus { .. } => "ERR_UPDATER_HTTP_STATUS",
+            DownloadError::Network { .. } => "ERR_UPDATER_NETWORK",
+            DownloadError::Stalled { .. } => "ERR_UPDATER_STALLED",
+            DownloadError::TooMuchData { .. } => "ERR_UPDATER_TOO_MUCH_DATA",
+            DownloadError::SizeMismatch { .. } => "ERR_UPDATER_SIZE_MISMATCH",
+            DownloadError::ChecksumMismatch { .. } => "ERR_UPDATER_CHECKSUM_MISMATCH",
+            DownloadError::BadRange { .. } => "ERR_UPDATER_BAD_RANGE",
+            DownloadError::InsufficientSpace { .. } => "ERR_UPDATER_DISK_FULL",
+            DownloadError::BadDigest(_) => "ERR_UPDATER_BAD_DIGEST",
+            DownloadError::Io { .. } => "ERR_UPDATER_IO",
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DownloadError + '_ {
+    move |source| DownloadError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What to do when another download holds the staging lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LockMode {
+    /// Fail at once with [`DownloadError::Busy`].
+    #[default]
+    Fail,
+    /// Wait until the other download finishes.
+    Wait,
+}
+
+/// Exponential backoff between attempts, with seedable jitter.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all (1 = no retry).
+    pub max_attempts: u32,
+    /// Delay before the second attempt.
+    pub initial_delay: Duration,
+    /// Largest delay.
+    pub max_delay: Duration,
+    /// Seed of the jitter (each delay is scaled by a factor in 0.5–1.0).
+    pub seed: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            initial_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            seed: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0x5eed),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay after failed attempt `attempt` (0-based): `initial × 2^attempt`, capped,
+    /// scaled by a deterministic jitter factor in [0.5, 1.0].
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = self
+            .initial_delay
+            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
+            .min(self.max_delay);
+        let r = splitmix64(self.seed ^ u64::from(attempt)) as f64 / u64::MAX as f64;
+        base.mul_f64(0.5 + r * 0.5)
+    }
+}
+
+/// A small, well-known PRNG step (jitter only; not for secrets).
+pub(crate) fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// How downloads are done.
+#[derive(Debug, Clone)]
+pub struct DownloadConfig {
+    /// The staging folder (`<data_dir>/staging`).
+    pub staging_dir: PathBuf,
+    /// TCP/TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Longest time without a single byte before the attempt is abandoned.
+    pub stall_timeout: Duration,
+    /// Retries.
+    pub retry: RetryPolicy,
+    /// What to do when another download runs.
+    pub lock_mode: LockMode,
+    /// Extra free space required beyond the artifact (bytes).
+    pub space_margin: u64,
+    /// User-Agent.
+    pub user_agent: String,
+}
+
+impl DownloadConfig {
+    /// Defaults for a data dir: staging under `<data_dir>/staging`.
+    pub fn new(data_dir: impl AsRef<Path>) -> Self {
+        Self {
+            staging_dir: data_dir.as_ref().join("staging"),
+            connect_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            lock_mode: LockMode::Fail,
+            space_margin: 16 * 1024 * 1024,
+            user_agent: format!("railgun/{} (update-download)", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// A progress report (`download-progress` in the updater's events).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// 0–100.
+    pub percent: f64,
+    /// Bytes of the file present so far (resumed bytes included).
+    pub transferred: u64,
+    /// The file's size.
+    pub total: u64,
+    /// Transfer rate of this session.
+    pub bytes_per_second: u64,
+}
+
+/// A verified file in staging.
+#[derive(Debug, Clone)]
+pub struct Downloaded {
+    /// The file.
+    pub path: PathBuf,
+    /// Its size.
+    pub size: u64,
+    /// Its SHA-256 (the raw digest, for Sigstore and other verifiers).
+    pub sha256: [u8; 32],
+    /// Bytes fetched over the network in this call (less than `size` after a resume).
+    pub bytes_fetched: u64,
+    /// Byte the last successful attempt started at (0 unless resumed).
+    pub resumed_from: u64,
+    /// Attempts used.
+    pub attempts: u32,
+}
+
+/// Sidecar of a partial download: what it is and the validator for `If-Range`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct PartMeta {
+    url: String,
+    sha256: String,
+    size: u64,
+    validator: Option<String>,
+}
+
+/// The exclusive staging lock; released on drop.
+#[derive(Debug)]
+pub struct StagingLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl StagingLock {
+    /// Takes the lock in `staging_dir`, failing with `Busy` or waiting per `mode`.
+    pub async fn acquire(staging_dir: &Path, mode: LockMode) -> Result<Self, DownloadError> {
+        fs::create_dir_all(staging_dir).map_err(io_err(staging_dir))?;
+        let path = staging_dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file, path }),
+            Err(fs::TryLockError::WouldBlock) => match mode {
+                LockMode::Fail => Err(DownloadError::Busy { path }),
+                LockMode::Wait => {
+                    let p = path.clone();
+                    let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+                        .await
+                        .map_err(|e| DownloadError::Io {
+                            path: p.clone(),
+                            source: std::io::Error::other(e),
+                        })?
+                        .map_err(io_err(&p))?;
+                    Ok(Self { _file: file, path })
+                }
+            },
+            Err(fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Downloads artifacts into staging.
+#[derive(Debug, Clone)]
+pub struct Downloader {
+    config: DownloadConfig,
+    http: reqwest::Client,
+}
+
+/// The outcome of one attempt that did not fail.
+enum Attempt {
+    Done {
+        fetched: u64,
+        started_at: u64,
+        digest: [u8; 32],
+    },
+}
+
+impl Downloader {
+    /// A downloader with its own HTTP client (connect timeout, no total timeout).
+    pub fn new(config: DownloadConfig) -> Result<Self, DownloadError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .user_agent(config.user_agent.clone())
+            .build()
+            .map_err(|e| DownloadError::Network {
+                url: String::new(),
+                message: e.to_string(),
+            })?;
+        Ok(Self { config, http })
+    }
+
+    /// Uses this HTTP client instead (its timeouts apply; the stall timeout still does).
+    pub fn with_http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = http;
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DownloadConfig {
+        &self.config
+    }
+
+    /// `staging/<version>/`.
+    pub fn version_dir(&self, version: &Version) -> PathBuf {
+        self.config.staging_dir.join(version.to_string())
+    }
+
+    /// Removes the staging folder of `version` (after install, or to discard).
+    pub fn discard(&self, version: &Version) -> Result<(), DownloadError> {
+        let dir = self.version_dir(version);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&dir)(e)),
+        }
+    }
+
+    /// Downloads `artifact` from `url` into `staging/<version>/`, verified.
+    ///
+    /// `progress` is called at most every 100 ms, and once at the end.
+    pub async fn download(
+        &self,
+        url: &Url,
+        artifact: &Artifact,
+        version: &Version,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Downloaded, DownloadError> {
+        let expected = parse_digest(&artifact.sha256)?;
+        let _lock = StagingLock::acquire(&self.config.staging_dir, self.config.lock_mode).await?;
+        let dir = self.version_dir(version);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let name = file_name_for(url, artifact);
+        let final_path = dir.join(&name);
+        let part = dir.join(format!("{name}{PART_SUFFIX}"));
+        let meta_path = dir.join(format!("{name}{PART_SUFFIX}.json"));
+
+        // A complete file from an earlier run: verify it and skip the network.
+        if final_path.is_file() {
+            let (size, digest) = hash_file(&final_path)?;
+            if size == artifact.size && digest == expected {
+                progress(final_progress(size, 0, Duration::ZERO));
+                return Ok(Downloaded {
+                    path: final_path,
+                    size,
+                    sha256: digest,
+                    bytes_fetched: 0,
+                    resumed_from: size,
+                    attempts: 0,
+                });
+            }
+            fs::remove_file(&final_path).map_err(io_err(&final_path))?;
+        }
+
+        let mut meta = read_meta(&meta_path);
+        let fresh = PartMeta {
+            url: url.to_string(),
+            sha256: artifact.sha256.clone(),
+            size: artifact.size,
+            validator: None,
+        };
+        let existing = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        if meta.as_ref().is_none_or(|m| {
+            m.sha256 != fresh.sha256 || m.size != fresh.size || existing > artifact.size
+        }) {
+            remove_quiet(&part);
+            meta = None;
+        }
+        let already = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        self.check_space(artifact.size.saturating_sub(already))?;
+
+        let mut meta = meta.unwrap_or(fresh);
+        let mut attempt = 0u32;
+        let mut restarted_after_mismatch = false;
+        let mut fetched_total = 0u64;
+        loop {
+            attempt += 1;
+            let result = self
+                .attempt(url, artifact, &part, &mut meta, &meta_path, progress)
+                .await;
+            match result {
+                Ok(Attempt::Done {
+                    fetched,
+                    started_at,
+                    digest,
+                }) => {
+                    fetched_total += fetched;
+                    // Size on disk, then the digest computed while streaming.
+                    let size = fs::metadata(&part).map_err(io_err(&part))?.len();
+                    if size != artifact.size {
+                        remove_quiet(&part);
+                        remove_quiet(&meta_path);
+                        return Err(DownloadError::SizeMismatch {
+                            expected: artifact.size,
+                            actual: size,
+                        });
+                    }
+                    if digest != expected {
+                        remove_quiet(&part);
+                        remove_quiet(&meta_path);
+                        if started_at > 0 && !restarted_after_mismatch {
+                            // The resumed prefix may be what is wrong: one restart from 0.
+                            restarted_after_mismatch = true;
+                            meta.validator = None;
+                            continue;
+                        }
+                        return Err(DownloadError::ChecksumMismatch {
+                            expected: artifact.sha256.clone(),
+                            actual: hex::encode(digest),
+                            path: part,
+                        });
+                    }
+                    fs::rename(&part, &final_path).map_err(io_err(&final_path))?;
+                    remove_quiet(&meta_path);
+                    sync_dir(&dir);
+                    return Ok(Downloaded {
+                        path: final_path,
+                        size,
+                        sha256: digest,
+                        bytes_fetched: fetched_total,
+                        resumed_from: started_at,
+                        attempts: attempt,
+                    });
+                }
+                Err((e, fetched)) => {
+                    fetched_total += fetched;
+                    match &e {
+                        DownloadError::TooMuchData { .. } | DownloadError::SizeMismatch { .. } => {
+                            remove_quiet(&part);
+                            remove_quiet(&meta_path);
+                        }
+                        DownloadError::BadRange { .. } => {
+                            remove_quiet(&part);
+                            meta.validator = None;
+                        }
+                        _ => {}
+                    }
+                    if !e.is_retryable() || attempt >= self.config.retry.max_attempts {
+                        return Err(e);
+                    }
+                    let mut delay = self.config.retry.delay(attempt - 1);
+                    if let DownloadError::HttpStatus {
+                        retry_after: Some(s),
+                        ..
+                    } = &e
+                    {
+                        delay = delay.max(Duration::from_secs(*s).min(self.config.retry.max_delay));
+                    }
+                    tracing::debug!(error = %e, ?delay, attempt, "download attempt failed, retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    fn check_space(&self, needed: u64) -> Result<(), DownloadError> {
+        let dir = &self.config.staging_dir;
+        let available = fs4::available_space(dir).map_err(io_err(dir))?;
+        let needed = needed.saturating_add(self.config.space_margin);
+        if available < needed {
+            return Err(DownloadError::InsufficientSpace {
+                needed,
+                available,
+                path: dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// One HTTP request. On error, also returns the bytes fetched.
+    async fn attempt(
+        &self,
+        url: &Url,
+        artifact: &Artifact,
+        part: &Path,
+        meta: &mut PartMeta,
+        meta_path: &Path,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Attempt, (DownloadError, u64)> {
+        let limit = artifact.size;
+        let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+        let mut req = self.http.get(url.clone());
+        if have > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
+            if let Some(v) = &meta.validator {
+                req = req.header(reqwest::header::IF_RANGE, v.clone());
+            }
+        }
+        let net = |e: reqwest::Error| {
+            (
+                DownloadError::Network {
+                    url: url.to_string(),
+                    message: error_chain(&e),
+                },
+                0u64,
+            )
+        };
+        let stall = self.config.stall_timeout;
+        let stalled = || {
+            (
+                DownloadError::Stalled {
+                    url: url.to_string(),
+                    seconds: stall.as_secs(),
+                },
+                0u64,
+            )
+        };
+        let mut resp = tokio::time::timeout(stall, req.send())
+            .await
+            .map_err(|_| stalled())?
+            .map_err(net)?;
+        let status = resp.status().as_u16();
+        let start = match status {
+            200 => 0,
+            206 => {
+                let cr = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                match parse_content_range(&cr) {
+                    Some((s, total)) if s == have && total.is_none_or(|t| t == limit) => have,
+                    _ => {
+                        return Err((
+                            DownloadError::BadRange {
+                                expected_start: have,
+                                content_range: cr,
+                            },
+                            0,
+                        ))
+                    }
+                }
+            }
+            416 => {
+                // Our partial file does not fit the server's: start over.
+                remove_quiet(part);
+                return Err((
+                    DownloadError::BadRange {
+                        expected_start: have,
+                        content_range: "416".into(),
+                    },
+                    0,
+                ));
+            }
+            _ => {
+                return Err((
+                    DownloadError::HttpStatus {
+                        url: url.to_string(),
+                        status,
+                        retry_after: super::check::retry_after_seconds(resp.headers()),
+                    },
+                    0,
+                ))
+            }
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > limit.saturating_sub(start))
+        {
+            return Err((DownloadError::TooMuchData { limit }, 0));
+        }
+        // Validator for a later resume.
+        meta.validator = validator(resp.headers());
+        meta.url = url.to_string();
+        if let Ok(json) = serde_json::to_vec(meta) {
+            let _ = fs::write(meta_path, json);
+        }
+
+        // Open the part file: truncate on 200 (never append to a restarted body).
+        let file = if start == 0 {
+            File::create(part)
+        } else {
+            OpenOptions::new().write(true).open(part).and_then(|mut f| {
+                f.seek(SeekFrom::Start(start))?;
+                f.set_len(start)?;
+                Ok(f)
+            })
+        }
+        .map_err(|e| (io_err(part)(e), 0))?;
+
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(QUEUE_CHUNKS);
+        let (htx, mut hrx) = tokio::sync::mpsc::channel::<bytes::Bytes>(QUEUE_CHUNKS);
+        let part_owned = part.to_path_buf();
+        // Writing and hashing run on two blocking threads, overlapping the network receive;
+        // chunks are shared (reference-counted), not copied.
+        let writer = tokio::task::spawn_blocking(move || -> Result<(), DownloadError> {
+            let mut file = file;
+            while let Some(chunk) = rx.blocking_recv() {
+                file.write_all(&chunk).map_err(io_err(&part_owned))?;
+            }
+            file.sync_all().map_err(io_err(&part_owned))?;
+            Ok(())
+        });
+        let part_owned = part.to_path_buf();
+        let hashing = tokio::task::spawn_blocking(move || -> Result<[u8; 32], DownloadError> {
+            let mut hasher = Sha256::new();
+            if start > 0 {
+                // Resume: the digest covers the bytes already on disk first.
+                let mut prefix = File::open(&part_owned).map_err(io_err(&part_owned))?;
+                let mut buf = vec![0u8; 1024 * 1024];
+                let mut left = start;
+                while left > 0 {
+                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let k = prefix.read(&mut buf[..want]).map_err(io_err(&part_owned))?;
+                    if k == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..k]);
+                    left -= k as u64;
+                }
+            }
+            while let Some(chunk) = hrx.blocking_recv() {
+                hasher.update(&chunk);
+            }
+            Ok(hasher.finalize().into())
+        });
+
+        let began = Instant::now();
+        let mut last = began;
+        let mut received = 0u64;
+        let outcome: Result<(), DownloadError> = loop {
+            let chunk = match tokio::time::timeout(stall, resp.chunk()).await {
+                Err(_) => break Err(stalled().0),
+                Ok(Err(e)) => break Err(net(e).0),
+                Ok(Ok(None)) => break Ok(()),
+                Ok(Ok(Some(c))) => c,
+            };
+            if start + received + chunk.len() as u64 > limit {
+                break Err(DownloadError::TooMuchData { limit });
+            }
+            received += chunk.len() as u64;
+            if htx.send(chunk.clone()).await.is_err() || tx.send(chunk).await.is_err() {
+                break Ok(()); // the writer failed; its error is reported below
+            }
+            let now = Instant::now();
+            if now.duration_since(last) >= PROGRESS_INTERVAL {
+                last = now;
+                progress(make_progress(
+                    start + received,
+                    limit,
+                    received,
+                    now - began,
+                ));
+            }
+        };
+        drop(tx);
+        drop(htx);
+        let joined = |e: tokio::task::JoinError| {
+            (
+                DownloadError::Io {
+                    path: part.to_path_buf(),
+                    source: std::io::Error::other(e),
+                },
+                received,
+            )
+        };
+        let written = writer.await.map_err(joined)?;
+        let hashed = hashing.await.map_err(joined)?;
+        written.map_err(|e| (e, received))?;
+        let digest = hashed.map_err(|e| (e, received))?;
+        outcome.map_err(|e| (e, received))?;
+        if start + received < limit {
+            return Err((
+                DownloadError::SizeMismatch {
+                    expected: limit,
+                    actual: start + received,
+                },
+                received,
+            ));
+        }
+        progress(final_progress(limit, received, began.elapsed()));
+        Ok(Attempt::Done {
+            fetched: received,
+            started_at: start,
+            digest,
+        })
+    }
+}
+
+fn make_progress(transferred: u64, total: u64, session: u64, elapsed: Duration) -> Progress {
+    let secs = elapsed.as_secs_f64();
+    Progress {
+        percent: if total == 0 {
+            100.0
+        } else {
+            transferred as f64 * 100.0 / total as f64
+        },
+        transferred,
+        total,
+        bytes_per_second: if secs > 0.0 {
+            (session as f64 / secs) as u64
+        } else {
+            0
+        },
+    }
+}
+
+fn final_progress(total: u64, session: u64, elapsed: Duration) -> Progress {
+    make_progress(total, total, session, elapsed)
+}
+
+/// `bytes START-END/TOTAL` → (START, TOTAL or None for `*`).
+pub fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
+    let rest = v.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    let start: u64 = start.trim().parse().ok()?;
+    let end: u64 = end.trim().parse().ok()?;
+    if end < start {
+        return None;
+    }
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    Some((start, total))
+}
+
+/// A strong ETag, else Last-Modified.
+fn validator(h: &reqwest::header::HeaderMap) -> Option<String> {
+    let etag = h
+        .get(reqwest::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .filter(|e| !e.starts_with("W/"));
+    etag.or_else(|| {
+        h.get(reqwest::header::LAST_MODIFIED)
+            .and_then(|v| v.to_str().ok())
+    })
+    .map(str::to_string)
+}
+
+fn read_meta(path: &Path) -> Option<PartMeta> {
+    let bytes = fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn remove_quiet(path: &Path) {
+    let _ = fs::remove_file(path);
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+/// The manifest's hex digest as bytes.
+pub fn parse_digest(hex_digest: &str) -> Result<[u8; 32], DownloadError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_digest, &mut out)
+        .map_err(|_| DownloadError::BadDigest(hex_digest.to_string()))?;
+    Ok(out)
+}
+
+/// Size and SHA-256 of a file, streamed (1 MiB buffer).
+pub fn hash_file(path: &Path) -> Result<(u64, [u8; 32]), DownloadError> {
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf).map_err(io_err(path))?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, h.finalize().into()))
+}
+
+/// A safe file name for the staged artifact: the URL's last segment when it is plain,
+/// else `artifact.<format>`.
+pub fn file_name_for(url: &Url, artifact: &Artifact) -> String {
+    let last = url
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .unwrap_or("");
+    let ok = !last.is_empty()
+        && last.len() <= 200
+        && !last.starts_with('.')
+        && last
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'));
+    if ok {
+        last.to_string()
+    } else {
+        format!("artifact.{}", artifact.format.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_parsing() {
+        assert_eq!(
+            parse_content_range("bytes 10-99/100"),
+            Some((10, Some(100)))
+        );
+        assert_eq!(parse_content_range("bytes 0-0/*"), Some((0, None)));
+        assert_eq!(parse_content_range("bytes 9-3/100"), None);
+        assert_eq!(parse_content_range("items 1-2/3"), None);
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_is_deterministic() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            seed: 7,
+        };
+        for a in 0..10 {
+            let d = p.delay(a);
+            let base = (100u64 << a.min(20)).min(1000);
+            assert!(d.as_millis() as u64 >= base / 2 && d.as_millis() as u64 <= base);
+            assert_eq!(d, p.delay(a));
+        }
+    }
+}

@@ -1,1 +1,795 @@
-//! Update updater (to be built).
+//! The Updater: check → download → verify → install as one state machine with
+//! electron-updater's events.
+//!
+//! Owns the order of the steps and the events (`checking-for-update`, `update-available`,
+//! `update-not-available`, `download-progress`, `update-downloaded`, `error`) delivered on a
+//! `tokio::sync::broadcast` channel, periodic checks with ±10 % jitter that honour
+//! `Retry-After`, and install now or on quit. After an install the check client's current
+//! version moves to the installed one.
+//!
+//! Verification hook: after the SHA-256 pinned by the signed manifest matched, an optional
+//! [`ArtifactVerifier`] (Sigstore, plugged in by the app or the lead) sees the artifact, its
+//! raw digest and its bundle (fetched with a 256 KiB limit when the manifest names one);
+//! a refusal deletes the staged file and nothing is installed.
+//!
+//! It refuses actions out of order (`download_update` before an update is available,
+//! `install_update` before it is downloaded) with [`UpdaterError::InvalidState`].
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use semver::Version;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
+
+use super::check::{fetch_document, AvailableUpdate, CheckError, UpdateClient, UpdateConfig};
+use super::download::{
+    splitmix64, DownloadConfig, DownloadError, Downloaded, Downloader, Progress,
+};
+use super::install::{installer_for, InstallError, Installed};
+use super::manifest::Artifact;
+use crate::store::Store;
+use crate::trust::{PublicKey, TrustedKeys};
+
+/// Largest Sigstore bundle fetched (256 KiB).
+pub const MAX_BUNDLE_BYTES: usize = 256 * 1024;
+/// Capacity of the event channel (slow receivers lose the oldest events).
+pub const EVENT_CAPACITY: usize = 256;
+
+/// An extra check of a downloaded artifact (the Sigstore hook).
+pub trait ArtifactVerifier: Send + Sync {
+    /// Accepts or refuses the artifact whose SHA-256 already matched the signed manifest.
+    fn verify(
+        &self,
+        artifact: &Artifact,
+        sha256: &[u8; 32],
+        bundle: Option<&[u8]>,
+    ) -> Result<(), String>;
+}
+
+/// Why an Updater action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdaterError {
+    /// The check failed.
+    #[error(transparent)]
+    Check(#[from] CheckError),
+    /// The download failed.
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+    /// The install failed.
+    #[error(transparent)]
+    Install(#[from] InstallError),
+    /// The artifact verifier (Sigstore) refused the artifact.
+    #[error("artifact of {version} refused by the verifier: {message}")]
+    Verification {
+        /// The version.
+        version: Version,
+        /// Why.
+        message: String,
+    },
+    /// The action does not fit the current state.
+    #[error("cannot {action} while {state}")]
+    InvalidState {
+        /// What was asked.
+        action: &'static str,
+        /// The current state.
+        state: UpdaterState,
+    },
+    /// The configuration cannot work.
+    #[error("invalid updater configuration: {0}")]
+    Config(String),
+}
+
+impl UpdaterError {
+    /// A stable code for bindings.
+    pub fn code(&self) -> &'static str {
+        match self {
+            UpdaterError::Check(_) => "ERR_UPDATER_CHECK",
+            UpdaterError::Download(e) => e.code(),
+            UpdaterError::Install(e) => e.code(),
+            UpdaterError::Verification { .. } => "ERR_UPDATER_VERIFICATION",
+            UpdaterError::InvalidState { .. } => "ERR_UPDATER_INVALID_STATE",
+            UpdaterError::Config(_) => "ERR_UPDATER_CONFIG",
+        }
+    }
+}
+
+/// Where the Updater is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdaterState {
+    /// Nothing going on.
+    Idle,
+    /// A check runs.
+    Checking,
+    /// An update is available, not downloaded.
+    UpdateAvailable,
+    /// A download runs.
+    Downloading,
+    /// A verified download waits to be installed.
+    UpdateDownloaded,
+    /// An install runs.
+    Installing,
+    /// An update was installed (restart to run it).
+    Installed,
+}
+
+impl std::fmt::Display for UpdaterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            UpdaterState::Idle => "idle",
+            UpdaterState::Checking => "checking for an update",
+            UpdaterState::UpdateAvailable => "an update is available but not downloaded",
+            UpdaterState::Downloading => "downloading",
+            UpdaterState::UpdateDownloaded => "an update is downloaded",
+            UpdaterState::Installing => "installing",
+            UpdaterState::Installed => "an update is installed",
+        };
+        f.write_str(s)
+    }
+}
+
+/// A file of an update, as in electron-updater's `UpdateInfo.files`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateFileInfo {
+    /// Absolute URL.
+    pub url: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Lowercase hex SHA-256.
+    pub sha256: String,
+}
+
+/// What the events say about an update.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateInfo {
+    /// The version.
+    pub version: String,
+    /// Release notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_notes: Option<String>,
+    /// Release time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_date: Option<String>,
+    /// The file to download.
+    #[serde(default)]
+    pub files: Vec<UpdateFileInfo>,
+}
+
+impl UpdateInfo {
+    fn of(u: &AvailableUpdate) -> Self {
+        Self {
+            version: u.version.to_string(),
+            release_notes: Some(u.manifest.notes.clone()).filter(|n| !n.is_empty()),
+            release_date: Some(u.manifest.released_at.to_rfc3339()),
+            files: vec![UpdateFileInfo {
+                url: u.artifact_url.to_string(),
+                size: u.artifact.size,
+                sha256: u.artifact.sha256.clone(),
+            }],
+        }
+    }
+
+    fn current(v: &Version) -> Self {
+        Self {
+            version: v.to_string(),
+            release_notes: None,
+            release_date: None,
+            files: Vec::new(),
+        }
+    }
+}
+
+/// The Updater's events, with electron-updater's names.
+///
+/// JSON: `{"event": "download-progress", "data": {"percent": …, "transferred": …,
+/// "total": …, "bytesPerSecond": …}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", content = "data", rename_all = "kebab-case")]
+pub enum UpdaterEvent {
+    /// A check started.
+    CheckingForUpdate,
+    /// A newer signed release is available for this install.
+    UpdateAvailable(UpdateInfo),
+    /// Nothing to do (the info is the installed version).
+    UpdateNotAvailable(UpdateInfo),
+    /// Download progress (at most every 100 ms).
+    DownloadProgress(Progress),
+    /// The update is downloaded and verified.
+    UpdateDownloaded(UpdateInfo),
+    /// Something failed.
+    Error {
+        /// One line for people.
+        message: String,
+        /// A stable code.
+        code: String,
+    },
+}
+
+/// When to install a downloaded update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum InstallMode {
+    /// Now (the app restarts into it when it wants).
+    #[default]
+    Now,
+    /// When the app quits ([`Updater::on_app_quit`]).
+    OnQuit,
+}
+
+/// How an Updater is set up.
+#[derive(Debug, Clone)]
+pub struct UpdaterConfig {
+    /// The check (URL, app, channel, keys, current version, platform…).
+    pub update: UpdateConfig,
+    /// The app's data dir (staging lives in `<data_dir>/staging`).
+    pub data_dir: PathBuf,
+    /// Where versions are installed (`versions/`, `current`).
+    pub install_root: PathBuf,
+    /// Download settings.
+    pub download: DownloadConfig,
+    /// Download as soon as an automatic check finds an update.
+    pub auto_download: bool,
+    /// Seed of the check-interval jitter.
+    pub jitter_seed: u64,
+}
+
+impl UpdaterConfig {
+    /// A configuration from code.
+    pub fn new(
+        update: UpdateConfig,
+        data_dir: impl Into<PathBuf>,
+        install_root: impl Into<PathBuf>,
+    ) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            update,
+            download: DownloadConfig::new(&data_dir),
+            data_dir,
+            install_root: install_root.into(),
+            auto_download: true,
+            jitter_seed: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1),
+        }
+    }
+
+    /// A configuration from the environment: `RAILGUN_UPDATE_URL`,
+    /// `RAILGUN_UPDATE_CHANNEL` (default `stable`) and `RAILGUN_UPDATE_PUBLIC_KEY` (base64
+    /// of a PEM, or any form [`PublicKey::parse`] reads).
+    pub fn from_env(
+        app: &str,
+        current_version: Version,
+        data_dir: impl Into<PathBuf>,
+        install_root: impl Into<PathBuf>,
+    ) -> Result<Self, UpdaterError> {
+        Self::from_vars(
+            |k| std::env::var(k).ok(),
+            app,
+            current_version,
+            data_dir,
+            install_root,
+        )
+    }
+
+    /// Like [`from_env`](Self::from_env) with the variables read through `get`.
+    pub fn from_vars(
+        get: impl Fn(&str) -> Option<String>,
+        app: &str,
+        current_version: Version,
+        data_dir: impl Into<PathBuf>,
+        install_root: impl Into<PathBuf>,
+    ) -> Result<Self, UpdaterError> {
+        let need = |k: &str| {
+            get(k)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| UpdaterError::Config(format!("{k} is not set")))
+        };
+        let url = need("RAILGUN_UPDATE_URL")?;
+        let channel = get("RAILGUN_UPDATE_CHANNEL")
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or_else(|| "stable".into());
+        let key = PublicKey::parse(need("RAILGUN_UPDATE_PUBLIC_KEY")?.trim())
+            .map_err(|e| UpdaterError::Config(format!("RAILGUN_UPDATE_PUBLIC_KEY: {e}")))?;
+        let update =
+            UpdateConfig::new(url, app, channel, current_version, TrustedKeys::single(key));
+        Ok(Self::new(update, data_dir, install_root))
+    }
+}
+
+/// An interval scaled by a factor in [0.9, 1.1] drawn from `seed`.
+pub fn jittered(interval: Duration, seed: u64) -> Duration {
+    let r = splitmix64(seed) as f64 / u64::MAX as f64;
+    interval.mul_f64(0.9 + 0.2 * r)
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    Idle,
+    Checking,
+    Available(Box<AvailableUpdate>),
+    Downloading,
+    Downloaded(Box<AvailableUpdate>, Downloaded),
+    Installing,
+    Installed(Version),
+}
+
+impl Phase {
+    fn state(&self) -> UpdaterState {
+        match self {
+            Phase::Idle => UpdaterState::Idle,
+            Phase::Checking => UpdaterState::Checking,
+            Phase::Available(_) => UpdaterState::UpdateAvailable,
+            Phase::Downloading => UpdaterState::Downloading,
+            Phase::Downloaded(..) => UpdaterState::UpdateDownloaded,
+            Phase::Installing => UpdaterState::Installing,
+            Phase::Installed(_) => UpdaterState::Installed,
+        }
+    }
+}
+
+struct AutoCheck {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Inner {
+    config: UpdaterConfig,
+    client: Mutex<UpdateClient>,
+    downloader: Downloader,
+    phase: Mutex<Phase>,
+    events: broadcast::Sender<UpdaterEvent>,
+    verifier: Mutex<Option<Arc<dyn ArtifactVerifier>>>,
+    install_on_quit: Mutex<bool>,
+    retry_after: Mutex<Option<Duration>>,
+    auto: Mutex<Option<AutoCheck>>,
+}
+
+/// The update state machine. Cheap to clone (shared state).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use railgun_core::store::Store;
+/// use railgun_core::update::{InstallMode, Updater, UpdaterConfig};
+///
+/// let config = UpdaterConfig::from_env("rail-gun", "1.4.0".parse()?, "/var/lib/rail-gun", "/opt/rail-gun")?;
+/// let store = Arc::new(Store::open("/var/lib/rail-gun/railgun.db")?);
+/// let updater = Updater::new(config, store)?;
+/// let mut events = updater.subscribe();
+/// tokio::spawn(async move {
+///     while let Ok(e) = events.recv().await {
+///         println!("{}", serde_json::to_string(&e).unwrap_or_default());
+///     }
+/// });
+/// if updater.check_for_updates().await?.is_some() {
+///     updater.download_update().await?;
+///     updater.install_update(InstallMode::OnQuit).await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Updater {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Updater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Updater")
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Updater {
+    /// An Updater with its check client on `store`.
+    pub fn new(config: UpdaterConfig, store: Arc<Store>) -> Result<Self, UpdaterError> {
+        let client = UpdateClient::new(config.update.clone(), store)?;
+        Self::with_client(config, client)
+    }
+
+    /// An Updater around an existing check client (clock, HTTP client already set).
+    pub fn with_client(config: UpdaterConfig, client: UpdateClient) -> Result<Self, UpdaterError> {
+        let downloader = Downloader::new(config.download.clone())?;
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                client: Mutex::new(client),
+                downloader,
+                phase: Mutex::new(Phase::Idle),
+                events,
+                verifier: Mutex::new(None),
+                install_on_quit: Mutex::new(false),
+                retry_after: Mutex::new(None),
+                auto: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Sets the artifact verifier (Sigstore) run after the SHA-256 and before install.
+    pub fn set_verifier(&self, verifier: Option<Arc<dyn ArtifactVerifier>>) {
+        *lock(&self.inner.verifier) = verifier;
+    }
+
+    /// A receiver of the events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<UpdaterEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> UpdaterState {
+        lock(&self.inner.phase).state()
+    }
+
+    /// The installed version as the check client sees it.
+    pub fn current_version(&self) -> Version {
+        lock(&self.inner.client).config().current_version.clone()
+    }
+
+    /// The `Retry-After` the server asked for on the last failed check, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        *lock(&self.inner.retry_after)
+    }
+
+    fn emit(&self, e: UpdaterEvent) {
+        let _ = self.inner.events.send(e);
+    }
+
+    fn emit_error(&self, e: &UpdaterError) {
+        self.emit(UpdaterEvent::Error {
+            message: e.to_string(),
+            code: e.code().to_string(),
+        });
+    }
+
+    fn set(&self, p: Phase) {
+        *lock(&self.inner.phase) = p;
+    }
+
+    /// Checks the channel. `Some` when an update is available.
+    pub async fn check_for_updates(&self) -> Result<Option<AvailableUpdate>, UpdaterError> {
+        let previous = {
+            let mut p = lock(&self.inner.phase);
+            match &*p {
+                Phase::Checking | Phase::Downloading | Phase::Installing => {
+                    return Err(UpdaterError::InvalidState {
+                        action: "check for updates",
+                        state: p.state(),
+                    })
+                }
+                _ => {}
+            }
+            std::mem::replace(&mut *p, Phase::Checking)
+        };
+        self.emit(UpdaterEvent::CheckingForUpdate);
+        let client = lock(&self.inner.client).clone();
+        match client.check().await {
+            Ok(decision) => {
+                *lock(&self.inner.retry_after) = None;
+                match decision.update {
+                    Some(u) => {
+                        // Keep a finished download of the same version.
+                        let keep = matches!(&previous, Phase::Downloaded(a, _) if a.version == u.version && a.artifact == u.artifact);
+                        self.set(if keep {
+                            previous
+                        } else {
+                            Phase::Available(Box::new(u.clone()))
+                        });
+                        self.emit(UpdaterEvent::UpdateAvailable(UpdateInfo::of(&u)));
+                        Ok(Some(u))
+                    }
+                    None => {
+                        self.set(match previous {
+                            Phase::Installed(v) => Phase::Installed(v),
+                            _ => Phase::Idle,
+                        });
+                        self.emit(UpdaterEvent::UpdateNotAvailable(UpdateInfo::current(
+                            &client.config().current_version,
+                        )));
+                        Ok(None)
+                    }
+                }
+            }
+            Err(e) => {
+                if let CheckError::HttpStatus {
+                    retry_after: Some(s),
+                    ..
+                } = &e
+                {
+                    *lock(&self.inner.retry_after) = Some(Duration::from_secs(*s));
+                }
+                self.set(previous);
+                let e = UpdaterError::Check(e);
+                self.emit_error(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Downloads and verifies the available update.
+    pub async fn download_update(&self) -> Result<Downloaded, UpdaterError> {
+        let update = {
+            let mut p = lock(&self.inner.phase);
+            match &*p {
+                Phase::Available(u) => {
+                    let u = u.clone();
+                    *p = Phase::Downloading;
+                    u
+                }
+                Phase::Downloaded(_, d) => return Ok(d.clone()),
+                other => {
+                    return Err(UpdaterError::InvalidState {
+                        action: "download an update",
+                        state: other.state(),
+                    })
+                }
+            }
+        };
+        match self.download_and_verify(&update).await {
+            Ok(d) => {
+                self.set(Phase::Downloaded(update.clone(), d.clone()));
+                self.emit(UpdaterEvent::UpdateDownloaded(UpdateInfo::of(&update)));
+                Ok(d)
+            }
+            Err(e) => {
+                self.set(Phase::Available(update));
+                self.emit_error(&e);
+                Err(e)
+            }
+        }
+    }
+
+    async fn download_and_verify(&self, u: &AvailableUpdate) -> Result<Downloaded, UpdaterError> {
+        let events = self.inner.events.clone();
+        let mut progress = move |p: Progress| {
+            let _ = events.send(UpdaterEvent::DownloadProgress(p));
+        };
+        let d = self
+            .inner
+            .downloader
+            .download(&u.artifact_url, &u.artifact, &u.version, &mut progress)
+            .await?;
+        // --- Sigstore hook: after the pinned SHA-256 matched, before anything is applied.
+        let verifier = lock(&self.inner.verifier).clone();
+        if let Some(v) = verifier {
+            let bundle = match &u.sigstore_bundle_url {
+                Some(url) => {
+                    let http = lock(&self.inner.client).http().clone();
+                    Some(fetch_document(&http, url, MAX_BUNDLE_BYTES).await?)
+                }
+                None => None,
+            };
+            if let Err(message) = v.verify(&u.artifact, &d.sha256, bundle.as_deref()) {
+                let _ = self.inner.downloader.discard(&u.version);
+                return Err(UpdaterError::Verification {
+                    version: u.version.clone(),
+                    message,
+                });
+            }
+        }
+        Ok(d)
+    }
+
+    /// Installs the downloaded update now, or marks it for [`on_app_quit`](Self::on_app_quit).
+    /// Returns what was installed (`None` when deferred).
+    pub async fn install_update(
+        &self,
+        mode: InstallMode,
+    ) -> Result<Option<Installed>, UpdaterError> {
+        {
+            let p = lock(&self.inner.phase);
+            if !matches!(&*p, Phase::Downloaded(..)) {
+                return Err(UpdaterError::InvalidState {
+                    action: "install an update",
+                    state: p.state(),
+                });
+            }
+        }
+        match mode {
+            InstallMode::OnQuit => {
+                *lock(&self.inner.install_on_quit) = true;
+                Ok(None)
+            }
+            InstallMode::Now => self.install_now().await.map(Some),
+        }
+    }
+
+    /// Call when the app quits: applies an update deferred with [`InstallMode::OnQuit`].
+    pub async fn on_app_quit(&self) -> Result<Option<Installed>, UpdaterError> {
+        self.stop().await;
+        let pending = std::mem::take(&mut *lock(&self.inner.install_on_quit));
+        if pending && matches!(&*lock(&self.inner.phase), Phase::Downloaded(..)) {
+            return self.install_now().await.map(Some);
+        }
+        Ok(None)
+    }
+
+    async fn install_now(&self) -> Result<Installed, UpdaterError> {
+        let (update, downloaded) = {
+            let mut p = lock(&self.inner.phase);
+            match std::mem::replace(&mut *p, Phase::Installing) {
+                Phase::Downloaded(u, d) => (u, d),
+                other => {
+                    let state = other.state();
+                    *p = other;
+                    return Err(UpdaterError::InvalidState {
+                        action: "install an update",
+                        state,
+                    });
+                }
+            }
+        };
+        let format = update.artifact.format;
+        let platform = update.artifact.platform;
+        let root = self.inner.config.install_root.clone();
+        let path = downloaded.path.clone();
+        let version = update.version.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            installer_for(format, platform, &root).install(&path, &version)
+        })
+        .await
+        .map_err(|e| {
+            UpdaterError::Install(InstallError::Io {
+                path: self.inner.config.install_root.clone(),
+                source: std::io::Error::other(e),
+            })
+        })
+        .and_then(|r| r.map_err(UpdaterError::from));
+        match result {
+            Ok(installed) => {
+                lock(&self.inner.client).set_current_version(installed.version.clone());
+                let _ = self.inner.downloader.discard(&installed.version);
+                self.set(Phase::Installed(installed.version.clone()));
+                Ok(installed)
+            }
+            Err(e) => {
+                self.set(Phase::Downloaded(update, downloaded));
+                self.emit_error(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Checks every `interval` (±10 % jitter, never sooner than a `Retry-After`), and
+    /// downloads what it finds when `auto_download` is set. Replaces a running schedule.
+    pub fn start_auto_check(&self, interval: Duration) {
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            let mut seed = me.inner.config.jitter_seed;
+            loop {
+                seed = splitmix64(seed);
+                let mut delay = jittered(interval, seed);
+                if let Some(ra) = me.retry_after() {
+                    delay = delay.max(ra);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop_rx.changed() => return,
+                }
+                if let Ok(Some(_)) = me.check_for_updates().await {
+                    if me.inner.config.auto_download {
+                        let _ = me.download_update().await;
+                    }
+                }
+            }
+        });
+        let old = lock(&self.inner.auto).replace(AutoCheck {
+            stop: stop_tx,
+            task,
+        });
+        if let Some(old) = old {
+            let _ = old.stop.send(true);
+            old.task.abort();
+        }
+    }
+
+    /// Stops automatic checks (a check or download in flight is abandoned).
+    pub async fn stop(&self) {
+        let auto = lock(&self.inner.auto).take();
+        if let Some(a) = auto {
+            let _ = a.stop.send(true);
+            a.task.abort();
+            let _ = a.task.await;
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for UpdaterError {
+    fn from(e: crate::store::StoreError) -> Self {
+        UpdaterError::Check(CheckError::from(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_ten_percent_and_varies() {
+        let base = Duration::from_secs(3600);
+        let mut seen = std::collections::HashSet::new();
+        for seed in 0..1000u64 {
+            let d = jittered(base, seed);
+            assert!(d >= base.mul_f64(0.9) && d <= base.mul_f64(1.1), "{d:?}");
+            seen.insert(d.as_secs());
+        }
+        assert!(seen.len() > 100);
+    }
+
+    #[test]
+    fn events_use_electron_updater_names() {
+        let names: Vec<String> = [
+            UpdaterEvent::CheckingForUpdate,
+            UpdaterEvent::UpdateAvailable(UpdateInfo::current(&Version::new(1, 0, 0))),
+            UpdaterEvent::UpdateNotAvailable(UpdateInfo::current(&Version::new(1, 0, 0))),
+            UpdaterEvent::DownloadProgress(Progress {
+                percent: 50.0,
+                transferred: 1,
+                total: 2,
+                bytes_per_second: 3,
+            }),
+            UpdaterEvent::UpdateDownloaded(UpdateInfo::current(&Version::new(1, 0, 0))),
+            UpdaterEvent::Error {
+                message: "m".into(),
+                code: "c".into(),
+            },
+        ]
+        .iter()
+        .map(|e| {
+            serde_json::to_value(e).expect("json")["event"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "checking-for-update",
+                "update-available",
+                "update-not-available",
+                "download-progress",
+                "update-downloaded",
+                "error"
+            ]
+        );
+        let p = serde_json::to_value(UpdaterEvent::DownloadProgress(Progress {
+            percent: 50.0,
+            transferred: 1,
+            total: 2,
+            bytes_per_second: 3,
+        }))
+        .expect("json");
+        assert_eq!(p["data"]["bytesPerSecond"], 3);
+    }
+
+    #[test]
+    fn config_from_env_variables() {
+        let key =
+            crate::trust::PrivateKey::generate(crate::trust::KeyAlgorithm::Ed25519).expect("key");
+        let b64 = key.public_key().to_base64_pem();
+        let vars = |k: &str| match k {
+            "RAILGUN_UPDATE_URL" => Some("https://u.example.com".to_string()),
+            "RAILGUN_UPDATE_PUBLIC_KEY" => Some(b64.clone()),
+            _ => None,
+        };
+        let c = UpdaterConfig::from_vars(vars, "app", Version::new(1, 0, 0), "/d", "/i")
+            .expect("config");
+        assert_eq!(c.update.channel, "stable");
+        assert_eq!(c.update.url, "https://u.example.com");
+        let missing = UpdaterConfig::from_vars(|_| None, "app", Version::new(1, 0, 0), "/d", "/i");
+        assert!(
+            matches!(missing, Err(UpdaterError::Config(m)) if m.contains("RAILGUN_UPDATE_URL"))
+        );
+    }
+}
