@@ -216,7 +216,11 @@ fn shutdown_gives_up_on_a_hanging_server_within_its_deadline_and_keeps_the_event
     }
     let started = Instant::now();
     let r = a.shutdown().expect("shutdown");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(r.held, 4);
     drop(a);
 

@@ -97,7 +97,11 @@ impl Receiver {
     }
 
     pub fn plan(&self, modes: &[Mode]) {
-        self.log.lock().expect("log").plan.extend(modes.iter().copied());
+        self.log
+            .lock()
+            .expect("log")
+            .plan
+            .extend(modes.iter().copied());
     }
 
     pub fn plan_deletes(&self, statuses: &[u16]) {
@@ -121,7 +125,10 @@ impl Receiver {
     }
 
     pub fn events_named(&self, name: &str) -> Vec<AnalyticsEvent> {
-        self.events().into_iter().filter(|e| e.name == name).collect()
+        self.events()
+            .into_iter()
+            .filter(|e| e.name == name)
+            .collect()
     }
 
     pub fn duplicates(&self) -> u64 {
