@@ -25,6 +25,10 @@ enum Command {
     Check(cli::check::Args),
     /// Run the server.
     Serve(cli::serve::Args),
+    /// Record analytics events as an app would (durably queued, then uploaded).
+    Track(cli::track::TrackArgs),
+    /// Upload the analytics events queued in a state folder.
+    Flush(cli::track::FlushArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +39,8 @@ fn main() -> ExitCode {
         Command::Release(c) => cli::release::run(c),
         Command::Check(a) => cli::block_on(cli::check::run(a)),
         Command::Serve(a) => cli::block_on(cli::serve::run(a)),
+        Command::Track(a) => cli::track::run_track(a),
+        Command::Flush(a) => cli::track::run_flush(a),
     };
     match result {
         Ok(code) => code,
