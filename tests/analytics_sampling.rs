@@ -109,5 +109,5 @@ fn the_user_id_defaults_to_the_install_id() {
         a.user_id(),
         railgun_core::identity::install_id("rail-gun", &store).expect("id")
     );
-    assert_eq!(a.user_id().len() >= 32, true);
+    assert!(a.user_id().len() >= 32);
 }

@@ -328,7 +328,7 @@ pub(crate) struct Writer {
     pub channel_drops: Arc<AtomicU64>,
     open: Option<OpenSession>,
     open_dirty: bool,
-    pending: Vec<Box<Pending>>,
+    pending: Vec<Pending>,
 }
 
 impl Writer {
@@ -354,7 +354,7 @@ impl Writer {
             while let Some(msg) = next {
                 match msg {
                     WriterMsg::Event(p) => {
-                        self.pending.push(p);
+                        self.pending.push(*p);
                         if self.pending.len() >= MAX_TRANSACTION {
                             self.commit_logged();
                         }
