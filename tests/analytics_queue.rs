@@ -205,3 +205,31 @@ fn the_event_sink_hook_records_through_the_client() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].name, "experiment_exposure");
 }
+
+#[test]
+fn the_timers_upload_and_heartbeat_on_their_own() {
+    let rx = Receiver::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Analytics::builder()
+        .app("rail-gun")
+        .state_dir(dir.path())
+        .url(&rx.url)
+        .default_consent(Consent::Granted)
+        .sample_rate(1.0)
+        .upload_interval(Some(std::time::Duration::from_millis(50)))
+        .heartbeat_interval(Some(std::time::Duration::from_millis(20)))
+        .build()
+        .expect("client");
+    a.track("message_sent", Properties::new()).expect("track");
+    // No flush: the upload timer sends, the heartbeat timer beats.
+    let limit = std::time::Duration::from_secs(20);
+    assert!(rx.wait_for("message_sent", limit), "periodic upload");
+    assert!(
+        rx.wait_for("session_heartbeat", limit),
+        "periodic heartbeat"
+    );
+    a.shutdown().expect("shutdown");
+    let hb = rx.events_named("session_heartbeat");
+    assert!(hb.iter().all(|e| e.session_id == a.session_id()));
+    assert_eq!(rx.events_named("session_end").len(), 1);
+}

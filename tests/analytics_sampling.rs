@@ -111,3 +111,28 @@ fn the_user_id_defaults_to_the_install_id() {
     );
     assert!(a.user_id().len() >= 32);
 }
+
+#[test]
+fn init_analytics_gives_one_process_wide_handle() {
+    use railgun_core::analytics::{analytics, init_analytics, AnalyticsConfig, AnalyticsError};
+    let dir = tempfile::tempdir().expect("dir");
+    assert!(analytics().is_none());
+    let config = AnalyticsConfig {
+        app: "rail-gun".into(),
+        state_dir: Some(dir.path().to_path_buf()),
+        default_consent: Consent::Granted,
+        sample_rate: Some(1.0),
+        upload_interval: None,
+        heartbeat_interval: None,
+        ..AnalyticsConfig::default()
+    };
+    let a = init_analytics(config.clone()).expect("init");
+    a.screen("home").expect("screen");
+    assert!(std::ptr::eq(a, analytics().expect("handle")));
+    assert!(matches!(
+        init_analytics(config),
+        Err(AnalyticsError::AlreadyInitialized)
+    ));
+    a.shutdown().expect("shutdown");
+    assert_eq!(a.stats().expect("stats").queued, 3, "start, screen, end");
+}

@@ -301,7 +301,7 @@ struct Inner {
     closed: AtomicBool,
     shutdown_deadline: Duration,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    heartbeat_stop: Mutex<Option<mpsc::Sender<()>>>,
+    heartbeat: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
 }
 
 /// The analytics client. Cheap to clone; every clone is the same client.
@@ -445,7 +445,7 @@ impl Analytics {
             closed: AtomicBool::new(false),
             shutdown_deadline: c.shutdown_deadline,
             threads: Mutex::new(threads),
-            heartbeat_stop: Mutex::new(None),
+            heartbeat: Mutex::new(None),
         });
         let a = Analytics { inner };
 
@@ -484,8 +484,7 @@ impl Analytics {
                 }
             })
             .map_err(|e| AnalyticsError::Thread(e.to_string()))?;
-        *lock(&self.inner.heartbeat_stop) = Some(stop_tx);
-        lock(&self.inner.threads).push(h);
+        *lock(&self.inner.heartbeat) = Some((stop_tx, h));
         Ok(())
     }
 
@@ -685,8 +684,13 @@ impl Analytics {
     /// Ends the session (`session_end` with its duration), makes everything durable, uploads
     /// within the shutdown deadline and stops the threads. Later calls do nothing.
     pub fn shutdown(&self) -> Result<FlushReport, AnalyticsError> {
-        if let Some(stop) = lock(&self.inner.heartbeat_stop).take() {
+        // Stop the heartbeat first, so no heartbeat can follow the session's end.
+        let heartbeat = lock(&self.inner.heartbeat).take();
+        if let Some((stop, h)) = heartbeat {
             let _ = stop.send(());
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
         }
         self.end_session();
         if self.inner.closed.swap(true, Ordering::AcqRel) {

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -52,6 +52,7 @@ pub struct Log {
 pub struct Receiver {
     pub url: String,
     pub log: Arc<Mutex<Log>>,
+    stored: Arc<Condvar>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -59,9 +60,10 @@ pub struct Receiver {
 impl Receiver {
     pub fn start() -> Self {
         let log = Arc::new(Mutex::new(Log::default()));
+        let stored = Arc::new(Condvar::new());
         let (url_tx, url_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let state = log.clone();
+        let state = (log.clone(), stored.clone());
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -91,9 +93,21 @@ impl Receiver {
         Self {
             url,
             log,
+            stored,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
+    }
+
+    /// Waits (on a condition variable, not a sleep) until an event named `name` is stored;
+    /// false after `timeout`.
+    pub fn wait_for(&self, name: &str, timeout: Duration) -> bool {
+        let guard = self.log.lock().expect("log");
+        let (_g, res) = self
+            .stored
+            .wait_timeout_while(guard, timeout, |l| !l.events.iter().any(|e| e.name == name))
+            .expect("wait");
+        !res.timed_out()
     }
 
     pub fn plan(&self, modes: &[Mode]) {
@@ -180,7 +194,9 @@ fn store(log: &mut Log, batch: &EventBatch) -> IngestResponse {
     resp
 }
 
-async fn events(State(log): State<Arc<Mutex<Log>>>, _h: HeaderMap, body: Bytes) -> Response {
+type Shared = (Arc<Mutex<Log>>, Arc<Condvar>);
+
+async fn events(State((log, stored)): State<Shared>, _h: HeaderMap, body: Bytes) -> Response {
     let mode = {
         let mut l = log.lock().expect("log");
         l.requests += 1;
@@ -234,13 +250,14 @@ async fn events(State(log): State<Arc<Mutex<Log>>>, _h: HeaderMap, body: Bytes) 
             .into_response();
     }
     let resp = store(&mut log.lock().expect("log"), &batch);
+    stored.notify_all();
     if mode == Mode::StoreThen500 {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     Json(resp).into_response()
 }
 
-async fn erase(State(log): State<Arc<Mutex<Log>>>, Path(id): Path<String>) -> StatusCode {
+async fn erase(State((log, _)): State<Shared>, Path(id): Path<String>) -> StatusCode {
     let mut l = log.lock().expect("log");
     let status = l.delete_plan.pop_front().unwrap_or(204);
     if (200..300).contains(&status) {
