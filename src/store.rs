@@ -80,6 +80,22 @@ pub const MIGRATIONS: &[&str] = &[
         sequence INTEGER NOT NULL,
         PRIMARY KEY (app, channel)
      );",
+    // 2: the analytics queue (event JSON, oldest first by seq), its persisted counters
+    // (dropped, sent, rejected) and pending erasure requests (DELETE /analytics/users/{id}).
+    "CREATE TABLE analytics_queue (
+        seq         INTEGER PRIMARY KEY,
+        created_at  INTEGER NOT NULL,
+        sample_rate REAL NOT NULL,
+        body        TEXT NOT NULL
+     );
+     CREATE TABLE analytics_counter (
+        name  TEXT PRIMARY KEY NOT NULL,
+        value INTEGER NOT NULL
+     );
+     CREATE TABLE analytics_erasure (
+        user_id      TEXT PRIMARY KEY NOT NULL,
+        requested_at INTEGER NOT NULL
+     );",
 ];
 
 /// The client store: one SQLite file shared by every client subsystem.

@@ -29,6 +29,10 @@ enum Command {
     Update(cli::update::Args),
     /// Switch an install root back to its previous version.
     Rollback(cli::update::RollbackArgs),
+    /// Record analytics events as an app would (durably queued, then uploaded).
+    Track(cli::track::TrackArgs),
+    /// Upload the analytics events queued in a state folder.
+    Flush(cli::track::FlushArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +45,8 @@ fn main() -> ExitCode {
         Command::Serve(a) => cli::block_on(cli::serve::run(a)),
         Command::Update(a) => cli::block_on(cli::update::run(a)),
         Command::Rollback(a) => cli::update::run_rollback(a),
+        Command::Track(a) => cli::track::run_track(a),
+        Command::Flush(a) => cli::track::run_flush(a),
     };
     match result {
         Ok(code) => code,

@@ -103,7 +103,9 @@ impl EventCategory {
 }
 
 /// A property value: string, number or boolean.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Whole numbers serialize without a fraction (`3`, not `3.0`), as JavaScript writes them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum PropertyValue {
     /// A boolean.
@@ -112,6 +114,21 @@ pub enum PropertyValue {
     Number(f64),
     /// A string (≤ 256 characters).
     String(String),
+}
+
+impl Serialize for PropertyValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        /// Largest integer an f64 holds exactly (2^53).
+        const EXACT: f64 = 9_007_199_254_740_992.0;
+        match self {
+            PropertyValue::Bool(b) => s.serialize_bool(*b),
+            PropertyValue::Number(n) if n.fract() == 0.0 && n.abs() <= EXACT => {
+                s.serialize_i64(*n as i64)
+            }
+            PropertyValue::Number(n) => s.serialize_f64(*n),
+            PropertyValue::String(v) => s.serialize_str(v),
+        }
+    }
 }
 
 impl From<&str> for PropertyValue {
@@ -396,6 +413,19 @@ mod tests {
         let mut e = event();
         e.duration = Some(-1.0);
         assert_eq!(validate_event(&e), Err(EventError::InvalidDuration));
+    }
+
+    #[test]
+    fn whole_numbers_have_no_fraction() {
+        let p = Properties::from([
+            ("a".to_string(), PropertyValue::from(3i64)),
+            ("b".to_string(), PropertyValue::from(1.5)),
+            ("c".to_string(), PropertyValue::from(-0.0)),
+        ]);
+        let json = serde_json::to_string(&p).expect("json");
+        assert_eq!(json, r#"{"a":3,"b":1.5,"c":0}"#);
+        let back: Properties = serde_json::from_str(&json).expect("back");
+        assert_eq!(back["a"], PropertyValue::Number(3.0));
     }
 
     #[test]

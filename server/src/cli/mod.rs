@@ -8,6 +8,7 @@ pub mod keygen;
 pub mod release;
 pub mod serve;
 pub mod update;
+pub mod track;
 
 /// What every command returns.
 pub type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;

@@ -1,0 +1,608 @@
+//! The uploader: moves queued events to the server, and erasure requests after consent is
+//! withdrawn.
+//!
+//! Owns the upload protocol: batches of at most 100 events and 512 KiB to
+//! `POST {url}/analytics/events` as [`EventBatch`]; rows are deleted only after a 2xx
+//! [`IngestResponse`] (accepted and duplicates are acknowledged, rejected ones are dropped and
+//! counted); 408, 429, 5xx and network errors back off exponentially with full jitter up to
+//! one hour, honouring `Retry-After`; other 4xx drop the events the server names as rejected
+//! and, without such a list, give up on the batch after a few attempts instead of retrying it
+//! forever. Erasure requests (`DELETE {url}/analytics/users/{id}`) are retried until the
+//! server answers 2xx or 404.
+//!
+//! It refuses to decide *when* to run (the client's timer, `flush()` and shutdown do) and it
+//! never reads the clock except through the injected [`Clock`](crate::clock::Clock).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use url::Url;
+
+use super::event::{AnalyticsEvent, EventBatch, IngestResponse};
+use super::queue::{self, Db, QueueError, DROPPED_PENDING, REJECTED_TOTAL, SENT_TOTAL};
+use crate::clock::SharedClock;
+use crate::store::Store;
+
+/// Most events in one upload.
+pub const DEFAULT_BATCH_EVENTS: usize = 100;
+/// Most bytes of event JSON in one upload.
+pub const DEFAULT_BATCH_BYTES: usize = 512 * 1024;
+
+/// Errors that stop an upload run (HTTP failures are not errors: they schedule a retry).
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// The queue could not be read or updated.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The server URL is not usable.
+    #[error("analytics URL {url:?} is not a valid base URL: {reason}")]
+    BadUrl {
+        /// What was given.
+        url: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The HTTP client or its runtime could not be built.
+    #[error("cannot start the analytics HTTP client: {0}")]
+    Client(String),
+}
+
+/// How the uploader behaves.
+#[derive(Debug, Clone)]
+pub struct UploadConfig {
+    /// Base URL of the server (`{url}/analytics/events`); `None` keeps everything queued.
+    pub url: Option<String>,
+    /// Send nothing (debug/dry-run mode): everything stays queued.
+    pub dry_run: bool,
+    /// Most events per batch (≤ 100).
+    pub batch_events: usize,
+    /// Most bytes of event JSON per batch (≤ 512 KiB).
+    pub batch_bytes: usize,
+    /// First backoff step (doubled per consecutive failure, full jitter).
+    pub backoff_base: Duration,
+    /// Longest backoff (and longest `Retry-After` honoured).
+    pub backoff_max: Duration,
+    /// Timeout of one request.
+    pub request_timeout: Duration,
+    /// Events older than this are dropped (counted).
+    pub max_age: chrono::Duration,
+    /// Consecutive 4xx answers without a list of rejected events before a batch is dropped.
+    pub max_client_errors: u32,
+    /// Seed of the jitter RNG (tests); `None` seeds from the OS.
+    pub rng_seed: Option<u64>,
+    /// `User-Agent` header.
+    pub user_agent: String,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            dry_run: false,
+            batch_events: DEFAULT_BATCH_EVENTS,
+            batch_bytes: DEFAULT_BATCH_BYTES,
+            backoff_base: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(3600),
+            request_timeout: Duration::from_secs(30),
+            max_age: chrono::Duration::days(30),
+            max_client_errors: 3,
+            rng_seed: None,
+            user_agent: concat!("railgun/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// What an upload run did and what is left.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlushReport {
+    /// Events the server acknowledged in this run (accepted or duplicate).
+    pub sent: u64,
+    /// Of those, duplicates (already stored by an earlier, unanswered upload).
+    pub duplicates: u64,
+    /// Events the server refused in this run (dropped).
+    pub rejected: u64,
+    /// Events dropped in this run because they were too old.
+    pub expired: u64,
+    /// Events still queued.
+    pub held: u64,
+    /// Erasure requests still waiting for the server.
+    pub erasures_pending: u64,
+    /// When the next attempt is allowed (after a failure), by the injected clock.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The last failure, for people (never contains event data).
+    pub last_error: Option<String>,
+}
+
+/// Exponential backoff with full jitter and a seedable RNG (SplitMix64).
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    failures: u32,
+    state: u64,
+}
+
+impl Backoff {
+    /// A backoff doubling from `base` up to `max`; `seed` fixes the jitter sequence.
+    pub fn new(base: Duration, max: Duration, seed: Option<u64>) -> Self {
+        let state = seed.unwrap_or_else(|| {
+            let hex = crate::identity::random_hex_128();
+            u64::from_str_radix(&hex[..16], 16).unwrap_or(0x9E37_79B9_7F4A_7C15)
+        });
+        Self {
+            base,
+            max,
+            failures: 0,
+            state,
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// The delay before the next attempt after one more failure: uniform in
+    /// `[0, min(max, base × 2^failures)]`, or `retry_after` (capped at `max`) when the server
+    /// said so.
+    pub fn fail(&mut self, retry_after: Option<Duration>) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(2u32.saturating_pow(self.failures.min(30)))
+            .min(self.max);
+        self.failures = self.failures.saturating_add(1);
+        if let Some(r) = retry_after {
+            return r.min(self.max);
+        }
+        let ms = ceiling.as_millis() as u64;
+        Duration::from_millis(if ms == 0 {
+            0
+        } else {
+            self.next_u64() % (ms + 1)
+        })
+    }
+
+    /// Forgets past failures.
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    /// Consecutive failures so far.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+enum Answer {
+    /// 2xx with a readable body.
+    Acked(IngestResponse),
+    /// 4xx other than 408/429.
+    Refused {
+        status: u16,
+        body: Option<IngestResponse>,
+    },
+    /// Try again later.
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Uploads the queue of one client store. Used by the client's upload thread and directly by
+/// `railgun flush`.
+pub struct Uploader {
+    db: Db,
+    config: UploadConfig,
+    base: Option<Url>,
+    clock: SharedClock,
+    http: reqwest::Client,
+    rt: tokio::runtime::Runtime,
+    backoff: Backoff,
+    next_attempt: Option<DateTime<Utc>>,
+    client_errors: u32,
+}
+
+impl std::fmt::Debug for Uploader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uploader")
+            .field("url", &self.base.as_ref().map(Url::as_str))
+            .field("next_attempt", &self.next_attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Uploader {
+    /// An uploader for the queue in `store`. It owns its own SQLite connection and a
+    /// single-threaded async runtime, so it must not be driven from inside another runtime.
+    pub fn new(
+        store: &Arc<Store>,
+        config: UploadConfig,
+        clock: SharedClock,
+    ) -> Result<Self, UploadError> {
+        let base = match &config.url {
+            None => None,
+            Some(u) => Some(parse_base(u)?),
+        };
+        let http = reqwest::Client::builder()
+            .user_agent(config.user_agent.clone())
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(|e| UploadError::Client(e.to_string()))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| UploadError::Client(e.to_string()))?;
+        let backoff = Backoff::new(config.backoff_base, config.backoff_max, config.rng_seed);
+        Ok(Self {
+            db: Db::open(store)?,
+            config,
+            base,
+            clock,
+            http,
+            rt,
+            backoff,
+            next_attempt: None,
+            client_errors: 0,
+        })
+    }
+
+    /// When the next attempt is allowed, if a failure postponed it.
+    pub fn next_attempt_at(&self) -> Option<DateTime<Utc>> {
+        self.next_attempt
+    }
+
+    /// Uploads until the queue is empty, a failure postpones the rest, or `deadline` passes.
+    /// Does nothing but report while a backoff is running.
+    pub fn upload(&mut self, deadline: Option<Instant>) -> Result<FlushReport, UploadError> {
+        let mut report = FlushReport::default();
+        let cutoff = self.clock.now() - self.config.max_age;
+        report.expired = self.db.with(|c| queue::expire(c, cutoff))?;
+        if let Some(base) = self.base.clone().filter(|_| !self.config.dry_run) {
+            let waiting = self.next_attempt.is_some_and(|t| self.clock.now() < t);
+            if !waiting {
+                self.next_attempt = None;
+                if self.erase(&base, deadline, &mut report)? {
+                    self.send_events(&base, deadline, &mut report)?;
+                }
+            }
+        }
+        report.next_attempt_at = self.next_attempt;
+        report.held = self.db.with(|c| queue::queued(c))?;
+        report.erasures_pending = self.db.with(|c| queue::erasures(c))?.len() as u64;
+        Ok(report)
+    }
+
+    fn postpone(
+        &mut self,
+        reason: String,
+        retry_after: Option<Duration>,
+        report: &mut FlushReport,
+    ) {
+        let delay = self.backoff.fail(retry_after);
+        let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
+        let at = self.clock.now() + delay;
+        tracing::debug!(%reason, retry_at = %at, "analytics upload postponed");
+        self.next_attempt = Some(at);
+        report.last_error = Some(reason);
+    }
+
+    fn remaining(deadline: Option<Instant>, timeout: Duration) -> Option<Duration> {
+        match deadline {
+            None => Some(timeout),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                (!left.is_zero()).then(|| left.min(timeout))
+            }
+        }
+    }
+
+    /// Sends pending erasure requests; false when one must be retried later.
+    fn erase(
+        &mut self,
+        base: &Url,
+        deadline: Option<Instant>,
+        report: &mut FlushReport,
+    ) -> Result<bool, UploadError> {
+        for user in self.db.with(|c| queue::erasures(c))? {
+            let Some(limit) = Self::remaining(deadline, self.config.request_timeout) else {
+                return Ok(false);
+            };
+            let url = join(base, &format!("analytics/users/{user}"))?;
+            let req = self.http.delete(url);
+            let outcome = self.rt.block_on(async {
+                let r = tokio::time::timeout(limit, req.send()).await;
+                match r {
+                    Err(_) => Err("timed out".to_string()),
+                    Ok(Err(e)) => Err(error_chain(&e)),
+                    Ok(Ok(resp)) => Ok((resp.status().as_u16(), retry_after(resp.headers()))),
+                }
+            });
+            match outcome {
+                Ok((status, _)) if (200..300).contains(&status) || status == 404 => {
+                    self.db.with(|c| queue::erasure_done(c, &user))?;
+                    self.backoff.reset();
+                }
+                Ok((status, ra)) => {
+                    self.postpone(format!("erasure request answered {status}"), ra, report);
+                    return Ok(false);
+                }
+                Err(e) => {
+                    self.postpone(format!("erasure request failed: {e}"), None, report);
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn send_events(
+        &mut self,
+        base: &Url,
+        deadline: Option<Instant>,
+        report: &mut FlushReport,
+    ) -> Result<(), UploadError> {
+        let url = join(base, "analytics/events")?;
+        let max_events = self.config.batch_events.clamp(1, DEFAULT_BATCH_EVENTS);
+        let max_bytes = self.config.batch_bytes.clamp(1024, DEFAULT_BATCH_BYTES) - 512;
+        loop {
+            let Some(limit) = Self::remaining(deadline, self.config.request_timeout) else {
+                report.last_error = Some("shutdown deadline reached".into());
+                return Ok(());
+            };
+            let (rows, rate) = self
+                .db
+                .with(|c| queue::next_batch(c, max_events, max_bytes))?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            // Rows that no longer parse are refused here, as the server would.
+            let mut events = Vec::with_capacity(rows.len());
+            let mut seqs = Vec::with_capacity(rows.len());
+            let mut corrupt = Vec::new();
+            for r in &rows {
+                match serde_json::from_str::<AnalyticsEvent>(&r.body) {
+                    Ok(e) => {
+                        events.push(e);
+                        seqs.push(r.seq);
+                    }
+                    Err(_) => corrupt.push(r.seq),
+                }
+            }
+            if !corrupt.is_empty() {
+                self.drop_rejected(&corrupt, report)?;
+                continue;
+            }
+            let dropped = self.db.with(|c| queue::counter(c, DROPPED_PENDING))?;
+            let batch = EventBatch {
+                events,
+                sent_at: self.clock.now(),
+                sample_rate: rate,
+                dropped,
+            };
+            let body = serde_json::to_vec(&batch).map_err(|source| QueueError::Encode {
+                name: "batch".into(),
+                source,
+            })?;
+            let answer = self.post(&url, body, limit);
+            match answer {
+                Answer::Acked(resp) => {
+                    self.backoff.reset();
+                    self.client_errors = 0;
+                    let rejected: Vec<usize> = valid_indices(&resp, seqs.len());
+                    for r in &resp.rejected {
+                        tracing::debug!(index = r.index, reason = %r.reason, "analytics event rejected");
+                    }
+                    let n = seqs.len() as u64;
+                    let refused = rejected.len() as u64;
+                    self.db.with(|c| {
+                        let tx = c.transaction()?;
+                        queue::delete_rows(&tx, &seqs)?;
+                        queue::add_counter(&tx, SENT_TOTAL, (n - refused) as i64)?;
+                        queue::add_counter(&tx, REJECTED_TOTAL, refused as i64)?;
+                        queue::add_counter(&tx, DROPPED_PENDING, -(dropped as i64))?;
+                        tx.commit()
+                    })?;
+                    report.sent += n - refused;
+                    report.duplicates += resp.duplicates;
+                    report.rejected += refused;
+                }
+                Answer::Refused { status, body } => {
+                    let named: Vec<i64> = body
+                        .as_ref()
+                        .map(|b| valid_indices(b, seqs.len()))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|i| seqs[i])
+                        .collect();
+                    if !named.is_empty() {
+                        tracing::debug!(status, count = named.len(), "analytics events refused");
+                        self.drop_rejected(&named, report)?;
+                        continue;
+                    }
+                    self.client_errors += 1;
+                    if self.client_errors >= self.config.max_client_errors.max(1) {
+                        tracing::warn!(
+                            status,
+                            count = seqs.len(),
+                            "analytics batch refused repeatedly; dropping it"
+                        );
+                        self.client_errors = 0;
+                        self.drop_rejected(&seqs, report)?;
+                        continue;
+                    }
+                    self.postpone(format!("server refused the batch ({status})"), None, report);
+                    return Ok(());
+                }
+                Answer::Retry {
+                    reason,
+                    retry_after,
+                } => {
+                    self.postpone(reason, retry_after, report);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn drop_rejected(&mut self, seqs: &[i64], report: &mut FlushReport) -> Result<(), UploadError> {
+        self.db.with(|c| {
+            let tx = c.transaction()?;
+            queue::delete_rows(&tx, seqs)?;
+            queue::add_counter(&tx, REJECTED_TOTAL, seqs.len() as i64)?;
+            tx.commit()
+        })?;
+        report.rejected += seqs.len() as u64;
+        Ok(())
+    }
+
+    fn post(&self, url: &Url, body: Vec<u8>, limit: Duration) -> Answer {
+        let req = self
+            .http
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        self.rt.block_on(async {
+            let sent = tokio::time::timeout(limit, async {
+                let resp = req.send().await?;
+                let status = resp.status().as_u16();
+                let ra = retry_after(resp.headers());
+                let bytes = resp.bytes().await?;
+                Ok::<_, reqwest::Error>((status, ra, bytes))
+            })
+            .await;
+            let (status, retry_after, bytes) = match sent {
+                Err(_) => {
+                    return Answer::Retry {
+                        reason: format!("no answer within {} ms", limit.as_millis()),
+                        retry_after: None,
+                    }
+                }
+                Ok(Err(e)) => {
+                    return Answer::Retry {
+                        reason: format!("upload failed: {}", error_chain(&e)),
+                        retry_after: None,
+                    }
+                }
+                Ok(Ok(x)) => x,
+            };
+            let parsed = serde_json::from_slice::<IngestResponse>(&bytes).ok();
+            match status {
+                200..=299 => match parsed {
+                    Some(r) => Answer::Acked(r),
+                    None => Answer::Retry {
+                        reason: format!("server answered {status} without a readable receipt"),
+                        retry_after: None,
+                    },
+                },
+                408 | 429 => Answer::Retry {
+                    reason: format!("server answered {status}"),
+                    retry_after,
+                },
+                400..=499 => Answer::Refused {
+                    status,
+                    body: parsed,
+                },
+                _ => Answer::Retry {
+                    reason: format!("server answered {status}"),
+                    retry_after: if status == 503 { retry_after } else { None },
+                },
+            }
+        })
+    }
+}
+
+fn valid_indices(resp: &IngestResponse, len: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = resp
+        .rejected
+        .iter()
+        .map(|r| r.index)
+        .filter(|i| *i < len)
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn parse_base(u: &str) -> Result<Url, UploadError> {
+    let mut url = Url::parse(u).map_err(|e| UploadError::BadUrl {
+        url: u.to_string(),
+        reason: e.to_string(),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(UploadError::BadUrl {
+            url: u.to_string(),
+            reason: "only http and https are supported".into(),
+        });
+    }
+    if !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    Ok(url)
+}
+
+fn join(base: &Url, path: &str) -> Result<Url, UploadError> {
+    base.join(path).map_err(|e| UploadError::BadUrl {
+        url: base.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(s) = v.parse::<u64>() {
+        return Some(Duration::from_secs(s));
+    }
+    let at = DateTime::parse_from_rfc2822(v).ok()?;
+    (at.with_timezone(&Utc) - Utc::now()).to_std().ok()
+}
+
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_full_jitter_capped_and_seeded() {
+        let mut a = Backoff::new(Duration::from_secs(1), Duration::from_secs(3600), Some(7));
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(3600), Some(7));
+        for i in 0..40u32 {
+            let d = a.fail(None);
+            assert_eq!(d, b.fail(None), "same seed, same delays");
+            let ceiling = Duration::from_secs(1u64 << i.min(12)).min(Duration::from_secs(3600));
+            assert!(d <= ceiling, "{d:?} > {ceiling:?} at {i}");
+        }
+        assert_eq!(
+            a.fail(Some(Duration::from_secs(7200))),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(a.fail(Some(Duration::from_secs(5))), Duration::from_secs(5));
+        a.reset();
+        assert!(a.fail(None) <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn base_url_gets_a_trailing_slash() {
+        let u = parse_base("http://h:1/api").expect("url");
+        assert_eq!(
+            join(&u, "analytics/events").expect("join").as_str(),
+            "http://h:1/api/analytics/events"
+        );
+        assert!(parse_base("ftp://h").is_err());
+    }
+}
