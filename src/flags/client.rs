@@ -139,8 +139,6 @@ struct Entry {
 #[derive(Default)]
 struct Snapshot {
     config: Option<Arc<RemoteConfig>>,
-    /// The payload bytes the config was parsed from (to tell whether a new one differs).
-    payload: Vec<u8>,
     /// The `ETag` and URL of the document, for `If-None-Match`.
     etag: Option<String>,
     url: Option<String>,
@@ -477,7 +475,6 @@ impl FeatureFlags {
         let table = self.table_for(old.config.as_deref());
         *guard = Arc::new(Snapshot {
             config: old.config.clone(),
-            payload: old.payload.clone(),
             etag: old.etag.clone(),
             url: old.url.clone(),
             table,
@@ -505,7 +502,7 @@ impl FeatureFlags {
     }
 
     /// Verifies (when keys are set) and parses `raw`, then makes it the current config.
-    /// Returns whether the payload differs from the previous one. Nothing changes on error.
+    /// Returns whether the config differs from the previous one. Nothing changes on error.
     fn accept(
         &self,
         raw: &[u8],
@@ -516,10 +513,9 @@ impl FeatureFlags {
         let config = RemoteConfig::parse(&payload)?;
         let table = self.table_for(Some(&config));
         let mut guard = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
-        let changed = guard.payload != payload || guard.config.is_none();
+        let changed = guard.config.as_deref() != Some(&config);
         *guard = Arc::new(Snapshot {
             config: Some(Arc::new(config)),
-            payload,
             etag,
             url,
             table,
@@ -548,6 +544,14 @@ impl FeatureFlags {
                 }
             }
         }
+    }
+
+    /// Makes a document obtained out of band (a default bundled with the app, a test) the
+    /// current config. It is verified and parsed exactly like a fetched one, but not cached.
+    /// Returns whether it differs from the previous config; on error nothing changes.
+    pub fn load_document(&self, raw: &[u8]) -> Result<bool, FlagsError> {
+        // No ETag: the next refresh fetches the server's document in full.
+        self.accept(raw, None, None)
     }
 
     /// Fetches the config now. On any error the last good config stays in force.
