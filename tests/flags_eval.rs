@@ -98,7 +98,11 @@ fn r_of(flags: &FeatureFlags, key: &str) -> Reason {
 
 #[test]
 fn reasons_serialize_in_screaming_snake_case() {
-    let flags = client("u", "1.0.0", json!({"flags": [{"key": "a", "enabled": true}]}));
+    let flags = client(
+        "u",
+        "1.0.0",
+        json!({"flags": [{"key": "a", "enabled": true}]}),
+    );
     let all = serde_json::to_value(flags.all_details()).expect("json");
     assert_eq!(all["a"], json!({"value": true, "reason": "STATIC"}));
     for (reason, name) in [
@@ -164,7 +168,11 @@ fn raising_the_percentage_keeps_everyone_who_had_the_flag() {
             .map(|u| evaluate(&f, &ctx(u, "1.0.0"), false).value)
             .collect();
         for (i, (b, n)) in before.iter().zip(&now).enumerate() {
-            assert!(!b || *n, "{} lost the flag when it grew to {pct} %", users[i]);
+            assert!(
+                !b || *n,
+                "{} lost the flag when it grew to {pct} %",
+                users[i]
+            );
         }
         let share = now.iter().filter(|x| **x).count() as f64 / users.len() as f64 * 100.0;
         assert!((share - pct).abs() < 1.5, "{pct} % gave {share} %");
@@ -175,7 +183,8 @@ fn raising_the_percentage_keeps_everyone_who_had_the_flag() {
 
 #[test]
 fn version_bounds_with_pre_releases() {
-    let f = flag(json!({"key": "v", "enabled": true, "minVersion": "1.2.0", "maxVersion": "2.0.0"}));
+    let f =
+        flag(json!({"key": "v", "enabled": true, "minVersion": "1.2.0", "maxVersion": "2.0.0"}));
     let on = |v: &str| evaluate(&f, &ctx("u", v), false);
     assert_eq!(on("1.1.9").reason, Reason::VersionMismatch);
     assert_eq!(on("1.2.0-beta.1").reason, Reason::VersionMismatch);
@@ -255,12 +264,15 @@ fn overrides_win_over_the_remote_config() {
 #[test]
 fn overrides_from_the_environment_and_bad_ones_are_named() {
     // Environment is process-wide: this is the only test touching it.
-    std::env::set_var("RAILGUN_FLAG_OVERRIDES", r#"{"dev-panel": true, "theme": "dark"}"#);
+    std::env::set_var(
+        "RAILGUN_FLAG_OVERRIDES",
+        r#"{"dev-panel": true, "theme": "dark"}"#,
+    );
     let cfg = FlagsConfig::new("app", "u", Version::new(1, 0, 0))
         .with_env()
         .expect("env");
-    let flags = FeatureFlags::new(cfg, Arc::new(Store::open_in_memory().expect("store")))
-        .expect("client");
+    let flags =
+        FeatureFlags::new(cfg, Arc::new(Store::open_in_memory().expect("store"))).expect("client");
     assert!(flags.get("dev-panel"));
     assert_eq!(flags.variant("theme").as_deref(), Some("dark"));
     std::env::set_var("RAILGUN_FLAG_OVERRIDES", r#"{"dev-panel": 3}"#);
@@ -302,7 +314,10 @@ fn exposure_is_emitted_once_per_session_per_flag() {
         .load_document(&serde_json::to_vec(&doc).expect("json"))
         .expect("load");
     assert!(flags.get_all().len() == 3);
-    assert!(rec.0.lock().expect("lock").is_empty(), "get_all exposes nothing");
+    assert!(
+        rec.0.lock().expect("lock").is_empty(),
+        "get_all exposes nothing"
+    );
     for _ in 0..5 {
         assert!(flags.get("exp"));
         assert!(flags.get("plain"));
@@ -338,7 +353,11 @@ fn exposure_is_emitted_once_per_session_per_flag() {
 
 #[test]
 fn listeners_are_told_when_flags_change() {
-    let flags = client("u", "1.0.0", json!({"flags": [{"key": "a", "enabled": true}]}));
+    let flags = client(
+        "u",
+        "1.0.0",
+        json!({"flags": [{"key": "a", "enabled": true}]}),
+    );
     let mut rx = flags.subscribe();
     rx.mark_unchanged();
     // The same document again: no news.

@@ -115,12 +115,7 @@ fn signed(doc: &[u8], k: &PrivateKey) -> Vec<u8> {
     sign_config(doc, &[k]).expect("sign").to_json_bytes()
 }
 
-fn client(
-    url: &str,
-    store: &Arc<Store>,
-    keys: Option<TrustedKeys>,
-    version: &str,
-) -> FeatureFlags {
+fn client(url: &str, store: &Arc<Store>, keys: Option<TrustedKeys>, version: &str) -> FeatureFlags {
     let mut cfg = FlagsConfig::new("rail-gun", "user-1", version.parse().expect("version"));
     cfg.url = Some(url.to_string());
     cfg.keys = keys;
@@ -156,7 +151,10 @@ async fn signed_config_is_cached_and_used_offline_after_restart() {
         Err(FlagsError::Network { .. }) => {}
         other => panic!("expected a network error, got {other:?}"),
     }
-    assert!(flags.get("composer"), "a failed refresh keeps the last good config");
+    assert!(
+        flags.get("composer"),
+        "a failed refresh keeps the last good config"
+    );
 }
 
 #[tokio::test]
@@ -212,10 +210,16 @@ async fn cached_unsigned_document_is_ignored_once_keys_are_configured() {
     let (url, server, _task) = start().await;
     server.doc(config_bytes(true), None);
     let flags = client(&url, &store, None, "1.0.0");
-    flags.refresh().await.expect("unsigned accepted without keys");
+    flags
+        .refresh()
+        .await
+        .expect("unsigned accepted without keys");
     assert!(flags.get("composer"));
     let flags = client(&url, &store, Some(trusted(&key())), "1.0.0");
-    assert!(flags.config().is_none(), "an unverifiable cache is not trusted");
+    assert!(
+        flags.config().is_none(),
+        "an unverifiable cache is not trusted"
+    );
     assert_eq!(flags.details("composer").reason, Reason::FlagNotFound);
 }
 
@@ -268,7 +272,9 @@ async fn endless_body_without_length_is_cut_at_the_limit() {
         let mut buf = [0u8; 4096];
         let _ = sock.read(&mut buf).await;
         let _ = sock
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+            )
             .await;
         let chunk = vec![b' '; 64 * 1024];
         // 50 MiB at most, stopping when the client hangs up.
@@ -281,9 +287,7 @@ async fn endless_body_without_length_is_cut_at_the_limit() {
     });
     let store = Arc::new(Store::open_in_memory().expect("store"));
     let flags = client(&format!("http://{addr}/config.json"), &store, None, "1.0.0");
-    flags
-        .load_document(&config_bytes(true))
-        .expect("last good");
+    flags.load_document(&config_bytes(true)).expect("last good");
     assert!(matches!(
         flags.refresh().await,
         Err(FlagsError::TooLarge { limit, .. }) if limit == 1024 * 1024
@@ -382,13 +386,11 @@ async fn show_once_and_dismissals_survive_restarts() {
     });
     server.doc(serde_json::to_vec(&doc).expect("json"), None);
     let clock = ManualClock::new(t("2026-11-30T00:00:00Z"));
-    let ids = |f: &FeatureFlags| -> Vec<String> {
-        f.announcements().into_iter().map(|a| a.id).collect()
-    };
+    let ids =
+        |f: &FeatureFlags| -> Vec<String> { f.announcements().into_iter().map(|a| a.id).collect() };
     {
         let store = Arc::new(Store::open(&db).expect("store"));
-        let flags =
-            client(&url, &store, None, "1.5.0").with_clock(Arc::new(clock.clone()));
+        let flags = client(&url, &store, None, "1.5.0").with_clock(Arc::new(clock.clone()));
         flags.refresh().await.expect("refresh");
         assert_eq!(ids(&flags), ["welcome", "tips", "legal"]);
         // Still there for the rest of this session.
@@ -403,7 +405,11 @@ async fn show_once_and_dismissals_survive_restarts() {
     // Restart, offline (from the cache).
     let store = Arc::new(Store::open(&db).expect("reopen"));
     let flags = client(&url, &store, None, "1.5.0").with_clock(Arc::new(clock.clone()));
-    assert_eq!(ids(&flags), ["legal"], "showOnce and dismissed never come back");
+    assert_eq!(
+        ids(&flags),
+        ["legal"],
+        "showOnce and dismissed never come back"
+    );
     clock.set(t("2026-12-01T00:00:00Z"));
     assert_eq!(ids(&flags), ["legal", "sale"], "window start is inclusive");
     clock.set(t("2026-12-02T00:00:00Z"));

@@ -60,9 +60,8 @@ pub fn hidden_announcements(
     app: &str,
 ) -> Result<(Vec<String>, Vec<String>), StoreError> {
     store.with_conn(|c| {
-        let mut st = c.prepare(
-            "SELECT id, dismissed, shown FROM flags_announcement_state WHERE app = ?1",
-        )?;
+        let mut st =
+            c.prepare("SELECT id, dismissed, shown FROM flags_announcement_state WHERE app = ?1")?;
         let rows = st.query_map([app], |r| {
             Ok((
                 r.get::<_, String>(0)?,

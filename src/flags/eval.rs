@@ -185,7 +185,7 @@ pub fn version_in_range(
 /// `10 000 × (w₀ + … + wᵢ) / Σw`.
 pub fn choose_variant(variants: &[Variant], bucket: u16) -> Option<&Variant> {
     let total: f64 = variants.iter().map(|v| v.weight.max(0.0)).sum();
-    if !(total > 0.0) || !total.is_finite() {
+    if !total.is_finite() || total <= 0.0 {
         return None;
     }
     let point = f64::from(bucket) / BUCKETS as f64 * total;
@@ -246,13 +246,19 @@ pub fn evaluate(flag: &Flag, ctx: &EvalContext, kill_switch: bool) -> Evaluation
         let b = bucket(&format!("variant:{}", flag.key), &ctx.user_id);
         return match choose_variant(&flag.variants, b) {
             Some(v) => EvaluationDetails::on(Reason::Split, Some(v.name.clone())),
-            None => EvaluationDetails::error(format!(
-                "flag {:?}: variant weights sum to 0",
-                flag.key
-            )),
+            None => {
+                EvaluationDetails::error(format!("flag {:?}: variant weights sum to 0", flag.key))
+            }
         };
     }
-    EvaluationDetails::on(if partial { Reason::Split } else { Reason::Static }, None)
+    EvaluationDetails::on(
+        if partial {
+            Reason::Split
+        } else {
+            Reason::Static
+        },
+        None,
+    )
 }
 
 /// Evaluates every flag of `config` (and every override) for `ctx`.

@@ -371,10 +371,7 @@ mod tests {
     fn wrong_type_names_the_field() {
         let e = RemoteConfig::parse(br#"{"flags":[{"key":"a","rolloutPercentage":"half"}]}"#)
             .expect_err("wrong type");
-        assert!(
-            e.to_string().contains("flags[0].rolloutPercentage"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("flags[0].rolloutPercentage"), "{e}");
         let e = RemoteConfig::parse(br#"{"maintenance":{"startTime":"tomorrow"}}"#)
             .expect_err("bad time");
         assert!(e.to_string().contains("maintenance.startTime"), "{e}");
