@@ -511,8 +511,9 @@ impl FeatureFlags {
     ) -> Result<bool, FlagsError> {
         let payload = self.verified_payload(raw)?;
         let config = RemoteConfig::parse(&payload)?;
-        let table = self.table_for(Some(&config));
+        // Evaluated under the write lock so a concurrent override change cannot be lost.
         let mut guard = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
+        let table = self.table_for(Some(&config));
         let changed = guard.config.as_deref() != Some(&config);
         *guard = Arc::new(Snapshot {
             config: Some(Arc::new(config)),

@@ -392,6 +392,22 @@ mod tests {
     }
 
     #[test]
+    fn sign_config_refuses_a_broken_document_and_signs_a_good_one() {
+        use crate::trust::{KeyAlgorithm, TrustedKeys};
+        let key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+        assert!(matches!(
+            sign_config(br#"{"flags": 3}"#, &[&key]),
+            Err(SignConfigError::Schema(_))
+        ));
+        let env = sign_config(SEED.as_bytes(), &[&key]).expect("sign");
+        assert_eq!(env.payload_type, PAYLOAD_CONFIG);
+        let v = TrustedKeys::single(key.public_key().clone())
+            .verify(&env.to_json_bytes(), PAYLOAD_CONFIG)
+            .expect("verify");
+        assert_eq!(v.payload, SEED.as_bytes());
+    }
+
+    #[test]
     fn lenient_version_bounds() {
         assert_eq!(parse_version_bound("1.2"), Version::parse("1.2.0").ok());
         assert_eq!(parse_version_bound("v2"), Version::parse("2.0.0").ok());
