@@ -53,13 +53,13 @@ pub struct RemoteConfig {
     #[serde(default, deserialize_with = "string_or_number")]
     pub version: String,
     /// When the document was last edited (kept as written).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_updated: Option<String>,
     /// When true, every flag evaluates to off.
     #[serde(default)]
     pub emergency_kill_switch: bool,
     /// Message to show while the kill switch is active.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emergency_message: Option<String>,
     /// The flags.
     #[serde(default)]
@@ -68,7 +68,7 @@ pub struct RemoteConfig {
     #[serde(default)]
     pub announcements: Vec<Announcement>,
     /// The maintenance window.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<Maintenance>,
     /// Fields this version does not know, kept as they were.
     #[serde(flatten)]
@@ -88,22 +88,22 @@ pub struct Flag {
     #[serde(default = "hundred")]
     pub rollout_percentage: f64,
     /// Lowest app version (inclusive) that gets it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_version: Option<String>,
     /// Highest app version (inclusive) that gets it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_version: Option<String>,
     /// Platforms (`darwin`, `win32`, `linux`) that get it; none = all.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platforms: Option<Vec<String>>,
     /// Channels (`stable`, `beta`, …) that get it; none = all.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channels: Option<Vec<String>>,
     /// A/B variants, chosen by weight.
     #[serde(default)]
     pub variants: Vec<Variant>,
     /// What the flag is for.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Fields this version does not know.
     #[serde(flatten)]
@@ -141,16 +141,16 @@ pub struct Announcement {
     #[serde(default)]
     pub show_once: bool,
     /// Not shown before this time.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<DateTime<Utc>>,
     /// Not shown after this time.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<DateTime<Utc>>,
     /// Lowest app version (inclusive) that sees it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_version: Option<String>,
     /// Highest app version (inclusive) that sees it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_version: Option<String>,
     /// Fields this version does not know.
     #[serde(flatten)]
@@ -165,13 +165,13 @@ pub struct Maintenance {
     #[serde(default)]
     pub active: bool,
     /// Message to show.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Start of the window (inclusive).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<DateTime<Utc>>,
     /// End of the window (inclusive).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<DateTime<Utc>>,
     /// Whether the app may keep working read-only during maintenance.
     #[serde(default)]
