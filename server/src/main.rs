@@ -33,6 +33,8 @@ enum Command {
     Track(cli::track::TrackArgs),
     /// Upload the analytics events queued in a state folder.
     Flush(cli::track::FlushArgs),
+    /// Evaluate the remote config's flags, announcements and maintenance, as a client would.
+    Flags(cli::flags::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Rollback(a) => cli::update::run_rollback(a),
         Command::Track(a) => cli::track::run_track(a),
         Command::Flush(a) => cli::track::run_flush(a),
+        Command::Flags(a) => cli::block_on(cli::flags::run(a)),
     };
     match result {
         Ok(code) => code,

@@ -1,1 +1,108 @@
-//! Feature flags and remote config (to be built: schema, fetching, evaluation, cache).
+//! Feature flags and remote config.
+//!
+//! * [`schema`] — the config document (the seed's JSON plus variants, platform/channel
+//!   filters, version ranges and announcement windows) and [`sign_config`];
+//! * [`eval`] — pure evaluation with OpenFeature-style reasons;
+//! * [`notices`] — announcements and maintenance windows;
+//! * [`cache`] — the last good document and announcement state in the client store;
+//! * [`client`] — [`FeatureFlags`]: fetching (ETag, size limit, DSSE), refresh, the
+//!   precomputed table behind `get`, overrides, exposures, listeners.
+//!
+//! A document that fails verification or parsing never changes a flag: the last good
+//! config stays in force, online or offline.
+
+pub mod cache;
+pub mod client;
+pub mod eval;
+pub mod notices;
+pub mod schema;
+
+pub use client::{FeatureFlags, FlagsConfig, RefreshOutcome};
+pub use eval::{EvalContext, EvaluationDetails, Override, Reason};
+pub use notices::{KillSwitch, MaintenanceStatus};
+pub use schema::{
+    sign_config, Announcement, Flag, Maintenance, RemoteConfig, SchemaError, SignConfigError,
+    Variant,
+};
+
+use crate::store::StoreError;
+use crate::trust::DsseError;
+
+/// Receives one `experiment_exposure` per flag and session: the first time this user's
+/// variant of a flag was evaluated. The analytics client implements it.
+pub trait ExposureSink: Send + Sync {
+    /// `flag`'s variant `variant` was shown to this user for the first time this session.
+    fn exposure(&self, flag: &str, variant: &str);
+}
+
+/// Errors of the feature-flag client.
+#[derive(Debug, thiserror::Error)]
+pub enum FlagsError {
+    /// The client configuration cannot work.
+    #[error("invalid flags configuration: {0}")]
+    Config(String),
+    /// No config URL was given (`RAILGUN_CONFIG_URL` or the config).
+    #[error("no remote config URL: set RAILGUN_CONFIG_URL or FlagsConfig::url")]
+    NoUrl,
+    /// The config URL is not usable.
+    #[error("invalid remote config URL {url:?}: {reason}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Local overrides could not be read.
+    #[error("{variable} is not a JSON object of true/false/\"variant\": {message}")]
+    Overrides {
+        /// The environment variable.
+        variable: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The server could not be reached.
+    #[error("cannot reach the remote config at {url}: {message}")]
+    Network {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The server did not answer in time.
+    #[error("remote config at {url} did not answer in time")]
+    Timeout {
+        /// The URL.
+        url: String,
+    },
+    /// The server answered with an error status.
+    #[error("remote config server answered {status} for {url}")]
+    HttpStatus {
+        /// The URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The body is larger than allowed.
+    #[error("remote config at {url} is larger than {limit} bytes: refused")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// The document is not signed by the config keys (or not signed at all).
+    #[error("remote config signature refused: {0}")]
+    Signature(#[from] DsseError),
+    /// The document is not a valid config.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// The announcement may not be dismissed.
+    #[error("announcement {id:?} is not dismissible")]
+    NotDismissible {
+        /// The announcement id.
+        id: String,
+    },
+    /// The client store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Generates tests/vectors/flags.json: flag evaluation cases computed by this independent
+Python implementation of DESIGN.md's rules (bucket = SHA-256(seed || 0x00 || id)[0..8] as a
+big-endian u64 % 10000; inside p % iff bucket < round(p * 100); variants by cumulative weight
+over bucket("variant:{key}", id)). Every binding checks its evaluator against the file.
+
+Run: python3 tests/vectors/flags_gen.py > tests/vectors/flags.json
+"""
+import hashlib
+import json
+
+
+def bucket(seed, ident):
+    d = hashlib.sha256(seed.encode() + b"\x00" + ident.encode()).digest()
+    return int.from_bytes(d[:8], "big") % 10000
+
+
+def threshold(p):
+    if p <= 0:
+        return 0
+    # Rust's f64::round rounds half away from zero; p*100 >= 0 here.
+    t = int(p * 100.0 + 0.5)
+    return min(t, 10000)
+
+
+def parse_version(s):
+    core, _, pre = s.partition("-")
+    nums = [int(x) for x in core.split(".")]
+    while len(nums) < 3:
+        nums.append(0)
+    return nums, pre
+
+
+def pre_key(pre):
+    out = []
+    for part in pre.split("."):
+        out.append((0, int(part), "") if part.isdigit() else (1, 0, part))
+    return out
+
+
+def vcmp(a, b):
+    (an, ap), (bn, bp) = parse_version(a), parse_version(b)
+    if an != bn:
+        return -1 if an < bn else 1
+    if ap == bp:
+        return 0
+    if not ap:
+        return 1
+    if not bp:
+        return -1
+    ka, kb = pre_key(ap), pre_key(bp)
+    return -1 if ka < kb else (1 if ka > kb else 0)
+
+
+def evaluate(flag, ctx, kill):
+    if kill:
+        return {"value": False, "reason": "KILL_SWITCH"}
+    if not flag.get("enabled", False):
+        return {"value": False, "reason": "DISABLED"}
+    v = ctx["appVersion"]
+    if flag.get("minVersion") and vcmp(v, flag["minVersion"]) < 0:
+        return {"value": False, "reason": "VERSION_MISMATCH"}
+    if flag.get("maxVersion") and vcmp(v, flag["maxVersion"]) > 0:
+        return {"value": False, "reason": "VERSION_MISMATCH"}
+    if "platforms" in flag and ctx["platform"].lower() not in [p.lower() for p in flag["platforms"]]:
+        return {"value": False, "reason": "DISABLED"}
+    if "channels" in flag and ctx["channel"].lower() not in [c.lower() for c in flag["channels"]]:
+        return {"value": False, "reason": "DISABLED"}
+    pct = flag.get("rolloutPercentage", 100)
+    partial = pct < 100
+    if partial and not bucket("flag:" + flag["key"], ctx["userId"]) < threshold(pct):
+        return {"value": False, "reason": "SPLIT"}
+    variants = flag.get("variants", [])
+    if variants:
+        total = sum(max(x["weight"], 0.0) for x in variants)
+        point = bucket("variant:" + flag["key"], ctx["userId"]) / 10000 * total
+        acc, last = 0.0, None
+        for x in variants:
+            w = max(x["weight"], 0.0)
+            if w <= 0:
+                continue
+            acc += w
+            last = x
+            if point < acc:
+                break
+        return {"value": True, "variant": last["name"], "reason": "SPLIT"}
+    return {"value": True, "reason": "SPLIT" if partial else "STATIC"}
+
+
+FLAGS = [
+    {"key": "static-on", "enabled": True},
+    {"key": "disabled", "enabled": False, "rolloutPercentage": 100},
+    {"key": "half", "enabled": True, "rolloutPercentage": 50},
+    {"key": "tenth", "enabled": True, "rolloutPercentage": 10.5},
+    {"key": "zero", "enabled": True, "rolloutPercentage": 0},
+    {"key": "min-1.2", "enabled": True, "minVersion": "1.2.0"},
+    {"key": "range", "enabled": True, "minVersion": "1.2.0-beta.2", "maxVersion": "2.0.0"},
+    {"key": "mac-only", "enabled": True, "platforms": ["darwin"]},
+    {"key": "beta-only", "enabled": True, "channels": ["beta", "canary"]},
+    {"key": "ab", "enabled": True, "variants": [{"name": "control", "weight": 50}, {"name": "treatment", "weight": 50}]},
+    {"key": "abc", "enabled": True, "rolloutPercentage": 60,
+     "variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 2}, {"name": "c", "weight": 7}]},
+    {"key": "combo", "enabled": True, "rolloutPercentage": 30, "minVersion": "1.0.0",
+     "platforms": ["linux", "win32"], "channels": ["stable"]},
+]
+
+CONTEXTS = []
+for i in range(12):
+    CONTEXTS.append({
+        "userId": "install-%d" % i,
+        "appVersion": ["1.0.0", "1.2.0-beta.1", "1.2.0-beta.2", "1.2.0", "1.9.3", "2.0.0-rc.1", "2.0.0", "2.0.1"][i % 8],
+        "platform": ["linux", "darwin", "win32"][i % 3],
+        "channel": ["stable", "beta"][i % 2],
+    })
+
+cases = []
+for ctx in CONTEXTS:
+    for kill in (False, True) if ctx["userId"] in ("install-0", "install-5") else (False,):
+        cases.append({
+            "context": ctx,
+            "emergencyKillSwitch": kill,
+            "expected": {f["key"]: evaluate(f, ctx, kill) for f in FLAGS + [{"key": "__missing__"}] if f["key"] != "__missing__"}
+            | {"not-in-config": {"value": False, "reason": "FLAG_NOT_FOUND"}},
+        })
+
+print(json.dumps({
+    "description": "Flag evaluation vectors, generated by tests/vectors/flags_gen.py (an independent Python implementation of DESIGN.md). Each case evaluates every flag of `flags` for `context` with the given kill switch; `expected` gives value, variant (when any) and reason.",
+    "flags": FLAGS,
+    "cases": cases,
+}, indent=1))
