@@ -1,0 +1,631 @@
+//! Sigstore bundle verification against real public-good bundles (see
+//! `tests/data/sigstore/README.md`), and every way of tampering with them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use railgun_core::trust::sigstore::{
+    IdentityMatcher, IdentityPolicy, SigstoreError, SigstoreMode, SigstorePolicy, SigstoreVerifier,
+    GITHUB_ACTIONS_ISSUER, MAX_BUNDLE_BYTES,
+};
+use railgun_core::trust::{KeyAlgorithm, PrivateKey};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const WHEEL: &str = "rfc8785-0.1.2-py3-none-any.whl";
+const WHEEL_BUNDLE: &str = "rfc8785-0.1.2-py3-none-any.whl.sigstore.json";
+const WHEEL_ID: &str =
+    "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2";
+const NPM: &str = "sigstore-5.0.0.tgz";
+const NPM_BUNDLE: &str = "sigstore-5.0.0.tgz.npm-provenance.sigstore.json";
+const NPM_ID: &str =
+    "https://github.com/sigstore/sigstore-js/.github/workflows/release.yml@refs/heads/main";
+const COSIGN_BUNDLE: &str = "cosign_bundle_v03.json";
+const COSIGN_ID: &str = "https://github.com/kubewarden/kubewarden-controller/.github/workflows/release.yml@refs/tags/v1.34.0";
+const COSIGN_SUBJECT: &str = "c811d58de79c92f03214e63aa339484e488d694ae8a6283b5f3f17a9faf50172";
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/sigstore")
+        .join(name)
+}
+
+fn read(name: &str) -> Vec<u8> {
+    std::fs::read(data(name)).unwrap()
+}
+
+fn policy(identity: &str) -> IdentityPolicy {
+    IdentityPolicy {
+        identity: IdentityMatcher::Exact(identity.to_string()),
+        issuer: GITHUB_ACTIONS_ISSUER.to_string(),
+    }
+}
+
+fn verifier(identity: &str) -> SigstoreVerifier {
+    SigstoreVerifier::public_good(policy(identity)).unwrap()
+}
+
+fn sha256_of(name: &str) -> [u8; 32] {
+    Sha256::digest(read(name)).into()
+}
+
+fn cosign_digest() -> [u8; 32] {
+    hex::decode(COSIGN_SUBJECT).unwrap().try_into().unwrap()
+}
+
+fn wheel_digest() -> [u8; 32] {
+    sha256_of(WHEEL)
+}
+
+/// The wheel bundle as JSON, changed by `f`, re-serialised.
+fn tampered(name: &str, f: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&read(name)).unwrap();
+    f(&mut v);
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// Flips one bit of a base64 field (at byte `at` of the decoded value).
+fn flip_b64(v: &mut Value, at: usize) {
+    let mut bytes = STANDARD.decode(v.as_str().unwrap()).unwrap();
+    bytes[at] ^= 0x01;
+    *v = Value::String(STANDARD.encode(bytes));
+}
+
+fn entry(v: &mut Value) -> &mut Value {
+    &mut v["verificationMaterial"]["tlogEntries"][0]
+}
+
+// ---- real bundles verify ----
+
+#[test]
+fn github_wheel_bundle_v02_verifies_by_file_and_by_digest() {
+    let v = verifier(WHEEL_ID);
+    let by_file = v.verify_file(&data(WHEEL), &read(WHEEL_BUNDLE)).unwrap();
+    assert_eq!(by_file.identity, WHEEL_ID);
+    assert_eq!(by_file.issuer, GITHUB_ACTIONS_ISSUER);
+    assert_eq!(by_file.integrated_time.timestamp(), 1_710_888_076);
+    assert_eq!(by_file.log_index, 79_605_083);
+    assert_eq!(by_file.log, "https://rekor.sigstore.dev");
+    let by_digest = v
+        .verify_digest(&wheel_digest(), &read(WHEEL_BUNDLE))
+        .unwrap();
+    assert_eq!(by_file, by_digest);
+}
+
+#[test]
+fn npm_provenance_v03_dsse_bundle_verifies_by_file_with_its_sha512_subject() {
+    let id = verifier(NPM_ID)
+        .verify_file(&data(NPM), &read(NPM_BUNDLE))
+        .unwrap();
+    assert_eq!(id.identity, NPM_ID);
+    assert_eq!(id.integrated_time.timestamp(), 1_780_347_770);
+}
+
+#[test]
+fn cosign_v03_dsse_bundle_verifies_by_its_subject_digest() {
+    let id = verifier(COSIGN_ID)
+        .verify_digest(&cosign_digest(), &read(COSIGN_BUNDLE))
+        .unwrap();
+    assert_eq!(id.identity, COSIGN_ID);
+}
+
+#[test]
+fn a_trust_root_given_as_a_file_is_used() {
+    // The older production root still has the Rekor v1 key and the Fulcio CAs.
+    let v = SigstoreVerifier::with_trusted_root_json(
+        &read("trusted_root.sigstore-rs-prod.json"),
+        policy(WHEEL_ID),
+    )
+    .unwrap();
+    v.verify_digest(&wheel_digest(), &read(WHEEL_BUNDLE))
+        .unwrap();
+}
+
+#[test]
+fn ci_identity_regexp_accepts_release_tags_of_the_repository_only() {
+    let p = IdentityPolicy::github_release("trailofbits", "rfc8785.py").unwrap();
+    let v = SigstoreVerifier::public_good(p.clone()).unwrap();
+    v.verify_digest(&wheel_digest(), &read(WHEEL_BUNDLE))
+        .unwrap();
+    for good in [
+        "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v1.0.0",
+        "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v2.0.0-rc.1",
+    ] {
+        assert!(p.identity.matches(good), "{good}");
+    }
+    for bad in [
+        "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/heads/main",
+        "https://github.com/trailofbits/rfc8785.py/.github/workflows/other.yml@refs/tags/v1.0.0",
+        "https://github.com/trailofbits/rfc8785Xpy/.github/workflows/release.yml@refs/tags/v1.0.0",
+        "https://github.com/evil/rfc8785.py/.github/workflows/release.yml@refs/tags/v1.0.0",
+        "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v1 ",
+        "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/",
+        "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v1/x",
+        "http://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v1.0.0",
+    ] {
+        assert!(!p.identity.matches(bad), "{bad}");
+    }
+    // A branch build of another project is refused, naming what was found.
+    let npm = SigstoreVerifier::public_good(
+        IdentityPolicy::github_release("sigstore", "sigstore-js").unwrap(),
+    )
+    .unwrap();
+    match npm.verify_file(&data(NPM), &read(NPM_BUNDLE)) {
+        Err(SigstoreError::IdentityMismatch { found, .. }) => assert_eq!(found, NPM_ID),
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---- refused: each with its own error ----
+
+#[test]
+fn refuses_bundle_for_a_changed_artifact() {
+    let mut digest = wheel_digest();
+    digest[0] ^= 1;
+    let e = verifier(WHEEL_ID).verify_digest(&digest, &read(WHEEL_BUNDLE));
+    assert!(
+        matches!(e, Err(SigstoreError::ArtifactDigestMismatch { .. })),
+        "{e:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut whl = read(WHEEL);
+    let last = whl.len() - 1;
+    whl[last] ^= 1;
+    let path = dir.path().join(WHEEL);
+    std::fs::write(&path, whl).unwrap();
+    let e = verifier(WHEEL_ID).verify_file(&path, &read(WHEEL_BUNDLE));
+    assert!(
+        matches!(e, Err(SigstoreError::ArtifactDigestMismatch { .. })),
+        "{e:?}"
+    );
+
+    let mut d = cosign_digest();
+    d[31] ^= 1;
+    let e = verifier(COSIGN_ID).verify_digest(&d, &read(COSIGN_BUNDLE));
+    assert!(
+        matches!(e, Err(SigstoreError::ArtifactDigestMismatch { .. })),
+        "{e:?}"
+    );
+    let e = verifier(NPM_ID).verify_file(&data(WHEEL), &read(NPM_BUNDLE));
+    assert!(
+        matches!(e, Err(SigstoreError::ArtifactDigestMismatch { .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn refuses_bundle_from_another_identity_naming_the_identity_found() {
+    let other = "https://github.com/railgun/railgun/.github/workflows/release.yml@refs/tags/v0.1.2";
+    match verifier(other).verify_digest(&wheel_digest(), &read(WHEEL_BUNDLE)) {
+        Err(e @ SigstoreError::IdentityMismatch { .. }) => {
+            assert!(e.to_string().contains(WHEEL_ID), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn refuses_bundle_from_another_issuer() {
+    let p = IdentityPolicy {
+        identity: IdentityMatcher::Exact(WHEEL_ID.into()),
+        issuer: "https://accounts.google.com".into(),
+    };
+    let e = SigstoreVerifier::public_good(p)
+        .unwrap()
+        .verify_digest(&wheel_digest(), &read(WHEEL_BUNDLE));
+    match e {
+        Err(SigstoreError::IssuerMismatch { found, .. }) => {
+            assert_eq!(found, GITHUB_ACTIONS_ISSUER)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn refuses_bundle_with_a_changed_signature() {
+    let b = tampered(WHEEL_BUNDLE, |v| {
+        flip_b64(&mut v["messageSignature"]["signature"], 10)
+    });
+    let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
+    assert!(matches!(e, Err(SigstoreError::BadSignature)), "{e:?}");
+
+    let b = tampered(COSIGN_BUNDLE, |v| {
+        flip_b64(&mut v["dsseEnvelope"]["signatures"][0]["sig"], 10)
+    });
+    let e = verifier(COSIGN_ID).verify_digest(&cosign_digest(), &b);
+    assert!(matches!(e, Err(SigstoreError::BadSignature)), "{e:?}");
+}
+
+#[test]
+fn refuses_dsse_bundle_with_a_changed_payload() {
+    let b = tampered(COSIGN_BUNDLE, |v| {
+        let p = STANDARD
+            .decode(v["dsseEnvelope"]["payload"].as_str().unwrap())
+            .unwrap();
+        let mut st: Value = serde_json::from_slice(&p).unwrap();
+        st["predicateType"] = Value::String("https://evil.example/predicate".into());
+        v["dsseEnvelope"]["payload"] =
+            Value::String(STANDARD.encode(serde_json::to_vec(&st).unwrap()));
+    });
+    let e = verifier(COSIGN_ID).verify_digest(&cosign_digest(), &b);
+    assert!(matches!(e, Err(SigstoreError::BadSignature)), "{e:?}");
+}
+
+#[test]
+fn refuses_log_entry_with_an_altered_integrated_time() {
+    let b = tampered(WHEEL_BUNDLE, |v| {
+        entry(v)["integratedTime"] = Value::String("1710888077".into());
+    });
+    let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
+    assert!(matches!(e, Err(SigstoreError::SetInvalid { .. })), "{e:?}");
+}
+
+#[test]
+fn refuses_log_entry_with_an_altered_body() {
+    let b = tampered(WHEEL_BUNDLE, |v| {
+        let body = STANDARD
+            .decode(entry(v)["canonicalizedBody"].as_str().unwrap())
+            .unwrap();
+        let mut body: Value = serde_json::from_slice(&body).unwrap();
+        body["spec"]["data"]["hash"]["value"] = Value::String(hex::encode([7u8; 32]));
+        entry(v)["canonicalizedBody"] =
+            Value::String(STANDARD.encode(serde_json::to_vec(&body).unwrap()));
+    });
+    let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
+    assert!(matches!(e, Err(SigstoreError::SetInvalid { .. })), "{e:?}");
+}
+
+#[test]
+fn refuses_log_entry_with_an_altered_signed_entry_timestamp() {
+    let b = tampered(WHEEL_BUNDLE, |v| {
+        flip_b64(
+            &mut entry(v)["inclusionPromise"]["signedEntryTimestamp"],
+            12,
+        )
+    });
+    let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
+    assert!(matches!(e, Err(SigstoreError::SetInvalid { .. })), "{e:?}");
+}
+
+#[test]
+fn refuses_log_entry_with_an_altered_inclusion_proof_hash() {
+    for i in [0, 7, 15] {
+        let b = tampered(WHEEL_BUNDLE, |v| {
+            flip_b64(&mut entry(v)["inclusionProof"]["hashes"][i], 3)
+        });
+        let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
+        assert!(
+            matches!(e, Err(SigstoreError::InclusionProofInvalid { .. })),
+            "{e:?}"
+        );
+    }
+    let b = tampered(COSIGN_BUNDLE, |v| {
+        let hashes = entry(v)["inclusionProof"]["hashes"].as_array_mut().unwrap();
+        hashes.pop();
+    });
+    let e = verifier(COSIGN_ID).verify_digest(&cosign_digest(), &b);
+    assert!(
+        matches!(e, Err(SigstoreError::InclusionProofInvalid { .. })),
+        "{e:?}"
+    );
+    let b = tampered(COSIGN_BUNDLE, |v| {
+        entry(v)["inclusionProof"]["logIndex"] = Value::String("1139201546".into());
+    });
+    let e = verifier(COSIGN_ID).verify_digest(&cosign_digest(), &b);
+    assert!(
+        matches!(e, Err(SigstoreError::InclusionProofInvalid { .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn refuses_log_entry_with_an_altered_checkpoint() {
+    // Signature of the note changed.
+    let b = tampered(WHEEL_BUNDLE, |v| {
+        let cp = &mut entry(v)["inclusionProof"]["checkpoint"]["envelope"];
+        let text = cp.as_str().unwrap().to_string();
+        let (head, sig) = text.trim_end().rsplit_once(' ').unwrap();
+        let mut raw = STANDARD.decode(sig).unwrap();
+        raw[20] ^= 1;
+        *cp = Value::String(format!("{head} {}\n", STANDARD.encode(raw)));
+    });
+    let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
+    assert!(
+        matches!(e, Err(SigstoreError::CheckpointInvalid { .. })),
+        "{e:?}"
+    );
+    // A note for another tree size.
+    let b = tampered(WHEEL_BUNDLE, |v| {
+        let cp = &mut entry(v)["inclusionProof"]["checkpoint"]["envelope"];
+        *cp = Value::String(cp.as_str().unwrap().replace("\n75441653\n", "\n75441654\n"));
+    });
+    let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
+    assert!(
+        matches!(e, Err(SigstoreError::CheckpointInvalid { .. })),
+        "{e:?}"
+    );
+    // No signature at all.
+    let b = tampered(WHEEL_BUNDLE, |v| {
+        let cp = &mut entry(v)["inclusionProof"]["checkpoint"]["envelope"];
+        let text = cp.as_str().unwrap().to_string();
+        *cp = Value::String(text[..text.find("\n\n").unwrap() + 2].to_string());
+    });
+    let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
+    assert!(
+        matches!(e, Err(SigstoreError::CheckpointInvalid { .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn refuses_v02_bundle_without_inclusion_proof() {
+    let b = tampered(WHEEL_BUNDLE, |v| {
+        entry(v).as_object_mut().unwrap().remove("inclusionProof");
+    });
+    let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
+    assert!(
+        matches!(e, Err(SigstoreError::MissingInclusionProof(_))),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn refuses_entry_of_a_log_outside_the_trust_root() {
+    let b = tampered(WHEEL_BUNDLE, |v| {
+        flip_b64(&mut entry(v)["logId"]["keyId"], 0)
+    });
+    let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
+    assert!(matches!(e, Err(SigstoreError::UnknownLog { .. })), "{e:?}");
+    // The staging trust root knows neither the production log nor its Fulcio.
+    let staging = SigstoreVerifier::with_trusted_root_json(
+        &read("trusted_root.STAGING.sigstore-python-test-assets.json"),
+        policy(WHEEL_ID),
+    )
+    .unwrap();
+    let e = staging.verify_digest(&wheel_digest(), &read(WHEEL_BUNDLE));
+    assert!(matches!(e, Err(SigstoreError::UnknownLog { .. })), "{e:?}");
+}
+
+#[test]
+fn refuses_certificate_not_valid_at_the_integrated_time() {
+    // The npm signature with the (genuine, earlier) log entry of the cosign bundle: the npm
+    // certificate did not exist yet when that entry was logged.
+    let cosign: Value = serde_json::from_slice(&read(COSIGN_BUNDLE)).unwrap();
+    let b = tampered(NPM_BUNDLE, |v| {
+        *entry(v) = cosign["verificationMaterial"]["tlogEntries"][0].clone();
+    });
+    let e = verifier(NPM_ID).verify_file(&data(NPM), &b);
+    assert!(
+        matches!(e, Err(SigstoreError::CertificateNotValidAtTime { .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn refuses_certificate_not_issued_by_the_trust_root() {
+    // A leaf certificate whose issuer signature is broken.
+    let b = tampered(WHEEL_BUNDLE, |v| {
+        let c =
+            &mut v["verificationMaterial"]["x509CertificateChain"]["certificates"][0]["rawBytes"];
+        let mut der = STANDARD.decode(c.as_str().unwrap()).unwrap();
+        let n = der.len();
+        der[n - 5] ^= 1; // inside the signature value
+        *c = Value::String(STANDARD.encode(der));
+    });
+    let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
+    assert!(matches!(e, Err(SigstoreError::Chain(_))), "{e:?}");
+}
+
+#[test]
+fn refuses_rekor_v2_entries_as_unsupported() {
+    let v = SigstoreVerifier::with_trusted_root_json(
+        &read("trusted_root.STAGING.sigstore-python-test-assets.json"),
+        IdentityPolicy {
+            identity: IdentityMatcher::regex(".*").unwrap(),
+            issuer: "https://github.com/login/oauth".into(),
+        },
+    )
+    .unwrap();
+    let e = v.verify_file(
+        &data("staging-rekor-v2.txt"),
+        &read("staging-rekor-v2.txt.sigstore.json"),
+    );
+    assert!(
+        matches!(e, Err(SigstoreError::UnsupportedLogEntry { .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn managed_key_mode_refuses_certificate_bundles() {
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let v = SigstoreVerifier::with_key(None, key.public_key().clone()).unwrap();
+    let e = v.verify_digest(&wheel_digest(), &read(WHEEL_BUNDLE));
+    assert!(
+        matches!(e, Err(SigstoreError::UnsupportedSignature(_))),
+        "{e:?}"
+    );
+}
+
+// ---- malformed input: errors, never panics ----
+
+#[test]
+fn malformed_bundles_give_errors() {
+    let v = verifier(WHEEL_ID);
+    let d = wheel_digest();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", vec![]),
+        ("null", b"null".to_vec()),
+        ("array", b"[]".to_vec()),
+        ("object", b"{}".to_vec()),
+        ("binary", vec![0xff, 0x00, 0x13]),
+        (
+            "index as object",
+            tampered(WHEEL_BUNDLE, |v| {
+                entry(v)["logIndex"] = serde_json::json!({})
+            }),
+        ),
+        (
+            "index not a number",
+            tampered(WHEEL_BUNDLE, |v| entry(v)["logIndex"] = "x1".into()),
+        ),
+        (
+            "certificate as number",
+            tampered(WHEEL_BUNDLE, |v| {
+                v["verificationMaterial"]["x509CertificateChain"] = 5.into()
+            }),
+        ),
+        (
+            "certificate garbage",
+            tampered(WHEEL_BUNDLE, |v| {
+                v["verificationMaterial"]["x509CertificateChain"]["certificates"][0]["rawBytes"] =
+                    "AAAA".into()
+            }),
+        ),
+        (
+            "empty chain",
+            tampered(WHEEL_BUNDLE, |v| {
+                v["verificationMaterial"]["x509CertificateChain"]["certificates"] =
+                    serde_json::json!([])
+            }),
+        ),
+        (
+            "no entries",
+            tampered(WHEEL_BUNDLE, |v| {
+                v["verificationMaterial"]["tlogEntries"] = serde_json::json!([])
+            }),
+        ),
+        (
+            "media type",
+            tampered(WHEEL_BUNDLE, |v| v["mediaType"] = "application/json".into()),
+        ),
+        (
+            "both contents",
+            tampered(
+                COSIGN_BUNDLE,
+                |v| v["messageSignature"] = serde_json::json!({"messageDigest": {"algorithm": "SHA2_256", "digest": ""}, "signature": ""}),
+            ),
+        ),
+        (
+            "no content",
+            tampered(WHEEL_BUNDLE, |v| {
+                v.as_object_mut().unwrap().remove("messageSignature");
+            }),
+        ),
+        (
+            "digest not base64",
+            tampered(WHEEL_BUNDLE, |v| {
+                v["messageSignature"]["messageDigest"]["digest"] = "!!".into()
+            }),
+        ),
+        (
+            "digest short",
+            tampered(WHEEL_BUNDLE, |v| {
+                v["messageSignature"]["messageDigest"]["digest"] = "AAAA".into()
+            }),
+        ),
+        (
+            "signature not DER",
+            tampered(WHEEL_BUNDLE, |v| {
+                v["messageSignature"]["signature"] = "AAAA".into()
+            }),
+        ),
+        (
+            "checkpoint empty",
+            tampered(WHEEL_BUNDLE, |v| {
+                entry(v)["inclusionProof"]["checkpoint"]["envelope"] = "".into()
+            }),
+        ),
+        (
+            "negative tree size",
+            tampered(WHEEL_BUNDLE, |v| {
+                entry(v)["inclusionProof"]["treeSize"] = "-1".into()
+            }),
+        ),
+        (
+            "huge index",
+            tampered(WHEEL_BUNDLE, |v| {
+                entry(v)["inclusionProof"]["logIndex"] = "9223372036854775807".into()
+            }),
+        ),
+    ];
+    for (name, bundle) in cases {
+        assert!(v.verify_digest(&d, &bundle).is_err(), "{name} verified");
+    }
+    let huge = vec![b' '; MAX_BUNDLE_BYTES + 1];
+    assert!(matches!(
+        v.verify_digest(&d, &huge),
+        Err(SigstoreError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn truncated_and_bit_flipped_bundles_never_panic_and_truncations_never_verify() {
+    let v = verifier(WHEEL_ID);
+    let d = wheel_digest();
+    let bundle = read(WHEEL_BUNDLE);
+    for n in (0..bundle.len()).step_by(13) {
+        assert!(
+            v.verify_digest(&d, &bundle[..n]).is_err(),
+            "prefix {n} verified"
+        );
+    }
+    for i in (0..bundle.len()).step_by(29) {
+        let mut b = bundle.clone();
+        b[i] ^= 0x04;
+        let _ = v.verify_digest(&d, &b);
+    }
+}
+
+// ---- the update client's policy ----
+
+#[test]
+fn policy_modes() {
+    let d = wheel_digest();
+    let bundle = read(WHEEL_BUNDLE);
+    let v = Some(Arc::new(verifier(WHEEL_ID)));
+    let off = SigstorePolicy {
+        mode: SigstoreMode::Off,
+        verifier: None,
+    };
+    assert!(off.check(&d, Some(&bundle)).unwrap().is_none());
+    let if_present = SigstorePolicy {
+        mode: SigstoreMode::IfPresent,
+        verifier: v.clone(),
+    };
+    assert!(if_present.check(&d, None).unwrap().is_none());
+    assert_eq!(
+        if_present
+            .check(&d, Some(&bundle))
+            .unwrap()
+            .unwrap()
+            .identity,
+        WHEEL_ID
+    );
+    let required = SigstorePolicy {
+        mode: SigstoreMode::Required,
+        verifier: v,
+    };
+    assert!(matches!(
+        required.check(&d, None),
+        Err(SigstoreError::BundleMissing)
+    ));
+    assert!(required.check(&d, Some(&bundle)).unwrap().is_some());
+    let mut other = d;
+    other[5] ^= 1;
+    assert!(matches!(
+        required.check(&other, Some(&bundle)),
+        Err(SigstoreError::ArtifactDigestMismatch { .. })
+    ));
+    let no_verifier = SigstorePolicy {
+        mode: SigstoreMode::Required,
+        verifier: None,
+    };
+    assert!(matches!(
+        no_verifier.check(&d, Some(&bundle)),
+        Err(SigstoreError::NoVerifier(_))
+    ));
+}
