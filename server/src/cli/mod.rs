@@ -7,6 +7,7 @@ pub mod check;
 pub mod keygen;
 pub mod release;
 pub mod serve;
+pub mod verify;
 
 /// What every command returns.
 pub type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
