@@ -419,22 +419,110 @@ fn refuses_certificate_not_issued_by_the_trust_root() {
     assert!(matches!(e, Err(SigstoreError::Chain(_))), "{e:?}");
 }
 
-#[test]
-fn refuses_rekor_v2_entries_as_unsupported() {
-    let v = SigstoreVerifier::with_trusted_root_json(
+const V2_BUNDLE: &str = "staging-rekor-v2.txt.sigstore.json";
+
+fn stamp(v: &mut Value) -> &mut Value {
+    &mut v["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"][0]
+        ["signedTimestamp"]
+}
+
+fn staging_v2_verifier() -> SigstoreVerifier {
+    SigstoreVerifier::with_trusted_root_json(
         &read("trusted_root.STAGING.sigstore-python-test-assets.json"),
         IdentityPolicy {
-            identity: IdentityMatcher::regex(".*").unwrap(),
+            identity: IdentityMatcher::Exact("jku@goto.fi".into()),
             issuer: "https://github.com/login/oauth".into(),
         },
     )
-    .unwrap();
-    let e = v.verify_file(
-        &data("staging-rekor-v2.txt"),
-        &read("staging-rekor-v2.txt.sigstore.json"),
-    );
+    .unwrap()
+}
+
+#[test]
+fn rekor_v2_bundle_verifies_with_its_rfc3161_timestamp_and_checkpoint() {
+    let id = staging_v2_verifier()
+        .verify_file(&data("staging-rekor-v2.txt"), &read(V2_BUNDLE))
+        .unwrap();
+    assert_eq!(id.identity, "jku@goto.fi");
+    assert_eq!(id.log, "https://log2025-alpha1.rekor.sigstage.dev");
+    // genTime of the timestamp: 2025-06-09T11:57:38Z.
+    assert_eq!(id.integrated_time.to_rfc3339(), "2025-06-09T11:57:38+00:00");
+    // The public-good root does not know the staging log.
+    let e = SigstoreVerifier::public_good(policy("jku@goto.fi"))
+        .unwrap()
+        .verify_file(&data("staging-rekor-v2.txt"), &read(V2_BUNDLE));
+    assert!(matches!(e, Err(SigstoreError::UnknownLog { .. })), "{e:?}");
+}
+
+#[test]
+fn refuses_rekor_v2_bundle_with_altered_timestamp_proof_or_signature() {
+    let v = staging_v2_verifier();
+    let art = data("staging-rekor-v2.txt");
+    // No timestamp: no time.
+    let b = tampered(V2_BUNDLE, |v| {
+        v["verificationMaterial"]
+            .as_object_mut()
+            .unwrap()
+            .remove("timestampVerificationData");
+    });
+    assert!(matches!(
+        v.verify_file(&art, &b),
+        Err(SigstoreError::MissingTimestamp)
+    ));
+    // Every byte of the timestamp matters (signature, TSTInfo, time, imprint).
+    let len = STANDARD
+        .decode(
+            stamp(&mut serde_json::from_slice(&read(V2_BUNDLE)).unwrap())
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap()
+        .len();
+    for at in [100, 120, 150, 200, len - 10] {
+        let b = tampered(V2_BUNDLE, |v| flip_b64(stamp(v), at));
+        let e = v.verify_file(&art, &b);
+        assert!(
+            matches!(e, Err(SigstoreError::TimestampInvalid(_))),
+            "byte {at}: {e:?}"
+        );
+    }
+    // A changed signature is not the stamped one.
+    let b = tampered(V2_BUNDLE, |v| {
+        flip_b64(&mut v["messageSignature"]["signature"], 10)
+    });
+    let e = v.verify_file(&art, &b);
     assert!(
-        matches!(e, Err(SigstoreError::UnsupportedLogEntry { .. })),
+        matches!(e, Err(SigstoreError::TimestampInvalid(_))),
+        "{e:?}"
+    );
+    // Inclusion proof and checkpoint (Ed25519 signed note).
+    let b = tampered(V2_BUNDLE, |v| {
+        flip_b64(&mut entry(v)["inclusionProof"]["hashes"][1], 0)
+    });
+    let e = v.verify_file(&art, &b);
+    assert!(
+        matches!(e, Err(SigstoreError::InclusionProofInvalid { .. })),
+        "{e:?}"
+    );
+    let b = tampered(V2_BUNDLE, |v| {
+        let cp = &mut entry(v)["inclusionProof"]["checkpoint"]["envelope"];
+        let text = cp.as_str().unwrap().to_string();
+        let (head, sig) = text.trim_end().rsplit_once(' ').unwrap();
+        let mut raw = STANDARD.decode(sig).unwrap();
+        raw[30] ^= 1;
+        *cp = Value::String(format!("{head} {}\n", STANDARD.encode(raw)));
+    });
+    let e = v.verify_file(&art, &b);
+    assert!(
+        matches!(e, Err(SigstoreError::CheckpointInvalid { .. })),
+        "{e:?}"
+    );
+    // A changed artifact.
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("a.txt");
+    std::fs::write(&other, b"another text").unwrap();
+    let e = v.verify_file(&other, &read(V2_BUNDLE));
+    assert!(
+        matches!(e, Err(SigstoreError::ArtifactDigestMismatch { .. })),
         "{e:?}"
     );
 }

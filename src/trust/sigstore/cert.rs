@@ -38,6 +38,20 @@ pub(crate) struct Authority {
     pub uri: String,
     pub chain: Vec<Cert>,
     pub valid_for: ValidFor,
+    /// Whether each certificate of the chain is signed by the next (checked once, at load).
+    pub chain_signed: bool,
+}
+
+impl Authority {
+    pub fn new(uri: String, chain: Vec<Cert>, valid_for: ValidFor) -> Self {
+        let chain_signed = chain.windows(2).all(|w| w[0].signed_by(&w[1]));
+        Self {
+            uri,
+            chain,
+            valid_for,
+            chain_signed,
+        }
+    }
 }
 
 impl Cert {
@@ -74,27 +88,30 @@ impl Cert {
     }
 
     /// Whether `issuer`'s key signed this certificate.
-    fn signed_by(&self, issuer: &Cert) -> bool {
+    pub fn signed_by(&self, issuer: &Cert) -> bool {
         let Ok(tbs) = self.cert.tbs_certificate.to_der() else {
             return false;
         };
-        let Ok((curve, key)) = issuer.public_key() else {
+        let Some(sig) = self.cert.signature.as_bytes() else {
             return false;
         };
-        let alg: &dyn signature::VerificationAlgorithm = match (
-            curve.as_str(),
-            self.cert.signature_algorithm.oid.to_string().as_str(),
-        ) {
+        issuer.verifies(&self.cert.signature_algorithm.oid.to_string(), &tbs, sig)
+    }
+
+    /// Whether this certificate's key made `sig` over `msg` with the ECDSA signature
+    /// algorithm `sig_alg_oid`.
+    pub fn verifies(&self, sig_alg_oid: &str, msg: &[u8], sig: &[u8]) -> bool {
+        let Ok((curve, key)) = self.public_key() else {
+            return false;
+        };
+        let alg: &dyn signature::VerificationAlgorithm = match (curve.as_str(), sig_alg_oid) {
             (OID_P256, OID_ECDSA_SHA256) => &signature::ECDSA_P256_SHA256_ASN1,
             (OID_P256, OID_ECDSA_SHA384) => &signature::ECDSA_P256_SHA384_ASN1,
             (OID_P384, OID_ECDSA_SHA256) => &signature::ECDSA_P384_SHA256_ASN1,
             (OID_P384, OID_ECDSA_SHA384) => &signature::ECDSA_P384_SHA384_ASN1,
             _ => return false,
         };
-        let Some(sig) = self.cert.signature.as_bytes() else {
-            return false;
-        };
-        UnparsedPublicKey::new(alg, key).verify(&tbs, sig).is_ok()
+        UnparsedPublicKey::new(alg, key).verify(msg, sig).is_ok()
     }
 
     fn extension(&self, oid: &str) -> Option<&[u8]> {
@@ -145,9 +162,14 @@ impl Cert {
 
     /// Whether the extended key usage allows code signing.
     pub fn allows_code_signing(&self) -> bool {
+        self.has_eku(OID_CODE_SIGNING)
+    }
+
+    /// Whether the extended key usage lists `oid`.
+    pub fn has_eku(&self, oid: &str) -> bool {
         self.extension(OID_EKU)
             .and_then(|raw| ExtendedKeyUsage::from_der(raw).ok())
-            .is_some_and(|eku| eku.0.iter().any(|o| o.to_string() == OID_CODE_SIGNING))
+            .is_some_and(|eku| eku.0.iter().any(|o| o.to_string() == oid))
     }
 }
 
@@ -187,8 +209,7 @@ pub(crate) fn check_chain(
                 ca.uri
             )));
         }
-        let chain_ok = ca.chain.windows(2).all(|w| w[0].signed_by(&w[1]))
-            && ca.chain.iter().all(|c| c.valid_at(time));
+        let chain_ok = ca.chain_signed && ca.chain.iter().all(|c| c.valid_at(time));
         if !chain_ok {
             return Err(SigstoreError::Chain(format!(
                 "the chain of {} is broken or expired at the integrated time",

@@ -2,29 +2,32 @@
 //!
 //! Owns checking a Sigstore bundle (JSON, media types v0.1, v0.2 and v0.3) for an artifact
 //! given by its digest or its file, against a trust root (`trusted_root.json`; the
-//! public-good one is embedded) and an identity policy. The pipeline, each step with its
-//! own [`SigstoreError`] variant:
+//! public-good one is embedded, [`PUBLIC_GOOD_TRUSTED_ROOT`]) and an identity policy (or a
+//! managed key). The pipeline, each step with its own [`SigstoreError`] variant:
 //!
 //! 1. `parse_bundle`: size limit ([`MAX_BUNDLE_BYTES`]), JSON shape, media type.
-//! 2. `check_log_entry`: the Rekor entry's log id names a log of the trust root; its signed
-//!    entry timestamp (SET) verifies with that log's key and gives the integrated time; the
-//!    log key was valid then; the inclusion proof leads from the entry to the root hash and
-//!    a checkpoint signed by the log key commits to that root (required from v0.2 on).
-//! 3. `check_chain` (in `cert`): the leaf certificate was issued by a Fulcio authority of
-//!    the trust root, for code signing, and everything was valid at the integrated time.
+//! 2. `check_log_entry`: the entry's log id names a log of the trust root. Its time comes
+//!    from the Rekor v1 signed entry timestamp (SET), verified with that log's key, or, for
+//!    Rekor v2 entries (which carry no SET), from RFC 3161 timestamps of a timestamp
+//!    authority of the trust root (`tsa`). The log key was valid then; the inclusion proof
+//!    leads from the entry to the root hash, and a checkpoint signed by the log key commits to
+//!    that root (required from bundle v0.2 on and for Rekor v2) (`tlog`).
+//! 3. `check_chain` (`cert`): the leaf certificate was issued by a Fulcio authority of the
+//!    trust root, for code signing; leaf, chain and the authority's window all contain the
+//!    time of step 2.
 //! 4. `check_identity`: certificate identity (SAN) and OIDC issuer match the policy.
 //! 5. `check_signature`: the artifact digest is the one signed (hashedrekord message
 //!    signature, or an in-toto statement subject inside a DSSE envelope) and the signature
 //!    verifies with the certificate's key (or the managed key).
 //! 6. `check_body`: the log entry records this very signature, key and digest.
 //!
-//! It refuses: Rekor v2 entries (`hashedrekord`/`dsse` 0.0.2, which carry no SET and need an
-//! RFC 3161 timestamp for their time; not implemented), bundles with several log entries,
-//! and signature schemes other than ECDSA P-256 (Fulcio's) or, for managed keys, Ed25519 in
-//! DSSE. Signed certificate timestamps (the CT log's SCT in the certificate) are not checked:
-//! the Rekor entry already binds the certificate to a time.
+//! It refuses bundles with several log entries, and signature schemes other than ECDSA
+//! P-256 (Fulcio's) or, for managed keys, Ed25519 in DSSE. Not checked: the signed
+//! certificate timestamps (CT log SCTs) inside the certificate (the Rekor entry already
+//! binds the certificate to a time), and RFC 3161 timestamps beside a Rekor v1 SET (the SET
+//! gives the time).
 //!
-//! Verification is synchronous and pure (no network, no runtime): about a millisecond per
+//! Verification is synchronous and pure (no network, no async runtime): about 1–2 ms per
 //! bundle, see `benches/sigstore.rs`.
 
 use std::io::Read;
@@ -42,6 +45,7 @@ use crate::trust::keys::{KeyAlgorithm, PublicKey};
 mod cert;
 mod model;
 mod tlog;
+mod tsa;
 
 use cert::{Authority, Cert};
 use model::{Bundle, TlogEntry};
@@ -110,6 +114,12 @@ pub enum SigstoreError {
         /// When the entry was logged.
         integrated_time: DateTime<Utc>,
     },
+    /// A Rekor v2 entry without a signed timestamp from a timestamp authority.
+    #[error("the transparency log entry has no time: Rekor v2 entries need an RFC 3161 timestamp")]
+    MissingTimestamp,
+    /// The RFC 3161 timestamp does not verify.
+    #[error("invalid RFC 3161 timestamp: {0}")]
+    TimestampInvalid(String),
     /// The signed entry timestamp does not verify.
     #[error("transparency log entry {log_index}: invalid signed entry timestamp ({reason})")]
     SetInvalid {
@@ -314,9 +324,16 @@ enum Signer {
 /// A trust root and a policy, ready to verify bundles. Cheap to share behind an `Arc`.
 #[derive(Debug, Clone)]
 pub struct SigstoreVerifier {
+    root: TrustRoot,
+    signer: Signer,
+}
+
+/// The parts of a `trusted_root.json` that verification uses.
+#[derive(Debug, Clone)]
+struct TrustRoot {
     logs: Vec<LogKey>,
     authorities: Vec<Authority>,
-    signer: Signer,
+    tsas: Vec<Authority>,
 }
 
 /// What a verified bundle proves.
@@ -407,10 +424,8 @@ impl SigstoreVerifier {
         json: &[u8],
         policy: IdentityPolicy,
     ) -> Result<Self, SigstoreError> {
-        let (logs, authorities) = load_trust_root(json)?;
         Ok(Self {
-            logs,
-            authorities,
+            root: load_trust_root(json)?,
             signer: Signer::Identity(policy),
         })
     }
@@ -421,11 +436,8 @@ impl SigstoreVerifier {
         trusted_root_json: Option<&[u8]>,
         key: PublicKey,
     ) -> Result<Self, SigstoreError> {
-        let (logs, authorities) =
-            load_trust_root(trusted_root_json.unwrap_or(PUBLIC_GOOD_TRUSTED_ROOT))?;
         Ok(Self {
-            logs,
-            authorities,
+            root: load_trust_root(trusted_root_json.unwrap_or(PUBLIC_GOOD_TRUSTED_ROOT))?,
             signer: Signer::Key(key),
         })
     }
@@ -500,7 +512,7 @@ impl SigstoreVerifier {
         let (entry, log, time) = self.check_log_entry(&bundle, version)?;
         let (signer_key, identity, issuer) = match (&self.signer, &cert) {
             (Signer::Identity(policy), Some(cert)) => {
-                cert::check_chain(cert, &self.authorities, time)?;
+                cert::check_chain(cert, &self.root.authorities, time)?;
                 let (identity, issuer) = check_identity(cert, policy)?;
                 (SignerKey::Cert(cert), identity, issuer)
             }
@@ -535,26 +547,33 @@ impl SigstoreVerifier {
             return Err(SigstoreError::TlogEntryCount(entries.len()));
         };
         let kv = &entry.kind_version;
-        if !matches!(
-            (kv.kind.as_str(), kv.version.as_str()),
-            ("hashedrekord", "0.0.1") | ("dsse", "0.0.1")
-        ) {
-            return Err(SigstoreError::UnsupportedLogEntry {
-                kind: kv.kind.clone(),
-                version: kv.version.clone(),
-            });
-        }
+        let rekor_v2 = match (kv.kind.as_str(), kv.version.as_str()) {
+            ("hashedrekord", "0.0.1") | ("dsse", "0.0.1") => false,
+            ("hashedrekord", "0.0.2") | ("dsse", "0.0.2") => true,
+            _ => {
+                return Err(SigstoreError::UnsupportedLogEntry {
+                    kind: kv.kind.clone(),
+                    version: kv.version.clone(),
+                })
+            }
+        };
         let log_id = STANDARD
             .decode(&entry.log_id.key_id)
             .map_err(|_| SigstoreError::Malformed("log id is not base64".into()))?;
         let log = self
+            .root
             .logs
             .iter()
             .find(|l| l.log_id == log_id)
             .ok_or_else(|| SigstoreError::UnknownLog {
                 log_id: hex::encode(&log_id),
             })?;
-        let time = tlog::check_set(entry, log)?;
+        let time = if rekor_v2 {
+            // Rekor v2 signs no time: it comes from a timestamp authority, over the signature.
+            self.timestamp_time(bundle)?
+        } else {
+            tlog::check_set(entry, log)?
+        };
         if log.valid_for.is_some_and(|v| !v.contains(time)) {
             return Err(SigstoreError::LogKeyNotValidAtTime {
                 log: log.base_url.clone(),
@@ -563,7 +582,7 @@ impl SigstoreVerifier {
         }
         match &entry.inclusion_proof {
             Some(proof) => tlog::check_inclusion(entry, proof, log)?,
-            None if version >= 2 => {
+            None if version >= 2 || rekor_v2 => {
                 return Err(SigstoreError::MissingInclusionProof(entry.log_index))
             }
             None => {}
@@ -572,7 +591,56 @@ impl SigstoreVerifier {
     }
 }
 
-fn load_trust_root(json: &[u8]) -> Result<(Vec<LogKey>, Vec<Authority>), SigstoreError> {
+impl SigstoreVerifier {
+    /// The time vouched for by the bundle's RFC 3161 timestamps (all must verify; the
+    /// earliest is used).
+    fn timestamp_time(&self, bundle: &Bundle) -> Result<i64, SigstoreError> {
+        let stamps = bundle
+            .verification_material
+            .timestamp_verification_data
+            .as_ref()
+            .map(|t| t.rfc3161_timestamps.as_slice())
+            .unwrap_or_default();
+        if stamps.is_empty() {
+            return Err(SigstoreError::MissingTimestamp);
+        }
+        let signature = signature_bytes(bundle)?;
+        let mut earliest = i64::MAX;
+        for s in stamps {
+            let der = STANDARD
+                .decode(&s.signed_timestamp)
+                .map_err(|_| SigstoreError::TimestampInvalid("not base64".into()))?;
+            earliest = earliest.min(tsa::verify_timestamp(&der, &signature, &self.root.tsas)?);
+        }
+        Ok(earliest)
+    }
+}
+
+/// The artifact signature bytes (what a timestamp authority stamps).
+fn signature_bytes(bundle: &Bundle) -> Result<Vec<u8>, SigstoreError> {
+    let b64 = match (&bundle.message_signature, &bundle.dsse_envelope) {
+        (Some(m), None) => &m.signature,
+        (None, Some(e)) => match e.signatures.as_slice() {
+            [s] => &s.sig,
+            _ => {
+                return Err(SigstoreError::UnsupportedSignature(format!(
+                    "{} DSSE signatures, expected one",
+                    e.signatures.len()
+                )))
+            }
+        },
+        _ => {
+            return Err(SigstoreError::Malformed(
+                "a bundle has exactly one of messageSignature and dsseEnvelope".into(),
+            ))
+        }
+    };
+    STANDARD
+        .decode(b64)
+        .map_err(|_| SigstoreError::Malformed("signature is not base64".into()))
+}
+
+fn load_trust_root(json: &[u8]) -> Result<TrustRoot, SigstoreError> {
     let bad = |m: String| SigstoreError::TrustRoot(m);
     let root: model::TrustedRootJson =
         serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
@@ -598,8 +666,24 @@ fn load_trust_root(json: &[u8]) -> Result<(Vec<LogKey>, Vec<Authority>), Sigstor
             }
         }
     }
+    let authorities = load_authorities(&root.certificate_authorities)?;
+    let tsas = load_authorities(&root.timestamp_authorities)?;
+    if logs.is_empty() || authorities.is_empty() {
+        return Err(bad(
+            "no usable transparency log or certificate authority".into()
+        ));
+    }
+    Ok(TrustRoot {
+        logs,
+        authorities,
+        tsas,
+    })
+}
+
+fn load_authorities(cas: &[model::CertificateAuthority]) -> Result<Vec<Authority>, SigstoreError> {
+    let bad = |m: String| SigstoreError::TrustRoot(m);
     let mut authorities = Vec::new();
-    for ca in &root.certificate_authorities {
+    for ca in cas {
         let chain = ca
             .cert_chain
             .certificates
@@ -611,18 +695,9 @@ fn load_trust_root(json: &[u8]) -> Result<(Vec<LogKey>, Vec<Authority>), Sigstor
                 Cert::from_der(der).map_err(|e| bad(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        authorities.push(Authority {
-            uri: ca.uri.clone(),
-            chain,
-            valid_for: ca.valid_for,
-        });
+        authorities.push(Authority::new(ca.uri.clone(), chain, ca.valid_for));
     }
-    if logs.is_empty() || authorities.is_empty() {
-        return Err(bad(
-            "no usable transparency log or certificate authority".into()
-        ));
-    }
-    Ok((logs, authorities))
+    Ok(authorities)
 }
 
 /// Step 1: size, JSON, media type.
@@ -805,6 +880,13 @@ fn check_body(
             .and_then(|pem| pem_to_der(&pem))
             .is_some_and(|der| der == key.der())
     };
+    if body["apiVersion"] == "0.0.2" {
+        return match (body["kind"].as_str(), signed) {
+            (Some("hashedrekord"), Signed::Message { .. })
+            | (Some("dsse"), Signed::Dsse { .. }) => check_body_v2(spec, signed, key),
+            _ => Err(mismatch("the entry kind does not match the bundle content")),
+        };
+    }
     match (body["kind"].as_str(), signed) {
         (Some("hashedrekord"), Signed::Message { digest, signature }) => {
             if str_at(&spec["data"]["hash"]["algorithm"]).as_deref() != Some("sha256")
@@ -838,6 +920,54 @@ fn check_body(
         }
         _ => Err(mismatch("the entry kind does not match the bundle content")),
     }
+}
+
+/// Rekor v2 bodies (`hashedRekordV002`, `dsseV002`): base64 fields, raw DER verifiers.
+fn check_body_v2(
+    spec: &serde_json::Value,
+    signed: &Signed,
+    key: &SignerKey<'_>,
+) -> Result<(), SigstoreError> {
+    let mismatch = |m: &str| SigstoreError::LogEntryMismatch(m.to_string());
+    let same_b64 = |v: &serde_json::Value, bytes: &[u8]| {
+        v.as_str()
+            .and_then(|s| STANDARD.decode(s).ok())
+            .is_some_and(|d| d == bytes)
+    };
+    let same_verifier = |v: &serde_json::Value| {
+        same_b64(&v["x509Certificate"]["rawBytes"], key.der())
+            || same_b64(&v["publicKey"]["rawBytes"], key.der())
+    };
+    let same_sig = |s: &serde_json::Value, sig: &[u8]| {
+        same_b64(&s["content"], sig) && same_verifier(&s["verifier"])
+    };
+    match signed {
+        Signed::Message { digest, signature } => {
+            let spec = &spec["hashedRekordV002"];
+            if spec["data"]["algorithm"] != "SHA2_256" || !same_b64(&spec["data"]["digest"], digest)
+            {
+                return Err(mismatch("the entry records another digest"));
+            }
+            if !same_sig(&spec["signature"], signature) {
+                return Err(mismatch("the entry records another signature or signer"));
+            }
+        }
+        Signed::Dsse { payload, signature } => {
+            let spec = &spec["dsseV002"];
+            if spec["payloadHash"]["algorithm"] != "SHA2_256"
+                || !same_b64(&spec["payloadHash"]["digest"], &Sha256::digest(payload))
+            {
+                return Err(mismatch("the entry records another payload"));
+            }
+            let recorded = spec["signatures"]
+                .as_array()
+                .is_some_and(|sigs| sigs.iter().any(|s| same_sig(s, signature)));
+            if !recorded {
+                return Err(mismatch("the entry records another signature or signer"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// DER of the first block of a PEM text.
@@ -889,9 +1019,11 @@ mod tests {
 
     #[test]
     fn embedded_trust_root_loads_with_both_rekor_logs_and_fulcio() {
-        let (logs, cas) = load_trust_root(PUBLIC_GOOD_TRUSTED_ROOT).unwrap();
-        assert_eq!(logs.len(), 2);
-        assert!(cas.len() >= 2);
+        let root = load_trust_root(PUBLIC_GOOD_TRUSTED_ROOT).unwrap();
+        assert_eq!(root.logs.len(), 2);
+        assert!(root.authorities.len() >= 2);
+        assert!(root.authorities.iter().all(|a| a.chain_signed));
+        assert!(!root.tsas.is_empty() && root.tsas.iter().all(|a| a.chain_signed));
         assert_eq!(
             hex::encode(Sha256::digest(PUBLIC_GOOD_TRUSTED_ROOT)),
             "6494e21ea73fa7ee769f85f57d5a3e6a08725eae1e38c755fc3517c9e6bc0b66"

@@ -32,6 +32,22 @@ pub(crate) struct VerificationMaterial {
     pub public_key: Option<PublicKeyHint>,
     #[serde(default)]
     pub tlog_entries: Vec<TlogEntry>,
+    #[serde(default)]
+    pub timestamp_verification_data: Option<TimestampVerificationData>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TimestampVerificationData {
+    #[serde(default)]
+    pub rfc3161_timestamps: Vec<Rfc3161Timestamp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Rfc3161Timestamp {
+    /// Base64 DER of a TimeStampResp or TimeStampToken.
+    pub signed_timestamp: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +172,8 @@ pub(crate) struct TrustedRootJson {
     pub tlogs: Vec<TransparencyLog>,
     #[serde(default)]
     pub certificate_authorities: Vec<CertificateAuthority>,
+    #[serde(default)]
+    pub timestamp_authorities: Vec<CertificateAuthority>,
 }
 
 #[derive(Debug, Deserialize)]
