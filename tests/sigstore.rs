@@ -717,3 +717,159 @@ fn policy_modes() {
         Err(SigstoreError::NoVerifier(_))
     ));
 }
+
+// ---- a local Sigstore instance: managed keys, and the log entry checks with our own log ----
+
+/// A trusted root with one local Rekor v1 log (and the public-good Fulcio CAs), and a
+/// bundle for `artifact` signed with `signer`, logged at index 1 of a 3-entry tree. The log
+/// entry records `recorded_key` (normally the signer's).
+fn local_instance(
+    signer: &PrivateKey,
+    recorded_key: &PrivateKey,
+    log: &PrivateKey,
+    log_valid_from: &str,
+    artifact: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
+    use serde_json::json;
+    let b64 = |b: &[u8]| STANDARD.encode(b);
+    let node = |l: &[u8], r: &[u8]| -> Vec<u8> {
+        let mut h = Sha256::new();
+        h.update([1u8]);
+        h.update(l);
+        h.update(r);
+        h.finalize().to_vec()
+    };
+    let leaf = |b: &[u8]| -> Vec<u8> {
+        let mut h = Sha256::new();
+        h.update([0u8]);
+        h.update(b);
+        h.finalize().to_vec()
+    };
+    let log_spki = log.public_key().spki_der().to_vec();
+    let log_id = Sha256::digest(&log_spki).to_vec();
+    let public_good: Value =
+        serde_json::from_slice(railgun_core::trust::sigstore::PUBLIC_GOOD_TRUSTED_ROOT).unwrap();
+    let root = json!({
+        "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+        "tlogs": [{
+            "baseUrl": "https://rekor.local.test",
+            "hashAlgorithm": "SHA2_256",
+            "publicKey": {"rawBytes": b64(&log_spki), "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                          "validFor": {"start": log_valid_from}},
+            "logId": {"keyId": b64(&log_id)},
+        }],
+        "certificateAuthorities": public_good["certificateAuthorities"],
+    });
+
+    let digest = Sha256::digest(artifact).to_vec();
+    let sig = signer.sign(artifact).unwrap();
+    let body = serde_json::to_vec(&json!({
+        "apiVersion": "0.0.1", "kind": "hashedrekord",
+        "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": hex::encode(&digest)}},
+            "signature": {"content": b64(&sig),
+                          "publicKey": {"content": b64(recorded_key.public_key().to_pem().as_bytes())}},
+        },
+    }))
+    .unwrap();
+    let body_b64 = b64(&body);
+    let time = 1_750_000_000i64;
+    let set_payload = format!(
+        "{{\"body\":\"{body_b64}\",\"integratedTime\":{time},\"logID\":\"{}\",\"logIndex\":42}}",
+        hex::encode(&log_id)
+    );
+    let set = log.sign(set_payload.as_bytes()).unwrap();
+    let (l0, l1, l2) = (leaf(b"entry 0"), leaf(&body), leaf(b"entry 2"));
+    let root_hash = node(&node(&l0, &l1), &l2);
+    let note = format!("rekor.local.test - 1\n3\n{}\n", b64(&root_hash));
+    let mut note_sig = log_id[..4].to_vec();
+    note_sig.extend(log.sign(note.as_bytes()).unwrap());
+    let envelope = format!("{note}\n\u{2014} rekor.local.test {}\n", b64(&note_sig));
+    let bundle = json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {
+            "publicKey": {"hint": signer.public_key().keyid()},
+            "tlogEntries": [{
+                "logIndex": "42",
+                "logId": {"keyId": b64(&log_id)},
+                "kindVersion": {"kind": "hashedrekord", "version": "0.0.1"},
+                "integratedTime": time.to_string(),
+                "inclusionPromise": {"signedEntryTimestamp": b64(&set)},
+                "inclusionProof": {"logIndex": "1", "rootHash": b64(&root_hash), "treeSize": "3",
+                                   "hashes": [b64(&l0), b64(&l2)],
+                                   "checkpoint": {"envelope": envelope}},
+                "canonicalizedBody": body_b64,
+            }],
+        },
+        "messageSignature": {"messageDigest": {"algorithm": "SHA2_256", "digest": b64(&digest)},
+                             "signature": b64(&sig)},
+    });
+    (
+        serde_json::to_vec(&root).unwrap(),
+        serde_json::to_vec(&bundle).unwrap(),
+    )
+}
+
+#[test]
+fn managed_key_bundle_from_a_local_log_verifies_and_refuses_another_key() {
+    let signer = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let log = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let artifact = b"app-1.0.0-linux-x64.tar.gz contents";
+    let digest: [u8; 32] = Sha256::digest(artifact).into();
+    let (root, bundle) = local_instance(&signer, &signer, &log, "2020-01-01T00:00:00Z", artifact);
+
+    let v = SigstoreVerifier::with_key(Some(&root), signer.public_key().clone()).unwrap();
+    let id = v.verify_digest(&digest, &bundle).unwrap();
+    assert_eq!(id.identity, format!("key {}", signer.public_key().keyid()));
+    assert_eq!(id.integrated_time.timestamp(), 1_750_000_000);
+    assert_eq!(id.log_index, 42);
+
+    let other = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let v = SigstoreVerifier::with_key(Some(&root), other.public_key().clone()).unwrap();
+    assert!(matches!(
+        v.verify_digest(&digest, &bundle),
+        Err(SigstoreError::BadSignature)
+    ));
+    // A keyless verifier wants a certificate.
+    let v = SigstoreVerifier::with_trusted_root_json(&root, policy(WHEEL_ID)).unwrap();
+    assert!(matches!(
+        v.verify_digest(&digest, &bundle),
+        Err(SigstoreError::Certificate(_))
+    ));
+    // The same bundle is unknown to the public-good log.
+    let v = SigstoreVerifier::with_key(None, signer.public_key().clone()).unwrap();
+    assert!(matches!(
+        v.verify_digest(&digest, &bundle),
+        Err(SigstoreError::UnknownLog { .. })
+    ));
+}
+
+#[test]
+fn refuses_log_entry_that_records_another_signer() {
+    // A genuine log entry (valid SET, proof, checkpoint) for a signature by another key.
+    let signer = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let other = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let log = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let artifact = b"artifact";
+    let (root, bundle) = local_instance(&signer, &other, &log, "2020-01-01T00:00:00Z", artifact);
+    let v = SigstoreVerifier::with_key(Some(&root), signer.public_key().clone()).unwrap();
+    let e = v.verify_digest(&Sha256::digest(artifact).into(), &bundle);
+    assert!(
+        matches!(e, Err(SigstoreError::LogEntryMismatch(_))),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn refuses_entry_logged_outside_the_log_key_validity() {
+    let signer = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let log = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let artifact = b"artifact";
+    let (root, bundle) = local_instance(&signer, &signer, &log, "2026-01-01T00:00:00Z", artifact);
+    let v = SigstoreVerifier::with_key(Some(&root), signer.public_key().clone()).unwrap();
+    let e = v.verify_digest(&Sha256::digest(artifact).into(), &bundle);
+    assert!(
+        matches!(e, Err(SigstoreError::LogKeyNotValidAtTime { .. })),
+        "{e:?}"
+    );
+}
