@@ -59,6 +59,23 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    let v2 = SigstoreVerifier::with_trusted_root_json(
+        &data("trusted_root.STAGING.sigstore-python-test-assets.json"),
+        IdentityPolicy {
+            identity: IdentityMatcher::Exact("jku@goto.fi".into()),
+            issuer: "https://github.com/login/oauth".into(),
+        },
+    )
+    .unwrap();
+    let digest: [u8; 32] = Sha256::digest(data("staging-rekor-v2.txt")).into();
+    let bundle = data("staging-rekor-v2.txt.sigstore.json");
+    g.bench_function("verify_digest rekor v2 + rfc3161", |b| {
+        b.iter(|| {
+            v2.verify_digest(black_box(&digest), black_box(&bundle))
+                .unwrap()
+        })
+    });
+
     g.bench_function("load embedded trust root", |b| {
         b.iter(|| verifier(wheel_id))
     });
