@@ -204,3 +204,110 @@ fn release_sign_references_bundles_found_in_the_folder_and_publish_copies_them()
         .join("app/releases/1.0.0/app-1.0.0-linux-x64.tar.gz.sigstore.json")
         .is_file());
 }
+
+/// A bundle signed with a managed P-256 key and logged in a local Rekor-v1-style log, with
+/// the trust root naming that log: (trusted_root.json, bundle) for `artifact`.
+fn managed_key_bundle(
+    signer: &railgun_core::trust::PrivateKey,
+    artifact: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use railgun_core::trust::{KeyAlgorithm, PrivateKey};
+    use serde_json::json;
+    use sha2::{Digest, Sha256};
+    let b64 = |b: &[u8]| STANDARD.encode(b);
+    let log = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let log_spki = log.public_key().spki_der().to_vec();
+    let log_id = Sha256::digest(&log_spki).to_vec();
+    let public_good: serde_json::Value =
+        serde_json::from_slice(railgun_core::trust::sigstore::PUBLIC_GOOD_TRUSTED_ROOT).unwrap();
+    let root = json!({
+        "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+        "tlogs": [{"baseUrl": "https://rekor.local.test", "hashAlgorithm": "SHA2_256",
+                   "publicKey": {"rawBytes": b64(&log_spki), "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                                 "validFor": {"start": "2020-01-01T00:00:00Z"}},
+                   "logId": {"keyId": b64(&log_id)}}],
+        "certificateAuthorities": public_good["certificateAuthorities"],
+    });
+    let digest = Sha256::digest(artifact).to_vec();
+    let sig = signer.sign(artifact).unwrap();
+    let body = serde_json::to_vec(
+        &json!({"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
+        "data": {"hash": {"algorithm": "sha256", "value": hex::encode(&digest)}},
+        "signature": {"content": b64(&sig),
+                      "publicKey": {"content": b64(signer.public_key().to_pem().as_bytes())}}}}),
+    )
+    .unwrap();
+    let body_b64 = b64(&body);
+    let set_payload = format!(
+        "{{\"body\":\"{body_b64}\",\"integratedTime\":1750000000,\"logID\":\"{}\",\"logIndex\":7}}",
+        hex::encode(&log_id)
+    );
+    let set = log.sign(set_payload.as_bytes()).unwrap();
+    // A one-entry tree: the root is the leaf hash.
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(&body);
+    let root_hash = h.finalize().to_vec();
+    let note = format!("rekor.local.test - 1\n1\n{}\n", b64(&root_hash));
+    let mut note_sig = log_id[..4].to_vec();
+    note_sig.extend(log.sign(note.as_bytes()).unwrap());
+    let bundle = json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"publicKey": {"hint": "release"}, "tlogEntries": [{
+            "logIndex": "7", "logId": {"keyId": b64(&log_id)},
+            "kindVersion": {"kind": "hashedrekord", "version": "0.0.1"},
+            "integratedTime": "1750000000",
+            "inclusionPromise": {"signedEntryTimestamp": b64(&set)},
+            "inclusionProof": {"logIndex": "0", "rootHash": b64(&root_hash), "treeSize": "1",
+                "hashes": [], "checkpoint": {"envelope":
+                    format!("{note}\n\u{2014} rekor.local.test {}\n", b64(&note_sig))}},
+            "canonicalizedBody": body_b64}]},
+        "messageSignature": {"messageDigest": {"algorithm": "SHA2_256", "digest": b64(&digest)},
+                             "signature": b64(&sig)},
+    });
+    (
+        serde_json::to_vec(&root).unwrap(),
+        serde_json::to_vec(&bundle).unwrap(),
+    )
+}
+
+#[test]
+fn verify_with_a_managed_key_accepts_its_bundle_and_refuses_another_key() {
+    use railgun_core::trust::{KeyAlgorithm, PrivateKey};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let signer = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let other = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let artifact = b"app build";
+    let (root, bundle) = managed_key_bundle(&signer, artifact);
+    std::fs::write(d.join("app.tar.gz"), artifact).unwrap();
+    std::fs::write(d.join("app.tar.gz.sigstore.json"), bundle).unwrap();
+    std::fs::write(d.join("root.json"), root).unwrap();
+    std::fs::write(d.join("signer.pub"), signer.public_key().to_pem()).unwrap();
+    std::fs::write(d.join("other.pub"), other.public_key().to_pem()).unwrap();
+    let run = |key: &str| {
+        railgun(&[
+            "verify",
+            "--artifact",
+            d.join("app.tar.gz").to_str().unwrap(),
+            "--bundle",
+            d.join("app.tar.gz.sigstore.json").to_str().unwrap(),
+            "--key",
+            d.join(key).to_str().unwrap(),
+            "--trusted-root",
+            d.join("root.json").to_str().unwrap(),
+        ])
+    };
+    let o = run("signer.pub");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(signer.public_key().keyid()),
+        "{}",
+        stdout(&o)
+    );
+    let o = run("other.pub");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("does not verify"), "{}", stderr(&o));
+}
