@@ -202,6 +202,7 @@ fn refuses_bundle_from_another_identity_naming_the_identity_found() {
     match verifier(other).verify_digest(&wheel_digest(), &read(WHEEL_BUNDLE)) {
         Err(e @ SigstoreError::IdentityMismatch { .. }) => {
             assert!(e.to_string().contains(WHEEL_ID), "{e}");
+            assert_eq!(e.code(), "sigstore_identity_mismatch");
         }
         other => panic!("{other:?}"),
     }

@@ -217,6 +217,42 @@ pub enum SigstoreError {
     },
 }
 
+impl SigstoreError {
+    /// A stable code for this failure (for bindings and logs), e.g. `sigstore_identity_mismatch`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "sigstore_too_large",
+            Self::Malformed { .. } => "sigstore_malformed",
+            Self::UnsupportedMediaType { .. } => "sigstore_unsupported_media_type",
+            Self::TrustRoot { .. } => "sigstore_trust_root",
+            Self::UnsupportedLogEntry { .. } => "sigstore_unsupported_log_entry",
+            Self::TlogEntryCount { .. } => "sigstore_tlog_entry_count",
+            Self::UnknownLog { .. } => "sigstore_unknown_log",
+            Self::LogKeyNotValidAtTime { .. } => "sigstore_log_key_not_valid_at_time",
+            Self::MissingTimestamp { .. } => "sigstore_missing_timestamp",
+            Self::TimestampInvalid { .. } => "sigstore_timestamp_invalid",
+            Self::SetInvalid { .. } => "sigstore_set_invalid",
+            Self::MissingInclusionProof { .. } => "sigstore_missing_inclusion_proof",
+            Self::InclusionProofInvalid { .. } => "sigstore_inclusion_proof_invalid",
+            Self::CheckpointInvalid { .. } => "sigstore_checkpoint_invalid",
+            Self::LogEntryMismatch { .. } => "sigstore_log_entry_mismatch",
+            Self::Certificate { .. } => "sigstore_certificate",
+            Self::Chain { .. } => "sigstore_chain",
+            Self::CertificateNotValidAtTime { .. } => "sigstore_certificate_not_valid_at_time",
+            Self::IdentityMismatch { .. } => "sigstore_identity_mismatch",
+            Self::IssuerMismatch { .. } => "sigstore_issuer_mismatch",
+            Self::ArtifactDigestMismatch { .. } => "sigstore_artifact_digest_mismatch",
+            Self::BadSignature { .. } => "sigstore_bad_signature",
+            Self::UnsupportedSignature { .. } => "sigstore_unsupported_signature",
+            Self::BundleMissing { .. } => "sigstore_bundle_missing",
+            Self::NoVerifier { .. } => "sigstore_no_verifier",
+            Self::BadRegex { .. } => "sigstore_bad_regex",
+            Self::BadMode { .. } => "sigstore_bad_mode",
+            Self::Io { .. } => "sigstore_io",
+        }
+    }
+}
+
 /// When the update client checks Sigstore bundles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SigstoreMode {
