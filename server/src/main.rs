@@ -35,6 +35,8 @@ enum Command {
     Flush(cli::track::FlushArgs),
     /// Evaluate the remote config's flags, announcements and maintenance, as a client would.
     Flags(cli::flags::Args),
+    /// Verify a Sigstore bundle for an artifact (offline).
+    Verify(cli::verify::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Track(a) => cli::track::run_track(a),
         Command::Flush(a) => cli::track::run_flush(a),
         Command::Flags(a) => cli::block_on(cli::flags::run(a)),
+        Command::Verify(a) => cli::verify::run(a),
     };
     match result {
         Ok(code) => code,

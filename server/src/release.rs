@@ -229,6 +229,9 @@ pub struct ManifestSpec {
     pub rollout: Option<RolloutPolicy>,
     /// Release time.
     pub released_at: DateTime<Utc>,
+    /// Folder of Sigstore bundles: an artifact `NAME` whose `NAME.sigstore.json` is found
+    /// there gets a `sigstoreBundle` URL (same base as the artifact URL).
+    pub sigstore_bundles: Option<PathBuf>,
 }
 
 /// Hashes the files and builds a validated manifest.
@@ -249,6 +252,13 @@ pub fn build_manifest(spec: &ManifestSpec) -> Result<ReleaseManifest, ReleaseErr
             None => name.clone(),
         };
         check_url(&url).map_err(|r| ReleaseError::Invalid(format!("artifact URL {url:?}: {r}")))?;
+        let sigstore_bundle = spec.sigstore_bundles.as_ref().and_then(|dir| {
+            let bundle = format!("{name}.sigstore.json");
+            dir.join(&bundle).is_file().then(|| match &spec.base_url {
+                Some(base) => format!("{}/{}", base.trim_end_matches('/'), bundle),
+                None => bundle,
+            })
+        });
         artifacts.push(Artifact {
             platform: a.platform,
             arch: a.arch,
@@ -256,7 +266,7 @@ pub fn build_manifest(spec: &ManifestSpec) -> Result<ReleaseManifest, ReleaseErr
             url,
             size,
             sha256,
-            sigstore_bundle: None,
+            sigstore_bundle,
         });
     }
     let manifest = ReleaseManifest {

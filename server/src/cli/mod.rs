@@ -10,6 +10,7 @@ pub mod release;
 pub mod serve;
 pub mod update;
 pub mod track;
+pub mod verify;
 
 /// What every command returns.
 pub type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;

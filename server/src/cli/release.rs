@@ -57,6 +57,10 @@ pub struct SignArgs {
     /// Where to write the signed manifest.
     #[arg(long)]
     pub out: PathBuf,
+    /// Folder of Sigstore bundles named `<artifact file name>.sigstore.json` (as written by
+    /// `cosign sign-blob --bundle`); each one found is referenced by its artifact.
+    #[arg(long)]
+    pub sigstore_bundles: Option<PathBuf>,
 }
 
 /// Arguments of `railgun release publish`.
@@ -136,6 +140,7 @@ fn sign(a: SignArgs) -> CliResult {
         base_url: a.base_url,
         rollout,
         released_at: Utc::now(),
+        sigstore_bundles: a.sigstore_bundles.clone(),
     })?;
     let key_refs: Vec<&PrivateKey> = keys.iter().collect();
     let env = release::sign_manifest(&manifest, &key_refs)?;
@@ -148,6 +153,18 @@ fn sign(a: SignArgs) -> CliResult {
         manifest.artifacts.len(),
         a.out.display()
     );
+    if a.sigstore_bundles.is_some() {
+        let with: Vec<&str> = manifest
+            .artifacts
+            .iter()
+            .filter_map(|x| x.sigstore_bundle.as_deref())
+            .collect();
+        println!(
+            "referenced {} sigstore bundle(s): {}",
+            with.len(),
+            with.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,1 +1,0 @@
-//! Sigstore bundle verification (to be built).

@@ -1,0 +1,228 @@
+//! Fulcio certificates: the leaf's chain to a certificate authority of the trust root, its
+//! validity at the log's integrated time, its code-signing usage, and the identity (SAN)
+//! and OIDC issuer it carries. It refuses any signature algorithm other than ECDSA
+//! P-256/P-384 with SHA-256/SHA-384, which is all Fulcio uses.
+
+use ring::signature::{self, UnparsedPublicKey};
+use x509_cert::der::{Decode, Encode};
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::{ExtendedKeyUsage, SubjectAltName};
+use x509_cert::Certificate;
+
+use super::model::ValidFor;
+use super::SigstoreError;
+
+const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
+const OID_ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+const OID_SAN: &str = "2.5.29.17";
+const OID_EKU: &str = "2.5.29.37";
+const OID_CODE_SIGNING: &str = "1.3.6.1.5.5.7.3.3";
+/// Fulcio's OIDC issuer extension (v1, raw string).
+const OID_FULCIO_ISSUER_V1: &str = "1.3.6.1.4.1.57264.1.1";
+/// Fulcio's OIDC issuer extension (v2, DER UTF8String).
+const OID_FULCIO_ISSUER_V2: &str = "1.3.6.1.4.1.57264.1.8";
+
+/// A parsed certificate with its DER.
+#[derive(Debug, Clone)]
+pub(crate) struct Cert {
+    pub der: Vec<u8>,
+    pub cert: Certificate,
+}
+
+/// A certificate authority of the trust root: its chain (issuing certificate first) and
+/// the window in which it may have issued certificates.
+#[derive(Debug, Clone)]
+pub(crate) struct Authority {
+    pub uri: String,
+    pub chain: Vec<Cert>,
+    pub valid_for: ValidFor,
+    /// Whether each certificate of the chain is signed by the next (checked once, at load).
+    pub chain_signed: bool,
+}
+
+impl Authority {
+    pub fn new(uri: String, chain: Vec<Cert>, valid_for: ValidFor) -> Self {
+        let chain_signed = chain.windows(2).all(|w| w[0].signed_by(&w[1]));
+        Self {
+            uri,
+            chain,
+            valid_for,
+            chain_signed,
+        }
+    }
+}
+
+impl Cert {
+    pub fn from_der(der: Vec<u8>) -> Result<Self, SigstoreError> {
+        let cert = Certificate::from_der(&der)
+            .map_err(|e| SigstoreError::Certificate(format!("unreadable certificate: {e}")))?;
+        Ok(Self { der, cert })
+    }
+
+    fn not_before(&self) -> i64 {
+        unix(self.cert.tbs_certificate.validity.not_before)
+    }
+
+    fn not_after(&self) -> i64 {
+        unix(self.cert.tbs_certificate.validity.not_after)
+    }
+
+    /// Whether the certificate is valid at `t` (Unix seconds).
+    pub fn valid_at(&self, t: i64) -> bool {
+        self.not_before() <= t && t <= self.not_after()
+    }
+
+    /// The subject public key as (curve OID, SEC1 point).
+    pub fn public_key(&self) -> Result<(String, &[u8]), SigstoreError> {
+        let spki = &self.cert.tbs_certificate.subject_public_key_info;
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.decode_as::<x509_cert::der::asn1::ObjectIdentifier>().ok())
+            .map(|o| o.to_string())
+            .unwrap_or_default();
+        Ok((curve, spki.subject_public_key.raw_bytes()))
+    }
+
+    /// Whether `issuer`'s key signed this certificate.
+    pub fn signed_by(&self, issuer: &Cert) -> bool {
+        let Ok(tbs) = self.cert.tbs_certificate.to_der() else {
+            return false;
+        };
+        let Some(sig) = self.cert.signature.as_bytes() else {
+            return false;
+        };
+        issuer.verifies(&self.cert.signature_algorithm.oid.to_string(), &tbs, sig)
+    }
+
+    /// Whether this certificate's key made `sig` over `msg` with the ECDSA signature
+    /// algorithm `sig_alg_oid`.
+    pub fn verifies(&self, sig_alg_oid: &str, msg: &[u8], sig: &[u8]) -> bool {
+        let Ok((curve, key)) = self.public_key() else {
+            return false;
+        };
+        let alg: &dyn signature::VerificationAlgorithm = match (curve.as_str(), sig_alg_oid) {
+            (OID_P256, OID_ECDSA_SHA256) => &signature::ECDSA_P256_SHA256_ASN1,
+            (OID_P256, OID_ECDSA_SHA384) => &signature::ECDSA_P256_SHA384_ASN1,
+            (OID_P384, OID_ECDSA_SHA256) => &signature::ECDSA_P384_SHA256_ASN1,
+            (OID_P384, OID_ECDSA_SHA384) => &signature::ECDSA_P384_SHA384_ASN1,
+            _ => return false,
+        };
+        UnparsedPublicKey::new(alg, key).verify(msg, sig).is_ok()
+    }
+
+    fn extension(&self, oid: &str) -> Option<&[u8]> {
+        self.cert
+            .tbs_certificate
+            .extensions
+            .as_ref()?
+            .iter()
+            .find(|e| e.extn_id.to_string() == oid)
+            .map(|e| e.extn_value.as_bytes())
+    }
+
+    /// The identity: the first URI or e-mail subject alternative name.
+    pub fn identity(&self) -> Result<String, SigstoreError> {
+        let raw = self.extension(OID_SAN).ok_or_else(|| {
+            SigstoreError::Certificate("the certificate has no subject alternative name".into())
+        })?;
+        let san = SubjectAltName::from_der(raw).map_err(|e| {
+            SigstoreError::Certificate(format!("bad subject alternative name: {e}"))
+        })?;
+        san.0
+            .iter()
+            .find_map(|n| match n {
+                GeneralName::UniformResourceIdentifier(u) => Some(u.to_string()),
+                GeneralName::Rfc822Name(m) => Some(m.to_string()),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                SigstoreError::Certificate("no URI or e-mail subject alternative name".into())
+            })
+    }
+
+    /// The OIDC issuer recorded by Fulcio.
+    pub fn oidc_issuer(&self) -> Result<String, SigstoreError> {
+        if let Some(raw) = self.extension(OID_FULCIO_ISSUER_V2) {
+            let s = x509_cert::der::asn1::Utf8StringRef::from_der(raw)
+                .map_err(|e| SigstoreError::Certificate(format!("bad issuer extension: {e}")))?;
+            return Ok(s.as_str().to_string());
+        }
+        if let Some(raw) = self.extension(OID_FULCIO_ISSUER_V1) {
+            return String::from_utf8(raw.to_vec())
+                .map_err(|_| SigstoreError::Certificate("issuer extension is not UTF-8".into()));
+        }
+        Err(SigstoreError::Certificate(
+            "the certificate names no OIDC issuer".into(),
+        ))
+    }
+
+    /// Whether the extended key usage allows code signing.
+    pub fn allows_code_signing(&self) -> bool {
+        self.has_eku(OID_CODE_SIGNING)
+    }
+
+    /// Whether the extended key usage lists `oid`.
+    pub fn has_eku(&self, oid: &str) -> bool {
+        self.extension(OID_EKU)
+            .and_then(|raw| ExtendedKeyUsage::from_der(raw).ok())
+            .is_some_and(|eku| eku.0.iter().any(|o| o.to_string() == oid))
+    }
+}
+
+fn unix(t: x509_cert::time::Time) -> i64 {
+    i64::try_from(t.to_unix_duration().as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Checks that `leaf` chains to one of `authorities` and that every certificate of that
+/// chain, and the authority itself, was valid at `time`.
+pub(crate) fn check_chain(
+    leaf: &Cert,
+    authorities: &[Authority],
+    time: i64,
+) -> Result<(), SigstoreError> {
+    if !leaf.valid_at(time) {
+        return Err(SigstoreError::CertificateNotValidAtTime {
+            not_before: to_utc(leaf.not_before()),
+            not_after: to_utc(leaf.not_after()),
+            integrated_time: to_utc(time),
+        });
+    }
+    if !leaf.allows_code_signing() {
+        return Err(SigstoreError::Chain(
+            "the certificate is not for code signing".into(),
+        ));
+    }
+    for ca in authorities {
+        let Some(first) = ca.chain.first() else {
+            continue;
+        };
+        if !leaf.signed_by(first) {
+            continue;
+        }
+        if !ca.valid_for.contains(time) {
+            return Err(SigstoreError::Chain(format!(
+                "issued by {} outside its validity in the trust root",
+                ca.uri
+            )));
+        }
+        let chain_ok = ca.chain_signed && ca.chain.iter().all(|c| c.valid_at(time));
+        if !chain_ok {
+            return Err(SigstoreError::Chain(format!(
+                "the chain of {} is broken or expired at the integrated time",
+                ca.uri
+            )));
+        }
+        return Ok(());
+    }
+    Err(SigstoreError::Chain(
+        "the certificate was not issued by a certificate authority of the trust root".into(),
+    ))
+}
+
+pub(crate) fn to_utc(t: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(t, 0).unwrap_or_default()
+}

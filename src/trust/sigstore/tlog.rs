@@ -1,0 +1,340 @@
+//! Transparency-log evidence: the Rekor signed entry timestamp (SET), the RFC 9162 inclusion
+//! proof up to a root hash, and the signed checkpoint (a signed note) that commits the log to
+//! that root. Each check answers with its own [`SigstoreError`] variant; none of them trusts
+//! a field the log key did not sign.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use ring::signature::{self, UnparsedPublicKey};
+use sha2::{Digest, Sha256};
+use x509_cert::der::Decode;
+use x509_cert::spki::SubjectPublicKeyInfoOwned;
+
+use super::model::{InclusionProof, TlogEntry, ValidFor};
+use super::SigstoreError;
+
+/// OID of id-ecPublicKey.
+const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+/// OID of Ed25519.
+const OID_ED25519: &str = "1.3.101.112";
+
+/// A log key algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogKeyAlg {
+    /// ECDSA P-256 with SHA-256 (Rekor v1).
+    P256,
+    /// Ed25519 (Rekor v2).
+    Ed25519,
+}
+
+/// One transparency log of the trust root.
+#[derive(Debug, Clone)]
+pub(crate) struct LogKey {
+    pub base_url: String,
+    pub log_id: Vec<u8>,
+    pub alg: LogKeyAlg,
+    /// Raw key: SEC1 uncompressed point or 32 Ed25519 bytes.
+    pub raw: Vec<u8>,
+    pub valid_for: Option<ValidFor>,
+}
+
+impl LogKey {
+    /// Reads a key from its SPKI DER.
+    pub fn from_spki(
+        base_url: String,
+        log_id: Vec<u8>,
+        spki_der: &[u8],
+        valid_for: Option<ValidFor>,
+    ) -> Result<Self, String> {
+        let spki = SubjectPublicKeyInfoOwned::from_der(spki_der).map_err(|e| e.to_string())?;
+        let oid = spki.algorithm.oid.to_string();
+        let alg = match oid.as_str() {
+            OID_EC_PUBLIC_KEY => LogKeyAlg::P256,
+            OID_ED25519 => LogKeyAlg::Ed25519,
+            other => return Err(format!("unsupported log key algorithm {other}")),
+        };
+        let raw = spki.subject_public_key.raw_bytes().to_vec();
+        Ok(Self {
+            base_url,
+            log_id,
+            alg,
+            raw,
+            valid_for,
+        })
+    }
+
+    /// Verifies `sig` over `msg` with this key.
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        let alg: &dyn signature::VerificationAlgorithm = match self.alg {
+            LogKeyAlg::P256 => &signature::ECDSA_P256_SHA256_ASN1,
+            LogKeyAlg::Ed25519 => &signature::ED25519,
+        };
+        UnparsedPublicKey::new(alg, &self.raw)
+            .verify(msg, sig)
+            .is_ok()
+    }
+
+    /// The host of the log's base URL (the origin of its checkpoints).
+    fn host(&self) -> &str {
+        let s = self
+            .base_url
+            .trim_start_matches("https://")
+            .trim_start_matches("http://");
+        s.split('/').next().unwrap_or(s)
+    }
+}
+
+/// The bytes a Rekor SET signs: canonical JSON of body, integrated time, log id (hex) and
+/// index, keys in lexical order.
+pub(crate) fn set_payload(entry: &TlogEntry, integrated_time: i64, log_id: &[u8]) -> Vec<u8> {
+    let body = serde_json::Value::String(entry.canonicalized_body.clone());
+    format!(
+        "{{\"body\":{body},\"integratedTime\":{integrated_time},\"logID\":\"{}\",\"logIndex\":{}}}",
+        hex::encode(log_id),
+        entry.log_index
+    )
+    .into_bytes()
+}
+
+/// Checks the SET of `entry` with the log key; returns the integrated time it vouches for.
+pub(crate) fn check_set(entry: &TlogEntry, key: &LogKey) -> Result<i64, SigstoreError> {
+    let invalid = |reason: &str| SigstoreError::SetInvalid {
+        log_index: entry.log_index,
+        reason: reason.to_string(),
+    };
+    let time = entry
+        .integrated_time
+        .filter(|t| *t > 0)
+        .ok_or_else(|| invalid("the entry has no integrated time"))?;
+    let promise = entry
+        .inclusion_promise
+        .as_ref()
+        .ok_or_else(|| invalid("the entry has no signed entry timestamp"))?;
+    let sig = STANDARD
+        .decode(&promise.signed_entry_timestamp)
+        .map_err(|_| invalid("the signed entry timestamp is not base64"))?;
+    if !key.verify(&set_payload(entry, time, &key.log_id), &sig) {
+        return Err(invalid("the signature does not verify with the log key"));
+    }
+    Ok(time)
+}
+
+/// RFC 6962 leaf hash.
+pub(crate) fn leaf_hash(leaf: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(leaf);
+    h.finalize().into()
+}
+
+fn node_hash(left: &[u8], right: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([1u8]);
+    h.update(left);
+    h.update(right);
+    h.finalize().into()
+}
+
+/// RFC 9162 §2.1.3.2: the root implied by an inclusion proof, or `None` if the proof has
+/// the wrong shape for `index` in a tree of `size` leaves.
+pub(crate) fn root_from_inclusion_proof(
+    index: u64,
+    size: u64,
+    leaf: [u8; 32],
+    proof: &[[u8; 32]],
+) -> Option<[u8; 32]> {
+    if index >= size {
+        return None;
+    }
+    let (mut f, mut s) = (index, size - 1);
+    let mut r = leaf;
+    for p in proof {
+        if s == 0 {
+            return None;
+        }
+        if f & 1 == 1 || f == s {
+            r = node_hash(p, &r);
+            if f & 1 == 0 {
+                while f & 1 == 0 && f != 0 {
+                    f >>= 1;
+                    s >>= 1;
+                }
+            }
+        } else {
+            r = node_hash(&r, p);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    (s == 0).then_some(r)
+}
+
+/// Checks the inclusion proof of `entry` and the checkpoint that signs its root.
+pub(crate) fn check_inclusion(
+    entry: &TlogEntry,
+    proof: &InclusionProof,
+    key: &LogKey,
+) -> Result<(), SigstoreError> {
+    let bad_proof = |reason: String| SigstoreError::InclusionProofInvalid {
+        log_index: entry.log_index,
+        reason,
+    };
+    let body = STANDARD
+        .decode(&entry.canonicalized_body)
+        .map_err(|_| bad_proof("the entry body is not base64".into()))?;
+    let root = decode_hash(&proof.root_hash).ok_or_else(|| bad_proof("bad root hash".into()))?;
+    let hashes = proof
+        .hashes
+        .iter()
+        .map(|h| decode_hash(h))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| bad_proof("a proof hash is not 32 bytes of base64".into()))?;
+    let (index, size) = match (
+        u64::try_from(proof.log_index),
+        u64::try_from(proof.tree_size),
+    ) {
+        (Ok(i), Ok(s)) => (i, s),
+        _ => return Err(bad_proof("negative index or tree size".into())),
+    };
+    let computed = root_from_inclusion_proof(index, size, leaf_hash(&body), &hashes)
+        .ok_or_else(|| bad_proof(format!("malformed proof for leaf {index} of {size}")))?;
+    if computed != root {
+        return Err(bad_proof(format!(
+            "computed root {} differs from the proof's root {}",
+            hex::encode(computed),
+            hex::encode(root)
+        )));
+    }
+    check_checkpoint(&proof.checkpoint.envelope, key, size, &root)
+}
+
+fn decode_hash(b64: &str) -> Option<[u8; 32]> {
+    STANDARD.decode(b64).ok()?.try_into().ok()
+}
+
+/// Verifies a signed note checkpoint: a signature line by the log key (key hint = first
+/// four bytes of the log id) over the note text, whose origin names the log and whose size
+/// and root hash are those of the inclusion proof.
+pub(crate) fn check_checkpoint(
+    note: &str,
+    key: &LogKey,
+    tree_size: u64,
+    root: &[u8; 32],
+) -> Result<(), SigstoreError> {
+    let bad = |reason: String| SigstoreError::CheckpointInvalid { reason };
+    let split = note
+        .find("\n\n")
+        .ok_or_else(|| bad("no blank line between the note and its signatures".into()))?;
+    let text = &note[..split + 1];
+    let mut lines = text.lines();
+    let origin = lines.next().unwrap_or_default();
+    let size: u64 = lines
+        .next()
+        .and_then(|l| l.parse().ok())
+        .ok_or_else(|| bad("no tree size".into()))?;
+    let note_root = lines
+        .next()
+        .and_then(decode_hash)
+        .ok_or_else(|| bad("no root hash".into()))?;
+    if !origin.starts_with(key.host()) {
+        return Err(bad(format!(
+            "origin {origin:?} is not the log {}",
+            key.base_url
+        )));
+    }
+    if size != tree_size || &note_root != root {
+        return Err(bad(format!(
+            "the checkpoint commits to size {size} root {}, the proof to size {tree_size} root {}",
+            hex::encode(note_root),
+            hex::encode(root)
+        )));
+    }
+    let hint = key.log_id.get(..4).unwrap_or_default();
+    let mut found_line = false;
+    for line in note[split + 2..].lines().filter(|l| !l.is_empty()) {
+        let Some(rest) = line.strip_prefix("\u{2014} ") else {
+            return Err(bad(format!("bad signature line {line:?}")));
+        };
+        let Some((_name, sig_b64)) = rest.rsplit_once(' ') else {
+            return Err(bad(format!("bad signature line {line:?}")));
+        };
+        let Ok(sig) = STANDARD.decode(sig_b64) else {
+            return Err(bad("signature is not base64".into()));
+        };
+        if sig.len() <= 4 || &sig[..4] != hint {
+            continue;
+        }
+        found_line = true;
+        if key.verify(text.as_bytes(), &sig[4..]) {
+            return Ok(());
+        }
+    }
+    Err(bad(if found_line {
+        "the checkpoint signature does not verify with the log key".into()
+    } else {
+        "no signature by the log key".into()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree_root(leaves: &[[u8; 32]]) -> [u8; 32] {
+        if leaves.len() == 1 {
+            return leaves[0];
+        }
+        let k = leaves.len().next_power_of_two() / 2;
+        let k = if k == leaves.len() { k / 2 } else { k };
+        node_hash(&tree_root(&leaves[..k]), &tree_root(&leaves[k..]))
+    }
+
+    fn proof(leaves: &[[u8; 32]], m: usize) -> Vec<[u8; 32]> {
+        if leaves.len() == 1 {
+            return vec![];
+        }
+        let k = leaves.len().next_power_of_two() / 2;
+        let k = if k == leaves.len() { k / 2 } else { k };
+        if m < k {
+            let mut p = proof(&leaves[..k], m);
+            p.push(tree_root(&leaves[k..]));
+            p
+        } else {
+            let mut p = proof(&leaves[k..], m - k);
+            p.push(tree_root(&leaves[..k]));
+            p
+        }
+    }
+
+    #[test]
+    fn inclusion_proofs_match_a_reference_tree_for_every_leaf_and_size() {
+        for n in 1..=17usize {
+            let leaves: Vec<[u8; 32]> = (0..n).map(|i| leaf_hash(&[i as u8])).collect();
+            let root = tree_root(&leaves);
+            for m in 0..n {
+                let p = proof(&leaves, m);
+                assert_eq!(
+                    root_from_inclusion_proof(m as u64, n as u64, leaves[m], &p),
+                    Some(root),
+                    "leaf {m} of {n}"
+                );
+                if !p.is_empty() {
+                    let mut bad = p.clone();
+                    bad[0][0] ^= 1;
+                    assert_ne!(
+                        root_from_inclusion_proof(m as u64, n as u64, leaves[m], &bad),
+                        Some(root)
+                    );
+                    assert_eq!(
+                        root_from_inclusion_proof(m as u64, n as u64, leaves[m], &p[1..]),
+                        None
+                    );
+                }
+            }
+            assert_eq!(
+                root_from_inclusion_proof(n as u64, n as u64, leaves[0], &[]),
+                None
+            );
+        }
+    }
+}
