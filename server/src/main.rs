@@ -25,6 +25,8 @@ enum Command {
     Check(cli::check::Args),
     /// Run the server.
     Serve(cli::serve::Args),
+    /// Send realistic analytics batches to a server and report throughput and latency.
+    Loadgen(cli::loadgen::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Release(c) => cli::release::run(c),
         Command::Check(a) => cli::block_on(cli::check::run(a)),
         Command::Serve(a) => cli::block_on(cli::serve::run(a)),
+        Command::Loadgen(a) => cli::block_on(cli::loadgen::run(a)),
     };
     match result {
         Ok(code) => code,

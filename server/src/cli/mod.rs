@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 pub mod check;
 pub mod keygen;
+pub mod loadgen;
 pub mod release;
 pub mod serve;
 
