@@ -188,3 +188,28 @@ fn write_hist(s: &mut String, name: &str, labels: &str, h: &Histogram) {
     let _ = writeln!(s, "{name}_sum{braces} {}", h.sum);
     let _ = writeln!(s, "{name}_count{braces} {}", h.count);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dashboard_uses_only_metrics_that_exist() {
+        let m = Metrics::default();
+        m.record_request("/analytics/events", 200, Duration::from_millis(3));
+        m.record_commit(Duration::from_millis(1));
+        let text = m.render();
+        assert!(text.contains("railgun_http_request_duration_seconds_bucket{route=\"/analytics/events\",le=\"0.005\"} 1"));
+        let dash = include_str!("../../deploy/grafana/railgun.json");
+        let re = regex::Regex::new(r"railgun_[a-z_]+").expect("re");
+        let mut n = 0;
+        for name in re.find_iter(dash).map(|m| m.as_str()) {
+            if name == "railgun_server" {
+                continue;
+            }
+            n += 1;
+            assert!(text.contains(name), "{name} is not exported");
+        }
+        assert!(n >= 8);
+    }
+}

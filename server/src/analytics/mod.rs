@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -148,9 +148,4 @@ async fn delete_user(
     let rows = app.store.delete_user(user_id).await?;
     tracing::info!(rows, "user erased");
     Ok(Json(serde_json::json!({"deleted": rows})))
-}
-
-/// 404 for anything unknown under `/analytics`.
-pub async fn not_found() -> impl IntoResponse {
-    StatusCode::NOT_FOUND
 }

@@ -13,6 +13,7 @@
 //!
 //! It refuses to store client IP addresses: no column exists for them.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -237,5 +238,51 @@ pub fn session_stats(mut rows: Vec<(f64, f64)>) -> SessionStats {
         mean_ms: d.iter().sum::<f64>() / d.len() as f64,
         median_ms: percentile(&d, 0.5),
         p90_ms: percentile(&d, 0.9),
+    }
+}
+
+/// The rollup rows a group of new events adds, pre-aggregated so each key is written once.
+#[derive(Debug, Default)]
+pub struct Rollups<'a> {
+    /// `(day, user) → sample rate` of the first event.
+    pub daily_users: HashMap<(i32, &'a str), f64>,
+    /// `user → (first day, last day, sample rate)`.
+    pub users: HashMap<&'a str, (i32, i32, f64)>,
+    /// `(name, day, user) → (events, sample rate)`.
+    pub feature: HashMap<(&'a str, i32, &'a str), (i64, f64)>,
+    /// `(day, session) → (user, longest duration, sample rate)` from `session_end`.
+    pub sessions: HashMap<(i32, &'a str), (&'a str, f64, f64)>,
+}
+
+impl<'a> Rollups<'a> {
+    /// Aggregates the events whose `new` flag is set.
+    pub fn of(events: &'a [StoredEvent], new: &[bool]) -> Self {
+        let mut r = Rollups::default();
+        for e in events.iter().zip(new).filter(|(_, n)| **n).map(|(e, _)| e) {
+            r.daily_users
+                .entry((e.day, &e.user_id))
+                .or_insert(e.sample_rate);
+            let u = r
+                .users
+                .entry(&e.user_id)
+                .or_insert((e.day, e.day, e.sample_rate));
+            u.0 = u.0.min(e.day);
+            u.1 = u.1.max(e.day);
+            r.feature
+                .entry((&e.name, e.day, &e.user_id))
+                .or_insert((0, e.sample_rate))
+                .0 += 1;
+            if e.name == "session_end" {
+                if let Some(d) = e.duration_ms {
+                    let s = r.sessions.entry((e.day, &e.session_id)).or_insert((
+                        &e.user_id,
+                        d,
+                        e.sample_rate,
+                    ));
+                    s.1 = s.1.max(d);
+                }
+            }
+        }
+        r
     }
 }

@@ -8,13 +8,13 @@
 //! events first (`ON CONFLICT (id) DO NOTHING RETURNING id` says which were new), then the
 //! rollups of the new ones, pre-aggregated here so one statement never updates a row twice.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
 use super::{
-    day_date, session_stats, AnalyticsStore, Count, FeatureDay, PurgeCounts, SessionStats,
+    day_date, session_stats, AnalyticsStore, Count, FeatureDay, PurgeCounts, Rollups, SessionStats,
     StoreError, StoreFuture, StoredEvent,
 };
 
@@ -196,32 +196,12 @@ async fn insert_all(c: &mut Client, events: &[StoredEvent]) -> Result<Vec<bool>,
     // An id inserted once is new only at its first position in this group.
     let new: Vec<bool> = events.iter().map(|e| inserted.remove(&e.id)).collect();
 
-    let mut daily: HashMap<(i32, &str), f64> = HashMap::new();
-    let mut users: HashMap<&str, (i32, i32, f64)> = HashMap::new();
-    let mut feature: HashMap<(&str, i32, &str), (i64, f64)> = HashMap::new();
-    let mut sessions: HashMap<(i32, &str), (&str, f64, f64)> = HashMap::new();
-    for e in events.iter().zip(&new).filter(|(_, n)| **n).map(|(e, _)| e) {
-        daily.entry((e.day, &e.user_id)).or_insert(e.sample_rate);
-        let u = users
-            .entry(&e.user_id)
-            .or_insert((e.day, e.day, e.sample_rate));
-        u.0 = u.0.min(e.day);
-        u.1 = u.1.max(e.day);
-        feature
-            .entry((&e.name, e.day, &e.user_id))
-            .or_insert((0, e.sample_rate))
-            .0 += 1;
-        if e.name == "session_end" {
-            if let Some(d) = e.duration_ms {
-                let s = sessions.entry((e.day, &e.session_id)).or_insert((
-                    &e.user_id,
-                    d,
-                    e.sample_rate,
-                ));
-                s.1 = s.1.max(d);
-            }
-        }
-    }
+    let Rollups {
+        daily_users: daily,
+        users,
+        feature,
+        sessions,
+    } = Rollups::of(events, &new);
     if !daily.is_empty() {
         let (days, uids, srs): (Vec<i32>, Vec<&str>, Vec<f64>) =
             unzip3(daily.iter().map(|((d, u), s)| (*d, *u, *s)));

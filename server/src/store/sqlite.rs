@@ -16,7 +16,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    day_date, session_stats, AnalyticsStore, Count, FeatureDay, PurgeCounts, SessionStats,
+    day_date, session_stats, AnalyticsStore, Count, FeatureDay, PurgeCounts, Rollups, SessionStats,
     StoreError, StoreFuture, StoredEvent,
 };
 
@@ -83,13 +83,13 @@ const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (id, name, category, us
 const UPSERT_DAILY_USER: &str =
     "INSERT OR IGNORE INTO daily_users (day, user_id, sample_rate) VALUES (?1, ?2, ?3)";
 const UPSERT_USER: &str = "INSERT INTO users (user_id, first_day, last_day, sample_rate) \
-    VALUES (?1, ?2, ?2, ?3) ON CONFLICT(user_id) DO UPDATE SET \
+    VALUES (?1, ?2, ?3, ?4) ON CONFLICT(user_id) DO UPDATE SET \
     first_day = min(first_day, excluded.first_day), last_day = max(last_day, excluded.last_day)";
 const UPSERT_SESSION: &str = "INSERT INTO daily_sessions (day, session_id, user_id, duration, \
     sample_rate) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(day, session_id) DO UPDATE SET \
     duration = max(duration, excluded.duration)";
 const UPSERT_FEATURE: &str = "INSERT INTO daily_feature (name, day, user_id, events, sample_rate) \
-    VALUES (?1, ?2, ?3, 1, ?4) ON CONFLICT(name, day, user_id) DO UPDATE SET events = events + 1";
+    VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(name, day, user_id) DO UPDATE SET events = events + excluded.events";
 
 /// Tables that hold a `user_id` column (deletion and checks walk them all).
 const USER_TABLES: &[&str] = &[
@@ -263,19 +263,20 @@ fn insert_all(c: &mut Connection, events: &[StoredEvent]) -> rusqlite::Result<Ve
                 e.sample_rate,
                 e.received_ms
             ])?;
-            let new = n == 1;
-            out.push(new);
-            if !new {
-                continue;
-            }
-            du.execute(params![e.day, e.user_id, e.sample_rate])?;
-            us.execute(params![e.user_id, e.day, e.sample_rate])?;
-            fe.execute(params![e.name, e.day, e.user_id, e.sample_rate])?;
-            if e.name == "session_end" {
-                if let Some(d) = e.duration_ms {
-                    se.execute(params![e.day, e.session_id, e.user_id, d, e.sample_rate])?;
-                }
-            }
+            out.push(n == 1);
+        }
+        let r = Rollups::of(events, &out);
+        for ((day, user), sr) in &r.daily_users {
+            du.execute(params![day, user, sr])?;
+        }
+        for (user, (first, last, sr)) in &r.users {
+            us.execute(params![user, first, last, sr])?;
+        }
+        for ((name, day, user), (n, sr)) in &r.feature {
+            fe.execute(params![name, day, user, n, sr])?;
+        }
+        for ((day, session), (user, d, sr)) in &r.sessions {
+            se.execute(params![day, session, user, d, sr])?;
         }
     }
     tx.commit()?;
