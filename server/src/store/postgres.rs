@@ -47,6 +47,7 @@ pub const MIGRATIONS: &[&str] = &[
         sample_rate DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (day, user_id)
      );
+     CREATE INDEX daily_users_day_rate ON daily_users(day, sample_rate);
      CREATE INDEX daily_users_user ON daily_users(user_id);
      CREATE TABLE users (
         user_id     TEXT PRIMARY KEY NOT NULL,
