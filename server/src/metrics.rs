@@ -58,6 +58,8 @@ pub struct Metrics {
     pub queue_depth: AtomicU64,
     /// Rows removed by the retention job.
     pub purged: AtomicU64,
+    /// Events clients reported dropping before upload (their queue was full).
+    pub client_dropped: AtomicU64,
 }
 
 impl Metrics {

@@ -643,12 +643,15 @@ async fn full_queue_answers_503_with_retry_after(kind: Kind) {
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
     let events: Vec<_> = (0..10).map(|_| ev("u", "screen_view", now0())).collect();
-    assert_eq!(h.post(&batch(events, 1.0)).await.accepted, 10);
+    let mut b = batch(events, 1.0);
+    b.dropped = 7; // the client says its own queue overflowed
+    assert_eq!(h.post(&b).await.accepted, 10);
     let m = h.get("/metrics", None).await.text().await.expect("m");
     for name in [
         "railgun_ingest_overloaded_total 1",
         "railgun_events_ingested_total 10",
         "railgun_ingest_queue_depth 0",
+        "railgun_client_dropped_events_total 7",
         "railgun_http_requests_total{route=\"/analytics/events\",status=\"503\"} 1",
         "railgun_http_request_duration_seconds_bucket{route=\"/analytics/events\",le=\"+Inf\"} 2",
         "railgun_store_commit_duration_seconds_count 1",

@@ -44,6 +44,8 @@ struct LooseBatch {
     events: Vec<serde_json::Value>,
     sent_at: DateTime<Utc>,
     sample_rate: f64,
+    #[serde(default)]
+    dropped: u64,
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -159,12 +161,13 @@ pub async fn ingest(State(app): State<AppState>, body: Bytes) -> Response {
     }
     let now = app.clock.now();
     // Fast path: the whole batch parses; slow path: parse each event alone.
-    let (events, sent_at, sample_rate): (Vec<Result<AnalyticsEvent, String>>, _, _) =
+    let (events, sent_at, sample_rate, dropped): (Vec<Result<AnalyticsEvent, String>>, _, _, _) =
         match serde_json::from_slice::<EventBatch>(&body) {
             Ok(b) => (
                 b.events.into_iter().map(Ok).collect(),
                 b.sent_at,
                 b.sample_rate,
+                b.dropped,
             ),
             Err(_) => match serde_json::from_slice::<LooseBatch>(&body) {
                 Ok(b) => (
@@ -177,6 +180,7 @@ pub async fn ingest(State(app): State<AppState>, body: Bytes) -> Response {
                         .collect(),
                     b.sent_at,
                     b.sample_rate,
+                    b.dropped,
                 ),
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed batch: {e}")),
             },
@@ -201,6 +205,7 @@ pub async fn ingest(State(app): State<AppState>, body: Bytes) -> Response {
         }
     }
     let m = &app.metrics;
+    m.client_dropped.fetch_add(dropped, Ordering::Relaxed);
     m.rejected
         .fetch_add(rejected.len() as u64, Ordering::Relaxed);
     m.scrubbed.fetch_add(scrubbed, Ordering::Relaxed);
