@@ -126,6 +126,12 @@ impl Metrics {
             "Rows removed by the retention job.",
             &self.purged,
         );
+        counter(
+            &mut s,
+            "railgun_client_dropped_events_total",
+            "Events clients reported dropping before upload.",
+            &self.client_dropped,
+        );
         let _ = writeln!(
             s,
             "# HELP railgun_ingest_queue_depth Events waiting for the writer.\n# TYPE railgun_ingest_queue_depth gauge\nrailgun_ingest_queue_depth {}",
