@@ -729,6 +729,37 @@ async fn restart_during_load_loses_no_acknowledged_event(kind: Kind) {
     h.stop().await;
 }
 
+impl Drop for Harness {
+    /// A PostgreSQL test drops its own database (forcing out the store's connections).
+    fn drop(&mut self) {
+        if !self.database.starts_with("postgres") {
+            return;
+        }
+        let (Ok(base), Some((_, name))) = (
+            std::env::var("RAILGUN_TEST_DATABASE_URL"),
+            self.database.rsplit_once('/'),
+        ) else {
+            return;
+        };
+        let name = name.to_string();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt");
+            rt.block_on(async move {
+                if let Ok((c, conn)) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = c
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
