@@ -591,6 +591,14 @@ async fn read_and_admin_routes_need_their_tokens(kind: Kind) {
         .expect("get");
     assert_eq!(r.status(), 401);
     assert_eq!(h.get("/healthz", None).await.status(), 200);
+    // The static update tree is still served beside the analytics routes.
+    std::fs::create_dir_all(h.config.root.join("app")).expect("dir");
+    std::fs::write(h.config.root.join("app/stable.json"), b"{}").expect("w");
+    for path in ["/updates/app/stable.json", "/app/stable.json"] {
+        let r = h.get(path, None).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.text().await.expect("t"), "{}");
+    }
 }
 
 async fn sql_injection_in_parameters_is_refused(kind: Kind) {

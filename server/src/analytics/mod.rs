@@ -145,6 +145,10 @@ async fn delete_user(
             reason: "1-128 characters".into(),
         });
     }
+    // Events of this user still queued are committed first, then erased with the rest.
+    if let Err(e) = app.queue.flush().await {
+        tracing::warn!(error = %e, "ingest queue not flushed before user deletion");
+    }
     let rows = app.store.delete_user(user_id).await?;
     tracing::info!(rows, "user erased");
     Ok(Json(serde_json::json!({"deleted": rows})))

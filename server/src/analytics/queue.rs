@@ -111,6 +111,19 @@ impl IngestQueue {
         rx.await.unwrap_or(Err(QueueError::Closed))
     }
 
+    /// Waits until everything submitted before this call is committed (a barrier: user
+    /// deletion runs after it, so no queued event of the user lands after the erase).
+    pub async fn flush(&self) -> Result<(), QueueError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Job(Job {
+                events: Vec::new(),
+                reply,
+            }))
+            .map_err(|_| QueueError::Closed)?;
+        rx.await.unwrap_or(Err(QueueError::Closed)).map(|_| ())
+    }
+
     /// Refuses new work, lets the writer commit everything queued, and waits for it.
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Release);
