@@ -1,6 +1,10 @@
 //! `railgun-server`: the server (`railgun serve`) and the publisher's tools behind the
 //! `railgun` binary. Wire types come from `railgun-core`; nothing here redefines them.
 
+pub mod analytics;
+pub mod auth;
 pub mod cli;
+pub mod metrics;
 pub mod release;
 pub mod serve;
+pub mod store;

@@ -37,6 +37,8 @@ enum Command {
     Flags(cli::flags::Args),
     /// Verify a Sigstore bundle for an artifact (offline).
     Verify(cli::verify::Args),
+    /// Send realistic analytics batches to a server and report throughput and latency.
+    Loadgen(cli::loadgen::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Flush(a) => cli::track::run_flush(a),
         Command::Flags(a) => cli::block_on(cli::flags::run(a)),
         Command::Verify(a) => cli::verify::run(a),
+        Command::Loadgen(a) => cli::block_on(cli::loadgen::run(a)),
     };
     match result {
         Ok(code) => code,

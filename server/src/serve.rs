@@ -1,22 +1,97 @@
-//! The HTTP server: the update tree today; analytics, flags and rollout routes join it.
+//! The HTTP server: the update tree and the analytics backend; flags and rollout routes join it.
 //!
 //! Owns the axum router, the shared application state and the listener. It serves the
 //! static update tree (`ROOT/<app>/…`, with `Range`, `If-Modified-Since` and `ETag`-less
-//! caching headers from tower-http) under `/updates/` and at the root, and `/healthz`.
+//! caching headers from tower-http) under `/updates/` and at the root, `/healthz`, and the
+//! analytics routes ([`crate::analytics::routes`]) over the store the config names.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use axum::routing::get;
 use axum::Router;
+use railgun_core::clock::SharedClock;
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
+
+use crate::analytics::{self, queue, AppState, RetentionConfig};
+use crate::auth::Tokens;
+use crate::store::{self, SharedStore, StoreError};
 
 /// Server configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Root of the static update tree.
     pub root: PathBuf,
+    /// The analytics database: `sqlite:PATH` or `postgres://…`.
+    pub database: String,
+    /// Bearer token of the read endpoints (`RAILGUN_READ_TOKEN`).
+    pub read_token: Option<String>,
+    /// Bearer token of the admin endpoints (`RAILGUN_ADMIN_TOKEN`).
+    pub admin_token: Option<String>,
+    /// Retention of raw events and aggregates.
+    pub retention: RetentionConfig,
+    /// Whether the retention job runs in the background.
+    pub run_retention: bool,
+    /// Capacity of the ingest queue, in events (503 past it).
+    pub queue_capacity: usize,
+    /// The clock (tests inject a manual one).
+    pub clock: SharedClock,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("railgun-data/updates"),
+            database: "sqlite:railgun-data/analytics.db".into(),
+            read_token: None,
+            admin_token: None,
+            retention: RetentionConfig::default(),
+            run_retention: true,
+            queue_capacity: queue::DEFAULT_CAPACITY,
+            clock: railgun_core::clock::system(),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store could not be opened.
+    #[error("analytics store: {0}")]
+    Store(#[from] StoreError),
+    /// The address could not be bound.
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the store the config names and starts the analytics state (writer, retention job).
+pub async fn app_state(config: &ServerConfig) -> Result<AppState, ServeError> {
+    let store = store::open(&config.database).await?;
+    Ok(app_state_with_store(config, store))
+}
+
+/// Starts the analytics state over an already opened store.
+pub fn app_state_with_store(config: &ServerConfig, store: SharedStore) -> AppState {
+    AppState::start(
+        store,
+        config.clock.clone(),
+        Tokens::new(config.read_token.as_deref(), config.admin_token.as_deref()),
+        config.retention,
+        config.queue_capacity,
+        config.run_retention,
+    )
+}
+
+/// The whole application: the update tree plus the analytics routes over `state`.
+pub fn app_router(config: &ServerConfig, state: AppState) -> Router {
+    analytics::routes(state).merge(router(config))
+}
+
+/// Binds `addr`, serves the whole application; stopping drains the ingest queue.
+pub async fn start(addr: SocketAddr, config: &ServerConfig) -> Result<RunningServer, ServeError> {
+    let state = app_state(config).await?;
+    Ok(spawn_app(addr, app_router(config, state.clone()), state).await?)
 }
 
 /// Builds the router.
@@ -66,6 +141,33 @@ pub async fn spawn(addr: SocketAddr, router: Router) -> std::io::Result<RunningS
                 let _ = rx.await;
             })
             .await
+    });
+    Ok(RunningServer {
+        addr,
+        handle,
+        shutdown: Some(tx),
+    })
+}
+
+/// Like [`spawn`], and after the listener stopped (in-flight requests answered), drains the
+/// ingest queue of `state`, so [`RunningServer::stop`] returns once every queued event is
+/// committed.
+pub async fn spawn_app(
+    addr: SocketAddr,
+    router: Router,
+    state: AppState,
+) -> std::io::Result<RunningServer> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+        state.shutdown().await;
+        served
     });
     Ok(RunningServer {
         addr,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 pub mod check;
 pub mod flags;
 pub mod keygen;
+pub mod loadgen;
 pub mod release;
 pub mod serve;
 pub mod update;

@@ -1,0 +1,280 @@
+//! `POST /analytics/events`: validation, clock-skew correction, scrubbing, then the queue.
+//!
+//! Owns the per-event rules on top of the shared ones ([`validate_event`]): timestamps at
+//! most 7 days ahead or 90 days behind the server's clock after skew correction
+//! (`skew = server_now − sentAt`, applied when it exceeds [`SKEW_THRESHOLD_SECS`]), and the
+//! removal of property values that look like an email or an IP address. A bad event is
+//! rejected by its index; the others go on.
+//!
+//! It refuses to look at the client's address: the handler has no connection info.
+
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Duration, Utc};
+use railgun_core::analytics::event::{
+    validate_event, AnalyticsEvent, EventBatch, IngestResponse, PropertyValue, RejectedEvent,
+    MAX_BATCH_EVENTS,
+};
+use regex::Regex;
+use serde::Deserialize;
+
+use super::queue::QueueError;
+use super::AppState;
+use crate::store::{day_of, StoredEvent};
+
+/// Largest request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Skews smaller than this (seconds) are network delay, not a wrong clock: left alone.
+pub const SKEW_THRESHOLD_SECS: i64 = 60;
+/// How far ahead of the server an event may be, after correction.
+pub const MAX_FUTURE_DAYS: i64 = 7;
+/// How far behind the server an event may be, after correction.
+pub const MAX_PAST_DAYS: i64 = 90;
+
+/// The batch with each event left unparsed, for the slow path that rejects by index.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LooseBatch {
+    events: Vec<serde_json::Value>,
+    sent_at: DateTime<Utc>,
+    sample_rate: f64,
+    #[serde(default)]
+    dropped: u64,
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({"error": msg.into()}))).into_response()
+}
+
+/// The clock-skew correction for a batch sent at `sent_at` and received at `now`.
+pub fn skew(now: DateTime<Utc>, sent_at: DateTime<Utc>) -> Duration {
+    let s = now - sent_at;
+    if s.num_seconds().abs() >= SKEW_THRESHOLD_SECS {
+        s
+    } else {
+        Duration::zero()
+    }
+}
+
+fn email_re() -> Option<&'static Regex> {
+    static R: OnceLock<Option<Regex>> = OnceLock::new();
+    R.get_or_init(|| Regex::new(r"(?i)[a-z0-9._%+\-]+@[a-z0-9\-]+(\.[a-z0-9\-]+)*\.[a-z]{2,}").ok())
+        .as_ref()
+}
+
+fn ipv4_re() -> Option<&'static Regex> {
+    static R: OnceLock<Option<Regex>> = OnceLock::new();
+    R.get_or_init(|| {
+        Regex::new(
+            r"(^|[^0-9.])(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}($|[^0-9.])",
+        )
+        .ok()
+    })
+    .as_ref()
+}
+
+/// Whether a string looks like (or contains) an email or an IP address.
+pub fn looks_personal(s: &str) -> bool {
+    if s.contains('@') && email_re().is_some_and(|r| r.is_match(s)) {
+        return true;
+    }
+    if s.contains('.') && ipv4_re().is_some_and(|r| r.is_match(s)) {
+        return true;
+    }
+    // IPv6 (and bracketed / zoned forms) anywhere in the string, token by token.
+    s.contains(':')
+        && s.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '"' | '\'' | '(' | ')'))
+            .any(|tok| {
+                let t = tok.trim_matches(|c| c == '[' || c == ']');
+                let t = t.split('%').next().unwrap_or(t);
+                t.matches(':').count() >= 2 && t.parse::<std::net::Ipv6Addr>().is_ok()
+            })
+}
+
+/// Removes personal-looking string values; how many were removed.
+pub fn scrub(e: &mut AnalyticsEvent) -> u64 {
+    let Some(props) = e.properties.as_mut() else {
+        return 0;
+    };
+    let before = props.len();
+    props.retain(|_, v| !matches!(v, PropertyValue::String(s) if looks_personal(s)));
+    (before - props.len()) as u64
+}
+
+/// Checks one event and turns it into a row, or says why not.
+fn prepare(
+    mut e: AnalyticsEvent,
+    now: DateTime<Utc>,
+    skew: Duration,
+    sample_rate: f64,
+    scrubbed: &mut u64,
+) -> Result<StoredEvent, String> {
+    validate_event(&e).map_err(|err| err.to_string())?;
+    let ts = e.timestamp + skew;
+    if ts > now + Duration::days(MAX_FUTURE_DAYS) {
+        return Err(format!(
+            "timestamp is more than {MAX_FUTURE_DAYS} days in the future"
+        ));
+    }
+    if ts < now - Duration::days(MAX_PAST_DAYS) {
+        return Err(format!(
+            "timestamp is more than {MAX_PAST_DAYS} days in the past"
+        ));
+    }
+    *scrubbed += scrub(&mut e);
+    let properties = match &e.properties {
+        Some(p) if !p.is_empty() => {
+            Some(serde_json::to_string(p).map_err(|err| format!("properties: {err}"))?)
+        }
+        _ => None,
+    };
+    Ok(StoredEvent {
+        id: e.id.hyphenated().to_string(),
+        category: e.category.as_str().to_string(),
+        name: e.name,
+        user_id: e.user_id,
+        session_id: e.session_id,
+        ts_ms: ts.timestamp_millis(),
+        day: day_of(ts),
+        app_version: e.app_version,
+        platform: e.platform,
+        arch: e.arch,
+        channel: e.channel,
+        properties,
+        duration_ms: e.duration,
+        sequence: i64::try_from(e.sequence).unwrap_or(i64::MAX),
+        sample_rate,
+        received_ms: now.timestamp_millis(),
+    })
+}
+
+/// The handler.
+pub async fn ingest(State(app): State<AppState>, body: Bytes) -> Response {
+    if body.len() > MAX_BODY_BYTES {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "body larger than 1 MiB");
+    }
+    let now = app.clock.now();
+    // Fast path: the whole batch parses; slow path: parse each event alone.
+    let (events, sent_at, sample_rate, dropped): (Vec<Result<AnalyticsEvent, String>>, _, _, _) =
+        match serde_json::from_slice::<EventBatch>(&body) {
+            Ok(b) => (
+                b.events.into_iter().map(Ok).collect(),
+                b.sent_at,
+                b.sample_rate,
+                b.dropped,
+            ),
+            Err(_) => match serde_json::from_slice::<LooseBatch>(&body) {
+                Ok(b) => (
+                    b.events
+                        .into_iter()
+                        .map(|v| {
+                            serde_json::from_value::<AnalyticsEvent>(v)
+                                .map_err(|e| format!("malformed event: {e}"))
+                        })
+                        .collect(),
+                    b.sent_at,
+                    b.sample_rate,
+                    b.dropped,
+                ),
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed batch: {e}")),
+            },
+        };
+    if events.len() > MAX_BATCH_EVENTS {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{} events, at most {MAX_BATCH_EVENTS}", events.len()),
+        );
+    }
+    if !(sample_rate > 0.0 && sample_rate <= 1.0) {
+        return error(StatusCode::BAD_REQUEST, "sampleRate must be in (0, 1]");
+    }
+    let skew = skew(now, sent_at);
+    let mut rejected = Vec::new();
+    let mut rows = Vec::with_capacity(events.len());
+    let mut scrubbed = 0;
+    for (index, e) in events.into_iter().enumerate() {
+        match e.and_then(|e| prepare(e, now, skew, sample_rate, &mut scrubbed)) {
+            Ok(row) => rows.push(row),
+            Err(reason) => rejected.push(RejectedEvent { index, reason }),
+        }
+    }
+    let m = &app.metrics;
+    m.client_dropped.fetch_add(dropped, Ordering::Relaxed);
+    m.rejected
+        .fetch_add(rejected.len() as u64, Ordering::Relaxed);
+    m.scrubbed.fetch_add(scrubbed, Ordering::Relaxed);
+    match app.queue.submit(rows).await {
+        Ok(new) => {
+            let accepted = new.iter().filter(|n| **n).count() as u64;
+            let duplicates = new.len() as u64 - accepted;
+            m.ingested.fetch_add(accepted, Ordering::Relaxed);
+            m.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+            tracing::debug!(
+                accepted,
+                duplicates,
+                rejected = rejected.len(),
+                "batch ingested"
+            );
+            Json(IngestResponse {
+                accepted,
+                duplicates,
+                rejected,
+            })
+            .into_response()
+        }
+        Err(e) => {
+            if matches!(e, QueueError::Full { .. }) {
+                m.overloaded.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::warn!(error = %e, "batch not stored");
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn personal_values() {
+        for s in [
+            "alice@example.com",
+            "mail me: Bob.Smith+x@mail.co.uk please",
+            "10.0.0.1",
+            "from 192.168.1.20:443",
+            "::1",
+            "2001:db8::ff00:42:8329",
+            "[fe80::1%eth0]",
+        ] {
+            assert!(looks_personal(s), "{s}");
+        }
+        for s in [
+            "settings",
+            "1.2.3",
+            "v1.2.3.4.5",
+            "12:30:00",
+            "a@b",
+            "3.14",
+            "999.1.1.1",
+        ] {
+            assert!(!looks_personal(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn small_skew_is_ignored() {
+        let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().expect("t");
+        assert_eq!(skew(now, now - Duration::seconds(5)), Duration::zero());
+        assert_eq!(skew(now, now - Duration::hours(3)), Duration::hours(3));
+    }
+}

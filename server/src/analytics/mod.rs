@@ -1,0 +1,155 @@
+//! The analytics backend: ingest, queries, user deletion, retention.
+//!
+//! Owns [`AppState`] (store, ingest queue, metrics, clock, tokens, retention settings) and
+//! [`routes`]: `POST /analytics/events` (public: clients upload), the read endpoints
+//! (read token), `DELETE /analytics/users/{userId}` (admin token), `/metrics`. Handlers
+//! never see the client's address; logs carry counts, never user ids or properties.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use railgun_core::clock::SharedClock;
+use tokio::sync::Mutex;
+
+use crate::auth::{Access, Tokens};
+use crate::metrics::Metrics;
+use crate::store::SharedStore;
+
+pub mod ingest;
+pub mod query;
+pub mod queue;
+pub mod retention;
+
+pub use queue::IngestQueue;
+pub use retention::RetentionConfig;
+
+/// What the analytics handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: SharedStore,
+    /// The ingest queue and its writer.
+    pub queue: Arc<IngestQueue>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The clock (injectable).
+    pub clock: SharedClock,
+    /// Bearer tokens.
+    pub tokens: Tokens,
+    /// Retention settings.
+    pub retention: RetentionConfig,
+    retention_task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl AppState {
+    /// Starts the writer (and, when `run_retention`, the retention job) over `store`.
+    pub fn start(
+        store: SharedStore,
+        clock: SharedClock,
+        tokens: Tokens,
+        retention: RetentionConfig,
+        queue_capacity: usize,
+        run_retention: bool,
+    ) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let queue = Arc::new(IngestQueue::start(
+            store.clone(),
+            metrics.clone(),
+            queue_capacity,
+        ));
+        let task = run_retention
+            .then(|| retention::spawn(store.clone(), clock.clone(), retention, metrics.clone()));
+        Self {
+            store,
+            queue,
+            metrics,
+            clock,
+            tokens,
+            retention,
+            retention_task: Arc::new(Mutex::new(task)),
+        }
+    }
+
+    /// Stops the retention job and drains the ingest queue (everything queued is committed).
+    pub async fn shutdown(&self) {
+        if let Some(t) = self.retention_task.lock().await.take() {
+            t.abort();
+        }
+        self.queue.close().await;
+    }
+}
+
+/// The analytics routes, `/metrics`, with request metrics on each.
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/analytics/events",
+            post(ingest::ingest).layer(DefaultBodyLimit::max(ingest::MAX_BODY_BYTES)),
+        )
+        .route("/analytics/dau", get(query::dau))
+        .route("/analytics/wau", get(query::wau))
+        .route("/analytics/mau", get(query::mau))
+        .route("/analytics/sessions", get(query::sessions))
+        .route("/analytics/features", get(query::features))
+        .route("/analytics/retention", get(query::retention))
+        .route("/analytics/users/{user_id}", delete(delete_user))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+async fn track(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".into());
+    let started = Instant::now();
+    let res = next.run(req).await;
+    app.metrics
+        .record_request(&route, res.status().as_u16(), started.elapsed());
+    res
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    app.metrics.queue_depth.store(
+        app.queue.depth() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `DELETE /analytics/users/{userId}`: erases a user everywhere (admin token).
+async fn delete_user(
+    State(app): State<AppState>,
+    h: HeaderMap,
+    Path(user_id): Path<String>,
+) -> Result<Json<serde_json::Value>, query::QueryError> {
+    app.tokens.check(&h, Access::Admin)?;
+    if user_id.is_empty() || user_id.len() > 128 {
+        return Err(query::QueryError::BadParam {
+            name: "userId",
+            reason: "1-128 characters".into(),
+        });
+    }
+    // Events of this user still queued are committed first, then erased with the rest.
+    if let Err(e) = app.queue.flush().await {
+        tracing::warn!(error = %e, "ingest queue not flushed before user deletion");
+    }
+    let rows = app.store.delete_user(user_id).await?;
+    tracing::info!(rows, "user erased");
+    Ok(Json(serde_json::json!({"deleted": rows})))
+}

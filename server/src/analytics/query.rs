@@ -1,0 +1,230 @@
+//! The read endpoints: DAU / WAU / MAU, sessions, features, retention.
+//!
+//! Owns parameter parsing (strict `YYYY-MM-DD` dates, event names by the shared pattern,
+//! bounded ranges) and the JSON answers, each with raw counts and the estimate scaled by
+//! the sample rate. Every value reaches the database as a bound parameter; anything that
+//! does not parse is a 400 before any query runs.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::NaiveDate;
+use railgun_core::analytics::event::is_valid_event_name;
+use serde_json::json;
+
+use super::AppState;
+use crate::auth::Access;
+use crate::store::{day_date, day_number, StoreError};
+
+/// Longest range for `/analytics/features`, in days.
+pub const MAX_RANGE_DAYS: i32 = 366;
+/// Most days for `/analytics/retention`.
+pub const MAX_RETENTION_DAYS: u32 = 365;
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// A parameter is missing or malformed.
+    #[error("parameter {name}: {reason}")]
+    BadParam {
+        /// The parameter.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Not allowed.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+}
+
+impl IntoResponse for QueryError {
+    fn into_response(self) -> Response {
+        match self {
+            QueryError::Auth(a) => a.into_response(),
+            QueryError::BadParam { .. } => (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": self.to_string()})),
+            )
+                .into_response(),
+            QueryError::Store(e) => {
+                tracing::error!(error = %e, "query failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({"error": "database unavailable"})),
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+type Params = Query<HashMap<String, String>>;
+
+fn date(
+    p: &HashMap<String, String>,
+    name: &'static str,
+    app: &AppState,
+) -> Result<NaiveDate, QueryError> {
+    match p.get(name) {
+        None => Ok(app.clock.now().date_naive()),
+        Some(v) => parse_date(name, v),
+    }
+}
+
+fn parse_date(name: &'static str, v: &str) -> Result<NaiveDate, QueryError> {
+    if v.len() != 10 {
+        return Err(QueryError::BadParam {
+            name,
+            reason: "expected YYYY-MM-DD".into(),
+        });
+    }
+    NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| QueryError::BadParam {
+        name,
+        reason: "expected YYYY-MM-DD".into(),
+    })
+}
+
+async fn active(
+    app: AppState,
+    h: HeaderMap,
+    p: HashMap<String, String>,
+    days: i32,
+) -> Result<Json<serde_json::Value>, QueryError> {
+    app.tokens.check(&h, Access::Read)?;
+    let d = date(&p, "date", &app)?;
+    let to = day_number(d);
+    let from = to - (days - 1);
+    let c = app.store.active_users(from, to).await?;
+    Ok(Json(json!({
+        "date": d, "from": day_date(from), "to": d, "users": c.raw, "estimate": c.estimate,
+    })))
+}
+
+/// `GET /analytics/dau?date=`.
+pub async fn dau(
+    State(app): State<AppState>,
+    h: HeaderMap,
+    Query(p): Params,
+) -> Result<Json<serde_json::Value>, QueryError> {
+    active(app, h, p, 1).await
+}
+
+/// `GET /analytics/wau?date=` (the 7 days ending on `date`).
+pub async fn wau(
+    State(app): State<AppState>,
+    h: HeaderMap,
+    Query(p): Params,
+) -> Result<Json<serde_json::Value>, QueryError> {
+    active(app, h, p, 7).await
+}
+
+/// `GET /analytics/mau?date=` (the 30 days ending on `date`).
+pub async fn mau(
+    State(app): State<AppState>,
+    h: HeaderMap,
+    Query(p): Params,
+) -> Result<Json<serde_json::Value>, QueryError> {
+    active(app, h, p, 30).await
+}
+
+/// `GET /analytics/sessions?date=`.
+pub async fn sessions(
+    State(app): State<AppState>,
+    h: HeaderMap,
+    Query(p): Params,
+) -> Result<Json<serde_json::Value>, QueryError> {
+    app.tokens.check(&h, Access::Read)?;
+    let d = date(&p, "date", &app)?;
+    let s = app.store.sessions(day_number(d)).await?;
+    Ok(Json(json!({
+        "date": d, "count": s.count, "estimate": s.estimate,
+        "meanMs": s.mean_ms, "medianMs": s.median_ms, "p90Ms": s.p90_ms,
+    })))
+}
+
+/// `GET /analytics/features?name=&from=&to=` (default: the 30 days ending today).
+pub async fn features(
+    State(app): State<AppState>,
+    h: HeaderMap,
+    Query(p): Params,
+) -> Result<Json<serde_json::Value>, QueryError> {
+    app.tokens.check(&h, Access::Read)?;
+    let name = p.get("name").ok_or(QueryError::BadParam {
+        name: "name",
+        reason: "required".into(),
+    })?;
+    if !is_valid_event_name(name) {
+        return Err(QueryError::BadParam {
+            name: "name",
+            reason: "must match ^[a-z][a-z0-9_]{0,63}$".into(),
+        });
+    }
+    let to = day_number(date(&p, "to", &app)?);
+    let from = match p.get("from") {
+        Some(v) => day_number(parse_date("from", v)?),
+        None => to - 29,
+    };
+    if from > to || to - from >= MAX_RANGE_DAYS {
+        return Err(QueryError::BadParam {
+            name: "from",
+            reason: format!("must be on or before `to`, at most {MAX_RANGE_DAYS} days apart"),
+        });
+    }
+    let days = app.store.feature(name.clone(), from, to).await?;
+    let events: u64 = days.iter().map(|d| d.events).sum();
+    let events_estimate: f64 = days.iter().map(|d| d.events_estimate).sum();
+    Ok(Json(json!({
+        "name": name, "from": day_date(from), "to": day_date(to),
+        "events": events, "eventsEstimate": events_estimate, "days": days,
+    })))
+}
+
+/// `GET /analytics/retention?cohort=&days=`: users first seen on `cohort`, active again
+/// on each following day.
+pub async fn retention(
+    State(app): State<AppState>,
+    h: HeaderMap,
+    Query(p): Params,
+) -> Result<Json<serde_json::Value>, QueryError> {
+    app.tokens.check(&h, Access::Read)?;
+    let cohort = match p.get("cohort") {
+        Some(v) => parse_date("cohort", v)?,
+        None => {
+            return Err(QueryError::BadParam {
+                name: "cohort",
+                reason: "required".into(),
+            })
+        }
+    };
+    let days: u32 = match p.get("days") {
+        None => 7,
+        Some(v) => {
+            v.parse()
+                .ok()
+                .filter(|d| *d <= MAX_RETENTION_DAYS)
+                .ok_or(QueryError::BadParam {
+                    name: "days",
+                    reason: format!("an integer 0-{MAX_RETENTION_DAYS}"),
+                })?
+        }
+    };
+    let c = day_number(cohort);
+    let (size, per_day) = app.store.retention(c, days).await?;
+    let rows: Vec<_> = per_day
+        .iter()
+        .enumerate()
+        .map(|(d, n)| {
+            let rate = if size.raw == 0 { 0.0 } else { n.raw as f64 / size.raw as f64 };
+            json!({"day": d, "date": day_date(c + d as i32), "users": n.raw, "estimate": n.estimate, "rate": rate})
+        })
+        .collect();
+    Ok(Json(json!({
+        "cohort": cohort, "size": size.raw, "sizeEstimate": size.estimate, "days": rows,
+    })))
+}

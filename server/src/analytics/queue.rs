@@ -1,0 +1,204 @@
+//! The bounded ingest queue and its writer task (group commit).
+//!
+//! Owns the hand-off between ingest requests and the database: a request submits its
+//! cleaned events and waits; one writer task takes every job waiting (up to
+//! [`MAX_GROUP_EVENTS`]), writes them in one transaction and answers each request with the
+//! ids that were new. So an acknowledgement always follows a commit (nothing acknowledged
+//! is lost on a restart), duplicates are decided by the database at commit time, and a
+//! burst costs one transaction per group rather than one per request.
+//!
+//! It refuses work past its capacity (counted in events, 10 000 by default): the request
+//! gets [`QueueError::Full`] (503 with `Retry-After`) instead of the queue growing.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+use crate::store::{SharedStore, StoredEvent};
+
+/// Most events written in one transaction.
+pub const MAX_GROUP_EVENTS: usize = 2_000;
+/// Default capacity of the queue, in events.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
+/// Why a submission was not stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    /// The queue holds too many events.
+    #[error("ingest queue full ({depth} events queued, capacity {capacity})")]
+    Full {
+        /// Events queued.
+        depth: usize,
+        /// Capacity.
+        capacity: usize,
+    },
+    /// The server is shutting down.
+    #[error("server shutting down")]
+    Closed,
+    /// The database refused the group.
+    #[error("store: {0}")]
+    Store(String),
+}
+
+enum Msg {
+    Job(Job),
+    Shutdown,
+}
+
+struct Job {
+    events: Vec<StoredEvent>,
+    reply: oneshot::Sender<Result<Vec<bool>, QueueError>>,
+}
+
+/// The queue handle (cheap to share behind an `Arc`).
+#[derive(Debug)]
+pub struct IngestQueue {
+    tx: mpsc::UnboundedSender<Msg>,
+    depth: Arc<AtomicUsize>,
+    capacity: usize,
+    closed: AtomicBool,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl IngestQueue {
+    /// Starts the writer task over `store`.
+    pub fn start(store: SharedStore, metrics: Arc<Metrics>, capacity: usize) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let depth = Arc::new(AtomicUsize::new(0));
+        let writer = tokio::spawn(writer(rx, store, metrics, depth.clone()));
+        Self {
+            tx,
+            depth,
+            capacity,
+            closed: AtomicBool::new(false),
+            writer: Mutex::new(Some(writer)),
+        }
+    }
+
+    /// Events queued and not yet committed.
+    pub fn depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Submits events and waits for their commit: `true` for each new event, `false` for a
+    /// duplicate.
+    pub async fn submit(&self, events: Vec<StoredEvent>) -> Result<Vec<bool>, QueueError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(QueueError::Closed);
+        }
+        let n = events.len();
+        let before = self.depth.fetch_add(n, Ordering::AcqRel);
+        if before + n > self.capacity {
+            self.depth.fetch_sub(n, Ordering::AcqRel);
+            return Err(QueueError::Full {
+                depth: before,
+                capacity: self.capacity,
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::Job(Job { events, reply })).is_err() {
+            self.depth.fetch_sub(n, Ordering::AcqRel);
+            return Err(QueueError::Closed);
+        }
+        // A dropped reply means the writer stopped before this job: not stored, not acked.
+        rx.await.unwrap_or(Err(QueueError::Closed))
+    }
+
+    /// Waits until everything submitted before this call is committed (a barrier: user
+    /// deletion runs after it, so no queued event of the user lands after the erase).
+    pub async fn flush(&self) -> Result<(), QueueError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Job(Job {
+                events: Vec::new(),
+                reply,
+            }))
+            .map_err(|_| QueueError::Closed)?;
+        rx.await.unwrap_or(Err(QueueError::Closed)).map(|_| ())
+    }
+
+    /// Refuses new work, lets the writer commit everything queued, and waits for it.
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let _ = self.tx.send(Msg::Shutdown);
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+    }
+}
+
+async fn writer(
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    store: SharedStore,
+    metrics: Arc<Metrics>,
+    depth: Arc<AtomicUsize>,
+) {
+    let mut stopping = false;
+    while !stopping {
+        let Some(first) = rx.recv().await else { break };
+        let mut jobs = Vec::new();
+        let mut total = 0;
+        match first {
+            Msg::Job(j) => {
+                total += j.events.len();
+                jobs.push(j);
+            }
+            Msg::Shutdown => stopping = true,
+        }
+        while total < MAX_GROUP_EVENTS && !stopping {
+            match rx.try_recv() {
+                Ok(Msg::Job(j)) => {
+                    total += j.events.len();
+                    jobs.push(j);
+                }
+                Ok(Msg::Shutdown) => stopping = true,
+                Err(_) => break,
+            }
+        }
+        if jobs.is_empty() {
+            continue;
+        }
+        metrics
+            .queue_depth
+            .store(depth.load(Ordering::Relaxed) as u64, Ordering::Relaxed);
+        let mut sizes = Vec::with_capacity(jobs.len());
+        let mut all = Vec::with_capacity(total);
+        let mut replies = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            sizes.push(j.events.len());
+            all.extend(j.events);
+            replies.push(j.reply);
+        }
+        let started = Instant::now();
+        let result = store.insert_events(all).await;
+        metrics.record_commit(started.elapsed());
+        depth.fetch_sub(total, Ordering::AcqRel);
+        metrics
+            .queue_depth
+            .store(depth.load(Ordering::Relaxed) as u64, Ordering::Relaxed);
+        match result {
+            Ok(new) => {
+                let mut it = new.into_iter();
+                for (reply, n) in replies.into_iter().zip(sizes) {
+                    let part: Vec<bool> = it.by_ref().take(n).collect();
+                    let _ = reply.send(Ok(part));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = total, "ingest commit failed");
+                for reply in replies {
+                    let _ = reply.send(Err(QueueError::Store(e.to_string())));
+                }
+            }
+        }
+    }
+    // Anything submitted after the shutdown marker is answered `Closed` as `rx` drops.
+}

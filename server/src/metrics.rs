@@ -1,0 +1,223 @@
+//! Server metrics in the Prometheus text format (`GET /metrics`).
+//!
+//! Owns the counters (requests by route and status, events ingested, duplicates, rejected,
+//! property values scrubbed), the ingest queue depth gauge and latency histograms per
+//! route. Labels are route templates and status codes only: never user ids, event
+//! properties or addresses.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Histogram bucket upper bounds, in seconds.
+pub const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS.len()];
+        }
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+}
+
+/// All server metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    commit: Mutex<Histogram>,
+    /// Events stored.
+    pub ingested: AtomicU64,
+    /// Events acknowledged as duplicates.
+    pub duplicates: AtomicU64,
+    /// Events rejected by validation.
+    pub rejected: AtomicU64,
+    /// Property values removed because they looked like an email or IP address.
+    pub scrubbed: AtomicU64,
+    /// Requests refused because the queue was full.
+    pub overloaded: AtomicU64,
+    /// Events queued, not yet committed.
+    pub queue_depth: AtomicU64,
+    /// Rows removed by the retention job.
+    pub purged: AtomicU64,
+    /// Events clients reported dropping before upload (their queue was full).
+    pub client_dropped: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one request on `route` answered with `status` after `elapsed`.
+    pub fn record_request(&self, route: &str, status: u16, elapsed: Duration) {
+        {
+            let mut r = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            *r.entry((route.to_string(), status)).or_default() += 1;
+        }
+        let mut l = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        l.entry(route.to_string())
+            .or_default()
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one store commit of the ingest writer.
+    pub fn record_commit(&self, elapsed: Duration) {
+        self.commit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let counter = |s: &mut String, name: &str, help: &str, v: &AtomicU64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+            let _ = writeln!(s, "{name} {}", v.load(Ordering::Relaxed));
+        };
+        counter(
+            &mut s,
+            "railgun_events_ingested_total",
+            "Events stored.",
+            &self.ingested,
+        );
+        counter(
+            &mut s,
+            "railgun_events_duplicate_total",
+            "Events acknowledged as duplicates.",
+            &self.duplicates,
+        );
+        counter(
+            &mut s,
+            "railgun_events_rejected_total",
+            "Events refused by validation.",
+            &self.rejected,
+        );
+        counter(
+            &mut s,
+            "railgun_properties_scrubbed_total",
+            "Property values removed (email or IP address).",
+            &self.scrubbed,
+        );
+        counter(
+            &mut s,
+            "railgun_ingest_overloaded_total",
+            "Uploads refused with 503 because the queue was full.",
+            &self.overloaded,
+        );
+        counter(
+            &mut s,
+            "railgun_retention_purged_rows_total",
+            "Rows removed by the retention job.",
+            &self.purged,
+        );
+        counter(
+            &mut s,
+            "railgun_client_dropped_events_total",
+            "Events clients reported dropping before upload.",
+            &self.client_dropped,
+        );
+        let _ = writeln!(
+            s,
+            "# HELP railgun_ingest_queue_depth Events waiting for the writer.\n# TYPE railgun_ingest_queue_depth gauge\nrailgun_ingest_queue_depth {}",
+            self.queue_depth.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(s, "# HELP railgun_http_requests_total HTTP requests by route and status.\n# TYPE railgun_http_requests_total counter");
+        for ((route, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                s,
+                "railgun_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                escape(route)
+            );
+        }
+        let _ = writeln!(s, "# HELP railgun_http_request_duration_seconds HTTP request latency by route.\n# TYPE railgun_http_request_duration_seconds histogram");
+        for (route, h) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            write_hist(
+                &mut s,
+                "railgun_http_request_duration_seconds",
+                &format!("route=\"{}\",", escape(route)),
+                h,
+            );
+        }
+        let _ = writeln!(s, "# HELP railgun_store_commit_duration_seconds Ingest writer commit latency.\n# TYPE railgun_store_commit_duration_seconds histogram");
+        let c = self
+            .commit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        write_hist(&mut s, "railgun_store_commit_duration_seconds", "", &c);
+        s
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn write_hist(s: &mut String, name: &str, labels: &str, h: &Histogram) {
+    for (i, b) in BUCKETS.iter().enumerate() {
+        let n = h.counts.get(i).copied().unwrap_or(0);
+        let _ = writeln!(s, "{name}_bucket{{{labels}le=\"{b}\"}} {n}");
+    }
+    let _ = writeln!(s, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", h.count);
+    let l = labels.trim_end_matches(',');
+    let braces = if l.is_empty() {
+        String::new()
+    } else {
+        format!("{{{l}}}")
+    };
+    let _ = writeln!(s, "{name}_sum{braces} {}", h.sum);
+    let _ = writeln!(s, "{name}_count{braces} {}", h.count);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dashboard_uses_only_metrics_that_exist() {
+        let m = Metrics::default();
+        m.record_request("/analytics/events", 200, Duration::from_millis(3));
+        m.record_commit(Duration::from_millis(1));
+        let text = m.render();
+        assert!(text.contains("railgun_http_request_duration_seconds_bucket{route=\"/analytics/events\",le=\"0.005\"} 1"));
+        let dash = include_str!("../../deploy/grafana/railgun.json");
+        let re = regex::Regex::new(r"railgun_[a-z_]+").expect("re");
+        let mut n = 0;
+        for name in re.find_iter(dash).map(|m| m.as_str()) {
+            if name == "railgun_server" {
+                continue;
+            }
+            n += 1;
+            assert!(text.contains(name), "{name} is not exported");
+        }
+        assert!(n >= 8);
+    }
+}

@@ -1,0 +1,447 @@
+//! The PostgreSQL store: several stateless servers can share one database.
+//!
+//! Owns the PostgreSQL schema and its migrations (a `railgun_schema_version` table, applied
+//! under an advisory lock so servers starting together do not race). Plain TCP without TLS
+//! (`tokio-postgres`, `NoTls`): run it on a private network or a local socket; no OpenSSL.
+//!
+//! A group of events is written in one transaction with array parameters (`UNNEST`): the
+//! events first (`ON CONFLICT (id) DO NOTHING RETURNING id` says which were new), then the
+//! rollups of the new ones, pre-aggregated here so one statement never updates a row twice.
+
+use std::collections::HashSet;
+
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls};
+
+use super::{
+    day_date, session_stats, AnalyticsStore, Count, FeatureDay, PurgeCounts, Rollups, SessionStats,
+    StoreError, StoreFuture, StoredEvent,
+};
+
+/// Schema migrations; migration `i` moves the version from `i` to `i + 1`. Append only.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: raw events and daily rollups.
+    "CREATE TABLE events (
+        id          TEXT PRIMARY KEY NOT NULL,
+        name        TEXT NOT NULL,
+        category    TEXT NOT NULL,
+        user_id     TEXT NOT NULL,
+        session_id  TEXT NOT NULL,
+        ts          BIGINT NOT NULL,
+        day         INTEGER NOT NULL,
+        app_version TEXT NOT NULL,
+        platform    TEXT NOT NULL,
+        arch        TEXT NOT NULL,
+        channel     TEXT NOT NULL,
+        properties  TEXT,
+        duration    DOUBLE PRECISION,
+        sequence    BIGINT NOT NULL,
+        sample_rate DOUBLE PRECISION NOT NULL,
+        received    BIGINT NOT NULL
+     );
+     CREATE INDEX events_ts ON events(ts);
+     CREATE INDEX events_user ON events(user_id);
+     CREATE TABLE daily_users (
+        day         INTEGER NOT NULL,
+        user_id     TEXT NOT NULL,
+        sample_rate DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (day, user_id)
+     );
+     CREATE INDEX daily_users_day_rate ON daily_users(day, sample_rate);
+     CREATE INDEX daily_users_user ON daily_users(user_id);
+     CREATE TABLE users (
+        user_id     TEXT PRIMARY KEY NOT NULL,
+        first_day   INTEGER NOT NULL,
+        last_day    INTEGER NOT NULL,
+        sample_rate DOUBLE PRECISION NOT NULL
+     );
+     CREATE INDEX users_first_day ON users(first_day);
+     CREATE TABLE daily_sessions (
+        day         INTEGER NOT NULL,
+        session_id  TEXT NOT NULL,
+        user_id     TEXT NOT NULL,
+        duration    DOUBLE PRECISION NOT NULL,
+        sample_rate DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (day, session_id)
+     );
+     CREATE INDEX daily_sessions_user ON daily_sessions(user_id);
+     CREATE TABLE daily_feature (
+        name        TEXT NOT NULL,
+        day         INTEGER NOT NULL,
+        user_id     TEXT NOT NULL,
+        events      BIGINT NOT NULL,
+        sample_rate DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (name, day, user_id)
+     );
+     CREATE INDEX daily_feature_user ON daily_feature(user_id);",
+];
+
+const USER_TABLES: &[&str] = &[
+    "events",
+    "daily_users",
+    "users",
+    "daily_sessions",
+    "daily_feature",
+];
+
+/// The PostgreSQL analytics store.
+#[derive(Debug)]
+pub struct PostgresStore {
+    writer: Mutex<Client>,
+    reader: Client,
+}
+
+async fn connect_one(url: &str) -> Result<Client, StoreError> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %e, "postgres connection closed");
+        }
+    });
+    Ok(client)
+}
+
+impl PostgresStore {
+    /// Connects (two connections: writer and reader) and migrates.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut writer = connect_one(url).await?;
+        migrate(&mut writer).await?;
+        let reader = connect_one(url).await?;
+        Ok(Self {
+            writer: Mutex::new(writer),
+            reader,
+        })
+    }
+
+    /// Runs raw SQL (tests that reset the database).
+    pub async fn batch_execute(&self, sql: &str) -> Result<(), StoreError> {
+        self.writer.lock().await.batch_execute(sql).await?;
+        Ok(())
+    }
+}
+
+async fn migrate(c: &mut Client) -> Result<(), StoreError> {
+    let tx = c.transaction().await?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7263451);
+         CREATE TABLE IF NOT EXISTS railgun_schema_version (version INTEGER NOT NULL);",
+    )
+    .await?;
+    let row = tx
+        .query_opt("SELECT version FROM railgun_schema_version", &[])
+        .await?;
+    let version = match row {
+        Some(r) => r.get::<_, i32>(0) as i64,
+        None => {
+            tx.execute("INSERT INTO railgun_schema_version VALUES (0)", &[])
+                .await?;
+            0
+        }
+    };
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(StoreError::TooNew {
+            found: version,
+            supported,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "UPDATE railgun_schema_version SET version = $1",
+            &[&((i + 1) as i32)],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+const INSERT_EVENTS: &str = "INSERT INTO events (id, name, category, user_id, session_id, ts, \
+    day, app_version, platform, arch, channel, properties, duration, sequence, sample_rate, received) \
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], \
+    $7::int4[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::float8[], \
+    $14::int8[], $15::float8[], $16::int8[]) ON CONFLICT (id) DO NOTHING RETURNING id";
+
+async fn insert_all(c: &mut Client, events: &[StoredEvent]) -> Result<Vec<bool>, StoreError> {
+    macro_rules! col {
+        ($f:ident) => {
+            events.iter().map(|e| e.$f.clone()).collect::<Vec<_>>()
+        };
+    }
+    let tx = c.transaction().await?;
+    let rows = tx
+        .query(
+            INSERT_EVENTS,
+            &[
+                &col!(id),
+                &col!(name),
+                &col!(category),
+                &col!(user_id),
+                &col!(session_id),
+                &col!(ts_ms),
+                &col!(day),
+                &col!(app_version),
+                &col!(platform),
+                &col!(arch),
+                &col!(channel),
+                &col!(properties),
+                &col!(duration_ms),
+                &col!(sequence),
+                &col!(sample_rate),
+                &col!(received_ms),
+            ],
+        )
+        .await?;
+    let mut inserted: HashSet<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+    // An id inserted once is new only at its first position in this group.
+    let new: Vec<bool> = events.iter().map(|e| inserted.remove(&e.id)).collect();
+
+    let Rollups {
+        daily_users: daily,
+        users,
+        feature,
+        sessions,
+    } = Rollups::of(events, &new);
+    if !daily.is_empty() {
+        let (days, uids, srs): (Vec<i32>, Vec<&str>, Vec<f64>) =
+            unzip3(daily.iter().map(|((d, u), s)| (*d, *u, *s)));
+        tx.execute(
+            "INSERT INTO daily_users (day, user_id, sample_rate) \
+             SELECT * FROM UNNEST($1::int4[], $2::text[], $3::float8[]) ON CONFLICT DO NOTHING",
+            &[&days, &uids, &srs],
+        )
+        .await?;
+        let uids: Vec<&str> = users.keys().copied().collect();
+        let firsts: Vec<i32> = uids.iter().map(|u| users[u].0).collect();
+        let lasts: Vec<i32> = uids.iter().map(|u| users[u].1).collect();
+        let srs: Vec<f64> = uids.iter().map(|u| users[u].2).collect();
+        tx.execute(
+            "INSERT INTO users (user_id, first_day, last_day, sample_rate) \
+             SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int4[], $4::float8[]) \
+             ON CONFLICT (user_id) DO UPDATE SET first_day = LEAST(users.first_day, excluded.first_day), \
+             last_day = GREATEST(users.last_day, excluded.last_day)",
+            &[&uids, &firsts, &lasts, &srs],
+        )
+        .await?;
+        let keys: Vec<_> = feature.keys().copied().collect();
+        let names: Vec<&str> = keys.iter().map(|k| k.0).collect();
+        let fdays: Vec<i32> = keys.iter().map(|k| k.1).collect();
+        let fusers: Vec<&str> = keys.iter().map(|k| k.2).collect();
+        let counts: Vec<i64> = keys.iter().map(|k| feature[k].0).collect();
+        let fsrs: Vec<f64> = keys.iter().map(|k| feature[k].1).collect();
+        tx.execute(
+            "INSERT INTO daily_feature (name, day, user_id, events, sample_rate) \
+             SELECT * FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::int8[], $5::float8[]) \
+             ON CONFLICT (name, day, user_id) DO UPDATE SET events = daily_feature.events + excluded.events",
+            &[&names, &fdays, &fusers, &counts, &fsrs],
+        )
+        .await?;
+    }
+    if !sessions.is_empty() {
+        let keys: Vec<_> = sessions.keys().copied().collect();
+        let sdays: Vec<i32> = keys.iter().map(|k| k.0).collect();
+        let sids: Vec<&str> = keys.iter().map(|k| k.1).collect();
+        let suids: Vec<&str> = keys.iter().map(|k| sessions[k].0).collect();
+        let durs: Vec<f64> = keys.iter().map(|k| sessions[k].1).collect();
+        let ssrs: Vec<f64> = keys.iter().map(|k| sessions[k].2).collect();
+        tx.execute(
+            "INSERT INTO daily_sessions (day, session_id, user_id, duration, sample_rate) \
+             SELECT * FROM UNNEST($1::int4[], $2::text[], $3::text[], $4::float8[], $5::float8[]) \
+             ON CONFLICT (day, session_id) DO UPDATE SET duration = GREATEST(daily_sessions.duration, excluded.duration)",
+            &[&sdays, &sids, &suids, &durs, &ssrs],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(new)
+}
+
+fn unzip3<A, B, C>(it: impl Iterator<Item = (A, B, C)>) -> (Vec<A>, Vec<B>, Vec<C>) {
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for (x, y, z) in it {
+        a.push(x);
+        b.push(y);
+        c.push(z);
+    }
+    (a, b, c)
+}
+
+fn count(row: &tokio_postgres::Row) -> Count {
+    Count {
+        raw: row.get::<_, i64>(0) as u64,
+        estimate: row.get::<_, f64>(1),
+    }
+}
+
+impl AnalyticsStore for PostgresStore {
+    fn insert_events(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, Vec<bool>> {
+        Box::pin(async move {
+            let mut c = self.writer.lock().await;
+            insert_all(&mut c, &events).await
+        })
+    }
+
+    fn active_users(&self, from: i32, to: i32) -> StoreFuture<'_, Count> {
+        Box::pin(async move {
+            let row = self
+                .reader
+                .query_one(
+                    "SELECT COUNT(*), COALESCE(SUM(1.0 / sr), 0)::float8 FROM (SELECT user_id, \
+                     MAX(sample_rate) AS sr FROM daily_users WHERE day BETWEEN $1 AND $2 GROUP BY user_id) t",
+                    &[&from, &to],
+                )
+                .await?;
+            Ok(count(&row))
+        })
+    }
+
+    fn sessions(&self, day: i32) -> StoreFuture<'_, SessionStats> {
+        Box::pin(async move {
+            let rows = self
+                .reader
+                .query(
+                    "SELECT duration, sample_rate FROM daily_sessions WHERE day = $1",
+                    &[&day],
+                )
+                .await?;
+            Ok(session_stats(
+                rows.iter()
+                    .map(|r| (r.get::<_, f64>(0), r.get::<_, f64>(1)))
+                    .collect(),
+            ))
+        })
+    }
+
+    fn feature(&self, name: String, from: i32, to: i32) -> StoreFuture<'_, Vec<FeatureDay>> {
+        Box::pin(async move {
+            let rows = self
+                .reader
+                .query(
+                    "SELECT day, SUM(events)::int8, SUM(events / sample_rate)::float8, COUNT(*), \
+                     SUM(1.0 / sample_rate)::float8 FROM daily_feature WHERE name = $1 AND day \
+                     BETWEEN $2 AND $3 GROUP BY day ORDER BY day",
+                    &[&name, &from, &to],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| FeatureDay {
+                    date: day_date(r.get(0)),
+                    events: r.get::<_, i64>(1) as u64,
+                    events_estimate: r.get(2),
+                    users: r.get::<_, i64>(3) as u64,
+                    users_estimate: r.get(4),
+                })
+                .collect())
+        })
+    }
+
+    fn retention(&self, cohort: i32, days: u32) -> StoreFuture<'_, (Count, Vec<Count>)> {
+        Box::pin(async move {
+            let size = count(
+                &self
+                    .reader
+                    .query_one(
+                        "SELECT COUNT(*), COALESCE(SUM(1.0 / sample_rate), 0)::float8 FROM users \
+                         WHERE first_day = $1",
+                        &[&cohort],
+                    )
+                    .await?,
+            );
+            let st = self
+                .reader
+                .prepare(
+                    "SELECT COUNT(*), COALESCE(SUM(1.0 / u.sample_rate), 0)::float8 FROM users u \
+                     JOIN daily_users d ON d.user_id = u.user_id AND d.day = $2 WHERE u.first_day = $1",
+                )
+                .await?;
+            let mut per_day = Vec::with_capacity(days as usize + 1);
+            for d in 0..=days as i32 {
+                let day = cohort + d;
+                per_day.push(count(&self.reader.query_one(&st, &[&cohort, &day]).await?));
+            }
+            Ok((size, per_day))
+        })
+    }
+
+    fn delete_user(&self, user_id: String) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut c = self.writer.lock().await;
+            let tx = c.transaction().await?;
+            let mut n = 0;
+            for t in USER_TABLES {
+                n += tx
+                    .execute(&format!("DELETE FROM {t} WHERE user_id = $1"), &[&user_id])
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(n)
+        })
+    }
+
+    fn purge(&self, events_before_ms: i64, aggregates_before: i32) -> StoreFuture<'_, PurgeCounts> {
+        Box::pin(async move {
+            let mut c = self.writer.lock().await;
+            let tx = c.transaction().await?;
+            let events = tx
+                .execute("DELETE FROM events WHERE ts < $1", &[&events_before_ms])
+                .await?;
+            let mut aggregates = 0;
+            for t in ["daily_users", "daily_sessions", "daily_feature"] {
+                aggregates += tx
+                    .execute(
+                        &format!("DELETE FROM {t} WHERE day < $1"),
+                        &[&aggregates_before],
+                    )
+                    .await?;
+            }
+            aggregates += tx
+                .execute(
+                    "DELETE FROM users WHERE last_day < $1",
+                    &[&aggregates_before],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(PurgeCounts { events, aggregates })
+        })
+    }
+
+    fn contains_events(&self, ids: Vec<String>) -> StoreFuture<'_, Vec<bool>> {
+        Box::pin(async move {
+            let rows = self
+                .reader
+                .query("SELECT id FROM events WHERE id = ANY($1)", &[&ids])
+                .await?;
+            let found: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+            Ok(ids.iter().map(|i| found.contains(i)).collect())
+        })
+    }
+
+    fn count_events(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let r = self
+                .reader
+                .query_one("SELECT COUNT(*) FROM events", &[])
+                .await?;
+            Ok(r.get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn user_rows(&self, user_id: String) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut n = 0;
+            for t in USER_TABLES {
+                let r = self
+                    .reader
+                    .query_one(
+                        &format!("SELECT COUNT(*) FROM {t} WHERE user_id = $1"),
+                        &[&user_id],
+                    )
+                    .await?;
+                n += r.get::<_, i64>(0) as u64;
+            }
+            Ok(n)
+        })
+    }
+}

@@ -1,0 +1,431 @@
+//! The SQLite store: one file, WAL, a writer connection and a reader connection.
+//!
+//! Owns the SQLite schema and its migrations (by `PRAGMA user_version`). Every call runs on
+//! tokio's blocking pool, so the async server never waits on the file. Writes come from the
+//! single ingest writer task, one transaction per group of requests (group commit); reads
+//! use their own connection so queries do not queue behind writes (WAL).
+//!
+//! Durability: `synchronous=NORMAL` in WAL mode: a committed transaction survives a crash or
+//! kill of the process (the case the ingest acknowledgement promises); only a power loss
+//! can lose the last commits.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{
+    day_date, session_stats, AnalyticsStore, Count, FeatureDay, PurgeCounts, Rollups, SessionStats,
+    StoreError, StoreFuture, StoredEvent,
+};
+
+/// Schema migrations; migration `i` moves `user_version` from `i` to `i + 1`. Append only.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: raw events and daily rollups.
+    "CREATE TABLE events (
+        id          TEXT PRIMARY KEY NOT NULL,
+        name        TEXT NOT NULL,
+        category    TEXT NOT NULL,
+        user_id     TEXT NOT NULL,
+        session_id  TEXT NOT NULL,
+        ts          INTEGER NOT NULL,
+        day         INTEGER NOT NULL,
+        app_version TEXT NOT NULL,
+        platform    TEXT NOT NULL,
+        arch        TEXT NOT NULL,
+        channel     TEXT NOT NULL,
+        properties  TEXT,
+        duration    REAL,
+        sequence    INTEGER NOT NULL,
+        sample_rate REAL NOT NULL,
+        received    INTEGER NOT NULL
+     );
+     CREATE INDEX events_ts ON events(ts);
+     CREATE INDEX events_user ON events(user_id);
+     CREATE TABLE daily_users (
+        day         INTEGER NOT NULL,
+        user_id     TEXT NOT NULL,
+        sample_rate REAL NOT NULL,
+        UNIQUE (day, user_id)
+     );
+     -- Covering index for DAU: a day's count and estimate read ~16 bytes per user.
+     CREATE INDEX daily_users_day_rate ON daily_users(day, sample_rate);
+     CREATE INDEX daily_users_user ON daily_users(user_id);
+     CREATE TABLE users (
+        user_id     TEXT PRIMARY KEY NOT NULL,
+        first_day   INTEGER NOT NULL,
+        last_day    INTEGER NOT NULL,
+        sample_rate REAL NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX users_first_day ON users(first_day);
+     CREATE TABLE daily_sessions (
+        day         INTEGER NOT NULL,
+        session_id  TEXT NOT NULL,
+        user_id     TEXT NOT NULL,
+        duration    REAL NOT NULL,
+        sample_rate REAL NOT NULL,
+        PRIMARY KEY (day, session_id)
+     ) WITHOUT ROWID;
+     CREATE INDEX daily_sessions_user ON daily_sessions(user_id);
+     CREATE TABLE daily_feature (
+        name        TEXT NOT NULL,
+        day         INTEGER NOT NULL,
+        user_id     TEXT NOT NULL,
+        events      INTEGER NOT NULL,
+        sample_rate REAL NOT NULL,
+        PRIMARY KEY (name, day, user_id)
+     ) WITHOUT ROWID;
+     CREATE INDEX daily_feature_user ON daily_feature(user_id);",
+];
+
+const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (id, name, category, user_id, \
+    session_id, ts, day, app_version, platform, arch, channel, properties, duration, sequence, \
+    sample_rate, received) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+const UPSERT_DAILY_USER: &str =
+    "INSERT OR IGNORE INTO daily_users (day, user_id, sample_rate) VALUES (?1, ?2, ?3)";
+const UPSERT_USER: &str = "INSERT INTO users (user_id, first_day, last_day, sample_rate) \
+    VALUES (?1, ?2, ?3, ?4) ON CONFLICT(user_id) DO UPDATE SET \
+    first_day = min(first_day, excluded.first_day), last_day = max(last_day, excluded.last_day)";
+const UPSERT_SESSION: &str = "INSERT INTO daily_sessions (day, session_id, user_id, duration, \
+    sample_rate) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(day, session_id) DO UPDATE SET \
+    duration = max(duration, excluded.duration)";
+const UPSERT_FEATURE: &str = "INSERT INTO daily_feature (name, day, user_id, events, sample_rate) \
+    VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(name, day, user_id) DO UPDATE SET events = events + excluded.events";
+
+/// Tables that hold a `user_id` column (deletion and checks walk them all).
+const USER_TABLES: &[&str] = &[
+    "events",
+    "daily_users",
+    "users",
+    "daily_sessions",
+    "daily_feature",
+];
+
+#[derive(Debug)]
+struct Inner {
+    path: String,
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+}
+
+/// The SQLite analytics store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SqliteStore {
+    /// Opens (creating the folder and file) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let name = path.display().to_string();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let sq = |source| StoreError::Sqlite {
+            path: name.clone(),
+            source,
+        };
+        let writer = connect(path).map_err(sq)?;
+        migrate(&writer, &name)?;
+        let reader = connect(path).map_err(sq)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: name,
+                writer: Mutex::new(writer),
+                reader: Mutex::new(reader),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(&self.inner.path)
+    }
+
+    /// Runs `f` with the writer connection on the blocking pool.
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut c = lock(&inner.writer);
+                f(&mut c).map_err(|source| StoreError::Sqlite {
+                    path: inner.path.clone(),
+                    source,
+                })
+            })
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+        })
+    }
+
+    /// Runs `f` with the reader connection on the blocking pool.
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let c = lock(&inner.reader);
+                f(&c).map_err(|source| StoreError::Sqlite {
+                    path: inner.path.clone(),
+                    source,
+                })
+            })
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+        })
+    }
+
+    /// Runs raw SQL on the writer connection (benchmarks and tests that build large stores).
+    pub fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut c = lock(&self.inner.writer);
+        f(&mut c).map_err(|source| StoreError::Sqlite {
+            path: self.inner.path.clone(),
+            source,
+        })
+    }
+}
+
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let c = Connection::open(path)?;
+    c.busy_timeout(Duration::from_secs(5))?;
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(None, "synchronous", "NORMAL")?;
+    c.pragma_update(None, "foreign_keys", "ON")?;
+    c.pragma_update(None, "cache_size", -65536)?;
+    c.set_prepared_statement_cache_capacity(32);
+    Ok(c)
+}
+
+fn migrate(c: &Connection, path: &str) -> Result<(), StoreError> {
+    let sq = |source| StoreError::Sqlite {
+        path: path.to_string(),
+        source,
+    };
+    let version: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(sq)?;
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(StoreError::TooNew {
+            found: version,
+            supported,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let batch = format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        );
+        c.execute_batch(&batch).map_err(sq)?;
+    }
+    Ok(())
+}
+
+fn insert_all(c: &mut Connection, events: &[StoredEvent]) -> rusqlite::Result<Vec<bool>> {
+    let tx = c.transaction()?;
+    let mut out = Vec::with_capacity(events.len());
+    {
+        let mut ins = tx.prepare_cached(INSERT_EVENT)?;
+        let mut du = tx.prepare_cached(UPSERT_DAILY_USER)?;
+        let mut us = tx.prepare_cached(UPSERT_USER)?;
+        let mut se = tx.prepare_cached(UPSERT_SESSION)?;
+        let mut fe = tx.prepare_cached(UPSERT_FEATURE)?;
+        for e in events {
+            let n = ins.execute(params![
+                e.id,
+                e.name,
+                e.category,
+                e.user_id,
+                e.session_id,
+                e.ts_ms,
+                e.day,
+                e.app_version,
+                e.platform,
+                e.arch,
+                e.channel,
+                e.properties,
+                e.duration_ms,
+                e.sequence,
+                e.sample_rate,
+                e.received_ms
+            ])?;
+            out.push(n == 1);
+        }
+        let r = Rollups::of(events, &out);
+        for ((day, user), sr) in &r.daily_users {
+            du.execute(params![day, user, sr])?;
+        }
+        for (user, (first, last, sr)) in &r.users {
+            us.execute(params![user, first, last, sr])?;
+        }
+        for ((name, day, user), (n, sr)) in &r.feature {
+            fe.execute(params![name, day, user, n, sr])?;
+        }
+        for ((day, session), (user, d, sr)) in &r.sessions {
+            se.execute(params![day, session, user, d, sr])?;
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+impl AnalyticsStore for SqliteStore {
+    fn insert_events(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, Vec<bool>> {
+        self.write(move |c| insert_all(c, &events))
+    }
+
+    fn active_users(&self, from: i32, to: i32) -> StoreFuture<'_, Count> {
+        self.read(move |c| {
+            let sql = if from == to {
+                "SELECT COUNT(*), COALESCE(SUM(1.0 / sample_rate), 0) FROM daily_users WHERE day = ?1 AND ?2 = ?2"
+            } else {
+                "SELECT COUNT(*), COALESCE(SUM(1.0 / sr), 0) FROM (SELECT user_id, MAX(sample_rate) AS sr \
+                 FROM daily_users WHERE day BETWEEN ?1 AND ?2 GROUP BY user_id)"
+            };
+            c.prepare_cached(sql)?.query_row(params![from, to], |r| {
+                Ok(Count {
+                    raw: r.get::<_, i64>(0)? as u64,
+                    estimate: r.get(1)?,
+                })
+            })
+        })
+    }
+
+    fn sessions(&self, day: i32) -> StoreFuture<'_, SessionStats> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT duration, sample_rate FROM daily_sessions WHERE day = ?1",
+            )?;
+            let rows = st
+                .query_map([day], |r| Ok((r.get::<_, f64>(0)?, r.get::<_, f64>(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(session_stats(rows))
+        })
+    }
+
+    fn feature(&self, name: String, from: i32, to: i32) -> StoreFuture<'_, Vec<FeatureDay>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT day, SUM(events), SUM(events / sample_rate), COUNT(*), SUM(1.0 / sample_rate) \
+                 FROM daily_feature WHERE name = ?1 AND day BETWEEN ?2 AND ?3 GROUP BY day ORDER BY day",
+            )?;
+            let rows = st
+                .query_map(params![name, from, to], |r| {
+                    Ok(FeatureDay {
+                        date: day_date(r.get(0)?),
+                        events: r.get::<_, i64>(1)? as u64,
+                        events_estimate: r.get(2)?,
+                        users: r.get::<_, i64>(3)? as u64,
+                        users_estimate: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn retention(&self, cohort: i32, days: u32) -> StoreFuture<'_, (Count, Vec<Count>)> {
+        self.read(move |c| {
+            let size = c
+                .prepare_cached(
+                    "SELECT COUNT(*), COALESCE(SUM(1.0 / sample_rate), 0) FROM users WHERE first_day = ?1",
+                )?
+                .query_row([cohort], |r| {
+                    Ok(Count {
+                        raw: r.get::<_, i64>(0)? as u64,
+                        estimate: r.get(1)?,
+                    })
+                })?;
+            let mut st = c.prepare_cached(
+                "SELECT COUNT(*), COALESCE(SUM(1.0 / u.sample_rate), 0) FROM users u \
+                 JOIN daily_users d ON d.user_id = u.user_id AND d.day = ?2 WHERE u.first_day = ?1",
+            )?;
+            let mut per_day = Vec::with_capacity(days as usize + 1);
+            for d in 0..=days as i32 {
+                per_day.push(st.query_row(params![cohort, cohort + d], |r| {
+                    Ok(Count {
+                        raw: r.get::<_, i64>(0)? as u64,
+                        estimate: r.get(1)?,
+                    })
+                })?);
+            }
+            Ok((size, per_day))
+        })
+    }
+
+    fn delete_user(&self, user_id: String) -> StoreFuture<'_, u64> {
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let mut n = 0u64;
+            for t in USER_TABLES {
+                n += tx.execute(&format!("DELETE FROM {t} WHERE user_id = ?1"), [&user_id])? as u64;
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
+    fn purge(&self, events_before_ms: i64, aggregates_before: i32) -> StoreFuture<'_, PurgeCounts> {
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let events = tx.execute("DELETE FROM events WHERE ts < ?1", [events_before_ms])? as u64;
+            let mut aggregates = 0u64;
+            for t in ["daily_users", "daily_sessions", "daily_feature"] {
+                aggregates += tx.execute(
+                    &format!("DELETE FROM {t} WHERE day < ?1"),
+                    [aggregates_before],
+                )? as u64;
+            }
+            aggregates +=
+                tx.execute("DELETE FROM users WHERE last_day < ?1", [aggregates_before])? as u64;
+            tx.commit()?;
+            Ok(PurgeCounts { events, aggregates })
+        })
+    }
+
+    fn contains_events(&self, ids: Vec<String>) -> StoreFuture<'_, Vec<bool>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached("SELECT 1 FROM events WHERE id = ?1")?;
+            ids.iter()
+                .map(|id| Ok(st.query_row([id], |_| Ok(())).optional()?.is_some()))
+                .collect()
+        })
+    }
+
+    fn count_events(&self) -> StoreFuture<'_, u64> {
+        self.read(|c| {
+            c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+        })
+    }
+
+    fn user_rows(&self, user_id: String) -> StoreFuture<'_, u64> {
+        self.read(move |c| {
+            let mut n = 0u64;
+            for t in USER_TABLES {
+                n += c.query_row(
+                    &format!("SELECT COUNT(*) FROM {t} WHERE user_id = ?1"),
+                    [&user_id],
+                    |r| r.get::<_, i64>(0),
+                )? as u64;
+            }
+            Ok(n)
+        })
+    }
+}
