@@ -95,13 +95,15 @@ pub const MIGRATIONS: &[&str] = &[
      CREATE TABLE analytics_erasure (
         user_id      TEXT PRIMARY KEY NOT NULL,
         requested_at INTEGER NOT NULL
-    // 2: remote config (flags): the last good document per app, and announcement state.
+     );",
+    // 3: remote config (flags): the last good document per app, and announcement state.
     "CREATE TABLE flags_config_cache (
         app        TEXT PRIMARY KEY NOT NULL,
         url        TEXT NOT NULL,
         body       BLOB NOT NULL,
         etag       TEXT,
         fetched_at TEXT NOT NULL
+     );
      CREATE TABLE flags_announcement_state (
         app       TEXT NOT NULL,
         id        TEXT NOT NULL,
