@@ -46,6 +46,7 @@ impl Fixture {
         std::fs::create_dir_all(dir.path().join("tree")).expect("tree");
         let config = ServerConfig {
             root: dir.path().join("tree"),
+            ..ServerConfig::default()
         };
         let server = serve::spawn(
             "127.0.0.1:0".parse::<SocketAddr>().expect("addr"),
@@ -89,6 +90,7 @@ impl Fixture {
             base_url: None,
             rollout: None,
             released_at: now(),
+            sigstore_bundles: None,
         })
         .expect("manifest");
         let env = release::sign_manifest(&manifest, keys).expect("sign");

@@ -61,6 +61,7 @@ fn release(dir: &Path, tree: &Path, key: &PrivateKey, version: &str) {
         base_url: None,
         rollout: None,
         released_at: Utc::now(),
+        sigstore_bundles: None,
     })
     .expect("manifest");
     let env = sign_manifest(&manifest, &[key]).expect("sign");
@@ -100,7 +101,10 @@ async fn updater_checks_downloads_and_installs_from_the_real_server() {
     release(t.path(), &tree, &key, "0.2.0");
     let server = spawn(
         "127.0.0.1:0".parse().expect("addr"),
-        router(&ServerConfig { root: tree.clone() }),
+        router(&ServerConfig {
+            root: tree.clone(),
+            ..ServerConfig::default()
+        }),
     )
     .await
     .expect("serve");
@@ -258,7 +262,10 @@ async fn cli_update_failure_exits_1_and_leaves_the_install_root_untouched() {
     fs::write(&art, bytes).expect("write");
     let server = spawn(
         "127.0.0.1:0".parse().expect("addr"),
-        router(&ServerConfig { root: tree.clone() }),
+        router(&ServerConfig {
+            root: tree.clone(),
+            ..ServerConfig::default()
+        }),
     )
     .await
     .expect("serve");
@@ -403,6 +410,7 @@ async fn verifier_refusal_installs_nothing_and_reports_an_error_event() {
         "127.0.0.1:0".parse().expect("addr"),
         router(&ServerConfig {
             root: f.tree.clone(),
+            ..ServerConfig::default()
         }),
     )
     .await
@@ -445,6 +453,7 @@ async fn install_on_quit_waits_for_the_quit() {
         "127.0.0.1:0".parse().expect("addr"),
         router(&ServerConfig {
             root: f.tree.clone(),
+            ..ServerConfig::default()
         }),
     )
     .await
@@ -525,6 +534,7 @@ async fn two_updaters_on_one_data_dir_the_second_reports_busy() {
         )
         .fallback_service(router(&ServerConfig {
             root: f.tree.clone(),
+            ..ServerConfig::default()
         }));
     let server = spawn("127.0.0.1:0".parse().expect("addr"), gated)
         .await
@@ -566,6 +576,7 @@ async fn auto_check_finds_and_downloads_then_stops() {
         "127.0.0.1:0".parse().expect("addr"),
         router(&ServerConfig {
             root: f.tree.clone(),
+            ..ServerConfig::default()
         }),
     )
     .await

@@ -9,8 +9,8 @@ pub mod keygen;
 pub mod loadgen;
 pub mod release;
 pub mod serve;
-pub mod update;
 pub mod track;
+pub mod update;
 pub mod verify;
 
 /// What every command returns.
