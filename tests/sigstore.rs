@@ -874,3 +874,54 @@ fn refuses_entry_logged_outside_the_log_key_validity() {
         "{e:?}"
     );
 }
+
+#[test]
+fn sigstore_policy_is_the_updaters_artifact_verifier() {
+    use railgun_core::trust::sigstore::{SigstoreMode, SigstorePolicy};
+    use railgun_core::update::updater::ArtifactVerifier;
+    use railgun_core::update::{Arch, Artifact, Format, Platform};
+    use sha2::Digest;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sigstore/");
+    let wheel = std::fs::read(format!("{dir}rfc8785-0.1.2-py3-none-any.whl")).expect("wheel");
+    let bundle = std::fs::read(format!("{dir}rfc8785-0.1.2-py3-none-any.whl.sigstore.json"))
+        .expect("bundle");
+    let policy =
+        railgun_core::trust::sigstore::IdentityPolicy::github_release("trailofbits", "rfc8785.py")
+            .expect("policy");
+    let verifier = std::sync::Arc::new(
+        railgun_core::trust::sigstore::SigstoreVerifier::public_good(policy).expect("verifier"),
+    );
+    let artifact = Artifact {
+        platform: Platform::Linux,
+        arch: Arch::X64,
+        format: Format::TarGz,
+        url: "a.tar.gz".into(),
+        size: wheel.len() as u64,
+        sha256: hex::encode(sha2::Sha256::digest(&wheel)),
+        sigstore_bundle: Some("a.tar.gz.sigstore.json".into()),
+    };
+    let digest: [u8; 32] = sha2::Sha256::digest(&wheel).into();
+    let required = SigstorePolicy {
+        mode: SigstoreMode::Required,
+        verifier: Some(verifier.clone()),
+    };
+    required
+        .verify(&artifact, &digest, Some(&bundle))
+        .expect("our CI signed it");
+    assert!(
+        required.verify(&artifact, &digest, None).is_err(),
+        "missing bundle refused"
+    );
+    let other: [u8; 32] = sha2::Sha256::digest(b"another artifact").into();
+    let err = required
+        .verify(&artifact, &other, Some(&bundle))
+        .expect_err("wrong artifact");
+    assert!(err.contains("Sigstore"), "{err}");
+    let if_present = SigstorePolicy {
+        mode: SigstoreMode::IfPresent,
+        verifier: Some(verifier),
+    };
+    if_present
+        .verify(&artifact, &digest, None)
+        .expect("no bundle is fine when optional");
+}

@@ -48,6 +48,25 @@ pub trait ArtifactVerifier: Send + Sync {
     ) -> Result<(), String>;
 }
 
+/// The Sigstore policy plugs into the Updater as its artifact verifier: with
+/// `Updater::set_verifier(Some(Arc::new(policy)))` every artifact is checked (off, if-present
+/// or required) after its SHA-256 matched and before it is applied.
+impl ArtifactVerifier for crate::trust::sigstore::SigstorePolicy {
+    fn verify(
+        &self,
+        artifact: &Artifact,
+        sha256: &[u8; 32],
+        bundle: Option<&[u8]>,
+    ) -> Result<(), String> {
+        self.check(sha256, bundle).map(|_| ()).map_err(|e| {
+            format!(
+                "Sigstore check of the {}/{}/{} artifact failed: {e}",
+                artifact.platform, artifact.arch, artifact.format
+            )
+        })
+    }
+}
+
 /// Why an Updater action failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UpdaterError {
