@@ -36,7 +36,7 @@ echo "== server on $URL (SQLite in $W/data)"
 echo "== 20 installs at 0.0.9 check the stable channel (0.2.0 at 10 %, fallback 0.1.0)"
 for i in $(seq 1 20); do
   out=$("$B" update --url "$URL/updates" --app $APP --channel stable --public-key "$W/keys/release.pub" \
-        --install-root "$W/installs/$i" --current-version 0.0.9 --state "$W/state/$i" --json 2>&1 || true)
+        --install-root "$W/installs/$i" --current-version 0.0.9 --state "$W/state/$i" --install-id "demo-install-$i" --json 2>&1 || true)
   echo "install $i: $out" | cut -c1-160
 done
 echo "== analytics: 3 installs record a session and a feature event, then upload"

@@ -668,16 +668,9 @@ fn request_error(url: &Url, e: &reqwest::Error) -> FlagsError {
             url: url.to_string(),
         };
     }
-    let mut message = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        src = s.source();
-    }
     FlagsError::Network {
         url: url.to_string(),
-        message,
+        message: crate::update::check::error_chain(e),
     }
 }
 

@@ -568,18 +568,23 @@ pub(crate) fn request_error(url: &Url, e: &reqwest::Error) -> CheckError {
             url: url.to_string(),
         }
     } else {
-        let mut message = e.to_string();
-        let mut src = std::error::Error::source(e);
-        while let Some(s) = src {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            src = s.source();
-        }
         CheckError::Network {
             url: url.to_string(),
-            message,
+            message: error_chain(e),
         }
     }
+}
+
+/// An error and its sources, joined by `: ` (reqwest hides the useful part in the sources).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        src = s.source();
+    }
+    message
 }
 
 /// Seconds of a `Retry-After` header given in seconds (HTTP dates are ignored).
