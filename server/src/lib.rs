@@ -1,6 +1,7 @@
 //! `railgun-server`: the server (`railgun serve`) and the publisher's tools behind the
 //! `railgun` binary. Wire types come from `railgun-core`; nothing here redefines them.
 
+pub mod alerts;
 pub mod analytics;
 pub mod auth;
 pub mod cli;

@@ -14,6 +14,7 @@ use railgun_core::clock::SharedClock;
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
 
+use crate::alerts::Alerter;
 use crate::analytics::{self, queue, AppState, RetentionConfig};
 use crate::auth::Tokens;
 use crate::store::{self, SharedStore, StoreError};
@@ -37,6 +38,8 @@ pub struct ServerConfig {
     pub queue_capacity: usize,
     /// The clock (tests inject a manual one).
     pub clock: SharedClock,
+    /// Where alerts are posted (Slack-compatible JSON; `RAILGUN_ALERT_WEBHOOK`).
+    pub alert_webhook: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +53,7 @@ impl Default for ServerConfig {
             run_retention: true,
             queue_capacity: queue::DEFAULT_CAPACITY,
             clock: railgun_core::clock::system(),
+            alert_webhook: None,
         }
     }
 }
@@ -80,6 +84,7 @@ pub fn app_state_with_store(config: &ServerConfig, store: SharedStore) -> AppSta
         config.retention,
         config.queue_capacity,
         config.run_retention,
+        Alerter::new(config.alert_webhook.clone()),
     )
 }
 

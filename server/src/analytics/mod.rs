@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use railgun_core::clock::SharedClock;
 use tokio::sync::Mutex;
 
+use crate::alerts::Alerter;
 use crate::auth::{Access, Tokens};
 use crate::metrics::Metrics;
 use crate::store::SharedStore;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub tokens: Tokens,
     /// Retention settings.
     pub retention: RetentionConfig,
+    /// Alert delivery (rollout engine, analytics backlog).
+    pub alerts: Alerter,
     retention_task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
@@ -56,6 +59,7 @@ impl AppState {
         retention: RetentionConfig,
         queue_capacity: usize,
         run_retention: bool,
+        alerts: Alerter,
     ) -> Self {
         let metrics = Arc::new(Metrics::default());
         let queue = Arc::new(IngestQueue::start(
@@ -72,6 +76,7 @@ impl AppState {
             clock,
             tokens,
             retention,
+            alerts,
             retention_task: Arc::new(Mutex::new(task)),
         }
     }

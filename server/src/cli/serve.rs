@@ -30,6 +30,9 @@ pub struct Args {
     /// Days aggregates are kept.
     #[arg(long, default_value_t = 365)]
     pub aggregates_retention_days: u32,
+    /// Webhook receiving alerts as Slack-compatible JSON.
+    #[arg(long, env = "RAILGUN_ALERT_WEBHOOK")]
+    pub alert_webhook: Option<String>,
 }
 
 /// Runs the command. Tokens come from `RAILGUN_READ_TOKEN` / `RAILGUN_ADMIN_TOKEN` only
@@ -50,6 +53,7 @@ pub async fn run(a: Args) -> CliResult {
             aggregates_days: a.aggregates_retention_days,
             ..RetentionConfig::default()
         },
+        alert_webhook: a.alert_webhook,
         ..ServerConfig::default()
     };
     if config.read_token.is_none() {
