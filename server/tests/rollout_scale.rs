@@ -105,7 +105,7 @@ async fn ingest_and_evaluate_ten_thousand_installs() {
             period_start: now - Duration::hours(1),
             period_end: now,
             sessions: 1,
-            errors: u32::from(install % 50 == 0),
+            errors: u32::from(install.is_multiple_of(50)),
             crashes: 0,
             boot_reverts: 0,
         };
