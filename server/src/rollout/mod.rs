@@ -13,6 +13,10 @@
 //!                                                       signed rollbackFrom: [version])
 //! ```
 //!
+//! An admin may also halt a complete rollout, set any percentage (the stage timer restarts;
+//! below 100 % a complete rollout is active again) and roll back from any state that has a
+//! fallback. A new start on a channel supersedes its current rollout (`current: false`).
+//!
 //! Every change signs a new channel state with the rollout key (`sequence` + 1, compare-and-
 //! set in the database so two servers never sign the same number), writes
 //! `ROOT/<app>/<channel>/channel.json` atomically (the update tree stays the served form,
@@ -249,6 +253,35 @@ pub struct RolloutStatus {
 }
 
 /// The service behind the rollout routes and the engine; cheap to clone.
+///
+/// In process (the demo, tests): start the server with a manual clock, move the clock, and
+/// run the engine when you want instead of waiting for its tick.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use railgun_core::clock::ManualClock;
+/// use railgun_server::serve::{self, ServerConfig};
+///
+/// let clock = ManualClock::new("2026-11-01T09:00:00Z".parse()?);
+/// let config = ServerConfig {
+///     clock: Arc::new(clock.clone()),
+///     rollout_key: Some("rollout.key".into()),
+///     release_public_keys: vec!["release.pub".into()],
+///     admin_token: Some("admin".into()),
+///     ..ServerConfig::default()
+/// };
+/// let (server, rollouts) = serve::start_with_rollouts("127.0.0.1:0".parse()?, &config).await?;
+/// // … POST /admin/releases, PUT the artifacts, clients POST /analytics/health …
+/// clock.advance(chrono::Duration::hours(24));
+/// for d in rollouts.evaluate().await? {
+///     println!("{} {} → {} %: {}", d.action, d.version, d.to_percentage, d.reason);
+/// }
+/// let status = rollouts.status("demo", "stable", "1.1.0").await?;
+/// println!("{} installs, score {}", status.total_installs, status.health_score);
+/// server.stop().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Rollouts {
     inner: Arc<Inner>,

@@ -366,10 +366,11 @@ impl Rollouts {
     ) -> Result<RolloutStatus, RolloutError> {
         let _g = self.inner.lock.lock().await;
         let r = self.current(app, channel).await?;
-        if r.status != "active" {
+        // Active or complete (a problem found after the last stage): both can be halted.
+        if r.status == "halted" {
             return Err(RolloutError::Conflict(format!(
-                "rollout of {} is {}, not active",
-                r.version, r.status
+                "rollout of {} is already halted",
+                r.version
             )));
         }
         self.halt_locked(
