@@ -1047,3 +1047,71 @@ async fn the_engine_runs_by_itself_every_interval() {
     assert_eq!(h.channel_state().rollout.status, RolloutStatus::Halted);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn railgun_serve_takes_the_rollout_flags() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tmp");
+    let rollout_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    let rk = dir.path().join("rollout.key");
+    rollout_key.write_pem_file(&rk).expect("key");
+    let release_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    let pk = dir.path().join("release.pub");
+    std::fs::write(&pk, release_key.public_key().to_pem()).expect("pub");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_railgun"))
+        .arg("serve")
+        .arg("--addr")
+        .arg("127.0.0.1:0")
+        .arg("--root")
+        .arg(dir.path().join("updates"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--release-public-key")
+        .arg(&pk)
+        .arg("--rollout-interval-secs")
+        .arg("3600")
+        .env("RAILGUN_ROLLOUT_KEY_FILE", &rk)
+        .env("RAILGUN_ADMIN_TOKEN", ADMIN)
+        .env_remove("RAILGUN_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn railgun serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read");
+        line
+    })
+    .await
+    .expect("join");
+    let url = line.trim().rsplit(' ').next().expect("url").to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    // With both keys configured, a release is verified (a stranger's is refused: 400, not
+    // the 503 of an unconfigured server) and the engine answers.
+    let http = reqwest::Client::new();
+    let stranger = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    let env =
+        Envelope::sign(railgun_core::trust::PAYLOAD_RELEASE, b"{}", &[&stranger]).expect("sign");
+    let r = http
+        .post(format!("{url}/admin/releases"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"manifest": env}))
+        .send()
+        .await
+        .expect("post");
+    let status = r.status();
+    let evaluated = http
+        .post(format!("{url}/admin/rollouts/evaluate"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("post");
+    let evaluated_status = evaluated.status();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 400);
+    assert_eq!(evaluated_status, 200);
+}
