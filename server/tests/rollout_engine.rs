@@ -390,6 +390,13 @@ async fn halt_rule_ignores_2_errors_in_3_installs_and_fires_on_80_in_1000() {
     );
     // Halted rollouts are not evaluated again.
     assert!(h.evaluate().await.is_empty());
+    // A fixed release supersedes it; its default fallback is the last good one, not 1.1.0.
+    h.publish("1.1.1", None, Some((10.0, None))).await;
+    let st = h.status("1.1.1").await;
+    assert_eq!(st["fallbackVersion"], "1.0.0");
+    assert_eq!(st["current"], true);
+    assert_eq!(h.status("1.1.0").await["current"], false);
+    assert_eq!(h.channel_state().release.version, Version::new(1, 1, 1));
     h.stop().await;
 }
 

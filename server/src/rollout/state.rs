@@ -276,15 +276,17 @@ impl Rollouts {
         let policy = registry::policy_of(&rel)?;
         let pct = percentage.unwrap_or(policy.stages[0]);
         check_percentage(pct)?;
-        // The fallback: named, or what the channel serves now (when lower).
+        // The fallback: named, or the channel's last good release (when lower).
         let fallback = match fallback {
             Some(f) => Some(f),
             None => match self.current(app, channel).await {
                 Ok(cur) => {
-                    let served = if cur.rolled_back {
-                        cur.fallback_version.clone()
-                    } else {
+                    // The last release known good: a complete one, else the fallback of
+                    // the active, halted or rolled-back one.
+                    let served = if cur.status == "complete" && !cur.rolled_back {
                         Some(cur.version.clone())
+                    } else {
+                        cur.fallback_version.clone()
                     };
                     served.filter(|s| parse_version(s).is_ok_and(|sv| sv < v))
                 }
