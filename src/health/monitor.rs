@@ -537,6 +537,7 @@ impl HealthMonitor {
                     next_tick: None,
                     ticks: 0,
                     seed,
+                    in_shutdown: false,
                     deferred: std::collections::VecDeque::new(),
                 };
                 rt.block_on(w.run(rx));
@@ -801,6 +802,7 @@ struct Worker {
     next_tick: Option<Instant>,
     ticks: u64,
     seed: u64,
+    in_shutdown: bool,
     deferred: std::collections::VecDeque<Msg>,
 }
 
@@ -1098,6 +1100,7 @@ impl Worker {
         rx: &mut UnboundedReceiver<Msg>,
         deadline: Instant,
     ) -> Result<HealthFlushReport, HealthError> {
+        self.in_shutdown = true;
         if self.shared.recording() {
             self.close(true)?;
         } else {
@@ -1172,9 +1175,21 @@ impl Worker {
                         Some(m) = rx.recv() => Err(m),
                     };
                     match event {
-                        Ok(a) => break a,
-                        Err(m) => self.handle_local(m),
+                        Ok(a) => break Some(a),
+                        Err(m) => {
+                            // A shutdown must not wait for a slow background send: the
+                            // request is abandoned (the report keeps its id and is re-sent).
+                            let stop = matches!(m, Msg::Shutdown { .. }) && !self.in_shutdown;
+                            self.handle_local(m);
+                            if stop {
+                                break None;
+                            }
+                        }
                     }
+                };
+                let Some(answer) = answer else {
+                    report.last_error = Some("interrupted by shutdown".into());
+                    break;
                 };
                 match answer {
                     Answer::Acked(resp) => {
