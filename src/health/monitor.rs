@@ -204,8 +204,8 @@ impl Default for HealthConfig {
 ///     .unwrap();
 /// health.on_startup().unwrap();
 /// health.record_error();
-/// let report = health.flush().unwrap(); // no URL: the report waits in the store
-/// assert_eq!(report.pending, 1);
+/// let report = health.flush().unwrap(); // no URL: the reports wait in the store
+/// assert_eq!(report.pending, 2); // the report at start, and the one with the error
 /// health.shutdown().unwrap();
 /// ```
 #[derive(Debug, Default)]
@@ -1290,6 +1290,24 @@ async fn post(http: reqwest::Client, url: Url, body: String, limit: Duration) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_handle_and_its_futures_can_cross_threads() {
+        fn send_sync<T: Send + Sync + 'static>(_: &T) {}
+        fn send<T: Send>(_: &T) {}
+        let h = HealthMonitor::builder()
+            .app("rail-gun")
+            .version("1.0.0")
+            .install_id("install-1")
+            .build()
+            .expect("monitor");
+        send_sync(&h);
+        let owned = h.clone();
+        let fut = async move { owned.flush_async().await };
+        send(&fut);
+        drop(fut);
+        h.shutdown().expect("shutdown");
+    }
 
     #[test]
     fn machine_id_is_always_64_hex_and_never_the_raw_id() {
