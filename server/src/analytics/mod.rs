@@ -67,6 +67,8 @@ impl AppState {
             metrics.clone(),
             queue_capacity,
         ));
+        queue.alert_backlog(alerts.clone(), queue::BACKLOG_ALERT_EVENTS);
+        alerts.attach_metrics(metrics.clone());
         let task = run_retention
             .then(|| retention::spawn(store.clone(), clock.clone(), retention, metrics.clone()));
         Self {
