@@ -29,9 +29,12 @@ struct Hit {
     at: Instant,
 }
 
+/// A status to answer, with an optional `Retry-After`.
+type Answer = (u16, Option<&'static str>);
+
 #[derive(Clone)]
 struct Script {
-    answers: Arc<Mutex<VecDeque<(u16, Option<&'static str>)>>>,
+    answers: Arc<Mutex<VecDeque<Answer>>>,
     hits: mpsc::UnboundedSender<Hit>,
 }
 
@@ -62,9 +65,7 @@ async fn hook(State(s): State<Script>, headers: HeaderMap, body: String) -> Resp
 }
 
 /// A webhook receiver answering `answers` in order, then 200.
-async fn receiver(
-    answers: &[(u16, Option<&'static str>)],
-) -> (RunningServer, mpsc::UnboundedReceiver<Hit>) {
+async fn receiver(answers: &[Answer]) -> (RunningServer, mpsc::UnboundedReceiver<Hit>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let script = Script {
         answers: Arc::new(Mutex::new(answers.iter().copied().collect())),

@@ -292,16 +292,16 @@ async fn publishes_uploads_missing_artifacts_then_starts() {
     assert!(stdout.contains("rollout active at 25 %"), "{stdout}");
     assert!(!stdout.contains(TOKEN) && !String::from_utf8_lossy(&out.stderr).contains(TOKEN));
 
-    let c = state.lock().expect("lock");
-    assert_eq!(c.calls.len(), 4, "{:?}", c.calls);
-    let Call::CreateRelease(body) = &c.calls[0] else {
-        panic!("first call: {:?}", c.calls[0]);
+    let calls = state.lock().expect("lock").calls.clone();
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    let Call::CreateRelease(body) = &calls[0] else {
+        panic!("first call: {:?}", calls[0]);
     };
     assert_eq!(body["start"], false);
     let on_disk: Value =
         serde_json::from_slice(&std::fs::read(r.manifest()).expect("manifest")).expect("json");
     assert_eq!(body["manifest"], on_disk, "the envelope is sent as signed");
-    let mut uploads: Vec<(String, Vec<u8>)> = c.calls[1..3]
+    let mut uploads: Vec<(String, Vec<u8>)> = calls[1..3]
         .iter()
         .map(|call| match call {
             Call::Upload { path, bytes } => (path.clone(), bytes.clone()),
@@ -323,13 +323,12 @@ async fn publishes_uploads_missing_artifacts_then_starts() {
         ]
     );
     assert_eq!(
-        c.calls[3],
+        calls[3],
         Call::Start {
             path: "rail-gun/stable".into(),
             body: json!({"version": "0.2.0", "percentage": 25.0, "fallbackVersion": "0.1.0"}),
         }
     );
-    drop(c);
     server.stop().await.expect("stop");
 }
 
