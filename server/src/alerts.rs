@@ -329,7 +329,15 @@ impl Alerter {
         let dedup_window = chrono::Duration::from_std(config.dedup_window)
             .unwrap_or_else(|_| chrono::Duration::minutes(10));
         let clock = config.clock.clone();
+        let url_ok = reqwest::Url::parse(&config.webhook)
+            .map(|u| matches!(u.scheme(), "http" | "https"))
+            .unwrap_or(false);
         let tx = match tokio::runtime::Handle::try_current() {
+            Ok(_) if !url_ok => {
+                // The URL itself is not logged: a Slack webhook URL is a credential.
+                tracing::error!("alert webhook is not an http(s) URL; alerts are only logged");
+                None
+            }
             Ok(handle) => match build_client(&config) {
                 Ok(client) => {
                     let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
@@ -631,6 +639,17 @@ mod tests {
         assert_eq!(v["railgun"]["kind"], "rollout_halted");
         assert_eq!(v["railgun"]["severity"], "critical");
         assert_eq!(v["railgun"]["at"], "2026-01-01T00:00:00Z");
+    }
+
+    #[tokio::test]
+    async fn unusable_webhook_url_disables_delivery() {
+        for bad in ["not a url", "ftp://example.com/hook", ""] {
+            assert!(
+                !Alerter::with_config(AlertConfig::new(bad)).is_enabled(),
+                "{bad}"
+            );
+        }
+        assert!(Alerter::new(Some("https://hooks.example.com/x".into())).is_enabled());
     }
 
     #[test]
