@@ -7,5 +7,6 @@ pub mod auth;
 pub mod cli;
 pub mod metrics;
 pub mod release;
+pub mod rollout;
 pub mod serve;
 pub mod store;
