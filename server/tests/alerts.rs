@@ -338,3 +338,110 @@ async fn ingest_backlog_over_10000_events_sends_one_warning() {
     queue.close().await;
     server.stop().await.expect("stop");
 }
+
+/// End to end: `railgun serve`'s rollout engine halts a rollout (admin route) and the
+/// webhook, failing at first, gets the critical alert exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halted_rollout_reaches_a_webhook_that_fails_at_first_once() {
+    use railgun_core::trust::{KeyAlgorithm, PrivateKey};
+    use railgun_core::update::manifest::{Arch, Format, Platform};
+    use railgun_server::release::{build_manifest, sign_manifest, ArtifactFile, ManifestSpec};
+    use railgun_server::serve::{start, ServerConfig};
+
+    let (hook, mut rx) = receiver(&[(500, None)]).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let release = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    let rollout = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    rollout
+        .write_pem_file(dir.path().join("rollout.key"))
+        .expect("write");
+    std::fs::write(
+        dir.path().join("release.pub"),
+        release.public_key().to_pem(),
+    )
+    .expect("pub");
+    let artifact = dir.path().join("app-0.2.0-linux-x64.tar.gz");
+    std::fs::write(&artifact, b"build").expect("artifact");
+    let manifest = build_manifest(&ManifestSpec {
+        app: "app".into(),
+        version: "0.2.0".parse().expect("version"),
+        channel: "stable".into(),
+        notes: String::new(),
+        artifacts: vec![ArtifactFile {
+            path: artifact,
+            platform: Platform::Linux,
+            arch: Arch::X64,
+            format: Format::TarGz,
+        }],
+        // Hosted elsewhere: nothing to upload, the rollout starts at once.
+        base_url: Some("https://cdn.example.com/app".into()),
+        rollout: None,
+        released_at: chrono::Utc::now(),
+        sigstore_bundles: None,
+    })
+    .expect("manifest");
+    let envelope = sign_manifest(&manifest, &[&release]).expect("sign");
+
+    let config = ServerConfig {
+        root: dir.path().join("tree"),
+        database: format!("sqlite:{}", dir.path().join("a.db").display()),
+        admin_token: Some("admin".into()),
+        run_retention: false,
+        alert_webhook: Some(format!("{}/hook", hook.url())),
+        rollout_key: Some(dir.path().join("rollout.key")),
+        release_public_keys: vec![dir.path().join("release.pub")],
+        ..ServerConfig::default()
+    };
+    let server = start("127.0.0.1:0".parse().expect("addr"), &config)
+        .await
+        .expect("serve");
+    let http = reqwest::Client::new();
+    let env: Value = serde_json::from_slice(&envelope.to_json_bytes()).expect("json");
+    let res = http
+        .post(format!("{}/admin/releases", server.url()))
+        .bearer_auth("admin")
+        .json(&serde_json::json!({"manifest": env, "start": true}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(
+        res.status(),
+        201,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    let res = http
+        .post(format!("{}/admin/rollouts/app/stable/halt", server.url()))
+        .bearer_auth("admin")
+        .json(&serde_json::json!({"reason": "crashes in the field"}))
+        .send()
+        .await
+        .expect("halt");
+    assert!(
+        res.status().is_success(),
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+
+    let first = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("first attempt")
+        .expect("hit");
+    let second = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("retry")
+        .expect("hit");
+    assert_eq!((first.status, second.status), (500, 200));
+    assert_eq!(first.id, second.id);
+    let b = &second.body;
+    assert_eq!(b["railgun"]["kind"], "rollout_halted");
+    assert_eq!(b["railgun"]["severity"], "critical");
+    assert_eq!(b["attachments"][0]["color"], "danger");
+    assert!(b["text"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("app 0.2.0 (stable) halted"));
+    server.stop().await.expect("stop");
+    assert!(drain(&mut rx).is_empty(), "delivered once");
+    hook.stop().await.expect("stop");
+}

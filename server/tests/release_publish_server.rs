@@ -1,7 +1,6 @@
 //! `railgun release publish --server` through the real binary, against a receiver that
 //! implements the SPEC C release routes on loopback (verifying the envelope and every
-//! uploaded byte for real), and end to end against `railgun serve` once the rollout routes
-//! are merged.
+//! uploaded byte for real), and end to end against `railgun serve` (the rollout routes).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -433,7 +432,6 @@ impl Drop for Serve {
 }
 
 #[test]
-#[ignore = "needs the rollout routes (helper `rollout`, SPEC C)"]
 fn publish_to_railgun_serve_then_a_client_gets_the_update() {
     let r = Release::new();
     let root = r.dir.path().join("tree");
