@@ -23,6 +23,9 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 
 use crate::metrics::Metrics;
 
+/// How long a stopping server waits for alerts still in delivery.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Header carrying the alert's id; the same on every retry of one alert.
 pub const ALERT_ID_HEADER: &str = "x-railgun-alert-id";
 
@@ -435,6 +438,17 @@ impl Alerter {
             }
             notified.await;
         }
+    }
+
+    /// Waits up to `grace` for the alerts in delivery (server shutdown); `true` when none
+    /// is left. Alerts still retrying after it are lost with the process.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        let done = tokio::time::timeout(grace, self.idle()).await.is_ok();
+        if !done {
+            let left = self.inner.shared.pending.load(Ordering::Acquire);
+            tracing::error!(alerts = left, "shutting down with alerts not delivered");
+        }
+        done
     }
 
     /// Records `alert` as sent now unless the same kind+title was within the window.

@@ -445,3 +445,29 @@ async fn halted_rollout_reaches_a_webhook_that_fails_at_first_once() {
     assert!(drain(&mut rx).is_empty(), "delivered once");
     hook.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn drain_waits_for_alerts_in_delivery_within_a_grace() {
+    let (server, mut rx) = receiver(&[(503, None)]).await;
+    let alerter = Alerter::with_config(fast(format!("{}/hook", server.url())));
+    alerter.send(alert(AlertKind::RolloutHalted, "halted before shutdown"));
+    assert!(alerter.drain(Duration::from_secs(20)).await);
+    assert_eq!(drain(&mut rx).len(), 2);
+    server.stop().await.expect("stop");
+
+    // A webhook that never answers: the grace bounds the wait.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mut c = fast(format!(
+        "http://{}/hook",
+        listener.local_addr().expect("addr")
+    ));
+    c.request_timeout = Duration::from_secs(3600);
+    let alerter = Alerter::with_config(c);
+    alerter.send(alert(AlertKind::RolloutHalted, "never answered"));
+    let started = Instant::now();
+    assert!(!alerter.drain(Duration::from_millis(200)).await);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(listener);
+}
