@@ -31,12 +31,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::Duration as StdDuration;
 
-use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::clock::SharedClock;
 use railgun_core::health::{validate_report, HealthReport, HealthResponse};
 use railgun_core::trust::{
-    DsseError, Envelope, KeyError, PrivateKey, PublicKey, TrustedKeys, PAYLOAD_CHANNEL,
+    DsseError, KeyError, PrivateKey, PublicKey, TrustedKeys, PAYLOAD_CHANNEL,
 };
 use railgun_core::update::channel::{
     ChannelState, ReleasePointer, RolloutState, RolloutStatus as Phase,
@@ -483,11 +482,7 @@ impl Rollouts {
         app: Option<&str>,
         channel: Option<&str>,
     ) -> Result<RolloutStatus, RolloutError> {
-        let r = self
-            .inner
-            .store
-            .list_rollouts()
-            .await?
+        let r = newest_first(self.inner.store.list_rollouts().await?)
             .into_iter()
             .find(|r| {
                 r.version == version
@@ -500,7 +495,7 @@ impl Rollouts {
 
     /// Every rollout, newest first.
     pub async fn list(&self) -> Result<Vec<RolloutStatus>, RolloutError> {
-        let rows = self.inner.store.list_rollouts().await?;
+        let rows = newest_first(self.inner.store.list_rollouts().await?);
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             out.push(self.status_of(r).await?);
@@ -656,24 +651,19 @@ impl Rollouts {
         self.inner.root.join(app).join(channel).join("channel.json")
     }
 
-    /// The sequence of the `channel.json` on disk (not verified: only used to sign a
-    /// higher one than any client may have seen), 0 when there is none.
+    /// The sequence of the `channel.json` on disk when it is signed by the rollout key (a
+    /// state published before the database knew the channel, e.g. by `railgun release
+    /// publish`), so the next one is higher than any a client saw; 0 otherwise.
     async fn disk_sequence(&self, app: &str, channel: &str) -> u64 {
-        let path = self.channel_path(app, channel);
-        let Ok(bytes) = tokio::fs::read(&path).await else {
+        let Ok(key) = self.signer() else {
             return 0;
         };
-        let seq = || -> Option<u64> {
-            let env: Envelope = serde_json::from_slice(&bytes).ok()?;
-            let payload = base64::engine::general_purpose::STANDARD
-                .decode(env.payload.as_bytes())
-                .ok()?;
-            serde_json::from_slice::<serde_json::Value>(&payload)
-                .ok()?
-                .get("sequence")?
-                .as_u64()
+        let Ok(bytes) = tokio::fs::read(self.channel_path(app, channel)).await else {
+            return 0;
         };
-        seq().unwrap_or(0)
+        verify_channel(&bytes, key.public_key())
+            .map(|s| s.sequence)
+            .unwrap_or(0)
     }
 
     /// Signs a new channel state for `r` and commits it with `r` and `decision`; writes
@@ -692,7 +682,9 @@ impl Rollouts {
             .await?;
         let prev_seq = prev.as_ref().map(|c| c.sequence);
         let disk = self.disk_sequence(&r.app, &r.channel).await;
-        let sequence = (prev_seq.unwrap_or(0).max(0) as u64).max(disk) + 1;
+        let sequence = (prev_seq.unwrap_or(0).max(0) as u64)
+            .max(disk)
+            .saturating_add(1);
         let state = self.channel_state(r, sequence, now).await?;
         let envelope = sign_channel_state(&state, &[key])?.to_json_bytes();
         let text = String::from_utf8(envelope.clone())
@@ -1240,6 +1232,19 @@ fn alert_fields(r: &RolloutRow, h: &Health, p: &RolloutPolicy) -> Vec<(String, S
             ),
         ),
     ]
+}
+
+/// Newest start first; among rollouts started at the same instant, the higher version.
+fn newest_first(mut rows: Vec<RolloutRow>) -> Vec<RolloutRow> {
+    rows.sort_by(|a, b| {
+        b.started_ms.cmp(&a.started_ms).then_with(|| {
+            match (Version::parse(&b.version), Version::parse(&a.version)) {
+                (Ok(x), Ok(y)) => x.cmp(&y),
+                _ => b.version.cmp(&a.version),
+            }
+        })
+    });
+    rows
 }
 
 fn parse_policy(json: &str) -> RolloutPolicy {
