@@ -48,6 +48,10 @@ struct H {
 
 impl H {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let release_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
         let rollout_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
@@ -58,7 +62,7 @@ impl H {
         let clock = ManualClock::new(t0());
         let root = dir.path().join("updates");
         std::fs::create_dir_all(&root).expect("root");
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             root: root.clone(),
             database: format!("sqlite:{}", dir.path().join("db/railgun.db").display()),
             read_token: Some(READ.into()),
@@ -71,6 +75,7 @@ impl H {
             rollout_interval: std::time::Duration::from_secs(3600),
             ..ServerConfig::default()
         };
+        tweak(&mut config);
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let (server, rollouts) = serve::start_with_rollouts(addr, &config)
             .await
@@ -1018,4 +1023,27 @@ async fn without_keys_the_admin_routes_answer_503_and_bad_key_files_stop_the_sta
         .await
         .expect_err("missing key file");
     assert!(err.to_string().contains("missing.key"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_runs_by_itself_every_interval() {
+    let h = H::start_with(|c| c.rollout_interval = std::time::Duration::from_millis(20)).await;
+    h.publish("1.0.0", None, Some((100.0, None))).await;
+    h.publish("1.1.0", None, Some((10.0, None))).await;
+    let mut decisions = h.rollouts.subscribe();
+    h.reports(0, 60, "1.1.0", 0, 10).await;
+    // Wait on the engine's decision itself (no polling, no sleep).
+    let d = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let d = decisions.recv().await.expect("decision");
+            if d.action == "halt" {
+                break d;
+            }
+        }
+    })
+    .await
+    .expect("the engine halted the rollout on its own");
+    assert_eq!((d.actor.as_str(), d.version.as_str()), ("engine", "1.1.0"));
+    assert_eq!(h.channel_state().rollout.status, RolloutStatus::Halted);
+    h.stop().await;
 }

@@ -45,7 +45,7 @@ use railgun_core::update::manifest::{
 };
 use railgun_core::Version;
 use serde::Serialize;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{broadcast, Mutex, Notify};
 
 use crate::alerts::{Alert, AlertKind, Alerter};
 use crate::analytics::AppState;
@@ -274,6 +274,7 @@ struct Inner {
     interval: StdDuration,
     lock: Mutex<()>,
     dropped: Arc<Notify>,
+    decisions: broadcast::Sender<Decision>,
 }
 
 impl Drop for Inner {
@@ -356,6 +357,7 @@ impl Rollouts {
                 interval: config.rollout_interval,
                 lock: Mutex::new(()),
                 dropped: Arc::new(Notify::new()),
+                decisions: broadcast::channel(256).0,
             }),
         }
     }
@@ -389,6 +391,12 @@ impl Rollouts {
             .release_keys
             .as_ref()
             .map_err(|e| RolloutError::Unavailable(e.clone()))
+    }
+
+    /// Every decision recorded from now on, as it is committed (admin and engine alike; a
+    /// receiver that lags loses the oldest). Lets tests and the demo wait on the engine.
+    pub fn subscribe(&self) -> broadcast::Receiver<Decision> {
+        self.inner.decisions.subscribe()
     }
 
     /// Runs [`Rollouts::evaluate`] every `rollout_interval` (the first run at once) until
@@ -698,6 +706,7 @@ impl Rollouts {
             expires_ms: to_ms(state.expires_at),
             envelope: text,
         };
+        let decision_copy = decision.clone();
         let ok = self
             .inner
             .store
@@ -714,6 +723,9 @@ impl Rollouts {
             )));
         }
         self.write_channel(&r.app, &r.channel, envelope).await?;
+        if let Some(d) = decision_copy {
+            let _ = self.inner.decisions.send(d);
+        }
         Ok(state)
     }
 
@@ -1067,25 +1079,43 @@ impl Rollouts {
         let mut out = Vec::new();
         let channels = self.inner.store.list_channels().await?;
         for ch in channels {
-            let Some(r) = self
-                .inner
-                .store
-                .get_rollout(ch.app.clone(), ch.channel.clone(), ch.version.clone())
-                .await?
-            else {
-                continue;
-            };
-            if r.status == "active" {
-                if let Some(d) = self.judge(r).await? {
-                    out.push(d);
-                }
-            }
-            // Reloaded: a decision above may have signed a fresh state.
-            if let Some(ch) = self.inner.store.get_channel(ch.app, ch.channel).await? {
-                self.refresh(&ch).await?;
+            // One channel failing (a concurrent server won the sequence, a file system
+            // error) does not keep the others from being evaluated.
+            if let Err(e) = self.evaluate_channel(&ch, &mut out).await {
+                tracing::warn!(app = %ch.app, channel = %ch.channel, error = %e, "rollout evaluation failed");
             }
         }
         Ok(out)
+    }
+
+    async fn evaluate_channel(
+        &self,
+        ch: &ChannelRow,
+        out: &mut Vec<Decision>,
+    ) -> Result<(), RolloutError> {
+        let Some(r) = self
+            .inner
+            .store
+            .get_rollout(ch.app.clone(), ch.channel.clone(), ch.version.clone())
+            .await?
+        else {
+            return Ok(());
+        };
+        if r.status == "active" {
+            if let Some(d) = self.judge(r).await? {
+                out.push(d);
+            }
+        }
+        // Reloaded: a decision above may have signed a fresh state.
+        if let Some(ch) = self
+            .inner
+            .store
+            .get_channel(ch.app.clone(), ch.channel.clone())
+            .await?
+        {
+            self.refresh(&ch).await?;
+        }
+        Ok(())
     }
 
     /// Re-signs a state past half its validity; rewrites `channel.json` when it differs.
@@ -1161,7 +1191,7 @@ impl Rollouts {
                 if r.low_adoption_alerted {
                     return Ok(None);
                 }
-                let since = now - Duration::days(7);
+                let since = now - Duration::days(engine::LOW_ADOPTION_POPULATION_DAYS);
                 let population = self
                     .inner
                     .store
@@ -1197,9 +1227,10 @@ impl Rollouts {
             .commit_change(RolloutChange {
                 rollout: Some(r.clone()),
                 channel: None,
-                decision: Some(d),
+                decision: Some(d.clone()),
             })
             .await?;
+        let _ = self.inner.decisions.send(d);
         Ok(())
     }
 }
