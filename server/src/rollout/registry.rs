@@ -284,6 +284,10 @@ impl Rollouts {
                 self.store().put_release(row).await?;
             }
         } else {
+            if !req.start {
+                // `start: false` cancels a start that waited for artifacts.
+                row.pending_start = false;
+            }
             self.store().put_release(row).await?;
         }
         drop(_g);
