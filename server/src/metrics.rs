@@ -60,6 +60,12 @@ pub struct Metrics {
     pub purged: AtomicU64,
     /// Events clients reported dropping before upload (their queue was full).
     pub client_dropped: AtomicU64,
+    /// Alerts the webhook acknowledged.
+    pub alerts_delivered: AtomicU64,
+    /// Alerts given up after their retries.
+    pub alerts_failed: AtomicU64,
+    /// Alerts dropped because the alert queue was full.
+    pub alerts_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -131,6 +137,24 @@ impl Metrics {
             "railgun_client_dropped_events_total",
             "Events clients reported dropping before upload.",
             &self.client_dropped,
+        );
+        counter(
+            &mut s,
+            "railgun_alerts_delivered_total",
+            "Alerts the webhook acknowledged.",
+            &self.alerts_delivered,
+        );
+        counter(
+            &mut s,
+            "railgun_alerts_failed_total",
+            "Alerts given up after their retries.",
+            &self.alerts_failed,
+        );
+        counter(
+            &mut s,
+            "railgun_alerts_dropped_total",
+            "Alerts dropped because the alert queue was full.",
+            &self.alerts_dropped,
         );
         let _ = writeln!(
             s,

@@ -26,6 +26,9 @@ use railgun_core::update::manifest::{
 use railgun_core::Version;
 use sha2::{Digest, Sha256};
 
+pub mod export;
+pub mod remote;
+
 /// Errors of signing and publishing.
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {

@@ -1,12 +1,14 @@
 //! The HTTP server: the update tree and the analytics backend; flags and rollout routes join it.
 //!
 //! Owns the axum router, the shared application state and the listener. It serves the
-//! static update tree (`ROOT/<app>/…`, with `Range`, `If-Modified-Since` and `ETag`-less
-//! caching headers from tower-http) under `/updates/` and at the root, `/healthz`, and the
-//! analytics routes ([`crate::analytics::routes`]) over the store the config names.
+//! static update tree (`ROOT/<app>/…`, with `Range` and `If-Modified-Since` from tower-http,
+//! strong `ETag`s with `If-None-Match`/`If-Range` from [`etag`]) under `/updates/` and at
+//! the root, `/healthz`, and the analytics routes ([`crate::analytics::routes`]) over the
+//! store the config names.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::routing::get;
 use axum::Router;
@@ -18,6 +20,8 @@ use crate::alerts::Alerter;
 use crate::analytics::{self, queue, AppState, RetentionConfig};
 use crate::auth::Tokens;
 use crate::store::{self, SharedStore, StoreError};
+
+pub mod etag;
 
 /// Server configuration.
 #[derive(Debug, Clone)]
@@ -147,7 +151,12 @@ pub async fn start_with_rollouts(
 
 /// Builds the router.
 pub fn router(config: &ServerConfig) -> Router {
-    let tree = ServeDir::new(&config.root).append_index_html_on_directories(false);
+    let tree = Router::new()
+        .fallback_service(ServeDir::new(&config.root).append_index_html_on_directories(false))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(config.root.clone()),
+            etag::layer,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .nest_service("/updates", tree.clone())

@@ -67,6 +67,8 @@ impl AppState {
             metrics.clone(),
             queue_capacity,
         ));
+        queue.alert_backlog(alerts.clone(), queue::BACKLOG_ALERT_EVENTS);
+        alerts.attach_metrics(metrics.clone());
         let task = run_retention
             .then(|| retention::spawn(store.clone(), clock.clone(), retention, metrics.clone()));
         Self {
@@ -81,12 +83,14 @@ impl AppState {
         }
     }
 
-    /// Stops the retention job and drains the ingest queue (everything queued is committed).
+    /// Stops the retention job and drains the ingest queue (everything queued is committed);
+    /// alerts in delivery get [`crate::alerts::SHUTDOWN_GRACE`].
     pub async fn shutdown(&self) {
         if let Some(t) = self.retention_task.lock().await.take() {
             t.abort();
         }
         self.queue.close().await;
+        self.alerts.drain(crate::alerts::SHUTDOWN_GRACE).await;
     }
 }
 

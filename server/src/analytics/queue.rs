@@ -9,14 +9,17 @@
 //!
 //! It refuses work past its capacity (counted in events, 10 000 by default): the request
 //! gets [`QueueError::Full`] (503 with `Retry-After`) instead of the queue growing.
+//! When the backlog (queued plus the submission) passes [`BACKLOG_ALERT_EVENTS`], the
+//! [`BacklogAlarm`] sends one `AnalyticsBacklog` alert per episode.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::alerts::{Alert, AlertKind, Alerter};
 use crate::metrics::Metrics;
 use crate::store::{SharedStore, StoredEvent};
 
@@ -24,6 +27,59 @@ use crate::store::{SharedStore, StoredEvent};
 pub const MAX_GROUP_EVENTS: usize = 2_000;
 /// Default capacity of the queue, in events.
 pub const DEFAULT_CAPACITY: usize = 10_000;
+/// Backlog, in events, past which the analytics backlog alert fires (the seed's table).
+pub const BACKLOG_ALERT_EVENTS: usize = 10_000;
+
+/// Sends one [`AlertKind::AnalyticsBacklog`] alert when the backlog passes its threshold,
+/// and re-arms once the backlog fell back to half of it (so a queue hovering around the
+/// threshold raises one alert, not one per request).
+#[derive(Debug)]
+pub struct BacklogAlarm {
+    alerter: Alerter,
+    threshold: usize,
+    raised: AtomicBool,
+}
+
+impl BacklogAlarm {
+    /// An alarm sending to `alerter` past `threshold` events.
+    pub fn new(alerter: Alerter, threshold: usize) -> Self {
+        Self {
+            alerter,
+            threshold,
+            raised: AtomicBool::new(false),
+        }
+    }
+
+    /// Looks at the backlog (`depth` events, queue `capacity`); `true` when this call
+    /// raised the alert.
+    pub fn observe(&self, depth: usize, capacity: usize) -> bool {
+        if depth > self.threshold {
+            if self.raised.swap(true, Ordering::AcqRel) {
+                return false;
+            }
+            self.alerter.send(Alert {
+                kind: AlertKind::AnalyticsBacklog,
+                title: format!("analytics ingest backlog over {} events", self.threshold),
+                text: format!(
+                    "{depth} events waiting or refused (queue capacity {capacity}); uploads \
+                     past the capacity get 503 and are retried by clients. Check the \
+                     database's write latency (railgun_store_commit_duration_seconds)."
+                ),
+                fields: vec![
+                    ("backlog".into(), depth.to_string()),
+                    ("capacity".into(), capacity.to_string()),
+                    ("threshold".into(), self.threshold.to_string()),
+                ],
+            });
+            true
+        } else {
+            if depth <= self.threshold / 2 {
+                self.raised.store(false, Ordering::Release);
+            }
+            false
+        }
+    }
+}
 
 /// Why a submission was not stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +118,7 @@ pub struct IngestQueue {
     capacity: usize,
     closed: AtomicBool,
     writer: Mutex<Option<JoinHandle<()>>>,
+    backlog: Arc<OnceLock<BacklogAlarm>>,
 }
 
 impl IngestQueue {
@@ -69,14 +126,29 @@ impl IngestQueue {
     pub fn start(store: SharedStore, metrics: Arc<Metrics>, capacity: usize) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let depth = Arc::new(AtomicUsize::new(0));
-        let writer = tokio::spawn(writer(rx, store, metrics, depth.clone()));
+        let backlog = Arc::new(OnceLock::new());
+        let writer = tokio::spawn(writer(
+            rx,
+            store,
+            metrics,
+            depth.clone(),
+            backlog.clone(),
+            capacity,
+        ));
         Self {
             tx,
             depth,
             capacity,
             closed: AtomicBool::new(false),
             writer: Mutex::new(Some(writer)),
+            backlog,
         }
+    }
+
+    /// Sends an [`AlertKind::AnalyticsBacklog`] alert through `alerter` when the backlog
+    /// passes `threshold` events (once per episode; set once, later calls are ignored).
+    pub fn alert_backlog(&self, alerter: Alerter, threshold: usize) {
+        let _ = self.backlog.set(BacklogAlarm::new(alerter, threshold));
     }
 
     /// Events queued and not yet committed.
@@ -95,6 +167,9 @@ impl IngestQueue {
         }
         let n = events.len();
         let before = self.depth.fetch_add(n, Ordering::AcqRel);
+        if let Some(alarm) = self.backlog.get() {
+            alarm.observe(before + n, self.capacity);
+        }
         if before + n > self.capacity {
             self.depth.fetch_sub(n, Ordering::AcqRel);
             return Err(QueueError::Full {
@@ -140,6 +215,8 @@ async fn writer(
     store: SharedStore,
     metrics: Arc<Metrics>,
     depth: Arc<AtomicUsize>,
+    backlog: Arc<OnceLock<BacklogAlarm>>,
+    capacity: usize,
 ) {
     let mut stopping = false;
     while !stopping {
@@ -180,10 +257,13 @@ async fn writer(
         let started = Instant::now();
         let result = store.insert_events(all).await;
         metrics.record_commit(started.elapsed());
-        depth.fetch_sub(total, Ordering::AcqRel);
-        metrics
-            .queue_depth
-            .store(depth.load(Ordering::Relaxed) as u64, Ordering::Relaxed);
+        let left = depth
+            .fetch_sub(total, Ordering::AcqRel)
+            .saturating_sub(total);
+        metrics.queue_depth.store(left as u64, Ordering::Relaxed);
+        if let Some(alarm) = backlog.get() {
+            alarm.observe(left, capacity);
+        }
         match result {
             Ok(new) => {
                 let mut it = new.into_iter();

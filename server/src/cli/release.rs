@@ -1,4 +1,5 @@
-//! `railgun release sign` and `railgun release publish`.
+//! `railgun release sign`, `railgun release publish` (into a static tree, or to a server
+//! with `--server`) and `railgun release export` (a verified copy of a tree for a CDN).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,10 @@ use railgun_core::update::channel::RolloutStatus;
 use railgun_core::update::manifest::RolloutPolicy;
 use railgun_core::Version;
 
+use super::check::trusted_keys;
 use super::CliResult;
+use crate::release::export::{self, TreeKeys};
+use crate::release::remote::{self, RemotePublish};
 use crate::release::{self, ArtifactFile, ManifestSpec, PublishOptions};
 
 /// `railgun release …`
@@ -17,8 +21,11 @@ use crate::release::{self, ArtifactFile, ManifestSpec, PublishOptions};
 pub enum Command {
     /// Hash the artifacts and write a signed release manifest.
     Sign(SignArgs),
-    /// Publish a signed manifest and a new signed channel state into a static tree.
+    /// Publish a signed manifest and a new signed channel state into a static tree, or
+    /// to a running server (--server) that signs the channel state and runs the rollout.
     Publish(PublishArgs),
+    /// Verify every document of a tree and copy it atomically to a folder for a CDN.
+    Export(ExportArgs),
 }
 
 /// Arguments of `railgun release sign`.
@@ -67,8 +74,12 @@ pub struct SignArgs {
 #[derive(Debug, clap::Args)]
 pub struct PublishArgs {
     /// Root of the static update tree.
+    #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+    pub root: Option<PathBuf>,
+    /// Base URL of a railgun server to publish to (admin token from RAILGUN_ADMIN_TOKEN);
+    /// the server checks the manifest, takes the missing artifacts and starts the rollout.
     #[arg(long)]
-    pub root: PathBuf,
+    pub server: Option<String>,
     /// Signed manifest to publish.
     #[arg(long)]
     pub manifest: PathBuf,
@@ -77,33 +88,59 @@ pub struct PublishArgs {
     pub artifacts: Option<PathBuf>,
     /// Release private key: the manifest must verify with it; it also signs the channel
     /// state unless --rollout-key is given.
-    #[arg(long)]
-    pub key: PathBuf,
+    #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+    pub key: Option<PathBuf>,
     /// Rollout private key that signs the channel state.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "server")]
     pub rollout_key: Option<PathBuf>,
-    /// Share of installs (0-100) that get the release.
-    #[arg(long, default_value_t = 100.0)]
-    pub percentage: f64,
+    /// Share of installs (0-100) that get the release [static tree: 100; server: its
+    /// first stage].
+    #[arg(long)]
+    pub percentage: Option<f64>,
+    /// With --server: version served to installs outside the rollout and when halted.
+    #[arg(long, requires = "server")]
+    pub fallback_version: Option<String>,
     /// active, halted or complete.
-    #[arg(long, default_value = "active")]
+    #[arg(long, default_value = "active", conflicts_with = "server")]
     pub status: RolloutStatus,
     /// Signed manifest of the fallback release.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "server")]
     pub fallback: Option<PathBuf>,
     /// Installed version allowed to move down (repeatable).
-    #[arg(long = "rollback-from")]
+    #[arg(long = "rollback-from", conflicts_with = "server")]
     pub rollback_from: Vec<Version>,
     /// Validity of the channel state (e.g. 12h, 7d).
-    #[arg(long, default_value = "7d")]
+    #[arg(long, default_value = "7d", conflicts_with = "server")]
     pub expires: String,
+}
+
+/// Arguments of `railgun release export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Root of the update tree to export.
+    #[arg(long)]
+    pub root: PathBuf,
+    /// Destination folder (replaced atomically; must be new, empty or a previous export).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Release public key(s) that sign manifests (file or inline; repeatable).
+    #[arg(long = "public-key", required = true)]
+    pub public_keys: Vec<String>,
+    /// Rollout public key(s) that sign channel states (default: the release keys).
+    #[arg(long = "rollout-public-key")]
+    pub rollout_public_keys: Vec<String>,
+    /// How many distinct release keys must sign a manifest.
+    #[arg(long, default_value_t = 1)]
+    pub threshold: usize,
 }
 
 /// Runs `railgun release …`.
 pub fn run(cmd: Command) -> CliResult {
     match cmd {
         Command::Sign(a) => sign(a),
+        Command::Publish(a) if a.server.is_some() => super::block_on(publish_server(a)),
         Command::Publish(a) => publish(a),
+        Command::Export(a) => export_tree(a),
     }
 }
 
@@ -169,19 +206,22 @@ fn sign(a: SignArgs) -> CliResult {
 }
 
 fn publish(a: PublishArgs) -> CliResult {
-    let release_key = PrivateKey::from_file(&a.key)?;
+    let (Some(root), Some(key)) = (a.root, a.key) else {
+        return Err("--root and --key are needed to publish into a static tree".into());
+    };
+    let release_key = PrivateKey::from_file(&key)?;
     let rollout_key = match &a.rollout_key {
         Some(p) => PrivateKey::from_file(p)?,
-        None => PrivateKey::from_file(&a.key)?,
+        None => PrivateKey::from_file(&key)?,
     };
     let release_keys = TrustedKeys::single(PublicKey::clone(release_key.public_key()));
     let published = release::publish(&PublishOptions {
-        root: a.root,
+        root,
         manifest: a.manifest,
         artifacts_dir: a.artifacts,
         release_keys,
         rollout_key: &rollout_key,
-        percentage: a.percentage,
+        percentage: a.percentage.unwrap_or(100.0),
         status: a.status,
         fallback: a.fallback,
         rollback_from: a.rollback_from,
@@ -199,6 +239,79 @@ fn publish(a: PublishArgs) -> CliResult {
         s.sequence,
         s.expires_at.to_rfc3339(),
         published.channel_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn publish_server(a: PublishArgs) -> CliResult {
+    let server = a.server.unwrap_or_default();
+    let token = std::env::var("RAILGUN_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .ok_or("set RAILGUN_ADMIN_TOKEN to the server's admin token to publish with --server")?;
+    if let Some(p) = a.percentage {
+        if !(0.0..=100.0).contains(&p) {
+            return Err(format!("--percentage {p}: use 0-100").into());
+        }
+    }
+    let artifacts_dir = a
+        .artifacts
+        .clone()
+        .unwrap_or_else(|| remote::default_artifacts_dir(&a.manifest));
+    let done = remote::publish_remote(&RemotePublish {
+        server,
+        token,
+        manifest: a.manifest,
+        artifacts_dir,
+        percentage: a.percentage,
+        fallback_version: a.fallback_version,
+    })
+    .await?;
+    for f in &done.uploaded {
+        println!("uploaded {f}");
+    }
+    let r = &done.rollout;
+    let pct = r
+        .get("rolloutPercentage")
+        .and_then(serde_json::Value::as_f64)
+        .map(|p| format!("{p} %"))
+        .unwrap_or_else(|| "?".into());
+    let status = r
+        .get("status")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("?");
+    println!(
+        "published {}/{} {} to the server: rollout {status} at {pct} ({} artifact(s) uploaded)",
+        done.app,
+        done.channel,
+        done.version,
+        done.uploaded.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export_tree(a: ExportArgs) -> CliResult {
+    let release = trusted_keys(&a.public_keys, a.threshold)?;
+    let rollout = if a.rollout_public_keys.is_empty() {
+        release.clone()
+    } else {
+        trusted_keys(&a.rollout_public_keys, 1)?
+    };
+    let keys = TreeKeys { release, rollout };
+    let done = export::export(&a.root, &a.out, &keys, Utc::now())?;
+    for skipped in &done.tree.skipped {
+        println!(
+            "not exported (no signed document names it): {}",
+            skipped.display()
+        );
+    }
+    println!(
+        "exported {} channel state(s), {} release(s), {} file(s), {} bytes -> {}",
+        done.tree.channels.len(),
+        done.tree.releases.len(),
+        done.tree.files.len(),
+        done.bytes,
+        done.out.display()
     );
     Ok(ExitCode::SUCCESS)
 }

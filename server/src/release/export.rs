@@ -1,0 +1,663 @@
+//! `railgun release export`: a verified copy of the update tree for a CDN.
+//!
+//! Owns [`verify_tree`] and [`export`]. Every document is checked the way a client checks
+//! it, signature before parse: each `ROOT/<app>/releases/<version>/manifest.json` verifies
+//! with the release keys, names the app and version of its folder, and every relative
+//! artifact beside it has the signed size and SHA-256; each `ROOT/<app>/<channel>/
+//! channel.json` verifies with the rollout keys, names its app and channel, has not
+//! expired, and its release (and fallback) pointer names a verified manifest of the tree
+//! whose SHA-256 is the pointer's `manifestSha256`.
+//!
+//! Only what was verified is exported (documents from the very bytes that were verified,
+//! artifacts re-hashed while copied), into `OUT.tmp-…` beside `OUT`, renamed into place at
+//! the end. It refuses the whole export on the first bad document (naming the file) and
+//! then leaves `OUT` untouched; it refuses symbolic links' targets, files that no manifest
+//! names (listed as skipped), an `OUT` inside `ROOT` or containing it, and a non-empty
+//! `OUT` that is not a previous export.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use railgun_core::trust::{DsseError, TrustedKeys, PAYLOAD_CHANNEL, PAYLOAD_RELEASE};
+use railgun_core::update::channel::{ChannelState, ReleasePointer};
+use railgun_core::update::manifest::{DocumentError, ReleaseManifest};
+use sha2::{Digest, Sha256};
+
+/// File written at the top of every export; marks a folder an export may replace.
+pub const EXPORT_MARKER: &str = ".railgun-export";
+
+/// Why a tree was not exported. Each variant names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// File system failure.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A document's signature does not verify with the trusted keys.
+    #[error("{path}: signature: {source}")]
+    Signature {
+        /// The document.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: DsseError,
+    },
+    /// A verified document does not parse or validate.
+    #[error("{path}: {source}")]
+    Document {
+        /// The document.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: DocumentError,
+    },
+    /// A document is in the wrong place or disagrees with the documents it points to.
+    #[error("{path}: {reason}")]
+    Inconsistent {
+        /// The document.
+        path: PathBuf,
+        /// What disagrees.
+        reason: String,
+    },
+    /// A channel state points at a manifest whose bytes are not the signed digest.
+    #[error(
+        "{channel}: manifest {manifest} has sha256 {actual}, the channel state signs {expected}"
+    )]
+    ManifestDigest {
+        /// The channel state.
+        channel: PathBuf,
+        /// The manifest.
+        manifest: PathBuf,
+        /// `manifestSha256` in the state.
+        expected: String,
+        /// Digest of the file.
+        actual: String,
+    },
+    /// The channel state has expired: clients would refuse it.
+    #[error("{path}: channel state expired at {expires_at}; publish a fresh one first")]
+    Expired {
+        /// The channel state.
+        path: PathBuf,
+        /// Its expiry.
+        expires_at: DateTime<Utc>,
+    },
+    /// An artifact is missing or differs from its signed manifest.
+    #[error("{path}: expected {expected_size} bytes sha256 {expected_sha256}, found {actual}")]
+    Artifact {
+        /// The artifact.
+        path: PathBuf,
+        /// Size in the manifest.
+        expected_size: u64,
+        /// Digest in the manifest.
+        expected_sha256: String,
+        /// What is there instead.
+        actual: String,
+    },
+    /// The destination cannot be used.
+    #[error("{path}: {reason}")]
+    Destination {
+        /// The destination.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+    move |source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The keys a tree is checked with.
+#[derive(Debug, Clone)]
+pub struct TreeKeys {
+    /// Keys that sign release manifests.
+    pub release: TrustedKeys,
+    /// Keys that sign channel states.
+    pub rollout: TrustedKeys,
+}
+
+/// One file to export, relative to the tree's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeFile {
+    /// A verified document, exported from these bytes.
+    Document {
+        /// Path relative to the root.
+        rel: PathBuf,
+        /// The verified bytes.
+        bytes: Vec<u8>,
+    },
+    /// An artifact: copied and re-hashed on the way.
+    Artifact {
+        /// Path relative to the root.
+        rel: PathBuf,
+        /// Signed size.
+        size: u64,
+        /// Signed SHA-256 (hex).
+        sha256: String,
+    },
+    /// A file a manifest refers to without a digest (a Sigstore bundle: self-verifying).
+    Companion {
+        /// Path relative to the root.
+        rel: PathBuf,
+    },
+}
+
+/// A verified tree.
+#[derive(Debug, Clone, Default)]
+pub struct VerifiedTree {
+    /// Everything to export.
+    pub files: Vec<TreeFile>,
+    /// Channel states verified (`app/channel`).
+    pub channels: Vec<String>,
+    /// Manifests verified (`app version`).
+    pub releases: Vec<String>,
+    /// Files not exported because nothing signed names them (relative paths).
+    pub skipped: Vec<PathBuf>,
+}
+
+struct LoadedManifest {
+    bytes: Vec<u8>,
+    manifest: ReleaseManifest,
+}
+
+/// Verifies every document of the tree at `root` (see the module docs).
+pub fn verify_tree(
+    root: &Path,
+    keys: &TreeKeys,
+    now: DateTime<Utc>,
+) -> Result<VerifiedTree, ExportError> {
+    let mut all = BTreeSet::new();
+    walk(root, Path::new(""), &mut all)?;
+    let mut out = VerifiedTree::default();
+    let mut manifests: BTreeMap<PathBuf, LoadedManifest> = BTreeMap::new();
+    let mut used: BTreeSet<PathBuf> = BTreeSet::new();
+
+    // Manifests first: `<app>/releases/<version>/manifest.json`.
+    for rel in &all {
+        let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+        let [app, "releases", version, "manifest.json"] = parts[..] else {
+            continue;
+        };
+        let path = root.join(rel);
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        let verified = keys
+            .release
+            .verify(&bytes, PAYLOAD_RELEASE)
+            .map_err(|source| ExportError::Signature {
+                path: path.clone(),
+                source,
+            })?;
+        let manifest =
+            ReleaseManifest::from_verified_payload(&verified.payload).map_err(|source| {
+                ExportError::Document {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        if manifest.app != app || manifest.version.to_string() != version {
+            return Err(ExportError::Inconsistent {
+                path,
+                reason: format!(
+                    "signed for {} {} but stored as {app} {version}",
+                    manifest.app, manifest.version
+                ),
+            });
+        }
+        let dir = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+        for a in &manifest.artifacts {
+            let Some(name) = relative_name(&a.url, &path)? else {
+                continue; // hosted elsewhere
+            };
+            let art_rel = dir.join(name);
+            let art = root.join(&art_rel);
+            let mismatch = |actual: String| ExportError::Artifact {
+                path: art.clone(),
+                expected_size: a.size,
+                expected_sha256: a.sha256.clone(),
+                actual,
+            };
+            if !all.contains(&art_rel) {
+                return Err(mismatch("no such file".into()));
+            }
+            let (size, sha256) = hash_file(&art)?;
+            if size != a.size || sha256 != a.sha256 {
+                return Err(mismatch(format!("{size} bytes sha256 {sha256}")));
+            }
+            used.insert(art_rel.clone());
+            out.files.push(TreeFile::Artifact {
+                rel: art_rel,
+                size,
+                sha256,
+            });
+            if let Some(bundle) = &a.sigstore_bundle {
+                if let Some(name) = relative_name(bundle, &path)? {
+                    let b_rel = dir.join(name);
+                    if !all.contains(&b_rel) {
+                        return Err(ExportError::Inconsistent {
+                            path: path.clone(),
+                            reason: format!("Sigstore bundle {name} is not in the tree"),
+                        });
+                    }
+                    if used.insert(b_rel.clone()) {
+                        out.files.push(TreeFile::Companion { rel: b_rel });
+                    }
+                }
+            }
+        }
+        used.insert(rel.clone());
+        out.releases
+            .push(format!("{} {}", manifest.app, manifest.version));
+        out.files.push(TreeFile::Document {
+            rel: rel.clone(),
+            bytes: bytes.clone(),
+        });
+        manifests.insert(rel.clone(), LoadedManifest { bytes, manifest });
+    }
+
+    // Channel states: `<app>/<channel>/channel.json`.
+    for rel in &all {
+        let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+        let [app, channel, "channel.json"] = parts[..] else {
+            continue;
+        };
+        let path = root.join(rel);
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        let verified = keys
+            .rollout
+            .verify(&bytes, PAYLOAD_CHANNEL)
+            .map_err(|source| ExportError::Signature {
+                path: path.clone(),
+                source,
+            })?;
+        let state = ChannelState::from_verified_payload(&verified.payload).map_err(|source| {
+            ExportError::Document {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        if state.app != app || state.channel != channel {
+            return Err(ExportError::Inconsistent {
+                path,
+                reason: format!(
+                    "signed for {}/{} but stored as {app}/{channel}",
+                    state.app, state.channel
+                ),
+            });
+        }
+        if state.expires_at <= now {
+            return Err(ExportError::Expired {
+                path,
+                expires_at: state.expires_at,
+            });
+        }
+        let dir = rel.parent().unwrap_or(Path::new(""));
+        let pointers = std::iter::once(&state.release).chain(state.fallback.as_ref());
+        for pointer in pointers {
+            check_pointer(root, &path, dir, &state, pointer, &manifests)?;
+        }
+        used.insert(rel.clone());
+        out.channels
+            .push(format!("{}/{}", state.app, state.channel));
+        out.files.push(TreeFile::Document {
+            rel: rel.clone(),
+            bytes,
+        });
+    }
+    out.skipped = all.difference(&used).cloned().collect();
+    Ok(out)
+}
+
+fn check_pointer(
+    root: &Path,
+    channel_path: &Path,
+    channel_dir: &Path,
+    state: &ChannelState,
+    pointer: &ReleasePointer,
+    manifests: &BTreeMap<PathBuf, LoadedManifest>,
+) -> Result<(), ExportError> {
+    let inconsistent = |reason: String| ExportError::Inconsistent {
+        path: channel_path.to_path_buf(),
+        reason,
+    };
+    if pointer.manifest.contains("://") {
+        return Err(inconsistent(format!(
+            "release {} points outside the tree ({}); export a tree whose manifests are in it",
+            pointer.version, pointer.manifest
+        )));
+    }
+    let target = normalize(&channel_dir.join(&pointer.manifest)).ok_or_else(|| {
+        inconsistent(format!(
+            "manifest pointer {:?} leaves the tree",
+            pointer.manifest
+        ))
+    })?;
+    let Some(m) = manifests.get(&target) else {
+        return Err(inconsistent(format!(
+            "release {} points at {}, which is not a verified manifest of the tree",
+            pointer.version,
+            root.join(&target).display()
+        )));
+    };
+    let actual = hex::encode(Sha256::digest(&m.bytes));
+    if !actual.eq_ignore_ascii_case(&pointer.manifest_sha256) {
+        return Err(ExportError::ManifestDigest {
+            channel: channel_path.to_path_buf(),
+            manifest: root.join(&target),
+            expected: pointer.manifest_sha256.clone(),
+            actual,
+        });
+    }
+    if m.manifest.version != pointer.version || m.manifest.app != state.app {
+        return Err(inconsistent(format!(
+            "points at {} {} as {} {}",
+            m.manifest.app, m.manifest.version, state.app, pointer.version
+        )));
+    }
+    Ok(())
+}
+
+/// `a/b/../c` → `a/c`; `None` when it climbs above the start or is absolute.
+fn normalize(p: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(x) => out.push(x),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// The file name a relative URL names (`None` for a hosted `https://…` URL).
+fn relative_name<'a>(url: &'a str, manifest: &Path) -> Result<Option<&'a str>, ExportError> {
+    if url.contains("://") {
+        return Ok(None);
+    }
+    if url.is_empty() || url.contains(['/', '\\']) || url.starts_with('.') {
+        return Err(ExportError::Inconsistent {
+            path: manifest.to_path_buf(),
+            reason: format!("relative artifact URL {url:?} is not a plain file name"),
+        });
+    }
+    Ok(Some(url))
+}
+
+/// Every regular file under `dir` (relative), skipping dot-files (temporaries) and
+/// refusing to follow symbolic links (they are neither listed nor exported).
+fn walk(root: &Path, rel: &Path, out: &mut BTreeSet<PathBuf>) -> Result<(), ExportError> {
+    let dir = root.join(rel);
+    let entries = fs::read_dir(&dir).map_err(io_err(&dir))?;
+    for e in entries {
+        let e = e.map_err(io_err(&dir))?;
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let child = rel.join(&name);
+        let ty = e.file_type().map_err(io_err(&e.path()))?;
+        if ty.is_dir() {
+            walk(root, &child, out)?;
+        } else if ty.is_file() {
+            out.insert(child);
+        } else {
+            tracing::warn!(path = %e.path().display(), "not a regular file; not exported");
+        }
+    }
+    Ok(())
+}
+
+fn hash_file(path: &Path) -> Result<(u64, String), ExportError> {
+    let mut f = fs::File::open(path).map_err(io_err(path))?;
+    hash_copy(&mut f, &mut std::io::sink(), path)
+}
+
+/// Copies `from` into `to` and returns the size and SHA-256 of what went through.
+fn hash_copy(
+    from: &mut impl Read,
+    to: &mut impl Write,
+    path: &Path,
+) -> Result<(u64, String), ExportError> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = from.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+        to.write_all(&buf[..n]).map_err(io_err(path))?;
+    }
+    Ok((size, hex::encode(h.finalize())))
+}
+
+/// What [`export`] wrote.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    /// The verified tree that was written.
+    pub tree: VerifiedTree,
+    /// Bytes written.
+    pub bytes: u64,
+    /// The destination.
+    pub out: PathBuf,
+}
+
+/// Verifies the tree at `root` and writes it to `out` atomically (see the module docs).
+pub fn export(
+    root: &Path,
+    out: &Path,
+    keys: &TreeKeys,
+    now: DateTime<Utc>,
+) -> Result<Exported, ExportError> {
+    check_destination(root, out)?;
+    let tree = verify_tree(root, keys, now)?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .ok_or_else(|| ExportError::Destination {
+            path: out.to_path_buf(),
+            reason: "no folder name".into(),
+        })?;
+    fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let tmp = parent.join(format!("{name}.tmp-{suffix}"));
+    fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+    match write_tree(root, &tmp, &tree) {
+        Ok(bytes) => {
+            if let Err(e) = swap_into_place(&tmp, out, &parent, &name, suffix) {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+            Ok(Exported {
+                tree,
+                bytes,
+                out: out.to_path_buf(),
+            })
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn write_tree(root: &Path, tmp: &Path, tree: &VerifiedTree) -> Result<u64, ExportError> {
+    let mut total = 0u64;
+    for f in &tree.files {
+        let rel = match f {
+            TreeFile::Document { rel, .. }
+            | TreeFile::Artifact { rel, .. }
+            | TreeFile::Companion { rel } => rel,
+        };
+        let dst = tmp.join(rel);
+        if let Some(dir) = dst.parent() {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let mut w = fs::File::create(&dst).map_err(io_err(&dst))?;
+        match f {
+            TreeFile::Document { bytes, .. } => {
+                w.write_all(bytes).map_err(io_err(&dst))?;
+                total += bytes.len() as u64;
+            }
+            TreeFile::Artifact { size, sha256, .. } => {
+                let src = root.join(rel);
+                let mut r = fs::File::open(&src).map_err(io_err(&src))?;
+                let (n, sha) = hash_copy(&mut r, &mut w, &src)?;
+                // Changed between the check and the copy: refuse rather than ship it.
+                if n != *size || sha != *sha256 {
+                    return Err(ExportError::Artifact {
+                        path: src,
+                        expected_size: *size,
+                        expected_sha256: sha256.clone(),
+                        actual: format!("{n} bytes sha256 {sha} (changed during the export)"),
+                    });
+                }
+                total += n;
+            }
+            TreeFile::Companion { .. } => {
+                let src = root.join(rel);
+                let mut r = fs::File::open(&src).map_err(io_err(&src))?;
+                total += std::io::copy(&mut r, &mut w).map_err(io_err(&src))?;
+            }
+        }
+        w.sync_all().map_err(io_err(&dst))?;
+    }
+    let marker = tmp.join(EXPORT_MARKER);
+    fs::write(&marker, b"written by railgun release export\n").map_err(io_err(&marker))?;
+    Ok(total)
+}
+
+/// Renames `tmp` to `out`; an existing export at `out` is moved aside first and removed
+/// after (the one moment `out` is absent is between two renames).
+fn swap_into_place(
+    tmp: &Path,
+    out: &Path,
+    parent: &Path,
+    name: &str,
+    suffix: &str,
+) -> Result<(), ExportError> {
+    match fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::rename(tmp, out).map_err(io_err(out))
+        }
+        Err(e) => Err(io_err(out)(e)),
+        Ok(_) => {
+            let old = parent.join(format!("{name}.old-{suffix}"));
+            fs::rename(out, &old).map_err(io_err(out))?;
+            if let Err(e) = fs::rename(tmp, out) {
+                let _ = fs::rename(&old, out);
+                return Err(io_err(out)(e));
+            }
+            fs::remove_dir_all(&old).map_err(io_err(&old))
+        }
+    }
+}
+
+/// Refuses an `out` that overlaps `root`, is not a folder, or is a non-empty folder that no
+/// export wrote.
+fn check_destination(root: &Path, out: &Path) -> Result<(), ExportError> {
+    let bad = |reason: &str| ExportError::Destination {
+        path: out.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let root_c = fs::canonicalize(root).map_err(io_err(root))?;
+    let out_abs = absolute(out)?;
+    if out_abs.starts_with(&root_c) || root_c.starts_with(&out_abs) {
+        return Err(bad(
+            "the export folder must be outside the tree (and not contain it)",
+        ));
+    }
+    match fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(out)(e)),
+        Ok(m) if !m.is_dir() => Err(bad("exists and is not a folder")),
+        Ok(_) => {
+            let empty = fs::read_dir(out).map_err(io_err(out))?.next().is_none();
+            if empty || out.join(EXPORT_MARKER).is_file() {
+                Ok(())
+            } else {
+                Err(bad(
+                    "exists, is not empty and is not a previous export; choose another folder",
+                ))
+            }
+        }
+    }
+}
+
+/// `p` made absolute with its existing ancestors canonicalized (symlinks resolved).
+fn absolute(p: &Path) -> Result<PathBuf, ExportError> {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().map_err(io_err(p))?.join(p)
+    };
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(c) = fs::canonicalize(existing) {
+            let mut out = c;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return Ok(normalize_abs(&out));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return Ok(normalize_abs(&abs)),
+        }
+    }
+}
+
+fn normalize_abs(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_pointers_inside_the_tree_only() {
+        assert_eq!(
+            normalize(Path::new("app/stable/../releases/1.0.0/manifest.json")),
+            Some(PathBuf::from("app/releases/1.0.0/manifest.json"))
+        );
+        assert_eq!(normalize(Path::new("app/stable/../../../etc/x")), None);
+        assert_eq!(normalize(Path::new("/etc/x")), None);
+    }
+}

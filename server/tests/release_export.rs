@@ -1,0 +1,425 @@
+//! `railgun release export` through the real binary: a tree made by `railgun release
+//! publish` is exported, served and checked like the original; tampered trees (artifact
+//! bytes, a manifest substituted by another validly signed one, a channel state edited,
+//! a missing artifact, the wrong keys) abort with the file named and write nothing.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+fn railgun(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_railgun"))
+        .args(args)
+        .output()
+        .expect("run railgun")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = railgun(args);
+    assert!(
+        out.status.success(),
+        "railgun {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf8 path")
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(root: &Path, db: &Path) -> (Server, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_railgun"))
+        .args(["serve", "--root"])
+        .arg(root)
+        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("listening line")
+        .to_string();
+    (Server(child), url)
+}
+
+/// Keys, a signed release and a tree published from it.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = Self { dir };
+        let keys = f.keys();
+        ok(&["keygen", "--out", p(&keys), "--name", "release"]);
+        ok(&["keygen", "--out", p(&keys), "--name", "rollout"]);
+        ok(&["keygen", "--out", p(&keys), "--name", "other"]);
+        let dist = f.path("dist");
+        std::fs::create_dir_all(&dist).expect("dist");
+        std::fs::write(dist.join("rail-gun-0.2.0-linux-x64.tar.gz"), b"linux build").expect("a");
+        std::fs::write(dist.join("rail-gun-0.2.0-darwin-arm64.zip"), b"mac build").expect("b");
+        f.sign("0.2.0", &dist, &dist.join("manifest.json"), None);
+        ok(&[
+            "release",
+            "publish",
+            "--root",
+            p(&f.root()),
+            "--manifest",
+            p(&dist.join("manifest.json")),
+            "--key",
+            p(&keys.join("release.key")),
+            "--rollout-key",
+            p(&keys.join("rollout.key")),
+        ]);
+        f
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn keys(&self) -> PathBuf {
+        self.path("keys")
+    }
+    fn root(&self) -> PathBuf {
+        self.path("tree")
+    }
+
+    fn sign(&self, version: &str, dist: &Path, out: &Path, notes: Option<&Path>) {
+        let key = self.keys().join("release.key");
+        let mut args = vec![
+            "release",
+            "sign",
+            "--key",
+            p(&key),
+            "--app",
+            "rail-gun",
+            "--version",
+            version,
+            "--channel",
+            "stable",
+            "--artifacts",
+            p(dist),
+            "--out",
+            p(out),
+        ];
+        if let Some(n) = notes {
+            args.extend(["--notes", p(n)]);
+        }
+        ok(&args);
+    }
+
+    fn export(&self, root: &Path, out: &Path) -> Output {
+        let keys = self.keys();
+        railgun(&[
+            "release",
+            "export",
+            "--root",
+            p(root),
+            "--out",
+            p(out),
+            "--public-key",
+            p(&keys.join("release.pub")),
+            "--rollout-public-key",
+            p(&keys.join("rollout.pub")),
+        ])
+    }
+
+    /// A copy of the published tree to tamper with.
+    fn copy_tree(&self, name: &str) -> PathBuf {
+        let to = self.path(name);
+        copy_dir(&self.root(), &to);
+        to
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let dst = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).expect("copy");
+        }
+    }
+}
+
+fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
+    fn go(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).expect("read_dir") {
+            let e = e.expect("entry");
+            if e.file_type().expect("type").is_dir() {
+                go(root, &e.path(), out);
+            } else {
+                let rel = e
+                    .path()
+                    .strip_prefix(root)
+                    .expect("rel")
+                    .display()
+                    .to_string();
+                out.push((rel, std::fs::read(e.path()).expect("read")));
+            }
+        }
+    }
+    let mut v = Vec::new();
+    go(root, root, &mut v);
+    v.sort();
+    v
+}
+
+/// Asserts a refused export: exit 1, the file named on stderr, no destination, no temp.
+fn assert_refused(out: &Output, dest: &Path, names: &str) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains(names),
+        "error should name {names}: {stderr}"
+    );
+    assert!(!dest.exists(), "nothing written at {}", dest.display());
+    let parent = dest.parent().expect("parent");
+    let leftovers: Vec<_> = std::fs::read_dir(parent)
+        .expect("read parent")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".tmp-") || n.contains(".old-"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temporary folders left: {leftovers:?}"
+    );
+    stderr
+}
+
+#[test]
+fn exported_tree_is_the_verified_tree_and_serves_updates() {
+    let f = Fixture::new();
+    // A stray file no signed document names is not exported.
+    std::fs::write(f.root().join("rail-gun/notes.txt"), b"draft").expect("stray");
+    let out_dir = f.path("cdn");
+    let out = f.export(&f.root(), &out_dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 channel state(s), 1 release(s)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("not exported (no signed document names it): rail-gun/notes.txt"));
+
+    let mut original = files(&f.root());
+    original.retain(|(rel, _)| rel != "rail-gun/notes.txt");
+    let mut exported = files(&out_dir);
+    exported.retain(|(rel, _)| rel != ".railgun-export");
+    assert_eq!(
+        exported.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+        vec![
+            "rail-gun/releases/0.2.0/manifest.json",
+            "rail-gun/releases/0.2.0/rail-gun-0.2.0-darwin-arm64.zip",
+            "rail-gun/releases/0.2.0/rail-gun-0.2.0-linux-x64.tar.gz",
+            "rail-gun/stable/channel.json",
+        ]
+    );
+    assert_eq!(exported, original, "byte for byte the published tree");
+
+    // Exporting again replaces the previous export in place.
+    let out = f.export(&f.root(), &out_dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(files(&out_dir).len(), 5);
+    let leftovers = std::fs::read_dir(f.dir.path())
+        .expect("read")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("cdn."))
+        .count();
+    assert_eq!(leftovers, 0, "no temporary or old folder left");
+
+    // The export serves updates like the original tree.
+    let (_server, url) = serve(&out_dir, &f.path("data"));
+    let keys = f.keys();
+    let check = ok(&[
+        "check",
+        "--url",
+        &url,
+        "--app",
+        "rail-gun",
+        "--public-key",
+        p(&keys.join("release.pub")),
+        "--rollout-public-key",
+        p(&keys.join("rollout.pub")),
+        "--current-version",
+        "0.1.0",
+        "--platform",
+        "linux",
+        "--arch",
+        "x64",
+        "--state",
+        p(&f.path("client")),
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&check).expect("json");
+    assert_eq!(json["update"], true, "{json}");
+    assert_eq!(json["version"], "0.2.0");
+    assert_eq!(json["artifact"]["size"], 11);
+}
+
+#[test]
+fn tampered_artifact_aborts_naming_it() {
+    let f = Fixture::new();
+    let root = f.copy_tree("t1");
+    // Same size, other bytes.
+    std::fs::write(
+        root.join("rail-gun/releases/0.2.0/rail-gun-0.2.0-linux-x64.tar.gz"),
+        b"evil build!",
+    )
+    .expect("tamper");
+    let dest = f.path("cdn");
+    let stderr = assert_refused(
+        &f.export(&root, &dest),
+        &dest,
+        "rail-gun-0.2.0-linux-x64.tar.gz",
+    );
+    assert!(stderr.contains("expected 11 bytes"), "{stderr}");
+
+    std::fs::remove_file(root.join("rail-gun/releases/0.2.0/rail-gun-0.2.0-linux-x64.tar.gz"))
+        .expect("rm");
+    let stderr = assert_refused(
+        &f.export(&root, &dest),
+        &dest,
+        "rail-gun-0.2.0-linux-x64.tar.gz",
+    );
+    assert!(stderr.contains("no such file"), "{stderr}");
+}
+
+#[test]
+fn manifest_substituted_by_another_validly_signed_one_aborts() {
+    let f = Fixture::new();
+    let root = f.copy_tree("t2");
+    // A second manifest of the same version, signed by the real release key, other notes:
+    // its signature verifies, but the channel state signed a different digest.
+    let notes = f.path("notes.md");
+    std::fs::write(&notes, "now with a backdoor").expect("notes");
+    let forged = f.path("forged.json");
+    f.sign("0.2.0", &f.path("dist"), &forged, Some(&notes));
+    std::fs::copy(&forged, root.join("rail-gun/releases/0.2.0/manifest.json")).expect("swap");
+    let dest = f.path("cdn");
+    let stderr = assert_refused(&f.export(&root, &dest), &dest, "channel.json");
+    assert!(stderr.contains("the channel state signs"), "{stderr}");
+}
+
+#[test]
+fn edited_or_foreign_documents_abort_naming_them() {
+    let f = Fixture::new();
+    let dest = f.path("cdn");
+
+    // One byte of the channel state's payload changed.
+    let root = f.copy_tree("t3");
+    let channel = root.join("rail-gun/stable/channel.json");
+    let text = std::fs::read_to_string(&channel).expect("read");
+    let env: serde_json::Value = serde_json::from_str(&text).expect("envelope");
+    let payload = env["payload"].as_str().expect("payload");
+    let flipped = if payload.starts_with('e') { "f" } else { "e" };
+    let edited = text.replacen(payload, &format!("{flipped}{}", &payload[1..]), 1);
+    std::fs::write(&channel, edited).expect("edit");
+    let stderr = assert_refused(
+        &f.export(&root, &dest),
+        &dest,
+        "rail-gun/stable/channel.json",
+    );
+    assert!(stderr.contains("signature"), "{stderr}");
+
+    // A manifest signed by a key nobody trusts.
+    let root = f.copy_tree("t4");
+    let other = f.path("other.json");
+    ok(&[
+        "release",
+        "sign",
+        "--key",
+        p(&f.keys().join("other.key")),
+        "--app",
+        "rail-gun",
+        "--version",
+        "0.2.0",
+        "--artifacts",
+        p(&f.path("dist")),
+        "--out",
+        p(&other),
+    ]);
+    std::fs::copy(&other, root.join("rail-gun/releases/0.2.0/manifest.json")).expect("swap");
+    let stderr = assert_refused(
+        &f.export(&root, &dest),
+        &dest,
+        "rail-gun/releases/0.2.0/manifest.json",
+    );
+    assert!(stderr.contains("signature"), "{stderr}");
+
+    // The whole tree checked against the wrong rollout key.
+    let out = railgun(&[
+        "release",
+        "export",
+        "--root",
+        p(&f.root()),
+        "--out",
+        p(&dest),
+        "--public-key",
+        p(&f.keys().join("release.pub")),
+        "--rollout-public-key",
+        p(&f.keys().join("other.pub")),
+    ]);
+    assert_refused(&out, &dest, "channel.json");
+}
+
+#[test]
+fn refuses_destinations_that_are_not_exports() {
+    let f = Fixture::new();
+    // A folder with someone's files is never replaced.
+    let dest = f.path("home");
+    std::fs::create_dir_all(&dest).expect("mkdir");
+    std::fs::write(dest.join("thesis.tex"), b"precious").expect("write");
+    let out = f.export(&f.root(), &dest);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a previous export"));
+    assert_eq!(
+        std::fs::read(dest.join("thesis.tex")).expect("kept"),
+        b"precious"
+    );
+
+    // Nor a folder inside the tree, nor one containing it.
+    for dest in [f.root().join("cdn"), f.dir.path().to_path_buf()] {
+        let out = f.export(&f.root(), &dest);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("outside the tree"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(f.root().join("rail-gun/stable/channel.json").is_file());
+}
