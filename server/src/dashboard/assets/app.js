@@ -177,7 +177,7 @@
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max) * 1.1] } },
       axes: [
-        Object.assign({}, axis),
+        Object.assign({}, axis, { values: (_u, ticks) => ticks.map((t) => new Date(t * 1000).toISOString().slice(5, 10)) }),
         Object.assign({}, axis, { values: (_u, ticks) => ticks.map((v) => (Number.isInteger(v) ? nf.format(v) : '')) }),
       ],
       series: [
