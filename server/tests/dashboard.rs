@@ -71,6 +71,7 @@ fn skip(why: &str) {
 struct Harness {
     server: Option<RunningServer>,
     state: AppState,
+    database: String,
     url: String,
     http: reqwest::Client,
     dir: tempfile::TempDir,
@@ -82,7 +83,7 @@ impl Harness {
         let database = database(kind, dir.path()).await?;
         let config = ServerConfig {
             root: dir.path().join("updates"),
-            database,
+            database: database.clone(),
             read_token: Some(READ.into()),
             admin_token: Some(ADMIN.into()),
             run_retention: false,
@@ -104,15 +105,30 @@ impl Harness {
             url: server.url(),
             server: Some(server),
             state,
+            database,
             http: reqwest::Client::new(),
             dir,
         })
     }
 
+    /// Stops the server; a PostgreSQL test drops its own database.
     async fn stop(mut self) {
         if let Some(s) = self.server.take() {
             s.stop().await.expect("stop");
         }
+        if !self.database.starts_with("postgres") {
+            return;
+        }
+        let base = std::env::var("RAILGUN_TEST_DATABASE_URL").expect("base url");
+        let (_, name) = self.database.rsplit_once('/').expect("name");
+        let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .expect("drop database");
     }
 
     async fn post(&self, events: Vec<AnalyticsEvent>) {
