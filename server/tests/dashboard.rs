@@ -728,9 +728,12 @@ async fn page_without_or_with_a_wrong_token_asks_for_one() {
     h.stop().await;
 }
 
-/// Serves the embedded page and assets over raw HTTP and hangs up on every other path,
-/// so the page loads and each API request fails as if the server had gone away.
-async fn page_only_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+/// Answers an API path (with its query) with a status and a JSON body; `None` hangs up.
+type ApiFixture = Arc<dyn Fn(&str) -> Option<(u16, String)> + Send + Sync>;
+
+/// Serves the embedded page and assets over raw HTTP and answers every other path from
+/// `api`: hanging up makes a request fail as if the server had gone away.
+async fn page_only_server(api: ApiFixture) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     use railgun_server::dashboard::{ASSETS, INDEX};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -739,6 +742,7 @@ async fn page_only_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let addr = listener.local_addr().expect("addr");
     let task = tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
+            let api = api.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 8192];
                 let mut n = 0;
@@ -756,17 +760,20 @@ async fn page_only_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                     path.strip_prefix("/dashboard/assets/")
                         .and_then(|f| ASSETS.iter().find(|a| a.name == f))
                 };
-                let Some(a) = asset else {
-                    return; // hang up: "the server cannot be reached"
+                let (status, content_type, body) = match asset {
+                    Some(a) => (200, a.content_type, a.body.to_vec()),
+                    None => match api(&path) {
+                        Some((status, json)) => (status, "application/json", json.into_bytes()),
+                        None => return, // hang up
+                    },
                 };
                 let mut resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncontent-length: {}\r\n\
-                     connection: close\r\n\r\n",
-                    a.content_type,
-                    a.body.len()
+                    "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
                 )
                 .into_bytes();
-                resp.extend_from_slice(a.body);
+                resp.extend_from_slice(&body);
                 let _ = sock.write_all(&resp).await;
             });
         }
@@ -779,7 +786,7 @@ async fn page_says_when_the_server_cannot_be_reached() {
     let Some(bin) = chromium_or_skip("page_says_when_the_server_cannot_be_reached") else {
         return;
     };
-    let (addr, task) = page_only_server().await;
+    let (addr, task) = page_only_server(Arc::new(|_: &str| None)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let run = dump_dom(
         &bin,
@@ -801,6 +808,16 @@ async fn page_says_when_the_server_cannot_be_reached() {
     );
 }
 
+/// `target/dashboard/` (or under `CARGO_TARGET_DIR`): screenshots, never in git.
+fn target_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let dir = target.join("dashboard");
+    std::fs::create_dir_all(&dir).expect("target/dashboard");
+    dir
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn screenshot_of_the_seeded_dashboard() {
     let Some(bin) = chromium_or_skip("screenshot_of_the_seeded_dashboard") else {
@@ -808,12 +825,7 @@ async fn screenshot_of_the_seeded_dashboard() {
     };
     let h = Harness::start(Kind::Sqlite).await.expect("sqlite");
     seed(&h).await;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let out_dir = target.join("dashboard");
-    std::fs::create_dir_all(&out_dir).expect("target/dashboard");
-    let png = out_dir.join("dashboard.png");
+    let png = target_dir().join("dashboard.png");
     let _ = std::fs::remove_file(&png);
     let run = run_chromium(
         &bin,
@@ -838,4 +850,163 @@ async fn screenshot_of_the_seeded_dashboard() {
     );
     eprintln!("dashboard screenshot: {}", png.display());
     h.stop().await;
+}
+
+/// Two rollouts in the shape of SPEC C (`GET /analytics/rollouts`): 2.0.0 halted on its
+/// error rate with three decisions (one with a hostile reason), 1.9.0 complete.
+fn rollouts_fixture() -> Value {
+    let decision = |action: &str, actor: &str, at: &str, from: f64, to: f64, reason: &str| {
+        serde_json::json!({
+            "id": Uuid::new_v4().to_string(), "at": at, "app": "notes", "channel": "stable",
+            "version": "2.0.0", "action": action, "actor": actor, "fromPercentage": from,
+            "toPercentage": to, "installs": 1000, "errorRate": 0.08, "errorLower": 0.064748,
+            "errorUpper": 0.098466, "crashRate": 0.002, "crashLower": 0.000549,
+            "crashUpper": 0.007264, "reason": reason,
+        })
+    };
+    serde_json::json!({"rollouts": [
+        {
+            "version": "2.0.0", "channel": "stable", "rolloutPercentage": 25.0,
+            "status": "halted", "totalInstalls": 1000, "errorRate": 0.08, "crashRate": 0.002,
+            "healthScore": 41, "app": "notes", "stage": 1, "stages": [10.0, 25.0, 50.0, 100.0],
+            "stageStartedAt": "2026-03-09T08:00:00Z", "startedAt": "2026-03-08T08:00:00Z",
+            "installsWithErrors": 80, "installsWithCrashes": 2,
+            "errorRateBounds": {"lower": 0.064748, "upper": 0.098466},
+            "crashRateBounds": {"lower": 0.000549, "upper": 0.007264},
+            "limits": {"maxErrorRate": 0.05, "maxCrashRate": 0.01, "minInstalls": 100,
+                       "stageHours": 24.0},
+            "fallbackVersion": "1.9.0", "rolledBack": false, "current": true, "sequence": 7,
+            "decisions": [
+                decision("halt", "engine", "2026-03-10T09:00:00Z", 25.0, 25.0,
+                         "<img src=x onerror=alert(1)> error rate lower bound 6.47 % > 5 %"),
+                decision("advance", "engine", "2026-03-09T08:00:00Z", 10.0, 25.0, "stage time passed"),
+                decision("start", "admin", "2026-03-08T08:00:00Z", 0.0, 10.0, ""),
+            ],
+        },
+        {
+            "version": "1.9.0", "channel": "stable", "rolloutPercentage": 100.0,
+            "status": "complete", "totalInstalls": 5230, "errorRate": 0.01, "crashRate": 0.001,
+            "healthScore": 97, "app": "notes", "stage": 3, "stages": [10.0, 25.0, 50.0, 100.0],
+            "stageStartedAt": "2026-02-20T08:00:00Z", "startedAt": "2026-02-17T08:00:00Z",
+            "installsWithErrors": 52, "installsWithCrashes": 5,
+            "errorRateBounds": {"lower": 0.0076, "upper": 0.0131},
+            "crashRateBounds": {"lower": 0.0004, "upper": 0.0022},
+            "limits": {"maxErrorRate": 0.05, "maxCrashRate": 0.01, "minInstalls": 100,
+                       "stageHours": 24.0},
+            "fallbackVersion": null, "rolledBack": false, "current": false, "sequence": null,
+            "decisions": [],
+        },
+    ]})
+}
+
+/// The text of the first element whose class list contains `class` after `marker`.
+fn text_after<'a>(dom: &'a str, marker: &str, class: &str) -> &'a str {
+    let at = dom.find(marker).unwrap_or_else(|| panic!("no {marker}"));
+    let rest = &dom[at..];
+    let c = [
+        format!(" {class}\""),
+        format!(" {class} "),
+        format!("\"{class}\""),
+        format!("\"{class} "),
+    ]
+    .iter()
+    .filter_map(|p| rest.find(p.as_str()))
+    .min()
+    .unwrap_or_else(|| panic!("no .{class} after {marker}"));
+    let start = c + rest[c..].find('>').expect(">") + 1;
+    let end = start + rest[start..].find('<').expect("<");
+    &rest[start..end]
+}
+
+/// The rollouts section against the contract's shape (SPEC C), served from a fixture: the
+/// rollout routes are being built on another branch; the seeded end-to-end assertions join
+/// `page_in_headless_chromium_shows_the_seeded_numbers` when they land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollouts_section_renders_the_contract_shape() {
+    let Some(bin) = chromium_or_skip("rollouts_section_renders_the_contract_shape") else {
+        return;
+    };
+    let rollouts = rollouts_fixture().to_string();
+    let api: ApiFixture = Arc::new(move |path: &str| {
+        let p = path.split('?').next().unwrap_or("");
+        let body = match p {
+            "/analytics/dau-series" => serde_json::json!({"from": "2026-03-09", "to": "2026-03-10",
+                "days": [{"date": "2026-03-09", "users": 4, "estimate": 4.0},
+                         {"date": "2026-03-10", "users": 5, "estimate": 5.0}]})
+            .to_string(),
+            "/analytics/sessions" => serde_json::json!({"date": "2026-03-10", "count": 0,
+                "estimate": 0.0, "meanMs": 0.0, "medianMs": 0.0, "p90Ms": 0.0})
+            .to_string(),
+            "/analytics/feature-summary" => {
+                serde_json::json!({"from": "2026-02-09", "to": "2026-03-10", "features": []})
+                    .to_string()
+            }
+            "/analytics/rollouts" => rollouts.clone(),
+            _ => return Some((404, "{\"error\":\"not found\"}".into())),
+        };
+        Some((200, body))
+    });
+    let (addr, task) = page_only_server(api).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = dump_dom(
+        &bin,
+        &dir.path().join("chromium"),
+        &format!("http://{addr}/dashboard#token=t"),
+    )
+    .await;
+    // A picture of the section too, for people (not compared).
+    let png = target_dir().join("rollouts.png");
+    run_chromium(
+        &bin,
+        &dir.path().join("chromium"),
+        &format!("http://{addr}/dashboard#token=t"),
+        &[format!("--screenshot={}", png.display())],
+    )
+    .await;
+    assert!(std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0) > 10_000);
+    task.abort();
+    let dom = &run.dom;
+    assert_eq!(body_state(dom), "ready", "{dom}");
+    assert!(run.console_errors().is_empty(), "{:#?}", run.console);
+    assert!(!dom.contains("<li>"), "page-level JS errors: {dom}");
+
+    let r = "data-version=\"2.0.0\"";
+    assert_eq!(text_after(dom, r, "r-status"), "halted");
+    assert_eq!(text_after(dom, r, "r-where"), "notes / stable");
+    assert_eq!(text_after(dom, r, "r-stage"), "Stage 2 of 4");
+    assert_eq!(text_after(dom, r, "stage-current"), "25 %");
+    assert_eq!(text_after(dom, r, "r-percentage"), "25 %");
+    assert_eq!(text_after(dom, r, "r-installs"), "1,000");
+    assert_eq!(text_after(dom, r, "r-health"), "41 / 100");
+    assert_eq!(text_after(dom, r, "r-fallback"), "fallback 1.9.0");
+    let errors = "class=\"r-errors\"";
+    assert_eq!(text_after(dom, errors, "r-count"), "80");
+    assert_eq!(text_after(dom, errors, "r-rate"), "8.00 %");
+    assert_eq!(text_after(dom, errors, "r-bounds"), "6.47 % – 9.85 %");
+    assert_eq!(text_after(dom, errors, "r-limit"), "5.00 %");
+    assert_eq!(text_after(dom, errors, "r-verdict"), "over limit");
+    let crashes = "class=\"r-crashes\"";
+    assert_eq!(text_after(dom, crashes, "r-count"), "2");
+    assert_eq!(text_after(dom, crashes, "r-rate"), "0.20 %");
+    assert_eq!(text_after(dom, crashes, "r-limit"), "1.00 %");
+    assert_eq!(text_after(dom, crashes, "r-verdict"), "within limit");
+    assert_eq!(text_after(dom, r, "r-log-count"), "3");
+    // Newest first; percentages and numbers of each decision.
+    assert_eq!(text_after(dom, r, "action-halt"), "halt");
+    let halt = dom.find("action-halt").expect("halt row");
+    let advance = dom.find("action-advance").expect("advance row");
+    assert!(halt < advance, "decisions newest first");
+    assert!(dom.contains(">2026-03-10 09:00<"));
+    assert!(dom.contains(">10 % → 25 %<"));
+    assert!(dom.contains(">8.00 % [6.47 % – 9.85 %]<"));
+    // The hostile reason is text, never markup.
+    assert!(dom.contains("&lt;img src=x onerror=alert(1)&gt; error rate lower bound"));
+    assert!(!dom.contains("<img"), "{dom}");
+
+    let c = "data-version=\"1.9.0\"";
+    assert_eq!(text_after(dom, c, "r-status"), "complete");
+    assert_eq!(text_after(dom, c, "r-where"), "notes / stable · superseded");
+    assert_eq!(text_after(dom, c, "r-installs"), "5,230");
+    assert_eq!(text_after(dom, c, "r-fallback"), "no fallback");
+    assert_eq!(text_after(dom, c, "r-log-count"), "0");
 }

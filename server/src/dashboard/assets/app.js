@@ -177,7 +177,11 @@
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max) * 1.1] } },
       axes: [
-        Object.assign({}, axis, { values: (_u, ticks) => ticks.map((t) => new Date(t * 1000).toISOString().slice(5, 10)) }),
+        Object.assign({}, axis, {
+          // Whole days only: the series has one point a day.
+          incrs: [86400, 2 * 86400, 7 * 86400, 14 * 86400, 28 * 86400, 91 * 86400],
+          values: (_u, ticks) => ticks.map((t) => new Date(t * 1000).toISOString().slice(5, 10)),
+        }),
         Object.assign({}, axis, { values: (_u, ticks) => ticks.map((v) => (Number.isInteger(v) ? nf.format(v) : '')) }),
       ],
       series: [
@@ -291,7 +295,7 @@
 
   function renderDecision(d) {
     const tr = document.createElement('tr');
-    tr.appendChild(cell('td', when(d.at)));
+    tr.appendChild(cell('td', when(d.at), 'nowrap'));
     tr.appendChild(cell('td', String(d.action || '—'), 'action-' + String(d.action || '').replace(/[^a-z_]/g, '')));
     tr.appendChild(cell('td', String(d.actor || '—')));
     const from = isNum(d.fromPercentage) ? pctPoints(d.fromPercentage) : '—';
@@ -314,6 +318,8 @@
     const badge = q('.r-status');
     badge.textContent = status;
     badge.classList.add('status-' + status.replace(/[^a-z]/g, ''));
+    if (r.rolledBack === true) badge.textContent = status + ' · rolled back';
+    if (r.current === false) text(q('.r-where'), q('.r-where').textContent + ' · superseded');
     text(q('.r-stage'), stageText(r));
     const stages = Array.isArray(r.stages) ? r.stages : [];
     const list = q('.r-stages');
@@ -326,8 +332,11 @@
     text(q('.r-started'), r.stageStartedAt ? 'since ' + when(r.stageStartedAt) + ' UTC' : '');
     const limits = r.limits || {};
     text(q('.r-installs'), int(r.totalInstalls));
-    text(q('.r-min-installs'), isNum(limits.minInstalls) ? 'needs ' + int(limits.minInstalls) + ' to decide' : '');
-    text(q('.r-health'), isNum(r.healthScore) ? nf1.format(r.healthScore) : '—');
+    const min = limits.minInstalls;
+    text(q('.r-min-installs'), !isNum(min) ? ''
+      : isNum(r.totalInstalls) && r.totalInstalls >= min ? 'at least ' + int(min) + ' to decide'
+        : 'needs ' + int(min) + ' to decide');
+    text(q('.r-health'), isNum(r.healthScore) ? nf1.format(r.healthScore) + ' / 100' : '—');
     text(q('.r-fallback'), r.fallbackVersion ? 'fallback ' + r.fallbackVersion : 'no fallback');
     fillRate(q('.r-errors'), r.installsWithErrors, r.errorRate, r.errorRateBounds,
       limits.maxErrorRate, r.totalInstalls, limits.minInstalls);
