@@ -5,7 +5,7 @@
 
 (function () {
   const TOKEN_KEY = 'railgun.readToken';
-  const REFRESH_MS = 60000;
+  const REFRESH_MS = 300000; // 5 min: the feature summary scans its whole range
   const $ = (id) => document.getElementById(id);
   const nf = new Intl.NumberFormat('en-US');
   const nf1 = new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 });
