@@ -15,9 +15,14 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::event::{AnalyticsEvent, EventBatch, EventCategory};
 use railgun_core::clock::{ManualClock, SharedClock};
+use railgun_core::health::HealthReport;
+use railgun_core::trust::{KeyAlgorithm, PrivateKey};
+use railgun_core::update::{Arch, Format, Platform};
 use railgun_server::analytics::AppState;
+use railgun_server::release::{build_manifest, sign_manifest, ArtifactFile, ManifestSpec};
 use railgun_server::serve::{self, RunningServer, ServerConfig};
-use serde_json::Value;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 const READ: &str = "read-token-dash-1";
@@ -74,6 +79,7 @@ struct Harness {
     database: String,
     url: String,
     http: reqwest::Client,
+    release_key: PrivateKey,
     dir: tempfile::TempDir,
 }
 
@@ -81,6 +87,15 @@ impl Harness {
     async fn start(kind: Kind) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
         let database = database(kind, dir.path()).await?;
+        // Real keys: releases are signed, channel states are signed by the rollout key.
+        let release_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+        let rollout_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+        let rollout_key_file = dir.path().join("rollout.key");
+        rollout_key
+            .write_pem_file(&rollout_key_file)
+            .expect("write key");
+        let release_pub = dir.path().join("release.pub");
+        std::fs::write(&release_pub, release_key.public_key().to_pem()).expect("pub");
         let config = ServerConfig {
             root: dir.path().join("updates"),
             database: database.clone(),
@@ -88,6 +103,10 @@ impl Harness {
             admin_token: Some(ADMIN.into()),
             run_retention: false,
             clock: Arc::new(ManualClock::new(now0())) as SharedClock,
+            rollout_key: Some(rollout_key_file),
+            release_public_keys: vec![release_pub],
+            // The tests run the engine through `POST /admin/rollouts/evaluate`.
+            rollout_interval: StdDuration::from_secs(3600),
             ..ServerConfig::default()
         };
         std::fs::create_dir_all(&config.root).expect("root");
@@ -106,6 +125,7 @@ impl Harness {
             server: Some(server),
             state,
             database,
+            release_key,
             http: reqwest::Client::new(),
             dir,
         })
@@ -168,6 +188,129 @@ impl Harness {
     async fn flushed(&self) {
         self.state.queue.flush().await.expect("flush");
     }
+
+    async fn admin(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        let status = r.status();
+        let v: Value = r.json().await.expect("json");
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    /// Signs a release of `version` with one artifact, registers it, uploads the artifact,
+    /// and starts its rollout at `percentage` (`POST /admin/releases`, `PUT …/artifacts/…`).
+    async fn publish(&self, version: &str, percentage: f64) {
+        let work = self.dir.path().join(format!("build-{version}"));
+        std::fs::create_dir_all(&work).expect("mkdir");
+        let name = format!("{APP}-{version}-linux-x64.tar.gz");
+        let bytes: Vec<u8> = format!("payload of {version} ")
+            .bytes()
+            .cycle()
+            .take(4096)
+            .collect();
+        std::fs::write(work.join(&name), &bytes).expect("write");
+        let manifest = build_manifest(&ManifestSpec {
+            app: APP.into(),
+            version: version.parse().expect("v"),
+            channel: CHANNEL.into(),
+            notes: format!("release {version}"),
+            artifacts: vec![ArtifactFile {
+                path: work.join(&name),
+                platform: Platform::Linux,
+                arch: Arch::X64,
+                format: Format::TarGz,
+            }],
+            base_url: None,
+            rollout: None,
+            released_at: now0() - Duration::days(2),
+            sigstore_bundles: None,
+        })
+        .expect("manifest");
+        let env = sign_manifest(&manifest, &[&self.release_key]).expect("sign");
+        let reg = self
+            .admin(
+                "/admin/releases",
+                json!({"manifest": env, "start": true, "percentage": percentage}),
+            )
+            .await;
+        assert_eq!(reg["missingArtifacts"], json!([name]), "{reg}");
+        let r = self
+            .http
+            .put(format!(
+                "{}/admin/releases/{APP}/{version}/artifacts/{name}",
+                self.url
+            ))
+            .bearer_auth(ADMIN)
+            .body(bytes)
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    }
+
+    /// `n` installs of `version` report health (`POST /analytics/health`); the first
+    /// `errors` had errors, the first `crashes` crashed.
+    async fn reports(&self, n: usize, version: &str, errors: usize, crashes: usize) {
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let body = HealthReport {
+                id: Uuid::new_v4(),
+                machine_id: hex::encode(Sha256::digest(format!("machine-{version}-{i}"))),
+                app: APP.into(),
+                version: version.into(),
+                channel: CHANNEL.into(),
+                platform: "linux".into(),
+                arch: "x64".into(),
+                period_start: now0() - Duration::hours(1),
+                period_end: now0(),
+                sessions: 1,
+                errors: u32::from(i < errors),
+                crashes: u32::from(i < crashes),
+                boot_reverts: 0,
+            };
+            let rq = self
+                .http
+                .post(format!("{}/analytics/health", self.url))
+                .json(&body);
+            set.spawn(async move {
+                let r = rq.send().await.expect("health");
+                assert_eq!(r.status(), 200);
+            });
+            if set.len() >= 16 {
+                set.join_next().await.expect("task").expect("join");
+            }
+        }
+        while let Some(r) = set.join_next().await {
+            r.expect("join");
+        }
+    }
+}
+
+const APP: &str = "notes";
+const CHANNEL: &str = "stable";
+
+/// Two releases: 1.0.0 at 100 %, then 1.1.0 at 10 % whose 1 000 installs report 80 with
+/// errors and 2 with crashes; the engine halts it (Wilson lower bound 6.47 % > 5 %).
+async fn seed_rollouts(h: &Harness) {
+    h.publish("1.0.0", 100.0).await;
+    h.reports(40, "1.0.0", 0, 0).await;
+    h.publish("1.1.0", 10.0).await;
+    h.reports(1000, "1.1.0", 80, 2).await;
+    let d = h.admin("/admin/rollouts/evaluate", json!({})).await;
+    let actions: Vec<&str> = d["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .filter_map(|d| d["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"halt"), "{d}");
 }
 
 fn ev(user: &str, name: &str, at: DateTime<Utc>) -> AnalyticsEvent {
@@ -645,6 +788,7 @@ async fn page_in_headless_chromium_shows_the_seeded_numbers() {
     };
     let h = Harness::start(Kind::Sqlite).await.expect("sqlite");
     seed(&h).await;
+    seed_rollouts(&h).await;
     let profile = h.dir.path().join("chromium");
     let url = format!("{}/dashboard#token={READ}", h.url);
     let run = dump_dom(&bin, &profile, &url).await;
@@ -691,6 +835,40 @@ async fn page_in_headless_chromium_shows_the_seeded_numbers() {
         feature_row(dom, "session_start")[..3],
         ["session_start", "27", "12"]
     );
+
+    // Rollouts: 1.1.0 halted by the engine, with its numbers, limits, bounds, decisions.
+    let r = "data-version=\"1.1.0\"";
+    assert_eq!(text_after(dom, r, "r-status"), "halted");
+    assert_eq!(text_after(dom, r, "r-where"), "notes / stable");
+    assert_eq!(text_after(dom, r, "r-stage"), "Stage 1 of 4");
+    assert_eq!(text_after(dom, r, "r-percentage"), "10 %");
+    assert_eq!(text_after(dom, r, "r-installs"), "1,000");
+    assert_eq!(text_after(dom, r, "r-fallback"), "fallback 1.0.0");
+    let after = &dom[dom.find(r).expect("1.1.0")..];
+    assert_eq!(text_after(after, "r-errors", "r-count"), "80");
+    assert_eq!(text_after(after, "r-errors", "r-rate"), "8.00 %");
+    assert_eq!(text_after(after, "r-errors", "r-bounds"), "6.47 % – 9.85 %");
+    assert_eq!(text_after(after, "r-errors", "r-limit"), "5.00 %");
+    assert_eq!(text_after(after, "r-errors", "r-verdict"), "over limit");
+    assert_eq!(text_after(after, "r-crashes", "r-count"), "2");
+    assert_eq!(text_after(after, "r-crashes", "r-rate"), "0.20 %");
+    assert_eq!(
+        text_after(after, "r-crashes", "r-bounds"),
+        "0.05 % – 0.73 %"
+    );
+    assert_eq!(text_after(after, "r-crashes", "r-limit"), "1.00 %");
+    assert_eq!(text_after(after, "r-crashes", "r-verdict"), "within limit");
+    let log = &after[..after.find("</article>").expect("article end")];
+    assert_eq!(text_after(log, "r-decisions", "action-halt"), "halt");
+    assert_eq!(text_after(log, "r-decisions", "action-start"), "start");
+    assert!(log.contains(">8.00 % [6.47 % – 9.85 %]<"), "{log}");
+    assert!(
+        log.find("action-halt") < log.find("action-start"),
+        "newest first"
+    );
+    let r0 = "data-version=\"1.0.0\"";
+    assert_eq!(text_after(dom, r0, "r-percentage"), "100 %");
+    assert_eq!(text_after(dom, r0, "r-installs"), "40");
 
     // The token left the address bar but stayed in the tab; never in the DOM.
     assert!(!dom.contains(READ));
@@ -825,6 +1003,7 @@ async fn screenshot_of_the_seeded_dashboard() {
     };
     let h = Harness::start(Kind::Sqlite).await.expect("sqlite");
     seed(&h).await;
+    seed_rollouts(&h).await;
     let png = target_dir().join("dashboard.png");
     let _ = std::fs::remove_file(&png);
     let run = run_chromium(

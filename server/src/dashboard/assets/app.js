@@ -302,8 +302,10 @@
     const to = isNum(d.toPercentage) ? pctPoints(d.toPercentage) : '—';
     tr.appendChild(cell('td', from === to ? to : from + ' → ' + to, 'num'));
     tr.appendChild(cell('td', int(d.installs), 'num'));
-    tr.appendChild(cell('td', pct(d.errorRate) + ' [' + pct(d.errorLower) + ' – ' + pct(d.errorUpper) + ']', 'num'));
-    tr.appendChild(cell('td', pct(d.crashRate) + ' [' + pct(d.crashLower) + ' – ' + pct(d.crashUpper) + ']', 'num'));
+    // Without installs the rates say nothing (their bounds are 0 – 100 %).
+    const rate = (v, lo, hi) => (d.installs === 0 ? '—' : pct(v) + ' [' + pct(lo) + ' – ' + pct(hi) + ']');
+    tr.appendChild(cell('td', rate(d.errorRate, d.errorLower, d.errorUpper), 'num'));
+    tr.appendChild(cell('td', rate(d.crashRate, d.crashLower, d.crashUpper), 'num'));
     tr.appendChild(cell('td', d.reason ? String(d.reason) : ''));
     return tr;
   }
