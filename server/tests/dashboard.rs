@@ -341,7 +341,8 @@ fn session_end(user: &str, at: DateTime<Utc>, ms: f64) -> AnalyticsEvent {
 ///
 /// - today (03-10): u1..u7, one session each (30 s, 45 s, 1 min, 1 min 30, 2 min, 2 min 30,
 ///   5 min: mean 113 571 ms, median 90 000, p90 300 000);
-/// - 03-09: u1..u5 (and u6, by its messages); 03-05: u1..u12 (the peak); 02-15: u1..u3; 02-01 (outside the 30 days):
+/// - 03-09: u1..u5 (and u6, by its messages); 03-05: u1..u12 (the peak, and one
+///   10-minute session of u1); 02-15: u1..u3; 02-01 (outside the 30 days):
 ///   u20..u29;
 /// - `message_sent`: 23 events by u1..u6 (today: 4 each for u1..u3, 03-09: 3 each for
 ///   u4..u6, 03-05: 2 for u1); `export_pdf`: 9 events by u1..u4 (today u1 ×3, u2 ×2;
@@ -362,6 +363,7 @@ async fn seed(h: &Harness) {
     for u in 1..=12 {
         batch.push(ev(&format!("u{u}"), "session_start", day(5)));
     }
+    batch.push(session_end("u1", day(5) + Duration::minutes(10), 600_000.0));
     for u in 1..=3 {
         batch.push(ev(&format!("u{u}"), "session_start", day(23)));
     }
@@ -443,7 +445,7 @@ async fn series_and_summary_match_the_seeded_data(kind: Kind) {
     let f = h.json("/analytics/feature-summary").await;
     let features = f["features"].as_array().expect("features");
     let names: Vec<&str> = features.iter().filter_map(|x| x["name"].as_str()).collect();
-    // Most events first: session_start 27, message_sent 23, export_pdf 9, session_end 7.
+    // Most events first: session_start 27, message_sent 23, export_pdf 9, session_end 8.
     assert_eq!(
         names,
         vec!["session_start", "message_sent", "export_pdf", "session_end"],
@@ -872,6 +874,30 @@ async fn page_in_headless_chromium_shows_the_seeded_numbers() {
 
     // The token left the address bar but stayed in the tab; never in the DOM.
     assert!(!dom.contains(READ));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_day_comes_from_the_fragment() {
+    let Some(bin) = chromium_or_skip("session_day_comes_from_the_fragment") else {
+        return;
+    };
+    let h = Harness::start(Kind::Sqlite).await.expect("sqlite");
+    seed(&h).await;
+    let profile = h.dir.path().join("chromium");
+    let url = format!("{}/dashboard#token={READ}&day=2026-03-05", h.url);
+    let run = dump_dom(&bin, &profile, &url).await;
+    let dom = &run.dom;
+    assert_eq!(body_state(dom), "ready", "{dom}");
+    assert!(run.console_errors().is_empty(), "{:#?}", run.console);
+    assert_eq!(text_of(dom, "sessions-count"), "1");
+    assert_eq!(text_of(dom, "sessions-median"), "10 min 0 s");
+    // A malformed day is ignored: the latest active day is shown.
+    let url = format!("{}/dashboard#token={READ}&day=2026-3-5%3Cb%3E", h.url);
+    let run = dump_dom(&bin, &profile, &url).await;
+    assert_eq!(body_state(&run.dom), "ready", "{}", run.dom);
+    assert_eq!(text_of(&run.dom, "sessions-count"), "7");
+    assert!(!run.dom.contains("<b>"));
     h.stop().await;
 }
 

@@ -55,6 +55,19 @@
     history.replaceState(null, '', location.pathname + location.search + (rest ? '#' + rest : ''));
   }
 
+  // `#day=YYYY-MM-DD` picks the day of the session lengths (kept in the fragment, so a link
+  // can carry it).
+  function dayFromFragment() {
+    const d = new URLSearchParams(location.hash.replace(/^#/, '')).get('day');
+    return d && /^\d{4}-\d{2}-\d{2}$/.test(d) ? d : null;
+  }
+
+  function dayToFragment(day) {
+    const params = new URLSearchParams(location.hash.replace(/^#/, ''));
+    params.set('day', day);
+    history.replaceState(null, '', location.pathname + location.search + '#' + params.toString());
+  }
+
   // ---- API ---------------------------------------------------------------------------
   class ApiError extends Error {
     constructor(kind, status, message) {
@@ -457,6 +470,7 @@
 
   function init() {
     takeTokenFromFragment();
+    sessionsDate = dayFromFragment();
     $('token-form').addEventListener('submit', (e) => {
       e.preventDefault();
       const t = $('token-input').value.trim();
@@ -476,12 +490,19 @@
       const v = e.target.value;
       if (!/^\d{4}-\d{2}-\d{2}$/.test(v)) return;
       sessionsDate = v;
+      dayToFragment(v);
       loadSessions(v).catch((err) => sectionError('sessions-error', err));
     });
     window.addEventListener('hashchange', () => {
+      const day = dayFromFragment();
       if (/(^#|&)token=/.test(location.hash)) {
         takeTokenFromFragment();
+        if (day) sessionsDate = day;
         load();
+      } else if (day && day !== sessionsDate) {
+        sessionsDate = day;
+        $('sessions-date').value = day;
+        loadSessions(day).catch((err) => sectionError('sessions-error', err));
       }
     });
     let resizeTimer = null;
