@@ -402,7 +402,7 @@
   }
 
   let loading = false;
-  let sessionsDate = null;
+  let pickedDay = null; // chosen in the picker or by #day=; else the latest active day
 
   async function load() {
     if (loading) return;
@@ -432,9 +432,9 @@
     const series = parts[0][1];
     const sessions = series.then(() => {
       const input = $('sessions-date');
-      if (!sessionsDate) sessionsDate = lastActiveDay || input.max;
-      input.value = sessionsDate;
-      return loadSessions(sessionsDate);
+      const day = pickedDay || lastActiveDay || input.max;
+      input.value = day;
+      return loadSessions(day);
     });
     parts.push(['sessions-error', sessions]);
     const results = await Promise.allSettled(parts.map((p) => p[1]));
@@ -470,7 +470,7 @@
 
   function init() {
     takeTokenFromFragment();
-    sessionsDate = dayFromFragment();
+    pickedDay = dayFromFragment();
     $('token-form').addEventListener('submit', (e) => {
       e.preventDefault();
       const t = $('token-input').value.trim();
@@ -489,7 +489,7 @@
     $('sessions-date').addEventListener('change', (e) => {
       const v = e.target.value;
       if (!/^\d{4}-\d{2}-\d{2}$/.test(v)) return;
-      sessionsDate = v;
+      pickedDay = v;
       dayToFragment(v);
       loadSessions(v).catch((err) => sectionError('sessions-error', err));
     });
@@ -497,10 +497,10 @@
       const day = dayFromFragment();
       if (/(^#|&)token=/.test(location.hash)) {
         takeTokenFromFragment();
-        if (day) sessionsDate = day;
+        if (day) pickedDay = day;
         load();
-      } else if (day && day !== sessionsDate) {
-        sessionsDate = day;
+      } else if (day && day !== pickedDay) {
+        pickedDay = day;
         $('sessions-date').value = day;
         loadSessions(day).catch((err) => sectionError('sessions-error', err));
       }
