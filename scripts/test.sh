@@ -9,4 +9,9 @@ if [ -z "${RAILGUN_TEST_DATABASE_URL:-}" ]; then
     echo "PostgreSQL could not be started: the PostgreSQL variants of the analytics suite will be skipped" >&2
   fi
 fi
+# Headless Chromium (Debian's package) for the dashboard tests, which skip without it.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium; } >&2 \
+    || echo "chromium could not be installed: the dashboard browser tests will be skipped" >&2
+fi
 cargo test --workspace

@@ -125,6 +125,7 @@ pub fn app_router_with(
 ) -> Router {
     analytics::routes(state)
         .merge(crate::rollout::routes(rollouts))
+        .merge(crate::dashboard::routes())
         .merge(router(config))
 }
 

@@ -107,6 +107,8 @@ pub fn routes(state: AppState) -> Router {
         .route("/analytics/sessions", get(query::sessions))
         .route("/analytics/features", get(query::features))
         .route("/analytics/retention", get(query::retention))
+        .route("/analytics/dau-series", get(query::dau_series))
+        .route("/analytics/feature-summary", get(query::feature_summary))
         .route("/analytics/users/{user_id}", delete(delete_user))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))

@@ -1,4 +1,5 @@
-//! The read endpoints: DAU / WAU / MAU, sessions, features, retention.
+//! The read endpoints: DAU / WAU / MAU, the DAU series, sessions, features (one name by day,
+//! or every name summed), retention.
 //!
 //! Owns parameter parsing (strict `YYYY-MM-DD` dates, event names by the shared pattern,
 //! bounded ranges) and the JSON answers, each with raw counts and the estimate scaled by
@@ -23,6 +24,10 @@ use crate::store::{day_date, day_number, StoreError};
 pub const MAX_RANGE_DAYS: i32 = 366;
 /// Most days for `/analytics/retention`.
 pub const MAX_RETENTION_DAYS: u32 = 365;
+/// Default number of names `/analytics/feature-summary` answers.
+pub const DEFAULT_FEATURE_LIMIT: u32 = 50;
+/// Most names `/analytics/feature-summary` answers.
+pub const MAX_FEATURE_LIMIT: u32 = 500;
 
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +187,73 @@ pub async fn features(
     Ok(Json(json!({
         "name": name, "from": day_date(from), "to": day_date(to),
         "events": events, "eventsEstimate": events_estimate, "days": days,
+    })))
+}
+
+/// `from`/`to` of a range (default: the 30 days ending today), at most [`MAX_RANGE_DAYS`].
+fn range(p: &HashMap<String, String>, app: &AppState) -> Result<(i32, i32), QueryError> {
+    let to = day_number(date(p, "to", app)?);
+    let from = match p.get("from") {
+        Some(v) => day_number(parse_date("from", v)?),
+        None => to - 29,
+    };
+    if from > to || to - from >= MAX_RANGE_DAYS {
+        return Err(QueryError::BadParam {
+            name: "from",
+            reason: format!("must be on or before `to`, at most {MAX_RANGE_DAYS} days apart"),
+        });
+    }
+    Ok((from, to))
+}
+
+/// `GET /analytics/dau-series?from=&to=` (default: the 30 days ending today): the daily
+/// active users of every day of the range, oldest first, days without users as 0.
+pub async fn dau_series(
+    State(app): State<AppState>,
+    h: HeaderMap,
+    Query(p): Params,
+) -> Result<Json<serde_json::Value>, QueryError> {
+    app.tokens.check(&h, Access::Read)?;
+    let (from, to) = range(&p, &app)?;
+    let seen = app.store.daily_active(from, to).await?;
+    let mut seen = seen.into_iter().peekable();
+    let mut days = Vec::with_capacity((to - from + 1) as usize);
+    for n in from..=to {
+        let date = day_date(n);
+        match seen.next_if(|d| d.date == date) {
+            Some(d) => days.push(json!({"date": date, "users": d.users, "estimate": d.estimate})),
+            None => days.push(json!({"date": date, "users": 0, "estimate": 0.0})),
+        }
+    }
+    Ok(Json(
+        json!({"from": day_date(from), "to": day_date(to), "days": days}),
+    ))
+}
+
+/// `GET /analytics/feature-summary?from=&to=&limit=` (default: the 30 days ending today, 50
+/// names): every event name of the range with its events and distinct users, most events
+/// first.
+pub async fn feature_summary(
+    State(app): State<AppState>,
+    h: HeaderMap,
+    Query(p): Params,
+) -> Result<Json<serde_json::Value>, QueryError> {
+    app.tokens.check(&h, Access::Read)?;
+    let (from, to) = range(&p, &app)?;
+    let limit: u32 = match p.get("limit") {
+        None => DEFAULT_FEATURE_LIMIT,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|l| (1..=MAX_FEATURE_LIMIT).contains(l))
+            .ok_or(QueryError::BadParam {
+                name: "limit",
+                reason: format!("an integer 1-{MAX_FEATURE_LIMIT}"),
+            })?,
+    };
+    let features = app.store.feature_totals(from, to, limit).await?;
+    Ok(Json(json!({
+        "from": day_date(from), "to": day_date(to), "features": features,
     })))
 }
 

@@ -148,6 +148,33 @@ pub struct FeatureDay {
     pub users_estimate: f64,
 }
 
+/// Active users of one day (a point of the DAU series).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DayCount {
+    /// The day.
+    pub date: NaiveDate,
+    /// Distinct users active that day (raw).
+    pub users: u64,
+    /// Users scaled by the sample rate.
+    pub estimate: f64,
+}
+
+/// One feature (event name) summed over a range of days.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureTotal {
+    /// The event name.
+    pub name: String,
+    /// Events (raw).
+    pub events: u64,
+    /// Events scaled by the sample rate.
+    pub events_estimate: f64,
+    /// Distinct users over the whole range (raw).
+    pub users: u64,
+    /// Users scaled by the sample rate.
+    pub users_estimate: f64,
+}
+
 /// Rows the retention job removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PurgeCounts {
@@ -197,6 +224,11 @@ pub trait AnalyticsStore: RolloutStore + Send + Sync + std::fmt::Debug {
     fn count_events(&self) -> StoreFuture<'_, u64>;
     /// Rows anywhere that mention `user_id` (0 after deletion).
     fn user_rows(&self, user_id: String) -> StoreFuture<'_, u64>;
+    /// Daily active users of each day in `from..=to` that has any, oldest first.
+    fn daily_active(&self, from: i32, to: i32) -> StoreFuture<'_, Vec<DayCount>>;
+    /// Every event name seen in `from..=to` with its events and distinct users, most events
+    /// first (ties by name), at most `limit` of them.
+    fn feature_totals(&self, from: i32, to: i32, limit: u32) -> StoreFuture<'_, Vec<FeatureTotal>>;
 }
 
 /// A shared store handle.

@@ -18,8 +18,8 @@ use super::rollout::{
     RolloutRow, RolloutStore,
 };
 use super::{
-    day_date, session_stats, AnalyticsStore, Count, FeatureDay, PurgeCounts, Rollups, SessionStats,
-    StoreError, StoreFuture, StoredEvent,
+    day_date, session_stats, AnalyticsStore, Count, DayCount, FeatureDay, FeatureTotal,
+    PurgeCounts, Rollups, SessionStats, StoreError, StoreFuture, StoredEvent,
 };
 
 /// Schema migrations; migration `i` moves the version from `i` to `i + 1`. Append only.
@@ -533,6 +533,54 @@ impl AnalyticsStore for PostgresStore {
                 n += r.get::<_, i64>(0) as u64;
             }
             Ok(n)
+        })
+    }
+
+    fn daily_active(&self, from: i32, to: i32) -> StoreFuture<'_, Vec<DayCount>> {
+        Box::pin(async move {
+            let rows = self
+                .reader
+                .query(
+                    "SELECT day, COUNT(*), SUM(1.0 / sample_rate)::float8 FROM daily_users \
+                     WHERE day BETWEEN $1 AND $2 GROUP BY day ORDER BY day",
+                    &[&from, &to],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| DayCount {
+                    date: day_date(r.get(0)),
+                    users: r.get::<_, i64>(1) as u64,
+                    estimate: r.get(2),
+                })
+                .collect())
+        })
+    }
+
+    fn feature_totals(&self, from: i32, to: i32, limit: u32) -> StoreFuture<'_, Vec<FeatureTotal>> {
+        Box::pin(async move {
+            let limit = i64::from(limit);
+            let rows = self
+                .reader
+                .query(
+                    "SELECT name, SUM(ev)::int8, SUM(ev_est)::float8, COUNT(*), \
+                     SUM(1.0 / sr)::float8 FROM (SELECT name, user_id, SUM(events) AS ev, \
+                     SUM(events / sample_rate) AS ev_est, MAX(sample_rate) AS sr FROM daily_feature \
+                     WHERE day BETWEEN $1 AND $2 GROUP BY name, user_id) t \
+                     GROUP BY name ORDER BY SUM(ev) DESC, name LIMIT $3",
+                    &[&from, &to, &limit],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| FeatureTotal {
+                    name: r.get(0),
+                    events: r.get::<_, i64>(1) as u64,
+                    events_estimate: r.get(2),
+                    users: r.get::<_, i64>(3) as u64,
+                    users_estimate: r.get(4),
+                })
+                .collect())
         })
     }
 }

@@ -20,8 +20,8 @@ use super::rollout::{
     RolloutRow, RolloutStore,
 };
 use super::{
-    day_date, session_stats, AnalyticsStore, Count, FeatureDay, PurgeCounts, Rollups, SessionStats,
-    StoreError, StoreFuture, StoredEvent,
+    day_date, session_stats, AnalyticsStore, Count, DayCount, FeatureDay, FeatureTotal,
+    PurgeCounts, Rollups, SessionStats, StoreError, StoreFuture, StoredEvent,
 };
 
 /// Schema migrations; migration `i` moves `user_version` from `i` to `i + 1`. Append only.
@@ -184,6 +184,13 @@ const UPSERT_SESSION: &str = "INSERT INTO daily_sessions (day, session_id, user_
     duration = max(duration, excluded.duration)";
 const UPSERT_FEATURE: &str = "INSERT INTO daily_feature (name, day, user_id, events, sample_rate) \
     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(name, day, user_id) DO UPDATE SET events = events + excluded.events";
+
+/// Per name: events, and distinct users over the range (each user once, at its highest
+/// sample rate, like `active_users`).
+const FEATURE_TOTALS: &str = "SELECT name, SUM(ev), SUM(ev_est), COUNT(*), SUM(1.0 / sr) FROM \
+    (SELECT name, user_id, SUM(events) AS ev, SUM(events / sample_rate) AS ev_est, \
+     MAX(sample_rate) AS sr FROM daily_feature WHERE day BETWEEN ?1 AND ?2 GROUP BY name, user_id) \
+    GROUP BY name ORDER BY SUM(ev) DESC, name LIMIT ?3";
 
 /// Tables that hold a `user_id` column (deletion and checks walk them all).
 const USER_TABLES: &[&str] = &[
@@ -518,6 +525,43 @@ impl AnalyticsStore for SqliteStore {
                 )? as u64;
             }
             Ok(n)
+        })
+    }
+
+    fn daily_active(&self, from: i32, to: i32) -> StoreFuture<'_, Vec<DayCount>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT day, COUNT(*), SUM(1.0 / sample_rate) FROM daily_users \
+                 WHERE day BETWEEN ?1 AND ?2 GROUP BY day ORDER BY day",
+            )?;
+            let rows = st
+                .query_map(params![from, to], |r| {
+                    Ok(DayCount {
+                        date: day_date(r.get(0)?),
+                        users: r.get::<_, i64>(1)? as u64,
+                        estimate: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn feature_totals(&self, from: i32, to: i32, limit: u32) -> StoreFuture<'_, Vec<FeatureTotal>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(FEATURE_TOTALS)?;
+            let rows = st
+                .query_map(params![from, to, limit], |r| {
+                    Ok(FeatureTotal {
+                        name: r.get(0)?,
+                        events: r.get::<_, i64>(1)? as u64,
+                        events_estimate: r.get(2)?,
+                        users: r.get::<_, i64>(3)? as u64,
+                        users_estimate: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
         })
     }
 }
