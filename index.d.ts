@@ -188,6 +188,33 @@ export declare class FeatureFlags {
   close(): void
 }
 
+/** Per-version sessions, errors, crashes and boot reverts, reported for rollout health. */
+export declare class Health {
+  /**
+   * Opens the client store in `stateDir`, counts what the previous run left (unclean
+   * shutdown, boot revert), starts this run's session and the periodic report.
+   */
+  constructor(opts: HealthOptions)
+  /** What the start found and counted. */
+  startup(): HealthStartup
+  /** Counts one uncaught error for the running version (never blocks). */
+  recordError(): void
+  /** Counts one crash the app detected itself (a renderer or child process; never blocks). */
+  recordCrash(): void
+  /** Changes and stores the consent (shared with analytics); `denied` purges unsent reports. */
+  setConsent(consent: 'granted' | 'denied' | 'unknown'): void
+  /**
+   * Commits the counts, closes the open periods into reports and sends what the server
+   * takes now.
+   */
+  flush(): Promise<HealthFlushResult>
+  /**
+   * Clean shutdown: the next start counts no crash; sends within the shutdown deadline.
+   * Later calls do nothing.
+   */
+  shutdown(): Promise<void>
+}
+
 /** Signed updates: check, download, verify, install, with electron-updater's events. */
 export declare class Updater {
   /** Opens the client store in `stateDir` and prepares the updater (no network yet). */
@@ -323,6 +350,47 @@ export interface FlushResult {
   sent: number
   /** Events still queued. */
   pending: number
+}
+
+/** What `flush()` did. */
+export interface HealthFlushResult {
+  /** Reports the server acknowledged in this run. */
+  sent: number
+  /** Reports still waiting for the server. */
+  pending: number
+}
+
+/** Options of `new Health(...)`. */
+export interface HealthOptions {
+  /** Server base URL (reports go to `{url}/analytics/health`). */
+  url: string
+  /** App name. */
+  app: string
+  /** The running version (semver). */
+  version: string
+  /** The update channel. */
+  channel: string
+  /** The app's state folder (the client store `railgun.db`, shared with analytics). */
+  stateDir: string
+  /** Consent until the user decides (the stored decision, shared with analytics, wins). */
+  consent?: 'granted' | 'denied' | 'unknown'
+  /**
+   * The updater's install root: a boot-guard revert found there counts as a crash and a
+   * boot revert of the version reverted from.
+   */
+  installRoot?: string
+  /** Time between reports (default one hour, ±10 % jitter). */
+  reportIntervalMs?: number
+}
+
+/** What the start found. */
+export interface HealthStartup {
+  /** The version whose previous run ended without a clean shutdown (counted as a crash). */
+  uncleanShutdown?: string
+  /** The version the boot guard reverted from (counted as a crash and a boot revert). */
+  revertedFrom?: string
+  /** Whether anything was recorded (consent `granted`). */
+  recorded: boolean
 }
 
 /**

@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.Analytics = nativeBinding.Analytics
 module.exports.FeatureFlags = nativeBinding.FeatureFlags
+module.exports.Health = nativeBinding.Health
 module.exports.Updater = nativeBinding.Updater
 module.exports.bucket = nativeBinding.bucket
 module.exports.installId = nativeBinding.installId

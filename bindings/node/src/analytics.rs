@@ -64,10 +64,7 @@ pub(crate) fn parse_consent(c: &str) -> std::result::Result<Consent, JsFailure> 
 /// A JS `Record<string, string | number | boolean>` as core properties. On the `track()` hot
 /// path: one call of the engine's `JSON.stringify` and one parse cost less than walking the
 /// object through Node-API property by property.
-fn properties(
-    env: &Env,
-    p: Option<Unknown<'_>>,
-) -> std::result::Result<Properties, JsFailure> {
+fn properties(env: &Env, p: Option<Unknown<'_>>) -> std::result::Result<Properties, JsFailure> {
     let Some(p) = p else {
         return Ok(Properties::new());
     };
@@ -96,7 +93,11 @@ fn properties(
                 serde_json::Value::Bool(b) => PropertyValue::Bool(b),
                 serde_json::Value::Number(n) => match n.as_f64() {
                     Some(f) => PropertyValue::Number(f),
-                    None => return Err(JsFailure::invalid(format!("property {k:?} is not a finite number"))),
+                    None => {
+                        return Err(JsFailure::invalid(format!(
+                            "property {k:?} is not a finite number"
+                        )))
+                    }
                 },
                 serde_json::Value::Null => {
                     return Err(JsFailure::invalid(format!(

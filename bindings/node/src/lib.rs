@@ -15,6 +15,7 @@ use napi_derive::napi;
 pub mod analytics;
 pub mod error;
 pub mod flags;
+pub mod health;
 pub mod updater;
 
 use error::{Code, JsFailure};
