@@ -119,6 +119,28 @@ test('update: check, download, verify and apply into a temp folder', async (t) =
   await updater.stop();
 });
 
+test('update: startAutoCheck finds, downloads and announces the update by itself', async (t) => {
+  const work = tempDir(t);
+  const keys = keygen(join(work, 'keys'));
+  const tree = join(work, 'tree');
+  signAndPublish({ keys, tree, app: APP, version: '0.3.0', build: buildTarball(work, APP, '0.3.0') });
+  const server = await startServer(t, { root: tree, dataDir: join(work, 'data') });
+  const updater = new addon.Updater({
+    url: `${server.url}/updates`, app: APP, channel: 'stable', publicKeys: [keys.pem],
+    currentVersion: '0.1.0', installRoot: join(work, 'install'), stateDir: join(work, 'state'),
+    installId: 'node-auto-1', platform: 'linux', arch: 'x64',
+  });
+  const events = recordEvents(updater);
+  const downloaded = nextEvent(events, 'update-downloaded');
+  updater.startAutoCheck(1000);
+  assert.equal((await downloaded).version, '0.3.0');
+  await updater.stop();
+  assert.equal(updater.state, 'update-downloaded');
+  assert.deepEqual(events.seen.map((e) => e.name).filter((n) => n !== 'download-progress'),
+    ['checking-for-update', 'update-available', 'update-downloaded']);
+  assert.equal((await updater.installUpdate()).version, '0.3.0');
+});
+
 test('analytics: track -> flush -> the server counted it', async (t) => {
   const work = tempDir(t);
   mkdirSync(join(work, 'tree'), { recursive: true });

@@ -164,3 +164,16 @@ test('ERR_INVALID_ARGUMENT and ERR_INVALID_STATE: misuse is refused with its cod
   await rejectsWithCode(u.downloadUpdate(), 'ERR_INVALID_STATE');
   await rejectsWithCode(u.installUpdate(), 'ERR_INVALID_STATE');
 });
+
+test('ERR_SIGSTORE_REFUSED: sigstore "required" and the release has no bundle', async (t) => {
+  const f = await fixture(t);
+  const u = f.updater({ sigstore: 'required', sigstoreIdentity: 'https://github\\.com/railgun/.*' });
+  assert.equal((await u.checkForUpdates()).version, '0.2.0');
+  const e = await rejectsWithCode(u.downloadUpdate(), 'ERR_SIGSTORE_REFUSED');
+  assert.match(e.message, /bundle/);
+  await rejectsWithCode(u.installUpdate(), 'ERR_INVALID_STATE');
+  // "if-present" accepts the same release.
+  const lenient = f.updater({ sigstore: 'if-present', sigstoreIdentity: 'https://github\\.com/railgun/.*' });
+  await lenient.checkForUpdates();
+  assert.equal((await lenient.downloadUpdate()).version, '0.2.0');
+});
