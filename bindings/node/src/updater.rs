@@ -487,3 +487,72 @@ fn staged_version(path: &std::path::Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use railgun_core::update::download::Progress;
+    use railgun_core::update::updater::UpdateInfo as CoreInfo;
+
+    #[test]
+    fn events_keep_electron_updater_names_and_payloads() {
+        let (name, data) = event_for_js(&UpdaterEvent::DownloadProgress(Progress {
+            percent: 50.0,
+            transferred: 5,
+            total: 10,
+            bytes_per_second: 7,
+        }));
+        assert_eq!(name, "download-progress");
+        assert_eq!(data["bytesPerSecond"], 7);
+        assert_eq!(data["percent"], 50.0);
+        let (name, data) = event_for_js(&UpdaterEvent::CheckingForUpdate);
+        assert_eq!(
+            (name.as_str(), data),
+            ("checking-for-update", serde_json::Value::Null)
+        );
+        let (name, data) = event_for_js(&UpdaterEvent::UpdateAvailable(CoreInfo {
+            version: "1.2.3".into(),
+            release_notes: None,
+            release_date: None,
+            files: vec![],
+        }));
+        assert_eq!(
+            (name.as_str(), &data["version"]),
+            ("update-available", &"1.2.3".into())
+        );
+    }
+
+    #[test]
+    fn error_events_carry_the_stable_code_and_the_core_code() {
+        let (name, data) = event_for_js(&UpdaterEvent::Error {
+            message: "sha mismatch".into(),
+            code: "ERR_UPDATER_CHECKSUM_MISMATCH".into(),
+        });
+        assert_eq!(name, "error");
+        assert_eq!(data["code"], "ERR_CHECKSUM_MISMATCH");
+        assert_eq!(data["coreCode"], "ERR_UPDATER_CHECKSUM_MISMATCH");
+        assert_eq!(data["message"], "sha mismatch");
+        assert_eq!(stable_event_code("ERR_UPDATER_CHECK"), "ERR_CHECK_FAILED");
+        assert_eq!(
+            stable_event_code("ERR_UPDATER_UNSAFE_ARCHIVE"),
+            "ERR_ARCHIVE_INVALID"
+        );
+    }
+
+    #[test]
+    fn keys_and_versions_are_refused_with_invalid_argument() {
+        assert_eq!(
+            parse_keys("publicKeys", &[]).unwrap_err().code,
+            INVALID_ARGUMENT
+        );
+        assert_eq!(
+            parse_keys("publicKeys", &["nope".into()]).unwrap_err().code,
+            INVALID_ARGUMENT
+        );
+        assert_eq!(
+            parse_version("v", "1.x").unwrap_err().code,
+            INVALID_ARGUMENT
+        );
+        assert_eq!(parse_version("v", " 1.2.3 ").unwrap().to_string(), "1.2.3");
+    }
+}
