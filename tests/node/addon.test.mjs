@@ -3,6 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -307,4 +308,21 @@ test('the same state folder serves Updater, Analytics and FeatureFlags together'
   await a.shutdown();
   f.close();
   await rejectsWithCode(f.refresh(), 'ERR_NETWORK');
+});
+
+test('listeners and background tasks do not keep Node alive', (t) => {
+  const state = tempDir(t);
+  const started = Date.now();
+  // Exits by itself only if neither the event listeners nor the addon's runtime hold the loop.
+  execFileSync(process.execPath, ['-e', `
+    const r = require(${JSON.stringify(join(ROOT, 'index.js'))});
+    const u = new r.Updater({ url: 'http://127.0.0.1:1', app: 'a', channel: 'stable',
+      publicKeys: [${JSON.stringify(keygen(join(state, 'k')).pem)}], currentVersion: '1.0.0',
+      installRoot: ${JSON.stringify(join(state, 'i'))}, stateDir: ${JSON.stringify(state)} });
+    u.onEvent(() => {});
+    const f = new r.FeatureFlags({ url: 'http://127.0.0.1:1/c.json', app: 'a', appVersion: '1.0.0',
+      stateDir: ${JSON.stringify(state)}, refreshIntervalMs: 60000 });
+    f.onChange(() => {});
+  `], { stdio: 'inherit', timeout: 30_000 });
+  assert.ok(Date.now() - started < 30_000);
 });
