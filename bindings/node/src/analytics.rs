@@ -64,7 +64,21 @@ pub(crate) fn parse_consent(c: &str) -> std::result::Result<Consent, JsFailure> 
 /// A JS `Record<string, string | number | boolean>` as core properties. On the `track()` hot
 /// path: one call of the engine's `JSON.stringify` and one parse cost less than walking the
 /// object through Node-API property by property.
-fn properties(env: &Env, p: Option<Unknown<'_>>) -> std::result::Result<Properties, JsFailure> {
+/// The engine's `JSON.stringify`, looked up once per client.
+type Stringify = FunctionRef<napi::sys::napi_value, String>;
+
+fn json_stringify(env: &Env) -> Result<Stringify> {
+    env.get_global()?
+        .get_named_property::<Object>("JSON")?
+        .get_named_property::<Function<napi::sys::napi_value, String>>("stringify")?
+        .create_ref()
+}
+
+fn properties(
+    env: &Env,
+    stringify: &Stringify,
+    p: Option<Unknown<'_>>,
+) -> std::result::Result<Properties, JsFailure> {
     let Some(p) = p else {
         return Ok(Properties::new());
     };
@@ -78,11 +92,9 @@ fn properties(env: &Env, p: Option<Unknown<'_>>) -> std::result::Result<Properti
             )))
         }
     }
-    let json: String = env
-        .get_global()
-        .and_then(|g| g.get_named_property::<Object>("JSON"))
-        .and_then(|j| j.get_named_property::<Function<Unknown, String>>("stringify"))
-        .and_then(|f| f.call(p))
+    let json: String = stringify
+        .borrow_back(env)
+        .and_then(|f| f.call(p.raw()))
         .map_err(bad)?;
     let raw: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&json)
         .map_err(|_| JsFailure::invalid("properties must be a plain object"))?;
@@ -126,6 +138,7 @@ fn flush_result(r: FlushReport) -> FlushResult {
 #[napi]
 pub struct Analytics {
     core: CoreAnalytics,
+    stringify: Stringify,
 }
 
 #[napi]
@@ -158,7 +171,8 @@ impl Analytics {
             b = b.user_id(u);
         }
         let core = b.build().map_err(JsFailure::from)?;
-        Ok(Self { core })
+        let stringify = json_stringify(env).map_err(|e| JsFailure::new(INTERNAL, e.reason))?;
+        Ok(Self { core, stringify })
     }
 
     /// Records an event; returns at once. Throws `ERR_INVALID_ARGUMENT` for a bad name or
@@ -171,7 +185,7 @@ impl Analytics {
         properties_: Option<Unknown<'_>>,
     ) -> Result<(), Code> {
         self.core
-            .track(&name, properties(env, properties_)?)
+            .track(&name, properties(env, &self.stringify, properties_)?)
             .map_err(|e| JsFailure::from(e).into())
     }
 
@@ -199,7 +213,7 @@ impl Analytics {
         properties_: Option<Unknown<'_>>,
     ) -> Result<Option<f64>, Code> {
         self.core
-            .stop_timer(&name, properties(env, properties_)?)
+            .stop_timer(&name, properties(env, &self.stringify, properties_)?)
             .map_err(|e| JsFailure::from(e).into())
     }
 
