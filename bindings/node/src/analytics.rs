@@ -61,9 +61,6 @@ pub(crate) fn parse_consent(c: &str) -> std::result::Result<Consent, JsFailure> 
     }
 }
 
-/// A JS `Record<string, string | number | boolean>` as core properties. On the `track()` hot
-/// path: one call of the engine's `JSON.stringify` and one parse cost less than walking the
-/// object through Node-API property by property.
 /// The engine's `JSON.stringify`, looked up once per client.
 type Stringify = FunctionRef<napi::sys::napi_value, String>;
 
@@ -74,6 +71,10 @@ fn json_stringify(env: &Env) -> Result<Stringify> {
         .create_ref()
 }
 
+/// A JS `Record<string, string | number | boolean>` as core properties. On the `track()` hot
+/// path: one call of the engine's `JSON.stringify` and one parse cost less than walking the
+/// object through Node-API property by property. (`undefined` and function values are
+/// dropped, as `JSON.stringify` does; `NaN`, nested objects and arrays are refused.)
 fn properties(
     env: &Env,
     stringify: &Stringify,
