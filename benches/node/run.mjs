@@ -17,8 +17,8 @@ import { fileURLToPath } from 'node:url';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const addon = createRequire(import.meta.url)(join(ROOT, 'index.js'));
 
-const BATCHES = Number(process.env.BENCH_BATCHES || 41);
-const CALLS = Number(process.env.BENCH_CALLS || 20_000);
+const BATCHES = Number(process.env.BENCH_BATCHES || 401);
+const CALLS = Number(process.env.BENCH_CALLS || 1000);
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);

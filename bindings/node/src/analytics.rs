@@ -97,35 +97,81 @@ fn properties(
         .borrow_back(env)
         .and_then(|f| f.call(p.raw()))
         .map_err(bad)?;
-    let raw: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&json)
-        .map_err(|_| JsFailure::invalid("properties must be a plain object"))?;
-    raw.into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                serde_json::Value::String(s) => PropertyValue::String(s),
-                serde_json::Value::Bool(b) => PropertyValue::Bool(b),
-                serde_json::Value::Number(n) => match n.as_f64() {
-                    Some(f) => PropertyValue::Number(f),
-                    None => {
-                        return Err(JsFailure::invalid(format!(
-                            "property {k:?} is not a finite number"
-                        )))
-                    }
-                },
-                serde_json::Value::Null => {
-                    return Err(JsFailure::invalid(format!(
-                        "property {k:?} must be a string, a finite number or a boolean"
-                    )))
+    serde_json::from_str::<JsProperties>(&json)
+        .map(|p| p.0)
+        .map_err(|e| JsFailure::invalid(format!("properties: {e}")))
+}
+
+/// Properties parsed straight from `JSON.stringify`'s output (no intermediate JSON tree).
+struct JsProperties(Properties);
+
+/// One property value: a string, a finite number or a boolean.
+struct JsValueOnly(PropertyValue);
+
+impl<'de> serde::Deserialize<'de> for JsValueOnly {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = JsValueOnly;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, a finite number or a boolean")
+            }
+            fn visit_str<E: serde::de::Error>(
+                self,
+                v: &str,
+            ) -> std::result::Result<Self::Value, E> {
+                Ok(JsValueOnly(PropertyValue::String(v.to_string())))
+            }
+            fn visit_string<E: serde::de::Error>(
+                self,
+                v: String,
+            ) -> std::result::Result<Self::Value, E> {
+                Ok(JsValueOnly(PropertyValue::String(v)))
+            }
+            fn visit_bool<E: serde::de::Error>(
+                self,
+                v: bool,
+            ) -> std::result::Result<Self::Value, E> {
+                Ok(JsValueOnly(PropertyValue::Bool(v)))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<Self::Value, E> {
+                Ok(JsValueOnly(PropertyValue::Number(v)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Self::Value, E> {
+                Ok(JsValueOnly(PropertyValue::Number(v as f64)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Self::Value, E> {
+                Ok(JsValueOnly(PropertyValue::Number(v as f64)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsProperties {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JsProperties;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a plain object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                let mut out = Properties::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value = map.next_value::<JsValueOnly>().map_err(|e| {
+                        serde::de::Error::custom(format_args!("property {key:?}: {e}"))
+                    })?;
+                    out.insert(key, value.0);
                 }
-                _ => {
-                    return Err(JsFailure::invalid(format!(
-                        "property {k:?} must be a string, a number or a boolean"
-                    )))
-                }
-            };
-            Ok((k, v))
-        })
-        .collect()
+                Ok(JsProperties(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 fn flush_result(r: FlushReport) -> FlushResult {
