@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The Node package: install (no Electron binary), build the addon for this machine, check
+# that the committed index.js / index.d.ts are what @napi-rs/cli generates, then run the
+# node --test suites against the real `railgun` server binary.
+# Honours CARGO_TARGET_DIR (the tests find `railgun` there) and RAILGUN_BIN.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ELECTRON_SKIP_BINARY_DOWNLOAD=1
+if [ -f package-lock.json ]; then
+  npm ci --no-audit --no-fund
+else
+  npm install --no-audit --no-fund
+fi
+cargo build -q -p railgun-server
+npm run build
+node scripts/check-bindings.mjs --release
+npm test
