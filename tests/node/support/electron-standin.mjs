@@ -199,7 +199,10 @@ function bridgeCopy(value, seen = new Map()) {
   // Plain objects and anything else: own enumerable string keys, prototype dropped.
   const out = {};
   seen.set(value, out);
-  for (const k of Object.keys(value)) out[k] = bridgeCopy(value[k], seen);
+  for (const k of Object.keys(value)) {
+    // A data property even for the key `__proto__` (as V8 copies it), never a prototype change.
+    Object.defineProperty(out, k, { value: bridgeCopy(value[k], seen), enumerable: true, writable: true, configurable: true });
+  }
   return Object.freeze(out);
 }
 
