@@ -61,10 +61,16 @@ export interface UpdateFileInfo {
 /** An update (electron-updater's `UpdateInfo` shape, as the addon gives it). */
 export interface UpdateInfo {
   version: string;
+  /** Release time (RFC 3339). */
   releaseDate: string;
-  releaseNotes?: string | null;
+  releaseNotes?: string;
   files: UpdateFileInfo[];
-  [extra: string]: unknown;
+  /** The artifact's URL (electron-updater's `path`). */
+  path?: string;
+  /** Its SHA-256 (hex). */
+  sha256?: string;
+  /** Why this version: the channel's rollout, its fallback, or a signed rollback. */
+  kind?: 'rollout' | 'fallback' | 'rollback';
 }
 
 /** `download-progress` payload. */
@@ -211,8 +217,12 @@ export interface AutoUpdaterOptions extends CommonOptions {
   platform?: string;
   arch?: string;
   installId?: string;
-  /** Sigstore bundle policy. */
+  /** Sigstore bundle policy (default `off`). */
   sigstore?: 'off' | 'if-present' | 'required';
+  /** Certificate identity (regular expression over the SAN) a Sigstore bundle must carry. */
+  sigstoreIdentity?: string;
+  /** OIDC issuer of the Sigstore certificate (default: GitHub Actions). */
+  sigstoreIssuer?: string;
 }
 
 /** The resolved configuration (no key material). */
@@ -252,6 +262,10 @@ export class RailgunAutoUpdater extends EventEmitter {
   quitAndInstall(): Promise<InstallResult>;
   /** Checks now, then every `checkInterval` ms. */
   startAutoCheck(): void;
+  /** `idle`, `checking`, `update-available`, `downloading`, `update-downloaded`, `installing`, `installed`. */
+  readonly state: string;
+  /** The installed version as the updater sees it (moves after an install). */
+  readonly currentVersion: string;
   /** Tells the boot guard this version started well. */
   markBootSuccessful(): void;
   /** Stops automatic checks. */
@@ -299,7 +313,8 @@ export class RailgunAnalytics {
   /** Records a `screen_view`. */
   screen(name: string): void;
   startTimer(name: string): void;
-  stopTimer(name: string, properties?: EventProperties): void;
+  /** Records `name` with its duration (ms since `startTimer`); the duration, or `null`. */
+  stopTimer(name: string, properties?: EventProperties): number | null;
   setConsent(consent: Consent): void;
   getConsent(): Consent;
   /** Uploads what is queued. */
@@ -321,8 +336,6 @@ export interface FeatureFlagsOptions extends CommonOptions {
   url?: string;
   /** Milliseconds between refreshes, ≥ 1000 (default 5 minutes). */
   refreshInterval?: number;
-  /** Refresh once at start (default `true`). */
-  refreshOnStart?: boolean;
   /** Channel (default `RAILGUN_UPDATE_CHANNEL`). */
   channel?: string;
   /** The id users are bucketed by (default: the hashed install id). */
@@ -341,6 +354,8 @@ export class RailgunFeatureFlags extends EventEmitter {
   dismiss(id: string): void;
   getMaintenance(): MaintenanceStatus;
   isKillSwitchActive(): boolean;
+  /** Stops the background refresh and the change listeners. */
+  close(): void;
   on(event: 'change', listener: () => void): this;
   once(event: 'change', listener: () => void): this;
   off(event: 'change', listener: () => void): this;

@@ -390,6 +390,16 @@ class RailgunAutoUpdater extends EventEmitter {
     this.checkForUpdates().catch(() => {}); // reported by the 'error' event
   }
 
+  /** `idle`, `checking`, `update-available`, `downloading`, `update-downloaded`, `installing`, `installed`. */
+  get state() {
+    return this._updater.state;
+  }
+
+  /** The installed version as the updater sees it (moves after an install). */
+  get currentVersion() {
+    return this._updater.currentVersion ?? this._config.currentVersion;
+  }
+
   /** Tells the boot guard this version started well. */
   markBootSuccessful() {
     this._updater.markBootSuccessful();
@@ -451,9 +461,10 @@ function initAutoUpdater(options = {}) {
     installRoot,
     stateDir: info.stateDir,
   };
-  for (const k of ['rolloutPublicKeys', 'platform', 'arch', 'installId', 'sigstore']) {
+  for (const k of ['rolloutPublicKeys', 'platform', 'arch', 'installId', 'sigstore', 'sigstoreIdentity', 'sigstoreIssuer']) {
     if (opts[k] !== undefined) addonOpts[k] = opts[k];
   }
+  addonOpts.autoDownload = opts.autoDownload !== false;
   const updater = new RailgunAutoUpdater(new addon.Updater(addonOpts), {
     url,
     channel,
@@ -495,10 +506,11 @@ class RailgunAnalytics {
     this._a.startTimer(validateEventName(name));
   }
 
-  /** Records `name` with the time since `startTimer(name)`. */
+  /** Records `name` with the time since `startTimer(name)`; the duration, or `null`. */
   stopTimer(name, properties) {
     const props = validateProperties(properties);
-    this._a.stopTimer(validateEventName(name), props);
+    const d = this._a.stopTimer(validateEventName(name), props);
+    return d === undefined ? null : d;
   }
 
   /** Sets consent: `denied` purges the queue. */
@@ -614,11 +626,16 @@ class RailgunFeatureFlags extends EventEmitter {
   isKillSwitchActive() {
     return this._f.isKillSwitchActive();
   }
+
+  /** Stops the background refresh and the change listeners. */
+  close() {
+    if (typeof this._f.close === 'function') this._f.close();
+  }
 }
 
 /**
- * Starts feature flags: the config from `url` or `RAILGUN_CONFIG_URL`, refreshed every
- * `refreshInterval` ms (default 5 minutes); the first refresh starts now.
+ * Starts feature flags: the config from `url` or `RAILGUN_CONFIG_URL`, fetched now and every
+ * `refreshInterval` ms (default 5 minutes) by the addon; until then the last good copy.
  * @param {import('./main').FeatureFlagsOptions} [options]
  * @returns {RailgunFeatureFlags}
  */
@@ -640,7 +657,6 @@ function initFeatureFlags(options = {}) {
   }
   const flags = new RailgunFeatureFlags(new addon.FeatureFlags(addonOpts));
   setCurrent('featureFlags', flags);
-  if (opts.refreshOnStart !== false) flags.refresh().catch(() => {}); // last good copy stays
   return flags;
 }
 
@@ -844,9 +860,10 @@ function registerIpcHandlers(ipcMain, options = {}) {
   };
 }
 
-/** Stops the updater's checks, flushes and stops analytics. */
+/** Stops the updater's checks and the flags' refresh, flushes and stops analytics. */
 async function shutdown() {
-  const { updater, analytics } = current;
+  const { updater, analytics, featureFlags } = current;
+  if (featureFlags) featureFlags.close();
   await Promise.allSettled([updater && updater.stop(), analytics && analytics.shutdown()]);
 }
 

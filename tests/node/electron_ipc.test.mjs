@@ -23,7 +23,7 @@ function world({ registerFirst = false, validateSender } = {}) {
   if (registerFirst) unregister = main.registerIpcHandlers(electron.ipcMain, { validateSender });
   const updater = main.initAutoUpdater({ addon, electronApp, env: ENV, autoCheck: false, autoDownload: false });
   const analytics = main.initAnalytics({ addon, electronApp, url: 'http://127.0.0.1:9', consent: 'granted' });
-  const flags = main.initFeatureFlags({ addon, electronApp, url: 'http://127.0.0.1:9/config.json', refreshOnStart: false });
+  const flags = main.initFeatureFlags({ addon, electronApp, url: 'http://127.0.0.1:9/config.json' });
   if (!registerFirst) unregister = main.registerIpcHandlers(electron.ipcMain, { validateSender });
   const renderer = electron.createRenderer();
   exposeRailgunApi(renderer.contextBridge, renderer.ipcRenderer);
@@ -99,7 +99,7 @@ test('updater events reach onEvent as (name, payload) only; unsubscribe stops th
 
   const u = addon.made.updaters[0];
   u.emit('download-progress', { percent: 50, transferred: 5, total: 10, bytesPerSecond: 1 });
-  u.emit('error', Object.assign(new Error('bad signature'), { code: 'ERR_SIGNATURE_INVALID' }));
+  u.emit('error', { message: 'bad signature', code: 'ERR_SIGNATURE_INVALID', coreCode: 'ERR_SIGNATURE_INVALID' });
   await settle();
   assert.deepEqual(got.at(-2), ['download-progress', { percent: 50, transferred: 5, total: 10, bytesPerSecond: 1 }]);
   assert.deepEqual(got.at(-1), ['error', { code: 'ERR_SIGNATURE_INVALID', message: 'bad signature' }]);

@@ -28,7 +28,7 @@ function world() {
   const electronApp = fakeElectronApp();
   const electron = createElectronStandIn();
   main.initAnalytics({ addon, electronApp, url: 'http://127.0.0.1:9', consent: 'granted' });
-  main.initFeatureFlags({ addon, electronApp, url: 'http://127.0.0.1:9/config.json', refreshOnStart: false });
+  main.initFeatureFlags({ addon, electronApp, url: 'http://127.0.0.1:9/config.json' });
   main.registerIpcHandlers(electron.ipcMain);
   const r = electron.createRenderer();
   exposeRailgunApi(r.contextBridge, r.ipcRenderer);

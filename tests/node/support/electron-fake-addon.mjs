@@ -32,7 +32,8 @@ export function createFakeAddon() {
       if (this.checkGate) await this.checkGate;
       if (this.failCheck) {
         const e = codeError('ERR_NETWORK', 'connection refused');
-        this.emit('error', e);
+        // The addon's error payload is plain data, not an Error.
+        this.emit('error', { message: e.message, code: e.code, coreCode: 'ERR_UPDATER_CHECK' });
         throw e;
       }
       if (this.available) this.emit('update-available', this.available);
@@ -134,6 +135,10 @@ export function createFakeAddon() {
     }
     onChange(cb) {
       this.cbs.push(cb);
+    }
+    close() {
+      calls.push(['close']);
+      this.cbs = [];
     }
     /** Test helper: change flags and tell the listeners, as the addon does after a refresh. */
     set(values) {
