@@ -99,15 +99,23 @@ const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 function describe(v) {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
-  return typeof v === 'string' ? `a string of ${[...v].length} characters` : `a ${typeof v}`;
+  return typeof v === 'string' ? `a string of ${v.length} UTF-16 units` : `a ${typeof v}`;
 }
 
-/** Length in characters (code points), as the core counts. */
-function charLength(s) {
+/**
+ * Whether `s` has more than `max` characters (code points, as the core counts them), without
+ * walking a string that is surely too long or surely short enough.
+ */
+function longerThan(s, max) {
+  if (s.length <= max) return false; // code points ≤ UTF-16 units
+  if (s.length > 2 * max) return true; // a code point is at most two units
   let n = 0;
   // eslint-disable-next-line no-unused-vars
-  for (const _ of s) n += 1;
-  return n;
+  for (const _ of s) {
+    n += 1;
+    if (n > max) return true;
+  }
+  return false;
 }
 
 function isPlainObject(v) {
@@ -159,9 +167,8 @@ function validateProperties(props) {
     if (!desc || !('value' in desc)) throw invalid(`property ${JSON.stringify(key)} is an accessor`);
     const v = desc.value;
     if (typeof v === 'string') {
-      const len = charLength(v);
-      if (len > LIMITS.MAX_STRING_LEN) {
-        throw invalid(`property ${JSON.stringify(key)} is ${len} characters long, at most ${LIMITS.MAX_STRING_LEN}`);
+      if (longerThan(v, LIMITS.MAX_STRING_LEN)) {
+        throw invalid(`property ${JSON.stringify(key)} is longer than ${LIMITS.MAX_STRING_LEN} characters`);
       }
     } else if (typeof v === 'number') {
       if (!Number.isFinite(v)) throw invalid(`property ${JSON.stringify(key)} is not a finite number`);
@@ -179,13 +186,12 @@ function validateProperties(props) {
  * @returns {string}
  */
 function validateScreenName(screen) {
+  if (typeof screen === 'string' && longerThan(screen, LIMITS.MAX_SCREEN_LEN)) {
+    throw invalid(`screen name is longer than ${LIMITS.MAX_SCREEN_LEN} characters`);
+  }
   // eslint-disable-next-line no-control-regex
   if (typeof screen !== 'string' || screen.length === 0 || /[\u0000-\u001f\u007f]/.test(screen)) {
     throw invalid(`screen name must be a non-empty string without control characters, got ${describe(screen)}`);
-  }
-  const len = charLength(screen);
-  if (len > LIMITS.MAX_SCREEN_LEN) {
-    throw invalid(`screen name is ${len} characters long, at most ${LIMITS.MAX_SCREEN_LEN}`);
   }
   return screen;
 }
@@ -445,7 +451,12 @@ function initAutoUpdater(options = {}) {
     const fromEnv = env(opts, 'RAILGUN_UPDATE_PUBLIC_KEY');
     publicKeys = fromEnv ? fromEnv.split(',').map((k) => k.trim()).filter(Boolean) : [];
   }
-  if (!Array.isArray(publicKeys) || publicKeys.length === 0 || !publicKeys.every((k) => typeof k === 'string')) {
+  if (
+    !Array.isArray(publicKeys) ||
+    publicKeys.length === 0 ||
+    publicKeys.length > 16 ||
+    !publicKeys.every((k) => typeof k === 'string' && k.length > 0 && k.length <= 16384)
+  ) {
     throw invalid('initAutoUpdater: no trusted key; pass `publicKeys` or set RAILGUN_UPDATE_PUBLIC_KEY');
   }
   const installRoot =
@@ -476,7 +487,9 @@ function initAutoUpdater(options = {}) {
     autoDownload: opts.autoDownload !== false,
     electronApp: info.app,
   });
+  const previous = current.updater;
   setCurrent('updater', updater);
+  if (previous) previous.stop().catch(() => {}); // one updater schedule at a time
   if (opts.autoCheck !== false) updater.startAutoCheck();
   return updater;
 }

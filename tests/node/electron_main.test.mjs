@@ -201,3 +201,24 @@ test('initFeatureFlags leaves the refresh schedule to the addon and emits change
   assert.throws(() => flags.get('k'.repeat(129)), (e) => e.code === 'ERR_INVALID_ARGUMENT');
   assert.throws(() => main.initFeatureFlags({ addon, electronApp, env: {} }), /RAILGUN_CONFIG_URL/);
 });
+
+test('a second initAutoUpdater stops the first one’s schedule', async () => {
+  const { addon, electronApp } = setup();
+  main.initAutoUpdater({ addon, electronApp, env: ENV, autoCheck: false });
+  main.initAutoUpdater({ addon, electronApp, env: ENV, autoCheck: false });
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(addon.calls, [['stop']]);
+});
+
+test('huge strings are refused without walking them', () => {
+  const { addon, electronApp } = setup();
+  const a = main.initAnalytics({ addon, electronApp, url: 'http://x' });
+  const huge = 'x'.repeat(10 * 1024 * 1024);
+  assert.throws(() => a.track('ok', { s: huge }), (e) => e.code === 'ERR_INVALID_ARGUMENT' && /longer than 256/.test(e.message));
+  assert.throws(() => a.screen(huge), (e) => e.code === 'ERR_INVALID_ARGUMENT');
+  assert.throws(() => a.track(huge), (e) => e.code === 'ERR_INVALID_ARGUMENT' && e.message.length < 200);
+  // 256 astral characters are 512 UTF-16 units and still allowed.
+  a.track('ok', { s: '😀'.repeat(256) });
+  assert.throws(() => a.track('ok', { s: '😀'.repeat(257) }), /longer than 256 characters/);
+  assert.throws(() => a.track('ok', { s: 'é'.repeat(257) }), /longer than 256 characters/);
+});
