@@ -151,21 +151,21 @@ function validateProperties(props) {
   if (!isPlainObject(props)) {
     throw invalid(`properties must be a plain object, got ${describe(props)}`);
   }
-  const keys = Reflect.ownKeys(props);
+  // Own enumerable string keys only: what structured clone carries over IPC.
+  const keys = Object.keys(props);
   if (keys.length > LIMITS.MAX_PROPERTIES) {
     throw invalid(`${keys.length} properties, at most ${LIMITS.MAX_PROPERTIES}`);
   }
   const out = {};
-  for (const key of keys) {
-    if (typeof key !== 'string' || !LIMITS.PROPERTY_KEY.test(key) || FORBIDDEN_KEYS.has(key)) {
+  for (let i = 0; i < keys.length; i += 1) {
+    const key = keys[i];
+    if (!LIMITS.PROPERTY_KEY.test(key) || FORBIDDEN_KEYS.has(key)) {
       throw invalid(
-        `property key ${typeof key === 'string' ? JSON.stringify(key.slice(0, 80)) : 'symbol'} ` +
-          'must be 1-64 characters of [A-Za-z0-9_.-] and not __proto__/constructor/prototype',
+        `property key ${JSON.stringify(key.slice(0, 80))} must be 1-64 characters of [A-Za-z0-9_.-] ` +
+          'and not __proto__/constructor/prototype',
       );
     }
-    const desc = Object.getOwnPropertyDescriptor(props, key);
-    if (!desc || !('value' in desc)) throw invalid(`property ${JSON.stringify(key)} is an accessor`);
-    const v = desc.value;
+    const v = props[key];
     if (typeof v === 'string') {
       if (longerThan(v, LIMITS.MAX_STRING_LEN)) {
         throw invalid(`property ${JSON.stringify(key)} is longer than ${LIMITS.MAX_STRING_LEN} characters`);
@@ -175,7 +175,7 @@ function validateProperties(props) {
     } else if (typeof v !== 'boolean') {
       throw invalid(`property ${JSON.stringify(key)} must be a string, number or boolean, got ${describe(v)}`);
     }
-    Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true });
+    out[key] = v; // safe: `__proto__` was refused above
   }
   return out;
 }
