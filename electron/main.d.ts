@@ -248,8 +248,8 @@ export interface AutoUpdaterEvents {
 
 /** The auto-updater: electron-updater's event names over the addon's Updater. */
 export class RailgunAutoUpdater extends EventEmitter {
-  /** Whether a found update is downloaded at once. */
-  autoDownload: boolean;
+  /** Whether a found update is downloaded at once (set by `initAutoUpdater`). */
+  readonly autoDownload: boolean;
   /** The resolved configuration. */
   readonly config: AutoUpdaterConfig;
   /** Checks now; the update's info, or `null`. Concurrent calls share one check. */

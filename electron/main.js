@@ -318,9 +318,12 @@ class RailgunAutoUpdater extends EventEmitter {
     this._config = config;
     this._checking = null;
     this._downloading = null;
-    this._autoStarted = false;
-    this.autoDownload = config.autoDownload;
     updater.onEvent((name, payload) => this._forward(name, payload));
+  }
+
+  /** Whether a found update is downloaded at once (set by `initAutoUpdater`). */
+  get autoDownload() {
+    return this._config.autoDownload;
   }
 
   /** The resolved configuration (URL, channel, folders; never key material). */
@@ -382,7 +385,7 @@ class RailgunAutoUpdater extends EventEmitter {
   async quitAndInstall() {
     const result = await this.installUpdate();
     const app = this._config.electronApp;
-    if (app) {
+    if (app && typeof app.relaunch === 'function' && typeof app.quit === 'function') {
       app.relaunch();
       app.quit();
     }
@@ -391,7 +394,6 @@ class RailgunAutoUpdater extends EventEmitter {
 
   /** Checks now, then every `checkInterval` ms (±10 % jitter, in the core). */
   startAutoCheck() {
-    this._autoStarted = true;
     this._updater.startAutoCheck(this._config.checkInterval);
     this.checkForUpdates().catch(() => {}); // reported by the 'error' event
   }
