@@ -5,7 +5,7 @@
 //! `shutdown` wait on the core's threads, so they run on the tokio blocking pool and return
 //! Promises. It refuses nothing of its own: names, properties and consent are the core's.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -13,10 +13,12 @@ use railgun_core::analytics::{
     Analytics as CoreAnalytics, Consent, FlushReport, Properties, PropertyValue,
 };
 
-use crate::error::{spawn_promise, Code, JsFailure, INTERNAL};
+use crate::error::{from_js, spawn_promise, Code, JsFailure, INTERNAL};
 
 /// Options of `new Analytics(...)`.
 #[napi(object)]
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AnalyticsOptions {
     /// Server base URL (events go to `{url}/analytics/events`).
     pub url: String,
@@ -61,20 +63,36 @@ pub(crate) fn parse_consent(c: &str) -> std::result::Result<Consent, JsFailure> 
     }
 }
 
-fn properties(p: Option<HashMap<String, Either3<String, f64, bool>>>) -> Properties {
-    p.map(|m| {
-        m.into_iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    Either3::A(s) => PropertyValue::String(s),
-                    Either3::B(n) => PropertyValue::Number(n),
-                    Either3::C(b) => PropertyValue::Bool(b),
-                };
-                (k, v)
-            })
-            .collect()
-    })
-    .unwrap_or_default()
+fn properties(env: &Env, p: Option<Unknown<'_>>) -> std::result::Result<Properties, JsFailure> {
+    let Some(p) = p else {
+        return Ok(Properties::new());
+    };
+    if matches!(p.get_type(), Ok(ValueType::Undefined | ValueType::Null)) {
+        return Ok(Properties::new());
+    }
+    let raw: BTreeMap<String, serde_json::Value> = from_js(env, "properties", p)?;
+    raw.into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => PropertyValue::String(s),
+                serde_json::Value::Bool(b) => PropertyValue::Bool(b),
+                serde_json::Value::Number(n) => match n.as_f64() {
+                    Some(f) => PropertyValue::Number(f),
+                    None => {
+                        return Err(JsFailure::invalid(format!(
+                            "property {k:?} is not a finite number"
+                        )))
+                    }
+                },
+                _ => {
+                    return Err(JsFailure::invalid(format!(
+                        "property {k:?} must be a string, a number or a boolean"
+                    )))
+                }
+            };
+            Ok((k, v))
+        })
+        .collect()
 }
 
 fn flush_result(r: FlushReport) -> FlushResult {
@@ -94,8 +112,9 @@ pub struct Analytics {
 impl Analytics {
     /// Opens the client store in `stateDir`, recovers a crashed session and (with consent)
     /// starts the session.
-    #[napi(constructor)]
-    pub fn new(opts: AnalyticsOptions) -> Result<Self, Code> {
+    #[napi(constructor, ts_args_type = "opts: AnalyticsOptions")]
+    pub fn new(env: &Env, opts: Unknown<'_>) -> Result<Self, Code> {
+        let opts: AnalyticsOptions = from_js(env, "Analytics options", opts)?;
         let mut b = CoreAnalytics::builder()
             .app(&opts.app)
             .app_version(&opts.app_version)
@@ -127,11 +146,12 @@ impl Analytics {
     #[napi(ts_args_type = "name: string, properties?: Record<string, string | number | boolean>")]
     pub fn track(
         &self,
+        env: &Env,
         name: String,
-        properties_: Option<HashMap<String, Either3<String, f64, bool>>>,
+        properties_: Option<Unknown<'_>>,
     ) -> Result<(), Code> {
         self.core
-            .track(&name, properties(properties_))
+            .track(&name, properties(env, properties_)?)
             .map_err(|e| JsFailure::from(e).into())
     }
 
@@ -154,11 +174,12 @@ impl Analytics {
     #[napi(ts_args_type = "name: string, properties?: Record<string, string | number | boolean>")]
     pub fn stop_timer(
         &self,
+        env: &Env,
         name: String,
-        properties_: Option<HashMap<String, Either3<String, f64, bool>>>,
+        properties_: Option<Unknown<'_>>,
     ) -> Result<Option<f64>, Code> {
         self.core
-            .stop_timer(&name, properties(properties_))
+            .stop_timer(&name, properties(env, properties_)?)
             .map_err(|e| JsFailure::from(e).into())
     }
 

@@ -235,6 +235,25 @@ impl From<railgun_core::store::StoreError> for JsFailure {
     }
 }
 
+/// Converts a JS argument (an options object, a properties record) with serde, so a wrong
+/// shape is an `ERR_INVALID_ARGUMENT` naming `what` rather than a Node-API status.
+pub fn from_js<T: serde::de::DeserializeOwned>(
+    env: &Env,
+    what: &str,
+    value: Unknown<'_>,
+) -> std::result::Result<T, JsFailure> {
+    let t = value
+        .get_type()
+        .map_err(|e| JsFailure::invalid(format!("{what}: {e}")))?;
+    if t != ValueType::Object {
+        return Err(JsFailure::invalid(format!(
+            "{what} must be an object, not {t}"
+        )));
+    }
+    env.from_js_value::<T, _>(value)
+        .map_err(|e| JsFailure::invalid(format!("{what}: {}", e.reason)))
+}
+
 /// Runs `fut` on the addon's tokio runtime and settles a Promise on the JS thread: resolved
 /// with `to_js(value)`, or rejected with an `Error` carrying the stable `code`.
 pub fn spawn_promise<'env, T, V, F, C>(

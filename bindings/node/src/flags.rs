@@ -17,11 +17,13 @@ use railgun_core::flags::{
 use railgun_core::identity;
 use railgun_core::store::Store;
 
-use crate::error::{spawn_promise, Code, JsFailure, INVALID_ARGUMENT};
+use crate::error::{from_js, spawn_promise, Code, JsFailure, INVALID_ARGUMENT};
 use crate::updater::{parse_keys, parse_version};
 
 /// Options of `new FeatureFlags(...)`.
 #[napi(object)]
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FeatureFlagsOptions {
     /// URL of the config document.
     pub url: String,
@@ -128,8 +130,9 @@ impl Drop for FeatureFlags {
 impl FeatureFlags {
     /// Loads the last good config from `stateDir` (offline start); fetches nothing unless
     /// `refreshIntervalMs` is given.
-    #[napi(constructor)]
-    pub fn new(opts: FeatureFlagsOptions) -> Result<Self, Code> {
+    #[napi(constructor, ts_args_type = "opts: FeatureFlagsOptions")]
+    pub fn new(env: &Env, opts: Unknown<'_>) -> Result<Self, Code> {
+        let opts: FeatureFlagsOptions = from_js(env, "FeatureFlags options", opts)?;
         if opts.state_dir.trim().is_empty() {
             return Err(JsFailure::invalid("stateDir must be a folder").into());
         }

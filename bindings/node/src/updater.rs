@@ -26,10 +26,12 @@ use railgun_core::update::updater::{
 use railgun_core::update::BootGuard;
 use railgun_core::Version;
 
-use crate::error::{spawn_promise, Code, JsFailure, INVALID_ARGUMENT, IO};
+use crate::error::{from_js, spawn_promise, Code, JsFailure, INVALID_ARGUMENT, IO};
 
 /// Options of `new Updater(...)`.
 #[napi(object)]
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdaterOptions {
     /// Base URL of the update tree (the channel state is `{url}/{app}/{channel}/channel.json`).
     pub url: String,
@@ -306,8 +308,9 @@ pub struct Updater {
 #[napi]
 impl Updater {
     /// Opens the client store in `stateDir` and prepares the updater (no network yet).
-    #[napi(constructor)]
-    pub fn new(opts: UpdaterOptions) -> Result<Self, Code> {
+    #[napi(constructor, ts_args_type = "opts: UpdaterOptions")]
+    pub fn new(env: &Env, opts: Unknown<'_>) -> Result<Self, Code> {
+        let opts: UpdaterOptions = from_js(env, "Updater options", opts)?;
         let (core, install_root) = build(&opts)?;
         let listeners: Listeners = Arc::new(Mutex::new(Vec::new()));
         let mut rx = core.subscribe();

@@ -1,0 +1,287 @@
+// The addon against the real `railgun` server: updates end to end into a temp folder,
+// analytics counted by the server, flags from a served config, the shared bucket vectors.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import {
+  ROOT, addon, buildTarball, getJson, keygen, publishedArtifacts, rejectsWithCode, sha256Hex,
+  signAndPublish, startServer, tempDir, writeEnvelope,
+} from '../node-support/railgun.mjs';
+
+const APP = 'node-app';
+const READ_TOKEN = 'node-test-read-token';
+const PAYLOAD_CONFIG = 'application/vnd.railgun.config+json';
+
+function findFile(dir, name) {
+  for (const e of readdirSync(dir)) {
+    const p = join(dir, e);
+    if (e === name) return p;
+    if (statSync(p).isDirectory()) {
+      const f = findFile(p, name);
+      if (f) return f;
+    }
+  }
+  return null;
+}
+
+/** Resolves with the payload of the first `name` event (listeners are registered first). */
+function nextEvent(events, name) {
+  return new Promise((resolve) => events.waiters.push({ name, resolve }));
+}
+
+function recordEvents(updater) {
+  const events = { seen: [], waiters: [] };
+  updater.onEvent((name, payload) => {
+    events.seen.push({ name, payload });
+    events.waiters = events.waiters.filter((w) => {
+      if (w.name !== name) return true;
+      w.resolve(payload);
+      return false;
+    });
+  });
+  return events;
+}
+
+test('bucket() gives the shared vectors', () => {
+  const { vectors } = JSON.parse(readFileSync(join(ROOT, 'tests', 'vectors', 'bucket.json'), 'utf8'));
+  assert.ok(vectors.length > 10);
+  for (const v of vectors) {
+    assert.equal(addon.bucket(v.seed, v.id), v.bucket, `bucket(${JSON.stringify(v.seed)}, ${JSON.stringify(v.id)})`);
+  }
+});
+
+test('installId() is stable for a state folder and never the raw machine id', (t) => {
+  const dir = tempDir(t);
+  const a = addon.installId(APP, dir);
+  assert.match(a, /^[0-9a-f]{64}$|^[0-9a-zA-Z-]{16,}$/);
+  assert.equal(addon.installId(APP, dir), a);
+  assert.notEqual(addon.installId('other-app', dir), a, 'per app');
+  if (existsSync('/etc/machine-id')) {
+    assert.ok(!a.includes(readFileSync('/etc/machine-id', 'utf8').trim()));
+  }
+});
+
+test('update: check, download, verify and apply into a temp folder', async (t) => {
+  const work = tempDir(t);
+  const keys = keygen(join(work, 'keys'));
+  const tree = join(work, 'tree');
+  signAndPublish({ keys, tree, app: APP, version: '0.2.0', build: buildTarball(work, APP, '0.2.0') });
+  const [artifact] = publishedArtifacts(tree, APP, '0.2.0');
+  const server = await startServer(t, { root: tree, dataDir: join(work, 'data') });
+
+  const installRoot = join(work, 'install');
+  const updater = new addon.Updater({
+    url: `${server.url}/updates`, app: APP, channel: 'stable', publicKeys: [keys.pem],
+    currentVersion: '0.1.0', installRoot, stateDir: join(work, 'state'), installId: 'node-install-1',
+    platform: 'linux', arch: 'x64',
+  });
+  const events = recordEvents(updater);
+  assert.equal(updater.state, 'idle');
+
+  const available = nextEvent(events, 'update-available');
+  const info = await updater.checkForUpdates();
+  assert.equal(info.version, '0.2.0');
+  assert.equal(info.kind, 'rollout');
+  assert.equal(info.files.length, 1);
+  assert.equal(info.files[0].sha256, sha256Hex(readFileSync(artifact)));
+  assert.equal(info.files[0].size, statSync(artifact).size);
+  assert.ok(info.files[0].url.startsWith(server.url));
+  assert.ok(!Number.isNaN(Date.parse(info.releaseDate)));
+  assert.equal((await available).version, '0.2.0');
+  assert.equal(updater.state, 'update-available');
+
+  const downloadedEvent = nextEvent(events, 'update-downloaded');
+  const d = await updater.downloadUpdate();
+  assert.equal(d.version, '0.2.0');
+  assert.equal(d.sha256, info.files[0].sha256);
+  assert.equal(d.size, info.files[0].size);
+  assert.equal(sha256Hex(readFileSync(d.path)), d.sha256, 'the staged file is the verified one');
+  assert.equal((await downloadedEvent).version, '0.2.0');
+
+  const installed = await updater.installUpdate();
+  assert.equal(installed.version, '0.2.0');
+  const versionFile = findFile(installRoot, 'VERSION');
+  assert.ok(versionFile, 'the archive was applied under installRoot');
+  assert.equal(readFileSync(versionFile, 'utf8'), `${APP} 0.2.0\n`);
+  assert.equal(updater.currentVersion, '0.2.0');
+  assert.equal(updater.state, 'installed');
+  updater.markBootSuccessful();
+
+  const none = nextEvent(events, 'update-not-available');
+  assert.equal(await updater.checkForUpdates(), null, 'nothing newer than the installed 0.2.0');
+  assert.equal((await none).version, '0.2.0');
+  const names = events.seen.map((e) => e.name);
+  assert.ok(names.includes('checking-for-update'));
+  assert.ok(!names.includes('error'), JSON.stringify(events.seen.filter((e) => e.name === 'error')));
+  await updater.stop();
+});
+
+test('analytics: track -> flush -> the server counted it', async (t) => {
+  const work = tempDir(t);
+  mkdirSync(join(work, 'tree'), { recursive: true });
+  const server = await startServer(t, {
+    root: join(work, 'tree'), dataDir: join(work, 'data'), env: { RAILGUN_READ_TOKEN: READ_TOKEN },
+  });
+  const day = new Date().toISOString().slice(0, 10);
+  const before = await getJson(`${server.url}/analytics/dau?date=${day}`, READ_TOKEN);
+  assert.equal(before.users, 0);
+
+  const a = new addon.Analytics({
+    url: server.url, app: APP, appVersion: '0.2.0', stateDir: join(work, 'state'),
+    consent: 'granted', sampleRate: 1, userId: 'node-user-1',
+  });
+  assert.equal(a.userId(), 'node-user-1');
+  assert.equal(a.getConsent(), 'granted');
+  a.track('message_sent', { kind: 'text', length: 42, edited: false });
+  a.track('message_sent');
+  a.screen('settings');
+  a.startTimer('export_done');
+  assert.equal(typeof a.stopTimer('export_done', { rows: 3 }), 'number');
+  assert.equal(a.stopTimer('never_started'), null);
+  const r = await a.flush();
+  assert.ok(r.sent >= 5, `sent ${r.sent}`); // session_start + 2 message_sent + screen_view + export_done
+  assert.equal(r.pending, 0);
+
+  const after = await getJson(`${server.url}/analytics/dau?date=${day}`, READ_TOKEN);
+  assert.equal(after.users, 1);
+  const feature = await getJson(`${server.url}/analytics/features?name=message_sent&to=${day}`, READ_TOKEN);
+  assert.equal(feature.events, 2);
+
+  // Denied consent records nothing more.
+  a.setConsent('denied');
+  assert.equal(a.getConsent(), 'denied');
+  a.track('message_sent');
+  const r2 = await a.flush();
+  assert.equal(r2.pending, 0);
+  const feature2 = await getJson(`${server.url}/analytics/features?name=message_sent&to=${day}`, READ_TOKEN);
+  assert.equal(feature2.events, 2);
+  await a.shutdown();
+  await a.shutdown(); // later calls do nothing
+});
+
+test('analytics: bad names, properties and consent throw ERR_INVALID_ARGUMENT', (t) => {
+  const work = tempDir(t);
+  const a = new addon.Analytics({
+    url: 'http://127.0.0.1:1', app: APP, appVersion: '0.2.0', stateDir: work, consent: 'granted', sampleRate: 1,
+  });
+  for (const bad of [() => a.track('Bad Name'), () => a.track('ok_name', { 'bad key!': 1 }),
+    () => a.track('ok_name', { long: 'x'.repeat(300) }), () => a.setConsent('maybe'),
+    () => a.track('ok_name', { nested: { a: 1 } })]) {
+    assert.throws(bad, (e) => e instanceof Error && e.code === 'ERR_INVALID_ARGUMENT', String(bad));
+  }
+  assert.throws(() => new addon.Analytics({ url: 'http://x', app: APP, appVersion: '1', stateDir: work, sampleRate: 2 }),
+    { code: 'ERR_INVALID_ARGUMENT' });
+  return a.shutdown();
+});
+
+test('flags: a served config is fetched, evaluated and kept when a later one is refused', async (t) => {
+  const work = tempDir(t);
+  const tree = join(work, 'tree');
+  mkdirSync(join(tree, 'config'), { recursive: true });
+  const keys = keygen(join(work, 'keys'), 'config');
+  const doc = {
+    version: '7',
+    lastUpdated: '2026-11-29T00:00:00Z',
+    emergencyKillSwitch: false,
+    flags: [
+      { key: 'composer', enabled: true, rolloutPercentage: 100 },
+      { key: 'dark-mode', enabled: false },
+      { key: 'new-editor', enabled: true, minVersion: '9.0.0' },
+    ],
+    announcements: [
+      { id: 'welcome', type: 'info', title: 'Hello', message: 'Welcome', dismissible: true },
+      { id: 'pinned', type: 'warning', title: 'Pinned', message: 'Stays', dismissible: false },
+    ],
+    maintenance: { active: true, message: 'Upgrading', allowReadOnly: true },
+  };
+  const configPath = join(tree, 'config', `${APP}.json`);
+  writeEnvelope(configPath, PAYLOAD_CONFIG, doc, keys.key);
+  const server = await startServer(t, { root: tree, dataDir: join(work, 'data') });
+  const url = `${server.url}/config/${APP}.json`;
+
+  const flags = new addon.FeatureFlags({
+    url, app: APP, appVersion: '1.0.0', stateDir: join(work, 'state'), userId: 'node-user-1',
+    configPublicKeys: [keys.pem],
+  });
+  let changes = 0;
+  let changed;
+  const firstChange = new Promise((r) => { changed = r; });
+  flags.onChange(() => { changes += 1; changed(); });
+  assert.equal(flags.get('composer'), false, 'nothing before the first fetch');
+  assert.equal(await flags.refresh(), 'updated');
+  await firstChange;
+  assert.ok(changes >= 1);
+  assert.equal(flags.get('composer'), true);
+  assert.equal(flags.get('dark-mode'), false);
+  assert.equal(flags.get('missing'), false);
+  assert.deepEqual(flags.details('composer'), { value: true, reason: 'STATIC' });
+  assert.equal(flags.details('new-editor').reason, 'VERSION_MISMATCH');
+  assert.equal(flags.details('missing').reason, 'FLAG_NOT_FOUND');
+  assert.deepEqual(flags.getAll(), { composer: true, 'dark-mode': false, 'new-editor': false });
+  assert.deepEqual(flags.getAnnouncements().map((a) => a.id).sort(), ['pinned', 'welcome']);
+  flags.dismiss('welcome');
+  assert.deepEqual(flags.getAnnouncements().map((a) => a.id), ['pinned']);
+  assert.throws(() => flags.dismiss('pinned'), { code: 'ERR_NOT_DISMISSIBLE' });
+  const m = flags.getMaintenance();
+  assert.equal(m.active, true);
+  assert.equal(m.message, 'Upgrading');
+  assert.equal(m.allowReadOnly, true);
+  assert.equal(flags.isKillSwitchActive(), false);
+
+  // A document signed by another key is refused; the last good config stays.
+  const other = keygen(join(work, 'keys'), 'intruder');
+  writeEnvelope(configPath, PAYLOAD_CONFIG, { ...doc, emergencyKillSwitch: true }, other.key);
+  assert.equal(await flags.refresh(), 'kept-last-good');
+  assert.equal(flags.isKillSwitchActive(), false);
+  assert.equal(flags.get('composer'), true);
+
+  // The kill switch, correctly signed, turns every flag off.
+  writeEnvelope(configPath, PAYLOAD_CONFIG, { ...doc, version: '8', emergencyKillSwitch: true }, keys.key);
+  assert.equal(await flags.refresh(), 'updated');
+  assert.equal(flags.isKillSwitchActive(), true);
+  assert.equal(flags.get('composer'), false);
+
+  // A restart uses the cached config offline.
+  flags.close();
+  const offline = new addon.FeatureFlags({
+    url: 'http://127.0.0.1:1/config.json', app: APP, appVersion: '1.0.0', stateDir: join(work, 'state'),
+    userId: 'node-user-1', configPublicKeys: [keys.pem],
+  });
+  assert.equal(offline.isKillSwitchActive(), true);
+  assert.deepEqual(offline.getAnnouncements().map((a) => a.id), ['pinned'], 'the dismissal was kept');
+  offline.close();
+});
+
+test('flags: an unsigned plain config is used when no keys are configured', async (t) => {
+  const work = tempDir(t);
+  const tree = join(work, 'tree');
+  mkdirSync(tree, { recursive: true });
+  writeFileSync(join(tree, 'flags.json'), JSON.stringify({
+    version: 1, flags: [{ key: 'composer', enabled: true, rolloutPercentage: 100 }],
+  }));
+  const server = await startServer(t, { root: tree, dataDir: join(work, 'data') });
+  const flags = new addon.FeatureFlags({
+    url: `${server.url}/flags.json`, app: APP, appVersion: '1.0.0', stateDir: join(work, 'state'),
+  });
+  assert.equal(await flags.refresh(), 'updated');
+  assert.equal(flags.get('composer'), true);
+  flags.close();
+});
+
+test('the same state folder serves Updater, Analytics and FeatureFlags together', async (t) => {
+  const state = tempDir(t);
+  const a = new addon.Analytics({ url: 'http://127.0.0.1:1', app: APP, appVersion: '1.0.0', stateDir: state, dryRun: true });
+  const f = new addon.FeatureFlags({ url: 'http://127.0.0.1:1/c.json', app: APP, appVersion: '1.0.0', stateDir: state });
+  const u = new addon.Updater({
+    url: 'http://127.0.0.1:1', app: APP, channel: 'stable', publicKeys: [keygen(join(state, 'k')).pem],
+    currentVersion: '1.0.0', installRoot: join(state, 'install'), stateDir: state,
+  });
+  assert.equal(f.get('composer'), false);
+  assert.equal(u.state, 'idle');
+  await a.shutdown();
+  f.close();
+  await rejectsWithCode(f.refresh(), 'ERR_NETWORK');
+});
