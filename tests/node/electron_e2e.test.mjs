@@ -5,7 +5,7 @@
 // The server is started by the test (`railgun serve --addr 127.0.0.1:0`) on a tree published
 // with `railgun release sign/publish` (as scripts/demo.sh does) and a remote config file. Needs
 // the `railgun` binary (RAILGUN_BIN, else $CARGO_TARGET_DIR/debug/railgun, else target/debug/railgun)
-// and the built addon (`npm run build:debug`); without them the test is skipped and says why.
+// and the built addon (`npm run build:debug`); without them it fails and says what to build.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
@@ -22,26 +22,13 @@ const main = require('../../electron/main.js');
 const { exposeRailgunApi } = require('../../electron/preload.js');
 const { errorCode } = require('../../electron/renderer.js');
 
-function findServer() {
-  const candidates = [
-    process.env.RAILGUN_BIN,
-    process.env.CARGO_TARGET_DIR && path.join(process.env.CARGO_TARGET_DIR, 'debug', 'railgun'),
-    path.join(root, 'target', 'debug', 'railgun'),
-  ].filter(Boolean);
-  return candidates.find((p) => existsSync(p));
+/** The `railgun` binary: $RAILGUN_BIN, else `<target>/debug/railgun` (as the addon tests). */
+function railgunBin() {
+  if (process.env.RAILGUN_BIN) return process.env.RAILGUN_BIN;
+  return path.join(process.env.CARGO_TARGET_DIR || path.join(root, 'target'), 'debug', 'railgun');
 }
 
-function loadAddon() {
-  try {
-    return require('../../index.js');
-  } catch {
-    return null;
-  }
-}
-
-const BIN = findServer();
-const ADDON = loadAddon();
-const skip = !BIN ? 'railgun binary not built (cargo build -p railgun-server)' : !ADDON ? 'addon not built (npm run build:debug)' : false;
+const BIN = railgunBin();
 
 const APP = 'rail-gun';
 const READ_TOKEN = 'e2e-read-token';
@@ -101,7 +88,9 @@ function writeConfig(tree, darkMode) {
   writeFileSync(path.join(tree, 'config.json'), JSON.stringify(config));
 }
 
-test('renderer → preload → main → addon → real server and back', { skip, timeout: 120_000 }, async (t) => {
+test('renderer → preload → main → addon → real server and back', { timeout: 120_000 }, async (t) => {
+  assert.ok(existsSync(BIN), `railgun binary not found at ${BIN}: cargo build -p railgun-server (or set RAILGUN_BIN)`);
+  assert.doesNotThrow(() => require('../../index.js'), 'the addon must be built: npm run build:debug');
   const w = realpathSync(mkdtempSync(path.join(tmpdir(), 'railgun-electron-e2e-')));
   t.after(() => rmSync(w, { recursive: true, force: true }));
   const publicKey = publish(w);
