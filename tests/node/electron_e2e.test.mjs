@@ -180,3 +180,51 @@ test('renderer → preload → main → addon → real server and back', { timeo
   await told;
   assert.equal(await api.featureFlags.get('dark_mode'), true);
 });
+
+test('a release signed by a key the app does not trust is refused, and the page gets the code', { timeout: 120_000 }, async (t) => {
+  assert.ok(existsSync(BIN), `railgun binary not found at ${BIN}`);
+  const w = realpathSync(mkdtempSync(path.join(tmpdir(), 'railgun-electron-e2e-')));
+  t.after(() => rmSync(w, { recursive: true, force: true }));
+  publish(w);
+  run('keygen', '--out', path.join(w, 'stranger'), '--name', 'stranger');
+  const strangerKey = readFileSync(path.join(w, 'stranger', 'stranger.pub'), 'utf8');
+  const { child, url } = await startServer(path.join(w, 'tree'), path.join(w, 'data'));
+  t.after(() => child.kill());
+
+  main.reset();
+  const electron = createElectronStandIn();
+  const unregister = main.registerIpcHandlers(electron.ipcMain); // before init: attached later
+  t.after(unregister);
+  const updater = main.initAutoUpdater({
+    app: APP,
+    appVersion: '0.1.0',
+    stateDir: path.join(w, 'state'),
+    env: {},
+    url: `${url}/updates`,
+    publicKeys: [strangerKey],
+    installRoot: path.join(w, 'install'),
+    autoCheck: false,
+  });
+  t.after(() => main.shutdown());
+  const mainErrors = [];
+  updater.on('error', (e) => mainErrors.push(e.code));
+  const page = electron.createRenderer();
+  exposeRailgunApi(page.contextBridge, page.ipcRenderer);
+  const api = page.window.electronAPI;
+  const events = [];
+  api.updater.onEvent((name, payload) => events.push([name, payload]));
+  await settle();
+
+  await assert.rejects(api.updater.check(), (e) => {
+    assert.equal(errorCode(e), 'ERR_SIGNATURE_INVALID', e.message);
+    return true;
+  });
+  await settle();
+  const error = events.find(([n]) => n === 'error');
+  assert.ok(error, `an error event reached the page: ${JSON.stringify(events)}`);
+  assert.match(error[1].code, /^ERR_/);
+  assert.equal(Object.keys(error[1]).sort().join(), 'code,message', 'plain {code, message} only');
+  assert.equal(mainErrors.length, 1);
+  assert.equal(existsSync(path.join(w, 'install', 'current')), false, 'nothing installed');
+  await assert.rejects(api.updater.download(), (e) => /^ERR_/.test(errorCode(e) ?? ''));
+});
