@@ -38,3 +38,15 @@ test('the example app type-checks (tsc --noEmit)', { skip: !existsSync(tsc) && '
     }
   }
 });
+
+test('AnalyticsEvent in main.d.ts has the camelCase fields of src/analytics/event.rs', () => {
+  const rust = readFileSync(`${root}/src/analytics/event.rs`, 'utf8');
+  const body = /pub struct AnalyticsEvent \{([\s\S]*?)\n\}/.exec(rust)[1];
+  const camel = (s) => s.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+  const rustFields = [...body.matchAll(/pub ([a-z_]+): (Option<)?/g)].map((m) => [camel(m[1]), Boolean(m[2])]);
+  const dts = readFileSync(`${root}/electron/main.d.ts`, 'utf8');
+  const iface = /export interface AnalyticsEvent \{([\s\S]*?)\n\}/.exec(dts)[1];
+  const tsFields = [...iface.matchAll(/^ {2}([a-zA-Z]+)(\?)?:/gm)].map((m) => [m[1], Boolean(m[2])]);
+  assert.ok(rustFields.length >= 13);
+  assert.deepEqual(tsFields, rustFields, 'same fields, same order, optional where Option<>');
+});
