@@ -15,12 +15,16 @@ const { getAnalytics, getFeatureFlags, FEATURE_USED } = require('./renderer');
 const { useCallback, useEffect, useRef, useState } = React;
 
 /**
- * Records a `screen_view` for `screen` when the component mounts and whenever `screen` changes.
+ * Records a `screen_view` for `screen` when the component mounts and whenever `screen` changes
+ * (once per change, also under React.StrictMode's double effects).
  * @param {string} screen
  */
 function useScreenTracking(screen) {
+  const last = useRef(null);
   useEffect(() => {
-    if (typeof screen === 'string' && screen !== '') getAnalytics().screen(screen);
+    if (typeof screen !== 'string' || screen === '' || last.current === screen) return;
+    last.current = screen;
+    getAnalytics().screen(screen);
   }, [screen]);
 }
 

@@ -64,6 +64,25 @@ test('useScreenTracking records a screen_view on mount and when the screen chang
   );
 });
 
+test('useScreenTracking records once per screen under StrictMode too', async () => {
+  const { addon } = world();
+  function Screen({ name }) {
+    useScreenTracking(name);
+    return h('p', null, name);
+  }
+  const view = render(h(React.StrictMode, null, h(Screen, { name: 'inbox' })));
+  await flushAll();
+  view.rerender(h(React.StrictMode, null, h(Screen, { name: 'settings' })));
+  await flushAll();
+  view.unmount();
+  render(h(Screen, { name: 'settings' })); // a new mount is a new view
+  await flushAll();
+  assert.deepEqual(
+    addon.made.analytics[0].events.map((e) => e.properties.screen_name),
+    ['inbox', 'settings', 'settings'],
+  );
+});
+
 test('useFeatureTracking gives a stable trackUsage that records feature_used', async () => {
   const { addon } = world();
   const seen = new Set();
