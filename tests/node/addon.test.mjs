@@ -169,7 +169,8 @@ test('analytics: bad names, properties and consent throw ERR_INVALID_ARGUMENT', 
   });
   for (const bad of [() => a.track('Bad Name'), () => a.track('ok_name', { 'bad key!': 1 }),
     () => a.track('ok_name', { long: 'x'.repeat(300) }), () => a.setConsent('maybe'),
-    () => a.track('ok_name', { nested: { a: 1 } })]) {
+    () => a.track('ok_name', { nested: { a: 1 } }), () => a.track('ok_name', { n: Number.NaN }),
+    () => a.track('ok_name', [1, 2]), () => a.track('ok_name', 'text'), () => a.stopTimer('x', { l: [1] })]) {
     assert.throws(bad, (e) => e instanceof Error && e.code === 'ERR_INVALID_ARGUMENT', String(bad));
   }
   assert.throws(() => new addon.Analytics({ url: 'http://x', app: APP, appVersion: '1', stateDir: work, sampleRate: 2 }),

@@ -1,0 +1,79 @@
+// `npm run bench`: the cost of a JS call through the addon.
+//
+//   featureFlags.get(key)           budget ≤ 1 µs median
+//   analytics.track(name[, props])  budget ≤ 3 µs median
+//
+// Each figure is the median over BATCHES batches of the mean time per call in a batch of
+// CALLS calls (process.hrtime.bigint around the batch). Build with `npm run build` (release)
+// first. Exits 1 when a median is over its budget (BENCH_NO_FAIL=1 only reports).
+
+import { createServer } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const addon = createRequire(import.meta.url)(join(ROOT, 'index.js'));
+
+const BATCHES = Number(process.env.BENCH_BATCHES || 41);
+const CALLS = Number(process.env.BENCH_CALLS || 20_000);
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[s.length >> 1];
+}
+
+function bench(name, budgetNs, fn) {
+  for (let i = 0; i < CALLS; i++) fn(i); // warm up
+  const perCall = [];
+  for (let b = 0; b < BATCHES; b++) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < CALLS; i++) fn(i);
+    perCall.push(Number(process.hrtime.bigint() - t0) / CALLS);
+  }
+  const med = median(perCall);
+  const ok = med <= budgetNs;
+  console.log(`${name.padEnd(44)} median ${med.toFixed(0).padStart(6)} ns/call  (min ${Math.min(...perCall).toFixed(0)}, max ${Math.max(...perCall).toFixed(0)})  budget ${budgetNs} ns  ${ok ? 'ok' : 'OVER BUDGET'}`);
+  return ok;
+}
+
+const config = JSON.stringify({
+  version: 1,
+  flags: Array.from({ length: 50 }, (_, i) => ({ key: `flag-${i}`, enabled: i % 2 === 0, rolloutPercentage: 50 }))
+    .concat([{ key: 'new-composer', enabled: true, rolloutPercentage: 100 }]),
+});
+const server = createServer((_, res) => {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(config);
+});
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const url = `http://127.0.0.1:${server.address().port}/config.json`;
+
+const state = mkdtempSync(join(tmpdir(), 'railgun-bench-'));
+let allOk = true;
+try {
+  const flags = new addon.FeatureFlags({ url, app: 'bench-app', appVersion: '1.0.0', stateDir: state, userId: 'bench-user' });
+  await flags.refresh();
+  if (!flags.get('new-composer')) throw new Error('config not loaded');
+  let sink = 0;
+  allOk = bench('featureFlags.get(key)', 1000, () => { if (flags.get('new-composer')) sink++; }) && allOk;
+  allOk = bench('featureFlags.get(unknown key)', 1000, () => { if (flags.get('missing-flag')) sink++; }) && allOk;
+  flags.close();
+
+  const analytics = new addon.Analytics({
+    url: 'http://127.0.0.1:1', app: 'bench-app', appVersion: '1.0.0', stateDir: state,
+    consent: 'granted', sampleRate: 1, dryRun: true, userId: 'bench-user',
+  });
+  allOk = bench('analytics.track(name)', 3000, () => analytics.track('message_sent')) && allOk;
+  const props = { kind: 'text', length: 42 };
+  allOk = bench('analytics.track(name, {kind, length})', 3000, () => analytics.track('message_sent', props)) && allOk;
+  await analytics.shutdown();
+  if (sink < 0) console.log(sink);
+} finally {
+  server.close();
+  rmSync(state, { recursive: true, force: true });
+}
+console.log(`node ${process.version}, ${BATCHES} batches x ${CALLS} calls`);
+if (!allOk && process.env.BENCH_NO_FAIL !== '1') process.exit(1);
