@@ -1,0 +1,111 @@
+// Renderer (React): tracks screens and feature use, gates UI on flags, shows update progress.
+import { useEffect, useState } from 'react';
+import { createRoot } from 'react-dom/client';
+import { Events, errorCode, getAnalytics } from '@railgun/core/electron/renderer';
+import { useFeatureFlag, useFeatureTracking, useScreenTracking } from '@railgun/core/electron/react';
+import type { Announcement, ProgressInfo } from '@railgun/core/electron/main';
+
+const analytics = getAnalytics();
+
+function UpdateBanner() {
+  const [status, setStatus] = useState('');
+  useEffect(
+    () =>
+      window.electronAPI.updater.onEvent((name, payload) => {
+        switch (name) {
+          case 'update-available':
+            setStatus(`Downloading ${payload.version}…`);
+            break;
+          case 'download-progress': {
+            const p: ProgressInfo = payload;
+            setStatus(`Downloading… ${p.percent.toFixed(0)} %`);
+            break;
+          }
+          case 'update-downloaded':
+            setStatus(`${payload.version} is ready: restart to install`);
+            break;
+          case 'error':
+            setStatus(`Update failed (${payload.code})`);
+            break;
+          default:
+            break;
+        }
+      }),
+    [],
+  );
+  return status ? <div className="banner">{status}</div> : null;
+}
+
+function Announcements() {
+  const [items, setItems] = useState<Announcement[]>([]);
+  useEffect(() => {
+    void window.electronAPI.featureFlags.getAnnouncements().then(setItems);
+  }, []);
+  return (
+    <ul>
+      {items.map((a) => (
+        <li key={a.id}>
+          <strong>{a.title}</strong> {a.message}
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+function Composer() {
+  useScreenTracking('conversation');
+  const newComposer = useFeatureFlag('new_composer');
+  const { trackUsage } = useFeatureTracking('composer');
+  const send = () => {
+    analytics.track(Events.MESSAGE_SENT, { composer: newComposer ? 'new' : 'classic' });
+    trackUsage('send');
+  };
+  return (
+    <div>
+      <textarea placeholder={newComposer ? 'New composer' : 'Message'} />
+      <button type="button" onClick={send}>
+        Send
+      </button>
+    </div>
+  );
+}
+
+function App() {
+  const [consent, setConsent] = useState<'granted' | 'denied' | 'unknown'>('unknown');
+  useEffect(() => {
+    void window.electronAPI.analytics.getConsent().then(setConsent);
+  }, []);
+  const choose = (c: 'granted' | 'denied') => {
+    analytics.setConsent(c);
+    setConsent(c);
+  };
+  const check = () => {
+    window.electronAPI.updater.check().catch((err: unknown) => {
+      console.warn('check failed', errorCode(err));
+    });
+  };
+  return (
+    <main>
+      <UpdateBanner />
+      <Announcements />
+      {consent === 'unknown' && (
+        <p>
+          Share anonymous usage statistics?{' '}
+          <button type="button" onClick={() => choose('granted')}>
+            Yes
+          </button>
+          <button type="button" onClick={() => choose('denied')}>
+            No
+          </button>
+        </p>
+      )}
+      <Composer />
+      <button type="button" onClick={check}>
+        Check for updates
+      </button>
+    </main>
+  );
+}
+
+const root = document.getElementById('root');
+if (root) createRoot(root).render(<App />);

@@ -1,0 +1,230 @@
+// End to end through the IPC layer, with the real native addon and the real server:
+// page → window.electronAPI (Electron stand-in's contextBridge) → preload → ipcRenderer →
+// ipcMain → electron/main.js → @railgun/core addon → `railgun serve` over loopback HTTP, and back.
+//
+// The server is started by the test (`railgun serve --addr 127.0.0.1:0`) on a tree published
+// with `railgun release sign/publish` (as scripts/demo.sh does) and a remote config file. Needs
+// the `railgun` binary (RAILGUN_BIN, else $CARGO_TARGET_DIR/debug/railgun, else target/debug/railgun)
+// and the built addon (`npm run build:debug`); without them it fails and says what to build.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createElectronStandIn, settle } from './support/electron-standin.mjs';
+
+const require = createRequire(import.meta.url);
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const main = require('../../electron/main.js');
+const { exposeRailgunApi } = require('../../electron/preload.js');
+const { errorCode } = require('../../electron/renderer.js');
+
+/** The `railgun` binary: $RAILGUN_BIN, else `<target>/debug/railgun` (as the addon tests). */
+function railgunBin() {
+  if (process.env.RAILGUN_BIN) return process.env.RAILGUN_BIN;
+  return path.join(process.env.CARGO_TARGET_DIR || path.join(root, 'target'), 'debug', 'railgun');
+}
+
+const BIN = railgunBin();
+
+const APP = 'rail-gun';
+const READ_TOKEN = 'e2e-read-token';
+
+function run(...args) {
+  return execFileSync(BIN, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** Starts `railgun serve` on a free port; resolves once it printed its URL (no polling). */
+function startServer(tree, dataDir) {
+  const child = spawn(BIN, ['serve', '--root', tree, '--data-dir', dataDir, '--addr', '127.0.0.1:0'], {
+    env: { ...process.env, RAILGUN_READ_TOKEN: READ_TOKEN, RAILGUN_ADMIN_TOKEN: 'e2e-admin-token' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const onData = (chunk) => {
+      out += chunk;
+      const m = /http:\/\/127\.0\.0\.1:\d+/.exec(out);
+      if (m) resolve({ child, url: m[0] });
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`railgun serve exited (${code}): ${out}`)));
+    child.once('error', reject);
+  });
+}
+
+function publish(w) {
+  run('keygen', '--out', path.join(w, 'keys'), '--name', 'release');
+  const key = path.join(w, 'keys', 'release.key');
+  for (const v of ['0.1.0', '0.2.0']) {
+    const build = path.join(w, `build-${v}`);
+    const pkg = path.join(build, 'pkg');
+    mkdirSync(pkg, { recursive: true });
+    writeFileSync(path.join(pkg, 'VERSION'), `Rail Gun ${v}\n`);
+    execFileSync('tar', ['-czf', path.join(build, `${APP}-${v}-linux-x64.tar.gz`), '-C', pkg, '.']);
+    rmSync(pkg, { recursive: true });
+    run('release', 'sign', '--key', key, '--app', APP, '--version', v, '--channel', 'stable', '--artifacts', build, '--out', path.join(build, 'manifest.json'));
+    run('release', 'publish', '--root', path.join(w, 'tree'), '--manifest', path.join(build, 'manifest.json'), '--key', key, '--percentage', '100');
+  }
+  return readFileSync(path.join(w, 'keys', 'release.pub'), 'utf8');
+}
+
+function writeConfig(tree, darkMode) {
+  const config = {
+    version: darkMode ? '2' : '1',
+    lastUpdated: '2026-11-29T00:00:00Z',
+    emergencyKillSwitch: false,
+    flags: [
+      { key: 'new_composer', enabled: true, rolloutPercentage: 100, description: 'The new composer' },
+      { key: 'dark_mode', enabled: darkMode, rolloutPercentage: 100 },
+    ],
+    announcements: [{ id: 'welcome', type: 'info', title: 'Welcome', message: 'Rail Gun 0.2.0 is out', dismissible: true, showOnce: false }],
+    maintenance: { active: false, message: '', allowReadOnly: true },
+  };
+  writeFileSync(path.join(tree, 'config.json'), JSON.stringify(config));
+}
+
+test('renderer → preload → main → addon → real server and back', { timeout: 120_000 }, async (t) => {
+  assert.ok(existsSync(BIN), `railgun binary not found at ${BIN}: cargo build -p railgun-server (or set RAILGUN_BIN)`);
+  assert.doesNotThrow(() => require('../../index.js'), 'the addon must be built: npm run build:debug');
+  const w = realpathSync(mkdtempSync(path.join(tmpdir(), 'railgun-electron-e2e-')));
+  t.after(() => rmSync(w, { recursive: true, force: true }));
+  const publicKey = publish(w);
+  const tree = path.join(w, 'tree');
+  writeConfig(tree, false);
+  const { child, url } = await startServer(tree, path.join(w, 'data'));
+  t.after(() => child.kill());
+
+  main.reset();
+  const common = { app: APP, appVersion: '0.1.0', stateDir: path.join(w, 'state'), env: {} };
+  const updater = main.initAutoUpdater({
+    ...common,
+    url: `${url}/updates`,
+    channel: 'stable',
+    publicKeys: [publicKey],
+    installRoot: path.join(w, 'install'),
+    installId: 'e2e-install-1',
+    autoCheck: false,
+    autoDownload: false,
+  });
+  const analytics = main.initAnalytics({ ...common, url, consent: 'granted', sampleRate: 1 });
+  const flags = main.initFeatureFlags({ ...common, url: `${url}/config.json`, refreshInterval: 60 * 60 * 1000 });
+  t.after(() => main.shutdown());
+
+  const electron = createElectronStandIn();
+  const unregister = main.registerIpcHandlers(electron.ipcMain);
+  t.after(unregister);
+  const page = electron.createRenderer();
+  exposeRailgunApi(page.contextBridge, page.ipcRenderer);
+  const api = page.window.electronAPI;
+
+  // --- updates: check → download (verified) → install, events pushed to the page
+  const events = [];
+  api.updater.onEvent((name, payload) => events.push([name, payload]));
+  await settle();
+  const info = await api.updater.check();
+  assert.equal(info.version, '0.2.0');
+  assert.equal(info.files.length, 1);
+  assert.match(info.files[0].sha256, /^[0-9a-f]{64}$/);
+  const downloaded = await api.updater.download();
+  assert.equal(downloaded.version, '0.2.0');
+  assert.equal(downloaded.sha256, info.files[0].sha256);
+  const installed = await api.updater.install();
+  assert.equal(installed.version, '0.2.0');
+  assert.equal(readFileSync(path.join(w, 'install', 'current', 'VERSION'), 'utf8'), 'Rail Gun 0.2.0\n');
+  assert.equal(updater.currentVersion, '0.2.0');
+  await settle();
+  const names = events.map(([n]) => n);
+  for (const n of ['checking-for-update', 'update-available', 'update-downloaded']) assert.ok(names.includes(n), `${n} in ${names}`);
+  assert.equal(events.find(([n]) => n === 'update-available')[1].version, '0.2.0');
+
+  // --- analytics: the page tracks, main flushes, the server counted it
+  await api.analytics.track('message_sent', { kind: 'text', length_bucket: 'short' });
+  await api.analytics.screen('conversation');
+  assert.equal(await api.analytics.getConsent(), 'granted');
+  await assert.rejects(api.analytics.track('message_sent', { body: 'x'.repeat(257) }), (e) => errorCode(e) === 'ERR_INVALID_ARGUMENT');
+  const flushed = await analytics.flush();
+  assert.ok(flushed.sent >= 2, `server acknowledged ${JSON.stringify(flushed)}`);
+  const day = new Date().toISOString().slice(0, 10);
+  const ask = async (q) => {
+    const r = await fetch(`${url}/analytics/${q}`, { headers: { authorization: `Bearer ${READ_TOKEN}` } });
+    assert.equal(r.status, 200, q);
+    return r.json();
+  };
+  assert.equal((await ask(`dau?date=${day}`)).users, 1, 'DAU counts this install');
+  const feature = await ask(`features?name=message_sent`);
+  assert.equal(feature.events, 1, 'one message_sent stored (the oversize one was refused in main)');
+  assert.equal(feature.days.find((d) => d.date === day).users, 1);
+
+  // --- flags from the served config, and a change pushed to the page
+  // The addon fetched at start (refreshInterval given); this refresh finds it or fetches it.
+  assert.ok(['updated', 'not-modified'].includes(await flags.refresh()));
+  assert.equal(await api.featureFlags.get('new_composer'), true);
+  assert.equal(await api.featureFlags.get('dark_mode'), false);
+  assert.deepEqual(await api.featureFlags.getAll(), { new_composer: true, dark_mode: false });
+  assert.equal((await api.featureFlags.getAnnouncements())[0].id, 'welcome');
+  assert.equal((await api.featureFlags.getMaintenance()).active, false);
+  assert.equal(await api.featureFlags.isKillSwitchActive(), false);
+  let changed;
+  const told = new Promise((resolve) => {
+    changed = resolve;
+  });
+  api.featureFlags.onChange(() => changed());
+  await settle();
+  writeConfig(tree, true);
+  assert.equal(await flags.refresh(), 'updated');
+  await told;
+  assert.equal(await api.featureFlags.get('dark_mode'), true);
+});
+
+test('a release signed by a key the app does not trust is refused, and the page gets the code', { timeout: 120_000 }, async (t) => {
+  assert.ok(existsSync(BIN), `railgun binary not found at ${BIN}`);
+  const w = realpathSync(mkdtempSync(path.join(tmpdir(), 'railgun-electron-e2e-')));
+  t.after(() => rmSync(w, { recursive: true, force: true }));
+  publish(w);
+  run('keygen', '--out', path.join(w, 'stranger'), '--name', 'stranger');
+  const strangerKey = readFileSync(path.join(w, 'stranger', 'stranger.pub'), 'utf8');
+  const { child, url } = await startServer(path.join(w, 'tree'), path.join(w, 'data'));
+  t.after(() => child.kill());
+
+  main.reset();
+  const electron = createElectronStandIn();
+  const unregister = main.registerIpcHandlers(electron.ipcMain); // before init: attached later
+  t.after(unregister);
+  const updater = main.initAutoUpdater({
+    app: APP,
+    appVersion: '0.1.0',
+    stateDir: path.join(w, 'state'),
+    env: {},
+    url: `${url}/updates`,
+    publicKeys: [strangerKey],
+    installRoot: path.join(w, 'install'),
+    autoCheck: false,
+  });
+  t.after(() => main.shutdown());
+  const mainErrors = [];
+  updater.on('error', (e) => mainErrors.push(e.code));
+  const page = electron.createRenderer();
+  exposeRailgunApi(page.contextBridge, page.ipcRenderer);
+  const api = page.window.electronAPI;
+  const events = [];
+  api.updater.onEvent((name, payload) => events.push([name, payload]));
+  await settle();
+
+  await assert.rejects(api.updater.check(), (e) => {
+    assert.equal(errorCode(e), 'ERR_SIGNATURE_INVALID', e.message);
+    return true;
+  });
+  await settle();
+  const error = events.find(([n]) => n === 'error');
+  assert.ok(error, `an error event reached the page: ${JSON.stringify(events)}`);
+  assert.match(error[1].code, /^ERR_/);
+  assert.equal(Object.keys(error[1]).sort().join(), 'code,message', 'plain {code, message} only');
+  assert.equal(mainErrors.length, 1);
+  assert.equal(existsSync(path.join(w, 'install', 'current')), false, 'nothing installed');
+  await assert.rejects(api.updater.download(), (e) => /^ERR_/.test(errorCode(e) ?? ''));
+});
