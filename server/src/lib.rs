@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod analytics;
 pub mod auth;
 pub mod cli;
+pub mod demo;
 pub mod metrics;
 pub mod release;
 pub mod serve;

@@ -39,6 +39,8 @@ enum Command {
     Verify(cli::verify::Args),
     /// Send realistic analytics batches to a server and report throughput and latency.
     Loadgen(cli::loadgen::Args),
+    /// Run a whole staged rollout with simulated installs against an in-process server.
+    Demo(cli::demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Flags(a) => cli::block_on(cli::flags::run(a)),
         Command::Verify(a) => cli::verify::run(a),
         Command::Loadgen(a) => cli::block_on(cli::loadgen::run(a)),
+        Command::Demo(a) => cli::block_on(cli::demo::run(a)),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,112 @@
+//! `railgun demo`: a whole staged rollout on one machine (see [`crate::demo`]), with
+//! progress bars on a terminal, then the summary table (or one JSON document with `--json`)
+//! and the dashboard URL; `--keep` leaves the server running until Ctrl-C.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::CliResult;
+use crate::demo::{self, DemoOptions, NoProgress, Progress};
+
+/// Arguments of `railgun demo`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Simulated installs.
+    #[arg(long, default_value_t = 2000)]
+    pub installs: usize,
+    /// Make 0.2.0 crash often: the rollout engine halts it and the fallback is served.
+    #[arg(long)]
+    pub bad_release: bool,
+    /// Leave the server running (and the temporary folder) until Ctrl-C.
+    #[arg(long)]
+    pub keep: bool,
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Seed of the simulation (install ids, sessions, errors, crashes).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Launches running at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Analytics sampling rate (0–1).
+    #[arg(long, default_value_t = 0.2)]
+    pub sample_rate: f64,
+    /// Work in this folder (kept) instead of a temporary one.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// Progress bars on stderr.
+struct Bars {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Progress for Bars {
+    fn phase(&self, label: &str, total: u64) {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{msg:48} [{bar:30}] {pos}/{len} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(label.to_string());
+        *self.bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar);
+    }
+    fn inc(&self) {
+        if let Some(b) = &*self.bar.lock().unwrap_or_else(|p| p.into_inner()) {
+            b.inc(1);
+        }
+    }
+    fn done(&self, summary: &str) {
+        if let Some(b) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            b.finish_with_message(summary.to_string());
+        }
+    }
+}
+
+/// Runs the demo.
+pub async fn run(args: Args) -> CliResult {
+    let opts = DemoOptions {
+        installs: args.installs,
+        bad_release: args.bad_release,
+        seed: args.seed,
+        concurrency: args.concurrency,
+        sample_rate: args.sample_rate,
+        work_dir: args.dir.clone(),
+    };
+    let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() && !args.json {
+        Arc::new(Bars {
+            bar: Mutex::new(None),
+        })
+    } else {
+        Arc::new(NoProgress)
+    };
+    let mut d = demo::run(&opts, progress).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&d.report)?);
+    } else {
+        print!("{}", d.report.table());
+    }
+    if args.keep {
+        d.work.keep();
+        eprintln!(
+            "server running at {} (admin token {}…, data in {}); Ctrl-C stops it",
+            d.report.url,
+            &d.admin_token[..6],
+            d.report.work_dir
+        );
+        tokio::signal::ctrl_c().await?;
+    }
+    d.server.stop().await?;
+    let ok = d.report.verification.all_verified && d.report.launch_failures == 0;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
