@@ -8,5 +8,6 @@ pub mod cli;
 pub mod demo;
 pub mod metrics;
 pub mod release;
+pub mod rollout;
 pub mod serve;
 pub mod store;

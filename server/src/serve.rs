@@ -40,6 +40,16 @@ pub struct ServerConfig {
     pub clock: SharedClock,
     /// Where alerts are posted (Slack-compatible JSON; `RAILGUN_ALERT_WEBHOOK`).
     pub alert_webhook: Option<String>,
+    /// Private key signing channel states (`--rollout-key`, `RAILGUN_ROLLOUT_KEY_FILE`);
+    /// without it the rollout admin routes answer 503.
+    pub rollout_key: Option<PathBuf>,
+    /// Public keys a manifest posted to `POST /admin/releases` must be signed by
+    /// (`--release-public-key`, repeatable).
+    pub release_public_keys: Vec<PathBuf>,
+    /// Time between two rollout engine runs (60 s).
+    pub rollout_interval: std::time::Duration,
+    /// Validity of a signed channel state (7 days); re-signed when half of it is gone.
+    pub channel_expiry: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +64,10 @@ impl Default for ServerConfig {
             queue_capacity: queue::DEFAULT_CAPACITY,
             clock: railgun_core::clock::system(),
             alert_webhook: None,
+            rollout_key: None,
+            release_public_keys: Vec::new(),
+            rollout_interval: crate::rollout::DEFAULT_INTERVAL,
+            channel_expiry: crate::rollout::DEFAULT_CHANNEL_EXPIRY,
         }
     }
 }
@@ -67,6 +81,9 @@ pub enum ServeError {
     /// The address could not be bound.
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
+    /// The rollout keys could not be loaded.
+    #[error(transparent)]
+    Rollout(#[from] crate::rollout::RolloutError),
 }
 
 /// Opens the store the config names and starts the analytics state (writer, retention job).
@@ -88,15 +105,43 @@ pub fn app_state_with_store(config: &ServerConfig, store: SharedStore) -> AppSta
     )
 }
 
-/// The whole application: the update tree plus the analytics routes over `state`.
+/// The whole application: the update tree plus the analytics and rollout routes over
+/// `state` (rollout keys that do not load only disable the routes needing them; the engine
+/// does not run: [`start`] runs it).
 pub fn app_router(config: &ServerConfig, state: AppState) -> Router {
-    analytics::routes(state).merge(router(config))
+    let rollouts = crate::rollout::Rollouts::lenient(config, &state);
+    app_router_with(config, state, rollouts)
 }
 
-/// Binds `addr`, serves the whole application; stopping drains the ingest queue.
+/// [`app_router`] over a given rollout service (the one whose engine runs).
+pub fn app_router_with(
+    config: &ServerConfig,
+    state: AppState,
+    rollouts: crate::rollout::Rollouts,
+) -> Router {
+    analytics::routes(state)
+        .merge(crate::rollout::routes(rollouts))
+        .merge(router(config))
+}
+
+/// Binds `addr`, serves the whole application and runs the rollout engine every
+/// `rollout_interval`; stopping drains the ingest queue and ends the engine.
 pub async fn start(addr: SocketAddr, config: &ServerConfig) -> Result<RunningServer, ServeError> {
+    Ok(start_with_rollouts(addr, config).await?.0)
+}
+
+/// Like [`start`], and also returns the rollout service (in-process
+/// [`crate::rollout::Rollouts::evaluate`], for the demo and tests with a manual clock).
+pub async fn start_with_rollouts(
+    addr: SocketAddr,
+    config: &ServerConfig,
+) -> Result<(RunningServer, crate::rollout::Rollouts), ServeError> {
     let state = app_state(config).await?;
-    Ok(spawn_app(addr, app_router(config, state.clone()), state).await?)
+    let rollouts = crate::rollout::Rollouts::new(config, &state)?;
+    let router = app_router_with(config, state.clone(), rollouts.clone());
+    let server = spawn_app(addr, router, state).await?;
+    rollouts.spawn_engine();
+    Ok((server, rollouts))
 }
 
 /// Builds the router.

@@ -33,6 +33,18 @@ pub struct Args {
     /// Webhook receiving alerts as Slack-compatible JSON.
     #[arg(long, env = "RAILGUN_ALERT_WEBHOOK")]
     pub alert_webhook: Option<String>,
+    /// Private key (PKCS#8 PEM) signing channel states for the rollout engine.
+    #[arg(long, env = "RAILGUN_ROLLOUT_KEY_FILE")]
+    pub rollout_key: Option<PathBuf>,
+    /// Public key of a release signer accepted by `POST /admin/releases` (repeatable).
+    #[arg(long = "release-public-key")]
+    pub release_public_keys: Vec<PathBuf>,
+    /// Seconds between two rollout engine runs.
+    #[arg(long, default_value_t = 60)]
+    pub rollout_interval_secs: u64,
+    /// Days a signed channel state stays valid (re-signed after half of it).
+    #[arg(long, default_value_t = 7)]
+    pub channel_expiry_days: u64,
 }
 
 /// Runs the command. Tokens come from `RAILGUN_READ_TOKEN` / `RAILGUN_ADMIN_TOKEN` only
@@ -54,6 +66,10 @@ pub async fn run(a: Args) -> CliResult {
             ..RetentionConfig::default()
         },
         alert_webhook: a.alert_webhook,
+        rollout_key: a.rollout_key,
+        release_public_keys: a.release_public_keys,
+        rollout_interval: std::time::Duration::from_secs(a.rollout_interval_secs.max(1)),
+        channel_expiry: std::time::Duration::from_secs(a.channel_expiry_days.max(1) * 86_400),
         ..ServerConfig::default()
     };
     if config.read_token.is_none() {

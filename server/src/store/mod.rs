@@ -22,7 +22,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 pub mod postgres;
+pub mod rollout;
 pub mod sqlite;
+
+pub use rollout::RolloutStore;
 
 /// A boxed future returned by the store (the trait is used as `dyn`).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -170,7 +173,8 @@ pub fn day_of(t: DateTime<Utc>) -> i32 {
 }
 
 /// What the server needs from its database.
-pub trait AnalyticsStore: Send + Sync + std::fmt::Debug {
+/// The rollout engine's tables ([`RolloutStore`]) live in the same database.
+pub trait AnalyticsStore: RolloutStore + Send + Sync + std::fmt::Debug {
     /// Writes events in one transaction; `true` for each event that was new, `false` for a
     /// duplicate id (already stored, or earlier in the same call).
     fn insert_events(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, Vec<bool>>;

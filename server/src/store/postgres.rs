@@ -13,6 +13,10 @@ use std::collections::HashSet;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
+use super::rollout::{
+    from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthRow, ReleaseRow, RolloutChange,
+    RolloutRow, RolloutStore,
+};
 use super::{
     day_date, session_stats, AnalyticsStore, Count, FeatureDay, PurgeCounts, Rollups, SessionStats,
     StoreError, StoreFuture, StoredEvent,
@@ -74,6 +78,84 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (name, day, user_id)
      );
      CREATE INDEX daily_feature_user ON daily_feature(user_id);",
+    // 2: rollout health: reports, releases, rollouts, channel states, decisions.
+    "CREATE TABLE health_reports (
+        id           TEXT PRIMARY KEY NOT NULL,
+        machine_id   TEXT NOT NULL,
+        app          TEXT NOT NULL,
+        version      TEXT NOT NULL,
+        channel      TEXT NOT NULL,
+        platform     TEXT NOT NULL,
+        arch         TEXT NOT NULL,
+        period_start BIGINT NOT NULL,
+        period_end   BIGINT NOT NULL,
+        sessions     BIGINT NOT NULL,
+        errors       BIGINT NOT NULL,
+        crashes      BIGINT NOT NULL,
+        boot_reverts BIGINT NOT NULL,
+        received     BIGINT NOT NULL
+     );
+     CREATE INDEX health_release ON health_reports(app, channel, version, machine_id);
+     CREATE INDEX health_received ON health_reports(app, channel, received);
+     CREATE TABLE releases (
+        app                TEXT NOT NULL,
+        version            TEXT NOT NULL,
+        channel            TEXT NOT NULL,
+        envelope           TEXT NOT NULL,
+        manifest_sha256    TEXT NOT NULL,
+        created            BIGINT NOT NULL,
+        pending_start      BOOLEAN NOT NULL,
+        pending_percentage DOUBLE PRECISION,
+        pending_fallback   TEXT,
+        PRIMARY KEY (app, version)
+     );
+     CREATE TABLE rollouts (
+        app                  TEXT NOT NULL,
+        channel              TEXT NOT NULL,
+        version              TEXT NOT NULL,
+        percentage           DOUBLE PRECISION NOT NULL,
+        status               TEXT NOT NULL,
+        fallback_version     TEXT,
+        rolled_back          BOOLEAN NOT NULL,
+        policy               TEXT NOT NULL,
+        started              BIGINT NOT NULL,
+        stage_started        BIGINT NOT NULL,
+        updated              BIGINT NOT NULL,
+        high_error_alerted   BOOLEAN NOT NULL,
+        low_adoption_alerted BOOLEAN NOT NULL,
+        PRIMARY KEY (app, channel, version)
+     );
+     CREATE TABLE channel_states (
+        app      TEXT NOT NULL,
+        channel  TEXT NOT NULL,
+        version  TEXT NOT NULL,
+        sequence BIGINT NOT NULL,
+        issued   BIGINT NOT NULL,
+        expires  BIGINT NOT NULL,
+        envelope TEXT NOT NULL,
+        PRIMARY KEY (app, channel)
+     );
+     CREATE TABLE decisions (
+        seq             BIGSERIAL,
+        id              TEXT PRIMARY KEY NOT NULL,
+        at              BIGINT NOT NULL,
+        app             TEXT NOT NULL,
+        channel         TEXT NOT NULL,
+        version         TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        actor           TEXT NOT NULL,
+        from_percentage DOUBLE PRECISION NOT NULL,
+        to_percentage   DOUBLE PRECISION NOT NULL,
+        installs        BIGINT NOT NULL,
+        error_rate      DOUBLE PRECISION NOT NULL,
+        error_lower     DOUBLE PRECISION NOT NULL,
+        error_upper     DOUBLE PRECISION NOT NULL,
+        crash_rate      DOUBLE PRECISION NOT NULL,
+        crash_lower     DOUBLE PRECISION NOT NULL,
+        crash_upper     DOUBLE PRECISION NOT NULL,
+        reason          TEXT NOT NULL
+     );
+     CREATE INDEX decisions_rollout ON decisions(app, channel, version, at);",
 ];
 
 const USER_TABLES: &[&str] = &[
@@ -442,6 +524,309 @@ impl AnalyticsStore for PostgresStore {
                 n += r.get::<_, i64>(0) as u64;
             }
             Ok(n)
+        })
+    }
+}
+
+// ---- rollout health -------------------------------------------------------------------
+
+const RELEASE_COLS: &str = "app, version, channel, envelope, manifest_sha256, created, \
+    pending_start, pending_percentage, pending_fallback";
+const ROLLOUT_COLS: &str = "app, channel, version, percentage, status, fallback_version, \
+    rolled_back, policy, started, stage_started, updated, high_error_alerted, low_adoption_alerted";
+const CHANNEL_COLS: &str = "app, channel, version, sequence, issued, expires, envelope";
+const DECISION_COLS: &str = "id, at, app, channel, version, action, actor, from_percentage, \
+    to_percentage, installs, error_rate, error_lower, error_upper, crash_rate, crash_lower, \
+    crash_upper, reason";
+
+fn release_row(r: &tokio_postgres::Row) -> ReleaseRow {
+    ReleaseRow {
+        app: r.get(0),
+        version: r.get(1),
+        channel: r.get(2),
+        envelope: r.get(3),
+        manifest_sha256: r.get(4),
+        created_ms: r.get(5),
+        pending_start: r.get(6),
+        pending_percentage: r.get(7),
+        pending_fallback: r.get(8),
+    }
+}
+
+fn rollout_row(r: &tokio_postgres::Row) -> RolloutRow {
+    RolloutRow {
+        app: r.get(0),
+        channel: r.get(1),
+        version: r.get(2),
+        percentage: r.get(3),
+        status: r.get(4),
+        fallback_version: r.get(5),
+        rolled_back: r.get(6),
+        policy: r.get(7),
+        started_ms: r.get(8),
+        stage_started_ms: r.get(9),
+        updated_ms: r.get(10),
+        high_error_alerted: r.get(11),
+        low_adoption_alerted: r.get(12),
+    }
+}
+
+fn channel_row(r: &tokio_postgres::Row) -> ChannelRow {
+    ChannelRow {
+        app: r.get(0),
+        channel: r.get(1),
+        version: r.get(2),
+        sequence: r.get(3),
+        issued_ms: r.get(4),
+        expires_ms: r.get(5),
+        envelope: r.get(6),
+    }
+}
+
+fn decision_row(r: &tokio_postgres::Row) -> Decision {
+    Decision {
+        id: r.get(0),
+        at: from_ms(r.get(1)),
+        app: r.get(2),
+        channel: r.get(3),
+        version: r.get(4),
+        action: r.get(5),
+        actor: r.get(6),
+        from_percentage: r.get(7),
+        to_percentage: r.get(8),
+        installs: r.get::<_, i64>(9) as u64,
+        error_rate: r.get(10),
+        error_lower: r.get(11),
+        error_upper: r.get(12),
+        crash_rate: r.get(13),
+        crash_lower: r.get(14),
+        crash_upper: r.get(15),
+        reason: r.get(16),
+    }
+}
+
+impl RolloutStore for PostgresStore {
+    fn insert_health(&self, h: HealthRow) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let c = self.writer.lock().await;
+            let n = c
+                .execute(
+                    "INSERT INTO health_reports (id, machine_id, app, version, channel, platform, \
+                     arch, period_start, period_end, sessions, errors, crashes, boot_reverts, received) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                     ON CONFLICT (id) DO NOTHING",
+                    &[&h.id, &h.machine_id, &h.app, &h.version, &h.channel, &h.platform, &h.arch,
+                      &h.period_start_ms, &h.period_end_ms, &h.sessions, &h.errors, &h.crashes,
+                      &h.boot_reverts, &h.received_ms],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn health_counts(
+        &self,
+        app: String,
+        channel: String,
+        version: String,
+    ) -> StoreFuture<'_, HealthCounts> {
+        Box::pin(async move {
+            let r = self
+                .reader
+                .query_one(
+                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE e > 0), COUNT(*) FILTER (WHERE k > 0) \
+                     FROM (SELECT machine_id, SUM(errors) AS e, SUM(crashes) AS k FROM health_reports \
+                     WHERE app = $1 AND channel = $2 AND version = $3 GROUP BY machine_id) t",
+                    &[&app, &channel, &version],
+                )
+                .await?;
+            Ok(HealthCounts {
+                installs: r.get::<_, i64>(0) as u64,
+                with_errors: r.get::<_, i64>(1) as u64,
+                with_crashes: r.get::<_, i64>(2) as u64,
+            })
+        })
+    }
+
+    fn channel_population(
+        &self,
+        app: String,
+        channel: String,
+        since_ms: i64,
+    ) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let r = self
+                .reader
+                .query_one(
+                    "SELECT COUNT(DISTINCT machine_id) FROM health_reports WHERE app = $1 AND channel = $2 AND received >= $3",
+                    &[&app, &channel, &since_ms],
+                )
+                .await?;
+            Ok(r.get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn get_release(&self, app: String, version: String) -> StoreFuture<'_, Option<ReleaseRow>> {
+        Box::pin(async move {
+            let r = self
+                .reader
+                .query_opt(
+                    &format!("SELECT {RELEASE_COLS} FROM releases WHERE app = $1 AND version = $2"),
+                    &[&app, &version],
+                )
+                .await?;
+            Ok(r.as_ref().map(release_row))
+        })
+    }
+
+    fn put_release(&self, r: ReleaseRow) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let c = self.writer.lock().await;
+            c.execute(
+                &format!("INSERT INTO releases ({RELEASE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (app, version) DO UPDATE SET pending_start = excluded.pending_start, \
+                 pending_percentage = excluded.pending_percentage, pending_fallback = excluded.pending_fallback"),
+                &[&r.app, &r.version, &r.channel, &r.envelope, &r.manifest_sha256, &r.created_ms,
+                  &r.pending_start, &r.pending_percentage, &r.pending_fallback],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn get_rollout(
+        &self,
+        app: String,
+        channel: String,
+        version: String,
+    ) -> StoreFuture<'_, Option<RolloutRow>> {
+        Box::pin(async move {
+            let r = self
+                .reader
+                .query_opt(
+                    &format!("SELECT {ROLLOUT_COLS} FROM rollouts WHERE app = $1 AND channel = $2 AND version = $3"),
+                    &[&app, &channel, &version],
+                )
+                .await?;
+            Ok(r.as_ref().map(rollout_row))
+        })
+    }
+
+    fn list_rollouts(&self) -> StoreFuture<'_, Vec<RolloutRow>> {
+        Box::pin(async move {
+            let rows = self
+                .reader
+                .query(
+                    &format!("SELECT {ROLLOUT_COLS} FROM rollouts ORDER BY started DESC, app, channel, version"),
+                    &[],
+                )
+                .await?;
+            Ok(rows.iter().map(rollout_row).collect())
+        })
+    }
+
+    fn get_channel(&self, app: String, channel: String) -> StoreFuture<'_, Option<ChannelRow>> {
+        Box::pin(async move {
+            let r = self
+                .reader
+                .query_opt(
+                    &format!(
+                        "SELECT {CHANNEL_COLS} FROM channel_states WHERE app = $1 AND channel = $2"
+                    ),
+                    &[&app, &channel],
+                )
+                .await?;
+            Ok(r.as_ref().map(channel_row))
+        })
+    }
+
+    fn list_channels(&self) -> StoreFuture<'_, Vec<ChannelRow>> {
+        Box::pin(async move {
+            let rows = self
+                .reader
+                .query(
+                    &format!("SELECT {CHANNEL_COLS} FROM channel_states ORDER BY app, channel"),
+                    &[],
+                )
+                .await?;
+            Ok(rows.iter().map(channel_row).collect())
+        })
+    }
+
+    fn commit_change(&self, ch: RolloutChange) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let mut c = self.writer.lock().await;
+            let tx = c.transaction().await?;
+            if let Some((row, expected)) = &ch.channel {
+                let n = match expected {
+                    None => {
+                        tx.execute(
+                            &format!("INSERT INTO channel_states ({CHANNEL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                             ON CONFLICT (app, channel) DO NOTHING"),
+                            &[&row.app, &row.channel, &row.version, &row.sequence, &row.issued_ms, &row.expires_ms, &row.envelope],
+                        )
+                        .await?
+                    }
+                    Some(prev) => {
+                        tx.execute(
+                            "UPDATE channel_states SET version = $3, sequence = $4, issued = $5, expires = $6, \
+                             envelope = $7 WHERE app = $1 AND channel = $2 AND sequence = $8",
+                            &[&row.app, &row.channel, &row.version, &row.sequence, &row.issued_ms, &row.expires_ms, &row.envelope, prev],
+                        )
+                        .await?
+                    }
+                };
+                if n != 1 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+            }
+            if let Some(r) = &ch.rollout {
+                tx.execute(
+                    &format!("INSERT INTO rollouts ({ROLLOUT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                     ON CONFLICT (app, channel, version) DO UPDATE SET percentage = excluded.percentage, \
+                     status = excluded.status, fallback_version = excluded.fallback_version, \
+                     rolled_back = excluded.rolled_back, policy = excluded.policy, started = excluded.started, \
+                     stage_started = excluded.stage_started, updated = excluded.updated, \
+                     high_error_alerted = excluded.high_error_alerted, low_adoption_alerted = excluded.low_adoption_alerted"),
+                    &[&r.app, &r.channel, &r.version, &r.percentage, &r.status, &r.fallback_version, &r.rolled_back,
+                      &r.policy, &r.started_ms, &r.stage_started_ms, &r.updated_ms, &r.high_error_alerted, &r.low_adoption_alerted],
+                )
+                .await?;
+            }
+            if let Some(d) = &ch.decision {
+                let installs = d.installs as i64;
+                tx.execute(
+                    &format!("INSERT INTO decisions ({DECISION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"),
+                    &[&d.id, &to_ms(d.at), &d.app, &d.channel, &d.version, &d.action, &d.actor, &d.from_percentage,
+                      &d.to_percentage, &installs, &d.error_rate, &d.error_lower, &d.error_upper, &d.crash_rate,
+                      &d.crash_lower, &d.crash_upper, &d.reason],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    fn decisions(
+        &self,
+        app: String,
+        channel: String,
+        version: String,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<Decision>> {
+        Box::pin(async move {
+            let limit = limit as i64;
+            let rows = self
+                .reader
+                .query(
+                    &format!("SELECT {DECISION_COLS} FROM decisions WHERE app = $1 AND channel = $2 AND version = $3 \
+                     ORDER BY at DESC, seq DESC LIMIT $4"),
+                    &[&app, &channel, &version, &limit],
+                )
+                .await?;
+            Ok(rows.iter().map(decision_row).collect())
         })
     }
 }

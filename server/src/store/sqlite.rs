@@ -15,6 +15,10 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::rollout::{
+    from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthRow, ReleaseRow, RolloutChange,
+    RolloutRow, RolloutStore,
+};
 use super::{
     day_date, session_stats, AnalyticsStore, Count, FeatureDay, PurgeCounts, Rollups, SessionStats,
     StoreError, StoreFuture, StoredEvent,
@@ -77,6 +81,83 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (name, day, user_id)
      ) WITHOUT ROWID;
      CREATE INDEX daily_feature_user ON daily_feature(user_id);",
+    // 2: rollout health: reports, releases, rollouts, channel states, decisions.
+    "CREATE TABLE health_reports (
+        id           TEXT PRIMARY KEY NOT NULL,
+        machine_id   TEXT NOT NULL,
+        app          TEXT NOT NULL,
+        version      TEXT NOT NULL,
+        channel      TEXT NOT NULL,
+        platform     TEXT NOT NULL,
+        arch         TEXT NOT NULL,
+        period_start INTEGER NOT NULL,
+        period_end   INTEGER NOT NULL,
+        sessions     INTEGER NOT NULL,
+        errors       INTEGER NOT NULL,
+        crashes      INTEGER NOT NULL,
+        boot_reverts INTEGER NOT NULL,
+        received     INTEGER NOT NULL
+     );
+     CREATE INDEX health_release ON health_reports(app, channel, version, machine_id);
+     CREATE INDEX health_received ON health_reports(app, channel, received);
+     CREATE TABLE releases (
+        app                TEXT NOT NULL,
+        version            TEXT NOT NULL,
+        channel            TEXT NOT NULL,
+        envelope           TEXT NOT NULL,
+        manifest_sha256    TEXT NOT NULL,
+        created            INTEGER NOT NULL,
+        pending_start      INTEGER NOT NULL,
+        pending_percentage REAL,
+        pending_fallback   TEXT,
+        PRIMARY KEY (app, version)
+     );
+     CREATE TABLE rollouts (
+        app                  TEXT NOT NULL,
+        channel              TEXT NOT NULL,
+        version              TEXT NOT NULL,
+        percentage           REAL NOT NULL,
+        status               TEXT NOT NULL,
+        fallback_version     TEXT,
+        rolled_back          INTEGER NOT NULL,
+        policy               TEXT NOT NULL,
+        started              INTEGER NOT NULL,
+        stage_started        INTEGER NOT NULL,
+        updated              INTEGER NOT NULL,
+        high_error_alerted   INTEGER NOT NULL,
+        low_adoption_alerted INTEGER NOT NULL,
+        PRIMARY KEY (app, channel, version)
+     );
+     CREATE TABLE channel_states (
+        app      TEXT NOT NULL,
+        channel  TEXT NOT NULL,
+        version  TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        issued   INTEGER NOT NULL,
+        expires  INTEGER NOT NULL,
+        envelope TEXT NOT NULL,
+        PRIMARY KEY (app, channel)
+     );
+     CREATE TABLE decisions (
+        id              TEXT PRIMARY KEY NOT NULL,
+        at              INTEGER NOT NULL,
+        app             TEXT NOT NULL,
+        channel         TEXT NOT NULL,
+        version         TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        actor           TEXT NOT NULL,
+        from_percentage REAL NOT NULL,
+        to_percentage   REAL NOT NULL,
+        installs        INTEGER NOT NULL,
+        error_rate      REAL NOT NULL,
+        error_lower     REAL NOT NULL,
+        error_upper     REAL NOT NULL,
+        crash_rate      REAL NOT NULL,
+        crash_lower     REAL NOT NULL,
+        crash_upper     REAL NOT NULL,
+        reason          TEXT NOT NULL
+     );
+     CREATE INDEX decisions_rollout ON decisions(app, channel, version, at);",
 ];
 
 const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (id, name, category, user_id, \
@@ -426,6 +507,262 @@ impl AnalyticsStore for SqliteStore {
                 )? as u64;
             }
             Ok(n)
+        })
+    }
+}
+
+// ---- rollout health -------------------------------------------------------------------
+
+const RELEASE_COLS: &str = "app, version, channel, envelope, manifest_sha256, created, \
+    pending_start, pending_percentage, pending_fallback";
+const ROLLOUT_COLS: &str = "app, channel, version, percentage, status, fallback_version, \
+    rolled_back, policy, started, stage_started, updated, high_error_alerted, low_adoption_alerted";
+const CHANNEL_COLS: &str = "app, channel, version, sequence, issued, expires, envelope";
+const DECISION_COLS: &str = "id, at, app, channel, version, action, actor, from_percentage, \
+    to_percentage, installs, error_rate, error_lower, error_upper, crash_rate, crash_lower, \
+    crash_upper, reason";
+
+fn release_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRow> {
+    Ok(ReleaseRow {
+        app: r.get(0)?,
+        version: r.get(1)?,
+        channel: r.get(2)?,
+        envelope: r.get(3)?,
+        manifest_sha256: r.get(4)?,
+        created_ms: r.get(5)?,
+        pending_start: r.get(6)?,
+        pending_percentage: r.get(7)?,
+        pending_fallback: r.get(8)?,
+    })
+}
+
+fn rollout_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RolloutRow> {
+    Ok(RolloutRow {
+        app: r.get(0)?,
+        channel: r.get(1)?,
+        version: r.get(2)?,
+        percentage: r.get(3)?,
+        status: r.get(4)?,
+        fallback_version: r.get(5)?,
+        rolled_back: r.get(6)?,
+        policy: r.get(7)?,
+        started_ms: r.get(8)?,
+        stage_started_ms: r.get(9)?,
+        updated_ms: r.get(10)?,
+        high_error_alerted: r.get(11)?,
+        low_adoption_alerted: r.get(12)?,
+    })
+}
+
+fn channel_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChannelRow> {
+    Ok(ChannelRow {
+        app: r.get(0)?,
+        channel: r.get(1)?,
+        version: r.get(2)?,
+        sequence: r.get(3)?,
+        issued_ms: r.get(4)?,
+        expires_ms: r.get(5)?,
+        envelope: r.get(6)?,
+    })
+}
+
+fn decision_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Decision> {
+    Ok(Decision {
+        id: r.get(0)?,
+        at: from_ms(r.get(1)?),
+        app: r.get(2)?,
+        channel: r.get(3)?,
+        version: r.get(4)?,
+        action: r.get(5)?,
+        actor: r.get(6)?,
+        from_percentage: r.get(7)?,
+        to_percentage: r.get(8)?,
+        installs: r.get::<_, i64>(9)? as u64,
+        error_rate: r.get(10)?,
+        error_lower: r.get(11)?,
+        error_upper: r.get(12)?,
+        crash_rate: r.get(13)?,
+        crash_lower: r.get(14)?,
+        crash_upper: r.get(15)?,
+        reason: r.get(16)?,
+    })
+}
+
+fn commit(c: &mut Connection, ch: RolloutChange) -> rusqlite::Result<bool> {
+    let tx = c.transaction()?;
+    if let Some((row, expected)) = &ch.channel {
+        let n = match expected {
+            None => tx.execute(
+                &format!("INSERT OR IGNORE INTO channel_states ({CHANNEL_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![row.app, row.channel, row.version, row.sequence, row.issued_ms, row.expires_ms, row.envelope],
+            )?,
+            Some(prev) => tx.execute(
+                "UPDATE channel_states SET version = ?3, sequence = ?4, issued = ?5, expires = ?6, \
+                 envelope = ?7 WHERE app = ?1 AND channel = ?2 AND sequence = ?8",
+                params![row.app, row.channel, row.version, row.sequence, row.issued_ms, row.expires_ms, row.envelope, prev],
+            )?,
+        };
+        if n != 1 {
+            tx.rollback()?;
+            return Ok(false);
+        }
+    }
+    if let Some(r) = &ch.rollout {
+        tx.execute(
+            &format!("INSERT OR REPLACE INTO rollouts ({ROLLOUT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+            params![r.app, r.channel, r.version, r.percentage, r.status, r.fallback_version, r.rolled_back,
+                r.policy, r.started_ms, r.stage_started_ms, r.updated_ms, r.high_error_alerted, r.low_adoption_alerted],
+        )?;
+    }
+    if let Some(d) = &ch.decision {
+        tx.execute(
+            &format!("INSERT INTO decisions ({DECISION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+            params![d.id, to_ms(d.at), d.app, d.channel, d.version, d.action, d.actor, d.from_percentage,
+                d.to_percentage, d.installs as i64, d.error_rate, d.error_lower, d.error_upper, d.crash_rate,
+                d.crash_lower, d.crash_upper, d.reason],
+        )?;
+    }
+    tx.commit()?;
+    Ok(true)
+}
+
+impl RolloutStore for SqliteStore {
+    fn insert_health(&self, h: HealthRow) -> StoreFuture<'_, bool> {
+        self.write(move |c| {
+            let n = c.prepare_cached(
+                "INSERT OR IGNORE INTO health_reports (id, machine_id, app, version, channel, platform, \
+                 arch, period_start, period_end, sessions, errors, crashes, boot_reverts, received) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?
+            .execute(params![h.id, h.machine_id, h.app, h.version, h.channel, h.platform, h.arch,
+                h.period_start_ms, h.period_end_ms, h.sessions, h.errors, h.crashes, h.boot_reverts, h.received_ms])?;
+            Ok(n == 1)
+        })
+    }
+
+    fn health_counts(
+        &self,
+        app: String,
+        channel: String,
+        version: String,
+    ) -> StoreFuture<'_, HealthCounts> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT COUNT(*), COALESCE(SUM(e > 0), 0), COALESCE(SUM(k > 0), 0) FROM (SELECT \
+                 machine_id, SUM(errors) AS e, SUM(crashes) AS k FROM health_reports WHERE app = ?1 \
+                 AND channel = ?2 AND version = ?3 GROUP BY machine_id)",
+            )?
+            .query_row(params![app, channel, version], |r| {
+                Ok(HealthCounts {
+                    installs: r.get::<_, i64>(0)? as u64,
+                    with_errors: r.get::<_, i64>(1)? as u64,
+                    with_crashes: r.get::<_, i64>(2)? as u64,
+                })
+            })
+        })
+    }
+
+    fn channel_population(
+        &self,
+        app: String,
+        channel: String,
+        since_ms: i64,
+    ) -> StoreFuture<'_, u64> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT COUNT(DISTINCT machine_id) FROM health_reports WHERE app = ?1 AND channel = ?2 AND received >= ?3",
+            )?
+            .query_row(params![app, channel, since_ms], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+        })
+    }
+
+    fn get_release(&self, app: String, version: String) -> StoreFuture<'_, Option<ReleaseRow>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {RELEASE_COLS} FROM releases WHERE app = ?1 AND version = ?2"
+            ))?
+            .query_row(params![app, version], release_row)
+            .optional()
+        })
+    }
+
+    fn put_release(&self, r: ReleaseRow) -> StoreFuture<'_, ()> {
+        self.write(move |c| {
+            c.execute(
+                &format!("INSERT INTO releases ({RELEASE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT(app, version) DO UPDATE SET pending_start = excluded.pending_start, \
+                 pending_percentage = excluded.pending_percentage, pending_fallback = excluded.pending_fallback"),
+                params![r.app, r.version, r.channel, r.envelope, r.manifest_sha256, r.created_ms,
+                    r.pending_start, r.pending_percentage, r.pending_fallback],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn get_rollout(
+        &self,
+        app: String,
+        channel: String,
+        version: String,
+    ) -> StoreFuture<'_, Option<RolloutRow>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {ROLLOUT_COLS} FROM rollouts WHERE app = ?1 AND channel = ?2 AND version = ?3"
+            ))?
+            .query_row(params![app, channel, version], rollout_row)
+            .optional()
+        })
+    }
+
+    fn list_rollouts(&self) -> StoreFuture<'_, Vec<RolloutRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {ROLLOUT_COLS} FROM rollouts ORDER BY started DESC, app, channel, version"
+            ))?
+            .query_map([], rollout_row)?
+            .collect()
+        })
+    }
+
+    fn get_channel(&self, app: String, channel: String) -> StoreFuture<'_, Option<ChannelRow>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {CHANNEL_COLS} FROM channel_states WHERE app = ?1 AND channel = ?2"
+            ))?
+            .query_row(params![app, channel], channel_row)
+            .optional()
+        })
+    }
+
+    fn list_channels(&self) -> StoreFuture<'_, Vec<ChannelRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {CHANNEL_COLS} FROM channel_states ORDER BY app, channel"
+            ))?
+            .query_map([], channel_row)?
+            .collect()
+        })
+    }
+
+    fn commit_change(&self, change: RolloutChange) -> StoreFuture<'_, bool> {
+        self.write(move |c| commit(c, change))
+    }
+
+    fn decisions(
+        &self,
+        app: String,
+        channel: String,
+        version: String,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<Decision>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {DECISION_COLS} FROM decisions WHERE app = ?1 AND channel = ?2 AND version = ?3 \
+                 ORDER BY at DESC, rowid DESC LIMIT ?4"
+            ))?
+            .query_map(params![app, channel, version, limit], decision_row)?
+            .collect()
         })
     }
 }

@@ -1,0 +1,243 @@
+//! What the rollout engine keeps in the database: health reports, the release registry, the
+//! rollouts, the signed channel states and the decision log.
+//!
+//! Owns [`RolloutStore`] (implemented by both backends, a supertrait of
+//! [`super::AnalyticsStore`] so one store handle serves both) and its row types. Rows carry
+//! times as milliseconds since the epoch. A change of a rollout, its channel state and its
+//! decision are written in one transaction ([`RolloutChange`]); the channel's `sequence` is
+//! compare-and-set, so two servers sharing one database never sign the same sequence twice.
+//!
+//! It refuses to store a client's address or any report content beyond counts: a health row
+//! is the hashed install id, the release, the period and four counters.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::StoreFuture;
+
+/// One accepted health report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthRow {
+    /// Report id (hyphenated lowercase UUID), the dedup key.
+    pub id: String,
+    /// Hashed install id.
+    pub machine_id: String,
+    /// App.
+    pub app: String,
+    /// Version that was running.
+    pub version: String,
+    /// Channel.
+    pub channel: String,
+    /// Platform.
+    pub platform: String,
+    /// Arch.
+    pub arch: String,
+    /// Period start, ms.
+    pub period_start_ms: i64,
+    /// Period end, ms.
+    pub period_end_ms: i64,
+    /// Sessions.
+    pub sessions: i64,
+    /// Errors.
+    pub errors: i64,
+    /// Crashes.
+    pub crashes: i64,
+    /// Boot-guard reverts (part of `crashes`).
+    pub boot_reverts: i64,
+    /// When the server received it, ms.
+    pub received_ms: i64,
+}
+
+/// Distinct installs of one app/channel/version and how many of them saw errors / crashes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HealthCounts {
+    /// Distinct machine ids that reported.
+    pub installs: u64,
+    /// Of those, installs with at least one error in any report.
+    pub with_errors: u64,
+    /// Of those, installs with at least one crash in any report.
+    pub with_crashes: u64,
+}
+
+/// A registered release (its signed manifest envelope as served).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseRow {
+    /// App.
+    pub app: String,
+    /// Version.
+    pub version: String,
+    /// Channel the manifest was made for.
+    pub channel: String,
+    /// The manifest envelope bytes written to the tree (JSON text).
+    pub envelope: String,
+    /// SHA-256 (hex) of `envelope`.
+    pub manifest_sha256: String,
+    /// Registration time, ms.
+    pub created_ms: i64,
+    /// A start was requested and waits for missing artifacts.
+    pub pending_start: bool,
+    /// Percentage of the deferred start.
+    pub pending_percentage: Option<f64>,
+    /// Fallback version of the deferred start.
+    pub pending_fallback: Option<String>,
+}
+
+/// One rollout of a release on a channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutRow {
+    /// App.
+    pub app: String,
+    /// Channel.
+    pub channel: String,
+    /// The release rolled out.
+    pub version: String,
+    /// Share of installs offered the release (0–100).
+    pub percentage: f64,
+    /// `active` | `halted` | `complete`.
+    pub status: String,
+    /// Release served to installs outside the rollout (or all, when halted).
+    pub fallback_version: Option<String>,
+    /// Rolled back: the channel serves the fallback with `rollbackFrom: [version]`.
+    pub rolled_back: bool,
+    /// The rollout policy (JSON of `RolloutPolicy`).
+    pub policy: String,
+    /// Start of the rollout, ms.
+    pub started_ms: i64,
+    /// Start of the current stage, ms.
+    pub stage_started_ms: i64,
+    /// Last change, ms.
+    pub updated_ms: i64,
+    /// A high-error-rate alert was sent in the current stage.
+    pub high_error_alerted: bool,
+    /// The low-adoption alert was sent.
+    pub low_adoption_alerted: bool,
+}
+
+/// The signed channel state a channel serves now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRow {
+    /// App.
+    pub app: String,
+    /// Channel.
+    pub channel: String,
+    /// Version of the channel's current rollout.
+    pub version: String,
+    /// Sequence of the signed state.
+    pub sequence: i64,
+    /// Signing time, ms.
+    pub issued_ms: i64,
+    /// Expiry, ms.
+    pub expires_ms: i64,
+    /// The signed envelope (the bytes of `channel.json`).
+    pub envelope: String,
+}
+
+/// One entry of the audit log: what changed a rollout, by whom, on which numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// Decision id (UUID).
+    pub id: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// App.
+    pub app: String,
+    /// Channel.
+    pub channel: String,
+    /// Version of the rollout.
+    pub version: String,
+    /// start | advance | halt | resume | set_percentage | rollback | complete |
+    /// low_adoption | high_error_rate.
+    pub action: String,
+    /// engine | admin.
+    pub actor: String,
+    /// Percentage before.
+    pub from_percentage: f64,
+    /// Percentage after.
+    pub to_percentage: f64,
+    /// Distinct installs reporting at the time.
+    pub installs: u64,
+    /// Share of installs with errors.
+    pub error_rate: f64,
+    /// Wilson 95 % lower bound of the error rate.
+    pub error_lower: f64,
+    /// Wilson 95 % upper bound of the error rate.
+    pub error_upper: f64,
+    /// Share of installs with crashes.
+    pub crash_rate: f64,
+    /// Wilson 95 % lower bound of the crash rate.
+    pub crash_lower: f64,
+    /// Wilson 95 % upper bound of the crash rate.
+    pub crash_upper: f64,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// Rows written together in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct RolloutChange {
+    /// The rollout, inserted or replaced.
+    pub rollout: Option<RolloutRow>,
+    /// The new channel state and the sequence it replaces (`None`: the channel is new).
+    pub channel: Option<(ChannelRow, Option<i64>)>,
+    /// The decision to log.
+    pub decision: Option<Decision>,
+}
+
+/// The rollout engine's tables.
+pub trait RolloutStore: Send + Sync {
+    /// Stores a health report; `false` when its id was already stored (nothing changes).
+    fn insert_health(&self, row: HealthRow) -> StoreFuture<'_, bool>;
+    /// Distinct installs of `app`/`channel`/`version` and those with errors / crashes.
+    fn health_counts(
+        &self,
+        app: String,
+        channel: String,
+        version: String,
+    ) -> StoreFuture<'_, HealthCounts>;
+    /// Distinct installs of `app`/`channel` (any version) reporting since `since_ms`.
+    fn channel_population(
+        &self,
+        app: String,
+        channel: String,
+        since_ms: i64,
+    ) -> StoreFuture<'_, u64>;
+    /// A registered release.
+    fn get_release(&self, app: String, version: String) -> StoreFuture<'_, Option<ReleaseRow>>;
+    /// Registers a release, or updates its pending-start fields.
+    fn put_release(&self, row: ReleaseRow) -> StoreFuture<'_, ()>;
+    /// One rollout.
+    fn get_rollout(
+        &self,
+        app: String,
+        channel: String,
+        version: String,
+    ) -> StoreFuture<'_, Option<RolloutRow>>;
+    /// Every rollout, newest first.
+    fn list_rollouts(&self) -> StoreFuture<'_, Vec<RolloutRow>>;
+    /// The channel state a channel serves.
+    fn get_channel(&self, app: String, channel: String) -> StoreFuture<'_, Option<ChannelRow>>;
+    /// Every channel state.
+    fn list_channels(&self) -> StoreFuture<'_, Vec<ChannelRow>>;
+    /// Writes a change in one transaction; `false` (nothing written) when the channel's
+    /// sequence is no longer the one expected.
+    fn commit_change(&self, change: RolloutChange) -> StoreFuture<'_, bool>;
+    /// The decisions of one rollout, newest first.
+    fn decisions(
+        &self,
+        app: String,
+        channel: String,
+        version: String,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<Decision>>;
+}
+
+/// Milliseconds since the epoch of an instant.
+pub fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The instant of milliseconds since the epoch (the epoch itself when out of range).
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
