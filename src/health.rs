@@ -2,8 +2,9 @@
 //!
 //! Owns [`HealthReport`] (the body of `POST /analytics/health`, camelCase JSON), its answer
 //! [`HealthResponse`], and [`validate_report`] (the same limits on both sides). The client
-//! side — per-version error and crash counters, crash detection from an unclean shutdown,
-//! boot-guard reverts counted as crashes, and the periodic durable sender — grows here too.
+//! side lives in [`monitor`] ([`HealthMonitor`]: per-version error and crash counters, crash
+//! detection from an unclean shutdown, boot-guard reverts counted as crashes, the periodic
+//! durable sender) and its store tables in `ledger`.
 //!
 //! A report carries counts only: never error messages, stack traces, file paths or user
 //! content. `machineId` is the hashed install id (see [`crate::identity`]), never the raw
@@ -12,6 +13,15 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+mod ledger;
+pub mod monitor;
+
+pub use ledger::MAX_PENDING_REPORTS;
+pub use monitor::{
+    report_machine_id, HealthConfig, HealthError, HealthFlushReport, HealthMonitor,
+    HealthMonitorBuilder, StartupHealth, DEFAULT_REPORT_INTERVAL, DEFAULT_SHUTDOWN_DEADLINE,
+};
 
 /// Largest count of any kind accepted in one report (a report covers one period of one
 /// install; more than this is a broken or hostile client).

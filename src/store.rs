@@ -111,6 +111,27 @@ pub const MIGRATIONS: &[&str] = &[
         shown     INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (app, id)
      );",
+    // 4: rollout health: the open period per app/version/channel (counters), the closed
+    // reports waiting for the server's acknowledgement (fixed id + JSON body), oldest first.
+    "CREATE TABLE health_period (
+        app          TEXT NOT NULL,
+        version      TEXT NOT NULL,
+        channel      TEXT NOT NULL,
+        period_start INTEGER NOT NULL,
+        sessions     INTEGER NOT NULL DEFAULT 0,
+        errors       INTEGER NOT NULL DEFAULT 0,
+        crashes      INTEGER NOT NULL DEFAULT 0,
+        boot_reverts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (app, version, channel)
+     );
+     CREATE TABLE health_report (
+        seq        INTEGER PRIMARY KEY,
+        app        TEXT NOT NULL,
+        id         TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        body       TEXT NOT NULL
+     );
+     CREATE INDEX health_report_by_app ON health_report (app, seq);",
 ];
 
 /// The client store: one SQLite file shared by every client subsystem.

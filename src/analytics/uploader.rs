@@ -528,7 +528,7 @@ fn valid_indices(resp: &IngestResponse, len: usize) -> Vec<usize> {
     v
 }
 
-fn parse_base(u: &str) -> Result<Url, UploadError> {
+pub(crate) fn parse_base(u: &str) -> Result<Url, UploadError> {
     let mut url = Url::parse(u).map_err(|e| UploadError::BadUrl {
         url: u.to_string(),
         reason: e.to_string(),
@@ -546,14 +546,14 @@ fn parse_base(u: &str) -> Result<Url, UploadError> {
     Ok(url)
 }
 
-fn join(base: &Url, path: &str) -> Result<Url, UploadError> {
+pub(crate) fn join(base: &Url, path: &str) -> Result<Url, UploadError> {
     base.join(path).map_err(|e| UploadError::BadUrl {
         url: base.to_string(),
         reason: e.to_string(),
     })
 }
 
-fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(s) = v.parse::<u64>() {
         return Some(Duration::from_secs(s));

@@ -1,0 +1,1351 @@
+//! The client health monitor: counts errors and crashes per running version and sends
+//! health reports.
+//!
+//! Owns [`HealthMonitor`] (built by [`HealthMonitor::builder`]) and its one background
+//! thread. The thread owns a SQLite connection to the client store and a single-threaded
+//! tokio runtime for HTTP, so the API works the same from plain threads and from inside any
+//! tokio runtime (the napi addon calls it from its own).
+//!
+//! * [`HealthMonitor::record_error`] / [`HealthMonitor::record_crash`] add to atomics and
+//!   nudge the thread, which commits the counts within moments; they never block and never
+//!   do I/O. [`HealthMonitor::persist`] waits until everything recorded is on disk.
+//! * [`HealthMonitor::on_startup`] counts one crash for the version of a previous run that
+//!   ended without [`HealthMonitor::shutdown`] (its running marker is still in the store),
+//!   one crash + one `bootReverts` for a version the [`BootGuard`] reverted from, one
+//!   session for this version, closes the periods into reports and sends them at once.
+//! * Reports are sent one per `POST {url}/analytics/health`, oldest first; a report is
+//!   deleted only after a 2xx `{accepted, duplicate}` (a duplicate is an acknowledgement).
+//!   408, 429, 5xx and network failures back off exponentially with full jitter (up to one
+//!   hour), honouring `Retry-After`; other 4xx drop the report (counted and logged).
+//!
+//! **Blocking or async:** `on_startup`, `persist`, `set_consent`, `flush` and `shutdown` are
+//! blocking: they wait for the background thread (`flush` and `shutdown` also for the
+//! network, `shutdown` at most its deadline). From async code use [`HealthMonitor::flush_async`]
+//! and [`HealthMonitor::shutdown_async`], which wait on a channel and never block a runtime
+//! thread. `record_error`, `record_crash` and `consent` never block.
+//!
+//! Consent is the analytics consent (`analytics.consent:{app}` in the same store, so one
+//! decision covers both): only `granted` records or sends anything; `denied` also purges
+//! open periods and unsent reports. The monitor refuses to report anything but counts (no
+//! messages, no stack traces) and sends the hashed install id, never the raw machine id.
+//! Two processes sharing one state dir at once are not supported: the second start would
+//! take the first one's marker for a crash.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use url::Url;
+use uuid::Uuid;
+
+use super::ledger::{self, Counts, ReportContext, RunningMarker};
+use super::{plain_field, HealthReportError, HealthResponse};
+use crate::analytics::consent::{self, Consent};
+use crate::analytics::uploader::{self, Backoff};
+use crate::clock::{self, SharedClock};
+use crate::identity;
+use crate::store::{Store, StoreError};
+use crate::update::bootguard::{BootGuard, BootGuardError, RevertRecord};
+
+/// Default time between periodic reports (each one jittered by ±10 %).
+pub const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(3600);
+/// Default time `shutdown` may spend sending.
+pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+/// Shortest wait before an automatic retry after a failure.
+const MIN_RETRY_WAIT: Duration = Duration::from_secs(1);
+
+/// Errors of the health monitor.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    /// A configuration value is refused.
+    #[error("health monitor configuration: {field} {value:?}: {reason}")]
+    Config {
+        /// The setting.
+        field: &'static str,
+        /// What was given.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A report field would be refused by the server.
+    #[error("health monitor configuration: {0}")]
+    Report(#[from] HealthReportError),
+    /// The server URL is not usable.
+    #[error("health URL {url:?} is not a valid base URL: {reason}")]
+    BadUrl {
+        /// What was given.
+        url: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The client store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The boot guard's state could not be read.
+    #[error(transparent)]
+    BootGuard(#[from] BootGuardError),
+    /// The background thread, its runtime or its HTTP client could not be started.
+    #[error("cannot start the health monitor thread: {0}")]
+    Thread(String),
+    /// The monitor was shut down.
+    #[error("the health monitor is shut down")]
+    Closed,
+}
+
+/// What [`HealthMonitor::on_startup`] found and counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartupHealth {
+    /// The version whose previous run ended without a clean shutdown (one crash counted).
+    pub unclean_shutdown: Option<String>,
+    /// The boot-guard revert counted now (one crash and one boot revert for `from`).
+    pub boot_revert: Option<RevertRecord>,
+    /// Whether anything was recorded (consent `granted`).
+    pub recorded: bool,
+}
+
+/// What a send run did and what is left.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthFlushReport {
+    /// Reports the server acknowledged in this run (accepted or duplicate).
+    pub sent: u64,
+    /// Of those, duplicates (stored by an earlier attempt whose answer was lost).
+    pub duplicates: u64,
+    /// Reports the server refused in this run (dropped, never retried).
+    pub dropped: u64,
+    /// Reports still waiting for the server.
+    pub pending: u64,
+    /// When the next attempt is allowed after a failure (by the injected clock).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The last failure, for people.
+    pub last_error: Option<String>,
+}
+
+/// Plain configuration of the monitor (see [`HealthMonitor::builder`]).
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// App name (`[A-Za-z0-9._-]`, at most 64 characters).
+    pub app: String,
+    /// The running version (semver).
+    pub version: String,
+    /// Update channel.
+    pub channel: String,
+    /// `darwin` | `win32` | `linux` (default: this platform, Node's names).
+    pub platform: String,
+    /// `x64` | `arm64` | `ia32` (default: this arch, Node's names).
+    pub arch: String,
+    /// Server base URL (`RAILGUN_ANALYTICS_URL`); `None` keeps reports stored.
+    pub url: Option<String>,
+    /// Folder of the client store (`railgun.db`); `None` uses an in-memory store.
+    pub state_dir: Option<PathBuf>,
+    /// Install id; default [`identity::install_id`]. Sent hashed unless it already is a
+    /// 64-hex hashed id.
+    pub install_id: Option<String>,
+    /// Consent until the user decides (the stored decision wins).
+    pub default_consent: Consent,
+    /// How long `shutdown` may spend sending.
+    pub shutdown_deadline: Duration,
+    /// Timeout of one request.
+    pub request_timeout: Duration,
+    /// First backoff step (doubled per consecutive failure, full jitter).
+    pub backoff_base: Duration,
+    /// Longest backoff (and longest `Retry-After` honoured).
+    pub backoff_max: Duration,
+    /// Seed of the jitter (tests); `None` seeds from the OS.
+    pub rng_seed: Option<u64>,
+    /// `User-Agent` header.
+    pub user_agent: String,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            app: String::new(),
+            version: "0.0.0".into(),
+            channel: "stable".into(),
+            platform: crate::update::manifest::Platform::current()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| std::env::consts::OS.to_string()),
+            arch: crate::update::manifest::Arch::current()
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_else(|| std::env::consts::ARCH.to_string()),
+            url: None,
+            state_dir: None,
+            install_id: None,
+            default_consent: Consent::Unknown,
+            shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
+            request_timeout: Duration::from_secs(30),
+            backoff_base: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(3600),
+            rng_seed: None,
+            user_agent: concat!("railgun/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// Builds a [`HealthMonitor`].
+///
+/// ```
+/// use railgun_core::analytics::Consent;
+/// use railgun_core::health::HealthMonitor;
+/// let dir = tempfile::tempdir().unwrap();
+/// let health = HealthMonitor::builder()
+///     .app("rail-gun")
+///     .version("1.2.0")
+///     .state_dir(dir.path())
+///     .install_id("install-1")
+///     .default_consent(Consent::Granted)
+///     .build()
+///     .unwrap();
+/// health.on_startup().unwrap();
+/// health.record_error();
+/// let report = health.flush().unwrap(); // no URL: the report waits in the store
+/// assert_eq!(report.pending, 1);
+/// health.shutdown().unwrap();
+/// ```
+#[derive(Debug, Default)]
+pub struct HealthMonitorBuilder {
+    config: HealthConfig,
+    store: Option<Arc<Store>>,
+    clock: Option<SharedClock>,
+    boot_guard: Option<BootGuard>,
+}
+
+impl HealthMonitorBuilder {
+    /// Starts from a plain configuration.
+    pub fn from_config(config: HealthConfig) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+    /// App name.
+    pub fn app(mut self, app: &str) -> Self {
+        self.config.app = app.to_string();
+        self
+    }
+    /// The running version.
+    pub fn version(mut self, version: &str) -> Self {
+        self.config.version = version.to_string();
+        self
+    }
+    /// Update channel.
+    pub fn channel(mut self, channel: &str) -> Self {
+        self.config.channel = channel.to_string();
+        self
+    }
+    /// Platform name (Node's).
+    pub fn platform(mut self, platform: &str) -> Self {
+        self.config.platform = platform.to_string();
+        self
+    }
+    /// Arch name (Node's).
+    pub fn arch(mut self, arch: &str) -> Self {
+        self.config.arch = arch.to_string();
+        self
+    }
+    /// Server base URL (reports go to `{url}/analytics/health`).
+    pub fn url(mut self, url: &str) -> Self {
+        self.config.url = Some(url.to_string());
+        self
+    }
+    /// The URL from `RAILGUN_ANALYTICS_URL`, when set and not empty.
+    pub fn url_from_env(mut self) -> Self {
+        if let Some(u) = std::env::var("RAILGUN_ANALYTICS_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        {
+            self.config.url = Some(u.trim().to_string());
+        }
+        self
+    }
+    /// Folder of the client store.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.state_dir = Some(dir.into());
+        self
+    }
+    /// An already opened client store (wins over `state_dir`).
+    pub fn store(mut self, store: Arc<Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+    /// The install id (default: [`identity::install_id`]).
+    pub fn install_id(mut self, id: &str) -> Self {
+        self.config.install_id = Some(id.to_string());
+        self
+    }
+    /// Consent until the user decides.
+    pub fn default_consent(mut self, consent: Consent) -> Self {
+        self.config.default_consent = consent;
+        self
+    }
+    /// The boot guard whose reverts `on_startup` counts.
+    pub fn boot_guard(mut self, guard: BootGuard) -> Self {
+        self.boot_guard = Some(guard);
+        self
+    }
+    /// How long `shutdown` may spend sending.
+    pub fn shutdown_deadline(mut self, d: Duration) -> Self {
+        self.config.shutdown_deadline = d;
+        self
+    }
+    /// Timeout of one request.
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.config.request_timeout = d;
+        self
+    }
+    /// Backoff: first step and ceiling.
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.config.backoff_base = base;
+        self.config.backoff_max = max;
+        self
+    }
+    /// Seed of the backoff and period jitter (tests).
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.config.rng_seed = Some(seed);
+        self
+    }
+
+    /// Checks the configuration, opens the store and starts the background thread. Nothing
+    /// is counted yet: call [`HealthMonitor::on_startup`].
+    pub fn build(self) -> Result<HealthMonitor, HealthError> {
+        HealthMonitor::start(self)
+    }
+}
+
+/// Reply channel of one request to the background thread.
+type Ack<T> = Box<dyn FnOnce(Result<T, HealthError>) + Send>;
+
+enum Msg {
+    /// Commit the in-memory counts (sent by `record_*`; no reply).
+    Nudge,
+    Persist(Ack<()>),
+    Startup(Ack<StartupHealth>),
+    Consent(Consent, Ack<()>),
+    Periodic(Duration),
+    Flush {
+        deadline: Option<Instant>,
+        ack: Ack<HealthFlushReport>,
+    },
+    Shutdown {
+        deadline: Instant,
+        ack: Ack<HealthFlushReport>,
+    },
+}
+
+/// State shared by the handles and the background thread.
+#[derive(Debug)]
+struct Shared {
+    consent: AtomicU8,
+    closed: AtomicBool,
+    errors: AtomicU64,
+    crashes: AtomicU64,
+    nudged: AtomicBool,
+}
+
+impl Shared {
+    fn recording(&self) -> bool {
+        !self.closed.load(Ordering::Acquire)
+            && Consent::from_u8(self.consent.load(Ordering::Acquire)) == Consent::Granted
+    }
+}
+
+struct Inner {
+    app: String,
+    version: String,
+    machine_id: String,
+    store: Arc<Store>,
+    shared: Arc<Shared>,
+    tx: UnboundedSender<Msg>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    shutdown_deadline: Duration,
+}
+
+/// The client health monitor. Cheap to clone; every clone is the same monitor.
+#[derive(Clone)]
+pub struct HealthMonitor {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for HealthMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthMonitor")
+            .field("app", &self.inner.app)
+            .field("version", &self.inner.version)
+            .field("consent", &self.consent())
+            .finish_non_exhaustive()
+    }
+}
+
+fn config_err(field: &'static str, value: &str, reason: &str) -> HealthError {
+    HealthError::Config {
+        field,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The id sent as `machineId`: the install id when it already is 64 lowercase hex (a hashed
+/// id), else the hex SHA-256 of `railgun-health:` + the id.
+pub fn report_machine_id(install_id: &str) -> String {
+    let hashed = install_id.len() == 64
+        && install_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if hashed {
+        install_id.to_string()
+    } else {
+        hex::encode(Sha256::digest(format!("railgun-health:{install_id}")))
+    }
+}
+
+impl HealthMonitor {
+    /// A builder with the defaults of [`HealthConfig`].
+    pub fn builder() -> HealthMonitorBuilder {
+        HealthMonitorBuilder::default()
+    }
+
+    /// Builds a monitor from a plain configuration.
+    pub fn from_config(config: HealthConfig) -> Result<Self, HealthError> {
+        HealthMonitorBuilder::from_config(config).build()
+    }
+
+    fn start(b: HealthMonitorBuilder) -> Result<Self, HealthError> {
+        let c = b.config;
+        plain_field("app", &c.app)?;
+        plain_field("channel", &c.channel)?;
+        plain_field("platform", &c.platform)?;
+        plain_field("arch", &c.arch)?;
+        if semver::Version::parse(&c.version).is_err() {
+            return Err(HealthReportError::BadVersion(c.version.clone()).into());
+        }
+        if c.request_timeout.is_zero() || c.shutdown_deadline.is_zero() {
+            return Err(config_err(
+                "request_timeout/shutdown_deadline",
+                &format!("{:?}/{:?}", c.request_timeout, c.shutdown_deadline),
+                "must be longer than zero",
+            ));
+        }
+        let base = match &c.url {
+            None => None,
+            Some(u) => Some(uploader::parse_base(u).map_err(|e| HealthError::BadUrl {
+                url: u.clone(),
+                reason: e.to_string(),
+            })?),
+        };
+        let url =
+            match &base {
+                None => None,
+                Some(b) => Some(uploader::join(b, "analytics/health").map_err(|e| {
+                    HealthError::BadUrl {
+                        url: b.to_string(),
+                        reason: e.to_string(),
+                    }
+                })?),
+            };
+        let store = match (b.store, &c.state_dir) {
+            (Some(s), _) => s,
+            (None, Some(d)) => Arc::new(Store::open(d.join("railgun.db"))?),
+            (None, None) => Arc::new(Store::open_in_memory()?),
+        };
+        let clock = b.clock.unwrap_or_else(clock::system);
+        let install_id = match &c.install_id {
+            Some(id) if id.trim().is_empty() => {
+                return Err(config_err("install_id", id, "must not be empty"))
+            }
+            Some(id) => id.clone(),
+            None => identity::install_id(&c.app, &store)?,
+        };
+        let machine_id = report_machine_id(&install_id);
+        let consent = consent::load(&store, &c.app)?.unwrap_or(c.default_consent);
+        let shared = Arc::new(Shared {
+            consent: AtomicU8::new(consent.to_u8()),
+            closed: AtomicBool::new(false),
+            errors: AtomicU64::new(0),
+            crashes: AtomicU64::new(0),
+            nudged: AtomicBool::new(false),
+        });
+
+        let db = HealthDb::open(&store)?;
+        let (tx, rx) = unbounded_channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let seed = c.rng_seed.unwrap_or_else(|| {
+            let hex = identity::random_hex_128();
+            u64::from_str_radix(&hex[..16], 16).unwrap_or(0x5EED)
+        });
+        let worker_shared = shared.clone();
+        let cfg = c.clone();
+        let thread = std::thread::Builder::new()
+            .name("railgun-health".into())
+            .spawn(move || {
+                let built = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())
+                    .and_then(|rt| {
+                        reqwest::Client::builder()
+                            .user_agent(cfg.user_agent.clone())
+                            .connect_timeout(cfg.request_timeout.min(Duration::from_secs(10)))
+                            .timeout(cfg.request_timeout)
+                            .build()
+                            .map(|http| (rt, http))
+                            .map_err(|e| e.to_string())
+                    });
+                let (rt, http) = match built {
+                    Ok(x) => {
+                        let _ = ready_tx.send(Ok(()));
+                        x
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let mut w = Worker {
+                    db,
+                    ctx: ReportContext {
+                        app: cfg.app.clone(),
+                        machine_id: report_machine_id(&install_id),
+                        platform: cfg.platform.clone(),
+                        arch: cfg.arch.clone(),
+                    },
+                    version: cfg.version.clone(),
+                    channel: cfg.channel.clone(),
+                    run: Uuid::now_v7(),
+                    started: false,
+                    period_start: clock.now(),
+                    shared: worker_shared,
+                    clock,
+                    boot_guard: b.boot_guard,
+                    url,
+                    http,
+                    request_timeout: cfg.request_timeout,
+                    backoff: Backoff::new(cfg.backoff_base, cfg.backoff_max, Some(seed)),
+                    next_attempt: None,
+                    retry_at: None,
+                    interval: None,
+                    next_tick: None,
+                    ticks: 0,
+                    seed,
+                    in_shutdown: false,
+                    deferred: std::collections::VecDeque::new(),
+                };
+                rt.block_on(w.run(rx));
+            })
+            .map_err(|e| HealthError::Thread(e.to_string()))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(HealthError::Thread(e)),
+            Err(_) => return Err(HealthError::Thread("the thread did not start".into())),
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                app: c.app,
+                version: c.version,
+                machine_id,
+                store,
+                shared,
+                tx,
+                thread: Mutex::new(Some(thread)),
+                shutdown_deadline: c.shutdown_deadline,
+            }),
+        })
+    }
+
+    fn request<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Ack<T>) -> Msg,
+    ) -> Result<T, HealthError> {
+        let (tx, rx) = mpsc::channel();
+        let ack: Ack<T> = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        self.inner
+            .tx
+            .send(make(ack))
+            .map_err(|_| HealthError::Closed)?;
+        rx.recv().map_err(|_| HealthError::Closed)?
+    }
+
+    async fn request_async<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Ack<T>) -> Msg,
+    ) -> Result<T, HealthError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let ack: Ack<T> = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        self.inner
+            .tx
+            .send(make(ack))
+            .map_err(|_| HealthError::Closed)?;
+        rx.await.map_err(|_| HealthError::Closed)?
+    }
+
+    /// Call once at startup (blocking, local I/O only). Counts one crash for the version of a
+    /// previous run that ended without [`shutdown`](Self::shutdown), one crash + one boot
+    /// revert for the version the boot guard reverted from, one session for this version;
+    /// marks this run as running, closes the periods and sends the reports in the
+    /// background. Without consent it records nothing. A second call does nothing.
+    pub fn on_startup(&self) -> Result<StartupHealth, HealthError> {
+        self.request(Msg::Startup)
+    }
+
+    /// Counts one uncaught error for the running version. Never blocks, no I/O; nothing is
+    /// counted without consent.
+    pub fn record_error(&self) {
+        self.record(&self.inner.shared.errors);
+    }
+
+    /// Counts one crash for the running version (a crash the app detected itself, e.g. a
+    /// renderer or child process). Never blocks, no I/O; nothing without consent.
+    pub fn record_crash(&self) {
+        self.record(&self.inner.shared.crashes);
+    }
+
+    fn record(&self, counter: &AtomicU64) {
+        let s = &self.inner.shared;
+        if !s.recording() {
+            return;
+        }
+        counter.fetch_add(1, Ordering::AcqRel);
+        if !s.nudged.swap(true, Ordering::AcqRel) {
+            let _ = self.inner.tx.send(Msg::Nudge);
+        }
+    }
+
+    /// Waits (blocking, local I/O only) until every count recorded before this call is
+    /// committed to the store.
+    pub fn persist(&self) -> Result<(), HealthError> {
+        self.request(Msg::Persist)
+    }
+
+    /// The current consent.
+    pub fn consent(&self) -> Consent {
+        Consent::from_u8(self.inner.shared.consent.load(Ordering::Acquire))
+    }
+
+    /// Changes and stores the consent (shared with analytics), blocking until applied.
+    /// `denied` purges open periods and unsent reports; `unknown` stops recording and
+    /// sending (kept data waits); `granted` starts recording (a session, the running marker).
+    pub fn set_consent(&self, consent: Consent) -> Result<(), HealthError> {
+        consent::save(&self.inner.store, &self.inner.app, consent)?;
+        self.inner
+            .shared
+            .consent
+            .store(consent.to_u8(), Ordering::Release);
+        self.request(|ack| Msg::Consent(consent, ack))
+    }
+
+    /// Sends a report every `interval` (each wait jittered by ±10 %); the default is
+    /// [`DEFAULT_REPORT_INTERVAL`]. Calling it again changes the interval.
+    pub fn start_periodic(&self, interval: Duration) -> Result<(), HealthError> {
+        if interval.is_zero() {
+            return Err(config_err("interval", "0s", "must be longer than zero"));
+        }
+        self.inner
+            .tx
+            .send(Msg::Periodic(interval))
+            .map_err(|_| HealthError::Closed)
+    }
+
+    /// Blocking: commits the counts, closes the open periods into reports and sends what
+    /// the server takes now (nothing while a backoff runs). Waits for the network (each
+    /// request at most the request timeout). From async code use [`flush_async`](Self::flush_async).
+    pub fn flush(&self) -> Result<HealthFlushReport, HealthError> {
+        self.request(|ack| Msg::Flush {
+            deadline: None,
+            ack,
+        })
+    }
+
+    /// [`flush`](Self::flush) without blocking the caller: awaits the background thread
+    /// (works in any async runtime).
+    pub async fn flush_async(&self) -> Result<HealthFlushReport, HealthError> {
+        self.request_async(|ack| Msg::Flush {
+            deadline: None,
+            ack,
+        })
+        .await
+    }
+
+    /// Clean shutdown (blocking): stops recording, commits the counts, closes the periods,
+    /// clears the running marker (so the next start counts no crash) and sends within the
+    /// shutdown deadline; stops the thread. Unsent reports wait for the next run. Later
+    /// calls answer [`HealthError::Closed`].
+    pub fn shutdown(&self) -> Result<HealthFlushReport, HealthError> {
+        let deadline = Instant::now() + self.inner.shutdown_deadline;
+        let r = self.request(|ack| Msg::Shutdown { deadline, ack });
+        let t = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = t {
+            let _ = t.join();
+        }
+        r
+    }
+
+    /// [`shutdown`](Self::shutdown) without blocking the caller (the thread ends by itself).
+    pub async fn shutdown_async(&self) -> Result<HealthFlushReport, HealthError> {
+        let deadline = Instant::now() + self.inner.shutdown_deadline;
+        self.request_async(|ack| Msg::Shutdown { deadline, ack })
+            .await
+    }
+
+    /// Reports waiting for the server (reads the store).
+    pub fn pending_reports(&self) -> Result<u64, HealthError> {
+        let app = self.inner.app.clone();
+        Ok(self
+            .inner
+            .store
+            .with_conn(|c| ledger::pending_count(c, &app))?)
+    }
+
+    /// Reports ever dropped: refused by the server, corrupted, or beyond the bound.
+    pub fn dropped_reports(&self) -> Result<u64, HealthError> {
+        let app = self.inner.app.clone();
+        Ok(self.inner.store.with_conn(|c| ledger::dropped(c, &app))?)
+    }
+
+    /// The `machineId` reports carry (hashed install id).
+    pub fn machine_id(&self) -> &str {
+        &self.inner.machine_id
+    }
+
+    /// The running version counts go to.
+    pub fn version(&self) -> &str {
+        &self.inner.version
+    }
+
+    /// The client store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+}
+
+/// A database handle: an own connection (file stores) or the store's shared one (in-memory
+/// stores, where a second connection would open a different database).
+enum HealthDb {
+    Own(rusqlite::Connection, PathBuf),
+    Shared(Arc<Store>),
+}
+
+impl HealthDb {
+    fn open(store: &Arc<Store>) -> Result<Self, StoreError> {
+        if store.path().as_os_str() == ":memory:" {
+            Ok(HealthDb::Shared(store.clone()))
+        } else {
+            Ok(HealthDb::Own(
+                store.open_connection()?,
+                store.path().to_path_buf(),
+            ))
+        }
+    }
+
+    fn with<T>(
+        &mut self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        match self {
+            HealthDb::Own(conn, path) => f(conn).map_err(|source| StoreError::Sqlite {
+                path: path.display().to_string(),
+                source,
+            }),
+            HealthDb::Shared(store) => store.with_conn(f),
+        }
+    }
+}
+
+enum Answer {
+    Acked(HealthResponse),
+    Refused(u16),
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+struct Worker {
+    db: HealthDb,
+    ctx: ReportContext,
+    version: String,
+    channel: String,
+    run: Uuid,
+    started: bool,
+    /// Start of the current version's open period.
+    period_start: DateTime<Utc>,
+    shared: Arc<Shared>,
+    clock: SharedClock,
+    boot_guard: Option<BootGuard>,
+    url: Option<Url>,
+    http: reqwest::Client,
+    request_timeout: Duration,
+    backoff: Backoff,
+    /// No attempt before this (injected clock).
+    next_attempt: Option<DateTime<Utc>>,
+    /// When the thread wakes to retry (real time).
+    retry_at: Option<Instant>,
+    interval: Option<Duration>,
+    next_tick: Option<Instant>,
+    ticks: u64,
+    seed: u64,
+    in_shutdown: bool,
+    deferred: std::collections::VecDeque<Msg>,
+}
+
+impl Worker {
+    async fn run(&mut self, mut rx: UnboundedReceiver<Msg>) {
+        loop {
+            let msg = match self.deferred.pop_front() {
+                Some(m) => Some(m),
+                None => {
+                    let wake = [self.next_tick, self.retry_at].into_iter().flatten().min();
+                    match wake {
+                        None => rx.recv().await,
+                        Some(at) => {
+                            let woke = tokio::select! {
+                                m = rx.recv() => Some(m),
+                                () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => None,
+                            };
+                            match woke {
+                                Some(m) => m,
+                                None => {
+                                    self.on_timer(&mut rx).await;
+                                    continue;
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            let Some(msg) = msg else {
+                // Every handle is gone without shutdown: keep what was counted; the marker
+                // stays, so the next start counts this as a crash.
+                if let Err(e) = self.persist() {
+                    tracing::warn!(error = %e, "health counts could not be saved");
+                }
+                return;
+            };
+            match msg {
+                Msg::Flush { deadline, ack } => {
+                    let r = self.flush(&mut rx, deadline).await;
+                    ack(r);
+                }
+                Msg::Shutdown { deadline, ack } => {
+                    let r = self.shutdown(&mut rx, deadline).await;
+                    self.shared.closed.store(true, Ordering::Release);
+                    ack(r);
+                    // Requests that raced the shutdown get their answer.
+                    rx.close();
+                    while let Ok(m) = rx.try_recv() {
+                        answer_closed(m);
+                    }
+                    for m in self.deferred.drain(..) {
+                        answer_closed(m);
+                    }
+                    return;
+                }
+                other => self.handle_local(other),
+            }
+        }
+    }
+
+    /// Handles a message that needs no network; defers the others.
+    fn handle_local(&mut self, msg: Msg) {
+        match msg {
+            Msg::Nudge => {
+                if let Err(e) = self.persist() {
+                    tracing::warn!(error = %e, "health counts could not be saved");
+                }
+            }
+            Msg::Persist(ack) => ack(self.persist()),
+            Msg::Startup(ack) => {
+                let r = self.startup();
+                if matches!(r, Ok(StartupHealth { recorded: true, .. })) {
+                    self.send_soon();
+                }
+                ack(r);
+            }
+            Msg::Consent(c, ack) => ack(self.consent_changed(c)),
+            Msg::Periodic(every) => {
+                self.interval = Some(every);
+                self.schedule_tick();
+            }
+            m @ (Msg::Flush { .. } | Msg::Shutdown { .. }) => self.deferred.push_back(m),
+        }
+    }
+
+    /// Sends the stored reports as soon as the thread is free (the report at start).
+    fn send_soon(&mut self) {
+        self.retry_at = Some(Instant::now());
+    }
+
+    fn schedule_tick(&mut self) {
+        if let Some(every) = self.interval {
+            self.ticks = self.ticks.wrapping_add(1);
+            let wait = crate::update::updater::jittered(every, self.seed ^ self.ticks);
+            self.next_tick = Some(Instant::now() + wait);
+        }
+    }
+
+    async fn on_timer(&mut self, rx: &mut UnboundedReceiver<Msg>) {
+        let now = Instant::now();
+        if self.next_tick.is_some_and(|t| t <= now) {
+            self.schedule_tick();
+            if let Err(e) = self.flush(rx, None).await {
+                tracing::warn!(error = %e, "periodic health report failed");
+            }
+        } else if self.retry_at.is_some_and(|t| t <= now) {
+            self.retry_at = None;
+            if let Err(e) = self.send(rx, None).await {
+                tracing::warn!(error = %e, "health report retry failed");
+            }
+        }
+    }
+
+    fn persist(&mut self) -> Result<(), HealthError> {
+        self.shared.nudged.store(false, Ordering::Release);
+        let counts = Counts {
+            errors: self.shared.errors.swap(0, Ordering::AcqRel),
+            crashes: self.shared.crashes.swap(0, Ordering::AcqRel),
+            ..Counts::default()
+        };
+        if counts.is_zero() {
+            return Ok(());
+        }
+        let (app, version, channel, start) = (
+            self.ctx.app.clone(),
+            self.version.clone(),
+            self.channel.clone(),
+            self.period_start,
+        );
+        let r = self
+            .db
+            .with(|c| ledger::add(c, &app, &version, &channel, counts, start));
+        if r.is_err() {
+            // Keep them for the next attempt.
+            self.shared
+                .errors
+                .fetch_add(counts.errors, Ordering::AcqRel);
+            self.shared
+                .crashes
+                .fetch_add(counts.crashes, Ordering::AcqRel);
+        }
+        Ok(r?)
+    }
+
+    fn marker(&self, now: DateTime<Utc>) -> RunningMarker {
+        RunningMarker {
+            run: self.run,
+            version: self.version.clone(),
+            channel: self.channel.clone(),
+            started_at: now,
+        }
+    }
+
+    fn startup(&mut self) -> Result<StartupHealth, HealthError> {
+        if self.started {
+            return Ok(StartupHealth::default());
+        }
+        self.started = true;
+        let app = self.ctx.app.clone();
+        if !self.shared.recording() {
+            // Nothing is recorded without consent: a revert is consumed, a stale marker goes.
+            if let Some(g) = &self.boot_guard {
+                g.take_reverted()?;
+            }
+            self.db.with(|c| ledger::clear_marker(c, &app))?;
+            return Ok(StartupHealth::default());
+        }
+        let revert = match &self.boot_guard {
+            Some(g) => g.take_reverted()?,
+            None => None,
+        };
+        let now = self.clock.now();
+        self.period_start = now;
+        let (version, channel, ctx, marker) = (
+            self.version.clone(),
+            self.channel.clone(),
+            self.ctx.clone(),
+            self.marker(now),
+        );
+        let unclean = self.db.with(|c| {
+            let tx = c.transaction()?;
+            let old = ledger::marker(&tx, &app)?.filter(|m| m.run != marker.run);
+            if let Some(m) = &old {
+                let crash = Counts {
+                    crashes: 1,
+                    ..Counts::default()
+                };
+                ledger::add(
+                    &tx,
+                    &app,
+                    &m.version,
+                    &m.channel,
+                    crash,
+                    m.started_at.min(now),
+                )?;
+            }
+            if let Some(r) = &revert {
+                let c = Counts {
+                    crashes: 1,
+                    boot_reverts: 1,
+                    ..Counts::default()
+                };
+                ledger::add(&tx, &app, &r.from.to_string(), &channel, c, r.at.min(now))?;
+            }
+            let session = Counts {
+                sessions: 1,
+                ..Counts::default()
+            };
+            ledger::add(&tx, &app, &version, &channel, session, now)?;
+            ledger::set_marker(&tx, &app, &marker)?;
+            ledger::close_periods(&tx, &ctx, now)?;
+            tx.commit()?;
+            Ok(old.map(|m| m.version))
+        })?;
+        if let Some(v) = &unclean {
+            tracing::info!(version = %v, "previous run ended without a clean shutdown: one crash counted");
+        }
+        Ok(StartupHealth {
+            unclean_shutdown: unclean,
+            boot_revert: revert,
+            recorded: true,
+        })
+    }
+
+    fn consent_changed(&mut self, consent: Consent) -> Result<(), HealthError> {
+        let app = self.ctx.app.clone();
+        match consent {
+            Consent::Denied => {
+                self.shared.errors.store(0, Ordering::Release);
+                self.shared.crashes.store(0, Ordering::Release);
+                let n = self.db.with(|c| ledger::purge(c, &app))?;
+                tracing::debug!(reports = n, "health data purged after consent was denied");
+            }
+            Consent::Unknown => {
+                self.shared.errors.store(0, Ordering::Release);
+                self.shared.crashes.store(0, Ordering::Release);
+                self.db.with(|c| ledger::clear_marker(c, &app))?;
+            }
+            Consent::Granted => {
+                // A run that started without consent begins to count from now.
+                let now = self.clock.now();
+                let has_marker = self.db.with(|c| ledger::marker(c, &app))?.is_some();
+                if self.started && !has_marker {
+                    self.period_start = now;
+                    let (version, channel, marker) =
+                        (self.version.clone(), self.channel.clone(), self.marker(now));
+                    self.db.with(|c| {
+                        let tx = c.transaction()?;
+                        let s = Counts {
+                            sessions: 1,
+                            ..Counts::default()
+                        };
+                        ledger::add(&tx, &app, &version, &channel, s, now)?;
+                        ledger::set_marker(&tx, &app, &marker)?;
+                        tx.commit()
+                    })?;
+                }
+                self.send_soon();
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the open periods into reports (after committing the counts).
+    fn close(&mut self, clear_marker: bool) -> Result<(), HealthError> {
+        self.persist()?;
+        if !self.shared.recording() && !clear_marker {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let ctx = self.ctx.clone();
+        self.db.with(|c| {
+            let tx = c.transaction()?;
+            ledger::close_periods(&tx, &ctx, now)?;
+            if clear_marker {
+                ledger::clear_marker(&tx, &ctx.app)?;
+            }
+            tx.commit()
+        })?;
+        self.period_start = now;
+        Ok(())
+    }
+
+    async fn flush(
+        &mut self,
+        rx: &mut UnboundedReceiver<Msg>,
+        deadline: Option<Instant>,
+    ) -> Result<HealthFlushReport, HealthError> {
+        self.close(false)?;
+        self.send(rx, deadline).await
+    }
+
+    async fn shutdown(
+        &mut self,
+        rx: &mut UnboundedReceiver<Msg>,
+        deadline: Instant,
+    ) -> Result<HealthFlushReport, HealthError> {
+        self.in_shutdown = true;
+        if self.shared.recording() {
+            self.close(true)?;
+        } else {
+            // Without consent nothing is closed or sent, but the run still ended cleanly.
+            let app = self.ctx.app.clone();
+            self.db.with(|c| ledger::clear_marker(c, &app))?;
+        }
+        let r = self.send(rx, Some(deadline)).await;
+        self.shared.closed.store(true, Ordering::Release);
+        r
+    }
+
+    fn postpone(
+        &mut self,
+        reason: String,
+        retry_after: Option<Duration>,
+        r: &mut HealthFlushReport,
+    ) {
+        let delay = self.backoff.fail(retry_after);
+        let at = self.clock.now()
+            + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
+        tracing::debug!(%reason, retry_at = %at, "health report postponed");
+        self.next_attempt = Some(at);
+        self.retry_at = Some(Instant::now() + delay.max(MIN_RETRY_WAIT));
+        r.last_error = Some(reason);
+    }
+
+    /// Sends the stored reports, oldest first, until none is left, a failure postpones the
+    /// rest or `deadline` passes. Local messages arriving meanwhile are handled at once.
+    async fn send(
+        &mut self,
+        rx: &mut UnboundedReceiver<Msg>,
+        deadline: Option<Instant>,
+    ) -> Result<HealthFlushReport, HealthError> {
+        let mut report = HealthFlushReport::default();
+        let app = self.ctx.app.clone();
+        let gated = self.next_attempt.filter(|t| self.clock.now() < *t);
+        if let Some(t) = gated {
+            // Still backing off: wake again when it ends.
+            let left = (t - self.clock.now()).to_std().unwrap_or_default();
+            self.retry_at = Some(Instant::now() + left.max(MIN_RETRY_WAIT));
+        }
+        if let (Some(url), None) = (self.url.clone(), gated) {
+            self.next_attempt = None;
+            self.retry_at = None;
+            let mut after = 0;
+            loop {
+                if Consent::from_u8(self.shared.consent.load(Ordering::Acquire)) != Consent::Granted
+                {
+                    break;
+                }
+                let limit = match deadline {
+                    None => self.request_timeout,
+                    Some(d) => {
+                        let left = d.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            report.last_error = Some("deadline reached".into());
+                            break;
+                        }
+                        left.min(self.request_timeout)
+                    }
+                };
+                let Some(next) = self.db.with(|c| ledger::next_report(c, &app, after))? else {
+                    break;
+                };
+                after = next.seq;
+                let fut = post(self.http.clone(), url.clone(), next.body, limit);
+                tokio::pin!(fut);
+                let answer = loop {
+                    let event = tokio::select! {
+                        a = &mut fut => Ok(a),
+                        Some(m) = rx.recv() => Err(m),
+                    };
+                    match event {
+                        Ok(a) => break Some(a),
+                        Err(m) => {
+                            // A shutdown must not wait for a slow background send: the
+                            // request is abandoned (the report keeps its id and is re-sent).
+                            let stop = matches!(m, Msg::Shutdown { .. }) && !self.in_shutdown;
+                            self.handle_local(m);
+                            if stop {
+                                break None;
+                            }
+                        }
+                    }
+                };
+                let Some(answer) = answer else {
+                    report.last_error = Some("interrupted by shutdown".into());
+                    break;
+                };
+                match answer {
+                    Answer::Acked(resp) => {
+                        self.backoff.reset();
+                        self.db.with(|c| ledger::acknowledge(c, next.seq))?;
+                        report.sent += 1;
+                        report.duplicates += u64::from(resp.duplicate);
+                    }
+                    Answer::Refused(status) => {
+                        self.db.with(|c| ledger::drop_report(c, &app, next.seq))?;
+                        report.dropped += 1;
+                        let total = self.db.with(|c| ledger::dropped(c, &app))?;
+                        tracing::warn!(
+                            status,
+                            report = %next.id,
+                            dropped_total = total,
+                            "health report refused by the server; dropped"
+                        );
+                    }
+                    Answer::Retry {
+                        reason,
+                        retry_after,
+                    } => {
+                        self.postpone(reason, retry_after, &mut report);
+                        break;
+                    }
+                }
+            }
+        }
+        report.next_attempt_at = self.next_attempt;
+        report.pending = self.db.with(|c| ledger::pending_count(c, &app))?;
+        Ok(report)
+    }
+}
+
+fn answer_closed(m: Msg) {
+    match m {
+        Msg::Nudge | Msg::Periodic(_) => {}
+        Msg::Persist(a) => a(Err(HealthError::Closed)),
+        Msg::Startup(a) => a(Err(HealthError::Closed)),
+        Msg::Consent(_, a) => a(Err(HealthError::Closed)),
+        Msg::Flush { ack, .. } | Msg::Shutdown { ack, .. } => ack(Err(HealthError::Closed)),
+    }
+}
+
+async fn post(http: reqwest::Client, url: Url, body: String, limit: Duration) -> Answer {
+    let sent = tokio::time::timeout(limit, async {
+        let resp = http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let ra = uploader::retry_after(resp.headers());
+        let bytes = resp.bytes().await?;
+        Ok::<_, reqwest::Error>((status, ra, bytes))
+    })
+    .await;
+    let (status, retry_after, bytes) = match sent {
+        Err(_) => {
+            return Answer::Retry {
+                reason: format!("no answer within {} ms", limit.as_millis()),
+                retry_after: None,
+            }
+        }
+        Ok(Err(e)) => {
+            return Answer::Retry {
+                reason: format!(
+                    "health report failed: {}",
+                    crate::update::check::error_chain(&e)
+                ),
+                retry_after: None,
+            }
+        }
+        Ok(Ok(x)) => x,
+    };
+    match status {
+        200..=299 => match serde_json::from_slice::<HealthResponse>(&bytes) {
+            Ok(r) => Answer::Acked(r),
+            Err(_) => Answer::Retry {
+                reason: format!("server answered {status} without a readable receipt"),
+                retry_after: None,
+            },
+        },
+        408 | 429 => Answer::Retry {
+            reason: format!("server answered {status}"),
+            retry_after,
+        },
+        400..=499 => Answer::Refused(status),
+        _ => Answer::Retry {
+            reason: format!("server answered {status}"),
+            retry_after,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_id_is_always_64_hex_and_never_the_raw_id() {
+        let hashed = "c".repeat(64);
+        assert_eq!(report_machine_id(&hashed), hashed);
+        let raw = report_machine_id("0123456789abcdef0123456789abcdef");
+        assert_eq!(raw.len(), 64);
+        assert!(!raw.contains("0123456789abcdef"));
+        assert_eq!(raw, report_machine_id("0123456789abcdef0123456789abcdef"));
+        assert_ne!(report_machine_id(&"C".repeat(64)), "C".repeat(64));
+    }
+
+    #[test]
+    fn periodic_waits_are_jittered_within_ten_percent() {
+        let every = Duration::from_secs(3600);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..200u64 {
+            let w = crate::update::updater::jittered(every, 42 ^ i);
+            assert!(w >= every.mul_f64(0.9) && w <= every.mul_f64(1.1), "{w:?}");
+            seen.insert(w.as_secs());
+        }
+        assert!(seen.len() > 50, "the waits really vary");
+    }
+
+    #[test]
+    fn hostile_configuration_is_refused_with_the_field() {
+        let e = HealthMonitor::builder()
+            .app("rail gun; rm")
+            .version("1.0.0")
+            .install_id("x")
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                HealthError::Report(HealthReportError::BadField { field: "app" })
+            ),
+            "{e}"
+        );
+        let e = HealthMonitor::builder()
+            .app("rail-gun")
+            .version("latest")
+            .install_id("x")
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            HealthError::Report(HealthReportError::BadVersion(_))
+        ));
+        let e = HealthMonitor::builder()
+            .app("rail-gun")
+            .version("1.0.0")
+            .url("ftp://example.com")
+            .install_id("x")
+            .build()
+            .unwrap_err();
+        assert!(matches!(e, HealthError::BadUrl { .. }), "{e}");
+    }
+}
