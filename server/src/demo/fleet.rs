@@ -2,7 +2,8 @@
 //! SQLite store, `installs/<n>/root` with `versions/` and `current`) and, per round, one app
 //! launch that goes through the real client library over real HTTP: the [`Updater`]
 //! (check → download → verify → apply), an [`Analytics`] session (consent granted, sampled
-//! per user) and a health report for the version that ran.
+//! per user) and a [`HealthMonitor`] run (startup, errors and crashes the app noticed,
+//! clean shutdown that sends the period's report) for the version that ran.
 //!
 //! Randomness is a hash of (seed, install, round, purpose) through the one bucketing
 //! function, so a run is reproducible with `--seed`.
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::{Analytics, Consent, Properties, PropertyValue};
 use railgun_core::clock::{Clock, ManualClock, SharedClock};
+use railgun_core::health::HealthMonitor;
 use railgun_core::identity::bucket;
 use railgun_core::store::Store;
 use railgun_core::trust::TrustedKeys;
@@ -24,7 +26,6 @@ use railgun_core::update::{
 use railgun_core::Version;
 use sha2::{Digest, Sha256};
 
-use super::health::HealthSink;
 use super::stats::Rates;
 use super::DemoError;
 
@@ -57,8 +58,6 @@ pub struct Fleet {
     pub new_version: Version,
     /// Where installs live.
     pub dir: PathBuf,
-    /// How health reports leave the install.
-    pub health: HealthSink,
 }
 
 /// What one launch of one install did.
@@ -84,6 +83,18 @@ pub struct LaunchOutcome {
     pub health_sent: bool,
     /// A failure, for people.
     pub failure: Option<String>,
+}
+
+/// What one session does (moved into the blocking task).
+struct Session {
+    id: String,
+    version: String,
+    store: Arc<Store>,
+    clock: Arc<InstallClock>,
+    minutes: i64,
+    messages: u32,
+    errors: u32,
+    crashes: u32,
 }
 
 /// The clock of one install: the demo's clock minus an offset (sessions end at the
@@ -227,49 +238,54 @@ impl Fleet {
             u32::from(out.crashes > 0 || chance(self.seed, &id, round, "error", rates.error));
         let messages = 1 + u32::from(draw(self.seed, &id, round, "messages") % 12);
         let me = self.clone();
-        let (sampled, sent) = {
-            let id = id.clone();
-            let store = store.clone();
-            let clock = clock.clone();
-            let version = version.to_string();
-            let errors = out.errors;
-            tokio::task::spawn_blocking(move || {
-                me.analytics_session(&id, &version, store, clock, minutes, messages, errors)
-            })
-            .await
-            .map_err(|e| DemoError::Task(e.to_string()))??
+        let session = Session {
+            id: id.clone(),
+            version: version.to_string(),
+            store,
+            clock,
+            minutes,
+            messages,
+            errors: out.errors,
+            crashes: out.crashes,
         };
+        let (sampled, sent, health_sent) = tokio::task::spawn_blocking(move || me.session(session))
+            .await
+            .map_err(|e| DemoError::Task(e.to_string()))??;
         out.sampled = sampled;
         out.events_sent = sent;
-
-        // 3. Health for the version that ran.
-        out.health_sent = self
-            .health
-            .report(
-                self,
-                &id,
-                &version,
-                clock.now() - Duration::minutes(minutes),
-                clock.now(),
-                out.errors,
-                out.crashes,
-            )
-            .await?;
+        out.health_sent = health_sent;
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn analytics_session(
-        &self,
-        id: &str,
-        version: &str,
-        store: Arc<Store>,
-        clock: Arc<InstallClock>,
-        minutes: i64,
-        messages: u32,
-        errors: u32,
-    ) -> Result<(bool, u64), DemoError> {
+    /// One app session (blocking: the analytics and health clients run their own threads).
+    /// Returns (sampled in, events acknowledged, health report acknowledged).
+    fn session(&self, s: Session) -> Result<(bool, u64, bool), DemoError> {
+        let Session {
+            id,
+            version,
+            store,
+            clock,
+            minutes,
+            messages,
+            errors,
+            crashes,
+        } = s;
+        let id = id.as_str();
+        let version = version.as_str();
         let shared: SharedClock = clock.clone();
+        let health = HealthMonitor::builder()
+            .app(&self.app)
+            .version(version)
+            .channel(&self.channel)
+            .platform("linux")
+            .arch("x64")
+            .url(&self.url)
+            .store(store.clone())
+            .clock(shared.clone())
+            .install_id(id)
+            .default_consent(Consent::Granted)
+            .build()?;
+        health.on_startup()?;
         let a = Analytics::builder()
             .app(&self.app)
             .app_version(version)
@@ -304,9 +320,14 @@ impl Fleet {
         }
         if errors > 0 {
             a.track_error("renderer: failed to decode attachment", Properties::new())?;
+            health.record_error();
+        }
+        if crashes > 0 {
+            health.record_crash();
         }
         clock.advance(step);
         let report = a.shutdown()?;
-        Ok((sampled, report.sent))
+        let h = health.shutdown()?;
+        Ok((sampled, report.sent, h.sent > 0 && h.pending == 0))
     }
 }

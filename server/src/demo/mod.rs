@@ -17,7 +17,6 @@
 pub mod artifacts;
 pub mod control;
 pub mod fleet;
-pub mod health;
 pub mod report;
 pub mod stats;
 
@@ -80,6 +79,9 @@ pub enum DemoError {
     /// The update check failed.
     #[error(transparent)]
     Check(#[from] railgun_core::update::CheckError),
+    /// The health monitor failed.
+    #[error(transparent)]
+    Health(#[from] railgun_core::health::HealthError),
     /// The analytics client failed.
     #[error(transparent)]
     Analytics(#[from] railgun_core::analytics::AnalyticsError),
@@ -269,8 +271,8 @@ pub async fn run(opts: &DemoOptions, progress: Arc<dyn Progress>) -> Result<Demo
     })?;
     let release_key = PrivateKey::generate(KeyAlgorithm::Ed25519)?;
     let rollout_key = Arc::new(PrivateKey::generate(KeyAlgorithm::Ed25519)?);
-    let (_, _release_pub) = keys_to_files(&keys_dir, &release_key, "release")?;
-    let (_rollout_file, _) = keys_to_files(&keys_dir, &rollout_key, "rollout")?;
+    let (_, release_pub) = keys_to_files(&keys_dir, &release_key, "release")?;
+    let (rollout_file, _) = keys_to_files(&keys_dir, &rollout_key, "rollout")?;
     let policy = stats::policy_for(opts.installs);
     let old_v = Version::new(0, 1, 0);
     let new_v = Version::new(0, 2, 0);
@@ -299,6 +301,10 @@ pub async fn run(opts: &DemoOptions, progress: Arc<dyn Progress>) -> Result<Demo
         admin_token: Some(admin_token.clone()),
         run_retention: false,
         clock: Arc::new(clock.clone()),
+        rollout_key: Some(rollout_file),
+        release_public_keys: vec![release_pub],
+        // The demo asks the engine to evaluate after each simulated day.
+        rollout_interval: std::time::Duration::from_secs(3600),
         ..ServerConfig::default()
     };
     std::fs::create_dir_all(dir.join("data")).map_err(|source| DemoError::Io {
@@ -363,7 +369,6 @@ pub async fn run(opts: &DemoOptions, progress: Arc<dyn Progress>) -> Result<Demo
         old_rates: stats::HEALTHY,
         new_version: new_v.clone(),
         dir: dir.join("installs"),
-        health: health::HealthSink::Post,
     });
 
     // Rounds: every joined install launches once; then a day (12 h when bad) passes and
