@@ -45,7 +45,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Cli::parse();
-    cli::init_logging();
+    if !matches!(args.command, Command::Demo(_)) {
+        cli::init_logging(); // the demo sets its own, quieter default
+    }
     let result = match args.command {
         Command::Keygen(a) => cli::keygen::run(a),
         Command::Release(c) => cli::release::run(c),

@@ -39,6 +39,42 @@ pub struct Args {
     /// Work in this folder (kept) instead of a temporary one.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Let every simulated client load the whole system trust store (slow; see below).
+    #[arg(long)]
+    pub system_roots: bool,
+}
+
+/// System CA bundles, one of which gives the demo its single root.
+const CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+    "/etc/ssl/ca-bundle.pem",
+];
+
+/// The simulated installs talk plain HTTP to loopback, but each client component of each
+/// simulated launch (update check, download, analytics uploader, health sender) builds its
+/// own HTTP client, and each build parses the whole system trust store: ~60 % of the demo's
+/// CPU time at 10 000 launches. A real app pays this once per component per process. So,
+/// unless `--system-roots`, the demo points `SSL_CERT_FILE` at one root copied from the
+/// system bundle and `SSL_CERT_DIR` at an empty folder, for this process only. Nothing the
+/// demo does uses TLS. Returns the folder to delete afterwards.
+fn use_single_root() -> Option<PathBuf> {
+    let bundle = CA_BUNDLES
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())?;
+    let start = bundle.find("-----BEGIN CERTIFICATE-----")?;
+    let end_marker = "-----END CERTIFICATE-----";
+    let end = start + bundle[start..].find(end_marker)? + end_marker.len();
+    let dir = std::env::temp_dir().join(format!("railgun-demo-roots-{}", std::process::id()));
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).ok()?;
+    let file = dir.join("root.pem");
+    std::fs::write(&file, format!("{}\n", &bundle[start..end])).ok()?;
+    // Set before any HTTP client exists, while no other thread reads the environment.
+    std::env::set_var("SSL_CERT_FILE", &file);
+    std::env::set_var("SSL_CERT_DIR", &certs);
+    Some(dir)
 }
 
 /// Progress bars on stderr.
@@ -69,8 +105,24 @@ impl Progress for Bars {
     }
 }
 
+/// Logs warnings only (`RUST_LOG` still wins): the bars and the table are the output.
+fn init_quiet_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// Runs the demo.
 pub async fn run(args: Args) -> CliResult {
+    init_quiet_logging();
+    let roots = if args.system_roots {
+        None
+    } else {
+        use_single_root()
+    };
     let opts = DemoOptions {
         installs: args.installs,
         bad_release: args.bad_release,
@@ -86,7 +138,11 @@ pub async fn run(args: Args) -> CliResult {
     } else {
         Arc::new(NoProgress)
     };
-    let mut d = demo::run(&opts, progress).await?;
+    let result = demo::run(&opts, progress).await;
+    if let Some(dir) = roots {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let mut d = result?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&d.report)?);
     } else {

@@ -83,6 +83,9 @@ pub struct LaunchOutcome {
     pub health_sent: bool,
     /// A failure, for people.
     pub failure: Option<String>,
+    /// Wall time of the steps: store open, update, health start, analytics session,
+    /// analytics shutdown, health shutdown.
+    pub timings: [std::time::Duration; 6],
 }
 
 /// What one session does (moved into the blocking task).
@@ -160,6 +163,7 @@ impl Fleet {
             events_sent: 0,
             health_sent: false,
             failure: None,
+            timings: Default::default(),
         };
         if let Err(e) = self.launch_inner(index, round, &mut out).await {
             out.failure = Some(crate::cli::one_line(&e));
@@ -177,11 +181,13 @@ impl Fleet {
         let home = install_dir(&self.dir, index);
         let state = home.join("state");
         let root = InstallRoot::new(home.join("root"));
+        let t0 = std::time::Instant::now();
         let db = state.join("railgun.db");
         let store = tokio::task::spawn_blocking(move || Store::open(db))
             .await
             .map_err(|e| DemoError::Task(e.to_string()))??;
         let store = Arc::new(store);
+        out.timings[0] = t0.elapsed();
 
         // Sessions last 5–95 minutes and end at the demo's "now".
         let minutes = 5 + i64::from(draw(self.seed, &id, round, "length") % 90);
@@ -222,6 +228,7 @@ impl Fleet {
                 UpdateKind::Rollback => "rollback",
             };
         }
+        out.timings[1] = t0.elapsed() - out.timings[0];
         let Some(version) = root.current_version() else {
             return Ok(()); // nothing to run yet
         };
@@ -248,9 +255,11 @@ impl Fleet {
             errors: out.errors,
             crashes: out.crashes,
         };
-        let (sampled, sent, health_sent) = tokio::task::spawn_blocking(move || me.session(session))
-            .await
-            .map_err(|e| DemoError::Task(e.to_string()))??;
+        let (sampled, sent, health_sent, t) =
+            tokio::task::spawn_blocking(move || me.session(session))
+                .await
+                .map_err(|e| DemoError::Task(e.to_string()))??;
+        out.timings[2..].copy_from_slice(&t);
         out.sampled = sampled;
         out.events_sent = sent;
         out.health_sent = health_sent;
@@ -259,7 +268,17 @@ impl Fleet {
 
     /// One app session (blocking: the analytics and health clients run their own threads).
     /// Returns (sampled in, events acknowledged, health report acknowledged).
-    fn session(&self, s: Session) -> Result<(bool, u64, bool), DemoError> {
+    fn session(
+        &self,
+        s: Session,
+    ) -> Result<(bool, u64, bool, [std::time::Duration; 4]), DemoError> {
+        let mut t = [std::time::Duration::ZERO; 4];
+        let mut at = std::time::Instant::now();
+        let mut lap = |i: usize| {
+            let now = std::time::Instant::now();
+            t[i] = now - at;
+            at = now;
+        };
         let Session {
             id,
             version,
@@ -286,6 +305,7 @@ impl Fleet {
             .default_consent(Consent::Granted)
             .build()?;
         health.on_startup()?;
+        lap(0);
         let a = Analytics::builder()
             .app(&self.app)
             .app_version(version)
@@ -326,8 +346,11 @@ impl Fleet {
             health.record_crash();
         }
         clock.advance(step);
+        lap(1);
         let report = a.shutdown()?;
+        lap(2);
         let h = health.shutdown()?;
-        Ok((sampled, report.sent, h.sent > 0 && h.pending == 0))
+        lap(3);
+        Ok((sampled, report.sent, h.sent > 0 && h.pending == 0, t))
     }
 }

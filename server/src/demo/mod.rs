@@ -387,6 +387,8 @@ pub async fn run(opts: &DemoOptions, progress: Arc<dyn Progress>) -> Result<Demo
     let mut sampled = BTreeSet::new();
     let mut events_sent = 0u64;
     let mut days = BTreeSet::new();
+    let mut step_time = [std::time::Duration::ZERO; 6];
+    let mut launches = 0u32;
     let max_rounds = policy.stages.len() as u32 + 3;
     let mut last = false;
     for round in 0..max_rounds {
@@ -443,6 +445,10 @@ pub async fn run(opts: &DemoOptions, progress: Arc<dyn Progress>) -> Result<Demo
                 sampled.insert(o.index);
             }
             events_sent += o.events_sent;
+            launches += 1;
+            for (sum, t) in step_time.iter_mut().zip(o.timings) {
+                *sum += t;
+            }
         }
         progress.done(&format!(
             "day {round}: {} → {}, {} → {}, {} failed",
@@ -458,9 +464,13 @@ pub async fn run(opts: &DemoOptions, progress: Arc<dyn Progress>) -> Result<Demo
         summary.percentage_after = after.percentage;
         summary.status_after = after.status.clone();
         rounds.push(summary);
-        // One more round after the end (complete or halted), so installs see it.
-        if after.status != "active" {
-            last = true;
+        // One more round after a halt (installs see it, late joiners get the fallback);
+        // after completion only if an install is not on the release yet.
+        let lagging = outcomes.iter().any(|o| o.version.as_ref() != Some(&new_v));
+        match after.status.as_str() {
+            "active" => {}
+            "complete" if !lagging && joined == opts.installs => break,
+            _ => last = true,
         }
     }
 
@@ -579,6 +589,7 @@ pub async fn run(opts: &DemoOptions, progress: Arc<dyn Progress>) -> Result<Demo
         work_dir: dir.display().to_string(),
         seed: opts.seed,
         wall_seconds: began.elapsed().as_secs_f64(),
+        mean_step_ms: report::StepTimes::mean(&step_time, launches),
         installs_detail: detail,
     };
     Ok(Demo {

@@ -67,8 +67,43 @@ pub struct DemoReport {
     pub seed: u64,
     /// Wall time of the simulation, seconds.
     pub wall_seconds: f64,
+    /// Mean wall time of a launch's steps, milliseconds (concurrent launches overlap).
+    pub mean_step_ms: StepTimes,
     /// Per install.
     pub installs_detail: Vec<InstallDetail>,
+}
+
+/// Mean wall time per launch of each step, milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepTimes {
+    /// Opening the client store.
+    pub store_open: f64,
+    /// Check, download, verify, apply.
+    pub update: f64,
+    /// Health monitor start.
+    pub health_start: f64,
+    /// Analytics session (building the client and recording).
+    pub analytics: f64,
+    /// Analytics shutdown (commit and upload).
+    pub analytics_shutdown: f64,
+    /// Health shutdown (report sent).
+    pub health_shutdown: f64,
+}
+
+impl StepTimes {
+    /// Means of the summed step times over `n` launches.
+    pub fn mean(sums: &[std::time::Duration; 6], n: u32) -> Self {
+        let m = |d: std::time::Duration| d.as_secs_f64() * 1000.0 / f64::from(n.max(1));
+        Self {
+            store_open: m(sums[0]),
+            update: m(sums[1]),
+            health_start: m(sums[2]),
+            analytics: m(sums[3]),
+            analytics_shutdown: m(sums[4]),
+            health_shutdown: m(sums[5]),
+        }
+    }
 }
 
 /// Rollout limits.
@@ -310,13 +345,20 @@ impl DemoReport {
         }
         let _ = writeln!(
             s,
-            "\nVersion   Installs  Health installs  Error rate  Crash rate"
+            "\nVersion   Installed  Ran it (installs)  Error rate  Crash rate"
         );
-        for (v, n) in &self.installs.by_version {
+        let versions: std::collections::BTreeSet<&String> = self
+            .installs
+            .by_version
+            .keys()
+            .chain(self.health.keys())
+            .collect();
+        for v in versions {
+            let n = self.installs.by_version.get(v).copied().unwrap_or(0);
             let h = self.health.get(v);
             let _ = writeln!(
                 s,
-                "{:<9} {:>8}  {:>15}  {:>10}  {:>10}",
+                "{:<9} {:>9}  {:>17}  {:>10}  {:>10}",
                 v,
                 n,
                 h.map(|h| h.installs.to_string())
