@@ -1,27 +1,18 @@
-//! Who drives the rollout of the demo's release.
+//! The demo's side of the rollout: an admin client of the server's rollout engine.
 //!
-//! * [`Control::Server`]: the server's rollout engine through its admin routes
-//!   (`POST /admin/releases`, `PUT …/artifacts/{file}`, `POST /admin/rollouts/…/start`,
-//!   `POST /admin/rollouts/evaluate`) and `GET /analytics/rollout-status` — the real thing.
-//! * [`Control::Static`]: a stand-in for a server without those routes: the demo applies
-//!   the same rules (Wilson bounds, stages, stage hours) to the health it saw and signs each
-//!   new channel state into the static tree with [`crate::release::publish`]; its decisions
-//!   carry the actor `demo`.
-
-use std::path::PathBuf;
-use std::sync::Arc;
+//! Registers each release (`POST /admin/releases` with the signed manifest envelope, then
+//! `PUT …/artifacts/{file}` with the tar.gz), starts the rollouts
+//! (`POST /admin/rollouts/{app}/{channel}/start`), asks the engine to evaluate after each
+//! simulated day (`POST /admin/rollouts/evaluate`) and reads the status and the decision log
+//! (`GET /analytics/rollout-status`). It decides nothing itself: every halt, advance and
+//! completion comes from the server's engine.
 
 use chrono::{DateTime, Utc};
-use railgun_core::clock::{Clock, ManualClock};
-use railgun_core::trust::{PrivateKey, TrustedKeys};
-use railgun_core::update::{RolloutPolicy, RolloutStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::artifacts::BuiltRelease;
-use super::stats::wilson;
 use super::DemoError;
-use crate::release::{publish, PublishOptions};
 
 /// One entry of the decision log (the server's `Decision`, camelCase).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -33,7 +24,7 @@ pub struct Decision {
     pub version: String,
     /// start | advance | halt | resume | set_percentage | rollback | complete | …
     pub action: String,
-    /// engine | admin | demo.
+    /// engine | admin.
     pub actor: String,
     /// Percentage before.
     pub from_percentage: Option<f64>,
@@ -77,18 +68,9 @@ pub struct Tally {
     pub with_crashes: u64,
 }
 
-/// The rollout driver.
-#[derive(Debug)]
-pub enum Control {
-    /// The server's engine.
-    Server(ServerControl),
-    /// The demo's stand-in.
-    Static(Box<StaticControl>),
-}
-
 /// Drives the server's engine over HTTP.
 #[derive(Debug)]
-pub struct ServerControl {
+pub struct Control {
     /// Base URL.
     pub url: String,
     /// Admin token.
@@ -111,187 +93,7 @@ pub struct ServerControl {
     pub first: f64,
 }
 
-/// Applies the engine's rules itself and publishes into the static tree.
-#[derive(Debug)]
-pub struct StaticControl {
-    /// Tree root.
-    pub root: PathBuf,
-    /// The release key (verifies manifests).
-    pub release_keys: TrustedKeys,
-    /// The rollout key (signs channel states).
-    pub rollout_key: Arc<PrivateKey>,
-    /// The previous release (fallback).
-    pub old: BuiltRelease,
-    /// The release under rollout.
-    pub new: BuiltRelease,
-    /// Its policy.
-    pub policy: RolloutPolicy,
-    /// The clock.
-    pub clock: ManualClock,
-    stage: usize,
-    stage_started: DateTime<Utc>,
-    status: RolloutStatus,
-    decisions: Vec<Decision>,
-}
-
-fn status_str(s: RolloutStatus) -> &'static str {
-    match s {
-        RolloutStatus::Active => "active",
-        RolloutStatus::Halted => "halted",
-        RolloutStatus::Complete => "complete",
-    }
-}
-
-impl StaticControl {
-    /// A controller; nothing is published until [`Control::start`].
-    pub fn new(
-        root: PathBuf,
-        release_keys: TrustedKeys,
-        rollout_key: Arc<PrivateKey>,
-        old: BuiltRelease,
-        new: BuiltRelease,
-        policy: RolloutPolicy,
-        clock: ManualClock,
-    ) -> Self {
-        let now = clock.now();
-        Self {
-            root,
-            release_keys,
-            rollout_key,
-            old,
-            new,
-            policy,
-            clock,
-            stage: 0,
-            stage_started: now,
-            status: RolloutStatus::Active,
-            decisions: Vec::new(),
-        }
-    }
-
-    fn percentage(&self) -> f64 {
-        self.policy.stages.get(self.stage).copied().unwrap_or(100.0)
-    }
-
-    fn publish(
-        &self,
-        release: &BuiltRelease,
-        fallback: Option<&BuiltRelease>,
-        pct: f64,
-        status: RolloutStatus,
-    ) -> Result<(), DemoError> {
-        publish(&PublishOptions {
-            root: self.root.clone(),
-            manifest: release.manifest_path.clone(),
-            artifacts_dir: None,
-            release_keys: self.release_keys.clone(),
-            rollout_key: &self.rollout_key,
-            percentage: pct,
-            status,
-            fallback: fallback.map(|f| f.manifest_path.clone()),
-            rollback_from: vec![],
-            expires: chrono::Duration::days(7),
-            now: self.clock.now(),
-        })?;
-        Ok(())
-    }
-
-    fn decide(&mut self, action: &str, from: f64, to: f64, t: Option<Tally>, reason: String) {
-        let mut d = Decision {
-            at: Some(self.clock.now()),
-            version: self.new.version.to_string(),
-            action: action.into(),
-            actor: "demo".into(),
-            from_percentage: Some(from),
-            to_percentage: Some(to),
-            reason: Some(reason),
-            ..Decision::default()
-        };
-        if let Some(t) = t {
-            let (el, eu) = wilson(t.with_errors, t.installs);
-            let (cl, cu) = wilson(t.with_crashes, t.installs);
-            let rate = |k: u64| {
-                if t.installs == 0 {
-                    0.0
-                } else {
-                    k as f64 / t.installs as f64
-                }
-            };
-            d.installs = Some(t.installs);
-            d.error_rate = Some(rate(t.with_errors));
-            d.error_lower = Some(el);
-            d.error_upper = Some(eu);
-            d.crash_rate = Some(rate(t.with_crashes));
-            d.crash_lower = Some(cl);
-            d.crash_upper = Some(cu);
-        }
-        self.decisions.push(d);
-    }
-
-    fn start(&mut self) -> Result<(), DemoError> {
-        self.publish(&self.old, None, 100.0, RolloutStatus::Complete)?;
-        let pct = self.percentage();
-        self.publish(&self.new, Some(&self.old), pct, RolloutStatus::Active)?;
-        self.stage_started = self.clock.now();
-        self.decide(
-            "start",
-            0.0,
-            pct,
-            None,
-            format!("first stage, fallback {}", self.old.version),
-        );
-        Ok(())
-    }
-
-    /// The engine's rules: halt on a lower bound above a limit, advance after the stage's
-    /// hours on upper bounds below both limits.
-    fn evaluate(&mut self, t: Tally) -> Result<(), DemoError> {
-        if self.status != RolloutStatus::Active {
-            return Ok(());
-        }
-        let p = self.policy.clone();
-        let from = self.percentage();
-        if t.installs < p.min_installs {
-            return Ok(());
-        }
-        let (el, eu) = wilson(t.with_errors, t.installs);
-        let (cl, cu) = wilson(t.with_crashes, t.installs);
-        if el > p.max_error_rate || cl > p.max_crash_rate {
-            self.status = RolloutStatus::Halted;
-            self.publish(&self.new, Some(&self.old), from, RolloutStatus::Halted)?;
-            let why = if cl > p.max_crash_rate {
-                format!("crash rate lower bound {cl:.3} > {}", p.max_crash_rate)
-            } else {
-                format!("error rate lower bound {el:.3} > {}", p.max_error_rate)
-            };
-            self.decide("halt", from, from, Some(t), why);
-            return Ok(());
-        }
-        let hours = (self.clock.now() - self.stage_started).num_minutes() as f64 / 60.0;
-        if hours >= p.stage_hours && eu < p.max_error_rate && cu < p.max_crash_rate {
-            self.stage += 1;
-            self.stage_started = self.clock.now();
-            let to = self.percentage();
-            let done = self.stage + 1 >= p.stages.len();
-            if done {
-                self.status = RolloutStatus::Complete;
-            }
-            self.publish(&self.new, Some(&self.old), to, self.status)?;
-            let why =
-                format!("healthy for {hours:.0} h: upper bounds {eu:.3} errors, {cu:.3} crashes");
-            self.decide(
-                if done { "complete" } else { "advance" },
-                from,
-                to,
-                Some(t),
-                why,
-            );
-        }
-        Ok(())
-    }
-}
-
-impl ServerControl {
+impl Control {
     async fn send(
         &self,
         method: reqwest::Method,
@@ -360,7 +162,7 @@ impl ServerControl {
         Ok(())
     }
 
-    async fn start(&self) -> Result<(), DemoError> {
+    async fn start_rollouts(&self) -> Result<(), DemoError> {
         let (old, new, first) = (&self.old, &self.new, self.first);
         let base = format!("/admin/rollouts/{}/{}", self.app, self.channel);
         self.register(old).await?;
@@ -405,68 +207,38 @@ impl ServerControl {
         }
         serde_json::from_str(&text).map_err(|e| DemoError::Invalid(format!("rollout status: {e}")))
     }
-}
-
-impl Control {
-    /// `server` or `demo` (the stand-in).
-    pub fn engine(&self) -> &'static str {
-        match self {
-            Control::Server(_) => "server",
-            Control::Static(_) => "demo",
-        }
-    }
 
     /// Publishes the previous release at 100 % and starts the new one's first stage.
-    pub async fn start(&mut self) -> Result<(), DemoError> {
-        match self {
-            Control::Static(s) => s.start(),
-            Control::Server(s) => s.start().await,
-        }
+    pub async fn start(&self) -> Result<(), DemoError> {
+        self.start_rollouts().await
     }
 
-    /// Runs the engine once (`tally` is the demo's own count, used by the stand-in only).
-    pub async fn evaluate(&mut self, tally: Tally) -> Result<(), DemoError> {
-        match self {
-            Control::Static(s) => s.evaluate(tally),
-            Control::Server(s) => s
-                .send(
-                    reqwest::Method::POST,
-                    "/admin/rollouts/evaluate",
-                    Some(json!({})),
-                )
-                .await
-                .map(|_| ()),
-        }
+    /// Runs the engine once (`POST /admin/rollouts/evaluate`).
+    pub async fn evaluate(&self) -> Result<(), DemoError> {
+        self.send(
+            reqwest::Method::POST,
+            "/admin/rollouts/evaluate",
+            Some(json!({})),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// The rollout now.
     pub async fn view(&self) -> Result<RolloutView, DemoError> {
-        match self {
-            Control::Static(s) => Ok(RolloutView {
-                percentage: s.percentage(),
-                status: status_str(s.status).into(),
-            }),
-            Control::Server(s) => {
-                let v = s.status().await?;
-                Ok(RolloutView {
-                    percentage: v["rolloutPercentage"].as_f64().unwrap_or(0.0),
-                    status: v["status"].as_str().unwrap_or("unknown").to_string(),
-                })
-            }
-        }
+        let v = self.status().await?;
+        Ok(RolloutView {
+            percentage: v["rolloutPercentage"].as_f64().unwrap_or(0.0),
+            status: v["status"].as_str().unwrap_or("unknown").to_string(),
+        })
     }
 
     /// The decision log of the release under rollout, oldest first.
     pub async fn decisions(&self) -> Result<Vec<Decision>, DemoError> {
-        match self {
-            Control::Static(s) => Ok(s.decisions.clone()),
-            Control::Server(s) => {
-                let v = s.status().await?;
-                let mut d: Vec<Decision> =
-                    serde_json::from_value(v["decisions"].clone()).unwrap_or_default();
-                d.sort_by_key(|d| d.at);
-                Ok(d)
-            }
-        }
+        let v = self.status().await?;
+        let mut d: Vec<Decision> = serde_json::from_value(v["decisions"].clone())
+            .map_err(|e| DemoError::Invalid(format!("decision log: {e}")))?;
+        d.sort_by_key(|d| d.at);
+        Ok(d)
     }
 }

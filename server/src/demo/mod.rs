@@ -10,9 +10,8 @@
 //! the rollout engine is asked to evaluate. At the end every install's files are hashed and
 //! compared to the published artifact of the version it runs.
 //!
-//! It refuses to fake the client: nothing is written into an install folder except by the
-//! Updater. When the server has no rollout routes, the demo drives the rollout itself (see
-//! [`control`]) and says so in its report (`engine: "demo"`).
+//! It refuses to fake either side: nothing is written into an install folder except by the
+//! Updater, and every rollout decision is the server's engine's (see [`control`]).
 
 pub mod artifacts;
 pub mod control;
@@ -37,7 +36,7 @@ use tokio::sync::Semaphore;
 
 use crate::serve::{self, RunningServer, ServerConfig};
 use artifacts::build_release;
-use control::{Control, ServerControl, StaticControl, Tally};
+use control::{Control, Tally};
 use fleet::{Fleet, LaunchOutcome};
 use report::{
     AnalyticsDay, AnalyticsSummary, DemoReport, Failure, HealthSummary, InstallDetail, Limits,
@@ -318,36 +317,17 @@ pub async fn run(opts: &DemoOptions, progress: Arc<dyn Progress>) -> Result<Demo
         .pool_max_idle_per_host(opts.concurrency.max(1))
         .build()?;
 
-    // Who drives the rollout: the server's engine when it has one.
-    let probe = http
-        .post(format!("{url}/admin/rollouts/evaluate"))
-        .bearer_auth(&admin_token)
-        .json(&serde_json::json!({}))
-        .send()
-        .await?;
-    let mut control = if probe.status().is_success() {
-        Control::Server(ServerControl {
-            url: url.clone(),
-            admin_token: admin_token.clone(),
-            read_token: read_token.clone(),
-            http: http.clone(),
-            app: APP.into(),
-            channel: CHANNEL.into(),
-            version: new_v.to_string(),
-            old: old.clone(),
-            new: new.clone(),
-            first: policy.stages[0],
-        })
-    } else {
-        Control::Static(Box::new(StaticControl::new(
-            config.root.clone(),
-            TrustedKeys::single(release_key.public_key().clone()),
-            rollout_key.clone(),
-            old.clone(),
-            new.clone(),
-            policy.clone(),
-            clock.clone(),
-        )))
+    let control = Control {
+        url: url.clone(),
+        admin_token: admin_token.clone(),
+        read_token: read_token.clone(),
+        http: http.clone(),
+        app: APP.into(),
+        channel: CHANNEL.into(),
+        version: new_v.to_string(),
+        old: old.clone(),
+        new: new.clone(),
+        first: policy.stages[0],
     };
     control.start().await?;
 
@@ -396,7 +376,7 @@ pub async fn run(opts: &DemoOptions, progress: Arc<dyn Progress>) -> Result<Demo
         let view = control.view().await?;
         progress.phase(
             &format!(
-                "day {} · {} % {} · {} launches",
+                "round {} · {} % {} · {} launches",
                 round, view.percentage, view.status, joined
             ),
             joined as u64,
@@ -451,7 +431,7 @@ pub async fn run(opts: &DemoOptions, progress: Arc<dyn Progress>) -> Result<Demo
             }
         }
         progress.done(&format!(
-            "day {round}: {} → {}, {} → {}, {} failed",
+            "round {round}: {} → {}, {} → {}, {} failed",
             summary.updated_to_release, new_v, summary.updated_to_fallback, old_v, summary.failures
         ));
         if last {
@@ -459,7 +439,7 @@ pub async fn run(opts: &DemoOptions, progress: Arc<dyn Progress>) -> Result<Demo
             break;
         }
         clock.advance(step);
-        control.evaluate(tally(&seen, &new_v)).await?;
+        control.evaluate().await?;
         let after = control.view().await?;
         summary.percentage_after = after.percentage;
         summary.status_after = after.status.clone();
@@ -564,7 +544,6 @@ pub async fn run(opts: &DemoOptions, progress: Arc<dyn Progress>) -> Result<Demo
     let fin = control.view().await?;
     let report = DemoReport {
         scenario: if opts.bad_release { "bad" } else { "healthy" },
-        engine: control.engine(),
         app: APP.into(),
         channel: CHANNEL.into(),
         version: new_v.to_string(),

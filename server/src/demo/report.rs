@@ -1,13 +1,13 @@
 //! The demo's report: one JSON document (`--json`) and the summary table.
 //!
-//! JSON shape (camelCase): `scenario` (`healthy` | `bad`), `engine` (`server` when the
-//! server's rollout engine decided, `demo` when the demo's stand-in did), `version`,
+//! JSON shape (camelCase): `scenario` (`healthy` | `bad`), `version`,
 //! `fallbackVersion`, `finalStatus`, `finalPercentage`, `limits`, `installs {total,
 //! joinedLate, byVersion}`, `rounds [...]`, `health {version: {installs, withErrors,
 //! withCrashes, errorRate, crashRate}}`, `analytics {sampleRate, sampledInstalls, eventsSent,
 //! days [{date, dau, dauEstimate, sessions, sessionsEstimate}]}`, `decisions [Decision]`,
 //! `verification {installs, verified, onRelease, onFallback, allVerified, failed}`,
 //! `launchFailures`, `failures`, `url`, `dashboardUrl`, `workDir`, `seed`, `wallSeconds`,
+//! `meanStepMs`,
 //! `installsDetail [{install, installId, version, filesVerified, reason?}]`.
 
 use std::collections::BTreeMap;
@@ -25,8 +25,6 @@ use super::control::{Decision, Tally};
 pub struct DemoReport {
     /// `healthy` or `bad`.
     pub scenario: &'static str,
-    /// `server` or `demo`.
-    pub engine: &'static str,
     /// App.
     pub app: String,
     /// Channel.
@@ -306,15 +304,8 @@ impl DemoReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "\nrailgun demo · {} release · {} installs · engine: {}{}",
-            self.scenario,
-            self.installs.total,
-            self.engine,
-            if self.engine == "demo" {
-                " (the server has no rollout routes: the demo applied the engine's rules and signed the channel states)"
-            } else {
-                ""
-            }
+            "\nrailgun demo · {} release · {} installs · decisions by the server's rollout engine",
+            self.scenario, self.installs.total,
         );
         let _ = writeln!(
             s,
@@ -327,7 +318,7 @@ impl DemoReport {
         );
         let _ = writeln!(
             s,
-            "\nDay  Served          Launches  →{:<7} →{:<7} Failed",
+            "\nRound Served         Launches  →{:<7} →{:<7} Failed",
             self.version, self.fallback_version
         );
         for r in &self.rounds {
