@@ -48,6 +48,13 @@ fn assert_every_install_verified(r: &Value, allowed: &[&str]) {
     assert_eq!(by_version, total);
 }
 
+/// Every launch's health reports reached the server (none left pending at shutdown).
+fn assert_health_delivered(r: &Value) {
+    for round in r["rounds"].as_array().expect("rounds") {
+        assert_eq!(round["healthReports"], round["launches"], "{round}");
+    }
+}
+
 fn actions(r: &Value) -> Vec<String> {
     r["decisions"]
         .as_array()
@@ -82,6 +89,7 @@ fn healthy_release_rolls_out_stage_by_stage_to_100_percent() {
     assert!(actions(&r).contains(&"complete".to_string()));
     assert!(!actions(&r).contains(&"halt".to_string()));
     assert_every_install_verified(&r, &["0.2.0"]);
+    assert_health_delivered(&r);
     assert_eq!(r["installs"]["byVersion"]["0.2.0"].as_u64(), Some(200));
     // Analytics reached the server: sampled users counted per day.
     let days = r["analytics"]["days"].as_array().expect("days");
@@ -116,6 +124,7 @@ fn bad_release_is_halted_and_the_fallback_is_served() {
         .iter()
         .any(|a| a == "advance" || a == "complete"));
     assert_every_install_verified(&r, &["0.2.0", "0.1.0"]);
+    assert_health_delivered(&r);
     // Most of the fleet stays on the fallback; installs that joined after the halt and
     // fall inside the 10 % cohort got 0.1.0, not the halted release.
     let on_fallback = r["installs"]["byVersion"]["0.1.0"].as_u64().unwrap_or(0);
@@ -128,4 +137,20 @@ fn bad_release_is_halted_and_the_fallback_is_served() {
         .expect("a round");
     assert_eq!(last["status"], "halted");
     assert_eq!(last["updatedToRelease"].as_u64(), Some(0), "{last}");
+}
+
+#[test]
+fn refuses_an_empty_fleet_and_a_bad_sample_rate() {
+    for args in [
+        vec!["demo", "--installs", "0"],
+        vec!["demo", "--installs", "5", "--sample-rate", "1.5"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_railgun"))
+            .args(&args)
+            .output()
+            .expect("run railgun demo");
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("outside"), "{args:?}: {err}");
+    }
 }

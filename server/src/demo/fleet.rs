@@ -79,7 +79,7 @@ pub struct LaunchOutcome {
     pub sampled: bool,
     /// Events the server acknowledged.
     pub events_sent: u64,
-    /// Whether the health report was acknowledged.
+    /// Whether every health report of the launch was acknowledged (none pending).
     pub health_sent: bool,
     /// A failure, for people.
     pub failure: Option<String>,
@@ -351,6 +351,7 @@ impl Fleet {
         lap(2);
         let h = health.shutdown()?;
         lap(3);
-        Ok((sampled, report.sent, h.sent > 0 && h.pending == 0, t))
+        // Acknowledged: nothing left waiting (the startup report may have gone already).
+        Ok((sampled, report.sent, h.pending == 0 && h.dropped == 0, t))
     }
 }

@@ -169,7 +169,7 @@ pub struct RoundSummary {
     pub failures: u64,
     /// Versions that ran → launches.
     pub running: BTreeMap<String, u64>,
-    /// Health reports the server acknowledged.
+    /// Launches whose health reports were all acknowledged by shutdown.
     pub health_reports: u64,
     /// Percentage after the engine evaluated.
     pub percentage_after: f64,
