@@ -115,6 +115,16 @@ fn init_quiet_logging() {
         .try_init();
 }
 
+/// Writes a file only its owner can read.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)?.write_all(text.as_bytes())
+}
+
 /// Runs the demo.
 pub async fn run(args: Args) -> CliResult {
     init_quiet_logging();
@@ -150,10 +160,18 @@ pub async fn run(args: Args) -> CliResult {
     }
     if args.keep {
         d.work.keep();
+        let tokens = d.work.path().join("tokens.env");
+        write_private(
+            &tokens,
+            &format!(
+                "RAILGUN_URL={}\nRAILGUN_READ_TOKEN={}\nRAILGUN_ADMIN_TOKEN={}\n",
+                d.report.url, d.read_token, d.admin_token
+            ),
+        )?;
         eprintln!(
-            "server running at {} (admin token {}…, data in {}); Ctrl-C stops it",
+            "server running at {} (tokens in {}, data in {}); Ctrl-C stops it",
             d.report.url,
-            &d.admin_token[..6],
+            tokens.display(),
             d.report.work_dir
         );
         tokio::signal::ctrl_c().await?;
