@@ -131,7 +131,8 @@ pub async fn start(addr: SocketAddr, config: &ServerConfig) -> Result<RunningSer
 }
 
 /// Like [`start`], and also returns the rollout service (in-process
-/// [`crate::rollout::Rollouts::evaluate`], for the demo and tests with a manual clock).
+/// [`crate::rollout::Rollouts::evaluate`], for the demo and tests with a manual clock). The
+/// engine runs until the server stopped and the returned handle is dropped.
 pub async fn start_with_rollouts(
     addr: SocketAddr,
     config: &ServerConfig,

@@ -48,6 +48,10 @@ struct H {
 
 impl H {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let release_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
         let rollout_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
@@ -58,7 +62,7 @@ impl H {
         let clock = ManualClock::new(t0());
         let root = dir.path().join("updates");
         std::fs::create_dir_all(&root).expect("root");
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             root: root.clone(),
             database: format!("sqlite:{}", dir.path().join("db/railgun.db").display()),
             read_token: Some(READ.into()),
@@ -71,6 +75,7 @@ impl H {
             rollout_interval: std::time::Duration::from_secs(3600),
             ..ServerConfig::default()
         };
+        tweak(&mut config);
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let (server, rollouts) = serve::start_with_rollouts(addr, &config)
             .await
@@ -385,6 +390,13 @@ async fn halt_rule_ignores_2_errors_in_3_installs_and_fires_on_80_in_1000() {
     );
     // Halted rollouts are not evaluated again.
     assert!(h.evaluate().await.is_empty());
+    // A fixed release supersedes it; its default fallback is the last good one, not 1.1.0.
+    h.publish("1.1.1", None, Some((10.0, None))).await;
+    let st = h.status("1.1.1").await;
+    assert_eq!(st["fallbackVersion"], "1.0.0");
+    assert_eq!(st["current"], true);
+    assert_eq!(h.status("1.1.0").await["current"], false);
+    assert_eq!(h.channel_state().release.version, Version::new(1, 1, 1));
     h.stop().await;
 }
 
@@ -1018,4 +1030,95 @@ async fn without_keys_the_admin_routes_answer_503_and_bad_key_files_stop_the_sta
         .await
         .expect_err("missing key file");
     assert!(err.to_string().contains("missing.key"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_runs_by_itself_every_interval() {
+    let h = H::start_with(|c| c.rollout_interval = std::time::Duration::from_millis(20)).await;
+    h.publish("1.0.0", None, Some((100.0, None))).await;
+    h.publish("1.1.0", None, Some((10.0, None))).await;
+    let mut decisions = h.rollouts.subscribe();
+    h.reports(0, 60, "1.1.0", 0, 10).await;
+    // Wait on the engine's decision itself (no polling, no sleep).
+    let d = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let d = decisions.recv().await.expect("decision");
+            if d.action == "halt" {
+                break d;
+            }
+        }
+    })
+    .await
+    .expect("the engine halted the rollout on its own");
+    assert_eq!((d.actor.as_str(), d.version.as_str()), ("engine", "1.1.0"));
+    assert_eq!(h.channel_state().rollout.status, RolloutStatus::Halted);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn railgun_serve_takes_the_rollout_flags() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tmp");
+    let rollout_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    let rk = dir.path().join("rollout.key");
+    rollout_key.write_pem_file(&rk).expect("key");
+    let release_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    let pk = dir.path().join("release.pub");
+    std::fs::write(&pk, release_key.public_key().to_pem()).expect("pub");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_railgun"))
+        .arg("serve")
+        .arg("--addr")
+        .arg("127.0.0.1:0")
+        .arg("--root")
+        .arg(dir.path().join("updates"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--release-public-key")
+        .arg(&pk)
+        .arg("--rollout-interval-secs")
+        .arg("3600")
+        .env("RAILGUN_ROLLOUT_KEY_FILE", &rk)
+        .env("RAILGUN_ADMIN_TOKEN", ADMIN)
+        .env_remove("RAILGUN_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn railgun serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read");
+        line
+    })
+    .await
+    .expect("join");
+    let url = line.trim().rsplit(' ').next().expect("url").to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    // With both keys configured, a release is verified (a stranger's is refused: 400, not
+    // the 503 of an unconfigured server) and the engine answers.
+    let http = reqwest::Client::new();
+    let stranger = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    let env =
+        Envelope::sign(railgun_core::trust::PAYLOAD_RELEASE, b"{}", &[&stranger]).expect("sign");
+    let r = http
+        .post(format!("{url}/admin/releases"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"manifest": env}))
+        .send()
+        .await
+        .expect("post");
+    let status = r.status();
+    let evaluated = http
+        .post(format!("{url}/admin/rollouts/evaluate"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("post");
+    let evaluated_status = evaluated.status();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 400);
+    assert_eq!(evaluated_status, 200);
 }

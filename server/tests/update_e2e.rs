@@ -601,3 +601,92 @@ async fn auto_check_finds_and_downloads_then_stops() {
     );
     server.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_update_with_sigstore_required_refuses_an_artifact_without_a_bundle() {
+    let t = tempfile::tempdir().expect("tmp");
+    let tree = t.path().join("tree");
+    let key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    release(t.path(), &tree, &key, "0.2.0");
+    let server = spawn(
+        "127.0.0.1:0".parse().expect("addr"),
+        router(&ServerConfig {
+            root: tree.clone(),
+            ..ServerConfig::default()
+        }),
+    )
+    .await
+    .expect("serve");
+    let cli_root = t.path().join("cli-install");
+    let pubkey = t.path().join("release.pub");
+    fs::write(&pubkey, key.public_key().to_pem()).expect("pub");
+    let run = |extra: &'static [&'static str]| {
+        let (url, pubkey, root, state) = (
+            server.url(),
+            pubkey.clone(),
+            cli_root.clone(),
+            t.path().join("state"),
+        );
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_railgun"))
+                .args([
+                    "update",
+                    "--url",
+                    &url,
+                    "--app",
+                    "demo",
+                    "--install-id",
+                    "x",
+                ])
+                .arg("--public-key")
+                .arg(&pubkey)
+                .arg("--install-root")
+                .arg(&root)
+                .arg("--state")
+                .arg(&state)
+                .args(extra)
+                .output()
+                .expect("run")
+        })
+    };
+    // `required` without an identity is a usage error, named.
+    let out = run(&["--sigstore", "required"]).await.expect("join");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--sigstore-identity"), "{err}");
+    // The release names no bundle: `required` refuses it and installs nothing.
+    let out = run(&[
+        "--sigstore",
+        "required",
+        "--sigstore-identity-regexp",
+        "https://github\\.com/railgun/.*",
+    ])
+    .await
+    .expect("join");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("bundle"), "{err}");
+    assert!(
+        !cli_root.join("current").exists(),
+        "nothing may be installed"
+    );
+    // `if-present` installs it (no bundle named, nothing to check).
+    let out = run(&[
+        "--sigstore",
+        "if-present",
+        "--sigstore-identity-regexp",
+        "https://github\\.com/railgun/.*",
+    ])
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        InstallRoot::new(&cli_root).current_version(),
+        Some(Version::new(0, 2, 0))
+    );
+    server.stop().await.expect("stop");
+}

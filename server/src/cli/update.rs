@@ -9,7 +9,14 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use railgun_core::update::{InstallMode, InstallRoot, Updater, UpdaterConfig, UpdaterEvent};
+use std::sync::Arc;
+
+use railgun_core::trust::sigstore::{
+    IdentityMatcher, IdentityPolicy, SigstoreMode, SigstorePolicy, SigstoreVerifier,
+};
+use railgun_core::update::{
+    Arch, InstallMode, InstallRoot, Platform, Updater, UpdaterConfig, UpdaterEvent,
+};
 use railgun_core::Version;
 use serde_json::json;
 
@@ -31,6 +38,18 @@ pub struct Args {
     /// Release public key(s) (file or inline; repeatable).
     #[arg(long = "public-key", required = true)]
     pub public_keys: Vec<String>,
+    /// Rollout public key(s) that sign channel states (default: the release keys).
+    #[arg(long = "rollout-public-key")]
+    pub rollout_public_keys: Vec<String>,
+    /// Platform (default: this one).
+    #[arg(long)]
+    pub platform: Option<Platform>,
+    /// Arch (default: this one).
+    #[arg(long)]
+    pub arch: Option<Arch>,
+    /// Sigstore bundle policy of the artifacts.
+    #[command(flatten)]
+    pub sigstore: SigstoreArgs,
     /// Where versions are installed (`versions/`, `current`).
     #[arg(long)]
     pub install_root: PathBuf,
@@ -47,6 +66,63 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The Sigstore policy of `railgun update`: when to check artifact bundles, and whose.
+#[derive(Debug, clap::Args)]
+pub struct SigstoreArgs {
+    /// `off`, `if-present` (check bundles the manifest names) or `required`.
+    #[arg(long = "sigstore", default_value = "off")]
+    pub mode: SigstoreMode,
+    /// Exact certificate identity of the release workflow.
+    #[arg(long = "sigstore-identity")]
+    pub identity: Option<String>,
+    /// Regular expression for the whole certificate identity.
+    #[arg(long = "sigstore-identity-regexp", conflicts_with = "identity")]
+    pub identity_regexp: Option<String>,
+    /// Exact OIDC issuer.
+    #[arg(
+        long = "sigstore-issuer",
+        default_value = "https://token.actions.githubusercontent.com"
+    )]
+    pub issuer: String,
+    /// A trusted_root.json instead of the embedded public-good one.
+    #[arg(long = "sigstore-trusted-root")]
+    pub trusted_root: Option<PathBuf>,
+}
+
+impl SigstoreArgs {
+    /// The policy, or `None` when the mode is `off`.
+    pub fn policy(
+        &self,
+    ) -> Result<Option<SigstorePolicy>, Box<dyn std::error::Error + Send + Sync>> {
+        if self.mode == SigstoreMode::Off {
+            return Ok(None);
+        }
+        let identity = match (&self.identity, &self.identity_regexp) {
+            (Some(id), _) => IdentityMatcher::Exact(id.clone()),
+            (None, Some(re)) => IdentityMatcher::regex(re)?,
+            (None, None) => {
+                return Err(format!(
+                    "--sigstore {} needs --sigstore-identity or --sigstore-identity-regexp",
+                    self.mode
+                )
+                .into())
+            }
+        };
+        let policy = IdentityPolicy {
+            identity,
+            issuer: self.issuer.clone(),
+        };
+        let verifier = match &self.trusted_root {
+            Some(path) => SigstoreVerifier::with_trusted_root_json(&std::fs::read(path)?, policy)?,
+            None => SigstoreVerifier::public_good(policy)?,
+        };
+        Ok(Some(SigstorePolicy {
+            mode: self.mode,
+            verifier: Some(Arc::new(verifier)),
+        }))
+    }
 }
 
 /// Arguments of `railgun rollback`.
@@ -82,9 +158,22 @@ pub async fn run(a: Args) -> CliResult {
         keys,
     );
     update.install_id = a.install_id.clone();
+    if !a.rollout_public_keys.is_empty() {
+        update.rollout_keys = Some(trusted_keys(&a.rollout_public_keys, 1)?);
+    }
+    if let Some(p) = a.platform {
+        update.platform = p;
+    }
+    if let Some(ar) = a.arch {
+        update.arch = ar;
+    }
+    let sigstore = a.sigstore.policy()?;
     let config = UpdaterConfig::new(update, &state_dir, &a.install_root);
     let store = open_store(Some(&state_dir))?;
     let updater = Updater::new(config, store)?;
+    if let Some(policy) = sigstore {
+        updater.set_verifier(Some(Arc::new(policy)));
+    }
 
     let Some(available) = updater.check_for_updates().await? else {
         if a.json {

@@ -14,7 +14,8 @@
 //! * **high error rate** (a warning, once per stage) when a point estimate is above its
 //!   limit but the evidence does not (yet) halt;
 //! * **low adoption** (once per rollout) when, 48 h after the start, fewer than 10 % of the
-//!   expected installs (the channel's reporting installs × the percentage) run the release.
+//!   expected installs (the channel's installs reporting in the last 7 days, any version,
+//!   × the percentage) run the release.
 //!
 //! It refuses to advance on missing evidence: too few installs never advance a stage.
 
@@ -27,6 +28,8 @@ use crate::store::rollout::HealthCounts;
 
 /// Hours after the start before low adoption is judged.
 pub const LOW_ADOPTION_AFTER_HOURS: i64 = 48;
+/// Days of health reports that make a channel's population (the installs expected at 100 %).
+pub const LOW_ADOPTION_POPULATION_DAYS: i64 = 7;
 /// Share of the expected installs below which adoption is low.
 pub const LOW_ADOPTION_SHARE: f64 = 0.10;
 

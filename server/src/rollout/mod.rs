@@ -13,6 +13,10 @@
 //!                                                       signed rollbackFrom: [version])
 //! ```
 //!
+//! An admin may also halt a complete rollout, set any percentage (the stage timer restarts;
+//! below 100 % a complete rollout is active again) and roll back from any state that has a
+//! fallback. A new start on a channel supersedes its current rollout (`current: false`).
+//!
 //! Every change signs a new channel state with the rollout key (`sequence` + 1, compare-and-
 //! set in the database so two servers never sign the same number), writes
 //! `ROOT/<app>/<channel>/channel.json` atomically (the update tree stays the served form,
@@ -45,7 +49,7 @@ use railgun_core::update::manifest::{
 };
 use railgun_core::Version;
 use serde::Serialize;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{broadcast, Mutex, Notify};
 
 use crate::alerts::{Alert, AlertKind, Alerter};
 use crate::analytics::AppState;
@@ -56,8 +60,10 @@ use crate::store::rollout::{from_ms, to_ms, ChannelRow, HealthRow, RolloutChange
 use crate::store::{SharedStore, StoreError};
 
 pub mod engine;
+mod evaluate;
 pub mod registry;
 pub mod routes;
+mod state;
 pub mod wilson;
 
 pub use crate::store::rollout::Decision;
@@ -247,6 +253,35 @@ pub struct RolloutStatus {
 }
 
 /// The service behind the rollout routes and the engine; cheap to clone.
+///
+/// In process (the demo, tests): start the server with a manual clock, move the clock, and
+/// run the engine when you want instead of waiting for its tick.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use railgun_core::clock::ManualClock;
+/// use railgun_server::serve::{self, ServerConfig};
+///
+/// let clock = ManualClock::new("2026-11-01T09:00:00Z".parse()?);
+/// let config = ServerConfig {
+///     clock: Arc::new(clock.clone()),
+///     rollout_key: Some("rollout.key".into()),
+///     release_public_keys: vec!["release.pub".into()],
+///     admin_token: Some("admin".into()),
+///     ..ServerConfig::default()
+/// };
+/// let (server, rollouts) = serve::start_with_rollouts("127.0.0.1:0".parse()?, &config).await?;
+/// // … POST /admin/releases, PUT the artifacts, clients POST /analytics/health …
+/// clock.advance(chrono::Duration::hours(24));
+/// for d in rollouts.evaluate().await? {
+///     println!("{} {} → {} %: {}", d.action, d.version, d.to_percentage, d.reason);
+/// }
+/// let status = rollouts.status("demo", "stable", "1.1.0").await?;
+/// println!("{} installs, score {}", status.total_installs, status.health_score);
+/// server.stop().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Rollouts {
     inner: Arc<Inner>,
@@ -274,6 +309,7 @@ struct Inner {
     interval: StdDuration,
     lock: Mutex<()>,
     dropped: Arc<Notify>,
+    decisions: broadcast::Sender<Decision>,
 }
 
 impl Drop for Inner {
@@ -356,6 +392,7 @@ impl Rollouts {
                 interval: config.rollout_interval,
                 lock: Mutex::new(()),
                 dropped: Arc::new(Notify::new()),
+                decisions: broadcast::channel(256).0,
             }),
         }
     }
@@ -389,6 +426,12 @@ impl Rollouts {
             .release_keys
             .as_ref()
             .map_err(|e| RolloutError::Unavailable(e.clone()))
+    }
+
+    /// Every decision recorded from now on, as it is committed (admin and engine alike; a
+    /// receiver that lags loses the oldest). Lets tests and the demo wait on the engine.
+    pub fn subscribe(&self) -> broadcast::Receiver<Decision> {
+        self.inner.decisions.subscribe()
     }
 
     /// Runs [`Rollouts::evaluate`] every `rollout_interval` (the first run at once) until
@@ -552,655 +595,6 @@ impl Rollouts {
             channel: r.channel,
             version: r.version,
         })
-    }
-
-    // ---- changes --------------------------------------------------------------------
-
-    fn decision(
-        &self,
-        r: &RolloutRow,
-        action: &str,
-        actor: Actor,
-        from: f64,
-        h: &Health,
-        reason: String,
-    ) -> Decision {
-        Decision {
-            id: uuid::Uuid::now_v7().to_string(),
-            at: self.now(),
-            app: r.app.clone(),
-            channel: r.channel.clone(),
-            version: r.version.clone(),
-            action: action.into(),
-            actor: actor.as_str().into(),
-            from_percentage: from,
-            to_percentage: r.percentage,
-            installs: h.installs,
-            error_rate: h.error_rate,
-            error_lower: h.error.lower,
-            error_upper: h.error.upper,
-            crash_rate: h.crash_rate,
-            crash_lower: h.crash.lower,
-            crash_upper: h.crash.upper,
-            reason,
-        }
-    }
-
-    async fn pointer(&self, app: &str, version: &str) -> Result<ReleasePointer, RolloutError> {
-        let rel = self
-            .inner
-            .store
-            .get_release(app.into(), version.into())
-            .await?
-            .ok_or_else(|| RolloutError::NotFound(format!("release {app} {version}")))?;
-        Ok(ReleasePointer {
-            version: parse_version(version)?,
-            manifest: format!("../releases/{version}/manifest.json"),
-            manifest_sha256: rel.manifest_sha256,
-        })
-    }
-
-    /// The channel state a rollout row stands for.
-    async fn channel_state(
-        &self,
-        r: &RolloutRow,
-        sequence: u64,
-        now: DateTime<Utc>,
-    ) -> Result<ChannelState, RolloutError> {
-        let fallback = match &r.fallback_version {
-            Some(v) => Some(self.pointer(&r.app, v).await?),
-            None => None,
-        };
-        let (release, rollout, fallback, rollback_from) = if r.rolled_back {
-            let release = fallback.ok_or_else(|| {
-                RolloutError::Conflict("a rolled-back rollout needs a fallback".into())
-            })?;
-            let state = RolloutState {
-                percentage: 100.0,
-                status: Phase::Complete,
-            };
-            (release, state, None, vec![parse_version(&r.version)?])
-        } else {
-            let status: Phase = r.status.parse().map_err(RolloutError::Conflict)?;
-            let state = RolloutState {
-                percentage: r.percentage,
-                status,
-            };
-            (
-                self.pointer(&r.app, &r.version).await?,
-                state,
-                fallback,
-                vec![],
-            )
-        };
-        Ok(ChannelState {
-            schema: SCHEMA_VERSION,
-            app: r.app.clone(),
-            channel: r.channel.clone(),
-            sequence,
-            issued_at: now,
-            expires_at: now + self.inner.expiry,
-            release,
-            rollout,
-            fallback,
-            rollback_from,
-        })
-    }
-
-    fn channel_path(&self, app: &str, channel: &str) -> PathBuf {
-        self.inner.root.join(app).join(channel).join("channel.json")
-    }
-
-    /// The sequence of the `channel.json` on disk when it is signed by the rollout key (a
-    /// state published before the database knew the channel, e.g. by `railgun release
-    /// publish`), so the next one is higher than any a client saw; 0 otherwise.
-    async fn disk_sequence(&self, app: &str, channel: &str) -> u64 {
-        let Ok(key) = self.signer() else {
-            return 0;
-        };
-        let Ok(bytes) = tokio::fs::read(self.channel_path(app, channel)).await else {
-            return 0;
-        };
-        verify_channel(&bytes, key.public_key())
-            .map(|s| s.sequence)
-            .unwrap_or(0)
-    }
-
-    /// Signs a new channel state for `r` and commits it with `r` and `decision`; writes
-    /// `channel.json`. `r` becomes the channel's current rollout.
-    async fn commit(
-        &self,
-        r: &RolloutRow,
-        decision: Option<Decision>,
-    ) -> Result<ChannelState, RolloutError> {
-        let key = self.signer()?;
-        let now = self.now();
-        let prev = self
-            .inner
-            .store
-            .get_channel(r.app.clone(), r.channel.clone())
-            .await?;
-        let prev_seq = prev.as_ref().map(|c| c.sequence);
-        let disk = self.disk_sequence(&r.app, &r.channel).await;
-        let sequence = (prev_seq.unwrap_or(0).max(0) as u64)
-            .max(disk)
-            .saturating_add(1);
-        let state = self.channel_state(r, sequence, now).await?;
-        let envelope = sign_channel_state(&state, &[key])?.to_json_bytes();
-        let text = String::from_utf8(envelope.clone())
-            .map_err(|e| RolloutError::Conflict(format!("channel state is not UTF-8: {e}")))?;
-        let row = ChannelRow {
-            app: r.app.clone(),
-            channel: r.channel.clone(),
-            version: r.version.clone(),
-            sequence: sequence as i64,
-            issued_ms: to_ms(state.issued_at),
-            expires_ms: to_ms(state.expires_at),
-            envelope: text,
-        };
-        let ok = self
-            .inner
-            .store
-            .commit_change(RolloutChange {
-                rollout: Some(r.clone()),
-                channel: Some((row, prev_seq)),
-                decision,
-            })
-            .await?;
-        if !ok {
-            return Err(RolloutError::Conflict(format!(
-                "channel {}/{} changed concurrently; retry",
-                r.app, r.channel
-            )));
-        }
-        self.write_channel(&r.app, &r.channel, envelope).await?;
-        Ok(state)
-    }
-
-    async fn write_channel(
-        &self,
-        app: &str,
-        channel: &str,
-        bytes: Vec<u8>,
-    ) -> Result<(), RolloutError> {
-        let path = self.channel_path(app, channel);
-        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
-            .await
-            .map_err(|e| RolloutError::Store(StoreError::Task(e.to_string())))??;
-        Ok(())
-    }
-
-    /// The current rollout of a channel.
-    async fn current(&self, app: &str, channel: &str) -> Result<RolloutRow, RolloutError> {
-        check_names(app, channel)?;
-        let ch = self
-            .inner
-            .store
-            .get_channel(app.into(), channel.into())
-            .await?
-            .ok_or_else(|| RolloutError::NotFound(format!("rollout on {app}/{channel}")))?;
-        self.inner
-            .store
-            .get_rollout(app.into(), channel.into(), ch.version.clone())
-            .await?
-            .ok_or_else(|| {
-                RolloutError::NotFound(format!("rollout of {app} {} on {channel}", ch.version))
-            })
-    }
-
-    /// Starts rolling out a registered release on a channel (admin or a deferred start).
-    pub async fn start(
-        &self,
-        app: &str,
-        channel: &str,
-        version: &str,
-        percentage: Option<f64>,
-        fallback: Option<String>,
-    ) -> Result<RolloutStatus, RolloutError> {
-        let _g = self.inner.lock.lock().await;
-        self.start_locked(app, channel, version, percentage, fallback)
-            .await?;
-        self.status(app, channel, version).await
-    }
-
-    pub(crate) async fn start_locked(
-        &self,
-        app: &str,
-        channel: &str,
-        version: &str,
-        percentage: Option<f64>,
-        fallback: Option<String>,
-    ) -> Result<(), RolloutError> {
-        check_names(app, channel)?;
-        self.signer()?;
-        let v = parse_version(version)?;
-        let rel = self
-            .inner
-            .store
-            .get_release(app.into(), version.into())
-            .await?
-            .ok_or_else(|| RolloutError::NotFound(format!("release {app} {version}")))?;
-        if rel.channel != channel {
-            return Err(RolloutError::BadRequest(format!(
-                "release {app} {version} was signed for channel {}, not {channel}",
-                rel.channel
-            )));
-        }
-        let missing = registry::missing_artifacts(self.root(), &rel).await?;
-        if !missing.is_empty() {
-            return Err(RolloutError::Conflict(format!(
-                "artifacts missing for {app} {version}: {}",
-                missing.join(", ")
-            )));
-        }
-        if self
-            .inner
-            .store
-            .get_rollout(app.into(), channel.into(), version.into())
-            .await?
-            .is_some()
-        {
-            return Err(RolloutError::Conflict(format!(
-                "{app} {version} was already rolled out on {channel}"
-            )));
-        }
-        let policy = registry::policy_of(&rel)?;
-        let pct = percentage.unwrap_or(policy.stages[0]);
-        check_percentage(pct)?;
-        // The fallback: named, or what the channel serves now (when lower).
-        let fallback = match fallback {
-            Some(f) => Some(f),
-            None => match self.current(app, channel).await {
-                Ok(cur) => {
-                    let served = if cur.rolled_back {
-                        cur.fallback_version.clone()
-                    } else {
-                        Some(cur.version.clone())
-                    };
-                    served.filter(|s| parse_version(s).is_ok_and(|sv| sv < v))
-                }
-                Err(RolloutError::NotFound(_)) => None,
-                Err(e) => return Err(e),
-            },
-        };
-        if let Some(f) = &fallback {
-            let fv = parse_version(f)?;
-            if fv >= v {
-                return Err(RolloutError::BadRequest(format!(
-                    "fallback {f} must be lower than the release {version}"
-                )));
-            }
-            let frel = self
-                .inner
-                .store
-                .get_release(app.into(), f.clone())
-                .await?
-                .ok_or_else(|| RolloutError::NotFound(format!("fallback release {app} {f}")))?;
-            if frel.channel != channel {
-                return Err(RolloutError::BadRequest(format!(
-                    "fallback {f} was signed for channel {}, not {channel}",
-                    frel.channel
-                )));
-            }
-        }
-        let now = to_ms(self.now());
-        let r = RolloutRow {
-            app: app.into(),
-            channel: channel.into(),
-            version: version.into(),
-            percentage: pct,
-            status: if pct >= 100.0 { "complete" } else { "active" }.into(),
-            fallback_version: fallback,
-            rolled_back: false,
-            policy: serde_json::to_string(&policy)
-                .map_err(|e| RolloutError::BadRequest(e.to_string()))?,
-            started_ms: now,
-            stage_started_ms: now,
-            updated_ms: now,
-            high_error_alerted: false,
-            low_adoption_alerted: false,
-        };
-        let h = self.health(&r, &policy).await?;
-        let d = self.decision(
-            &r,
-            "start",
-            Actor::Admin,
-            0.0,
-            &h,
-            format!("started at {pct} %"),
-        );
-        self.commit(&r, Some(d)).await?;
-        if let Some(rel) = self
-            .inner
-            .store
-            .get_release(app.into(), version.into())
-            .await?
-            .filter(|r| r.pending_start)
-        {
-            self.inner
-                .store
-                .put_release(crate::store::rollout::ReleaseRow {
-                    pending_start: false,
-                    ..rel
-                })
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Halts the channel's current rollout: installs get the fallback.
-    pub async fn halt(
-        &self,
-        app: &str,
-        channel: &str,
-        reason: Option<String>,
-    ) -> Result<RolloutStatus, RolloutError> {
-        let _g = self.inner.lock.lock().await;
-        let r = self.current(app, channel).await?;
-        if r.status != "active" {
-            return Err(RolloutError::Conflict(format!(
-                "rollout of {} is {}, not active",
-                r.version, r.status
-            )));
-        }
-        self.halt_locked(
-            r,
-            Actor::Admin,
-            reason.unwrap_or_else(|| "halted by an admin".into()),
-        )
-        .await?;
-        self.status(app, channel, &self.current(app, channel).await?.version)
-            .await
-    }
-
-    async fn halt_locked(
-        &self,
-        mut r: RolloutRow,
-        actor: Actor,
-        reason: String,
-    ) -> Result<Decision, RolloutError> {
-        let policy = parse_policy(&r.policy);
-        let h = self.health(&r, &policy).await?;
-        r.status = "halted".into();
-        r.updated_ms = to_ms(self.now());
-        let d = self.decision(&r, "halt", actor, r.percentage, &h, reason);
-        self.commit(&r, Some(d.clone())).await?;
-        self.inner.alerts.send(Alert {
-            kind: AlertKind::RolloutHalted,
-            title: format!(
-                "{} {} ({}) halted at {} %",
-                r.app, r.version, r.channel, r.percentage
-            ),
-            text: d.reason.clone(),
-            fields: alert_fields(&r, &h, &policy),
-        });
-        Ok(d)
-    }
-
-    /// Resumes a halted rollout; the stage timer restarts.
-    pub async fn resume(
-        &self,
-        app: &str,
-        channel: &str,
-        reason: Option<String>,
-    ) -> Result<RolloutStatus, RolloutError> {
-        let _g = self.inner.lock.lock().await;
-        let mut r = self.current(app, channel).await?;
-        if r.status != "halted" || r.rolled_back {
-            return Err(RolloutError::Conflict(format!(
-                "rollout of {} is {}{}, not halted",
-                r.version,
-                r.status,
-                if r.rolled_back {
-                    " and rolled back"
-                } else {
-                    ""
-                }
-            )));
-        }
-        let policy = parse_policy(&r.policy);
-        let h = self.health(&r, &policy).await?;
-        let now = to_ms(self.now());
-        r.status = "active".into();
-        r.stage_started_ms = now;
-        r.updated_ms = now;
-        r.high_error_alerted = false;
-        let d = self.decision(
-            &r,
-            "resume",
-            Actor::Admin,
-            r.percentage,
-            &h,
-            reason.unwrap_or_else(|| "resumed by an admin".into()),
-        );
-        self.commit(&r, Some(d)).await?;
-        self.status(app, channel, &r.version).await
-    }
-
-    /// Sets the percentage of the channel's current rollout (the stage timer restarts).
-    pub async fn set_percentage(
-        &self,
-        app: &str,
-        channel: &str,
-        percentage: f64,
-    ) -> Result<RolloutStatus, RolloutError> {
-        check_percentage(percentage)?;
-        let _g = self.inner.lock.lock().await;
-        let mut r = self.current(app, channel).await?;
-        if r.rolled_back {
-            return Err(RolloutError::Conflict(format!(
-                "rollout of {} was rolled back",
-                r.version
-            )));
-        }
-        let policy = parse_policy(&r.policy);
-        let h = self.health(&r, &policy).await?;
-        let from = r.percentage;
-        let now = to_ms(self.now());
-        r.percentage = percentage;
-        r.stage_started_ms = now;
-        r.updated_ms = now;
-        r.high_error_alerted = false;
-        if r.status == "complete" && percentage < 100.0 {
-            r.status = "active".into();
-        }
-        let d = self.decision(
-            &r,
-            "set_percentage",
-            Actor::Admin,
-            from,
-            &h,
-            format!("set from {from} % to {percentage} % by an admin"),
-        );
-        self.commit(&r, Some(d)).await?;
-        self.status(app, channel, &r.version).await
-    }
-
-    /// Rolls the channel back to the fallback: the channel's release becomes the fallback
-    /// and the signed state lists the bad version in `rollbackFrom`, so installs running it
-    /// move down (the only way a client accepts a lower version).
-    pub async fn rollback(
-        &self,
-        app: &str,
-        channel: &str,
-        reason: Option<String>,
-    ) -> Result<RolloutStatus, RolloutError> {
-        let _g = self.inner.lock.lock().await;
-        let mut r = self.current(app, channel).await?;
-        if r.rolled_back {
-            return Err(RolloutError::Conflict(format!(
-                "{} was already rolled back",
-                r.version
-            )));
-        }
-        let Some(fallback) = r.fallback_version.clone() else {
-            return Err(RolloutError::Conflict(format!(
-                "rollout of {} has no fallback release to roll back to",
-                r.version
-            )));
-        };
-        let policy = parse_policy(&r.policy);
-        let h = self.health(&r, &policy).await?;
-        let from = r.percentage;
-        r.status = "halted".into();
-        r.rolled_back = true;
-        r.updated_ms = to_ms(self.now());
-        let d = self.decision(
-            &r,
-            "rollback",
-            Actor::Admin,
-            from,
-            &h,
-            reason.unwrap_or_else(|| format!("rolled back to {fallback} by an admin")),
-        );
-        self.commit(&r, Some(d)).await?;
-        self.status(app, channel, &r.version).await
-    }
-
-    // ---- the engine -----------------------------------------------------------------
-
-    /// One engine run, at the injected clock's now: re-signs channel states past half their
-    /// validity (and rewrites a `channel.json` that differs from the database), then applies
-    /// the rules to every channel's active rollout. Returns the decisions taken.
-    pub async fn evaluate(&self) -> Result<Vec<Decision>, RolloutError> {
-        let _g = self.inner.lock.lock().await;
-        let mut out = Vec::new();
-        let channels = self.inner.store.list_channels().await?;
-        for ch in channels {
-            let Some(r) = self
-                .inner
-                .store
-                .get_rollout(ch.app.clone(), ch.channel.clone(), ch.version.clone())
-                .await?
-            else {
-                continue;
-            };
-            if r.status == "active" {
-                if let Some(d) = self.judge(r).await? {
-                    out.push(d);
-                }
-            }
-            // Reloaded: a decision above may have signed a fresh state.
-            if let Some(ch) = self.inner.store.get_channel(ch.app, ch.channel).await? {
-                self.refresh(&ch).await?;
-            }
-        }
-        Ok(out)
-    }
-
-    /// Re-signs a state past half its validity; rewrites `channel.json` when it differs.
-    async fn refresh(&self, ch: &ChannelRow) -> Result<(), RolloutError> {
-        let now = self.now();
-        let half = from_ms(ch.issued_ms) + self.inner.expiry / 2;
-        if now >= half && self.inner.signer.is_ok() {
-            if let Some(r) = self
-                .inner
-                .store
-                .get_rollout(ch.app.clone(), ch.channel.clone(), ch.version.clone())
-                .await?
-            {
-                tracing::info!(app = %ch.app, channel = %ch.channel, "re-signing channel state before expiry");
-                self.commit(&r, None).await?;
-                return Ok(());
-            }
-        }
-        let path = self.channel_path(&ch.app, &ch.channel);
-        let on_disk = tokio::fs::read(&path).await.ok();
-        if on_disk.as_deref() != Some(ch.envelope.as_bytes()) {
-            self.write_channel(&ch.app, &ch.channel, ch.envelope.clone().into_bytes())
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn judge(&self, mut r: RolloutRow) -> Result<Option<Decision>, RolloutError> {
-        let policy = parse_policy(&r.policy);
-        let h = self.health(&r, &policy).await?;
-        let now = self.now();
-        let verdict = engine::judge(engine::RuleInput {
-            policy: &policy,
-            percentage: r.percentage,
-            health: &h,
-            in_stage: now - from_ms(r.stage_started_ms),
-            warned: r.high_error_alerted,
-        });
-        let from = r.percentage;
-        let decision = match verdict {
-            engine::Verdict::Halt { reason } => {
-                return Ok(Some(self.halt_locked(r, Actor::Engine, reason).await?));
-            }
-            engine::Verdict::Advance { to, reason } => {
-                r.percentage = to;
-                r.stage_started_ms = to_ms(now);
-                r.high_error_alerted = false;
-                r.updated_ms = to_ms(now);
-                let d = self.decision(&r, "advance", Actor::Engine, from, &h, reason);
-                self.commit(&r, Some(d.clone())).await?;
-                d
-            }
-            engine::Verdict::Complete { reason } => {
-                r.status = "complete".into();
-                r.updated_ms = to_ms(now);
-                let d = self.decision(&r, "complete", Actor::Engine, from, &h, reason);
-                self.commit(&r, Some(d.clone())).await?;
-                d
-            }
-            engine::Verdict::HighErrorRate { reason } => {
-                r.high_error_alerted = true;
-                let d = self.decision(&r, "high_error_rate", Actor::Engine, from, &h, reason);
-                self.note(&r, d.clone()).await?;
-                self.inner.alerts.send(Alert {
-                    kind: AlertKind::HighErrorRate,
-                    title: format!("{} {} ({}): high error rate", r.app, r.version, r.channel),
-                    text: d.reason.clone(),
-                    fields: alert_fields(&r, &h, &policy),
-                });
-                d
-            }
-            engine::Verdict::Wait => {
-                if r.low_adoption_alerted {
-                    return Ok(None);
-                }
-                let since = now - Duration::days(7);
-                let population = self
-                    .inner
-                    .store
-                    .channel_population(r.app.clone(), r.channel.clone(), to_ms(since))
-                    .await?;
-                let Some(reason) = engine::low_adoption(
-                    h.installs,
-                    population,
-                    r.percentage,
-                    now - from_ms(r.started_ms),
-                ) else {
-                    return Ok(None);
-                };
-                r.low_adoption_alerted = true;
-                let d = self.decision(&r, "low_adoption", Actor::Engine, from, &h, reason);
-                self.note(&r, d.clone()).await?;
-                self.inner.alerts.send(Alert {
-                    kind: AlertKind::LowAdoption,
-                    title: format!("{} {} ({}): low adoption", r.app, r.version, r.channel),
-                    text: d.reason.clone(),
-                    fields: alert_fields(&r, &h, &policy),
-                });
-                d
-            }
-        };
-        Ok(Some(decision))
-    }
-
-    /// Records a decision and rollout flags without signing a new state.
-    async fn note(&self, r: &RolloutRow, d: Decision) -> Result<(), RolloutError> {
-        self.inner
-            .store
-            .commit_change(RolloutChange {
-                rollout: Some(r.clone()),
-                channel: None,
-                decision: Some(d),
-            })
-            .await?;
-        Ok(())
     }
 }
 

@@ -196,9 +196,11 @@ impl Rollouts {
         let keys = self.release_keys()?;
         let bytes = match &req.manifest {
             serde_json::Value::String(s) => s.clone().into_bytes(),
-            v @ serde_json::Value::Object(_) => {
-                serde_json::to_vec_pretty(v).map_err(|e| RolloutError::BadRequest(e.to_string()))?
-            }
+            // Written as the signing tools write envelopes, so a tree published by
+            // `railgun release publish` holds the same bytes.
+            v @ serde_json::Value::Object(_) => serde_json::from_value::<Envelope>(v.clone())
+                .map_err(|e| RolloutError::BadRequest(format!("manifest envelope: {e}")))?
+                .to_json_bytes(),
             _ => {
                 return Err(RolloutError::BadRequest(
                     "manifest must be the signed envelope (an object or its JSON text)".into(),
@@ -236,12 +238,16 @@ impl Rollouts {
             None => true,
         };
         let dir = release_dir(self.root(), &app, &version);
-        if created {
+        let on_disk = tokio::fs::read(dir.join("manifest.json")).await.ok();
+        if on_disk.as_deref() != Some(text.as_bytes()) {
+            // New, or the tree lost it (same digest as registered, so the same bytes).
             let path = dir.join("manifest.json");
             let b = text.clone().into_bytes();
             tokio::task::spawn_blocking(move || crate::release::write_atomic(&path, &b))
                 .await
-                .map_err(|e| RolloutError::Conflict(e.to_string()))??;
+                .map_err(|e| {
+                    RolloutError::Store(crate::store::StoreError::Task(e.to_string()))
+                })??;
         }
         let mut row = existing.unwrap_or(ReleaseRow {
             app: app.clone(),
@@ -278,6 +284,10 @@ impl Rollouts {
                 self.store().put_release(row).await?;
             }
         } else {
+            if !req.start {
+                // `start: false` cancels a start that waited for artifacts.
+                row.pending_start = false;
+            }
             self.store().put_release(row).await?;
         }
         drop(_g);

@@ -95,8 +95,17 @@ pub const MIGRATIONS: &[&str] = &[
         boot_reverts BIGINT NOT NULL,
         received     BIGINT NOT NULL
      );
-     CREATE INDEX health_release ON health_reports(app, channel, version, machine_id);
-     CREATE INDEX health_received ON health_reports(app, channel, received);
+     CREATE TABLE health_installs (
+        app        TEXT NOT NULL,
+        channel    TEXT NOT NULL,
+        version    TEXT NOT NULL,
+        machine_id TEXT NOT NULL,
+        errors     BIGINT NOT NULL,
+        crashes    BIGINT NOT NULL,
+        last_seen  BIGINT NOT NULL,
+        PRIMARY KEY (app, channel, version, machine_id)
+     );
+     CREATE INDEX health_installs_seen ON health_installs(app, channel, last_seen);
      CREATE TABLE releases (
         app                TEXT NOT NULL,
         version            TEXT NOT NULL,
@@ -608,8 +617,9 @@ fn decision_row(r: &tokio_postgres::Row) -> Decision {
 impl RolloutStore for PostgresStore {
     fn insert_health(&self, h: HealthRow) -> StoreFuture<'_, bool> {
         Box::pin(async move {
-            let c = self.writer.lock().await;
-            let n = c
+            let mut c = self.writer.lock().await;
+            let tx = c.transaction().await?;
+            let n = tx
                 .execute(
                     "INSERT INTO health_reports (id, machine_id, app, version, channel, platform, \
                      arch, period_start, period_end, sessions, errors, crashes, boot_reverts, received) \
@@ -620,6 +630,18 @@ impl RolloutStore for PostgresStore {
                       &h.boot_reverts, &h.received_ms],
                 )
                 .await?;
+            if n == 1 {
+                tx.execute(
+                    "INSERT INTO health_installs (app, channel, version, machine_id, errors, crashes, last_seen) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (app, channel, version, machine_id) DO UPDATE \
+                     SET errors = health_installs.errors + excluded.errors, \
+                     crashes = health_installs.crashes + excluded.crashes, \
+                     last_seen = GREATEST(health_installs.last_seen, excluded.last_seen)",
+                    &[&h.app, &h.channel, &h.version, &h.machine_id, &h.errors, &h.crashes, &h.received_ms],
+                )
+                .await?;
+            }
+            tx.commit().await?;
             Ok(n == 1)
         })
     }
@@ -634,9 +656,8 @@ impl RolloutStore for PostgresStore {
             let r = self
                 .reader
                 .query_one(
-                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE e > 0), COUNT(*) FILTER (WHERE k > 0) \
-                     FROM (SELECT machine_id, SUM(errors) AS e, SUM(crashes) AS k FROM health_reports \
-                     WHERE app = $1 AND channel = $2 AND version = $3 GROUP BY machine_id) t",
+                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE errors > 0), COUNT(*) FILTER (WHERE crashes > 0) \
+                     FROM health_installs WHERE app = $1 AND channel = $2 AND version = $3",
                     &[&app, &channel, &version],
                 )
                 .await?;
@@ -658,7 +679,7 @@ impl RolloutStore for PostgresStore {
             let r = self
                 .reader
                 .query_one(
-                    "SELECT COUNT(DISTINCT machine_id) FROM health_reports WHERE app = $1 AND channel = $2 AND received >= $3",
+                    "SELECT COUNT(DISTINCT machine_id) FROM health_installs WHERE app = $1 AND channel = $2 AND last_seen >= $3",
                     &[&app, &channel, &since_ms],
                 )
                 .await?;

@@ -98,8 +98,19 @@ pub const MIGRATIONS: &[&str] = &[
         boot_reverts INTEGER NOT NULL,
         received     INTEGER NOT NULL
      );
-     CREATE INDEX health_release ON health_reports(app, channel, version, machine_id);
-     CREATE INDEX health_received ON health_reports(app, channel, received);
+     -- One row per install and release, upserted at ingest: the rates read this, not the
+     -- reports (an install sends one report an hour).
+     CREATE TABLE health_installs (
+        app        TEXT NOT NULL,
+        channel    TEXT NOT NULL,
+        version    TEXT NOT NULL,
+        machine_id TEXT NOT NULL,
+        errors     INTEGER NOT NULL,
+        crashes    INTEGER NOT NULL,
+        last_seen  INTEGER NOT NULL,
+        PRIMARY KEY (app, channel, version, machine_id)
+     ) WITHOUT ROWID;
+     CREATE INDEX health_installs_seen ON health_installs(app, channel, last_seen);
      CREATE TABLE releases (
         app                TEXT NOT NULL,
         version            TEXT NOT NULL,
@@ -629,13 +640,24 @@ fn commit(c: &mut Connection, ch: RolloutChange) -> rusqlite::Result<bool> {
 impl RolloutStore for SqliteStore {
     fn insert_health(&self, h: HealthRow) -> StoreFuture<'_, bool> {
         self.write(move |c| {
-            let n = c.prepare_cached(
+            let tx = c.transaction()?;
+            let n = tx.prepare_cached(
                 "INSERT OR IGNORE INTO health_reports (id, machine_id, app, version, channel, platform, \
                  arch, period_start, period_end, sessions, errors, crashes, boot_reverts, received) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?
             .execute(params![h.id, h.machine_id, h.app, h.version, h.channel, h.platform, h.arch,
                 h.period_start_ms, h.period_end_ms, h.sessions, h.errors, h.crashes, h.boot_reverts, h.received_ms])?;
+            if n == 1 {
+                tx.prepare_cached(
+                    "INSERT INTO health_installs (app, channel, version, machine_id, errors, crashes, last_seen) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (app, channel, version, machine_id) DO UPDATE \
+                     SET errors = errors + excluded.errors, crashes = crashes + excluded.crashes, \
+                     last_seen = max(last_seen, excluded.last_seen)",
+                )?
+                .execute(params![h.app, h.channel, h.version, h.machine_id, h.errors, h.crashes, h.received_ms])?;
+            }
+            tx.commit()?;
             Ok(n == 1)
         })
     }
@@ -648,9 +670,8 @@ impl RolloutStore for SqliteStore {
     ) -> StoreFuture<'_, HealthCounts> {
         self.read(move |c| {
             c.prepare_cached(
-                "SELECT COUNT(*), COALESCE(SUM(e > 0), 0), COALESCE(SUM(k > 0), 0) FROM (SELECT \
-                 machine_id, SUM(errors) AS e, SUM(crashes) AS k FROM health_reports WHERE app = ?1 \
-                 AND channel = ?2 AND version = ?3 GROUP BY machine_id)",
+                "SELECT COUNT(*), COALESCE(SUM(errors > 0), 0), COALESCE(SUM(crashes > 0), 0) FROM \
+                 health_installs WHERE app = ?1 AND channel = ?2 AND version = ?3",
             )?
             .query_row(params![app, channel, version], |r| {
                 Ok(HealthCounts {
@@ -670,7 +691,7 @@ impl RolloutStore for SqliteStore {
     ) -> StoreFuture<'_, u64> {
         self.read(move |c| {
             c.prepare_cached(
-                "SELECT COUNT(DISTINCT machine_id) FROM health_reports WHERE app = ?1 AND channel = ?2 AND received >= ?3",
+                "SELECT COUNT(DISTINCT machine_id) FROM health_installs WHERE app = ?1 AND channel = ?2 AND last_seen >= ?3",
             )?
             .query_row(params![app, channel, since_ms], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Every benchmark the issues ask for, in one run, printed as one table.
+#
+#   bash scripts/bench.sh            # full run (about 10-15 minutes on 2 cores)
+#   BENCH_QUICK=1 bash scripts/bench.sh   # shorter criterion runs, smaller download
+#
+# Raw logs go to target/bench-logs/; the table is also written to target/bench-logs/table.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LOGS=target/bench-logs
+mkdir -p "$LOGS"
+
+CRIT_ARGS=()
+if [ -n "${BENCH_QUICK:-}" ]; then
+  CRIT_ARGS=(--warm-up-time 1 --measurement-time 2)
+  export RAILGUN_BENCH_MIB="${RAILGUN_BENCH_MIB:-64}" RAILGUN_BENCH_RUNS="${RAILGUN_BENCH_RUNS:-2}"
+fi
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+for b in update flags analytics sigstore download health; do
+  if [ -f "benches/$b.rs" ]; then
+    step "cargo bench --bench $b"
+    cargo bench --bench "$b" -- "${CRIT_ARGS[@]}" 2>&1 | tee "$LOGS/$b.log" >&2
+  fi
+done
+
+# Ingest throughput: the real server (release build) on a fresh SQLite store, and loadgen.
+step "railgun loadgen against railgun serve (SQLite)"
+cargo build --release -p railgun-server 2>&1 | tail -1 >&2
+BIN=target/release/railgun
+DATA=$(mktemp -d)
+trap 'kill "${SERVER_PID:-}" 2>/dev/null || true; rm -rf "$DATA"' EXIT
+# The server prints "railgun server listening on URL" once it is bound: read that line.
+exec 3< <(RAILGUN_READ_TOKEN=bench-read RAILGUN_ADMIN_TOKEN=bench-admin \
+  exec "$BIN" serve --root "$DATA/updates" --data-dir "$DATA" --addr 127.0.0.1:0 2>"$LOGS/serve.log")
+SERVER_PID=$!
+read -r line <&3
+URL=$(grep -o 'http://127.0.0.1:[0-9]*' <<<"$line")
+USERS=3000 EPU=100
+[ -n "${BENCH_QUICK:-}" ] && USERS=1000
+"$BIN" loadgen --url "$URL" --users "$USERS" --events-per-user "$EPU" --concurrency 16 2>&1 | tee "$LOGS/loadgen.log" >&2
+kill "$SERVER_PID" 2>/dev/null || true
+wait "$SERVER_PID" 2>/dev/null || true
+
+# The demo: 2000 installs, wall time.
+if "$BIN" demo --help >/dev/null 2>&1; then
+  step "railgun demo --installs 2000"
+  start=$(date +%s.%N)
+  "$BIN" demo --installs 2000 --json >"$LOGS/demo.json" 2>"$LOGS/demo.log"
+  end=$(date +%s.%N)
+  python3 -c "print(f'demo wall time: {float($end) - float($start):.1f} s')" | tee -a "$LOGS/demo.log" >&2
+fi
+
+# Node addon: featureFlags.get and track from JS.
+if [ -f package.json ] && grep -q '"bench"' package.json; then
+  step "npm run bench"
+  npm run --silent bench 2>&1 | tee "$LOGS/node.log" >&2
+fi
+
+python3 - "$LOGS" <<'PY' | tee "$LOGS/table.md"
+import os, re, sys
+logs = sys.argv[1]
+
+def read(name):
+    p = os.path.join(logs, name)
+    return open(p, errors="replace").read() if os.path.exists(p) else ""
+
+def criterion(log, bench):
+    """Median of a criterion benchmark: the middle value of `time: [lo mid hi]`."""
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        if "time:" in line:
+            name = line.split("time:")[0].strip() or lines[i - 1].strip()
+            if name == bench:
+                m = re.search(r"time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", line)
+                if m:
+                    return m.group(1)
+    return "—"
+
+def grab(log, pattern, group=1):
+    m = re.search(pattern, log)
+    return m.group(group) if m else "—"
+
+up, fl, an, sg, dl = (read(f + ".log") for f in ["update", "flags", "analytics", "sigstore", "download"])
+lg, demo, node = read("loadgen.log"), read("demo.log"), read("node.log")
+rows = [
+    ("`bucket()`", "≤ 200 ns", criterion(up, "bucket"), "cargo bench --bench update"),
+    ("verify + parse channel state + 50-artifact manifest", "≤ 100 µs",
+     criterion(up, "verify+parse channel state and 50-artifact manifest"), "cargo bench --bench update"),
+    ("flags `get(key)` (rollout + minVersion)", "≤ 100 ns", criterion(fl, "flags/get rollout+minVersion"), "cargo bench --bench flags"),
+    ("analytics `track()` median / p99", "≤ 2 µs / ≤ 20 µs",
+     (lambda m: f"{m.group(1)} / {m.group(2)}" if m else "—")(re.search(r"track\(\): median (\S+), p99 (\S+),", an)),
+     "cargo bench --bench analytics"),
+    ("durable enqueue", "≥ 100 000/s", grab(an, r"durable enqueue \(bound 200000\): (\d+) events/s") + "/s", "cargo bench --bench analytics"),
+    ("Sigstore bundle verify (v0.2)", "—", criterion(sg, "sigstore/verify_digest hashedrekord v0.2"), "cargo bench --bench sigstore"),
+    ("download + SHA-256 overhead vs plain", "within 15 %", grab(dl, r"overhead\s+:\s+(\S+ %)"), "cargo bench --bench download"),
+    ("download peak RSS", "< 64 MiB", grab(dl, r"(\d+\.\d) MiB after"), "cargo bench --bench download"),
+    ("SHA-256 throughput", "≥ 1 GB/s", grab(dl, r"SHA-256 throughput\s+:\s+(\S+ GB/s)"), "cargo bench --bench download"),
+    ("ingest, SQLite, batches of 100", "≥ 50 000/s", grab(lg, r"throughput: (\d+) events/s") + "/s", "railgun loadgen"),
+    ("ingest p99 latency", "≤ 50 ms", grab(lg, r"p99 ([\d.]+)") + " ms", "railgun loadgen"),
+    ("`railgun demo --installs 2000` wall time", "< 2 min", grab(demo, r"demo wall time: (\S+ s)"), "railgun demo"),
+    ("JS `featureFlags.get` median", "≤ 1 µs", grab(node, r"featureFlags\.get[^\n]*?median[^\d]*([\d.]+ ?[nµu]s)"), "npm run bench"),
+    ("JS `track` median", "≤ 3 µs", grab(node, r"track[^\n]*?median[^\d]*([\d.]+ ?[nµu]s)"), "npm run bench"),
+]
+print("| figure | goal | measured | command |")
+print("|---|---|---|---|")
+for r in rows:
+    print("| " + " | ".join(r) + " |")
+PY

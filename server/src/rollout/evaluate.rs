@@ -1,0 +1,175 @@
+//! One run of the engine ([`Rollouts::evaluate`]): the rules of [`super::engine`] applied to
+//! every channel's current active rollout at the injected clock's now, the decisions they
+//! take recorded and alerted, and channel states re-signed before they expire.
+//!
+//! It refuses nothing by itself; a channel that fails (a server sharing the database won
+//! the sequence, a file system error) is logged and the others are still evaluated.
+
+use super::*;
+
+impl Rollouts {
+    // ---- the engine -----------------------------------------------------------------
+
+    /// One engine run, at the injected clock's now: re-signs channel states past half their
+    /// validity (and rewrites a `channel.json` that differs from the database), then applies
+    /// the rules to every channel's active rollout. Returns the decisions taken.
+    pub async fn evaluate(&self) -> Result<Vec<Decision>, RolloutError> {
+        let _g = self.inner.lock.lock().await;
+        let mut out = Vec::new();
+        let channels = self.inner.store.list_channels().await?;
+        for ch in channels {
+            // One channel failing (a concurrent server won the sequence, a file system
+            // error) does not keep the others from being evaluated.
+            if let Err(e) = self.evaluate_channel(&ch, &mut out).await {
+                tracing::warn!(app = %ch.app, channel = %ch.channel, error = %e, "rollout evaluation failed");
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn evaluate_channel(
+        &self,
+        ch: &ChannelRow,
+        out: &mut Vec<Decision>,
+    ) -> Result<(), RolloutError> {
+        let Some(r) = self
+            .inner
+            .store
+            .get_rollout(ch.app.clone(), ch.channel.clone(), ch.version.clone())
+            .await?
+        else {
+            return Ok(());
+        };
+        if r.status == "active" {
+            if let Some(d) = self.judge(r).await? {
+                out.push(d);
+            }
+        }
+        // Reloaded: a decision above may have signed a fresh state.
+        if let Some(ch) = self
+            .inner
+            .store
+            .get_channel(ch.app.clone(), ch.channel.clone())
+            .await?
+        {
+            self.refresh(&ch).await?;
+        }
+        Ok(())
+    }
+
+    /// Re-signs a state past half its validity; rewrites `channel.json` when it differs.
+    pub(super) async fn refresh(&self, ch: &ChannelRow) -> Result<(), RolloutError> {
+        let now = self.now();
+        let half = from_ms(ch.issued_ms) + self.inner.expiry / 2;
+        if now >= half && self.inner.signer.is_ok() {
+            if let Some(r) = self
+                .inner
+                .store
+                .get_rollout(ch.app.clone(), ch.channel.clone(), ch.version.clone())
+                .await?
+            {
+                tracing::info!(app = %ch.app, channel = %ch.channel, "re-signing channel state before expiry");
+                self.commit(&r, None).await?;
+                return Ok(());
+            }
+        }
+        let path = self.channel_path(&ch.app, &ch.channel);
+        let on_disk = tokio::fs::read(&path).await.ok();
+        if on_disk.as_deref() != Some(ch.envelope.as_bytes()) {
+            self.write_channel(&ch.app, &ch.channel, ch.envelope.clone().into_bytes())
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn judge(&self, mut r: RolloutRow) -> Result<Option<Decision>, RolloutError> {
+        let policy = parse_policy(&r.policy);
+        let h = self.health(&r, &policy).await?;
+        let now = self.now();
+        let verdict = engine::judge(engine::RuleInput {
+            policy: &policy,
+            percentage: r.percentage,
+            health: &h,
+            in_stage: now - from_ms(r.stage_started_ms),
+            warned: r.high_error_alerted,
+        });
+        let from = r.percentage;
+        let decision = match verdict {
+            engine::Verdict::Halt { reason } => {
+                return Ok(Some(self.halt_locked(r, Actor::Engine, reason).await?));
+            }
+            engine::Verdict::Advance { to, reason } => {
+                r.percentage = to;
+                r.stage_started_ms = to_ms(now);
+                r.high_error_alerted = false;
+                r.updated_ms = to_ms(now);
+                let d = self.decision(&r, "advance", Actor::Engine, from, &h, reason);
+                self.commit(&r, Some(d.clone())).await?;
+                d
+            }
+            engine::Verdict::Complete { reason } => {
+                r.status = "complete".into();
+                r.updated_ms = to_ms(now);
+                let d = self.decision(&r, "complete", Actor::Engine, from, &h, reason);
+                self.commit(&r, Some(d.clone())).await?;
+                d
+            }
+            engine::Verdict::HighErrorRate { reason } => {
+                r.high_error_alerted = true;
+                let d = self.decision(&r, "high_error_rate", Actor::Engine, from, &h, reason);
+                self.note(&r, d.clone()).await?;
+                self.inner.alerts.send(Alert {
+                    kind: AlertKind::HighErrorRate,
+                    title: format!("{} {} ({}): high error rate", r.app, r.version, r.channel),
+                    text: d.reason.clone(),
+                    fields: alert_fields(&r, &h, &policy),
+                });
+                d
+            }
+            engine::Verdict::Wait => {
+                if r.low_adoption_alerted {
+                    return Ok(None);
+                }
+                let since = now - Duration::days(engine::LOW_ADOPTION_POPULATION_DAYS);
+                let population = self
+                    .inner
+                    .store
+                    .channel_population(r.app.clone(), r.channel.clone(), to_ms(since))
+                    .await?;
+                let Some(reason) = engine::low_adoption(
+                    h.installs,
+                    population,
+                    r.percentage,
+                    now - from_ms(r.started_ms),
+                ) else {
+                    return Ok(None);
+                };
+                r.low_adoption_alerted = true;
+                let d = self.decision(&r, "low_adoption", Actor::Engine, from, &h, reason);
+                self.note(&r, d.clone()).await?;
+                self.inner.alerts.send(Alert {
+                    kind: AlertKind::LowAdoption,
+                    title: format!("{} {} ({}): low adoption", r.app, r.version, r.channel),
+                    text: d.reason.clone(),
+                    fields: alert_fields(&r, &h, &policy),
+                });
+                d
+            }
+        };
+        Ok(Some(decision))
+    }
+
+    /// Records a decision and rollout flags without signing a new state.
+    pub(super) async fn note(&self, r: &RolloutRow, d: Decision) -> Result<(), RolloutError> {
+        self.inner
+            .store
+            .commit_change(RolloutChange {
+                rollout: Some(r.clone()),
+                channel: None,
+                decision: Some(d.clone()),
+            })
+            .await?;
+        let _ = self.inner.decisions.send(d);
+        Ok(())
+    }
+}
