@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 mod ledger;
 pub mod monitor;
+mod worker;
 
 pub use ledger::MAX_PENDING_REPORTS;
 pub use monitor::{

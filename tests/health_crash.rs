@@ -92,6 +92,48 @@ fn a_clean_shutdown_counts_no_crash() {
     h.shutdown().expect("shutdown");
 }
 
+#[test]
+fn counts_across_a_version_change_go_to_the_right_version() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = manual_clock();
+    // 1.0.0 counts three errors; the server is down, so they wait in the store.
+    let h = monitor(dir.path(), &dead_url(), "1.0.0", &clock)
+        .build()
+        .expect("monitor");
+    h.on_startup().expect("startup");
+    clock.advance(chrono::Duration::minutes(10));
+    for _ in 0..3 {
+        h.record_error();
+    }
+    h.shutdown().expect("shutdown");
+    drop(h);
+
+    // Updated to 2.0.0: its own error and crash are its own; 1.0.0's arrive unchanged.
+    let rx = Receiver::start();
+    clock.advance(chrono::Duration::hours(1));
+    let h = monitor(dir.path(), &rx.url, "2.0.0", &clock)
+        .channel("beta")
+        .build()
+        .expect("monitor");
+    assert_eq!(h.on_startup().expect("startup").unclean_shutdown, None);
+    clock.advance(chrono::Duration::minutes(10));
+    h.record_error();
+    h.record_crash();
+    h.flush().expect("flush");
+    one_id_per_period(&rx.reports());
+    assert_eq!(rx.totals("1.0.0"), (1, 3, 0, 0));
+    assert_eq!(rx.totals("2.0.0"), (1, 1, 1, 0));
+    for r in rx.reports() {
+        let expected = if r.version == "1.0.0" {
+            "stable"
+        } else {
+            "beta"
+        };
+        assert_eq!(r.channel, expected, "each report keeps its run's channel");
+    }
+    h.shutdown().expect("shutdown");
+}
+
 fn v(s: &str) -> Version {
     s.parse().expect("version")
 }

@@ -224,7 +224,39 @@ fn without_a_url_reports_wait_in_the_store() {
     let r = h.flush().expect("flush");
     assert_eq!((r.sent, r.pending), (0, 1));
     h.shutdown().expect("shutdown");
-    let _ = dead_url();
+}
+
+#[test]
+fn a_200_without_a_readable_receipt_is_not_an_acknowledgement() {
+    let rx = Receiver::start();
+    rx.plan(&[Mode::Garbage200]);
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = manual_clock();
+    let h = monitor(dir.path(), &rx.url, "1.0.0", &clock)
+        .build()
+        .expect("monitor");
+    h.on_startup().expect("startup");
+    let r = h.flush().expect("flush");
+    assert_eq!(r.pending, 1, "kept: the server may not have stored it");
+    clock.advance(chrono::Duration::hours(1));
+    let r = h.flush().expect("flush");
+    assert_eq!((r.pending, rx.reports().len()), (0, 1));
+    assert_eq!(rx.requests(), 2);
+    h.shutdown().expect("shutdown");
+}
+
+#[test]
+fn the_server_being_down_keeps_reports_for_the_next_run() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = manual_clock();
+    let h = monitor(dir.path(), &dead_url(), "1.0.0", &clock)
+        .build()
+        .expect("monitor");
+    h.on_startup().expect("startup");
+    let r = h.flush().expect("flush");
+    assert_eq!(r.pending, 1);
+    assert!(r.next_attempt_at.is_some());
+    h.shutdown().expect("shutdown");
 }
 
 #[tokio::test(flavor = "current_thread")]

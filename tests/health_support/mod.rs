@@ -33,6 +33,8 @@ pub enum Mode {
     StoreThen500,
     /// Never answer.
     Hang,
+    /// Answer 200 with a body that is not a receipt, store nothing.
+    Garbage200,
 }
 
 #[derive(Default)]
@@ -183,6 +185,7 @@ async fn health(State((log, stored)): State<Shared>, body: Bytes) -> Response {
             )
                 .into_response();
         }
+        Mode::Garbage200 => return (StatusCode::OK, "ok").into_response(),
         Mode::Ok | Mode::StoreThen500 => {}
     }
     let Ok(report) = serde_json::from_slice::<HealthReport>(&body) else {
