@@ -91,6 +91,10 @@ fn healthy_release_rolls_out_stage_by_stage_to_100_percent() {
     assert_every_install_verified(&r, &["0.2.0"]);
     assert_health_delivered(&r);
     assert_eq!(r["installs"]["byVersion"]["0.2.0"].as_u64(), Some(200));
+    assert_eq!(
+        r["installs"]["lateInFirstStageOnFallback"].as_u64(),
+        Some(0)
+    );
     // Analytics reached the server: sampled users counted per day.
     let days = r["analytics"]["days"].as_array().expect("days");
     assert!(
@@ -127,6 +131,11 @@ fn bad_release_is_halted_and_the_fallback_is_served() {
     assert_health_delivered(&r);
     // Most of the fleet stays on the fallback; installs that joined after the halt and
     // fall inside the 10 % cohort got 0.1.0, not the halted release.
+    let installs = &r["installs"];
+    assert_eq!(
+        installs["lateInFirstStageOnFallback"], installs["lateInFirstStage"],
+        "{installs}"
+    );
     let on_fallback = r["installs"]["byVersion"]["0.1.0"].as_u64().unwrap_or(0);
     assert!(on_fallback >= 150, "{}", r["installs"]);
     let last = r["rounds"]

@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use railgun_core::clock::{Clock, ManualClock};
-use railgun_core::identity::random_hex_128;
+use railgun_core::identity::{bucket, in_percentage, random_hex_128, rollout_seed};
 use railgun_core::trust::{KeyAlgorithm, PrivateKey, TrustedKeys};
 use railgun_core::update::InstallRoot;
 use railgun_core::Version;
@@ -517,6 +517,23 @@ pub async fn run(opts: &DemoOptions, progress: Arc<dyn Progress>) -> Result<Demo
         progress.inc();
     }
     verification.all_verified = verification.verified == verification.installs;
+    // Late joiners inside the first stage's cohort: on the release when healthy, on the
+    // fallback when the release was halted before they came.
+    let cohort_seed = rollout_seed(APP, CHANNEL, &new_v.to_string());
+    let late_cohort: Vec<&InstallDetail> = detail[early..]
+        .iter()
+        .filter(|d| {
+            in_percentage(
+                bucket(&cohort_seed, &fleet::install_id(opts.seed, d.install)),
+                policy.stages[0],
+            )
+        })
+        .collect();
+    let late_in_first_stage = late_cohort.len() as u64;
+    let late_in_first_stage_on_fallback = late_cohort
+        .iter()
+        .filter(|d| d.version == old_v.to_string())
+        .count() as u64;
     progress.done(&format!(
         "{} of {} installs hash-match their artifact",
         verification.verified, verification.installs
@@ -554,6 +571,8 @@ pub async fn run(opts: &DemoOptions, progress: Arc<dyn Progress>) -> Result<Demo
         installs: report::Installs {
             total: opts.installs as u64,
             joined_late: (opts.installs - early) as u64,
+            late_in_first_stage,
+            late_in_first_stage_on_fallback,
             by_version,
         },
         rounds,

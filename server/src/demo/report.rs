@@ -2,7 +2,7 @@
 //!
 //! JSON shape (camelCase): `scenario` (`healthy` | `bad`), `version`,
 //! `fallbackVersion`, `finalStatus`, `finalPercentage`, `limits`, `installs {total,
-//! joinedLate, byVersion}`, `rounds [...]`, `health {version: {installs, withErrors,
+//! joinedLate, lateInFirstStage, lateInFirstStageOnFallback, byVersion}`, `rounds [...]`, `health {version: {installs, withErrors,
 //! withCrashes, errorRate, crashRate}}`, `analytics {sampleRate, sampledInstalls, eventsSent,
 //! days [{date, dau, dauEstimate, sessions, sessionsEstimate}]}`, `decisions [Decision]`,
 //! `verification {installs, verified, onRelease, onFallback, allVerified, failed}`,
@@ -141,6 +141,11 @@ pub struct Installs {
     pub total: u64,
     /// Joined in the second round.
     pub joined_late: u64,
+    /// Of those, installs whose bucket lies inside the release's first stage (they would
+    /// have got the release had it not been halted).
+    pub late_in_first_stage: u64,
+    /// Of those, installs that run the fallback.
+    pub late_in_first_stage_on_fallback: u64,
     /// Installed version (or `none`) → installs.
     pub by_version: BTreeMap<String, u64>,
 }
@@ -406,6 +411,16 @@ impl DemoReport {
             self.launch_failures,
             self.wall_seconds
         );
+        if self.installs.late_in_first_stage > 0 {
+            let _ = writeln!(
+                s,
+                "{} installs joined in round 1; {} of them fall inside the first stage's cohort, and {} of those got the fallback {}",
+                self.installs.joined_late,
+                self.installs.late_in_first_stage,
+                self.installs.late_in_first_stage_on_fallback,
+                self.fallback_version
+            );
+        }
         for f in &self.failures {
             let _ = writeln!(
                 s,
