@@ -441,8 +441,8 @@ pub async fn run(opts: &DemoOptions, progress: Arc<dyn Progress>) -> Result<Demo
         clock.advance(step);
         control.evaluate().await?;
         let after = control.view().await?;
-        summary.percentage_after = after.percentage;
-        summary.status_after = after.status.clone();
+        summary.percentage_after = Some(after.percentage);
+        summary.status_after = Some(after.status.clone());
         rounds.push(summary);
         // One more round after a halt (installs see it, late joiners get the fallback);
         // after completion only if an install is not on the release yet.

@@ -176,10 +176,12 @@ pub struct RoundSummary {
     pub running: BTreeMap<String, u64>,
     /// Launches whose health reports were all acknowledged by shutdown.
     pub health_reports: u64,
-    /// Percentage after the engine evaluated.
-    pub percentage_after: f64,
-    /// Status after the engine evaluated.
-    pub status_after: String,
+    /// Percentage after the engine evaluated (absent for the last round).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percentage_after: Option<f64>,
+    /// Status after the engine evaluated (absent for the last round).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_after: Option<String>,
 }
 
 /// Health of one version.
