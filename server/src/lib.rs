@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod auth;
 pub mod cli;
 pub mod dashboard;
+pub mod demo;
 pub mod metrics;
 pub mod release;
 pub mod rollout;

@@ -39,11 +39,15 @@ enum Command {
     Verify(cli::verify::Args),
     /// Send realistic analytics batches to a server and report throughput and latency.
     Loadgen(cli::loadgen::Args),
+    /// Run a whole staged rollout with simulated installs against an in-process server.
+    Demo(cli::demo::Args),
 }
 
 fn main() -> ExitCode {
     let args = Cli::parse();
-    cli::init_logging();
+    if !matches!(args.command, Command::Demo(_)) {
+        cli::init_logging(); // the demo sets its own, quieter default
+    }
     let result = match args.command {
         Command::Keygen(a) => cli::keygen::run(a),
         Command::Release(c) => cli::release::run(c),
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Flags(a) => cli::block_on(cli::flags::run(a)),
         Command::Verify(a) => cli::verify::run(a),
         Command::Loadgen(a) => cli::block_on(cli::loadgen::run(a)),
+        Command::Demo(a) => cli::block_on(cli::demo::run(a)),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 pub mod check;
+pub mod demo;
 pub mod flags;
 pub mod keygen;
 pub mod loadgen;
