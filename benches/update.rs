@@ -132,6 +132,15 @@ fn bench_parts(c: &mut Criterion) {
         "part: DSSE verify of the manifest envelope (no parse)",
         |b| b.iter(|| keys.verify(black_box(&env), PAYLOAD_RELEASE).expect("ok")),
     );
+    let url = url::Url::parse("https://updates.example.com/m.json").expect("url");
+    let env_digest = hex::encode(Sha256::digest(&env));
+    c.bench_function(
+        &format!(
+            "part: SHA-256 digest check of the {} B manifest envelope",
+            env.len()
+        ),
+        |b| b.iter(|| check_digest(black_box(&env), &env_digest, &url).expect("ok")),
+    );
     c.bench_function("part: parse+validate 50-artifact manifest", |b| {
         b.iter(|| ReleaseManifest::from_verified_payload(black_box(&payload)).expect("ok"))
     });
