@@ -499,7 +499,11 @@ const SHA256_REASON: &str = "not 64 lowercase hex digits";
 
 /// Whether `s` is 64 lowercase hex digits.
 pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    // A fold without early exit: the compiler vectorizes it.
+    s.len() == 64
+        && s.bytes().fold(true, |ok, b| {
+            ok & (b.is_ascii_digit() | (b'a'..=b'f').contains(&b))
+        })
 }
 
 pub(crate) fn validate_sha256(d: &'static str, field: &str, s: &str) -> Result<(), DocumentError> {
@@ -516,9 +520,13 @@ pub fn check_url(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 2048 {
         return Err("empty or longer than 2048 characters".into());
     }
-    let bad_byte = |b: &u8| b.is_ascii_control() || *b == b'\\' || *b == b' ';
-    // ASCII strings need no char decoding; others are also checked for Unicode controls.
-    if s.as_bytes().iter().any(bad_byte) || (!s.is_ascii() && s.chars().any(char::is_control)) {
+    // ASCII controls and space are the bytes up to 0x20, plus DEL; a fold without early exit
+    // lets the compiler vectorize the scan. Non-ASCII strings are also checked for Unicode
+    // controls (C1).
+    let bad_ascii = s.bytes().fold(false, |bad, b| {
+        bad | (b <= b' ') | (b == 0x7f) | (b == b'\\')
+    });
+    if bad_ascii || (!s.is_ascii() && s.chars().any(char::is_control)) {
         return Err("contains spaces, control characters or backslashes".into());
     }
     if is_plain_http_url(s) {
@@ -566,7 +574,10 @@ fn is_plain_http_url(s: &str) -> bool {
     else {
         return false;
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let end = rest
+        .bytes()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
     let authority = &rest[..end];
     let (host, port) = match authority.split_once(':') {
         Some((h, p)) => (h, Some(p)),
