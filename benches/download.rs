@@ -2,7 +2,9 @@
 //!
 //! `cargo bench --bench download` (256 MiB by default; `RAILGUN_BENCH_MIB=1024` for 1 GiB,
 //! `RAILGUN_BENCH_RUNS` runs each, median reported). The server streams the file from disk
-//! in 256 KiB chunks so the process's peak RSS (VmHWM) measures the client.
+//! in 256 KiB chunks so the process's peak RSS (VmHWM) measures the client. A second plain
+//! download flushes to disk every 8 MiB like the downloader does, so the cost of hashing
+//! alone can be read off as well.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
