@@ -6,7 +6,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use railgun_core::identity::bucket;
 use railgun_core::trust::{
-    Envelope, KeyAlgorithm, PrivateKey, TrustedKeys, PAYLOAD_CHANNEL, PAYLOAD_RELEASE,
+    pae, Envelope, KeyAlgorithm, PrivateKey, TrustedKeys, PAYLOAD_CHANNEL, PAYLOAD_RELEASE,
 };
 use railgun_core::update::check::{check_digest, verify_channel_state, verify_manifest};
 use railgun_core::update::{Arch, Artifact, Format, Platform, ReleaseManifest};
@@ -100,18 +100,52 @@ fn bench_verify(c: &mut Criterion) {
 
 fn bench_parts(c: &mut Criterion) {
     let key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    let keys = TrustedKeys::single(key.public_key().clone());
     let manifest = manifest_50();
     let payload = serde_json::to_vec(&manifest).expect("json");
-    let sig = key.sign(&payload).expect("sign");
-    c.bench_function("part: ed25519 verify 15 KiB", |b| {
-        b.iter(|| {
-            key.public_key()
-                .verify(black_box(&payload), &sig)
-                .expect("ok")
-        })
-    });
+    // The exact message the DSSE verify hands to ring: PAE(type, payload).
+    let msg = pae(PAYLOAD_RELEASE, &payload);
+    let sig = key.sign(&msg).expect("sign");
+    c.bench_function(
+        &format!(
+            "part: bare ring ed25519 verify {} B (manifest PAE)",
+            msg.len()
+        ),
+        |b| b.iter(|| key.public_key().verify(black_box(&msg), &sig).expect("ok")),
+    );
+    let small = vec![b'x'; 600];
+    let small_sig = key.sign(&small).expect("sign");
+    c.bench_function(
+        "part: bare ring ed25519 verify 600 B (channel-state size)",
+        |b| {
+            b.iter(|| {
+                key.public_key()
+                    .verify(black_box(&small), &small_sig)
+                    .expect("ok")
+            })
+        },
+    );
+    let env = Envelope::sign(PAYLOAD_RELEASE, &payload, &[&key])
+        .expect("sign")
+        .to_json_bytes();
+    c.bench_function(
+        "part: DSSE verify of the manifest envelope (no parse)",
+        |b| b.iter(|| keys.verify(black_box(&env), PAYLOAD_RELEASE).expect("ok")),
+    );
+    let url = url::Url::parse("https://updates.example.com/m.json").expect("url");
+    let env_digest = hex::encode(Sha256::digest(&env));
+    c.bench_function(
+        &format!(
+            "part: SHA-256 digest check of the {} B manifest envelope",
+            env.len()
+        ),
+        |b| b.iter(|| check_digest(black_box(&env), &env_digest, &url).expect("ok")),
+    );
     c.bench_function("part: parse+validate 50-artifact manifest", |b| {
         b.iter(|| ReleaseManifest::from_verified_payload(black_box(&payload)).expect("ok"))
+    });
+    c.bench_function("part: validate 50-artifact manifest (parsed)", |b| {
+        b.iter(|| black_box(&manifest).validate().expect("ok"))
     });
 }
 

@@ -8,6 +8,7 @@
 //! ("verify first, parse after"). It refuses an envelope whose `payloadType` is not the one
 //! the caller expects, so a signed config can never pass as a release.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use base64::engine::general_purpose::STANDARD;
@@ -103,6 +104,52 @@ pub struct Envelope {
     pub payload: String,
     /// Signatures over `PAE(payloadType, payload bytes)`.
     pub signatures: Vec<Signature>,
+}
+
+/// The envelope as read by [`TrustedKeys::verify`]: same wire shape as [`Envelope`], but
+/// strings borrow from the input, so the (large) base64 payload is not copied before it is
+/// decoded.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvelopeRef<'a> {
+    #[serde(borrow)]
+    payload_type: Cow<'a, str>,
+    #[serde(borrow)]
+    payload: Cow<'a, str>,
+    #[serde(borrow)]
+    signatures: Vec<SignatureRef<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SignatureRef<'a> {
+    #[serde(default, borrow)]
+    keyid: Cow<'a, str>,
+    #[serde(borrow)]
+    sig: Cow<'a, str>,
+}
+
+/// Read access to one signature, owned or borrowed.
+trait SignatureFields {
+    fn keyid(&self) -> &str;
+    fn sig(&self) -> &str;
+}
+
+impl SignatureFields for Signature {
+    fn keyid(&self) -> &str {
+        &self.keyid
+    }
+    fn sig(&self) -> &str {
+        &self.sig
+    }
+}
+
+impl SignatureFields for SignatureRef<'_> {
+    fn keyid(&self) -> &str {
+        &self.keyid
+    }
+    fn sig(&self) -> &str {
+        &self.sig
+    }
 }
 
 /// The DSSE pre-authentication encoding.
@@ -236,9 +283,14 @@ impl TrustedKeys {
                 limit: MAX_ENVELOPE_BYTES,
             });
         }
-        let env: Envelope =
+        let env: EnvelopeRef<'_> =
             serde_json::from_slice(envelope).map_err(|e| DsseError::Malformed(e.to_string()))?;
-        self.verify_envelope(&env, expected_type)
+        self.verify_fields(
+            &env.payload_type,
+            &env.payload,
+            &env.signatures,
+            expected_type,
+        )
     }
 
     /// Verifies a parsed envelope of `expected_type` and returns its payload bytes.
@@ -247,35 +299,50 @@ impl TrustedKeys {
         env: &Envelope,
         expected_type: &str,
     ) -> Result<Verified, DsseError> {
-        if env.payload_type != expected_type {
+        self.verify_fields(
+            &env.payload_type,
+            &env.payload,
+            &env.signatures,
+            expected_type,
+        )
+    }
+
+    fn verify_fields<S: SignatureFields>(
+        &self,
+        payload_type: &str,
+        payload: &str,
+        signatures: &[S],
+        expected_type: &str,
+    ) -> Result<Verified, DsseError> {
+        if payload_type != expected_type {
             return Err(DsseError::WrongPayloadType {
                 expected: expected_type.to_string(),
-                found: env.payload_type.clone(),
+                found: payload_type.to_string(),
             });
         }
-        if env.signatures.is_empty() {
+        if signatures.is_empty() {
             return Err(DsseError::NoSignatures);
         }
-        if env.signatures.len() > MAX_SIGNATURES {
+        if signatures.len() > MAX_SIGNATURES {
             return Err(DsseError::Malformed(format!(
                 "{} signatures, at most {MAX_SIGNATURES} are read",
-                env.signatures.len()
+                signatures.len()
             )));
         }
-        let payload = decode_base64_any(&env.payload)
+        let payload = decode_base64_any(payload)
             .ok_or_else(|| DsseError::Malformed("payload is not base64".into()))?;
-        let msg = pae(&env.payload_type, &payload);
+        let msg = pae(payload_type, &payload);
 
         let mut valid: BTreeSet<&str> = BTreeSet::new();
         let mut bad_trusted: Option<String> = None;
-        for s in &env.signatures {
-            let Some(sig) = decode_base64_any(&s.sig) else {
+        for s in signatures {
+            let Some(sig) = decode_base64_any(s.sig()) else {
                 continue;
             };
             let candidates = self
                 .keys
                 .iter()
-                .filter(|k| s.keyid.is_empty() || k.keyid() == s.keyid);
+                .filter(|k| s.keyid().is_empty() || k.keyid() == s.keyid());
             for key in candidates {
                 if valid.contains(key.keyid()) {
                     continue;
@@ -285,7 +352,7 @@ impl TrustedKeys {
                         valid.insert(key.keyid());
                         break;
                     }
-                    Err(_) if !s.keyid.is_empty() => {
+                    Err(_) if !s.keyid().is_empty() => {
                         bad_trusted.get_or_insert_with(|| key.keyid().to_string());
                     }
                     Err(_) => {}
@@ -302,10 +369,9 @@ impl TrustedKeys {
             if let Some(keyid) = bad_trusted {
                 return Err(DsseError::BadSignature { keyid });
             }
-            let named_trusted = env
-                .signatures
+            let named_trusted = signatures
                 .iter()
-                .any(|s| s.keyid.is_empty() || self.keys.iter().any(|k| k.keyid() == s.keyid));
+                .any(|s| s.keyid().is_empty() || self.keys.iter().any(|k| k.keyid() == s.keyid()));
             if named_trusted {
                 // Keyless signatures that match no trusted key: forged or altered.
                 return Err(DsseError::BadSignature {
@@ -313,7 +379,7 @@ impl TrustedKeys {
                 });
             }
             return Err(DsseError::UntrustedKey {
-                keyids: env.signatures.iter().map(|s| s.keyid.clone()).collect(),
+                keyids: signatures.iter().map(|s| s.keyid().to_string()).collect(),
             });
         }
         Err(DsseError::ThresholdNotMet {
@@ -349,6 +415,30 @@ mod tests {
         let v = t.verify(&env.to_json_bytes(), PAYLOAD_RELEASE).expect("ok");
         assert_eq!(v.payload, b"{}");
         assert_eq!(v.keyids, vec![k.public_key().keyid().to_string()]);
+    }
+
+    #[test]
+    fn borrowed_and_owned_paths_agree_also_with_json_escapes() {
+        let k = key();
+        let t = TrustedKeys::single(k.public_key().clone());
+        let env = Envelope::sign(PAYLOAD_RELEASE, b"{\"v\":1}", &[&k]).expect("sign");
+        // `\/` is a JSON escape: the reader must unescape (not borrow) and still verify.
+        let text = String::from_utf8(env.to_json_bytes())
+            .expect("utf8")
+            .replace("application/vnd", "application\\/vnd");
+        assert!(text.contains("\\/"));
+        let v = t
+            .verify(text.as_bytes(), PAYLOAD_RELEASE)
+            .expect("escaped ok");
+        assert_eq!(v.payload, b"{\"v\":1}");
+        let owned = t.verify_envelope(&env, PAYLOAD_RELEASE).expect("owned ok");
+        assert_eq!(owned.payload, v.payload);
+        assert_eq!(owned.keyids, v.keyids);
+        // A missing keyid defaults to empty on the borrowed path too.
+        let keyless = text.replace(&format!("\"keyid\": \"{}\",", k.public_key().keyid()), "");
+        assert!(!keyless.contains("keyid"));
+        t.verify(keyless.as_bytes(), PAYLOAD_RELEASE)
+            .expect("keyless signature by the trusted key");
     }
 
     #[test]

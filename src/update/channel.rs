@@ -11,7 +11,7 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use super::manifest::{
-    invalid, parse_json, validate_app, validate_channel, validate_sha256, validate_url,
+    check_url, invalid, is_sha256_hex, parse_json, validate_app, validate_channel, validate_sha256,
     DocumentError, SCHEMA_VERSION,
 };
 
@@ -133,8 +133,12 @@ impl ChannelState {
         for (name, ptr) in std::iter::once(("release", &self.release))
             .chain(self.fallback.iter().map(|f| ("fallback", f)))
         {
-            validate_url(d, &format!("{name}.manifest"), &ptr.manifest)?;
-            validate_sha256(d, &format!("{name}.manifestSha256"), &ptr.manifest_sha256)?;
+            // Field names are formatted only on the error path.
+            check_url(&ptr.manifest)
+                .map_err(|reason| invalid(d, &format!("{name}.manifest"), reason))?;
+            if !is_sha256_hex(&ptr.manifest_sha256) {
+                validate_sha256(d, &format!("{name}.manifestSha256"), &ptr.manifest_sha256)?;
+            }
         }
         if let Some(f) = &self.fallback {
             if f.version == self.release.version {

@@ -6,7 +6,6 @@
 //! zero, no duplicate platform/arch/format, http(s) or relative URLs, app and channel names
 //! that are safe as path segments. It refuses unknown schema versions.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -174,6 +173,14 @@ impl Arch {
     }
 }
 
+/// A distinct number below 63 for each platform/arch/format combination.
+fn combination_index(p: Platform, a: Arch, f: Format) -> u32 {
+    let p = p as u32; // < 3
+    let a = a as u32; // < 3
+    let f = f as u32; // < 7
+    (p * 3 + a) * 7 + f
+}
+
 /// One downloadable file of a release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -305,10 +312,13 @@ impl ReleaseManifest {
                 ),
             ));
         }
-        let mut seen = HashSet::new();
+        // Platform × arch × format is 3 × 3 × 7 = 63 combinations: one bit each.
+        let mut seen = 0u64;
         for (i, a) in self.artifacts.iter().enumerate() {
+            // Field names are built only on the error path (no allocation per artifact).
             let field = |f: &str| format!("artifacts[{i}].{f}");
-            if !seen.insert((a.platform, a.arch, a.format)) {
+            let bit = 1u64 << combination_index(a.platform, a.arch, a.format);
+            if seen & bit != 0 {
                 return Err(invalid(
                     d,
                     &format!("artifacts[{i}]"),
@@ -318,6 +328,7 @@ impl ReleaseManifest {
                     ),
                 ));
             }
+            seen |= bit;
             if a.size == 0 {
                 return Err(invalid(d, &field("size"), "size must be above 0"));
             }
@@ -328,10 +339,12 @@ impl ReleaseManifest {
                     format!("{} bytes is above the {MAX_ARTIFACT_SIZE} limit", a.size),
                 ));
             }
-            validate_sha256(d, &field("sha256"), &a.sha256)?;
-            validate_url(d, &field("url"), &a.url)?;
+            if !is_sha256_hex(&a.sha256) {
+                return Err(invalid(d, &field("sha256"), SHA256_REASON));
+            }
+            check_url(&a.url).map_err(|reason| invalid(d, &field("url"), reason))?;
             if let Some(b) = &a.sigstore_bundle {
-                validate_url(d, &field("sigstoreBundle"), b)?;
+                check_url(b).map_err(|reason| invalid(d, &field("sigstoreBundle"), reason))?;
             }
         }
         if let Some(r) = &self.rollout {
@@ -396,6 +409,11 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     document: &'static str,
     bytes: &[u8],
 ) -> Result<T, DocumentError> {
+    // The fast path: plain serde_json. Only a document that fails is parsed again with the
+    // path-tracking deserializer, to name the field in the message.
+    if let Ok(v) = serde_json::from_slice(bytes) {
+        return Ok(v);
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -477,16 +495,22 @@ pub(crate) fn validate_channel(
     }
 }
 
+const SHA256_REASON: &str = "not 64 lowercase hex digits";
+
 /// Whether `s` is 64 lowercase hex digits.
 pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    // A fold without early exit: the compiler vectorizes it.
+    s.len() == 64
+        && s.bytes().fold(true, |ok, b| {
+            ok & (b.is_ascii_digit() | (b'a'..=b'f').contains(&b))
+        })
 }
 
 pub(crate) fn validate_sha256(d: &'static str, field: &str, s: &str) -> Result<(), DocumentError> {
     if is_sha256_hex(s) {
         Ok(())
     } else {
-        Err(invalid(d, field, "not 64 lowercase hex digits"))
+        Err(invalid(d, field, SHA256_REASON))
     }
 }
 
@@ -496,10 +520,26 @@ pub fn check_url(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 2048 {
         return Err("empty or longer than 2048 characters".into());
     }
-    if s.chars().any(|c| c.is_control() || c == '\\' || c == ' ') {
+    // ASCII controls and space are the bytes up to 0x20, plus DEL; a fold without early exit
+    // lets the compiler vectorize the scan. Non-ASCII strings are also checked for Unicode
+    // controls (C1).
+    let bad_ascii = s.bytes().fold(false, |bad, b| {
+        bad | (b <= b' ') | (b == 0x7f) | (b == b'\\')
+    });
+    if bad_ascii || (!s.is_ascii() && s.chars().any(char::is_control)) {
         return Err("contains spaces, control characters or backslashes".into());
     }
-    match url::Url::parse(s) {
+    if is_plain_http_url(s) {
+        return Ok(());
+    }
+    // Without a ':' there is no scheme, and `Url::parse` can only answer
+    // `RelativeUrlWithoutBase`: skip the parser (half of a manifest's URLs are relative).
+    let parsed = if s.contains(':') {
+        url::Url::parse(s)
+    } else {
+        Err(url::ParseError::RelativeUrlWithoutBase)
+    };
+    match parsed {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {
             if u.host_str().is_none_or(str::is_empty) {
                 Err("an absolute URL needs a host".into())
@@ -522,8 +562,55 @@ pub fn check_url(s: &str) -> Result<(), String> {
     }
 }
 
-pub(crate) fn validate_url(d: &'static str, field: &str, s: &str) -> Result<(), DocumentError> {
-    check_url(s).map_err(|reason| invalid(d, field, reason))
+/// A conservative recognizer of the common absolute URL shape
+/// `http(s)://host.name[:port][/ ? # anything]` for which `Url::parse` certainly succeeds
+/// with a non-empty host, so the full parser is not needed. Anything else (IP addresses,
+/// user info, punycode, upper case, empty labels, ...) answers `false` and goes to the
+/// parser. `s` has already been checked for spaces, controls and backslashes.
+fn is_plain_http_url(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let end = rest
+        .bytes()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    if let Some(p) = port {
+        // Empty, non-digit or out-of-range ports go to the parser.
+        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+        if p.parse::<u32>().map_or(true, |n| n > 65_535) {
+            return false;
+        }
+    }
+    if host.is_empty() || host.len() > 253 || host.contains("xn--") {
+        return false;
+    }
+    let mut last = "";
+    for label in host.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            return false;
+        }
+        last = label;
+    }
+    // A last label that starts with a letter cannot make the host an IPv4 address.
+    last.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -603,6 +690,136 @@ mod tests {
             mutate(&mut m);
             assert!(m.validate().is_err(), "{name} should be invalid");
         }
+    }
+
+    #[test]
+    fn every_platform_arch_format_combination_is_distinct() {
+        let mut m = manifest();
+        m.artifacts.clear();
+        for p in Platform::ALL {
+            for a in Arch::ALL {
+                for f in Format::ALL {
+                    let mut x = manifest().artifacts[0].clone();
+                    (x.platform, x.arch, x.format) = (*p, *a, *f);
+                    m.artifacts.push(x);
+                }
+            }
+        }
+        assert_eq!(m.artifacts.len(), 63);
+        m.validate().expect("63 distinct artifacts");
+        let last = m.artifacts[62].clone();
+        m.artifacts.push(last);
+        let err = m.validate().expect_err("duplicate");
+        assert!(err.to_string().contains("artifacts[63]"), "{err}");
+        assert!(
+            err.to_string().contains("win32/ia32/rpm")
+                || err.to_string().contains("linux/ia32/rpm"),
+            "{err}"
+        );
+    }
+
+    /// `check_url` as it was before the fast paths: the oracle they must agree with.
+    fn check_url_with_parser_only(s: &str) -> Result<(), String> {
+        if s.is_empty() || s.len() > 2048 {
+            return Err("empty or longer than 2048 characters".into());
+        }
+        if s.chars().any(|c| c.is_control() || c == '\\' || c == ' ') {
+            return Err("contains spaces, control characters or backslashes".into());
+        }
+        match url::Url::parse(s) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {
+                if u.host_str().is_none_or(str::is_empty) {
+                    Err("an absolute URL needs a host".into())
+                } else {
+                    Ok(())
+                }
+            }
+            Ok(u) => Err(format!(
+                "scheme {:?} is not allowed (http or https only)",
+                u.scheme()
+            )),
+            Err(url::ParseError::RelativeUrlWithoutBase) => {
+                if s.starts_with("//") {
+                    Err("scheme-relative URLs are not allowed".into())
+                } else {
+                    Ok(())
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn fast_url_checks_agree_with_the_parser() {
+        let cases = [
+            "https://cdn.example.com/a/b-1.0.0.tar.gz",
+            "http://cdn.example.com",
+            "https://cdn.example.com:8443/x?y=1#z",
+            "https://cdn.example.com:65535/x",
+            "https://cdn.example.com:65536/x",
+            "https://cdn.example.com:/x",
+            "https://cdn.example.com:99999999/x",
+            "https://cdn.example.com:8a/x",
+            "https://1.2.3.4/x",
+            "https://1.2.3.999/x",
+            "https://example.123/x",
+            "https://example.0x1f/x",
+            "https://a..b/x",
+            "https://a.b./x",
+            "https://-a.b/x",
+            "https://a-.b/x",
+            "https://xn--zz.example/x",
+            "https://xn--nxasmq6b.example/x",
+            "https://EXAMPLE.com/x",
+            "https://user:pw@example.com/x",
+            "https://@example.com/x",
+            "https:///x",
+            "https://",
+            "https:example.com/x",
+            "https://[::1]/x",
+            "https://[::1/x",
+            "https://exa%41mple.com/x",
+            "https://ex_ample.com/x",
+            "https://caf\u{e9}.example/x",
+            "https://a.b/%zz/\u{e9}?\u{1F600}#%",
+            "HTTP://example.com/x",
+            "ftp://example.com/x",
+            "file:///etc/passwd",
+            "javascript:alert(1)",
+            "//evil.example/x",
+            "../releases/1.0.0/manifest.json",
+            "a:b",
+            "rail-gun-1.0.0-linux-x64.tar.gz.sigstore.json",
+            "a\u{85}b",
+            "a\u{7f}b",
+            "",
+        ];
+        for s in cases {
+            assert_eq!(check_url(s), check_url_with_parser_only(s), "{s:?}");
+            if is_plain_http_url(s) {
+                let u = url::Url::parse(s).expect("fast path implies parse");
+                assert!(u.host_str().is_some_and(|h| !h.is_empty()), "{s:?}");
+            }
+        }
+        let long = format!("https://{}.example/x", "a".repeat(64));
+        assert_eq!(check_url(&long), check_url_with_parser_only(&long));
+    }
+
+    #[test]
+    fn url_checks_without_the_parser_agree() {
+        // No ':' means relative; `//` is still refused, controls anywhere are refused.
+        assert!(check_url("a-b_c.tar.gz.sigstore.json").is_ok());
+        assert!(check_url("//evil.example/x").is_err());
+        assert!(check_url("a\u{85}b").is_err(), "C1 control (NEL)");
+        assert!(check_url("a\u{7f}b").is_err());
+        assert!(check_url("caf\u{e9}/x.tar.gz").is_ok());
+        assert!(check_url("https://exa mple.com/x").is_err());
+        assert!(check_url("https://[::1/x").is_err());
+        let err = ReleaseManifest::from_verified_payload(
+            br#"{"schema":1,"app":"a","version":"1.0.0","channel":"stable","releasedAt":"2026-01-01T00:00:00Z","artifacts":[{"platform":"linux","arch":"x64","format":"zip","url":"x","size":"big","sha256":"a"}]}"#,
+        )
+        .expect_err("wrong type");
+        assert!(err.to_string().contains("artifacts[0].size"), "{err}");
     }
 
     #[test]
