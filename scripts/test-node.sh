@@ -12,6 +12,8 @@ else
   npm install --no-audit --no-fund
 fi
 cargo build -q -p railgun-server
+# The typed example app (tsc --noEmit over it runs in tests/node/electron_types.test.mjs).
+(cd examples/electron-app && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi)
 npm run build
 node scripts/check-bindings.mjs --release
 npm test

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test: Rust (core + server, SQLite always; PostgreSQL when it can be started).
+# Every test: Rust (core + server + addon crate; SQLite always, PostgreSQL when it can be
+# started; the dashboard in headless Chromium), then Node (the addon and the Electron layer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${RAILGUN_TEST_DATABASE_URL:-}" ]; then
@@ -15,3 +16,4 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     || echo "chromium could not be installed: the dashboard browser tests will be skipped" >&2
 fi
 cargo test --workspace
+bash scripts/test-node.sh
