@@ -1,5 +1,5 @@
-//! The numbers the demo needs on its own side: Wilson score bounds (the same rule the
-//! rollout engine applies) and rollout limits sized to the simulated fleet.
+//! The numbers the demo needs on its own side: rollout limits sized to the simulated fleet
+//! (with the engine's Wilson bounds).
 //!
 //! Why sized: with the DESIGN's limits (5 % errors, 1 % crashes) a stage can only advance
 //! once the 95 % Wilson upper bound of its crash rate is below 1 %, which takes ≥ 381
@@ -9,25 +9,11 @@
 
 use railgun_core::update::RolloutPolicy;
 
-/// z for a two-sided 95 % interval.
-pub const Z95: f64 = 1.959_963_984_540_054;
-
-/// Wilson score interval `(lower, upper)` of `k` successes in `n` trials; `(0, 1)` when
-/// `n == 0`.
+/// Wilson score interval `(lower, upper)` of `k` in `n`: the rollout engine's own
+/// [`crate::rollout::wilson::interval`], so the demo sizes its limits by the same rule.
 pub fn wilson(k: u64, n: u64) -> (f64, f64) {
-    if n == 0 {
-        return (0.0, 1.0);
-    }
-    let (k, n) = (k.min(n) as f64, n as f64);
-    let p = k / n;
-    let z2 = Z95 * Z95;
-    let denom = 1.0 + z2 / n;
-    let centre = p + z2 / (2.0 * n);
-    let margin = Z95 * ((p * (1.0 - p) + z2 / (4.0 * n)) / n).sqrt();
-    (
-        ((centre - margin) / denom).max(0.0),
-        ((centre + margin) / denom).min(1.0),
-    )
+    let b = crate::rollout::wilson::interval(k, n);
+    (b.lower, b.upper)
 }
 
 /// Rounds up to the next hundredth.
