@@ -212,13 +212,21 @@ test('a release signed by a key the app does not trust is refused, and the page 
   exposeRailgunApi(page.contextBridge, page.ipcRenderer);
   const api = page.window.electronAPI;
   const events = [];
-  api.updater.onEvent((name, payload) => events.push([name, payload]));
+  // The error event crosses a thread-safe function and IPC on its own schedule, possibly
+  // after the rejected promise: wait for it (the test's timeout bounds the wait).
+  let errorSeen;
+  const errorReached = new Promise((resolve) => { errorSeen = resolve; });
+  api.updater.onEvent((name, payload) => {
+    events.push([name, payload]);
+    if (name === 'error') errorSeen();
+  });
   await settle();
 
   await assert.rejects(api.updater.check(), (e) => {
     assert.equal(errorCode(e), 'ERR_SIGNATURE_INVALID', e.message);
     return true;
   });
+  await errorReached;
   await settle();
   const error = events.find(([n]) => n === 'error');
   assert.ok(error, `an error event reached the page: ${JSON.stringify(events)}`);
