@@ -29,9 +29,9 @@
  * | ERR_NOT_DISMISSIBLE     | `dismiss()` of an announcement that may not be dismissed                                 |
  * | ERR_INTERNAL            | a failure inside the addon (a bug, or Node shutting down)                               |
  *
- * The Updater's `error` event carries the same codes, except that a failed check is
- * `ERR_CHECK_FAILED` there (the rejected `checkForUpdates()` Promise has the precise code);
- * its `coreCode` is the core's finer code (`ERR_UPDATER_…`).
+ * The Updater's `error` event carries the same codes as the rejected Promise (a code from a
+ * newer core that this table does not know yet arrives as `ERR_CHECK_FAILED`); its `coreCode`
+ * is the core's finer code (`ERR_UPDATER_…`).
  */
 export type RailgunErrorCode =
   | 'ERR_INVALID_ARGUMENT'

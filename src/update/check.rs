@@ -164,6 +164,30 @@ pub enum CheckError {
     Store(StoreError),
 }
 
+impl CheckError {
+    /// A stable code for bindings and events: which check step refused, so an app can tell
+    /// a network failure from a refused signature or a replayed state without the message.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CheckError::Config(_) => "ERR_UPDATER_CONFIG",
+            CheckError::Url { .. } => "ERR_UPDATER_BAD_URL",
+            CheckError::Network { .. } => "ERR_UPDATER_NETWORK",
+            CheckError::Timeout { .. } => "ERR_UPDATER_TIMEOUT",
+            CheckError::HttpStatus { .. } => "ERR_UPDATER_HTTP_STATUS",
+            CheckError::TooLarge { .. } => "ERR_UPDATER_TOO_LARGE",
+            CheckError::Signature { .. } => "ERR_UPDATER_SIGNATURE",
+            CheckError::Document(_) => "ERR_UPDATER_INVALID_DOCUMENT",
+            CheckError::WrongChannel { .. } => "ERR_UPDATER_WRONG_CHANNEL",
+            CheckError::Expired { .. } => "ERR_UPDATER_EXPIRED",
+            CheckError::SequenceRollback { .. } => "ERR_UPDATER_ROLLBACK",
+            CheckError::ManifestDigestMismatch { .. } => "ERR_UPDATER_MANIFEST_DIGEST",
+            CheckError::ManifestMismatch { .. } => "ERR_UPDATER_MANIFEST_MISMATCH",
+            CheckError::NoArtifact { .. } => "ERR_UPDATER_NO_ARTIFACT",
+            CheckError::Store(_) => "ERR_UPDATER_STORE",
+        }
+    }
+}
+
 impl From<StoreError> for CheckError {
     fn from(e: StoreError) -> Self {
         match e {

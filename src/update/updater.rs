@@ -104,7 +104,7 @@ impl UpdaterError {
     /// A stable code for bindings.
     pub fn code(&self) -> &'static str {
         match self {
-            UpdaterError::Check(_) => "ERR_UPDATER_CHECK",
+            UpdaterError::Check(e) => e.code(),
             UpdaterError::Download(e) => e.code(),
             UpdaterError::Install(e) => e.code(),
             UpdaterError::Verification { .. } => "ERR_UPDATER_VERIFICATION",

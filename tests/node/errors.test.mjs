@@ -56,7 +56,8 @@ test('ERR_SIGNATURE_INVALID: metadata signed by a key the app does not trust', a
   const e = await rejectsWithCode(u.checkForUpdates(), 'ERR_SIGNATURE_INVALID');
   assert.match(e.message, /signature/);
   await errors.next();
-  assert.equal(errors.seen[0].code, 'ERR_CHECK_FAILED', 'the event carries the coarse check code');
+  assert.equal(errors.seen[0].code, 'ERR_SIGNATURE_INVALID', 'the event carries the same code as the Promise');
+  assert.equal(errors.seen[0].coreCode, 'ERR_UPDATER_SIGNATURE');
   assert.equal(u.state, 'idle');
 });
 

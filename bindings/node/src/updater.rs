@@ -203,9 +203,20 @@ fn stable_event_code(core: &str) -> &'static str {
         "ERR_UPDATER_NO_PREVIOUS" | "ERR_UPDATER_NOT_INSTALLED" => "ERR_INSTALL_FAILED",
         "ERR_UPDATER_VERIFICATION" => "ERR_SIGSTORE_REFUSED",
         "ERR_UPDATER_INVALID_STATE" => "ERR_INVALID_STATE",
-        "ERR_UPDATER_CONFIG" => "ERR_INVALID_ARGUMENT",
-        // The core's event does not say which check step failed; the rejected Promise of
-        // `checkForUpdates()` carries the precise code.
+        "ERR_UPDATER_CONFIG" | "ERR_UPDATER_BAD_URL" => "ERR_INVALID_ARGUMENT",
+        // Check steps (`CheckError::code()`), the same table as `error::check_code`.
+        "ERR_UPDATER_TIMEOUT" => "ERR_NETWORK",
+        "ERR_UPDATER_TOO_LARGE" => "ERR_TOO_LARGE",
+        "ERR_UPDATER_SIGNATURE" => "ERR_SIGNATURE_INVALID",
+        "ERR_UPDATER_INVALID_DOCUMENT" => "ERR_INVALID_DOCUMENT",
+        "ERR_UPDATER_WRONG_CHANNEL"
+        | "ERR_UPDATER_MANIFEST_DIGEST"
+        | "ERR_UPDATER_MANIFEST_MISMATCH" => "ERR_METADATA_MISMATCH",
+        "ERR_UPDATER_EXPIRED" => "ERR_EXPIRED",
+        "ERR_UPDATER_ROLLBACK" => "ERR_ROLLBACK_REFUSED",
+        "ERR_UPDATER_NO_ARTIFACT" => "ERR_NO_ARTIFACT",
+        "ERR_UPDATER_STORE" => "ERR_IO",
+        // A code this table does not know (a newer core): still an error of the check.
         _ => "ERR_CHECK_FAILED",
     }
 }
@@ -532,11 +543,84 @@ mod tests {
         assert_eq!(data["code"], "ERR_CHECKSUM_MISMATCH");
         assert_eq!(data["coreCode"], "ERR_UPDATER_CHECKSUM_MISMATCH");
         assert_eq!(data["message"], "sha mismatch");
-        assert_eq!(stable_event_code("ERR_UPDATER_CHECK"), "ERR_CHECK_FAILED");
+        assert_eq!(stable_event_code("ERR_UPDATER_SOMETHING_NEW"), "ERR_CHECK_FAILED");
         assert_eq!(
             stable_event_code("ERR_UPDATER_UNSAFE_ARCHIVE"),
             "ERR_ARCHIVE_INVALID"
         );
+    }
+
+    /// The `error` event and the rejected Promise give the same code for every check step.
+    #[test]
+    fn check_error_events_carry_the_same_code_as_the_rejected_promise() {
+        use railgun_core::trust::dsse::DsseError;
+        use railgun_core::update::check::CheckError;
+        use railgun_core::update::manifest::DocumentError;
+        let url = || "https://updates.example/x".to_string();
+        let now = chrono::Utc::now();
+        let all = vec![
+            CheckError::Config("x".into()),
+            CheckError::Url {
+                url: url(),
+                reason: "x".into(),
+            },
+            CheckError::Network {
+                url: url(),
+                message: "x".into(),
+            },
+            CheckError::Timeout { url: url() },
+            CheckError::HttpStatus {
+                url: url(),
+                status: 503,
+                retry_after: None,
+            },
+            CheckError::TooLarge {
+                url: url(),
+                limit: 1,
+            },
+            CheckError::Signature {
+                document: "channel state",
+                source: DsseError::Malformed("x".into()),
+            },
+            CheckError::Document(DocumentError::Malformed {
+                document: "manifest",
+                message: "x".into(),
+            }),
+            CheckError::WrongChannel {
+                app: "a".into(),
+                channel: "stable".into(),
+                found_app: "b".into(),
+                found_channel: "stable".into(),
+            },
+            CheckError::Expired {
+                expires_at: now,
+                now,
+            },
+            CheckError::SequenceRollback { seen: 2, got: 1 },
+            CheckError::ManifestDigestMismatch {
+                url: url(),
+                expected: "a".into(),
+                actual: "b".into(),
+            },
+            CheckError::ManifestMismatch {
+                expected: "a".into(),
+                found: "b".into(),
+            },
+            CheckError::NoArtifact {
+                version: Version::new(1, 0, 0),
+                platform: Platform::Linux,
+                arch: Arch::X64,
+                formats: "tar.gz".into(),
+            },
+        ];
+        for e in all {
+            let core = e.code();
+            assert_eq!(
+                stable_event_code(core),
+                crate::error::check_code(&e).0,
+                "{core}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Error messages are scrubbed of emails, home-directory user names and IP addresses before
 //! they are stored, so they never reach the queue, let alone the server.
 
-mod analytics_support;
+use crate::analytics_support;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! Consent: nothing is stored or sent while consent is `unknown` or `denied`; `denied`
 //! purges the queue and asks the server to erase the user until it acknowledges.
 
-mod analytics_support;
+use crate::analytics_support;
 
 use std::sync::Arc;
 

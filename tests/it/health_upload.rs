@@ -2,7 +2,7 @@
 //! reports keep their id and are counted once, backoff and `Retry-After`, refused reports
 //! dropped and counted, periodic reports, shutdown deadlines, and use from inside tokio.
 
-mod health_support;
+use crate::health_support;
 
 use std::time::{Duration, Instant};
 

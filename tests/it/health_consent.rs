@@ -1,7 +1,7 @@
 //! Consent: `unknown` and `denied` record and send nothing (not even a crash marker);
 //! `denied` purges what was waiting; `granted` later starts counting from then.
 
-mod health_support;
+use crate::health_support;
 
 use health_support::{manual_clock, monitor, Mode, Receiver};
 use railgun_core::analytics::Consent;

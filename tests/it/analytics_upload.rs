@@ -1,7 +1,7 @@
 //! The uploader against a hostile receiver: every event id reaches it exactly once after it
 //! recovers, whatever it did before. Time is a manual clock; nothing sleeps.
 
-mod analytics_support;
+use crate::analytics_support;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! than 30 days dropped, and the event shapes the client writes (timers, screens, sessions,
 //! sequences).
 
-mod analytics_support;
+use crate::analytics_support;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! Sampling: per user, deterministic (`bucket("sample:{app}", userId)`), never per event;
 //! the rate travels with every batch.
 
-mod analytics_support;
+use crate::analytics_support;
 
 use std::sync::Arc;
 

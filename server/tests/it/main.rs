@@ -1,0 +1,18 @@
+//! Every integration test of this crate in one binary (one link, one file on disk:
+//! thirty-odd binaries filled CI's disk). Each module is one former `tests/*.rs` file.
+
+mod alerts;
+mod analytics_scale;
+mod analytics_suite;
+mod cli_release;
+mod dashboard;
+mod demo;
+mod release_export;
+mod release_publish_server;
+mod rollout_engine;
+mod rollout_scale;
+mod rollout_store;
+mod serve_etag;
+mod update_check;
+mod update_e2e;
+mod verify_cli;
