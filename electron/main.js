@@ -860,31 +860,36 @@ class RailgunHealth extends EventEmitter {
       if (event && typeof event.preventDefault === 'function') event.preventDefault();
       if (this._quit === 'holding') return; // a second quit while we shut down: we quit when done
       this._quit = 'holding';
-      this._shutdownForQuit(timeoutMs).then((result) => {
-        this._quit = 'done';
-        if (this._quitHook) this._quitHook();
-        try {
-          this.emit('quit-shutdown', result);
-        } catch (err) {
-          console.error(`[railgun] health: a 'quit-shutdown' listener failed: ${err && err.message}`);
-        }
-        // A macrotask later, never in the turn of this handler: Electron ignores app.quit()
-        // while it still counts itself as quitting, which lasts until the will-quit
-        // listeners returned (and microtasks may run before that).
-        setImmediate(() => {
-          try {
-            app.quit();
-          } catch (err) {
-            console.error(`[railgun] app.quit() failed after the health shutdown: ${err && err.message}`);
-          }
-        });
-      });
+      this._shutdownForQuit(timeoutMs)
+        .catch((err) => ({ ok: false, timedOut: false, error: errorData(err) }))
+        .then((result) => this._quitAgain(app, result));
     };
     app.on('will-quit', onWillQuit);
     this._quitHook = () => {
       off(app, 'will-quit', onWillQuit);
       this._quitHook = null;
     };
+  }
+
+  /** After the held quit's shutdown: unhooks, tells the listeners, quits again (let through). */
+  _quitAgain(app, result) {
+    this._quit = 'done';
+    if (this._quitHook) this._quitHook();
+    try {
+      this.emit('quit-shutdown', result);
+    } catch (err) {
+      console.error(`[railgun] health: a 'quit-shutdown' listener failed: ${err && err.message}`);
+    }
+    // A macrotask later, never in the turn of the will-quit handler: Electron ignores
+    // app.quit() while it still counts itself as quitting, which lasts until the will-quit
+    // listeners returned (and microtasks may run before that).
+    setImmediate(() => {
+      try {
+        app.quit();
+      } catch (err) {
+        console.error(`[railgun] app.quit() failed after the health shutdown: ${err && err.message}`);
+      }
+    });
   }
 
   /** Shuts every service down for the quit; resolves (never rejects) within `timeoutMs`. */
@@ -1074,7 +1079,7 @@ const HANDLERS = Object.freeze({
   // A count only: no message or stack crosses (health reports carry counts, nothing else).
   [CHANNELS.HEALTH_REPORT_ERROR]: (s, args) => {
     expectArgs(CHANNELS.HEALTH_REPORT_ERROR, args, 0);
-    need(s.health, 'Health')._record('error', { source: 'renderer' });
+    need(s.health, 'Health')._auto('error', { source: 'renderer' });
     return null;
   },
 });
