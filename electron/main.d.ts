@@ -425,7 +425,10 @@ export interface HealthStartup {
 
 /** Where a count came from. */
 export interface HealthRecordInfo {
-  /** `app`: a `recordError()`/`recordCrash()` call; `main`: an uncaught exception; `renderer` / `child`: a process gone; `renderer` errors also come over IPC. */
+  /**
+   * `app`: a `recordError()` / `recordCrash()` call; `main`: an uncaught exception;
+   * `renderer`: a renderer gone, or a page's `health.reportError()`; `child`: a child process gone.
+   */
   source: 'app' | 'main' | 'renderer' | 'child';
   /** `details.reason` of a process gone (`crashed`, `oom`, …). */
   reason?: string;
@@ -542,7 +545,7 @@ export function handleInvoke(
 /** Stops the updater's checks, flushes and stops analytics, shuts health down cleanly. Never rejects. */
 export function shutdown(): Promise<void>;
 
-/** Forgets the services initialized so far (tests). */
+/** Forgets the services initialized so far and removes health's listeners; shuts nothing down (tests). */
 export function reset(): void;
 
 /** Uses `addon` instead of the native addon (`null` goes back to it). */

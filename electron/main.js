@@ -978,16 +978,20 @@ function initHealth(options = {}) {
   const flags = {};
   for (const k of ['captureExceptions', 'captureProcessCrashes', 'shutdownOnQuit']) {
     const v = opts[k];
-    if (v !== undefined && typeof v !== 'boolean') throw invalid(`initHealth: ${k} must be a boolean, got ${describe(v)}`);
+    if (v !== undefined && typeof v !== 'boolean') {
+      throw invalid(`initHealth: ${k} must be a boolean, got ${describe(v)}`);
+    }
     flags[k] = v !== false;
   }
   const app = info.app;
   const canListen = Boolean(app && typeof app.on === 'function');
   if (opts.shutdownOnQuit === true && !(canListen && typeof app.quit === 'function')) {
-    throw invalid('initHealth: shutdownOnQuit needs Electron\'s app (with on() and quit()); outside Electron call health.shutdown() yourself');
+    throw invalid(
+      "initHealth: shutdownOnQuit needs Electron's app (with on() and quit()); outside Electron call health.shutdown() yourself",
+    );
   }
   if (opts.captureProcessCrashes === true && !canListen) {
-    throw invalid('initHealth: captureProcessCrashes needs Electron\'s app (with on())');
+    throw invalid("initHealth: captureProcessCrashes needs Electron's app (with on())");
   }
   const addon = loadAddon(opts);
   // Until the user decides, the consent analytics runs with (one decision covers both).
@@ -1247,7 +1251,10 @@ async function shutdownServices(services) {
   return h;
 }
 
-/** Forgets the services initialized so far and removes the health monitor's listeners, without shutting anything down (tests). */
+/**
+ * Forgets the services initialized so far and removes the health monitor's listeners, without
+ * shutting anything down (tests).
+ */
 function reset() {
   if (current.health) current.health._detach();
   current = { updater: null, analytics: null, featureFlags: null, health: null };

@@ -462,30 +462,32 @@ test('initHealth refuses bad options with stable codes and leaves no listener be
   const before = monitors();
   const app = new AppStandIn({ name: 'eh-fake', userData: tempDir(t) });
   const base = { addon, electronApp: app, url: 'http://127.0.0.1:9' };
+  const outside = { addon, url: 'http://127.0.0.1:9', app: 'x', appVersion: '1.0.0', stateDir: '/tmp/x' };
   const bad = [
-    [undefined, 'x'],
-    [undefined, []],
-    [{}, { addon, electronApp: app, env: {} }], // no URL
-    [{}, { ...base, url: '' }],
-    [{}, { ...base, channel: 'Stable Channel' }],
-    [{}, { ...base, channel: 7 }],
-    [{}, { ...base, consent: 'yes' }],
-    [{}, { ...base, reportInterval: 999 }],
-    [{}, { ...base, reportInterval: Number.NaN }],
-    [{}, { ...base, reportInterval: '5000' }],
-    [{}, { ...base, shutdownTimeout: 0 }],
-    [{}, { ...base, shutdownTimeout: Number.POSITIVE_INFINITY }],
-    [{}, { ...base, captureExceptions: 'yes' }],
-    [{}, { ...base, shutdownOnQuit: 1 }],
-    [{}, { ...base, installRoot: '' }],
-    [{}, { ...base, installRoot: 5 }],
-    [{}, { addon, url: 'http://127.0.0.1:9' }], // outside Electron: app, appVersion, stateDir needed
-    [{}, { addon, url: 'http://127.0.0.1:9', app: 'x', appVersion: '1.0.0', stateDir: '/tmp/x', shutdownOnQuit: true }],
-    [{}, { addon, url: 'http://127.0.0.1:9', app: 'x', appVersion: '1.0.0', stateDir: '/tmp/x', captureProcessCrashes: true }],
+    'x',
+    [],
+    { addon, electronApp: app, env: {} }, // no URL
+    { ...base, url: '' },
+    { ...base, channel: 'Stable Channel' },
+    { ...base, channel: 7 },
+    { ...base, consent: 'yes' },
+    { ...base, reportInterval: 999 },
+    { ...base, reportInterval: Number.NaN },
+    { ...base, reportInterval: '5000' },
+    { ...base, shutdownTimeout: 0 },
+    { ...base, shutdownTimeout: Number.POSITIVE_INFINITY },
+    { ...base, captureExceptions: 'yes' },
+    { ...base, shutdownOnQuit: 1 },
+    { ...base, installRoot: '' },
+    { ...base, installRoot: 5 },
+    { addon, url: 'http://127.0.0.1:9' }, // outside Electron: app, appVersion, stateDir needed
+    { ...outside, shutdownOnQuit: true }, // no app to quit
+    { ...outside, captureProcessCrashes: true }, // no app to listen to
   ];
+  const shown = (o) => JSON.stringify(o, (k, v) => (k === 'addon' || k === 'electronApp' ? undefined : v));
   main.reset();
-  for (const [, opts] of bad) {
-    assert.throws(() => main.initHealth(opts), (e) => e.code === 'ERR_INVALID_ARGUMENT' && e.name === 'RailgunError', JSON.stringify(opts, (k, v) => (k === 'addon' || k === 'electronApp' ? undefined : v)));
+  for (const opts of bad) {
+    assert.throws(() => main.initHealth(opts), (e) => e.code === 'ERR_INVALID_ARGUMENT' && e.name === 'RailgunError', shown(opts));
   }
   assert.throws(() => main.initHealth({ addon, electronApp: app, env: {} }), /pass `url` or set RAILGUN_ANALYTICS_URL/);
 
