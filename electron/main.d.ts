@@ -167,13 +167,18 @@ export class RailgunError extends Error {
 // ---------------------------------------------------------------------------------------------
 // Configuration shared by the init functions
 
-/** The parts of Electron's `app` that are used (name, version, user-data folder, relaunch). */
+/**
+ * The parts of Electron's `app` that are used (name, version, user-data folder, relaunch;
+ * `initHealth` also listens to its events and quits it).
+ */
 export interface ElectronAppLike {
   getName(): string;
   getVersion(): string;
   getPath(name: 'userData'): string;
   relaunch?(): void;
   quit?(): void;
+  on?(event: string, listener: (...args: any[]) => void): unknown;
+  removeListener?(event: string, listener: (...args: any[]) => void): unknown;
 }
 
 /** Options every init function takes. Unset ones come from Electron's `app`. */
@@ -366,6 +371,123 @@ export class RailgunFeatureFlags extends EventEmitter {
 export function initFeatureFlags(options?: FeatureFlagsOptions): RailgunFeatureFlags;
 
 // ---------------------------------------------------------------------------------------------
+// Rollout health
+
+export interface HealthOptions extends CommonOptions {
+  /** Server base URL; reports go to `{url}/analytics/health` (default `RAILGUN_ANALYTICS_URL`). */
+  url?: string;
+  /** Channel (default `RAILGUN_UPDATE_CHANNEL`, else `stable`). */
+  channel?: string;
+  /**
+   * The updater's install root, where a boot-guard revert counts as a crash (default: the
+   * initialized updater's, else `RAILGUN_INSTALL_ROOT`, else `<stateDir>/install`).
+   */
+  installRoot?: string;
+  /** Milliseconds between reports, ≥ 1000 (default 1 hour; ±10 % jitter). */
+  reportInterval?: number;
+  /**
+   * Consent until the user decides; the stored decision, shared with analytics, wins
+   * (default: the initialized analytics client's consent, else `unknown`).
+   */
+  consent?: Consent;
+  /** Count uncaught exceptions of the main process as errors (default `true`). */
+  captureExceptions?: boolean;
+  /** Count renderer and child processes that die as crashes (default `true`; not `clean-exit` or `killed`). */
+  captureProcessCrashes?: boolean;
+  /** Hold the first quit until everything shut down cleanly (default `true`). */
+  shutdownOnQuit?: boolean;
+  /** Milliseconds a quit waits for that shutdown, ≥ 1 (default 3000); then it quits anyway. */
+  shutdownTimeout?: number;
+}
+
+/** The resolved configuration. */
+export interface HealthConfig {
+  url: string;
+  channel: string;
+  app: string;
+  version: string;
+  stateDir: string;
+  installRoot: string;
+  /** `null`: the core's default (1 hour). */
+  reportInterval: number | null;
+  shutdownTimeout: number;
+}
+
+/** What the start found and counted. */
+export interface HealthStartup {
+  /** The version whose previous run ended without a clean shutdown (counted as a crash). */
+  uncleanShutdown: string | null;
+  /** The version the boot guard reverted from (counted as a crash and a boot revert). */
+  revertedFrom: string | null;
+  /** Whether anything was recorded (consent `granted`). */
+  recorded: boolean;
+}
+
+/** Where a count came from. */
+export interface HealthRecordInfo {
+  /**
+   * `app`: a `recordError()` / `recordCrash()` call; `main`: an uncaught exception;
+   * `renderer`: a renderer gone, or a page's `health.reportError()`; `child`: a child process gone.
+   */
+  source: 'app' | 'main' | 'renderer' | 'child';
+  /** `details.reason` of a process gone (`crashed`, `oom`, …). */
+  reason?: string;
+  /** `details.type` of a child process gone (`GPU`, `Utility`, …). */
+  processType?: string;
+  /** `uncaughtException` or `unhandledRejection` (main-process errors). */
+  origin?: string;
+}
+
+/** How the shutdown a quit waited for ended. */
+export interface HealthQuitShutdown {
+  ok: boolean;
+  /** The `shutdownTimeout` passed first. */
+  timedOut: boolean;
+  /** The shutdown failed. */
+  error?: RailgunErrorData;
+}
+
+/** The health monitor's events and their listeners' arguments. */
+export interface HealthEvents {
+  recorded: [kind: 'error' | 'crash', info: HealthRecordInfo];
+  'quit-shutdown': [result: HealthQuitShutdown];
+}
+
+/** Rollout health: errors, crashes and sessions of the running version. */
+export class RailgunHealth extends EventEmitter {
+  /** The resolved configuration. */
+  readonly config: HealthConfig;
+  /** What the start found and counted. */
+  startup(): HealthStartup;
+  /** Counts one error (never blocks; nothing without consent). */
+  recordError(): void;
+  /** Counts one crash the app detected itself (never blocks). */
+  recordCrash(): void;
+  /** Sets and stores the consent (shared with analytics, which is told too). */
+  setConsent(consent: Consent): void;
+  /** Commits the counts and sends what the server takes now. */
+  flush(): Promise<{ sent: number; pending: number }>;
+  /** Clean shutdown: the next start counts no crash. Later calls return the same promise. */
+  shutdown(): Promise<void>;
+
+  on<K extends keyof HealthEvents>(event: K, listener: (...args: HealthEvents[K]) => void): this;
+  once<K extends keyof HealthEvents>(event: K, listener: (...args: HealthEvents[K]) => void): this;
+  off<K extends keyof HealthEvents>(event: K, listener: (...args: HealthEvents[K]) => void): this;
+  addListener<K extends keyof HealthEvents>(event: K, listener: (...args: HealthEvents[K]) => void): this;
+  removeListener<K extends keyof HealthEvents>(event: K, listener: (...args: HealthEvents[K]) => void): this;
+  emit<K extends keyof HealthEvents>(event: K, ...args: HealthEvents[K]): boolean;
+}
+
+/**
+ * Starts rollout health and wires it into the app: uncaught main-process exceptions count as
+ * errors (observed with `uncaughtExceptionMonitor`), renderer and child processes that die as
+ * crashes, and the first quit waits (at most `shutdownTimeout`) for a clean shutdown.
+ * @throws {RailgunError} `ERR_INVALID_ARGUMENT` when the configuration is incomplete or wrong;
+ * `ERR_ALREADY_INITIALIZED` while a monitor runs.
+ */
+export function initHealth(options?: HealthOptions): RailgunHealth;
+
+// ---------------------------------------------------------------------------------------------
 // IPC
 
 /** What the handlers read from Electron's IPC event. */
@@ -394,6 +516,7 @@ export interface IpcOptions {
   updater?: RailgunAutoUpdater;
   analytics?: RailgunAnalytics;
   featureFlags?: RailgunFeatureFlags;
+  health?: RailgunHealth;
   /** Refuse calls whose sender this does not accept (e.g. check `event.senderFrame.url`). */
   validateSender?: (event: IpcEventLike) => boolean;
 }
@@ -411,13 +534,18 @@ export function registerIpcHandlers(ipcMain: IpcMainLike, options?: IpcOptions):
 export function handleInvoke(
   channel: string,
   args: unknown[],
-  services?: { updater?: RailgunAutoUpdater | null; analytics?: RailgunAnalytics | null; featureFlags?: RailgunFeatureFlags | null },
+  services?: {
+    updater?: RailgunAutoUpdater | null;
+    analytics?: RailgunAnalytics | null;
+    featureFlags?: RailgunFeatureFlags | null;
+    health?: RailgunHealth | null;
+  },
 ): Promise<IpcAnswer>;
 
-/** Stops the updater's checks, flushes and stops analytics. */
+/** Stops the updater's checks, flushes and stops analytics, shuts health down cleanly. Never rejects. */
 export function shutdown(): Promise<void>;
 
-/** Forgets the services initialized so far (tests). */
+/** Forgets the services initialized so far and removes health's listeners; shuts nothing down (tests). */
 export function reset(): void;
 
 /** Uses `addon` instead of the native addon (`null` goes back to it). */
@@ -436,6 +564,7 @@ export const CHANNELS: Readonly<{
   FLAGS_GET_ANNOUNCEMENTS: 'railgun:flags:get-announcements';
   FLAGS_GET_MAINTENANCE: 'railgun:flags:get-maintenance';
   FLAGS_IS_KILL_SWITCH_ACTIVE: 'railgun:flags:is-kill-switch-active';
+  HEALTH_REPORT_ERROR: 'railgun:health:error';
 }>;
 
 export const EVENT_CHANNELS: Readonly<{

@@ -56,11 +56,21 @@ export interface UpdaterApi {
   onEvent(listener: (...args: UpdaterEventArgs) => void): Unsubscribe;
 }
 
+/** `window.electronAPI.health` (rollout health; `initHealth()` in the main process). */
+export interface HealthApi {
+  /**
+   * Counts one uncaught error of the page for the running version. Takes no argument: health
+   * reports carry counts only, so no message or stack leaves the page.
+   */
+  reportError(): Promise<null>;
+}
+
 /** What `exposeRailgunApi` puts on `window.electronAPI`. */
 export interface ElectronAPI {
   featureFlags: FeatureFlagsApi;
   analytics: AnalyticsApi;
   updater: UpdaterApi;
+  health: HealthApi;
 }
 
 /** The parts of Electron's `ipcRenderer` that are used. */

@@ -1,6 +1,6 @@
 'use strict';
 /**
- * Railgun's preload bridge: exposes `window.electronAPI.{featureFlags, analytics, updater}` to
+ * Railgun's preload bridge: exposes `window.electronAPI.{featureFlags, analytics, updater, health}` to
  * the renderer through `contextBridge`, each call one `ipcRenderer.invoke` on its own
  * `railgun:*` channel (see `electron/main.js`).
  *
@@ -29,6 +29,7 @@ const CHANNELS = Object.freeze({
   FLAGS_GET_ANNOUNCEMENTS: 'railgun:flags:get-announcements',
   FLAGS_GET_MAINTENANCE: 'railgun:flags:get-maintenance',
   FLAGS_IS_KILL_SWITCH_ACTIVE: 'railgun:flags:is-kill-switch-active',
+  HEALTH_REPORT_ERROR: 'railgun:health:error',
 });
 const EVENT_CHANNELS = Object.freeze({
   UPDATER_EVENT: 'railgun:updater:event',
@@ -137,6 +138,10 @@ function createRailgunApi(ipcRenderer) {
       download: () => invoke(CHANNELS.UPDATER_DOWNLOAD),
       install: () => invoke(CHANNELS.UPDATER_INSTALL),
       onEvent: (cb) => listen(updaterListeners, cb),
+    },
+    health: {
+      // Counts one error; nothing about it (message, stack) leaves the page.
+      reportError: () => invoke(CHANNELS.HEALTH_REPORT_ERROR),
     },
   };
 }

@@ -1,14 +1,15 @@
-// Main process: the updater, analytics and flags from @railgun/core, and the IPC handlers the
-// preload bridge talks to. Configuration comes from RAILGUN_UPDATE_URL, RAILGUN_UPDATE_CHANNEL,
-// RAILGUN_UPDATE_PUBLIC_KEY, RAILGUN_ANALYTICS_URL and RAILGUN_CONFIG_URL.
+// Main process: the updater, analytics, flags and rollout health from @railgun/core, and the IPC
+// handlers the preload bridge talks to. Configuration comes from RAILGUN_UPDATE_URL,
+// RAILGUN_UPDATE_CHANNEL, RAILGUN_UPDATE_PUBLIC_KEY, RAILGUN_ANALYTICS_URL and RAILGUN_CONFIG_URL.
 import { app, BrowserWindow, dialog, ipcMain } from 'electron';
 import * as path from 'path';
 import {
   initAnalytics,
   initAutoUpdater,
   initFeatureFlags,
+  initHealth,
   registerIpcHandlers,
-  shutdown,
+  type HealthQuitShutdown,
   type ProgressInfo,
   type UpdateInfo,
 } from '@railgun/core/electron/main';
@@ -33,6 +34,15 @@ function createWindow(): BrowserWindow {
 app.whenReady().then(() => {
   const analytics = initAnalytics({ debug: !app.isPackaged, sampleRate: 1, consent: 'unknown' });
   const flags = initFeatureFlags({ refreshInterval: 5 * 60 * 1000 });
+
+  // Rollout health (after analytics: it shares its consent). Counts uncaught errors and
+  // crashed renderer/child processes; holds the quit until everything shut down cleanly.
+  const health = initHealth({ shutdownTimeout: 3000 });
+  const { uncleanShutdown } = health.startup();
+  if (uncleanShutdown) console.warn(`the last run of ${uncleanShutdown} did not end cleanly`);
+  health.on('quit-shutdown', (r: HealthQuitShutdown) => {
+    if (!r.ok) console.warn(`shutdown ${r.timedOut ? 'timed out' : `failed (${r.error?.code})`}; quitting anyway`);
+  });
 
   const updater = initAutoUpdater({ channel: 'stable', autoCheck: true, checkInterval: 4 * 60 * 60 * 1000 });
   updater.on('checking-for-update', () => analytics.track('update_checked'));
@@ -64,10 +74,6 @@ app.whenReady().then(() => {
   mainWindow = createWindow();
   mainWindow.webContents.once('did-finish-load', () => updater.markBootSuccessful());
   if (flags.isKillSwitchActive()) console.warn('emergency kill switch is on');
-});
-
-app.on('before-quit', () => {
-  void shutdown();
 });
 
 app.on('window-all-closed', () => {

@@ -7,6 +7,13 @@ import type { Announcement, ProgressInfo } from '@railgun/core/electron/main';
 
 const analytics = getAnalytics();
 
+// Rollout health: an uncaught error of the page is counted (a count only; nothing else is sent).
+const reportError = () => {
+  window.electronAPI.health.reportError().catch(() => {});
+};
+window.addEventListener('error', reportError);
+window.addEventListener('unhandledrejection', reportError);
+
 function UpdateBanner() {
   const [status, setStatus] = useState('');
   useEffect(

@@ -65,12 +65,12 @@ export function signAndPublish({ keys, tree, app, version, build, channel = 'sta
 }
 
 /**
- * Starts `railgun serve` on a free loopback port and resolves once it printed its URL
- * (waits on the output, not on a timer). `stop()` ends that process only.
+ * Starts `railgun serve` on a free loopback port (plus `args`) and resolves once it printed its
+ * URL (waits on the output, not on a timer). `stop()` ends that process only.
  */
-export function startServer(t, { root, dataDir, env = {} }) {
+export function startServer(t, { root, dataDir, env = {}, args = [] }) {
   return new Promise((resolveUrl, reject) => {
-    const child = spawn(railgunBin(), ['serve', '--root', root, '--data-dir', dataDir, '--addr', '127.0.0.1:0'], {
+    const child = spawn(railgunBin(), ['serve', '--root', root, '--data-dir', dataDir, '--addr', '127.0.0.1:0', ...args], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

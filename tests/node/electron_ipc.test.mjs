@@ -78,6 +78,7 @@ test('the renderer gets only frozen plain objects and functions: no ipcRenderer,
     featureFlags: { get: 'function', getAll: 'function', getAnnouncements: 'function', getMaintenance: 'function', isKillSwitchActive: 'function', onChange: 'function' },
     analytics: { track: 'function', screen: 'function', setConsent: 'function', getConsent: 'function' },
     updater: { check: 'function', download: 'function', install: 'function', onEvent: 'function' },
+    health: { reportError: 'function' },
   });
   assert.deepEqual(Object.keys(renderer.window), ['electronAPI']);
   // Answers are data, not live objects of the main process.

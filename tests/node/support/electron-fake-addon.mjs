@@ -10,7 +10,7 @@ function codeError(code, message) {
 
 export function createFakeAddon() {
   const calls = [];
-  const made = { updaters: [], analytics: [], flags: [] };
+  const made = { updaters: [], analytics: [], flags: [], health: [] };
 
   class Updater {
     constructor(opts) {
@@ -147,7 +147,44 @@ export function createFakeAddon() {
     }
   }
 
-  return { Updater, Analytics, FeatureFlags, calls, made };
+  class Health {
+    constructor(opts) {
+      this.opts = opts;
+      this.errors = 0;
+      this.crashes = 0;
+      this.consent = opts.consent ?? 'unknown';
+      this.shutdownCalls = 0;
+      /** Set to a promise to hold `shutdown()` until it settles, or to an Error to fail it. */
+      this.shutdownGate = null;
+      made.health.push(this);
+    }
+    startup() {
+      return { recorded: this.consent === 'granted' };
+    }
+    recordError() {
+      calls.push(['recordError']);
+      this.errors += 1;
+    }
+    recordCrash() {
+      calls.push(['recordCrash']);
+      this.crashes += 1;
+    }
+    setConsent(c) {
+      calls.push(['health.setConsent', c]);
+      this.consent = c;
+    }
+    async flush() {
+      return { sent: 0, pending: 0 };
+    }
+    async shutdown() {
+      calls.push(['health.shutdown']);
+      this.shutdownCalls += 1;
+      if (this.shutdownGate instanceof Error) throw this.shutdownGate;
+      if (this.shutdownGate) await this.shutdownGate;
+    }
+  }
+
+  return { Updater, Analytics, FeatureFlags, Health, calls, made };
 }
 
 /** An Electron `app` stand-in: name, version and the user-data folder. */

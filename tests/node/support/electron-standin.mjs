@@ -1,5 +1,5 @@
-// A STAND-IN for Electron's `ipcMain`, `ipcRenderer`, `webContents` and `contextBridge`, in one
-// process, for tests. Electron itself cannot be installed here (its package downloads a binary
+// A STAND-IN for Electron's `ipcMain`, `ipcRenderer`, `webContents`, `contextBridge` and `app`,
+// in one process, for tests. Electron itself cannot be installed here (its package downloads a binary
 // at install), so this models the parts of its behaviour the railgun bridge depends on:
 //
 // - `ipcRenderer.invoke`/`send` and `webContents.send` copy every argument and result with the
@@ -12,6 +12,9 @@
 // - `contextBridge.exposeInMainWorld` copies the API into the renderer's `window`: plain objects
 //   and arrays are copied and frozen, functions are proxied both ways (arguments and results
 //   copied, Promises re-made), a thrown or rejected Error keeps only its message.
+//
+// - `app` (see `AppStandIn`) quits the way Electron's Browser::Quit does: `before-quit`, then
+//   `will-quit`, each cancellable with `preventDefault()`, then `quit`.
 //
 // It is not Electron: no processes, no sandbox, no serialization limits beyond structured clone.
 
@@ -221,17 +224,120 @@ class ContextBridgeStandIn {
   }
 }
 
+// --- app --------------------------------------------------------------------------------
+
+function quitEvent() {
+  return {
+    defaultPrevented: false,
+    preventDefault() {
+      this.defaultPrevented = true;
+    },
+  };
+}
+
+/**
+ * A STAND-IN for Electron's `app`: name, version, `getPath('userData')`, events, and `quit()`
+ * modelled on Electron's `Browser::Quit` / `NotifyAndShutdown` (shell/browser/browser.cc):
+ *
+ * - `quit()` while the app is quitting does nothing;
+ * - it emits `before-quit`; a listener's `preventDefault()` cancels the quit;
+ * - with no window open (there are none here) it emits `will-quit` in the same call; a
+ *   `preventDefault()` cancels the quit, and a later `quit()` starts over with `before-quit`;
+ * - otherwise it emits `quit` `(event, 0)` and the app has ended: `hasQuit`, `whenQuit()`.
+ *
+ * Stricter than Electron on one point: after a cancelled `will-quit` the app counts itself as
+ * quitting until the next macrotask (Electron resets its flag only after the listeners
+ * returned, and microtasks may run before that), so a `quit()` from a microtask is ignored.
+ * `render-process-gone` / `child-process-gone` are emitted by the test (`app.emit`).
+ * `exit()` ends the app at once without any event, as Electron's `app.exit()`.
+ */
+export class AppStandIn extends EventEmitter {
+  constructor({ name = 'rail-gun', version = '0.1.0', userData = '/tmp/railgun-standin-user-data' } = {}) {
+    super();
+    this._name = name;
+    this._version = version;
+    this._userData = userData;
+    this._quitting = false;
+    this.hasQuit = false;
+    this.exitCode = null;
+    /** Every `quit()` call, honoured or not. */
+    this.quitCalls = 0;
+    /** The events `quit()` emitted, in order. */
+    this.quitEvents = [];
+    this._ended = new Promise((resolve) => {
+      this._end = resolve;
+    });
+  }
+
+  getName() {
+    return this._name;
+  }
+
+  getVersion() {
+    return this._version;
+  }
+
+  getPath(what) {
+    if (what !== 'userData') throw new Error(`the app stand-in has no path ${what}`);
+    return this._userData;
+  }
+
+  quit() {
+    this.quitCalls += 1;
+    if (this._quitting || this.hasQuit) return;
+    this._quitting = true;
+    const before = quitEvent();
+    this.quitEvents.push('before-quit');
+    this.emit('before-quit', before);
+    if (before.defaultPrevented) {
+      this._quitting = false;
+      return;
+    }
+    const will = quitEvent();
+    this.quitEvents.push('will-quit');
+    this.emit('will-quit', will);
+    if (will.defaultPrevented) {
+      setImmediate(() => {
+        this._quitting = false;
+      });
+      return;
+    }
+    this._finish(0, true);
+  }
+
+  exit(code = 0) {
+    if (!this.hasQuit) this._finish(code, false);
+  }
+
+  _finish(code, events) {
+    this.hasQuit = true;
+    this.exitCode = code;
+    if (events) {
+      this.quitEvents.push('quit');
+      this.emit('quit', quitEvent(), code);
+    }
+    this._end(code);
+  }
+
+  /** Resolves with the exit code once the app has ended. */
+  whenQuit() {
+    return this._ended;
+  }
+}
+
 // --- wiring -------------------------------------------------------------------------------
 
 /**
- * One main process. `createRenderer()` makes a window: its `webContents`, its preload's
- * `ipcRenderer` and `contextBridge`, and the page's `window` (`mainWorld`).
+ * One main process: `ipcMain` and `app` (`appOptions`: `{name, version, userData}`).
+ * `createRenderer()` makes a window: its `webContents`, its preload's `ipcRenderer` and
+ * `contextBridge`, and the page's `window` (`mainWorld`).
  */
-export function createElectronStandIn() {
+export function createElectronStandIn(appOptions = {}) {
   const ipcMain = new IpcMainStandIn();
   let nextId = 1;
   return {
     ipcMain,
+    app: new AppStandIn(appOptions),
     isStandIn: true,
     createRenderer(url = 'app://railgun/index.html') {
       const webContents = new WebContentsStandIn(nextId++, url);
