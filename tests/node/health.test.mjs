@@ -1,8 +1,9 @@
 // Health through the addon: counts reach `POST /analytics/health` as one report per period;
 // a process that exits without `shutdown()` is counted as a crash by the next start.
 //
-// The receiving end is a small loopback stand-in that checks the wire format of SPEC A and
-// answers like the server (the server's ingest route lives on the rollout branch).
+// The receiving end here is a small loopback receiver that records each request body, so the
+// tests can check the exact wire format and the report ids across retries; the real server's
+// `POST /analytics/health` is exercised by electron_health.test.mjs and the Rust suites.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
