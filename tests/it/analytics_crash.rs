@@ -128,9 +128,7 @@ fn a_child_killed_after_flush_loses_nothing_and_its_session_is_closed_at_next_st
     let clock = manual_clock();
     let start = clock.now_fixed();
     // The server is down for the child: a port nothing listens on.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let dead_url = format!("http://{}", dead.local_addr().expect("addr"));
-    drop(dead);
+    let dead_url = crate::health_support::dead_url();
     let child = run_child_and_kill(dir.path(), &dead_url, start);
 
     // Debug mode logged the seed's line format.

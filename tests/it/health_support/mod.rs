@@ -226,11 +226,22 @@ pub fn manual_clock() -> railgun_core::clock::ManualClock {
 }
 
 /// A URL nothing listens on.
+///
+/// The port stays bound (never listening: connecting is refused) for the life of the test
+/// binary, so no other test's server can be given it: a port that was bound and dropped
+/// could be handed to a concurrent test's receiver, whose script the dead client would eat.
 pub fn dead_url() -> String {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", dead.local_addr().expect("addr"));
-    drop(dead);
-    url
+    static DEAD: std::sync::OnceLock<(tokio::net::TcpSocket, String)> = std::sync::OnceLock::new();
+    DEAD.get_or_init(|| {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .expect("bind");
+        let url = format!("http://{}", socket.local_addr().expect("addr"));
+        (socket, url)
+    })
+    .1
+    .clone()
 }
 
 /// A monitor for `version` on the store in `dir`, consent granted, with test settings.
