@@ -103,29 +103,20 @@ fn bench_parts(c: &mut Criterion) {
     let keys = TrustedKeys::single(key.public_key().clone());
     let manifest = manifest_50();
     let payload = serde_json::to_vec(&manifest).expect("json");
-    // The exact message the DSSE verify checks: PAE(type, payload).
+    // The exact message the DSSE verify hands to ring: PAE(type, payload).
     let msg = pae(PAYLOAD_RELEASE, &payload);
     let sig = key.sign(&msg).expect("sign");
     c.bench_function(
-        &format!("part: bare ed25519 verify {} B (manifest PAE)", msg.len()),
+        &format!(
+            "part: bare ring ed25519 verify {} B (manifest PAE)",
+            msg.len()
+        ),
         |b| b.iter(|| key.public_key().verify(black_box(&msg), &sig).expect("ok")),
-    );
-    // The same verify through ring, which railgun used before: kept as the reference.
-    let raw = key.public_key().spki_der()[12..].to_vec(); // after the 12-byte SPKI prefix
-    c.bench_function(
-        &format!("part: ring ed25519 verify {} B (reference)", msg.len()),
-        |b| {
-            b.iter(|| {
-                ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &raw)
-                    .verify(black_box(&msg), &sig)
-                    .expect("ok")
-            })
-        },
     );
     let small = vec![b'x'; 600];
     let small_sig = key.sign(&small).expect("sign");
     c.bench_function(
-        "part: bare ed25519 verify 600 B (channel-state size)",
+        "part: bare ring ed25519 verify 600 B (channel-state size)",
         |b| {
             b.iter(|| {
                 key.public_key()

@@ -2,9 +2,9 @@
 //!
 //! Owns reading keys in every form railgun accepts (SPKI PEM, base64 of that PEM as in
 //! `RAILGUN_UPDATE_PUBLIC_KEY`, raw 32-byte Ed25519 in base64, base64 SPKI DER; PKCS#8 PEM
-//! private keys), the `keyid` (lowercase hex SHA-256 of the SPKI DER), signing through
-//! `ring` and verification through AWS-LC (`aws-lc-rs`). It refuses encrypted or SEC1
-//! private keys with a message that says how to convert them, and any other algorithm.
+//! private keys), the `keyid` (lowercase hex SHA-256 of the SPKI DER), signing and
+//! verification through `ring`. It refuses encrypted or SEC1 private keys with a message
+//! that says how to convert them, and any other algorithm.
 
 use std::fmt;
 use std::path::Path;
@@ -12,7 +12,7 @@ use std::path::Path;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use ring::rand::SystemRandom;
-use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
 
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410), followed by the 32-byte key.
@@ -227,12 +227,11 @@ impl PublicKey {
 
     /// Verifies `sig` over `message`.
     pub fn verify(&self, message: &[u8], sig: &[u8]) -> Result<(), KeyError> {
-        use aws_lc_rs::signature as verify;
-        let alg: &'static dyn verify::VerificationAlgorithm = match self.algorithm {
-            KeyAlgorithm::Ed25519 => &verify::ED25519,
-            KeyAlgorithm::EcdsaP256 => &verify::ECDSA_P256_SHA256_ASN1,
+        let alg: &dyn signature::VerificationAlgorithm = match self.algorithm {
+            KeyAlgorithm::Ed25519 => &signature::ED25519,
+            KeyAlgorithm::EcdsaP256 => &signature::ECDSA_P256_SHA256_ASN1,
         };
-        verify::UnparsedPublicKey::new(alg, self.raw())
+        UnparsedPublicKey::new(alg, self.raw())
             .verify(message, sig)
             .map_err(|_| KeyError::BadSignature {
                 keyid: self.keyid.clone(),
