@@ -6,7 +6,9 @@
 //! jitter (honouring `Retry-After`) until the receiver acknowledges it or the attempt/time
 //! budget is spent. Every attempt for one alert carries the same `X-Railgun-Alert-Id`, so a
 //! receiver can drop a repeat it already handled. The same kind and title within the dedup
-//! window (10 min by default) is sent once, so a flapping rule doesn't spam.
+//! window (10 min by default) is sent once, so a flapping rule doesn't spam; an alert about a
+//! distinct event (a rollout decision, named by [`Alert::event`]) is never merged with
+//! another, so halt → resume → halt at the same stage gives two halt alerts.
 //!
 //! It refuses to log the webhook URL (a Slack URL is a secret) and never puts user ids or
 //! event properties in an alert: alerts carry release names and numbers only.
@@ -107,6 +109,10 @@ pub struct Alert {
     pub text: String,
     /// Key/value pairs shown as fields (Slack attachment fields).
     pub fields: Vec<(String, String)>,
+    /// The event this alert reports, when it has an identity (the rollout decision id).
+    /// Deduplication then keys on it instead of kind and title: a second decision is a
+    /// second alert however alike its title, the same decision queued twice is one.
+    pub event: Option<String>,
 }
 
 impl Alert {
@@ -272,7 +278,7 @@ impl Shared {
 struct Inner {
     tx: Option<mpsc::Sender<Job>>,
     shared: Arc<Shared>,
-    recent: Mutex<HashMap<(AlertKind, String), DateTime<Utc>>>,
+    recent: Mutex<HashMap<(AlertKind, String, Option<String>), DateTime<Utc>>>,
     dedup_window: chrono::Duration,
     clock: SharedClock,
 }
@@ -458,7 +464,7 @@ impl Alerter {
         if recent.len() > 1024 {
             recent.retain(|_, at| now - *at < window);
         }
-        let key = (alert.kind, alert.title.clone());
+        let key = (alert.kind, alert.title.clone(), alert.event.clone());
         match recent.get(&key) {
             Some(at) if now - *at < window && now >= *at => false,
             _ => {
@@ -643,6 +649,7 @@ mod tests {
             title: "app 0.2.0 (stable) halted at 10 %".into(),
             text: "crash rate lower bound 3.1 % > 1 %".into(),
             fields: vec![("installs".into(), "1000".into())],
+            event: None,
         };
         let at: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().expect("at");
         let v = alert.webhook_payload("id-1", at);
@@ -675,9 +682,29 @@ mod tests {
             title: "t".into(),
             text: String::new(),
             fields: vec![],
+            event: None,
         };
         a.send(alert.clone());
         a.send(alert);
+        assert_eq!(a.stats().deduplicated, 1);
+    }
+
+    #[test]
+    fn alerts_about_distinct_decisions_are_never_merged() {
+        let a = Alerter::new(Some("http://127.0.0.1:9/".into()));
+        let halt = |decision: &str| Alert {
+            kind: AlertKind::RolloutHalted,
+            title: "app 0.2.0 (stable) halted at 10 %".into(),
+            text: String::new(),
+            fields: vec![],
+            event: Some(decision.into()),
+        };
+        // halt → resume → halt at the same stage: two decisions, two alerts.
+        a.send(halt("decision-1"));
+        a.send(halt("decision-2"));
+        assert_eq!(a.stats().deduplicated, 0);
+        // The same decision queued twice is one alert.
+        a.send(halt("decision-2"));
         assert_eq!(a.stats().deduplicated, 1);
     }
 }

@@ -1,13 +1,12 @@
 //! Every integration test of this crate in one binary (one link, one file on disk:
 //! thirty-odd binaries filled CI's disk). Each module is one former `tests/*.rs` file.
 
-mod analytics_support;
-mod health_support;
 mod analytics_consent;
 mod analytics_crash;
 mod analytics_queue;
 mod analytics_sampling;
 mod analytics_scrub;
+mod analytics_support;
 mod analytics_upload;
 mod bucket_vectors;
 mod flags_eval;
@@ -16,6 +15,7 @@ mod flags_noalloc;
 mod flags_vectors;
 mod health_consent;
 mod health_crash;
+mod health_support;
 mod health_upload;
 mod sigstore;
 mod update_download;

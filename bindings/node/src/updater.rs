@@ -543,7 +543,10 @@ mod tests {
         assert_eq!(data["code"], "ERR_CHECKSUM_MISMATCH");
         assert_eq!(data["coreCode"], "ERR_UPDATER_CHECKSUM_MISMATCH");
         assert_eq!(data["message"], "sha mismatch");
-        assert_eq!(stable_event_code("ERR_UPDATER_SOMETHING_NEW"), "ERR_CHECK_FAILED");
+        assert_eq!(
+            stable_event_code("ERR_UPDATER_SOMETHING_NEW"),
+            "ERR_CHECK_FAILED"
+        );
         assert_eq!(
             stable_event_code("ERR_UPDATER_UNSAFE_ARCHIVE"),
             "ERR_ARCHIVE_INVALID"

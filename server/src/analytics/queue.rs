@@ -70,6 +70,7 @@ impl BacklogAlarm {
                     ("capacity".into(), capacity.to_string()),
                     ("threshold".into(), self.threshold.to_string()),
                 ],
+                event: None,
             });
             true
         } else {

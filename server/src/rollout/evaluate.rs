@@ -123,6 +123,7 @@ impl Rollouts {
                     title: format!("{} {} ({}): high error rate", r.app, r.version, r.channel),
                     text: d.reason.clone(),
                     fields: alert_fields(&r, &h, &policy),
+                    event: Some(d.id.clone()),
                 });
                 d
             }
@@ -152,6 +153,7 @@ impl Rollouts {
                     title: format!("{} {} ({}): low adoption", r.app, r.version, r.channel),
                     text: d.reason.clone(),
                     fields: alert_fields(&r, &h, &policy),
+                    event: Some(d.id.clone()),
                 });
                 d
             }

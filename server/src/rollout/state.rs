@@ -405,6 +405,7 @@ impl Rollouts {
             ),
             text: d.reason.clone(),
             fields: alert_fields(&r, &h, &policy),
+            event: Some(d.id.clone()),
         });
         Ok(d)
     }

@@ -95,6 +95,7 @@ fn alert(kind: AlertKind, title: &str) -> Alert {
             ("installs".into(), "1000".into()),
             ("errorRate".into(), "0.08".into()),
         ],
+        event: None,
     }
 }
 
@@ -340,9 +341,10 @@ async fn ingest_backlog_over_10000_events_sends_one_warning() {
 }
 
 /// End to end: `railgun serve`'s rollout engine halts a rollout (admin route) and the
-/// webhook, failing at first, gets the critical alert exactly once.
+/// webhook, failing at first, gets the critical alert exactly once; a second halt after a
+/// resume is a second alert.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn halted_rollout_reaches_a_webhook_that_fails_at_first_once() {
+async fn halted_rollout_reaches_a_webhook_that_fails_at_first_once_and_a_second_halt_again() {
     use railgun_core::trust::{KeyAlgorithm, PrivateKey};
     use railgun_core::update::manifest::{Arch, Format, Platform};
     use railgun_server::release::{build_manifest, sign_manifest, ArtifactFile, ManifestSpec};
@@ -441,8 +443,28 @@ async fn halted_rollout_reaches_a_webhook_that_fails_at_first_once() {
         .as_str()
         .unwrap_or_default()
         .contains("app 0.2.0 (stable) halted"));
+
+    // Resumed and halted again at the same stage, well within the dedup window: a second
+    // decision, so a second alert with its own id (the same title must not merge them).
+    for action in ["resume", "halt"] {
+        let res = http
+            .post(format!("{}/admin/rollouts/app/stable/{action}", server.url()))
+            .bearer_auth("admin")
+            .json(&serde_json::json!({"reason": "again"}))
+            .send()
+            .await
+            .expect(action);
+        assert!(res.status().is_success(), "{action}");
+    }
+    let third = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("second halt alert")
+        .expect("hit");
+    assert_eq!(third.status, 200);
+    assert_eq!(third.body["railgun"]["kind"], "rollout_halted");
+    assert_ne!(third.id, first.id, "a new alert, not a retry of the first");
     server.stop().await.expect("stop");
-    assert!(drain(&mut rx).is_empty(), "delivered once");
+    assert!(drain(&mut rx).is_empty(), "each delivered once");
     hook.stop().await.expect("stop");
 }
 
