@@ -278,7 +278,7 @@ impl Shared {
 struct Inner {
     tx: Option<mpsc::Sender<Job>>,
     shared: Arc<Shared>,
-    recent: Mutex<HashMap<(AlertKind, String, Option<String>), DateTime<Utc>>>,
+    recent: Mutex<HashMap<DedupKey, DateTime<Utc>>>,
     dedup_window: chrono::Duration,
     clock: SharedClock,
 }
@@ -308,6 +308,9 @@ struct Job {
     id: String,
     body: Vec<u8>,
 }
+
+/// What deduplication compares: kind, title and the event's identity if it has one.
+type DedupKey = (AlertKind, String, Option<String>);
 
 /// Delivers alerts; cheap to clone.
 #[derive(Debug, Clone, Default)]
