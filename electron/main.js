@@ -535,17 +535,10 @@ class RailgunAnalytics {
 
   /**
    * Sets consent: `denied` purges the queue. The decision is stored once for the app and
-   * covers rollout health too, so the running health monitor (`initHealth`) is told as well.
+   * covers rollout health too: the core tells the running health monitor (`initHealth`).
    */
   setConsent(consent) {
-    const c = validateConsent(consent);
-    this._a.setConsent(c);
-    shareConsent(this, c);
-  }
-
-  /** Sets the consent of this client only (`shareConsent`). */
-  _setOwnConsent(consent) {
-    this._a.setConsent(consent);
+    this._a.setConsent(validateConsent(consent));
   }
 
   /** The consent in force. */
@@ -779,18 +772,11 @@ class RailgunHealth extends EventEmitter {
   }
 
   /**
-   * Sets and stores the consent; the decision is shared with analytics, so the running
-   * analytics client (`initAnalytics`) is told as well. `denied` purges unsent reports.
+   * Sets and stores the consent; the decision is shared with analytics (the core tells the
+   * running analytics client of `initAnalytics`). `denied` purges unsent reports.
    */
   setConsent(consent) {
-    const c = validateConsent(consent);
-    this._h.setConsent(c);
-    shareConsent(this, c);
-  }
-
-  /** Sets the consent of this monitor only (`shareConsent`). */
-  _setOwnConsent(consent) {
-    this._h.setConsent(consent);
+    this._h.setConsent(validateConsent(consent));
   }
 
   /** Commits the counts, closes the open periods and sends what the server takes now. */
@@ -917,21 +903,6 @@ class RailgunHealth extends EventEmitter {
   _detach() {
     this._unwatch();
     if (this._quitHook) this._quitHook();
-  }
-}
-
-/** Tells the other consent holder (analytics ↔ health) the decision `from` just stored. */
-function shareConsent(from, consent) {
-  const other = from instanceof RailgunHealth ? current.analytics : current.health;
-  if (!other || other === from) return;
-  try {
-    other._setOwnConsent(consent);
-  } catch (err) {
-    // The decision is stored already (one key for both); a closed client has no state to fix.
-    if (!err || err.code !== 'ERR_CLOSED') {
-      const { code } = errorData(err);
-      console.warn(`[railgun] consent: telling the other client failed (${code})`);
-    }
   }
 }
 

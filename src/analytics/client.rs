@@ -302,6 +302,8 @@ struct Inner {
     shutdown_deadline: Duration,
     threads: Mutex<Vec<JoinHandle<()>>>,
     heartbeat: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    /// This client's place in the consent fan-out of its store file (set once, at build).
+    consent_bus: OnceLock<consent::Subscription>,
 }
 
 /// The analytics client. Cheap to clone; every clone is the same client.
@@ -446,7 +448,21 @@ impl Analytics {
             shutdown_deadline: c.shutdown_deadline,
             threads: Mutex::new(threads),
             heartbeat: Mutex::new(None),
+            consent_bus: OnceLock::new(),
         });
+        let weak: Weak<Inner> = Arc::downgrade(&inner);
+        let bus = consent::subscribe(
+            &store,
+            &c.app,
+            Arc::new(move |c: Consent| {
+                if let Some(inner) = weak.upgrade() {
+                    if let Err(e) = (Analytics { inner }).apply_consent(c) {
+                        tracing::warn!(error = %e, "consent change from another component not applied");
+                    }
+                }
+            }),
+        );
+        let _ = inner.consent_bus.set(bus);
         let a = Analytics { inner };
 
         // A denied user's leftovers go; a crashed session is closed from its last heartbeat.
@@ -619,9 +635,21 @@ impl Analytics {
 
     /// Changes and stores the consent. `denied` purges the queue (waiting for it) and queues
     /// a durable erasure request for this user; `granted` starts the session.
+    ///
+    /// The other components of this app on the same store file (the health monitor) follow
+    /// at once: a `denied` here stops their recording and purges what they hold too.
     pub fn set_consent(&self, consent: Consent) -> Result<(), AnalyticsError> {
-        let old = Consent::from_u8(self.inner.consent.swap(consent.to_u8(), Ordering::AcqRel));
         consent::save(&self.inner.store, &self.inner.app, consent)?;
+        self.apply_consent(consent)?;
+        if let Some(bus) = self.inner.consent_bus.get() {
+            consent::announce(bus, consent);
+        }
+        Ok(())
+    }
+
+    /// Acts on a consent already stored (by this client or another component).
+    fn apply_consent(&self, consent: Consent) -> Result<(), AnalyticsError> {
+        let old = Consent::from_u8(self.inner.consent.swap(consent.to_u8(), Ordering::AcqRel));
         match consent {
             Consent::Denied => {
                 let erase = (old != Consent::Denied).then(|| self.inner.user_id.clone());

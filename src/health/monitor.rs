@@ -33,7 +33,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -329,6 +329,8 @@ struct Inner {
     tx: UnboundedSender<Msg>,
     thread: Mutex<Option<JoinHandle<()>>>,
     shutdown_deadline: Duration,
+    /// This monitor's place in the consent fan-out of its store file (set once, at build).
+    consent_bus: OnceLock<consent::Subscription>,
 }
 
 /// The client health monitor. Cheap to clone; every clone is the same monitor.
@@ -469,18 +471,34 @@ impl HealthMonitor {
             Ok(Err(e)) => return Err(HealthError::Thread(e)),
             Err(_) => return Err(HealthError::Thread("the thread did not start".into())),
         }
-        Ok(Self {
-            inner: Arc::new(Inner {
-                app: c.app,
-                version: c.version,
-                machine_id,
-                store,
-                shared,
-                tx,
-                thread: Mutex::new(Some(thread)),
-                shutdown_deadline: c.shutdown_deadline,
+        let inner = Arc::new(Inner {
+            app: c.app,
+            version: c.version,
+            machine_id,
+            store,
+            shared,
+            tx,
+            thread: Mutex::new(Some(thread)),
+            shutdown_deadline: c.shutdown_deadline,
+            consent_bus: OnceLock::new(),
+        });
+        let weak: Weak<Inner> = Arc::downgrade(&inner);
+        let bus = consent::subscribe(
+            &inner.store,
+            &inner.app,
+            Arc::new(move |c: Consent| {
+                if let Some(inner) = weak.upgrade() {
+                    match (HealthMonitor { inner }).apply_consent(c) {
+                        Ok(()) | Err(HealthError::Closed) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "consent change from another component not applied")
+                        }
+                    }
+                }
             }),
-        })
+        );
+        let _ = inner.consent_bus.set(bus);
+        Ok(Self { inner })
     }
 
     fn request<T: Send + 'static>(
@@ -559,8 +577,19 @@ impl HealthMonitor {
     /// Changes and stores the consent (shared with analytics), blocking until applied.
     /// `denied` purges open periods and unsent reports; `unknown` stops recording and
     /// sending (kept data waits); `granted` starts recording (a session, the running marker).
+    /// Analytics of the same app on the same store file follows at once, and a change made
+    /// through analytics reaches this monitor the same way.
     pub fn set_consent(&self, consent: Consent) -> Result<(), HealthError> {
         consent::save(&self.inner.store, &self.inner.app, consent)?;
+        self.apply_consent(consent)?;
+        if let Some(bus) = self.inner.consent_bus.get() {
+            consent::announce(bus, consent);
+        }
+        Ok(())
+    }
+
+    /// Acts on a consent already stored (by this monitor or another component).
+    fn apply_consent(&self, consent: Consent) -> Result<(), HealthError> {
         self.inner
             .shared
             .consent

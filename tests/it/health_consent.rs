@@ -122,3 +122,55 @@ fn consent_granted_during_the_run_starts_counting_from_then() {
     h.shutdown().expect("shutdown");
     assert_eq!(rows(&h).2, 0, "a clean shutdown clears it");
 }
+
+/// Analytics and the health monitor of one app on one store file follow each other's
+/// consent at once: a `denied` through analytics stops health and purges its reports, a
+/// `granted` through health starts analytics — no restart needed.
+#[test]
+fn consent_changed_through_analytics_reaches_the_running_health_monitor_and_back() {
+    let rx = Receiver::start();
+    rx.plan(&[Mode::Status(503)]);
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = manual_clock();
+    let h = monitor(dir.path(), &rx.url, "1.0.0", &clock)
+        .build()
+        .expect("monitor");
+    h.on_startup().expect("startup");
+    h.record_error();
+    let r = h.flush().expect("flush");
+    assert!(r.pending > 0, "the server failed: reports wait");
+
+    let a = railgun_core::analytics::Analytics::builder()
+        .app("rail-gun")
+        .state_dir(dir.path())
+        .url(&rx.url)
+        .clock(std::sync::Arc::new(clock.clone()))
+        .user_id("user-1")
+        .default_consent(Consent::Granted)
+        .upload_interval(None)
+        .heartbeat_interval(None)
+        .build()
+        .expect("analytics");
+    assert_eq!(a.consent(), Consent::Granted);
+
+    a.set_consent(Consent::Denied).expect("deny");
+    assert_eq!(h.consent(), Consent::Denied, "health follows at once");
+    assert_eq!(rows(&h), (0, 0, 0), "its periods, reports and marker are gone");
+    h.record_error();
+    assert_eq!(rows(&h), (0, 0, 0), "and it records nothing more");
+
+    h.set_consent(Consent::Granted).expect("grant");
+    assert_eq!(a.consent(), Consent::Granted, "analytics follows the other way");
+
+    // Another app on the same file is not touched.
+    let other = monitor(dir.path(), &rx.url, "1.0.0", &clock)
+        .app("another-app")
+        .build()
+        .expect("other app");
+    a.set_consent(Consent::Unknown).expect("unknown");
+    assert_eq!(h.consent(), Consent::Unknown);
+    assert_eq!(other.consent(), Consent::Granted);
+    a.shutdown().expect("analytics shutdown");
+    h.shutdown().expect("health shutdown");
+    other.shutdown().expect("other shutdown");
+}
