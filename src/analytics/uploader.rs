@@ -7,7 +7,7 @@
 //! counted); 408, 429, 5xx and network errors back off exponentially with full jitter up to
 //! one hour, honouring `Retry-After`; other 4xx drop the events the server names as rejected
 //! and, without such a list, give up on the batch after a few attempts instead of retrying it
-//! forever. Erasure requests (`DELETE {url}/analytics/users/{id}`) are retried until the
+//! forever. Erasure requests (`POST {url}/analytics/erasure {"userId"}`) are retried until the
 //! server answers 2xx or 404.
 //!
 //! It refuses to decide *when* to run (the client's timer, `flush()` and shutdown do) and it
@@ -312,8 +312,15 @@ impl Uploader {
             let Some(limit) = Self::remaining(deadline, self.config.request_timeout) else {
                 return Ok(false);
             };
-            let url = join(base, &format!("analytics/users/{user}"))?;
-            let req = self.http.delete(url);
+            // The client's own erasure route (no admin token: the user id is the client's);
+            // the id travels in the body, never spliced into a path.
+            let url = join(base, "analytics/erasure")?;
+            let body = serde_json::json!({ "userId": user }).to_string();
+            let req = self
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
             let outcome = self.rt.block_on(async {
                 let r = tokio::time::timeout(limit, req.send()).await;
                 match r {

@@ -9,10 +9,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use railgun_core::analytics::event::RejectedEvent;
 use railgun_core::analytics::{AnalyticsEvent, EventBatch, IngestResponse, PropertyValue};
@@ -73,7 +73,7 @@ impl Receiver {
             rt.block_on(async move {
                 let app = Router::new()
                     .route("/analytics/events", post(events))
-                    .route("/analytics/users/{id}", delete(erase))
+                    .route("/analytics/erasure", post(erase))
                     .with_state(state);
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                     .await
@@ -257,7 +257,8 @@ async fn events(State((log, stored)): State<Shared>, _h: HeaderMap, body: Bytes)
     Json(resp).into_response()
 }
 
-async fn erase(State((log, _)): State<Shared>, Path(id): Path<String>) -> StatusCode {
+async fn erase(State((log, _)): State<Shared>, Json(body): Json<serde_json::Value>) -> StatusCode {
+    let id = body["userId"].as_str().unwrap_or_default().to_string();
     let mut l = log.lock().expect("log");
     let status = l.delete_plan.pop_front().unwrap_or(204);
     if (200..300).contains(&status) {
