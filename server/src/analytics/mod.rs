@@ -2,8 +2,16 @@
 //!
 //! Owns [`AppState`] (store, ingest queue, metrics, clock, tokens, retention settings) and
 //! [`routes`]: `POST /analytics/events` (public: clients upload), the read endpoints
-//! (read token), `DELETE /analytics/users/{userId}` (admin token), `/metrics`. Handlers
-//! never see the client's address; logs carry counts, never user ids or properties.
+//! (read token), `DELETE /analytics/users/{userId}` and `DELETE /analytics/machines/{machineId}`
+//! (admin token), `/metrics`. Handlers never see the client's address; logs carry counts,
+//! never user ids, machine ids or properties.
+//!
+//! Erasure: a user id and the health reports' `machineId` come from the same install id
+//! (`railgun_core::health::report_machine_id`: the id itself when it is 64 lowercase hex, as
+//! the default hashed install id is, else its SHA-256 with the `railgun-health:` prefix), so
+//! deleting a user also deletes the health rows of that machine id. An app that gives
+//! analytics a user id of its own (not the install id) erases health data with the
+//! machine route.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use railgun_core::clock::SharedClock;
+use railgun_core::health::report_machine_id;
 use tokio::sync::Mutex;
 
 use crate::alerts::Alerter;
@@ -110,6 +119,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/analytics/dau-series", get(query::dau_series))
         .route("/analytics/feature-summary", get(query::feature_summary))
         .route("/analytics/users/{user_id}", delete(delete_user))
+        .route("/analytics/machines/{machine_id}", delete(delete_machine))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
@@ -143,7 +153,10 @@ async fn metrics(State(app): State<AppState>) -> Response {
         .into_response()
 }
 
-/// `DELETE /analytics/users/{userId}`: erases a user everywhere (admin token).
+/// `DELETE /analytics/users/{userId}`: erases a user everywhere (admin token): events,
+/// rollups, and the health rows of the machine id the same install id reports under.
+/// Answers `{deleted, analytics, healthReports, healthInstalls}` (row counts; `deleted` is
+/// their sum).
 async fn delete_user(
     State(app): State<AppState>,
     h: HeaderMap,
@@ -160,7 +173,42 @@ async fn delete_user(
     if let Err(e) = app.queue.flush().await {
         tracing::warn!(error = %e, "ingest queue not flushed before user deletion");
     }
+    let machine_id = report_machine_id(&user_id);
     let rows = app.store.delete_user(user_id).await?;
-    tracing::info!(rows, "user erased");
-    Ok(Json(serde_json::json!({"deleted": rows})))
+    let health = app.store.delete_machine(machine_id).await?;
+    tracing::info!(rows, health = health.total(), "user erased");
+    Ok(Json(serde_json::json!({
+        "deleted": rows + health.total(),
+        "analytics": rows,
+        "healthReports": health.reports,
+        "healthInstalls": health.installs,
+    })))
+}
+
+/// `DELETE /analytics/machines/{machineId}`: erases one install's health reports and
+/// per-release rows (admin token); `machineId` is the 64-hex id the reports carry. Answers
+/// `{deleted, healthReports, healthInstalls}`.
+async fn delete_machine(
+    State(app): State<AppState>,
+    h: HeaderMap,
+    Path(machine_id): Path<String>,
+) -> Result<Json<serde_json::Value>, query::QueryError> {
+    app.tokens.check(&h, Access::Admin)?;
+    let hex = machine_id.len() == 64
+        && machine_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !hex {
+        return Err(query::QueryError::BadParam {
+            name: "machineId",
+            reason: "64 lowercase hex characters".into(),
+        });
+    }
+    let health = app.store.delete_machine(machine_id).await?;
+    tracing::info!(rows = health.total(), "install health data erased");
+    Ok(Json(serde_json::json!({
+        "deleted": health.total(),
+        "healthReports": health.reports,
+        "healthInstalls": health.installs,
+    })))
 }

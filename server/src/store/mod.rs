@@ -177,11 +177,25 @@ pub struct FeatureTotal {
 
 /// Rows the retention job removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PurgeCounts {
     /// Raw events deleted.
     pub events: u64,
     /// Rollup rows deleted.
     pub aggregates: u64,
+    /// Health reports deleted.
+    pub health_reports: u64,
+    /// Per-install health rows deleted.
+    pub health_installs: u64,
+    /// Rollout decisions deleted.
+    pub decisions: u64,
+}
+
+impl PurgeCounts {
+    /// Every row removed.
+    pub fn total(&self) -> u64 {
+        self.events + self.aggregates + self.health_reports + self.health_installs + self.decisions
+    }
 }
 
 /// Converts a date to the day number stored.

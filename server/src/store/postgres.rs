@@ -14,8 +14,8 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
 use super::rollout::{
-    from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthRow, ReleaseRow, RolloutChange,
-    RolloutRow, RolloutStore,
+    from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthDeleted, HealthRow, ReleaseRow,
+    RolloutChange, RolloutRow, RolloutStore, ROLLOUT_CAN_DECIDE,
 };
 use super::{
     day_date, session_stats, AnalyticsStore, Count, DayCount, FeatureDay, FeatureTotal,
@@ -165,6 +165,11 @@ pub const MIGRATIONS: &[&str] = &[
         reason          TEXT NOT NULL
      );
      CREATE INDEX decisions_rollout ON decisions(app, channel, version, at);",
+    // 3: health data lifetime: the retention job deletes by time, erasure by install id.
+    "CREATE INDEX health_reports_received ON health_reports(received);
+     CREATE INDEX health_reports_machine ON health_reports(machine_id);
+     CREATE INDEX health_installs_machine ON health_installs(machine_id);
+     CREATE INDEX decisions_at ON decisions(at);",
 ];
 
 const USER_TABLES: &[&str] = &[
@@ -494,7 +499,11 @@ impl AnalyticsStore for PostgresStore {
                 )
                 .await?;
             tx.commit().await?;
-            Ok(PurgeCounts { events, aggregates })
+            Ok(PurgeCounts {
+                events,
+                aggregates,
+                ..PurgeCounts::default()
+            })
         })
     }
 
@@ -729,6 +738,74 @@ impl RolloutStore for PostgresStore {
                 .query_one(
                     "SELECT COUNT(DISTINCT machine_id) FROM health_installs WHERE app = $1 AND channel = $2 AND last_seen >= $3",
                     &[&app, &channel, &since_ms],
+                )
+                .await?;
+            Ok(r.get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn purge_health(&self, before_ms: i64) -> StoreFuture<'_, HealthDeleted> {
+        Box::pin(async move {
+            let mut c = self.writer.lock().await;
+            let tx = c.transaction().await?;
+            let reports = tx
+                .execute(
+                    "DELETE FROM health_reports WHERE received < $1",
+                    &[&before_ms],
+                )
+                .await?;
+            let installs = tx
+                .execute(
+                    &format!(
+                        "DELETE FROM health_installs WHERE last_seen < $1 AND NOT {ROLLOUT_CAN_DECIDE}"
+                    ),
+                    &[&before_ms],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(HealthDeleted { reports, installs })
+        })
+    }
+
+    fn purge_decisions(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let c = self.writer.lock().await;
+            Ok(
+                c.execute("DELETE FROM decisions WHERE at < $1", &[&before_ms])
+                    .await?,
+            )
+        })
+    }
+
+    fn delete_machine(&self, machine_id: String) -> StoreFuture<'_, HealthDeleted> {
+        Box::pin(async move {
+            let mut c = self.writer.lock().await;
+            let tx = c.transaction().await?;
+            let reports = tx
+                .execute(
+                    "DELETE FROM health_reports WHERE machine_id = $1",
+                    &[&machine_id],
+                )
+                .await?;
+            let installs = tx
+                .execute(
+                    "DELETE FROM health_installs WHERE machine_id = $1",
+                    &[&machine_id],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(HealthDeleted { reports, installs })
+        })
+    }
+
+    fn machine_rows(&self, machine_id: String) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let r = self
+                .reader
+                .query_one(
+                    "SELECT (SELECT COUNT(*) FROM health_reports WHERE machine_id = $1) + \
+                     (SELECT COUNT(*) FROM health_installs WHERE machine_id = $1)",
+                    &[&machine_id],
                 )
                 .await?;
             Ok(r.get::<_, i64>(0) as u64)

@@ -16,8 +16,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::rollout::{
-    from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthRow, ReleaseRow, RolloutChange,
-    RolloutRow, RolloutStore,
+    from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthDeleted, HealthRow, ReleaseRow,
+    RolloutChange, RolloutRow, RolloutStore, ROLLOUT_CAN_DECIDE,
 };
 use super::{
     day_date, session_stats, AnalyticsStore, Count, DayCount, FeatureDay, FeatureTotal,
@@ -169,6 +169,11 @@ pub const MIGRATIONS: &[&str] = &[
         reason          TEXT NOT NULL
      );
      CREATE INDEX decisions_rollout ON decisions(app, channel, version, at);",
+    // 3: health data lifetime: the retention job deletes by time, erasure by install id.
+    "CREATE INDEX health_reports_received ON health_reports(received);
+     CREATE INDEX health_reports_machine ON health_reports(machine_id);
+     CREATE INDEX health_installs_machine ON health_installs(machine_id);
+     CREATE INDEX decisions_at ON decisions(at);",
 ];
 
 const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (id, name, category, user_id, \
@@ -494,7 +499,11 @@ impl AnalyticsStore for SqliteStore {
             aggregates +=
                 tx.execute("DELETE FROM users WHERE last_day < ?1", [aggregates_before])? as u64;
             tx.commit()?;
-            Ok(PurgeCounts { events, aggregates })
+            Ok(PurgeCounts {
+                events,
+                aggregates,
+                ..PurgeCounts::default()
+            })
         })
     }
 
@@ -738,6 +747,59 @@ impl RolloutStore for SqliteStore {
                 "SELECT COUNT(DISTINCT machine_id) FROM health_installs WHERE app = ?1 AND channel = ?2 AND last_seen >= ?3",
             )?
             .query_row(params![app, channel, since_ms], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+        })
+    }
+
+    fn purge_health(&self, before_ms: i64) -> StoreFuture<'_, HealthDeleted> {
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let reports = tx.execute(
+                "DELETE FROM health_reports WHERE received < ?1",
+                [before_ms],
+            )? as u64;
+            let installs = tx.execute(
+                &format!(
+                    "DELETE FROM health_installs WHERE last_seen < ?1 AND NOT {ROLLOUT_CAN_DECIDE}"
+                ),
+                [before_ms],
+            )? as u64;
+            tx.commit()?;
+            Ok(HealthDeleted { reports, installs })
+        })
+    }
+
+    fn purge_decisions(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+        self.write(move |c| {
+            c.execute("DELETE FROM decisions WHERE at < ?1", [before_ms])
+                .map(|n| n as u64)
+        })
+    }
+
+    fn delete_machine(&self, machine_id: String) -> StoreFuture<'_, HealthDeleted> {
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let reports = tx.execute(
+                "DELETE FROM health_reports WHERE machine_id = ?1",
+                [&machine_id],
+            )? as u64;
+            let installs = tx.execute(
+                "DELETE FROM health_installs WHERE machine_id = ?1",
+                [&machine_id],
+            )? as u64;
+            tx.commit()?;
+            Ok(HealthDeleted { reports, installs })
+        })
+    }
+
+    fn machine_rows(&self, machine_id: String) -> StoreFuture<'_, u64> {
+        self.read(move |c| {
+            c.query_row(
+                "SELECT (SELECT COUNT(*) FROM health_reports WHERE machine_id = ?1) + \
+                 (SELECT COUNT(*) FROM health_installs WHERE machine_id = ?1)",
+                [&machine_id],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|n| n as u64)
         })
     }
