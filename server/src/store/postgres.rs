@@ -22,6 +22,65 @@ use super::{
     PurgeCounts, Rollups, SessionStats, StoreError, StoreFuture, StoredEvent,
 };
 
+/// Recomputes `daily_feature.prev_day` / `rate_changed` and `feature_reach` from the
+/// `daily_feature` rows (migration 4).
+macro_rules! rebuild_reach {
+    () => {
+        "UPDATE daily_feature d SET prev_day = t.p, rate_changed = t.c FROM (
+            SELECT name, day, user_id, COALESCE(LAG(day) OVER w, -1) AS p,
+                   COALESCE((LAG(sample_rate) OVER w <> sample_rate)::int, 0) AS c
+            FROM daily_feature WINDOW w AS (PARTITION BY name, user_id ORDER BY day)) AS t
+         WHERE d.name = t.name AND d.day = t.day AND d.user_id = t.user_id
+           AND (d.prev_day <> t.p OR d.rate_changed <> t.c);
+         DELETE FROM feature_reach;
+         INSERT INTO feature_reach (day, name, prev_day, sample_rate, rate_changed, users, events)
+         SELECT day, name, prev_day, sample_rate, rate_changed, COUNT(*), SUM(events)
+         FROM daily_feature GROUP BY day, name, prev_day, sample_rate, rate_changed;"
+    };
+}
+
+/// The feature keys of one ingest group: per name and user, the earliest day.
+macro_rules! keys_cte {
+    () => {
+        "WITH k AS (SELECT name, user_id, MIN(day) AS day FROM \
+         UNNEST($1::text[], $2::text[], $3::int4[]) AS u(name, user_id, day) GROUP BY name, user_id) "
+    };
+}
+
+/// Adds (`+`) or removes (`-`) the `feature_reach` contribution of every `daily_feature` row
+/// a key may change: its own day and later days of the same name and user.
+macro_rules! reach_delta {
+    ($sign:literal) => {
+        concat!(
+            keys_cte!(),
+            "INSERT INTO feature_reach (day, name, prev_day, sample_rate, rate_changed, users, events) \
+             SELECT f.day, f.name, f.prev_day, f.sample_rate, f.rate_changed, ",
+            $sign,
+            "COUNT(*), ",
+            $sign,
+            "SUM(f.events) FROM k JOIN daily_feature f ON f.user_id = k.user_id \
+             AND f.name = k.name AND f.day >= k.day \
+             GROUP BY f.day, f.name, f.prev_day, f.sample_rate, f.rate_changed \
+             ON CONFLICT (day, name, prev_day, sample_rate, rate_changed) DO UPDATE SET \
+             users = feature_reach.users + excluded.users, events = feature_reach.events + excluded.events"
+        )
+    };
+}
+
+/// Re-links the rows of the keyed names and users from each key's day on (see SQLite).
+const RELINK: &str = concat!(
+    keys_cte!(),
+    ", t AS (SELECT f.name, f.user_id, f.day, k.day AS kd, COALESCE(LAG(f.day) OVER w, -1) AS p, \
+     COALESCE((LAG(f.sample_rate) OVER w <> f.sample_rate)::int, 0) AS c \
+     FROM k JOIN daily_feature f ON f.user_id = k.user_id AND f.name = k.name \
+     AND f.day >= COALESCE((SELECT MAX(b.day) FROM daily_feature b WHERE b.user_id = k.user_id \
+     AND b.name = k.name AND b.day < k.day), k.day) \
+     WINDOW w AS (PARTITION BY f.name, f.user_id ORDER BY f.day)) \
+     UPDATE daily_feature d SET prev_day = t.p, rate_changed = t.c FROM t \
+     WHERE t.day >= t.kd AND d.name = t.name AND d.day = t.day AND d.user_id = t.user_id \
+     AND (d.prev_day <> t.p OR d.rate_changed <> t.c)"
+);
+
 /// Schema migrations; migration `i` moves the version from `i` to `i + 1`. Append only.
 pub const MIGRATIONS: &[&str] = &[
     // 1: raw events and daily rollups.
@@ -170,6 +229,26 @@ pub const MIGRATIONS: &[&str] = &[
      CREATE INDEX health_reports_machine ON health_reports(machine_id);
      CREATE INDEX health_installs_machine ON health_installs(machine_id);
      CREATE INDEX decisions_at ON decisions(at);",
+    // 4: feature reach (see the SQLite store): `prev_day` / `rate_changed` per
+    // `daily_feature` row, buckets in `feature_reach`, backfilled. The user index gains the
+    // name and day, so ingest finds a user's previous day of a name in one probe.
+    concat!(
+        "ALTER TABLE daily_feature ADD COLUMN prev_day INTEGER NOT NULL DEFAULT -1;
+         ALTER TABLE daily_feature ADD COLUMN rate_changed INTEGER NOT NULL DEFAULT 0;
+         DROP INDEX daily_feature_user;
+         CREATE INDEX daily_feature_user ON daily_feature(user_id, name, day);
+         CREATE TABLE feature_reach (
+            day          INTEGER NOT NULL,
+            name         TEXT NOT NULL,
+            prev_day     INTEGER NOT NULL,
+            sample_rate  DOUBLE PRECISION NOT NULL,
+            rate_changed INTEGER NOT NULL,
+            users        BIGINT NOT NULL,
+            events       BIGINT NOT NULL,
+            PRIMARY KEY (day, name, prev_day, sample_rate, rate_changed)
+         );",
+        rebuild_reach!()
+    ),
 ];
 
 const USER_TABLES: &[&str] = &[
@@ -326,6 +405,8 @@ async fn insert_all(c: &mut Client, events: &[StoredEvent]) -> Result<Vec<bool>,
         let fusers: Vec<&str> = keys.iter().map(|k| k.2).collect();
         let counts: Vec<i64> = keys.iter().map(|k| feature[k].0).collect();
         let fsrs: Vec<f64> = keys.iter().map(|k| feature[k].1).collect();
+        tx.execute(reach_delta!("-"), &[&names, &fusers, &fdays])
+            .await?;
         tx.execute(
             "INSERT INTO daily_feature (name, day, user_id, events, sample_rate) \
              SELECT * FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::int8[], $5::float8[]) \
@@ -333,6 +414,9 @@ async fn insert_all(c: &mut Client, events: &[StoredEvent]) -> Result<Vec<bool>,
             &[&names, &fdays, &fusers, &counts, &fsrs],
         )
         .await?;
+        tx.execute(RELINK, &[&names, &fusers, &fdays]).await?;
+        tx.execute(reach_delta!(""), &[&names, &fusers, &fdays])
+            .await?;
     }
     if !sessions.is_empty() {
         let keys: Vec<_> = sessions.keys().copied().collect();
@@ -465,6 +549,16 @@ impl AnalyticsStore for PostgresStore {
         Box::pin(async move {
             let mut c = self.writer.lock().await;
             let tx = c.transaction().await?;
+            tx.execute(
+                "INSERT INTO feature_reach (day, name, prev_day, sample_rate, rate_changed, users, \
+                 events) SELECT day, name, prev_day, sample_rate, rate_changed, -COUNT(*), -SUM(events) \
+                 FROM daily_feature WHERE user_id = $1 \
+                 GROUP BY day, name, prev_day, sample_rate, rate_changed \
+                 ON CONFLICT (day, name, prev_day, sample_rate, rate_changed) DO UPDATE SET \
+                 users = feature_reach.users + excluded.users, events = feature_reach.events + excluded.events",
+                &[&user_id],
+            )
+            .await?;
             let mut n = 0;
             for t in USER_TABLES {
                 n += tx
@@ -497,6 +591,15 @@ impl AnalyticsStore for PostgresStore {
                     "DELETE FROM users WHERE last_day < $1",
                     &[&aggregates_before],
                 )
+                .await?;
+            aggregates += tx
+                .execute(
+                    "DELETE FROM feature_reach WHERE day < $1",
+                    &[&aggregates_before],
+                )
+                .await?;
+            // Buckets emptied by re-linking or deletion (no row, nothing to count).
+            tx.execute("DELETE FROM feature_reach WHERE users = 0", &[])
                 .await?;
             tx.commit().await?;
             Ok(PurgeCounts {
@@ -566,7 +669,64 @@ impl AnalyticsStore for PostgresStore {
         })
     }
 
-    fn feature_totals(&self, from: i32, to: i32, limit: u32) -> StoreFuture<'_, Vec<FeatureTotal>> {
+    fn feature_totals_rollup(
+        &self,
+        from: i32,
+        to: i32,
+        limit: u32,
+    ) -> StoreFuture<'_, Option<Vec<FeatureTotal>>> {
+        Box::pin(async move {
+            let floor: Option<i32> = self
+                .reader
+                .query_one("SELECT MIN(day) FROM feature_reach WHERE users > 0", &[])
+                .await?
+                .get(0);
+            let from = floor.map_or(from, |f| f.max(from));
+            let changed: bool = self
+                .reader
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM feature_reach WHERE day BETWEEN $1 AND $2 \
+                     AND prev_day >= $1 AND rate_changed <> 0 AND users > 0)",
+                    &[&from, &to],
+                )
+                .await?
+                .get(0);
+            if changed {
+                return Ok(None);
+            }
+            let limit = i64::from(limit);
+            let rows = self
+                .reader
+                .query(
+                    "SELECT name, SUM(events)::int8, SUM(events / sample_rate)::float8, \
+                     SUM(CASE WHEN prev_day < $1 THEN users ELSE 0 END)::int8, \
+                     SUM(CASE WHEN prev_day < $1 THEN users / sample_rate ELSE 0 END)::float8 \
+                     FROM feature_reach WHERE day BETWEEN $1 AND $2 GROUP BY name \
+                     HAVING SUM(CASE WHEN prev_day < $1 THEN users ELSE 0 END) > 0 \
+                     ORDER BY SUM(events) DESC, name LIMIT $3",
+                    &[&from, &to, &limit],
+                )
+                .await?;
+            Ok(Some(
+                rows.iter()
+                    .map(|r| FeatureTotal {
+                        name: r.get(0),
+                        events: r.get::<_, i64>(1) as u64,
+                        events_estimate: r.get(2),
+                        users: r.get::<_, i64>(3) as u64,
+                        users_estimate: r.get(4),
+                    })
+                    .collect(),
+            ))
+        })
+    }
+
+    fn feature_totals_scan(
+        &self,
+        from: i32,
+        to: i32,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<FeatureTotal>> {
         Box::pin(async move {
             let limit = i64::from(limit);
             let rows = self
