@@ -156,31 +156,9 @@ impl H {
 
 impl Drop for H {
     fn drop(&mut self) {
-        if !self.database.starts_with("postgres") {
-            return;
+        if self.database.starts_with("postgres") {
+            drop_database(&self.database);
         }
-        let (Ok(base), Some((_, name))) = (
-            std::env::var("RAILGUN_TEST_DATABASE_URL"),
-            self.database.rsplit_once('/'),
-        ) else {
-            return;
-        };
-        let name = name.to_string();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("rt");
-            rt.block_on(async move {
-                if let Ok((c, conn)) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = c
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
     }
 }
 
@@ -400,6 +378,141 @@ async fn rollup_answers_what_the_scan_answers(kind: Kind) {
     }
 }
 
+/// `daily_feature` rows as a store of schema version 3 (before the rollup) holds them:
+/// per name, day and user, with rates that change for some users.
+fn old_rows() -> Vec<(String, i32, String, i64, f64)> {
+    let mut g = Lcg(0xbacf);
+    let d0 = day_number(first_day().date_naive());
+    let mut rows = Vec::new();
+    for u in 0..60 {
+        for d in 0..DAYS {
+            for name in NAMES {
+                if g.below(3) != 0 {
+                    continue;
+                }
+                let rate = match (u % 3, d >= 10 && u % 7 == 0) {
+                    (_, true) => 0.2,
+                    (0, _) => 1.0,
+                    (1, _) => 0.5,
+                    _ => 0.1,
+                };
+                let events = 1 + g.below(5) as i64;
+                rows.push((name.to_string(), d0 + d, format!("old-{u}"), events, rate));
+            }
+        }
+    }
+    rows
+}
+
+async fn migration_backfills_the_rollup(kind: Kind) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let Some(url) = database(kind, dir.path()).await else {
+        return;
+    };
+    let rows = old_rows();
+    match kind {
+        Kind::Sqlite => {
+            let path = url.strip_prefix("sqlite:").expect("sqlite url");
+            std::fs::create_dir_all(std::path::Path::new(path).parent().expect("dir"))
+                .expect("mkdir");
+            let mut c = rusqlite::Connection::open(path).expect("open");
+            for sql in &railgun_server::store::sqlite::MIGRATIONS[..3] {
+                c.execute_batch(sql).expect("old schema");
+            }
+            c.pragma_update(None, "user_version", 3).expect("version");
+            let tx = c.transaction().expect("tx");
+            for (n, d, u, e, r) in &rows {
+                tx.execute(
+                    "INSERT INTO daily_feature (name, day, user_id, events, sample_rate) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    rusqlite::params![n, d, u, e, r],
+                )
+                .expect("row");
+            }
+            tx.commit().expect("commit");
+        }
+        Kind::Postgres => {
+            let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(conn);
+            for sql in &railgun_server::store::postgres::MIGRATIONS[..3] {
+                c.batch_execute(sql).await.expect("old schema");
+            }
+            c.batch_execute(
+                "CREATE TABLE railgun_schema_version (version INTEGER NOT NULL);
+                 INSERT INTO railgun_schema_version VALUES (3);",
+            )
+            .await
+            .expect("version");
+            for (n, d, u, e, r) in &rows {
+                c.execute(
+                    "INSERT INTO daily_feature (name, day, user_id, events, sample_rate) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[n, d, u, e, r],
+                )
+                .await
+                .expect("row");
+            }
+        }
+    }
+    // Opening migrates (4: columns, buckets, backfill).
+    let store = railgun_server::store::open(&url).await.expect("migrate");
+    let d0 = day_number(first_day().date_naive());
+    let (mut fast, mut fallback) = (0, 0);
+    for from in d0 - 1..d0 + DAYS + 1 {
+        for to in from..d0 + DAYS + 1 {
+            let scan = store
+                .feature_totals_scan(from, to, 500)
+                .await
+                .expect("scan");
+            match store
+                .feature_totals_rollup(from, to, 500)
+                .await
+                .expect("rollup")
+            {
+                Some(r) => {
+                    assert!(same(&r, &scan), "{from}..={to}\n{r:?}\n{scan:?}");
+                    fast += 1;
+                }
+                None => fallback += 1,
+            }
+        }
+    }
+    // Rates change on day 10 for some users: ranges across it fall back, others do not.
+    assert!(fast >= 100 && fallback >= 50, "{fast} {fallback}");
+    drop(store);
+    if let Kind::Postgres = kind {
+        drop_database(&url);
+    }
+}
+
+/// Drops a test database made by [`database`] (forcing out connections).
+fn drop_database(url: &str) {
+    let (Ok(base), Some((_, name))) = (
+        std::env::var("RAILGUN_TEST_DATABASE_URL"),
+        url.rsplit_once('/'),
+    ) else {
+        return;
+    };
+    let name = name.to_string();
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        rt.block_on(async move {
+            if let Ok((c, conn)) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await {
+                tokio::spawn(conn);
+                let _ = c
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            }
+        });
+    })
+    .join();
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -413,4 +526,7 @@ macro_rules! suite {
     };
 }
 
-suite!(rollup_answers_what_the_scan_answers);
+suite!(
+    rollup_answers_what_the_scan_answers,
+    migration_backfills_the_rollup,
+);
