@@ -12,7 +12,11 @@
 //! of a name over any range without reading every user: each `daily_feature` row keeps the
 //! previous day its user used the name (`prev_day`), and a user is counted on the rows whose
 //! `prev_day` falls before the range (its first day inside it); buckets count rows by day,
-//! name, `prev_day`, sample rate and whether the rate changed since `prev_day`. Rollups are written only for events that were
+//! name, `prev_day`, sample rate and whether the rate changed since `prev_day`. A range
+//! starting before the oldest kept day starts at that day (a `prev_day` older than it was
+//! purged); this holds while the aggregate window is at least the 90 days ingest accepts
+//! late events for, so no late row lands before the purge cut. When a user's sample rate
+//! changed between two days of the range, the answer comes from the per-user rows. Rollups are written only for events that were
 //! new (not duplicates), in the same transaction as the events.
 //!
 //! It refuses to store client IP addresses: no column exists for them.

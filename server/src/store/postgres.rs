@@ -39,46 +39,53 @@ macro_rules! rebuild_reach {
     };
 }
 
-/// The feature keys of one ingest group: per name and user, the earliest day.
+/// The feature keys of one ingest group (per name and user, the earliest day), from the
+/// arrays of the `daily_feature` upsert: `$1` names, `$2` days, `$3` users.
 macro_rules! keys_cte {
     () => {
         "WITH k AS (SELECT name, user_id, MIN(day) AS day FROM \
-         UNNEST($1::text[], $2::text[], $3::int4[]) AS u(name, user_id, day) GROUP BY name, user_id) "
+         UNNEST($1::text[], $3::text[], $2::int4[]) AS u(name, user_id, day) GROUP BY name, user_id)"
     };
 }
 
-/// Adds (`+`) or removes (`-`) the `feature_reach` contribution of every `daily_feature` row
-/// a key may change: its own day and later days of the same name and user.
-macro_rules! reach_delta {
-    ($sign:literal) => {
-        concat!(
-            keys_cte!(),
-            "INSERT INTO feature_reach (day, name, prev_day, sample_rate, rate_changed, users, events) \
-             SELECT f.day, f.name, f.prev_day, f.sample_rate, f.rate_changed, ",
-            $sign,
-            "COUNT(*), ",
-            $sign,
-            "SUM(f.events) FROM k JOIN daily_feature f ON f.user_id = k.user_id \
-             AND f.name = k.name AND f.day >= k.day \
-             GROUP BY f.day, f.name, f.prev_day, f.sample_rate, f.rate_changed \
-             ON CONFLICT (day, name, prev_day, sample_rate, rate_changed) DO UPDATE SET \
-             users = feature_reach.users + excluded.users, events = feature_reach.events + excluded.events"
-        )
-    };
-}
-
-/// Re-links the rows of the keyed names and users from each key's day on (see SQLite).
-const RELINK: &str = concat!(
+/// One statement (one round trip): removes the `feature_reach` contribution of every
+/// `daily_feature` row the keys may change (their day and later days of the same name and
+/// user), as they were before it, then upserts the group's rows (new rows get `prev_day`
+/// and `rate_changed` from [`RELINK_AND_ADD`]). Both parts see the same snapshot.
+const FORGET_AND_UPSERT: &str = concat!(
     keys_cte!(),
-    ", t AS (SELECT f.name, f.user_id, f.day, k.day AS kd, COALESCE(LAG(f.day) OVER w, -1) AS p, \
+    ", forget AS (INSERT INTO feature_reach (day, name, prev_day, sample_rate, rate_changed, \
+     users, events) SELECT f.day, f.name, f.prev_day, f.sample_rate, f.rate_changed, -COUNT(*), \
+     -SUM(f.events) FROM k JOIN daily_feature f ON f.user_id = k.user_id AND f.name = k.name \
+     AND f.day >= k.day GROUP BY f.day, f.name, f.prev_day, f.sample_rate, f.rate_changed \
+     ON CONFLICT (day, name, prev_day, sample_rate, rate_changed) DO UPDATE SET \
+     users = feature_reach.users + excluded.users, events = feature_reach.events + excluded.events) \
+     INSERT INTO daily_feature (name, day, user_id, events, sample_rate) \
+     SELECT * FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::int8[], $5::float8[]) \
+     ON CONFLICT (name, day, user_id) DO UPDATE SET events = daily_feature.events + excluded.events"
+);
+
+/// One statement, after [`FORGET_AND_UPSERT`]: re-links the rows of the keyed names and
+/// users from each key's day on (`prev_day`: the previous day of the same name and user, -1
+/// none; `rate_changed`: the sample rate differs from that day's) and adds their
+/// `feature_reach` contribution as they are now.
+const RELINK_AND_ADD: &str = concat!(
+    keys_cte!(),
+    ", t AS (SELECT f.name, f.user_id, f.day, f.events, f.sample_rate, f.prev_day AS old_p, \
+     f.rate_changed AS old_c, k.day AS kd, COALESCE(LAG(f.day) OVER w, -1) AS p, \
      COALESCE((LAG(f.sample_rate) OVER w <> f.sample_rate)::int, 0) AS c \
      FROM k JOIN daily_feature f ON f.user_id = k.user_id AND f.name = k.name \
      AND f.day >= COALESCE((SELECT MAX(b.day) FROM daily_feature b WHERE b.user_id = k.user_id \
      AND b.name = k.name AND b.day < k.day), k.day) \
-     WINDOW w AS (PARTITION BY f.name, f.user_id ORDER BY f.day)) \
-     UPDATE daily_feature d SET prev_day = t.p, rate_changed = t.c FROM t \
+     WINDOW w AS (PARTITION BY f.name, f.user_id ORDER BY f.day)), \
+     relink AS (UPDATE daily_feature d SET prev_day = t.p, rate_changed = t.c FROM t \
      WHERE t.day >= t.kd AND d.name = t.name AND d.day = t.day AND d.user_id = t.user_id \
-     AND (d.prev_day <> t.p OR d.rate_changed <> t.c)"
+     AND (t.old_p <> t.p OR t.old_c <> t.c)) \
+     INSERT INTO feature_reach (day, name, prev_day, sample_rate, rate_changed, users, events) \
+     SELECT day, name, p, sample_rate, c, COUNT(*), SUM(events) FROM t WHERE day >= kd \
+     GROUP BY day, name, p, sample_rate, c \
+     ON CONFLICT (day, name, prev_day, sample_rate, rate_changed) DO UPDATE SET \
+     users = feature_reach.users + excluded.users, events = feature_reach.events + excluded.events"
 );
 
 /// Schema migrations; migration `i` moves the version from `i` to `i + 1`. Append only.
@@ -405,17 +412,13 @@ async fn insert_all(c: &mut Client, events: &[StoredEvent]) -> Result<Vec<bool>,
         let fusers: Vec<&str> = keys.iter().map(|k| k.2).collect();
         let counts: Vec<i64> = keys.iter().map(|k| feature[k].0).collect();
         let fsrs: Vec<f64> = keys.iter().map(|k| feature[k].1).collect();
-        tx.execute(reach_delta!("-"), &[&names, &fusers, &fdays])
-            .await?;
+        // The feature rollup and its reach buckets: two statements (see the constants).
         tx.execute(
-            "INSERT INTO daily_feature (name, day, user_id, events, sample_rate) \
-             SELECT * FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::int8[], $5::float8[]) \
-             ON CONFLICT (name, day, user_id) DO UPDATE SET events = daily_feature.events + excluded.events",
+            FORGET_AND_UPSERT,
             &[&names, &fdays, &fusers, &counts, &fsrs],
         )
         .await?;
-        tx.execute(RELINK, &[&names, &fusers, &fdays]).await?;
-        tx.execute(reach_delta!(""), &[&names, &fusers, &fdays])
+        tx.execute(RELINK_AND_ADD, &[&names, &fdays, &fusers])
             .await?;
     }
     if !sessions.is_empty() {

@@ -234,7 +234,9 @@ const UPSERT_KEY: &str = "INSERT INTO temp.feature_keys (name, user_id, day) VAL
     ON CONFLICT(name, user_id) DO UPDATE SET day = min(day, excluded.day)";
 
 /// Adds (`+`) or removes (`-`) the `feature_reach` contribution of every `daily_feature` row
-/// a key may change: its own day and later days of the same name and user.
+/// a key may change: its own day and later days of the same name and user. `CROSS JOIN`
+/// keeps the (small, unanalysed) key table outside: each key probes `daily_feature_user`
+/// (its entries carry the primary key, so `(user_id, name, day)`), never a table scan.
 macro_rules! reach_delta {
     ($sign:literal) => {
         concat!(
@@ -243,7 +245,7 @@ macro_rules! reach_delta {
             $sign,
             "COUNT(*), ",
             $sign,
-            "SUM(f.events) FROM temp.feature_keys k JOIN daily_feature f ON f.user_id = k.user_id \
+            "SUM(f.events) FROM temp.feature_keys k CROSS JOIN daily_feature f ON f.user_id = k.user_id \
              AND f.name = k.name AND f.day >= k.day WHERE true \
              GROUP BY f.day, f.name, f.prev_day, f.sample_rate, f.rate_changed \
              ON CONFLICT DO UPDATE SET users = users + excluded.users, events = events + excluded.events"
@@ -257,7 +259,7 @@ macro_rules! reach_delta {
 const RELINK: &str = "UPDATE daily_feature SET prev_day = t.p, rate_changed = t.c FROM ( \
     SELECT f.name, f.user_id, f.day, k.day AS kd, LAG(f.day, 1, -1) OVER w AS p, \
     COALESCE(LAG(f.sample_rate) OVER w <> f.sample_rate, 0) AS c \
-    FROM temp.feature_keys k JOIN daily_feature f ON f.user_id = k.user_id AND f.name = k.name \
+    FROM temp.feature_keys k CROSS JOIN daily_feature f ON f.user_id = k.user_id AND f.name = k.name \
     AND f.day >= COALESCE((SELECT MAX(b.day) FROM daily_feature b WHERE b.user_id = k.user_id \
     AND b.name = k.name AND b.day < k.day), k.day) \
     WINDOW w AS (PARTITION BY f.name, f.user_id ORDER BY f.day)) AS t \
