@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 
 use super::rollout::{
     from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthDeleted, HealthRow, ReleaseRow,
@@ -270,6 +270,7 @@ const USER_TABLES: &[&str] = &[
 #[derive(Debug)]
 pub struct PostgresStore {
     writer: Mutex<Client>,
+    ingest: Ingest,
     reader: Client,
 }
 
@@ -288,9 +289,11 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let mut writer = connect_one(url).await?;
         migrate(&mut writer).await?;
+        let ingest = Ingest::prepare(&writer).await?;
         let reader = connect_one(url).await?;
         Ok(Self {
             writer: Mutex::new(writer),
+            ingest,
             reader,
         })
     }
@@ -345,7 +348,46 @@ const INSERT_EVENTS: &str = "INSERT INTO events (id, name, category, user_id, se
     $7::int4[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::float8[], \
     $14::int8[], $15::float8[], $16::int8[]) ON CONFLICT (id) DO NOTHING RETURNING id";
 
-async fn insert_all(c: &mut Client, events: &[StoredEvent]) -> Result<Vec<bool>, StoreError> {
+const INSERT_DAILY_USERS: &str = "INSERT INTO daily_users (day, user_id, sample_rate) \
+    SELECT * FROM UNNEST($1::int4[], $2::text[], $3::float8[]) ON CONFLICT DO NOTHING";
+const UPSERT_USERS: &str = "INSERT INTO users (user_id, first_day, last_day, sample_rate) \
+    SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int4[], $4::float8[]) \
+    ON CONFLICT (user_id) DO UPDATE SET first_day = LEAST(users.first_day, excluded.first_day), \
+    last_day = GREATEST(users.last_day, excluded.last_day)";
+const UPSERT_SESSIONS: &str = "INSERT INTO daily_sessions (day, session_id, user_id, duration, \
+    sample_rate) SELECT * FROM UNNEST($1::int4[], $2::text[], $3::text[], $4::float8[], $5::float8[]) \
+    ON CONFLICT (day, session_id) DO UPDATE SET duration = GREATEST(daily_sessions.duration, excluded.duration)";
+
+/// The ingest statements, prepared once on the writer connection (a group of events costs
+/// one round trip per statement, not two).
+#[derive(Debug)]
+struct Ingest {
+    events: Statement,
+    daily_users: Statement,
+    users: Statement,
+    feature: Statement,
+    reach: Statement,
+    sessions: Statement,
+}
+
+impl Ingest {
+    async fn prepare(c: &Client) -> Result<Self, StoreError> {
+        Ok(Self {
+            events: c.prepare(INSERT_EVENTS).await?,
+            daily_users: c.prepare(INSERT_DAILY_USERS).await?,
+            users: c.prepare(UPSERT_USERS).await?,
+            feature: c.prepare(FORGET_AND_UPSERT).await?,
+            reach: c.prepare(RELINK_AND_ADD).await?,
+            sessions: c.prepare(UPSERT_SESSIONS).await?,
+        })
+    }
+}
+
+async fn insert_all(
+    c: &mut Client,
+    st: &Ingest,
+    events: &[StoredEvent],
+) -> Result<Vec<bool>, StoreError> {
     macro_rules! col {
         ($f:ident) => {
             events.iter().map(|e| e.$f.clone()).collect::<Vec<_>>()
@@ -354,7 +396,7 @@ async fn insert_all(c: &mut Client, events: &[StoredEvent]) -> Result<Vec<bool>,
     let tx = c.transaction().await?;
     let rows = tx
         .query(
-            INSERT_EVENTS,
+            &st.events,
             &[
                 &col!(id),
                 &col!(name),
@@ -388,24 +430,13 @@ async fn insert_all(c: &mut Client, events: &[StoredEvent]) -> Result<Vec<bool>,
     if !daily.is_empty() {
         let (days, uids, srs): (Vec<i32>, Vec<&str>, Vec<f64>) =
             unzip3(daily.iter().map(|((d, u), s)| (*d, *u, *s)));
-        tx.execute(
-            "INSERT INTO daily_users (day, user_id, sample_rate) \
-             SELECT * FROM UNNEST($1::int4[], $2::text[], $3::float8[]) ON CONFLICT DO NOTHING",
-            &[&days, &uids, &srs],
-        )
-        .await?;
+        tx.execute(&st.daily_users, &[&days, &uids, &srs]).await?;
         let uids: Vec<&str> = users.keys().copied().collect();
         let firsts: Vec<i32> = uids.iter().map(|u| users[u].0).collect();
         let lasts: Vec<i32> = uids.iter().map(|u| users[u].1).collect();
         let srs: Vec<f64> = uids.iter().map(|u| users[u].2).collect();
-        tx.execute(
-            "INSERT INTO users (user_id, first_day, last_day, sample_rate) \
-             SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int4[], $4::float8[]) \
-             ON CONFLICT (user_id) DO UPDATE SET first_day = LEAST(users.first_day, excluded.first_day), \
-             last_day = GREATEST(users.last_day, excluded.last_day)",
-            &[&uids, &firsts, &lasts, &srs],
-        )
-        .await?;
+        tx.execute(&st.users, &[&uids, &firsts, &lasts, &srs])
+            .await?;
         let keys: Vec<_> = feature.keys().copied().collect();
         let names: Vec<&str> = keys.iter().map(|k| k.0).collect();
         let fdays: Vec<i32> = keys.iter().map(|k| k.1).collect();
@@ -413,13 +444,9 @@ async fn insert_all(c: &mut Client, events: &[StoredEvent]) -> Result<Vec<bool>,
         let counts: Vec<i64> = keys.iter().map(|k| feature[k].0).collect();
         let fsrs: Vec<f64> = keys.iter().map(|k| feature[k].1).collect();
         // The feature rollup and its reach buckets: two statements (see the constants).
-        tx.execute(
-            FORGET_AND_UPSERT,
-            &[&names, &fdays, &fusers, &counts, &fsrs],
-        )
-        .await?;
-        tx.execute(RELINK_AND_ADD, &[&names, &fdays, &fusers])
+        tx.execute(&st.feature, &[&names, &fdays, &fusers, &counts, &fsrs])
             .await?;
+        tx.execute(&st.reach, &[&names, &fdays, &fusers]).await?;
     }
     if !sessions.is_empty() {
         let keys: Vec<_> = sessions.keys().copied().collect();
@@ -428,13 +455,8 @@ async fn insert_all(c: &mut Client, events: &[StoredEvent]) -> Result<Vec<bool>,
         let suids: Vec<&str> = keys.iter().map(|k| sessions[k].0).collect();
         let durs: Vec<f64> = keys.iter().map(|k| sessions[k].1).collect();
         let ssrs: Vec<f64> = keys.iter().map(|k| sessions[k].2).collect();
-        tx.execute(
-            "INSERT INTO daily_sessions (day, session_id, user_id, duration, sample_rate) \
-             SELECT * FROM UNNEST($1::int4[], $2::text[], $3::text[], $4::float8[], $5::float8[]) \
-             ON CONFLICT (day, session_id) DO UPDATE SET duration = GREATEST(daily_sessions.duration, excluded.duration)",
-            &[&sdays, &sids, &suids, &durs, &ssrs],
-        )
-        .await?;
+        tx.execute(&st.sessions, &[&sdays, &sids, &suids, &durs, &ssrs])
+            .await?;
     }
     tx.commit().await?;
     Ok(new)
@@ -461,7 +483,7 @@ impl AnalyticsStore for PostgresStore {
     fn insert_events(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, Vec<bool>> {
         Box::pin(async move {
             let mut c = self.writer.lock().await;
-            insert_all(&mut c, &events).await
+            insert_all(&mut c, &self.ingest, &events).await
         })
     }
 
