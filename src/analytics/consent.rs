@@ -116,7 +116,9 @@ pub struct Subscription {
 
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Subscription").field("id", &self.id).finish()
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .finish()
     }
 }
 
@@ -223,9 +225,17 @@ mod tests {
         assert_eq!(c.load(Ordering::SeqCst), 9, "another file");
         assert_eq!(d.load(Ordering::SeqCst), 9, "another app");
         drop(_sb);
-        assert_eq!(announce(&sa, Consent::Granted), 0, "a dropped component leaves");
+        assert_eq!(
+            announce(&sa, Consent::Granted),
+            0,
+            "a dropped component leaves"
+        );
         let mem = Store::open_in_memory().expect("mem");
         let sm = subscribe(&mem, "app", seen(&a));
-        assert_eq!(announce(&sm, Consent::Denied), 0, "in-memory stores are never shared");
+        assert_eq!(
+            announce(&sm, Consent::Denied),
+            0,
+            "in-memory stores are never shared"
+        );
     }
 }

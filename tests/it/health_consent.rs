@@ -155,12 +155,20 @@ fn consent_changed_through_analytics_reaches_the_running_health_monitor_and_back
 
     a.set_consent(Consent::Denied).expect("deny");
     assert_eq!(h.consent(), Consent::Denied, "health follows at once");
-    assert_eq!(rows(&h), (0, 0, 0), "its periods, reports and marker are gone");
+    assert_eq!(
+        rows(&h),
+        (0, 0, 0),
+        "its periods, reports and marker are gone"
+    );
     h.record_error();
     assert_eq!(rows(&h), (0, 0, 0), "and it records nothing more");
 
     h.set_consent(Consent::Granted).expect("grant");
-    assert_eq!(a.consent(), Consent::Granted, "analytics follows the other way");
+    assert_eq!(
+        a.consent(),
+        Consent::Granted,
+        "analytics follows the other way"
+    );
 
     // Another app on the same file is not touched.
     let other = monitor(dir.path(), &rx.url, "1.0.0", &clock)

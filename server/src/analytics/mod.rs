@@ -1,9 +1,18 @@
 //! The analytics backend: ingest, queries, user deletion, retention.
 //!
 //! Owns [`AppState`] (store, ingest queue, metrics, clock, tokens, retention settings) and
-//! [`routes`]: `POST /analytics/events` (public: clients upload), the read endpoints
-//! (read token), `DELETE /analytics/users/{userId}` (admin token), `/metrics`. Handlers
-//! never see the client's address; logs carry counts, never user ids or properties.
+//! [`routes`]: `POST /analytics/events` and `POST /analytics/erasure` (public: clients upload,
+//! and take their data back after consent is withdrawn), the read endpoints (read token),
+//! `DELETE /analytics/users/{userId}` and `DELETE /analytics/machines/{machineId}` (admin
+//! token), `/metrics`. Handlers never see the client's address; logs carry counts,
+//! never user ids, machine ids or properties.
+//!
+//! Erasure: a user id and the health reports' `machineId` come from the same install id
+//! (`railgun_core::health::report_machine_id`: the id itself when it is 64 lowercase hex, as
+//! the default hashed install id is, else its SHA-256 with the `railgun-health:` prefix), so
+//! deleting a user also deletes the health rows of that machine id. An app that gives
+//! analytics a user id of its own (not the install id) erases health data with the
+//! machine route.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use railgun_core::clock::SharedClock;
+use railgun_core::health::report_machine_id;
 use tokio::sync::Mutex;
 
 use crate::alerts::Alerter;
@@ -110,6 +120,11 @@ pub fn routes(state: AppState) -> Router {
         .route("/analytics/dau-series", get(query::dau_series))
         .route("/analytics/feature-summary", get(query::feature_summary))
         .route("/analytics/users/{user_id}", delete(delete_user))
+        .route(
+            "/analytics/erasure",
+            post(self_erasure).layer(DefaultBodyLimit::max(MAX_ERASURE_BYTES)),
+        )
+        .route("/analytics/machines/{machine_id}", delete(delete_machine))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
@@ -143,13 +158,50 @@ async fn metrics(State(app): State<AppState>) -> Response {
         .into_response()
 }
 
-/// `DELETE /analytics/users/{userId}`: erases a user everywhere (admin token).
+/// `DELETE /analytics/users/{userId}`: erases a user everywhere (admin token): events,
+/// rollups, and the health rows of the machine id the same install id reports under.
+/// Answers `{deleted, analytics, healthReports, healthInstalls}` (row counts; `deleted` is
+/// their sum).
 async fn delete_user(
     State(app): State<AppState>,
     h: HeaderMap,
     Path(user_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, query::QueryError> {
     app.tokens.check(&h, Access::Admin)?;
+    erase_user(&app, user_id).await.map(Json)
+}
+
+/// Largest body of `POST /analytics/erasure`.
+const MAX_ERASURE_BYTES: usize = 1024;
+
+/// The body of `POST /analytics/erasure`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ErasureRequest {
+    user_id: String,
+}
+
+/// `POST /analytics/erasure {"userId"}`: the client's own erasure request after the user
+/// withdrew consent. No token, like ingest: a client that may send events as a user id may
+/// also take them back (the default user id is the hashed install id, which only that
+/// install knows). Same erasure and answer as the admin `DELETE /analytics/users/{userId}`.
+async fn self_erasure(
+    State(app): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, query::QueryError> {
+    let req: ErasureRequest =
+        serde_json::from_slice(&body).map_err(|e| query::QueryError::BadParam {
+            name: "body",
+            reason: format!("expected {{\"userId\": \"…\"}}: {e}"),
+        })?;
+    erase_user(&app, req.user_id).await.map(Json)
+}
+
+/// Erases `user_id`'s events, rollups and the health rows of its machine id.
+async fn erase_user(
+    app: &AppState,
+    user_id: String,
+) -> Result<serde_json::Value, query::QueryError> {
     if user_id.is_empty() || user_id.len() > 128 {
         return Err(query::QueryError::BadParam {
             name: "userId",
@@ -160,7 +212,42 @@ async fn delete_user(
     if let Err(e) = app.queue.flush().await {
         tracing::warn!(error = %e, "ingest queue not flushed before user deletion");
     }
+    let machine_id = report_machine_id(&user_id);
     let rows = app.store.delete_user(user_id).await?;
-    tracing::info!(rows, "user erased");
-    Ok(Json(serde_json::json!({"deleted": rows})))
+    let health = app.store.delete_machine(machine_id).await?;
+    tracing::info!(rows, health = health.total(), "user erased");
+    Ok(serde_json::json!({
+        "deleted": rows + health.total(),
+        "analytics": rows,
+        "healthReports": health.reports,
+        "healthInstalls": health.installs,
+    }))
+}
+
+/// `DELETE /analytics/machines/{machineId}`: erases one install's health reports and
+/// per-release rows (admin token); `machineId` is the 64-hex id the reports carry. Answers
+/// `{deleted, healthReports, healthInstalls}`.
+async fn delete_machine(
+    State(app): State<AppState>,
+    h: HeaderMap,
+    Path(machine_id): Path<String>,
+) -> Result<Json<serde_json::Value>, query::QueryError> {
+    app.tokens.check(&h, Access::Admin)?;
+    let hex = machine_id.len() == 64
+        && machine_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !hex {
+        return Err(query::QueryError::BadParam {
+            name: "machineId",
+            reason: "64 lowercase hex characters".into(),
+        });
+    }
+    let health = app.store.delete_machine(machine_id).await?;
+    tracing::info!(rows = health.total(), "install health data erased");
+    Ok(Json(serde_json::json!({
+        "deleted": health.total(),
+        "healthReports": health.reports,
+        "healthInstalls": health.installs,
+    })))
 }

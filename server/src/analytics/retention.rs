@@ -1,8 +1,16 @@
-//! The retention job: raw events are kept 90 days, aggregates one year (configurable).
+//! The retention job: raw events and health reports are kept 90 days, aggregates and the
+//! rollout decision log one year (configurable).
 //!
 //! Owns [`RetentionConfig`], [`purge_once`] (callable from tests with any clock) and the
-//! background loop [`spawn`]. It deletes by the event's (skew-corrected) timestamp and by
-//! the rollup's day; it never touches newer rows.
+//! background loop [`spawn`]. It deletes by the event's (skew-corrected) timestamp, by the
+//! rollup's day, by the health report's reception time, by an install's last report and by
+//! the decision's time; it never touches newer rows.
+//!
+//! Health data follows the raw-event window, with two exceptions that keep the rollout
+//! engine's numbers from moving because of retention: the per-install rows of a release
+//! whose rollout may still decide (active, or halted and resumable) are kept whatever their
+//! age (see [`crate::store::rollout`]), and the window never falls below the engine's
+//! low-adoption population window ([`LOW_ADOPTION_POPULATION_DAYS`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,14 +20,18 @@ use chrono::Duration as Days;
 use railgun_core::clock::SharedClock;
 
 use crate::metrics::Metrics;
+use crate::rollout::engine::LOW_ADOPTION_POPULATION_DAYS;
 use crate::store::{day_of, PurgeCounts, SharedStore, StoreError};
+
+/// Milliseconds in a day.
+const DAY_MS: i64 = 86_400_000;
 
 /// How long data is kept and how often the job runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionConfig {
-    /// Raw events older than this many days are deleted.
+    /// Raw events and health reports older than this many days are deleted.
     pub events_days: u32,
-    /// Rollups older than this many days are deleted.
+    /// Rollups and rollout decisions older than this many days are deleted.
     pub aggregates_days: u32,
     /// Time between runs.
     pub interval: Duration,
@@ -44,7 +56,18 @@ pub async fn purge_once(
     let now = clock.now();
     let events_before = (now - Days::days(config.events_days as i64)).timestamp_millis();
     let aggregates_before = day_of(now - Days::days(config.aggregates_days as i64));
-    store.purge(events_before, aggregates_before).await
+    let mut counts = store.purge(events_before, aggregates_before).await?;
+    // The engine counts a channel's installs over the last week (low-adoption alert).
+    let population_since = (now - Days::days(LOW_ADOPTION_POPULATION_DAYS)).timestamp_millis();
+    let health = store
+        .purge_health(events_before.min(population_since))
+        .await?;
+    counts.health_reports = health.reports;
+    counts.health_installs = health.installs;
+    counts.decisions = store
+        .purge_decisions(i64::from(aggregates_before) * DAY_MS)
+        .await?;
+    Ok(counts)
 }
 
 /// Runs the job every `interval` until the task is aborted.
@@ -61,12 +84,13 @@ pub fn spawn(
             tick.tick().await;
             match purge_once(&store, &clock, &config).await {
                 Ok(p) => {
-                    metrics
-                        .purged
-                        .fetch_add(p.events + p.aggregates, Ordering::Relaxed);
+                    metrics.purged.fetch_add(p.total(), Ordering::Relaxed);
                     tracing::info!(
                         events = p.events,
                         aggregates = p.aggregates,
+                        health_reports = p.health_reports,
+                        health_installs = p.health_installs,
+                        decisions = p.decisions,
                         "retention job ran"
                     );
                 }

@@ -7,8 +7,16 @@
 //! own schema migrations, numbered in a `schema_version` table.
 //!
 //! Raw events are kept beside daily rollup tables upserted at ingest (`daily_users`,
-//! `daily_sessions`, `daily_feature`, `users` with first/last day), so the queries read
-//! rollups and stay fast on large stores. Rollups are written only for events that were
+//! `daily_sessions`, `daily_feature`, `users` with first/last day, `feature_reach`), so the
+//! queries read rollups and stay fast on large stores. `feature_reach` answers distinct users
+//! of a name over any range without reading every user: each `daily_feature` row keeps the
+//! previous day its user used the name (`prev_day`), and a user is counted on the rows whose
+//! `prev_day` falls before the range (its first day inside it); buckets count rows by day,
+//! name, `prev_day`, sample rate and whether the rate changed since `prev_day`. A range
+//! starting before the oldest kept day starts at that day (a `prev_day` older than it was
+//! purged); this holds while the aggregate window is at least the 90 days ingest accepts
+//! late events for, so no late row lands before the purge cut. When a user's sample rate
+//! changed between two days of the range, the answer comes from the per-user rows. Rollups are written only for events that were
 //! new (not duplicates), in the same transaction as the events.
 //!
 //! It refuses to store client IP addresses: no column exists for them.
@@ -177,11 +185,25 @@ pub struct FeatureTotal {
 
 /// Rows the retention job removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PurgeCounts {
     /// Raw events deleted.
     pub events: u64,
     /// Rollup rows deleted.
     pub aggregates: u64,
+    /// Health reports deleted.
+    pub health_reports: u64,
+    /// Per-install health rows deleted.
+    pub health_installs: u64,
+    /// Rollout decisions deleted.
+    pub decisions: u64,
+}
+
+impl PurgeCounts {
+    /// Every row removed.
+    pub fn total(&self) -> u64 {
+        self.events + self.aggregates + self.health_reports + self.health_installs + self.decisions
+    }
 }
 
 /// Converts a date to the day number stored.
@@ -227,8 +249,34 @@ pub trait AnalyticsStore: RolloutStore + Send + Sync + std::fmt::Debug {
     /// Daily active users of each day in `from..=to` that has any, oldest first.
     fn daily_active(&self, from: i32, to: i32) -> StoreFuture<'_, Vec<DayCount>>;
     /// Every event name seen in `from..=to` with its events and distinct users, most events
-    /// first (ties by name), at most `limit` of them.
-    fn feature_totals(&self, from: i32, to: i32, limit: u32) -> StoreFuture<'_, Vec<FeatureTotal>>;
+    /// first (ties by name), at most `limit` of them: from the feature-reach rollup, or, when
+    /// a user's sample rate changed inside the range, from the per-user rows.
+    fn feature_totals(&self, from: i32, to: i32, limit: u32) -> StoreFuture<'_, Vec<FeatureTotal>> {
+        Box::pin(async move {
+            match self.feature_totals_rollup(from, to, limit).await? {
+                Some(t) => Ok(t),
+                None => self.feature_totals_scan(from, to, limit).await,
+            }
+        })
+    }
+    /// [`Self::feature_totals`] from the `feature_reach` buckets (rows per day, name and the
+    /// user's previous day of that name): a user counts on its first day inside the range.
+    /// `None` when a user's sample rate changed between two days of the range (the estimate
+    /// then needs each user's highest rate, which the buckets do not keep).
+    fn feature_totals_rollup(
+        &self,
+        from: i32,
+        to: i32,
+        limit: u32,
+    ) -> StoreFuture<'_, Option<Vec<FeatureTotal>>>;
+    /// [`Self::feature_totals`] from the per-user `daily_feature` rows (reads every user of
+    /// the range): the reference answer and the fallback.
+    fn feature_totals_scan(
+        &self,
+        from: i32,
+        to: i32,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<FeatureTotal>>;
 }
 
 /// A shared store handle.

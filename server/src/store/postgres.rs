@@ -11,16 +11,82 @@
 use std::collections::HashSet;
 
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 
 use super::rollout::{
-    from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthRow, ReleaseRow, RolloutChange,
-    RolloutRow, RolloutStore,
+    from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthDeleted, HealthRow, ReleaseRow,
+    RolloutChange, RolloutRow, RolloutStore, ROLLOUT_CAN_DECIDE,
 };
 use super::{
     day_date, session_stats, AnalyticsStore, Count, DayCount, FeatureDay, FeatureTotal,
     PurgeCounts, Rollups, SessionStats, StoreError, StoreFuture, StoredEvent,
 };
+
+/// Recomputes `daily_feature.prev_day` / `rate_changed` and `feature_reach` from the
+/// `daily_feature` rows (migration 4).
+macro_rules! rebuild_reach {
+    () => {
+        "UPDATE daily_feature d SET prev_day = t.p, rate_changed = t.c FROM (
+            SELECT name, day, user_id, COALESCE(LAG(day) OVER w, -1) AS p,
+                   COALESCE((LAG(sample_rate) OVER w <> sample_rate)::int, 0) AS c
+            FROM daily_feature WINDOW w AS (PARTITION BY name, user_id ORDER BY day)) AS t
+         WHERE d.name = t.name AND d.day = t.day AND d.user_id = t.user_id
+           AND (d.prev_day <> t.p OR d.rate_changed <> t.c);
+         DELETE FROM feature_reach;
+         INSERT INTO feature_reach (day, name, prev_day, sample_rate, rate_changed, users, events)
+         SELECT day, name, prev_day, sample_rate, rate_changed, COUNT(*), SUM(events)
+         FROM daily_feature GROUP BY day, name, prev_day, sample_rate, rate_changed;"
+    };
+}
+
+/// The feature keys of one ingest group (per name and user, the earliest day), from the
+/// arrays of the `daily_feature` upsert: `$1` names, `$2` days, `$3` users.
+macro_rules! keys_cte {
+    () => {
+        "WITH k AS (SELECT name, user_id, MIN(day) AS day FROM \
+         UNNEST($1::text[], $3::text[], $2::int4[]) AS u(name, user_id, day) GROUP BY name, user_id)"
+    };
+}
+
+/// One statement (one round trip): removes the `feature_reach` contribution of every
+/// `daily_feature` row the keys may change (their day and later days of the same name and
+/// user), as they were before it, then upserts the group's rows (new rows get `prev_day`
+/// and `rate_changed` from [`RELINK_AND_ADD`]). Both parts see the same snapshot.
+const FORGET_AND_UPSERT: &str = concat!(
+    keys_cte!(),
+    ", forget AS (INSERT INTO feature_reach (day, name, prev_day, sample_rate, rate_changed, \
+     users, events) SELECT f.day, f.name, f.prev_day, f.sample_rate, f.rate_changed, -COUNT(*), \
+     -SUM(f.events) FROM k JOIN daily_feature f ON f.user_id = k.user_id AND f.name = k.name \
+     AND f.day >= k.day GROUP BY f.day, f.name, f.prev_day, f.sample_rate, f.rate_changed \
+     ON CONFLICT (day, name, prev_day, sample_rate, rate_changed) DO UPDATE SET \
+     users = feature_reach.users + excluded.users, events = feature_reach.events + excluded.events) \
+     INSERT INTO daily_feature (name, day, user_id, events, sample_rate) \
+     SELECT * FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::int8[], $5::float8[]) \
+     ON CONFLICT (name, day, user_id) DO UPDATE SET events = daily_feature.events + excluded.events"
+);
+
+/// One statement, after [`FORGET_AND_UPSERT`]: re-links the rows of the keyed names and
+/// users from each key's day on (`prev_day`: the previous day of the same name and user, -1
+/// none; `rate_changed`: the sample rate differs from that day's) and adds their
+/// `feature_reach` contribution as they are now.
+const RELINK_AND_ADD: &str = concat!(
+    keys_cte!(),
+    ", t AS (SELECT f.name, f.user_id, f.day, f.events, f.sample_rate, f.prev_day AS old_p, \
+     f.rate_changed AS old_c, k.day AS kd, COALESCE(LAG(f.day) OVER w, -1) AS p, \
+     COALESCE((LAG(f.sample_rate) OVER w <> f.sample_rate)::int, 0) AS c \
+     FROM k JOIN daily_feature f ON f.user_id = k.user_id AND f.name = k.name \
+     AND f.day >= COALESCE((SELECT MAX(b.day) FROM daily_feature b WHERE b.user_id = k.user_id \
+     AND b.name = k.name AND b.day < k.day), k.day) \
+     WINDOW w AS (PARTITION BY f.name, f.user_id ORDER BY f.day)), \
+     relink AS (UPDATE daily_feature d SET prev_day = t.p, rate_changed = t.c FROM t \
+     WHERE t.day >= t.kd AND d.name = t.name AND d.day = t.day AND d.user_id = t.user_id \
+     AND (t.old_p <> t.p OR t.old_c <> t.c)) \
+     INSERT INTO feature_reach (day, name, prev_day, sample_rate, rate_changed, users, events) \
+     SELECT day, name, p, sample_rate, c, COUNT(*), SUM(events) FROM t WHERE day >= kd \
+     GROUP BY day, name, p, sample_rate, c \
+     ON CONFLICT (day, name, prev_day, sample_rate, rate_changed) DO UPDATE SET \
+     users = feature_reach.users + excluded.users, events = feature_reach.events + excluded.events"
+);
 
 /// Schema migrations; migration `i` moves the version from `i` to `i + 1`. Append only.
 pub const MIGRATIONS: &[&str] = &[
@@ -165,6 +231,31 @@ pub const MIGRATIONS: &[&str] = &[
         reason          TEXT NOT NULL
      );
      CREATE INDEX decisions_rollout ON decisions(app, channel, version, at);",
+    // 3: health data lifetime: the retention job deletes by time, erasure by install id.
+    "CREATE INDEX health_reports_received ON health_reports(received);
+     CREATE INDEX health_reports_machine ON health_reports(machine_id);
+     CREATE INDEX health_installs_machine ON health_installs(machine_id);
+     CREATE INDEX decisions_at ON decisions(at);",
+    // 4: feature reach (see the SQLite store): `prev_day` / `rate_changed` per
+    // `daily_feature` row, buckets in `feature_reach`, backfilled. The user index gains the
+    // name and day, so ingest finds a user's previous day of a name in one probe.
+    concat!(
+        "ALTER TABLE daily_feature ADD COLUMN prev_day INTEGER NOT NULL DEFAULT -1;
+         ALTER TABLE daily_feature ADD COLUMN rate_changed INTEGER NOT NULL DEFAULT 0;
+         DROP INDEX daily_feature_user;
+         CREATE INDEX daily_feature_user ON daily_feature(user_id, name, day);
+         CREATE TABLE feature_reach (
+            day          INTEGER NOT NULL,
+            name         TEXT NOT NULL,
+            prev_day     INTEGER NOT NULL,
+            sample_rate  DOUBLE PRECISION NOT NULL,
+            rate_changed INTEGER NOT NULL,
+            users        BIGINT NOT NULL,
+            events       BIGINT NOT NULL,
+            PRIMARY KEY (day, name, prev_day, sample_rate, rate_changed)
+         );",
+        rebuild_reach!()
+    ),
 ];
 
 const USER_TABLES: &[&str] = &[
@@ -179,6 +270,7 @@ const USER_TABLES: &[&str] = &[
 #[derive(Debug)]
 pub struct PostgresStore {
     writer: Mutex<Client>,
+    ingest: Ingest,
     reader: Client,
 }
 
@@ -197,9 +289,11 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let mut writer = connect_one(url).await?;
         migrate(&mut writer).await?;
+        let ingest = Ingest::prepare(&writer).await?;
         let reader = connect_one(url).await?;
         Ok(Self {
             writer: Mutex::new(writer),
+            ingest,
             reader,
         })
     }
@@ -254,7 +348,46 @@ const INSERT_EVENTS: &str = "INSERT INTO events (id, name, category, user_id, se
     $7::int4[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::float8[], \
     $14::int8[], $15::float8[], $16::int8[]) ON CONFLICT (id) DO NOTHING RETURNING id";
 
-async fn insert_all(c: &mut Client, events: &[StoredEvent]) -> Result<Vec<bool>, StoreError> {
+const INSERT_DAILY_USERS: &str = "INSERT INTO daily_users (day, user_id, sample_rate) \
+    SELECT * FROM UNNEST($1::int4[], $2::text[], $3::float8[]) ON CONFLICT DO NOTHING";
+const UPSERT_USERS: &str = "INSERT INTO users (user_id, first_day, last_day, sample_rate) \
+    SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int4[], $4::float8[]) \
+    ON CONFLICT (user_id) DO UPDATE SET first_day = LEAST(users.first_day, excluded.first_day), \
+    last_day = GREATEST(users.last_day, excluded.last_day)";
+const UPSERT_SESSIONS: &str = "INSERT INTO daily_sessions (day, session_id, user_id, duration, \
+    sample_rate) SELECT * FROM UNNEST($1::int4[], $2::text[], $3::text[], $4::float8[], $5::float8[]) \
+    ON CONFLICT (day, session_id) DO UPDATE SET duration = GREATEST(daily_sessions.duration, excluded.duration)";
+
+/// The ingest statements, prepared once on the writer connection (a group of events costs
+/// one round trip per statement, not two).
+#[derive(Debug)]
+struct Ingest {
+    events: Statement,
+    daily_users: Statement,
+    users: Statement,
+    feature: Statement,
+    reach: Statement,
+    sessions: Statement,
+}
+
+impl Ingest {
+    async fn prepare(c: &Client) -> Result<Self, StoreError> {
+        Ok(Self {
+            events: c.prepare(INSERT_EVENTS).await?,
+            daily_users: c.prepare(INSERT_DAILY_USERS).await?,
+            users: c.prepare(UPSERT_USERS).await?,
+            feature: c.prepare(FORGET_AND_UPSERT).await?,
+            reach: c.prepare(RELINK_AND_ADD).await?,
+            sessions: c.prepare(UPSERT_SESSIONS).await?,
+        })
+    }
+}
+
+async fn insert_all(
+    c: &mut Client,
+    st: &Ingest,
+    events: &[StoredEvent],
+) -> Result<Vec<bool>, StoreError> {
     macro_rules! col {
         ($f:ident) => {
             events.iter().map(|e| e.$f.clone()).collect::<Vec<_>>()
@@ -263,7 +396,7 @@ async fn insert_all(c: &mut Client, events: &[StoredEvent]) -> Result<Vec<bool>,
     let tx = c.transaction().await?;
     let rows = tx
         .query(
-            INSERT_EVENTS,
+            &st.events,
             &[
                 &col!(id),
                 &col!(name),
@@ -297,37 +430,23 @@ async fn insert_all(c: &mut Client, events: &[StoredEvent]) -> Result<Vec<bool>,
     if !daily.is_empty() {
         let (days, uids, srs): (Vec<i32>, Vec<&str>, Vec<f64>) =
             unzip3(daily.iter().map(|((d, u), s)| (*d, *u, *s)));
-        tx.execute(
-            "INSERT INTO daily_users (day, user_id, sample_rate) \
-             SELECT * FROM UNNEST($1::int4[], $2::text[], $3::float8[]) ON CONFLICT DO NOTHING",
-            &[&days, &uids, &srs],
-        )
-        .await?;
+        tx.execute(&st.daily_users, &[&days, &uids, &srs]).await?;
         let uids: Vec<&str> = users.keys().copied().collect();
         let firsts: Vec<i32> = uids.iter().map(|u| users[u].0).collect();
         let lasts: Vec<i32> = uids.iter().map(|u| users[u].1).collect();
         let srs: Vec<f64> = uids.iter().map(|u| users[u].2).collect();
-        tx.execute(
-            "INSERT INTO users (user_id, first_day, last_day, sample_rate) \
-             SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int4[], $4::float8[]) \
-             ON CONFLICT (user_id) DO UPDATE SET first_day = LEAST(users.first_day, excluded.first_day), \
-             last_day = GREATEST(users.last_day, excluded.last_day)",
-            &[&uids, &firsts, &lasts, &srs],
-        )
-        .await?;
+        tx.execute(&st.users, &[&uids, &firsts, &lasts, &srs])
+            .await?;
         let keys: Vec<_> = feature.keys().copied().collect();
         let names: Vec<&str> = keys.iter().map(|k| k.0).collect();
         let fdays: Vec<i32> = keys.iter().map(|k| k.1).collect();
         let fusers: Vec<&str> = keys.iter().map(|k| k.2).collect();
         let counts: Vec<i64> = keys.iter().map(|k| feature[k].0).collect();
         let fsrs: Vec<f64> = keys.iter().map(|k| feature[k].1).collect();
-        tx.execute(
-            "INSERT INTO daily_feature (name, day, user_id, events, sample_rate) \
-             SELECT * FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::int8[], $5::float8[]) \
-             ON CONFLICT (name, day, user_id) DO UPDATE SET events = daily_feature.events + excluded.events",
-            &[&names, &fdays, &fusers, &counts, &fsrs],
-        )
-        .await?;
+        // The feature rollup and its reach buckets: two statements (see the constants).
+        tx.execute(&st.feature, &[&names, &fdays, &fusers, &counts, &fsrs])
+            .await?;
+        tx.execute(&st.reach, &[&names, &fdays, &fusers]).await?;
     }
     if !sessions.is_empty() {
         let keys: Vec<_> = sessions.keys().copied().collect();
@@ -336,13 +455,8 @@ async fn insert_all(c: &mut Client, events: &[StoredEvent]) -> Result<Vec<bool>,
         let suids: Vec<&str> = keys.iter().map(|k| sessions[k].0).collect();
         let durs: Vec<f64> = keys.iter().map(|k| sessions[k].1).collect();
         let ssrs: Vec<f64> = keys.iter().map(|k| sessions[k].2).collect();
-        tx.execute(
-            "INSERT INTO daily_sessions (day, session_id, user_id, duration, sample_rate) \
-             SELECT * FROM UNNEST($1::int4[], $2::text[], $3::text[], $4::float8[], $5::float8[]) \
-             ON CONFLICT (day, session_id) DO UPDATE SET duration = GREATEST(daily_sessions.duration, excluded.duration)",
-            &[&sdays, &sids, &suids, &durs, &ssrs],
-        )
-        .await?;
+        tx.execute(&st.sessions, &[&sdays, &sids, &suids, &durs, &ssrs])
+            .await?;
     }
     tx.commit().await?;
     Ok(new)
@@ -369,7 +483,7 @@ impl AnalyticsStore for PostgresStore {
     fn insert_events(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, Vec<bool>> {
         Box::pin(async move {
             let mut c = self.writer.lock().await;
-            insert_all(&mut c, &events).await
+            insert_all(&mut c, &self.ingest, &events).await
         })
     }
 
@@ -460,6 +574,16 @@ impl AnalyticsStore for PostgresStore {
         Box::pin(async move {
             let mut c = self.writer.lock().await;
             let tx = c.transaction().await?;
+            tx.execute(
+                "INSERT INTO feature_reach (day, name, prev_day, sample_rate, rate_changed, users, \
+                 events) SELECT day, name, prev_day, sample_rate, rate_changed, -COUNT(*), -SUM(events) \
+                 FROM daily_feature WHERE user_id = $1 \
+                 GROUP BY day, name, prev_day, sample_rate, rate_changed \
+                 ON CONFLICT (day, name, prev_day, sample_rate, rate_changed) DO UPDATE SET \
+                 users = feature_reach.users + excluded.users, events = feature_reach.events + excluded.events",
+                &[&user_id],
+            )
+            .await?;
             let mut n = 0;
             for t in USER_TABLES {
                 n += tx
@@ -493,8 +617,21 @@ impl AnalyticsStore for PostgresStore {
                     &[&aggregates_before],
                 )
                 .await?;
+            aggregates += tx
+                .execute(
+                    "DELETE FROM feature_reach WHERE day < $1",
+                    &[&aggregates_before],
+                )
+                .await?;
+            // Buckets emptied by re-linking or deletion (no row, nothing to count).
+            tx.execute("DELETE FROM feature_reach WHERE users = 0", &[])
+                .await?;
             tx.commit().await?;
-            Ok(PurgeCounts { events, aggregates })
+            Ok(PurgeCounts {
+                events,
+                aggregates,
+                ..PurgeCounts::default()
+            })
         })
     }
 
@@ -557,7 +694,64 @@ impl AnalyticsStore for PostgresStore {
         })
     }
 
-    fn feature_totals(&self, from: i32, to: i32, limit: u32) -> StoreFuture<'_, Vec<FeatureTotal>> {
+    fn feature_totals_rollup(
+        &self,
+        from: i32,
+        to: i32,
+        limit: u32,
+    ) -> StoreFuture<'_, Option<Vec<FeatureTotal>>> {
+        Box::pin(async move {
+            let floor: Option<i32> = self
+                .reader
+                .query_one("SELECT MIN(day) FROM feature_reach WHERE users > 0", &[])
+                .await?
+                .get(0);
+            let from = floor.map_or(from, |f| f.max(from));
+            let changed: bool = self
+                .reader
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM feature_reach WHERE day BETWEEN $1 AND $2 \
+                     AND prev_day >= $1 AND rate_changed <> 0 AND users > 0)",
+                    &[&from, &to],
+                )
+                .await?
+                .get(0);
+            if changed {
+                return Ok(None);
+            }
+            let limit = i64::from(limit);
+            let rows = self
+                .reader
+                .query(
+                    "SELECT name, SUM(events)::int8, SUM(events / sample_rate)::float8, \
+                     SUM(CASE WHEN prev_day < $1 THEN users ELSE 0 END)::int8, \
+                     SUM(CASE WHEN prev_day < $1 THEN users / sample_rate ELSE 0 END)::float8 \
+                     FROM feature_reach WHERE day BETWEEN $1 AND $2 GROUP BY name \
+                     HAVING SUM(CASE WHEN prev_day < $1 THEN users ELSE 0 END) > 0 \
+                     ORDER BY SUM(events) DESC, name LIMIT $3",
+                    &[&from, &to, &limit],
+                )
+                .await?;
+            Ok(Some(
+                rows.iter()
+                    .map(|r| FeatureTotal {
+                        name: r.get(0),
+                        events: r.get::<_, i64>(1) as u64,
+                        events_estimate: r.get(2),
+                        users: r.get::<_, i64>(3) as u64,
+                        users_estimate: r.get(4),
+                    })
+                    .collect(),
+            ))
+        })
+    }
+
+    fn feature_totals_scan(
+        &self,
+        from: i32,
+        to: i32,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<FeatureTotal>> {
         Box::pin(async move {
             let limit = i64::from(limit);
             let rows = self
@@ -729,6 +923,74 @@ impl RolloutStore for PostgresStore {
                 .query_one(
                     "SELECT COUNT(DISTINCT machine_id) FROM health_installs WHERE app = $1 AND channel = $2 AND last_seen >= $3",
                     &[&app, &channel, &since_ms],
+                )
+                .await?;
+            Ok(r.get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn purge_health(&self, before_ms: i64) -> StoreFuture<'_, HealthDeleted> {
+        Box::pin(async move {
+            let mut c = self.writer.lock().await;
+            let tx = c.transaction().await?;
+            let reports = tx
+                .execute(
+                    "DELETE FROM health_reports WHERE received < $1",
+                    &[&before_ms],
+                )
+                .await?;
+            let installs = tx
+                .execute(
+                    &format!(
+                        "DELETE FROM health_installs WHERE last_seen < $1 AND NOT {ROLLOUT_CAN_DECIDE}"
+                    ),
+                    &[&before_ms],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(HealthDeleted { reports, installs })
+        })
+    }
+
+    fn purge_decisions(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let c = self.writer.lock().await;
+            Ok(
+                c.execute("DELETE FROM decisions WHERE at < $1", &[&before_ms])
+                    .await?,
+            )
+        })
+    }
+
+    fn delete_machine(&self, machine_id: String) -> StoreFuture<'_, HealthDeleted> {
+        Box::pin(async move {
+            let mut c = self.writer.lock().await;
+            let tx = c.transaction().await?;
+            let reports = tx
+                .execute(
+                    "DELETE FROM health_reports WHERE machine_id = $1",
+                    &[&machine_id],
+                )
+                .await?;
+            let installs = tx
+                .execute(
+                    "DELETE FROM health_installs WHERE machine_id = $1",
+                    &[&machine_id],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(HealthDeleted { reports, installs })
+        })
+    }
+
+    fn machine_rows(&self, machine_id: String) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let r = self
+                .reader
+                .query_one(
+                    "SELECT (SELECT COUNT(*) FROM health_reports WHERE machine_id = $1) + \
+                     (SELECT COUNT(*) FROM health_installs WHERE machine_id = $1)",
+                    &[&machine_id],
                 )
                 .await?;
             Ok(r.get::<_, i64>(0) as u64)

@@ -9,6 +9,15 @@
 //!
 //! It refuses to store a client's address or any report content beyond counts: a health row
 //! is the hashed install id, the release, the period and four counters.
+//!
+//! Lifetime of health data: the retention job deletes reports received before its cutoff
+//! and per-install rows last seen before it, except the rows of a release whose rollout can
+//! still decide ([`ROLLOUT_CAN_DECIDE`]: its channel's current rollout, active, or halted and
+//! not rolled back, so it may be resumed): the engine reads those rows, and retention never
+//! changes a running rollout's numbers. Reports themselves are never read by the engine
+//! (only their id, to drop a duplicate), so they go at the cutoff whatever the rollout. The decision
+//! log holds counts and rates only (no install id) and is kept as long as the aggregates.
+//! [`RolloutStore::delete_machine`] erases one install's health rows.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -58,6 +67,34 @@ pub struct HealthCounts {
     /// Of those, installs with at least one crash in any report.
     pub with_crashes: u64,
 }
+
+/// Health rows removed (by retention or by deleting an install).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthDeleted {
+    /// Rows of `health_reports` (one per accepted report).
+    pub reports: u64,
+    /// Rows of `health_installs` (one per install and release).
+    pub installs: u64,
+}
+
+impl HealthDeleted {
+    /// Both kinds together.
+    pub fn total(&self) -> u64 {
+        self.reports + self.installs
+    }
+}
+
+/// The SQL condition on a `health_installs` row "the engine may still decide on these
+/// numbers": its release is the one its channel currently rolls out (the engine evaluates,
+/// and an admin resumes, only that one) and that rollout is active, or halted without a
+/// rollback (it can be resumed). Written for both backends (`rolled_back` is a 0/1 integer
+/// in SQLite and a boolean in PostgreSQL; `NOT` works on both).
+pub const ROLLOUT_CAN_DECIDE: &str = "EXISTS (SELECT 1 FROM rollouts r JOIN channel_states s \
+    ON s.app = r.app AND s.channel = r.channel AND s.version = r.version \
+    WHERE r.app = health_installs.app AND r.channel = health_installs.channel \
+    AND r.version = health_installs.version \
+    AND (r.status = 'active' OR (r.status = 'halted' AND NOT r.rolled_back)))";
 
 /// A registered release (its signed manifest envelope as served).
 #[derive(Debug, Clone, PartialEq)]
@@ -202,6 +239,16 @@ pub trait RolloutStore: Send + Sync {
         channel: String,
         since_ms: i64,
     ) -> StoreFuture<'_, u64>;
+    /// Deletes reports received before `before_ms` and per-install rows last seen before
+    /// it, keeping the rows of releases whose rollout may still decide
+    /// ([`ROLLOUT_CAN_DECIDE`]).
+    fn purge_health(&self, before_ms: i64) -> StoreFuture<'_, HealthDeleted>;
+    /// Deletes decisions taken before `before_ms`.
+    fn purge_decisions(&self, before_ms: i64) -> StoreFuture<'_, u64>;
+    /// Erases every health row of one install (its hashed id), in one transaction.
+    fn delete_machine(&self, machine_id: String) -> StoreFuture<'_, HealthDeleted>;
+    /// Health rows of one install (0 after deletion; tests and operators).
+    fn machine_rows(&self, machine_id: String) -> StoreFuture<'_, u64>;
     /// A registered release.
     fn get_release(&self, app: String, version: String) -> StoreFuture<'_, Option<ReleaseRow>>;
     /// Registers a release, or updates its pending-start fields.

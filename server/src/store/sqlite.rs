@@ -16,13 +16,31 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::rollout::{
-    from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthRow, ReleaseRow, RolloutChange,
-    RolloutRow, RolloutStore,
+    from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthDeleted, HealthRow, ReleaseRow,
+    RolloutChange, RolloutRow, RolloutStore, ROLLOUT_CAN_DECIDE,
 };
 use super::{
     day_date, session_stats, AnalyticsStore, Count, DayCount, FeatureDay, FeatureTotal,
     PurgeCounts, Rollups, SessionStats, StoreError, StoreFuture, StoredEvent,
 };
+
+/// Recomputes `daily_feature.prev_day` / `rate_changed` and `feature_reach` from the
+/// `daily_feature` rows (migration 4, and stores built by raw SQL).
+macro_rules! rebuild_reach {
+    () => {
+        "UPDATE daily_feature SET prev_day = t.p, rate_changed = t.c FROM (
+            SELECT name, day, user_id, LAG(day, 1, -1) OVER w AS p,
+                   COALESCE(LAG(sample_rate) OVER w <> sample_rate, 0) AS c
+            FROM daily_feature WINDOW w AS (PARTITION BY name, user_id ORDER BY day)) AS t
+         WHERE daily_feature.name = t.name AND daily_feature.day = t.day
+           AND daily_feature.user_id = t.user_id
+           AND (daily_feature.prev_day <> t.p OR daily_feature.rate_changed <> t.c);
+         DELETE FROM feature_reach;
+         INSERT INTO feature_reach (day, name, prev_day, sample_rate, rate_changed, users, events)
+         SELECT day, name, prev_day, sample_rate, rate_changed, COUNT(*), SUM(events)
+         FROM daily_feature WHERE true GROUP BY day, name, prev_day, sample_rate, rate_changed;"
+    };
+}
 
 /// Schema migrations; migration `i` moves `user_version` from `i` to `i + 1`. Append only.
 pub const MIGRATIONS: &[&str] = &[
@@ -169,6 +187,29 @@ pub const MIGRATIONS: &[&str] = &[
         reason          TEXT NOT NULL
      );
      CREATE INDEX decisions_rollout ON decisions(app, channel, version, at);",
+    // 3: health data lifetime: the retention job deletes by time, erasure by install id.
+    "CREATE INDEX health_reports_received ON health_reports(received);
+     CREATE INDEX health_reports_machine ON health_reports(machine_id);
+     CREATE INDEX health_installs_machine ON health_installs(machine_id);
+     CREATE INDEX decisions_at ON decisions(at);",
+    // 4: feature reach: each `daily_feature` row knows the previous day its user used the
+    // name (and whether the sample rate changed since); `feature_reach` counts rows by that,
+    // so the feature summary reads buckets instead of every user of the range. Backfilled.
+    concat!(
+        "ALTER TABLE daily_feature ADD COLUMN prev_day INTEGER NOT NULL DEFAULT -1;
+         ALTER TABLE daily_feature ADD COLUMN rate_changed INTEGER NOT NULL DEFAULT 0;
+         CREATE TABLE feature_reach (
+            day          INTEGER NOT NULL,
+            name         TEXT NOT NULL,
+            prev_day     INTEGER NOT NULL,
+            sample_rate  REAL NOT NULL,
+            rate_changed INTEGER NOT NULL,
+            users        INTEGER NOT NULL,
+            events       INTEGER NOT NULL,
+            PRIMARY KEY (day, name, prev_day, sample_rate, rate_changed)
+         ) WITHOUT ROWID;",
+        rebuild_reach!()
+    ),
 ];
 
 const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (id, name, category, user_id, \
@@ -185,8 +226,74 @@ const UPSERT_SESSION: &str = "INSERT INTO daily_sessions (day, session_id, user_
 const UPSERT_FEATURE: &str = "INSERT INTO daily_feature (name, day, user_id, events, sample_rate) \
     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(name, day, user_id) DO UPDATE SET events = events + excluded.events";
 
+/// The feature keys of one ingest group (per name and user, the earliest day), on the
+/// writer connection only.
+const FEATURE_KEYS: &str = "CREATE TEMP TABLE IF NOT EXISTS feature_keys (name TEXT NOT NULL, \
+    user_id TEXT NOT NULL, day INTEGER NOT NULL, PRIMARY KEY (name, user_id)) WITHOUT ROWID";
+const UPSERT_KEY: &str = "INSERT INTO temp.feature_keys (name, user_id, day) VALUES (?1, ?2, ?3) \
+    ON CONFLICT(name, user_id) DO UPDATE SET day = min(day, excluded.day)";
+
+/// Adds (`+`) or removes (`-`) the `feature_reach` contribution of every `daily_feature` row
+/// a key may change: its own day and later days of the same name and user. `CROSS JOIN`
+/// keeps the (small, unanalysed) key table outside: each key probes `daily_feature_user`
+/// (its entries carry the primary key, so `(user_id, name, day)`), never a table scan.
+macro_rules! reach_delta {
+    ($sign:literal) => {
+        concat!(
+            "INSERT INTO feature_reach (day, name, prev_day, sample_rate, rate_changed, users, events) \
+             SELECT f.day, f.name, f.prev_day, f.sample_rate, f.rate_changed, ",
+            $sign,
+            "COUNT(*), ",
+            $sign,
+            "SUM(f.events) FROM temp.feature_keys k CROSS JOIN daily_feature f ON f.user_id = k.user_id \
+             AND f.name = k.name AND f.day >= k.day WHERE true \
+             GROUP BY f.day, f.name, f.prev_day, f.sample_rate, f.rate_changed \
+             ON CONFLICT DO UPDATE SET users = users + excluded.users, events = events + excluded.events"
+        )
+    };
+}
+
+/// Re-links the rows of the keyed names and users from each key's day on: `prev_day` is the
+/// previous day of the same name and user (-1: none), `rate_changed` whether the sample rate
+/// differs from that day's.
+const RELINK: &str = "UPDATE daily_feature SET prev_day = t.p, rate_changed = t.c FROM ( \
+    SELECT f.name, f.user_id, f.day, k.day AS kd, LAG(f.day, 1, -1) OVER w AS p, \
+    COALESCE(LAG(f.sample_rate) OVER w <> f.sample_rate, 0) AS c \
+    FROM temp.feature_keys k CROSS JOIN daily_feature f ON f.user_id = k.user_id AND f.name = k.name \
+    AND f.day >= COALESCE((SELECT MAX(b.day) FROM daily_feature b WHERE b.user_id = k.user_id \
+    AND b.name = k.name AND b.day < k.day), k.day) \
+    WINDOW w AS (PARTITION BY f.name, f.user_id ORDER BY f.day)) AS t \
+    WHERE t.day >= t.kd AND daily_feature.name = t.name AND daily_feature.day = t.day \
+    AND daily_feature.user_id = t.user_id \
+    AND (daily_feature.prev_day <> t.p OR daily_feature.rate_changed <> t.c)";
+
+/// Removes a user's `feature_reach` contribution (before the rows are deleted).
+const REACH_FORGET_USER: &str = "INSERT INTO feature_reach (day, name, prev_day, sample_rate, \
+    rate_changed, users, events) SELECT day, name, prev_day, sample_rate, rate_changed, -COUNT(*), \
+    -SUM(events) FROM daily_feature WHERE user_id = ?1 \
+    GROUP BY day, name, prev_day, sample_rate, rate_changed \
+    ON CONFLICT DO UPDATE SET users = users + excluded.users, events = events + excluded.events";
+
+/// The earliest day any `daily_feature` row still has: a `prev_day` before it was purged.
+const REACH_FLOOR: &str = "SELECT MIN(day) FROM feature_reach WHERE users > 0";
+
+/// Whether a user's sample rate changed between two days inside `?1..=?2` (then the
+/// estimate of users needs each user's highest rate: [`FEATURE_TOTALS`]).
+const REACH_RATE_CHANGED: &str = "SELECT EXISTS (SELECT 1 FROM feature_reach WHERE day BETWEEN \
+    ?1 AND ?2 AND prev_day >= ?1 AND rate_changed <> 0 AND users > 0)";
+
+/// Per name over `?1..=?2`: events from every row; users from the rows whose previous day
+/// of the name is before `?1` (each user's first day in the range).
+const REACH_TOTALS: &str = "SELECT name, SUM(events), SUM(events / sample_rate), \
+    SUM(CASE WHEN prev_day < ?1 THEN users ELSE 0 END), \
+    SUM(CASE WHEN prev_day < ?1 THEN users / sample_rate ELSE 0.0 END) \
+    FROM feature_reach WHERE day BETWEEN ?1 AND ?2 GROUP BY name \
+    HAVING SUM(CASE WHEN prev_day < ?1 THEN users ELSE 0 END) > 0 \
+    ORDER BY SUM(events) DESC, name LIMIT ?3";
+
 /// Per name: events, and distinct users over the range (each user once, at its highest
-/// sample rate, like `active_users`).
+/// sample rate, like `active_users`), from the per-user rows: the reference answer, and the
+/// one used when a user's sample rate changed inside the range.
 const FEATURE_TOTALS: &str = "SELECT name, SUM(ev), SUM(ev_est), COUNT(*), SUM(1.0 / sr) FROM \
     (SELECT name, user_id, SUM(events) AS ev, SUM(events / sample_rate) AS ev_est, \
      MAX(sample_rate) AS sr FROM daily_feature WHERE day BETWEEN ?1 AND ?2 GROUP BY name, user_id) \
@@ -234,6 +341,7 @@ impl SqliteStore {
         };
         let writer = connect(path).map_err(sq)?;
         migrate(&writer, &name)?;
+        writer.execute_batch(FEATURE_KEYS).map_err(sq)?;
         let reader = connect(path).map_err(sq)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -285,6 +393,12 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
         })
+    }
+
+    /// Recomputes the feature-reach rollup from `daily_feature` (after a store was built by
+    /// raw SQL, as the scale tests do; ingest keeps it current by itself).
+    pub fn rebuild_feature_reach(&self) -> Result<(), StoreError> {
+        self.with_writer(|c| c.execute_batch(concat!("BEGIN;", rebuild_reach!(), "COMMIT;")))
     }
 
     /// Runs raw SQL on the writer connection (benchmarks and tests that build large stores).
@@ -373,8 +487,18 @@ fn insert_all(c: &mut Connection, events: &[StoredEvent]) -> rusqlite::Result<Ve
         for (user, (first, last, sr)) in &r.users {
             us.execute(params![user, first, last, sr])?;
         }
-        for ((name, day, user), (n, sr)) in &r.feature {
-            fe.execute(params![name, day, user, n, sr])?;
+        if !r.feature.is_empty() {
+            tx.execute("DELETE FROM temp.feature_keys", [])?;
+            let mut key = tx.prepare_cached(UPSERT_KEY)?;
+            for (name, day, user) in r.feature.keys() {
+                key.execute(params![name, user, day])?;
+            }
+            tx.prepare_cached(reach_delta!("-"))?.execute([])?;
+            for ((name, day, user), (n, sr)) in &r.feature {
+                fe.execute(params![name, day, user, n, sr])?;
+            }
+            tx.prepare_cached(RELINK)?.execute([])?;
+            tx.prepare_cached(reach_delta!(""))?.execute([])?;
         }
         for ((day, session), (user, d, sr)) in &r.sessions {
             se.execute(params![day, session, user, d, sr])?;
@@ -471,6 +595,7 @@ impl AnalyticsStore for SqliteStore {
     fn delete_user(&self, user_id: String) -> StoreFuture<'_, u64> {
         self.write(move |c| {
             let tx = c.transaction()?;
+            tx.execute(REACH_FORGET_USER, [&user_id])?;
             let mut n = 0u64;
             for t in USER_TABLES {
                 n += tx.execute(&format!("DELETE FROM {t} WHERE user_id = ?1"), [&user_id])? as u64;
@@ -493,8 +618,18 @@ impl AnalyticsStore for SqliteStore {
             }
             aggregates +=
                 tx.execute("DELETE FROM users WHERE last_day < ?1", [aggregates_before])? as u64;
+            aggregates += tx.execute(
+                "DELETE FROM feature_reach WHERE day < ?1",
+                [aggregates_before],
+            )? as u64;
+            // Buckets emptied by re-linking or deletion (no row, nothing to count).
+            tx.execute("DELETE FROM feature_reach WHERE users = 0", [])?;
             tx.commit()?;
-            Ok(PurgeCounts { events, aggregates })
+            Ok(PurgeCounts {
+                events,
+                aggregates,
+                ..PurgeCounts::default()
+            })
         })
     }
 
@@ -547,7 +682,43 @@ impl AnalyticsStore for SqliteStore {
         })
     }
 
-    fn feature_totals(&self, from: i32, to: i32, limit: u32) -> StoreFuture<'_, Vec<FeatureTotal>> {
+    fn feature_totals_rollup(
+        &self,
+        from: i32,
+        to: i32,
+        limit: u32,
+    ) -> StoreFuture<'_, Option<Vec<FeatureTotal>>> {
+        self.read(move |c| {
+            let floor: Option<i32> = c.prepare_cached(REACH_FLOOR)?.query_row([], |r| r.get(0))?;
+            let from = floor.map_or(from, |f| f.max(from));
+            let changed: bool = c
+                .prepare_cached(REACH_RATE_CHANGED)?
+                .query_row(params![from, to], |r| r.get(0))?;
+            if changed {
+                return Ok(None);
+            }
+            let mut st = c.prepare_cached(REACH_TOTALS)?;
+            let rows = st
+                .query_map(params![from, to, limit], |r| {
+                    Ok(FeatureTotal {
+                        name: r.get(0)?,
+                        events: r.get::<_, i64>(1)? as u64,
+                        events_estimate: r.get(2)?,
+                        users: r.get::<_, i64>(3)? as u64,
+                        users_estimate: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some(rows))
+        })
+    }
+
+    fn feature_totals_scan(
+        &self,
+        from: i32,
+        to: i32,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<FeatureTotal>> {
         self.read(move |c| {
             let mut st = c.prepare_cached(FEATURE_TOTALS)?;
             let rows = st
@@ -738,6 +909,59 @@ impl RolloutStore for SqliteStore {
                 "SELECT COUNT(DISTINCT machine_id) FROM health_installs WHERE app = ?1 AND channel = ?2 AND last_seen >= ?3",
             )?
             .query_row(params![app, channel, since_ms], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+        })
+    }
+
+    fn purge_health(&self, before_ms: i64) -> StoreFuture<'_, HealthDeleted> {
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let reports = tx.execute(
+                "DELETE FROM health_reports WHERE received < ?1",
+                [before_ms],
+            )? as u64;
+            let installs = tx.execute(
+                &format!(
+                    "DELETE FROM health_installs WHERE last_seen < ?1 AND NOT {ROLLOUT_CAN_DECIDE}"
+                ),
+                [before_ms],
+            )? as u64;
+            tx.commit()?;
+            Ok(HealthDeleted { reports, installs })
+        })
+    }
+
+    fn purge_decisions(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+        self.write(move |c| {
+            c.execute("DELETE FROM decisions WHERE at < ?1", [before_ms])
+                .map(|n| n as u64)
+        })
+    }
+
+    fn delete_machine(&self, machine_id: String) -> StoreFuture<'_, HealthDeleted> {
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let reports = tx.execute(
+                "DELETE FROM health_reports WHERE machine_id = ?1",
+                [&machine_id],
+            )? as u64;
+            let installs = tx.execute(
+                "DELETE FROM health_installs WHERE machine_id = ?1",
+                [&machine_id],
+            )? as u64;
+            tx.commit()?;
+            Ok(HealthDeleted { reports, installs })
+        })
+    }
+
+    fn machine_rows(&self, machine_id: String) -> StoreFuture<'_, u64> {
+        self.read(move |c| {
+            c.query_row(
+                "SELECT (SELECT COUNT(*) FROM health_reports WHERE machine_id = ?1) + \
+                 (SELECT COUNT(*) FROM health_installs WHERE machine_id = ?1)",
+                [&machine_id],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|n| n as u64)
         })
     }

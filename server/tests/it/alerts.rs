@@ -448,7 +448,10 @@ async fn halted_rollout_reaches_a_webhook_that_fails_at_first_once_and_a_second_
     // decision, so a second alert with its own id (the same title must not merge them).
     for action in ["resume", "halt"] {
         let res = http
-            .post(format!("{}/admin/rollouts/app/stable/{action}", server.url()))
+            .post(format!(
+                "{}/admin/rollouts/app/stable/{action}",
+                server.url()
+            ))
             .bearer_auth("admin")
             .json(&serde_json::json!({"reason": "again"}))
             .send()
