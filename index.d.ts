@@ -350,6 +350,8 @@ export interface FlushResult {
   sent: number
   /** Events still queued. */
   pending: number
+  /** Erasure requests (after `denied`) the server has not acknowledged yet. */
+  erasuresPending: number
 }
 
 /** What `flush()` did. */

@@ -173,14 +173,18 @@ test('analytics: track -> flush -> the server counted it', async (t) => {
   const feature = await getJson(`${server.url}/analytics/features?name=message_sent&to=${day}`, READ_TOKEN);
   assert.equal(feature.events, 2);
 
-  // Denied consent records nothing more.
+  // Denied consent records nothing more and erases the user on the server (the client's
+  // POST /analytics/erasure, acknowledged within this flush).
   a.setConsent('denied');
   assert.equal(a.getConsent(), 'denied');
   a.track('message_sent');
   const r2 = await a.flush();
   assert.equal(r2.pending, 0);
+  assert.equal(r2.erasuresPending, 0, 'the server acknowledged the erasure');
   const feature2 = await getJson(`${server.url}/analytics/features?name=message_sent&to=${day}`, READ_TOKEN);
-  assert.equal(feature2.events, 2);
+  assert.equal(feature2.events, 0, 'the user is erased');
+  const gone = await getJson(`${server.url}/analytics/dau?date=${day}`, READ_TOKEN);
+  assert.equal(gone.users, 0);
   await a.shutdown();
   await a.shutdown(); // later calls do nothing
 });

@@ -48,6 +48,8 @@ pub struct FlushResult {
     pub sent: f64,
     /// Events still queued.
     pub pending: f64,
+    /// Erasure requests (after `denied`) the server has not acknowledged yet.
+    pub erasures_pending: f64,
 }
 
 pub(crate) fn parse_consent(c: &str) -> std::result::Result<Consent, JsFailure> {
@@ -178,6 +180,7 @@ fn flush_result(r: FlushReport) -> FlushResult {
     FlushResult {
         sent: r.sent as f64,
         pending: r.held as f64,
+        erasures_pending: r.erasures_pending as f64,
     }
 }
 

@@ -233,7 +233,12 @@ pub async fn ingest(State(app): State<AppState>, body: Bytes) -> Response {
                 m.overloaded.fetch_add(1, Ordering::Relaxed);
             }
             tracing::warn!(error = %e, "batch not stored");
-            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            // The database's own message (paths, SQL) stays in the log, not in the answer.
+            let said = match &e {
+                QueueError::Store(_) => "database unavailable; retry later".to_string(),
+                other => other.to_string(),
+            };
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, said);
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r
