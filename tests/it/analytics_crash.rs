@@ -72,7 +72,7 @@ fn run_child_and_kill(dir: &std::path::Path, url: &str, start: DateTime<Utc>) ->
     let mut child = Command::new(exe)
         .args([
             "--exact",
-            child_test_name("crash_child_entry").as_str(),
+            crate::child_test_name(module_path!(), "crash_child_entry").as_str(),
             "--nocapture",
             "--test-threads=1",
         ])
@@ -229,13 +229,5 @@ impl NowFixed for ManualClock {
         use railgun_core::clock::Clock;
         // Whole milliseconds: the store keeps millisecond precision.
         DateTime::from_timestamp_millis(self.now().timestamp_millis()).expect("time")
-    }
-}
-
-/// The libtest name of `name` in this module (`module::name`: the tests share one binary).
-fn child_test_name(name: &str) -> String {
-    match module_path!().split_once("::") {
-        Some((_, module)) => format!("{module}::{name}"),
-        None => name.to_string(),
     }
 }

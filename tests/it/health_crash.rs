@@ -225,7 +225,7 @@ fn a_child_killed_with_sigkill_after_persist_loses_nothing() {
     let mut child = Command::new(exe)
         .args([
             "--exact",
-            child_test_name("crash_child_entry").as_str(),
+            crate::child_test_name(module_path!(), "crash_child_entry").as_str(),
             "--nocapture",
             "--test-threads=1",
         ])
@@ -283,12 +283,4 @@ fn a_child_killed_with_sigkill_after_persist_loses_nothing() {
     // Two sessions (the child's and this one), 5 errors, the child's own crash + the kill.
     assert_eq!(rx.totals("1.0.0"), (2, 5, 2, 0));
     h.shutdown().expect("shutdown");
-}
-
-/// The libtest name of `name` in this module (`module::name`: the tests share one binary).
-fn child_test_name(name: &str) -> String {
-    match module_path!().split_once("::") {
-        Some((_, module)) => format!("{module}::{name}"),
-        None => name.to_string(),
-    }
 }

@@ -20,3 +20,12 @@ mod health_upload;
 mod sigstore;
 mod update_download;
 mod update_install;
+
+/// The libtest name of test `name` in the module at `module_path` (pass `module_path!()`), for
+/// tests that re-run this binary as a child with `--exact`: `module::name`, no crate prefix.
+fn child_test_name(module_path: &str, name: &str) -> String {
+    match module_path.split_once("::") {
+        Some((_, module)) => format!("{module}::{name}"),
+        None => name.to_string(),
+    }
+}

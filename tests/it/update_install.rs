@@ -414,7 +414,7 @@ fn sigkill_during_apply_leaves_old_or_new_never_broken() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                child_test_name("child_apply_loop").as_str(),
+                crate::child_test_name(module_path!(), "child_apply_loop").as_str(),
                 "--nocapture",
                 "--test-threads=1",
             ])
@@ -446,13 +446,5 @@ fn sigkill_during_apply_leaves_old_or_new_never_broken() {
             "round {round}: current {cur} is incomplete"
         );
         assert_eq!(fs::read_dir(dir.join("lib")).expect("lib").count(), 300);
-    }
-}
-
-/// The libtest name of `name` in this module (`module::name`: the tests share one binary).
-fn child_test_name(name: &str) -> String {
-    match module_path!().split_once("::") {
-        Some((_, module)) => format!("{module}::{name}"),
-        None => name.to_string(),
     }
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::db::{database, Kind};
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::event::{
     AnalyticsEvent, EventBatch, EventCategory, IngestResponse, Properties, PropertyValue,
@@ -20,12 +21,6 @@ use uuid::Uuid;
 
 const READ: &str = "read-token-123";
 const ADMIN: &str = "admin-token-456";
-
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Sqlite,
-    Postgres,
-}
 
 struct Harness {
     server: Option<RunningServer>,
@@ -42,38 +37,6 @@ fn now0() -> DateTime<Utc> {
     "2026-03-10T12:00:00Z".parse().expect("t")
 }
 
-async fn database(kind: Kind, dir: &std::path::Path) -> Option<String> {
-    match kind {
-        Kind::Sqlite => Some(format!("sqlite:{}", dir.join("db/analytics.db").display())),
-        Kind::Postgres => {
-            let Ok(base) = std::env::var("RAILGUN_TEST_DATABASE_URL") else {
-                // Written past the test harness's capture, once, so a skip is never silent.
-                static ONCE: std::sync::Once = std::sync::Once::new();
-                ONCE.call_once(|| {
-                    use std::io::Write;
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "SKIP: PostgreSQL analytics tests skipped: RAILGUN_TEST_DATABASE_URL is \
-                         not set (run scripts/start-postgres.sh)"
-                    );
-                });
-                return None;
-            };
-            let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
-                .await
-                .expect("connect to RAILGUN_TEST_DATABASE_URL");
-            tokio::spawn(conn);
-            let name = format!("railgun_t_{}", Uuid::new_v4().simple());
-            client
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create database");
-            let (prefix, _) = base.rsplit_once('/').expect("url has a database");
-            Some(format!("{prefix}/{name}"))
-        }
-    }
-}
-
 impl Harness {
     async fn start(kind: Kind) -> Option<Self> {
         Self::start_with(kind, |_| {}).await
@@ -81,7 +44,7 @@ impl Harness {
 
     async fn start_with(kind: Kind, tweak: impl FnOnce(&mut ServerConfig)) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let database = database(kind, dir.path()).await?;
+        let database = database(kind, &dir.path().join("db/analytics.db"), "analytics").await?;
         let clock = ManualClock::new(now0());
         let mut config = ServerConfig {
             root: dir.path().join("updates"),

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use crate::db::{database, Kind};
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::event::{AnalyticsEvent, EventBatch, EventCategory};
 use railgun_core::clock::{ManualClock, SharedClock};
@@ -38,35 +39,6 @@ fn day(days_ago: i64) -> DateTime<Utc> {
     "2026-03-10T10:00:00Z".parse::<DateTime<Utc>>().expect("t") - Duration::days(days_ago)
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Sqlite,
-    Postgres,
-}
-
-async fn database(kind: Kind, dir: &Path) -> Option<String> {
-    match kind {
-        Kind::Sqlite => Some(format!("sqlite:{}", dir.join("analytics.db").display())),
-        Kind::Postgres => {
-            let Ok(base) = std::env::var("RAILGUN_TEST_DATABASE_URL") else {
-                skip("PostgreSQL dashboard tests skipped: RAILGUN_TEST_DATABASE_URL is not set");
-                return None;
-            };
-            let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
-                .await
-                .expect("connect to RAILGUN_TEST_DATABASE_URL");
-            tokio::spawn(conn);
-            let name = format!("railgun_d_{}", Uuid::new_v4().simple());
-            client
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create database");
-            let (prefix, _) = base.rsplit_once('/').expect("url has a database");
-            Some(format!("{prefix}/{name}"))
-        }
-    }
-}
-
 /// Written past the test harness's capture, so a skip is never silent.
 fn skip(why: &str) {
     use std::io::Write;
@@ -86,7 +58,7 @@ struct Harness {
 impl Harness {
     async fn start(kind: Kind) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let database = database(kind, dir.path()).await?;
+        let database = database(kind, &dir.path().join("analytics.db"), "dashboard").await?;
         // Real keys: releases are signed, channel states are signed by the rollout key.
         let release_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
         let rollout_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");

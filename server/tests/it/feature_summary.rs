@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::db::{database, Kind};
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::event::{AnalyticsEvent, EventBatch, EventCategory};
 use railgun_core::clock::{ManualClock, SharedClock};
@@ -26,12 +27,6 @@ const NAMES: [&str; 5] = [
     "file_shared",
     "search_used",
 ];
-
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Sqlite,
-    Postgres,
-}
 
 fn now0() -> DateTime<Utc> {
     "2026-04-30T12:00:00Z".parse().expect("t")
@@ -67,41 +62,10 @@ struct H {
     _dir: tempfile::TempDir,
 }
 
-async fn database(kind: Kind, dir: &std::path::Path) -> Option<String> {
-    match kind {
-        Kind::Sqlite => Some(format!("sqlite:{}", dir.join("db/a.db").display())),
-        Kind::Postgres => {
-            let Ok(base) = std::env::var("RAILGUN_TEST_DATABASE_URL") else {
-                static ONCE: std::sync::Once = std::sync::Once::new();
-                ONCE.call_once(|| {
-                    use std::io::Write;
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "SKIP: PostgreSQL feature-summary tests skipped: \
-                         RAILGUN_TEST_DATABASE_URL is not set (run scripts/start-postgres.sh)"
-                    );
-                });
-                return None;
-            };
-            let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
-                .await
-                .expect("connect to RAILGUN_TEST_DATABASE_URL");
-            tokio::spawn(conn);
-            let name = format!("railgun_fs_{}", Uuid::new_v4().simple());
-            client
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create database");
-            let (prefix, _) = base.rsplit_once('/').expect("url has a database");
-            Some(format!("{prefix}/{name}"))
-        }
-    }
-}
-
 impl H {
     async fn start(kind: Kind) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tmp");
-        let database = database(kind, dir.path()).await?;
+        let database = database(kind, &dir.path().join("db/a.db"), "feature-summary").await?;
         let clock = ManualClock::new(now0());
         let config = ServerConfig {
             root: dir.path().join("updates"),
@@ -406,7 +370,7 @@ fn old_rows() -> Vec<(String, i32, String, i64, f64)> {
 
 async fn migration_backfills_the_rollup(kind: Kind) {
     let dir = tempfile::tempdir().expect("tmp");
-    let Some(url) = database(kind, dir.path()).await else {
+    let Some(url) = database(kind, &dir.path().join("db/a.db"), "feature-summary").await else {
         return;
     };
     let rows = old_rows();

@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::db::{database, Kind};
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::event::{AnalyticsEvent, EventBatch, EventCategory};
 use railgun_core::clock::{Clock, ManualClock, SharedClock};
@@ -30,12 +31,6 @@ const ADMIN: &str = "admin-token-hp";
 const APP: &str = "notes";
 const CHANNEL: &str = "stable";
 
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Sqlite,
-    Postgres,
-}
-
 fn t0() -> DateTime<Utc> {
     "2026-06-01T09:00:00Z".parse().expect("t")
 }
@@ -53,41 +48,10 @@ struct H {
     dir: tempfile::TempDir,
 }
 
-async fn database(kind: Kind, dir: &std::path::Path) -> Option<String> {
-    match kind {
-        Kind::Sqlite => Some(format!("sqlite:{}", dir.join("db/railgun.db").display())),
-        Kind::Postgres => {
-            let Ok(base) = std::env::var("RAILGUN_TEST_DATABASE_URL") else {
-                static ONCE: std::sync::Once = std::sync::Once::new();
-                ONCE.call_once(|| {
-                    use std::io::Write;
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "SKIP: PostgreSQL health tests skipped: RAILGUN_TEST_DATABASE_URL is \
-                         not set (run scripts/start-postgres.sh)"
-                    );
-                });
-                return None;
-            };
-            let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
-                .await
-                .expect("connect to RAILGUN_TEST_DATABASE_URL");
-            tokio::spawn(conn);
-            let name = format!("railgun_hp_{}", Uuid::new_v4().simple());
-            client
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create database");
-            let (prefix, _) = base.rsplit_once('/').expect("url has a database");
-            Some(format!("{prefix}/{name}"))
-        }
-    }
-}
-
 impl H {
     async fn start(kind: Kind) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tmp");
-        let database = database(kind, dir.path()).await?;
+        let database = database(kind, &dir.path().join("db/railgun.db"), "health").await?;
         let release_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
         let rollout_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
         let rk = dir.path().join("rollout.key");

@@ -6,6 +6,7 @@ mod analytics_scale;
 mod analytics_suite;
 mod cli_release;
 mod dashboard;
+mod db;
 mod demo;
 mod erasure_e2e;
 mod feature_summary;

@@ -2,6 +2,7 @@
 //! when `RAILGUN_TEST_DATABASE_URL` is set (each test gets a fresh database;
 //! `scripts/start-postgres.sh` starts a server and prints the variable).
 
+use crate::db::{database, Kind};
 use chrono::{DateTime, Utc};
 use railgun_server::store::rollout::{
     ChannelRow, Decision, HealthCounts, HealthRow, ReleaseRow, RolloutChange, RolloutRow,
@@ -9,41 +10,8 @@ use railgun_server::store::rollout::{
 use railgun_server::store::{self, SharedStore};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Sqlite,
-    Postgres,
-}
-
 async fn open(kind: Kind, dir: &std::path::Path) -> Option<SharedStore> {
-    let url = match kind {
-        Kind::Sqlite => format!("sqlite:{}", dir.join("rollout.db").display()),
-        Kind::Postgres => {
-            let Ok(base) = std::env::var("RAILGUN_TEST_DATABASE_URL") else {
-                static ONCE: std::sync::Once = std::sync::Once::new();
-                ONCE.call_once(|| {
-                    use std::io::Write;
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "SKIP: PostgreSQL rollout store tests skipped: RAILGUN_TEST_DATABASE_URL \
-                         is not set (run scripts/start-postgres.sh)"
-                    );
-                });
-                return None;
-            };
-            let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
-                .await
-                .expect("connect to RAILGUN_TEST_DATABASE_URL");
-            tokio::spawn(conn);
-            let name = format!("railgun_r_{}", Uuid::new_v4().simple());
-            client
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create database");
-            let (prefix, _) = base.rsplit_once('/').expect("url has a database");
-            format!("{prefix}/{name}")
-        }
-    };
+    let url = database(kind, &dir.join("rollout.db"), "rollout store").await?;
     Some(store::open(&url).await.expect("open store"))
 }
 

@@ -1,0 +1,58 @@
+//! The databases the server suites run on: a SQLite file, or a fresh database on the
+//! PostgreSQL server named by `RAILGUN_TEST_DATABASE_URL` (`scripts/start-postgres.sh`). Without
+//! that variable the PostgreSQL variants are skipped, and each suite says so once.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Mutex;
+
+use uuid::Uuid;
+
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// The database URL for `kind`: `sqlite:{sqlite_file}`, or a newly created PostgreSQL
+/// database; `None` (after a SKIP line naming `suite`) when PostgreSQL is not configured.
+pub async fn database(kind: Kind, sqlite_file: &Path, suite: &str) -> Option<String> {
+    match kind {
+        Kind::Sqlite => Some(format!("sqlite:{}", sqlite_file.display())),
+        Kind::Postgres => {
+            let Ok(base) = std::env::var("RAILGUN_TEST_DATABASE_URL") else {
+                skip_once(suite);
+                return None;
+            };
+            let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+                .await
+                .expect("connect to RAILGUN_TEST_DATABASE_URL");
+            tokio::spawn(conn);
+            let name = format!("railgun_t_{}", Uuid::new_v4().simple());
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create database");
+            let (prefix, _) = base.rsplit_once('/').expect("url has a database");
+            Some(format!("{prefix}/{name}"))
+        }
+    }
+}
+
+/// Written past the test harness's capture, once per suite, so a skip is never silent.
+fn skip_once(suite: &str) {
+    static SAID: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
+    if said
+        .get_or_insert_with(HashSet::new)
+        .insert(suite.to_string())
+    {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP: PostgreSQL {suite} tests skipped: RAILGUN_TEST_DATABASE_URL is not set \
+             (run scripts/start-postgres.sh)"
+        );
+    }
+}
