@@ -18,6 +18,7 @@ mod health_crash;
 mod health_support;
 mod health_upload;
 mod sigstore;
+mod sigstore_conformance;
 mod update_download;
 mod update_install;
 

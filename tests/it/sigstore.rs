@@ -233,8 +233,23 @@ fn refuses_bundle_with_a_changed_signature() {
     let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
     assert!(matches!(e, Err(SigstoreError::BadSignature)), "{e:?}");
 
+    // The cosign bundle also carries an RFC 3161 timestamp over its signature (checked
+    // beside the SET): a changed signature is not the stamped one.
     let b = tampered(COSIGN_BUNDLE, |v| {
         flip_b64(&mut v["dsseEnvelope"]["signatures"][0]["sig"], 10)
+    });
+    let e = verifier(COSIGN_ID).verify_digest(&cosign_digest(), &b);
+    assert!(
+        matches!(e, Err(SigstoreError::TimestampInvalid(_))),
+        "{e:?}"
+    );
+    // Without the timestamp, the signature itself is refused.
+    let b = tampered(COSIGN_BUNDLE, |v| {
+        flip_b64(&mut v["dsseEnvelope"]["signatures"][0]["sig"], 10);
+        v["verificationMaterial"]
+            .as_object_mut()
+            .unwrap()
+            .remove("timestampVerificationData");
     });
     let e = verifier(COSIGN_ID).verify_digest(&cosign_digest(), &b);
     assert!(matches!(e, Err(SigstoreError::BadSignature)), "{e:?}");
@@ -418,6 +433,120 @@ fn refuses_certificate_not_issued_by_the_trust_root() {
     });
     let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
     assert!(matches!(e, Err(SigstoreError::Chain(_))), "{e:?}");
+}
+
+/// The public-good trust root, changed by `f`.
+fn public_good_root(f: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let mut v: Value =
+        serde_json::from_slice(railgun_core::trust::sigstore::PUBLIC_GOOD_TRUSTED_ROOT).unwrap();
+    f(&mut v);
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[test]
+fn refuses_certificate_without_an_sct_from_a_ct_log_of_the_trust_root() {
+    let refused = |root: Vec<u8>| {
+        SigstoreVerifier::with_trusted_root_json(&root, policy(WHEEL_ID))
+            .unwrap()
+            .verify_digest(&wheel_digest(), &read(WHEEL_BUNDLE))
+    };
+    // No CT log at all.
+    let e = refused(public_good_root(|v| v["ctlogs"] = serde_json::json!([])));
+    assert!(
+        matches!(e, Err(SigstoreError::NoVerifiedSct { found: 1 })),
+        "{e:?}"
+    );
+    // The SCT's log with another key under the same log id.
+    let e = refused(public_good_root(|v| {
+        let other = v["tlogs"][0]["publicKey"]["rawBytes"].clone();
+        for log in v["ctlogs"].as_array_mut().unwrap() {
+            log["publicKey"]["rawBytes"] = other.clone();
+        }
+    }));
+    assert!(
+        matches!(e, Err(SigstoreError::NoVerifiedSct { .. })),
+        "{e:?}"
+    );
+    // The SCT's time outside its log key's validity.
+    let e = refused(public_good_root(|v| {
+        for log in v["ctlogs"].as_array_mut().unwrap() {
+            log["publicKey"]["validFor"] = serde_json::json!({"start": "2030-01-01T00:00:00Z"});
+        }
+    }));
+    assert!(
+        matches!(e, Err(SigstoreError::NoVerifiedSct { .. })),
+        "{e:?}"
+    );
+    // The unchanged root verifies (the SCT was checked, not skipped).
+    refused(public_good_root(|_| {})).unwrap();
+}
+
+#[test]
+fn refuses_bundle_whose_certificate_chain_carries_a_root_certificate() {
+    let root = public_good_root(|_| {});
+    let root: Value = serde_json::from_slice(&root).unwrap();
+    let b = tampered(WHEEL_BUNDLE, |v| {
+        let fulcio = root["certificateAuthorities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|ca| ca["certChain"]["certificates"].as_array()?.last().cloned())
+            .next_back()
+            .unwrap();
+        v["verificationMaterial"]["x509CertificateChain"]["certificates"]
+            .as_array_mut()
+            .unwrap()
+            .push(fulcio);
+    });
+    let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
+    assert!(matches!(e, Err(SigstoreError::Chain(_))), "{e:?}");
+}
+
+#[test]
+fn refuses_log_entry_whose_body_is_of_another_kind_than_it_names() {
+    // The SET covers the body, not `kindVersion`: the body's own kind must match it.
+    let b = tampered(WHEEL_BUNDLE, |v| {
+        entry(v)["kindVersion"]["kind"] = "dsse".into();
+    });
+    let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
+    assert!(
+        matches!(e, Err(SigstoreError::LogEntryMismatch(_))),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn refuses_inclusion_proof_without_checkpoint_naming_it() {
+    let b = tampered(WHEEL_BUNDLE, |v| {
+        entry(v)["inclusionProof"]
+            .as_object_mut()
+            .unwrap()
+            .remove("checkpoint");
+    });
+    let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
+    match e {
+        Err(e @ SigstoreError::CheckpointInvalid { .. }) => {
+            assert!(e.to_string().contains("no checkpoint"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn base64_with_line_breaks_is_read_as_protobuf_json_decoders_do() {
+    // `base64` and `openssl` wrap at 64 or 76 columns; Go's and Python's decoders skip the
+    // line breaks (sigstore-conformance has such a timestamp).
+    let b = tampered(WHEEL_BUNDLE, |v| {
+        let sig = v["messageSignature"]["signature"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (a, z) = sig.split_at(20);
+        v["messageSignature"]["signature"] = format!("{a}\n{z}\r\n").into();
+    });
+    verifier(WHEEL_ID)
+        .verify_digest(&wheel_digest(), &b)
+        .unwrap();
 }
 
 const V2_BUNDLE: &str = "staging-rekor-v2.txt.sigstore.json";

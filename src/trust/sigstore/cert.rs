@@ -1,7 +1,8 @@
 //! Fulcio certificates: the leaf's chain to a certificate authority of the trust root, its
 //! validity at the log's integrated time, its code-signing usage, and the identity (SAN)
-//! and OIDC issuer it carries. It refuses any signature algorithm other than ECDSA
-//! P-256/P-384 with SHA-256/SHA-384, which is all Fulcio uses.
+//! and OIDC issuer it carries. Certificate signatures are ECDSA P-256/P-384 with
+//! SHA-256/SHA-384 (the public-good Fulcio) or RSA PKCS#1 v1.5 with SHA-256/384/512 (a
+//! private Fulcio with an RSA CA); any other algorithm is refused.
 
 use ring::signature::{self, UnparsedPublicKey};
 use x509_cert::der::{Decode, Encode};
@@ -16,6 +17,10 @@ const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
 const OID_ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
 const OID_P256: &str = "1.2.840.10045.3.1.7";
 const OID_P384: &str = "1.3.132.0.34";
+const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
+const OID_RSA_SHA256: &str = "1.2.840.113549.1.1.11";
+const OID_RSA_SHA384: &str = "1.2.840.113549.1.1.12";
+const OID_RSA_SHA512: &str = "1.2.840.113549.1.1.13";
 const OID_SAN: &str = "2.5.29.17";
 const OID_EKU: &str = "2.5.29.37";
 const OID_CODE_SIGNING: &str = "1.3.6.1.5.5.7.3.3";
@@ -23,6 +28,15 @@ const OID_CODE_SIGNING: &str = "1.3.6.1.5.5.7.3.3";
 const OID_FULCIO_ISSUER_V1: &str = "1.3.6.1.4.1.57264.1.1";
 /// Fulcio's OIDC issuer extension (v2, DER UTF8String).
 const OID_FULCIO_ISSUER_V2: &str = "1.3.6.1.4.1.57264.1.8";
+
+/// The kind of a certificate's subject key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    /// An EC key on the curve of this OID (empty when the parameters name none).
+    Ec(String),
+    /// An RSA key.
+    Rsa,
+}
 
 /// A parsed certificate with its DER.
 #[derive(Debug, Clone)]
@@ -74,17 +88,29 @@ impl Cert {
         self.not_before() <= t && t <= self.not_after()
     }
 
-    /// The subject public key as (curve OID, SEC1 point).
-    pub fn public_key(&self) -> Result<(String, &[u8]), SigstoreError> {
+    /// The subject public key: its kind and its bytes (the SEC1 point of an EC key, the
+    /// PKCS#1 `RSAPublicKey` DER of an RSA key).
+    pub fn public_key(&self) -> (KeyKind, &[u8]) {
         let spki = &self.cert.tbs_certificate.subject_public_key_info;
-        let curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.decode_as::<x509_cert::der::asn1::ObjectIdentifier>().ok())
-            .map(|o| o.to_string())
-            .unwrap_or_default();
-        Ok((curve, spki.subject_public_key.raw_bytes()))
+        let kind = if spki.algorithm.oid.to_string() == OID_RSA_ENCRYPTION {
+            KeyKind::Rsa
+        } else {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.decode_as::<x509_cert::der::asn1::ObjectIdentifier>().ok())
+                .map(|o| o.to_string())
+                .unwrap_or_default();
+            KeyKind::Ec(curve)
+        };
+        (kind, spki.subject_public_key.raw_bytes())
+    }
+
+    /// Whether this is a root certificate (issued by its own subject).
+    pub fn is_self_signed(&self) -> bool {
+        let tbs = &self.cert.tbs_certificate;
+        tbs.issuer == tbs.subject
     }
 
     /// Whether `issuer`'s key signed this certificate.
@@ -98,17 +124,26 @@ impl Cert {
         issuer.verifies(&self.cert.signature_algorithm.oid.to_string(), &tbs, sig)
     }
 
-    /// Whether this certificate's key made `sig` over `msg` with the ECDSA signature
-    /// algorithm `sig_alg_oid`.
+    /// Whether this certificate's key made `sig` over `msg` with the signature algorithm
+    /// `sig_alg_oid` (ECDSA, or RSA PKCS#1 v1.5 for an RSA key).
     pub fn verifies(&self, sig_alg_oid: &str, msg: &[u8], sig: &[u8]) -> bool {
-        let Ok((curve, key)) = self.public_key() else {
-            return false;
-        };
-        let alg: &dyn signature::VerificationAlgorithm = match (curve.as_str(), sig_alg_oid) {
-            (OID_P256, OID_ECDSA_SHA256) => &signature::ECDSA_P256_SHA256_ASN1,
-            (OID_P256, OID_ECDSA_SHA384) => &signature::ECDSA_P256_SHA384_ASN1,
-            (OID_P384, OID_ECDSA_SHA256) => &signature::ECDSA_P384_SHA256_ASN1,
-            (OID_P384, OID_ECDSA_SHA384) => &signature::ECDSA_P384_SHA384_ASN1,
+        let (kind, key) = self.public_key();
+        let alg: &dyn signature::VerificationAlgorithm = match (&kind, sig_alg_oid) {
+            (KeyKind::Ec(c), OID_ECDSA_SHA256) if c == OID_P256 => {
+                &signature::ECDSA_P256_SHA256_ASN1
+            }
+            (KeyKind::Ec(c), OID_ECDSA_SHA384) if c == OID_P256 => {
+                &signature::ECDSA_P256_SHA384_ASN1
+            }
+            (KeyKind::Ec(c), OID_ECDSA_SHA256) if c == OID_P384 => {
+                &signature::ECDSA_P384_SHA256_ASN1
+            }
+            (KeyKind::Ec(c), OID_ECDSA_SHA384) if c == OID_P384 => {
+                &signature::ECDSA_P384_SHA384_ASN1
+            }
+            (KeyKind::Rsa, OID_RSA_SHA256) => &signature::RSA_PKCS1_2048_8192_SHA256,
+            (KeyKind::Rsa, OID_RSA_SHA384) => &signature::RSA_PKCS1_2048_8192_SHA384,
+            (KeyKind::Rsa, OID_RSA_SHA512) => &signature::RSA_PKCS1_2048_8192_SHA512,
             _ => return false,
         };
         UnparsedPublicKey::new(alg, key).verify(msg, sig).is_ok()
@@ -178,12 +213,12 @@ fn unix(t: x509_cert::time::Time) -> i64 {
 }
 
 /// Checks that `leaf` chains to one of `authorities` and that every certificate of that
-/// chain, and the authority itself, was valid at `time`.
-pub(crate) fn check_chain(
+/// chain, and the authority itself, was valid at `time`; returns the issuing certificate.
+pub(crate) fn check_chain<'a>(
     leaf: &Cert,
-    authorities: &[Authority],
+    authorities: &'a [Authority],
     time: i64,
-) -> Result<(), SigstoreError> {
+) -> Result<&'a Cert, SigstoreError> {
     if !leaf.valid_at(time) {
         return Err(SigstoreError::CertificateNotValidAtTime {
             not_before: to_utc(leaf.not_before()),
@@ -216,7 +251,7 @@ pub(crate) fn check_chain(
                 ca.uri
             )));
         }
-        return Ok(());
+        return Ok(first);
     }
     Err(SigstoreError::Chain(
         "the certificate was not issued by a certificate authority of the trust root".into(),

@@ -3,29 +3,34 @@
 //! Owns checking a Sigstore bundle (JSON, media types v0.1, v0.2 and v0.3) for an artifact
 //! given by its digest or its file, against a trust root (`trusted_root.json`; the
 //! public-good one is embedded, [`PUBLIC_GOOD_TRUSTED_ROOT`]) and an identity policy (or a
-//! managed key). The pipeline, each step with its own [`SigstoreError`] variant:
+//! managed key). It passes all 70 sigstore-conformance `bundle-verify` cases
+//! (`tests/it/sigstore_conformance.rs`). The pipeline, each step with its own
+//! [`SigstoreError`] variant:
 //!
-//! 1. `parse_bundle`: size limit ([`MAX_BUNDLE_BYTES`]), JSON shape, media type.
+//! 1. `parse_bundle`: size limit ([`MAX_BUNDLE_BYTES`]), JSON shape, media type; a v0.1/v0.2
+//!    certificate chain must not carry a root certificate.
 //! 2. `check_log_entry`: the entry's log id names a log of the trust root. Its time comes
 //!    from the Rekor v1 signed entry timestamp (SET), verified with that log's key, or, for
 //!    Rekor v2 entries (which carry no SET), from RFC 3161 timestamps of a timestamp
-//!    authority of the trust root (`tsa`). The log key was valid then; the inclusion proof
-//!    leads from the entry to the root hash, and a checkpoint signed by the log key commits to
-//!    that root (required from bundle v0.2 on and for Rekor v2) (`tlog`).
+//!    authority of the trust root (`tsa`). Every RFC 3161 timestamp the bundle carries must
+//!    verify, beside a SET too. The log key was valid then; the inclusion proof leads from
+//!    the entry to the root hash, and a checkpoint signed by the log key commits to that
+//!    root (required from bundle v0.2 on and for Rekor v2) (`tlog`).
 //! 3. `check_chain` (`cert`): the leaf certificate was issued by a Fulcio authority of the
-//!    trust root, for code signing; leaf, chain and the authority's window all contain the
-//!    time of step 2.
+//!    trust root (ECDSA or RSA), for code signing; leaf, chain and the authority's window
+//!    all contain every time of step 2. At least one of its signed certificate timestamps
+//!    verifies with a certificate transparency log of the trust root (`sct`).
 //! 4. `check_identity`: certificate identity (SAN) and OIDC issuer match the policy.
 //! 5. `check_signature`: the artifact digest is the one signed (hashedrekord message
 //!    signature, or an in-toto statement subject inside a DSSE envelope) and the signature
 //!    verifies with the certificate's key (or the managed key).
-//! 6. `check_body`: the log entry records this very signature, key and digest.
+//! 6. `check_body`: the log entry records this very signature, key and digest; entries
+//!    `hashedrekord` 0.0.1/0.0.2, `dsse` 0.0.1/0.0.2 and `intoto` 0.0.2 are read, and a
+//!    Rekor v2 `hashedrekord` may record a DSSE envelope by the digest of its PAE.
 //!
-//! It refuses bundles with several log entries, and signature schemes other than ECDSA
-//! P-256 (Fulcio's) or, for managed keys, Ed25519 in DSSE. Not checked: the signed
-//! certificate timestamps (CT log SCTs) inside the certificate (the Rekor entry already
-//! binds the certificate to a time), and RFC 3161 timestamps beside a Rekor v1 SET (the SET
-//! gives the time).
+//! It refuses bundles with several log entries, other entry kinds (`rekord`, `intoto`
+//! 0.0.1, ...), and signature schemes other than ECDSA P-256 (Fulcio's) or, for managed
+//! keys, Ed25519 in DSSE.
 //!
 //! Verification is synchronous and pure (no network, no async runtime): about 1–2 ms per
 //! bundle, see `benches/sigstore.rs`.
@@ -44,6 +49,7 @@ use crate::trust::keys::{KeyAlgorithm, PublicKey};
 
 mod cert;
 mod model;
+mod sct;
 mod tlog;
 mod tsa;
 
@@ -154,6 +160,13 @@ pub enum SigstoreError {
     /// The certificate does not chain to the trust root.
     #[error("certificate chain: {0}")]
     Chain(String),
+    /// No signed certificate timestamp of the certificate verifies with a certificate
+    /// transparency log of the trust root.
+    #[error("the signing certificate has no valid signed certificate timestamp from a CT log of the trust root ({found} found)")]
+    NoVerifiedSct {
+        /// How many SCTs the certificate carries.
+        found: usize,
+    },
     /// The certificate was not valid when the log recorded the signature.
     #[error("the signing certificate (valid {not_before} to {not_after}) was not valid at the integrated time {integrated_time}")]
     CertificateNotValidAtTime {
@@ -238,6 +251,7 @@ impl SigstoreError {
             Self::LogEntryMismatch { .. } => "sigstore_log_entry_mismatch",
             Self::Certificate { .. } => "sigstore_certificate",
             Self::Chain { .. } => "sigstore_chain",
+            Self::NoVerifiedSct { .. } => "sigstore_no_verified_sct",
             Self::CertificateNotValidAtTime { .. } => "sigstore_certificate_not_valid_at_time",
             Self::IdentityMismatch { .. } => "sigstore_identity_mismatch",
             Self::IssuerMismatch { .. } => "sigstore_issuer_mismatch",
@@ -370,6 +384,7 @@ struct TrustRoot {
     logs: Vec<LogKey>,
     authorities: Vec<Authority>,
     tsas: Vec<Authority>,
+    ct_logs: Vec<LogKey>,
 }
 
 /// What a verified bundle proves.
@@ -412,15 +427,14 @@ impl SignerKey<'_> {
     fn verify_prehash(&self, digest: &[u8; 32], sig: &[u8]) -> Result<(), SigstoreError> {
         use p256::ecdsa::signature::hazmat::PrehashVerifier;
         let point = match self {
-            Self::Cert(c) => {
-                let (curve, point) = c.public_key()?;
-                if curve != "1.2.840.10045.3.1.7" {
+            Self::Cert(c) => match c.public_key() {
+                (cert::KeyKind::Ec(curve), point) if curve == "1.2.840.10045.3.1.7" => point,
+                (kind, _) => {
                     return Err(SigstoreError::UnsupportedSignature(format!(
-                        "certificate key on curve {curve}"
-                    )));
+                        "certificate key {kind:?} (Fulcio signing keys are ECDSA P-256)"
+                    )))
                 }
-                point
-            }
+            },
             Self::Key(k) if k.algorithm() == KeyAlgorithm::EcdsaP256 => {
                 k.spki_der().get(26..).unwrap_or_default()
             }
@@ -545,10 +559,15 @@ impl SigstoreVerifier {
             }
             (Signer::Key(_), _) => None,
         };
-        let (entry, log, time) = self.check_log_entry(&bundle, version)?;
+        let (entry, log, time, stamped) = self.check_log_entry(&bundle, version)?;
         let (signer_key, identity, issuer) = match (&self.signer, &cert) {
             (Signer::Identity(policy), Some(cert)) => {
-                cert::check_chain(cert, &self.root.authorities, time)?;
+                // The certificate must have been valid at every time the bundle proves.
+                let issuer = cert::check_chain(cert, &self.root.authorities, time)?;
+                for t in stamped {
+                    cert::check_chain(cert, &self.root.authorities, t)?;
+                }
+                sct::check_scts(cert, issuer, &self.root.ct_logs)?;
                 let (identity, issuer) = check_identity(cert, policy)?;
                 (SignerKey::Cert(cert), identity, issuer)
             }
@@ -572,19 +591,21 @@ impl SigstoreVerifier {
         })
     }
 
-    /// Step 2: the log entry, its SET (time), its inclusion proof and checkpoint.
+    /// Step 2: the log entry, its SET (time), its inclusion proof and checkpoint. Returns
+    /// the entry, its log, its time (the SET's, or for Rekor v2 the earliest timestamp) and
+    /// the times of every RFC 3161 timestamp of the bundle (each verified).
     fn check_log_entry<'b>(
         &self,
         bundle: &'b Bundle,
         version: u8,
-    ) -> Result<(&'b TlogEntry, &LogKey, i64), SigstoreError> {
+    ) -> Result<(&'b TlogEntry, &LogKey, i64, Vec<i64>), SigstoreError> {
         let entries = &bundle.verification_material.tlog_entries;
         let [entry] = entries.as_slice() else {
             return Err(SigstoreError::TlogEntryCount(entries.len()));
         };
         let kv = &entry.kind_version;
         let rekor_v2 = match (kv.kind.as_str(), kv.version.as_str()) {
-            ("hashedrekord", "0.0.1") | ("dsse", "0.0.1") => false,
+            ("hashedrekord", "0.0.1") | ("dsse", "0.0.1") | ("intoto", "0.0.2") => false,
             ("hashedrekord", "0.0.2") | ("dsse", "0.0.2") => true,
             _ => {
                 return Err(SigstoreError::UnsupportedLogEntry {
@@ -593,8 +614,7 @@ impl SigstoreVerifier {
                 })
             }
         };
-        let log_id = STANDARD
-            .decode(&entry.log_id.key_id)
+        let log_id = b64(&entry.log_id.key_id)
             .map_err(|_| SigstoreError::Malformed("log id is not base64".into()))?;
         let log = self
             .root
@@ -604,9 +624,14 @@ impl SigstoreVerifier {
             .ok_or_else(|| SigstoreError::UnknownLog {
                 log_id: hex::encode(&log_id),
             })?;
+        let stamped = self.timestamp_times(bundle)?;
         let time = if rekor_v2 {
             // Rekor v2 signs no time: it comes from a timestamp authority, over the signature.
-            self.timestamp_time(bundle)?
+            stamped
+                .iter()
+                .copied()
+                .min()
+                .ok_or(SigstoreError::MissingTimestamp)?
         } else {
             tlog::check_set(entry, log)?
         };
@@ -623,14 +648,14 @@ impl SigstoreVerifier {
             }
             None => {}
         }
-        Ok((entry, log, time))
+        Ok((entry, log, time, stamped))
     }
 }
 
 impl SigstoreVerifier {
-    /// The time vouched for by the bundle's RFC 3161 timestamps (all must verify; the
-    /// earliest is used).
-    fn timestamp_time(&self, bundle: &Bundle) -> Result<i64, SigstoreError> {
+    /// The times vouched for by the bundle's RFC 3161 timestamps (none when it has none;
+    /// each one present must verify).
+    fn timestamp_times(&self, bundle: &Bundle) -> Result<Vec<i64>, SigstoreError> {
         let stamps = bundle
             .verification_material
             .timestamp_verification_data
@@ -638,23 +663,23 @@ impl SigstoreVerifier {
             .map(|t| t.rfc3161_timestamps.as_slice())
             .unwrap_or_default();
         if stamps.is_empty() {
-            return Err(SigstoreError::MissingTimestamp);
+            return Ok(Vec::new());
         }
         let signature = signature_bytes(bundle)?;
-        let mut earliest = i64::MAX;
-        for s in stamps {
-            let der = STANDARD
-                .decode(&s.signed_timestamp)
-                .map_err(|_| SigstoreError::TimestampInvalid("not base64".into()))?;
-            earliest = earliest.min(tsa::verify_timestamp(&der, &signature, &self.root.tsas)?);
-        }
-        Ok(earliest)
+        stamps
+            .iter()
+            .map(|s| {
+                let der = b64(&s.signed_timestamp)
+                    .map_err(|_| SigstoreError::TimestampInvalid("not base64".into()))?;
+                tsa::verify_timestamp(&der, &signature, &self.root.tsas)
+            })
+            .collect()
     }
 }
 
 /// The artifact signature bytes (what a timestamp authority stamps).
 fn signature_bytes(bundle: &Bundle) -> Result<Vec<u8>, SigstoreError> {
-    let b64 = match (&bundle.message_signature, &bundle.dsse_envelope) {
+    let text = match (&bundle.message_signature, &bundle.dsse_envelope) {
         (Some(m), None) => &m.signature,
         (None, Some(e)) => match e.signatures.as_slice() {
             [s] => &s.sig,
@@ -671,9 +696,7 @@ fn signature_bytes(bundle: &Bundle) -> Result<Vec<u8>, SigstoreError> {
             ))
         }
     };
-    STANDARD
-        .decode(b64)
-        .map_err(|_| SigstoreError::Malformed("signature is not base64".into()))
+    b64(text).map_err(|_| SigstoreError::Malformed("signature is not base64".into()))
 }
 
 fn load_trust_root(json: &[u8]) -> Result<TrustRoot, SigstoreError> {
@@ -686,22 +709,8 @@ fn load_trust_root(json: &[u8]) -> Result<TrustRoot, SigstoreError> {
     {
         return Err(bad(format!("media type {:?}", root.media_type)));
     }
-    let mut logs = Vec::new();
-    for t in &root.tlogs {
-        let spki = STANDARD
-            .decode(&t.public_key.raw_bytes)
-            .map_err(|_| bad(format!("key of {} is not base64", t.base_url)))?;
-        let log_id = STANDARD
-            .decode(&t.log_id.key_id)
-            .map_err(|_| bad(format!("log id of {} is not base64", t.base_url)))?;
-        match LogKey::from_spki(t.base_url.clone(), log_id, &spki, t.public_key.valid_for) {
-            Ok(k) => logs.push(k),
-            // A log with a key type we cannot use can never vouch for a bundle; skip it.
-            Err(e) => {
-                tracing::debug!(log = %t.base_url, details = %t.public_key.key_details, "skipping log: {e}")
-            }
-        }
-    }
+    let logs = load_logs(&root.tlogs)?;
+    let ct_logs = load_logs(&root.ctlogs)?;
     let authorities = load_authorities(&root.certificate_authorities)?;
     let tsas = load_authorities(&root.timestamp_authorities)?;
     if logs.is_empty() || authorities.is_empty() {
@@ -713,7 +722,28 @@ fn load_trust_root(json: &[u8]) -> Result<TrustRoot, SigstoreError> {
         logs,
         authorities,
         tsas,
+        ct_logs,
     })
+}
+
+/// The logs of a trust root whose keys this verifier can use.
+fn load_logs(logs: &[model::TransparencyLog]) -> Result<Vec<LogKey>, SigstoreError> {
+    let bad = |m: String| SigstoreError::TrustRoot(m);
+    let mut keys = Vec::new();
+    for t in logs {
+        let spki = b64(&t.public_key.raw_bytes)
+            .map_err(|_| bad(format!("key of {} is not base64", t.base_url)))?;
+        let log_id = b64(&t.log_id.key_id)
+            .map_err(|_| bad(format!("log id of {} is not base64", t.base_url)))?;
+        match LogKey::from_spki(t.base_url.clone(), log_id, &spki, t.public_key.valid_for) {
+            Ok(k) => keys.push(k),
+            // A log with a key type we cannot use can never vouch for a bundle; skip it.
+            Err(e) => {
+                tracing::debug!(log = %t.base_url, details = %t.public_key.key_details, "skipping log: {e}")
+            }
+        }
+    }
+    Ok(keys)
 }
 
 fn load_authorities(cas: &[model::CertificateAuthority]) -> Result<Vec<Authority>, SigstoreError> {
@@ -725,8 +755,7 @@ fn load_authorities(cas: &[model::CertificateAuthority]) -> Result<Vec<Authority
             .certificates
             .iter()
             .map(|c| {
-                let der = STANDARD
-                    .decode(&c.raw_bytes)
+                let der = b64(&c.raw_bytes)
                     .map_err(|_| bad(format!("certificate of {} is not base64", ca.uri)))?;
                 Cert::from_der(der).map_err(|e| bad(e.to_string()))
             })
@@ -754,20 +783,37 @@ fn parse_bundle(json: &[u8]) -> Result<(Bundle, u8), SigstoreError> {
     Ok((bundle, version))
 }
 
+/// The signing certificate of the bundle. A v0.1/v0.2 chain may carry intermediates after
+/// the leaf (ignored: the chain comes from the trust root) but never a root certificate:
+/// trust in a root comes from the trust root alone.
 fn leaf_certificate(bundle: &Bundle) -> Result<Option<Cert>, SigstoreError> {
     let vm = &bundle.verification_material;
-    let raw = match (&vm.certificate, &vm.x509_certificate_chain) {
-        (Some(c), _) => &c.raw_bytes,
-        (None, Some(chain)) => match chain.certificates.first() {
-            Some(c) => &c.raw_bytes,
-            None => return Err(SigstoreError::Malformed("empty certificate chain".into())),
-        },
-        (None, None) => return Ok(None),
+    let cert = |raw: &str| {
+        let der =
+            b64(raw).map_err(|_| SigstoreError::Malformed("certificate is not base64".into()))?;
+        Cert::from_der(der)
     };
-    let der = STANDARD
-        .decode(raw)
-        .map_err(|_| SigstoreError::Malformed("certificate is not base64".into()))?;
-    Cert::from_der(der).map(Some)
+    match (&vm.certificate, &vm.x509_certificate_chain) {
+        (Some(c), _) => cert(&c.raw_bytes).map(Some),
+        (None, Some(chain)) => {
+            let certs = chain
+                .certificates
+                .iter()
+                .map(|c| cert(&c.raw_bytes))
+                .collect::<Result<Vec<_>, _>>()?;
+            if certs.iter().any(Cert::is_self_signed) {
+                return Err(SigstoreError::Chain(
+                    "the bundle's certificate chain carries a root certificate".into(),
+                ));
+            }
+            certs
+                .into_iter()
+                .next()
+                .map(Some)
+                .ok_or_else(|| SigstoreError::Malformed("empty certificate chain".into()))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 /// Step 4: identity and issuer.
@@ -797,6 +843,8 @@ enum Signed {
     },
     Dsse {
         payload: Vec<u8>,
+        /// SHA-256 of the PAE that was signed (what a Rekor v2 `hashedrekord` records).
+        pae_sha256: [u8; 32],
         signature: Vec<u8>,
     },
 }
@@ -808,9 +856,7 @@ fn check_signature(
     digests: &Digests,
 ) -> Result<Signed, SigstoreError> {
     let b64 = |s: &str, what: &str| {
-        STANDARD
-            .decode(s)
-            .map_err(|_| SigstoreError::Malformed(format!("{what} is not base64")))
+        b64(s).map_err(|_| SigstoreError::Malformed(format!("{what} is not base64")))
     };
     match (&bundle.message_signature, &bundle.dsse_envelope) {
         (Some(m), None) => {
@@ -848,9 +894,14 @@ fn check_signature(
             };
             let payload = b64(&env.payload, "DSSE payload")?;
             let signature = b64(&sig.sig, "DSSE signature")?;
-            key.verify_message(&crate::trust::pae(&env.payload_type, &payload), &signature)?;
+            let pae = crate::trust::pae(&env.payload_type, &payload);
+            key.verify_message(&pae, &signature)?;
             check_subject(&payload, digests)?;
-            Ok(Signed::Dsse { payload, signature })
+            Ok(Signed::Dsse {
+                payload,
+                pae_sha256: Sha256::digest(&pae).into(),
+                signature,
+            })
         }
         _ => Err(SigstoreError::Malformed(
             "a bundle has exactly one of messageSignature and dsseEnvelope".into(),
@@ -891,104 +942,109 @@ fn check_subject(payload: &[u8], digests: &Digests) -> Result<(), SigstoreError>
     })
 }
 
-/// Step 6: the log entry records this signature, this key and this digest.
+/// Step 6: the log entry records this signature, this key and this digest. The body (signed
+/// by the log) must be of the kind and version the entry was checked as, and one that
+/// records this bundle's content:
+///
+/// | entry | records |
+/// |---|---|
+/// | `hashedrekord` 0.0.1 | hex digest, signature, PEM certificate or key |
+/// | `dsse` 0.0.1 | payload hash, signatures with PEM verifiers |
+/// | `intoto` 0.0.2 | payload hash, signatures (base64 of the base64 signature) with PEM keys |
+/// | `hashedrekord` 0.0.2 (Rekor v2) | digest of the artifact, or of the DSSE PAE (rekor-v2-spec §6.1.4) |
+/// | `dsse` 0.0.2 (Rekor v2) | payload hash, signatures with DER verifiers |
 fn check_body(
     entry: &TlogEntry,
     signed: &Signed,
     key: &SignerKey<'_>,
 ) -> Result<(), SigstoreError> {
     let mismatch = |m: &str| SigstoreError::LogEntryMismatch(m.to_string());
-    let body = STANDARD
-        .decode(&entry.canonicalized_body)
-        .map_err(|_| mismatch("body is not base64"))?;
+    let body = b64(&entry.canonicalized_body).map_err(|_| mismatch("body is not base64"))?;
     let body: serde_json::Value =
         serde_json::from_slice(&body).map_err(|_| mismatch("body is not JSON"))?;
-    let spec = &body["spec"];
-    let str_at = |v: &serde_json::Value| v.as_str().map(str::to_string);
-    let same_b64 = |v: &serde_json::Value, bytes: &[u8]| {
-        v.as_str()
-            .and_then(|s| STANDARD.decode(s).ok())
-            .is_some_and(|d| d == bytes)
-    };
-    let same_key = |v: &serde_json::Value| {
-        v.as_str()
-            .and_then(|s| STANDARD.decode(s).ok())
-            .and_then(|pem| pem_to_der(&pem))
-            .is_some_and(|der| der == key.der())
-    };
-    if body["apiVersion"] == "0.0.2" {
-        return match (body["kind"].as_str(), signed) {
-            (Some("hashedrekord"), Signed::Message { .. })
-            | (Some("dsse"), Signed::Dsse { .. }) => check_body_v2(spec, signed, key),
-            _ => Err(mismatch("the entry kind does not match the bundle content")),
-        };
+    let kv = &entry.kind_version;
+    let (kind, version) = (body["kind"].as_str(), body["apiVersion"].as_str());
+    if kind != Some(kv.kind.as_str()) || version != Some(kv.version.as_str()) {
+        return Err(mismatch(
+            "the entry body is not of the kind and version the entry names",
+        ));
     }
-    match (body["kind"].as_str(), signed) {
-        (Some("hashedrekord"), Signed::Message { digest, signature }) => {
-            if str_at(&spec["data"]["hash"]["algorithm"]).as_deref() != Some("sha256")
-                || str_at(&spec["data"]["hash"]["value"]) != Some(hex::encode(digest))
+    let spec = &body["spec"];
+    match (kv.kind.as_str(), kv.version.as_str(), signed) {
+        ("hashedrekord", "0.0.1", Signed::Message { digest, signature }) => {
+            if str_at(&spec["data"]["hash"]["algorithm"]) != Some("sha256")
+                || str_at(&spec["data"]["hash"]["value"]) != Some(hex::encode(digest).as_str())
             {
                 return Err(mismatch("the entry records another digest"));
             }
             if !same_b64(&spec["signature"]["content"], signature) {
                 return Err(mismatch("the entry records another signature"));
             }
-            if !same_key(&spec["signature"]["publicKey"]["content"]) {
+            if !same_pem(&spec["signature"]["publicKey"]["content"], key) {
                 return Err(mismatch("the entry records another certificate or key"));
             }
-            Ok(())
         }
-        (Some("dsse"), Signed::Dsse { payload, signature }) => {
-            if str_at(&spec["payloadHash"]["algorithm"]).as_deref() != Some("sha256")
-                || str_at(&spec["payloadHash"]["value"])
-                    != Some(hex::encode(Sha256::digest(payload)))
-            {
-                return Err(mismatch("the entry records another payload"));
-            }
+        (
+            "dsse",
+            "0.0.1",
+            Signed::Dsse {
+                payload, signature, ..
+            },
+        ) => {
+            check_payload_hash(&spec["payloadHash"], payload)?;
             let recorded = spec["signatures"].as_array().is_some_and(|sigs| {
                 sigs.iter()
-                    .any(|s| same_b64(&s["signature"], signature) && same_key(&s["verifier"]))
+                    .any(|s| same_b64(&s["signature"], signature) && same_pem(&s["verifier"], key))
             });
             if !recorded {
                 return Err(mismatch("the entry records another signature or signer"));
             }
-            Ok(())
         }
-        _ => Err(mismatch("the entry kind does not match the bundle content")),
-    }
-}
-
-/// Rekor v2 bodies (`hashedRekordV002`, `dsseV002`): base64 fields, raw DER verifiers.
-fn check_body_v2(
-    spec: &serde_json::Value,
-    signed: &Signed,
-    key: &SignerKey<'_>,
-) -> Result<(), SigstoreError> {
-    let mismatch = |m: &str| SigstoreError::LogEntryMismatch(m.to_string());
-    let same_b64 = |v: &serde_json::Value, bytes: &[u8]| {
-        v.as_str()
-            .and_then(|s| STANDARD.decode(s).ok())
-            .is_some_and(|d| d == bytes)
-    };
-    let same_verifier = |v: &serde_json::Value| {
-        same_b64(&v["x509Certificate"]["rawBytes"], key.der())
-            || same_b64(&v["publicKey"]["rawBytes"], key.der())
-    };
-    let same_sig = |s: &serde_json::Value, sig: &[u8]| {
-        same_b64(&s["content"], sig) && same_verifier(&s["verifier"])
-    };
-    match signed {
-        Signed::Message { digest, signature } => {
-            let spec = &spec["hashedRekordV002"];
-            if spec["data"]["algorithm"] != "SHA2_256" || !same_b64(&spec["data"]["digest"], digest)
-            {
-                return Err(mismatch("the entry records another digest"));
-            }
-            if !same_sig(&spec["signature"], signature) {
+        (
+            "intoto",
+            "0.0.2",
+            Signed::Dsse {
+                payload, signature, ..
+            },
+        ) => {
+            let content = &spec["content"];
+            check_payload_hash(&content["payloadHash"], payload)?;
+            // Rekor stores the envelope's base64 signature text, base64-encoded again.
+            let same_sig = |v: &serde_json::Value| {
+                v.as_str()
+                    .and_then(|s| b64(s).ok())
+                    .and_then(|text| b64(std::str::from_utf8(&text).ok()?).ok())
+                    .is_some_and(|d| d == *signature)
+            };
+            let recorded = content["envelope"]["signatures"]
+                .as_array()
+                .is_some_and(|sigs| {
+                    sigs.iter()
+                        .any(|s| same_sig(&s["sig"]) && same_pem(&s["publicKey"], key))
+                });
+            if !recorded {
                 return Err(mismatch("the entry records another signature or signer"));
             }
         }
-        Signed::Dsse { payload, signature } => {
+        ("hashedrekord", "0.0.2", Signed::Message { digest, signature }) => {
+            check_hashedrekord_v2(&spec["hashedRekordV002"], digest, signature, key)?
+        }
+        (
+            "hashedrekord",
+            "0.0.2",
+            Signed::Dsse {
+                pae_sha256,
+                signature,
+                ..
+            },
+        ) => check_hashedrekord_v2(&spec["hashedRekordV002"], pae_sha256, signature, key)?,
+        (
+            "dsse",
+            "0.0.2",
+            Signed::Dsse {
+                payload, signature, ..
+            },
+        ) => {
             let spec = &spec["dsseV002"];
             if spec["payloadHash"]["algorithm"] != "SHA2_256"
                 || !same_b64(&spec["payloadHash"]["digest"], &Sha256::digest(payload))
@@ -997,13 +1053,89 @@ fn check_body_v2(
             }
             let recorded = spec["signatures"]
                 .as_array()
-                .is_some_and(|sigs| sigs.iter().any(|s| same_sig(s, signature)));
+                .is_some_and(|sigs| sigs.iter().any(|s| same_v2_sig(s, signature, key)));
             if !recorded {
                 return Err(mismatch("the entry records another signature or signer"));
             }
         }
+        _ => return Err(mismatch("the entry kind does not match the bundle content")),
     }
     Ok(())
+}
+
+/// A Rekor v2 `hashedRekordV002` spec records `digest` (SHA-256), `signature` and the signer.
+fn check_hashedrekord_v2(
+    spec: &serde_json::Value,
+    digest: &[u8; 32],
+    signature: &[u8],
+    key: &SignerKey<'_>,
+) -> Result<(), SigstoreError> {
+    let mismatch = |m: &str| SigstoreError::LogEntryMismatch(m.to_string());
+    if spec["data"]["algorithm"] != "SHA2_256" || !same_b64(&spec["data"]["digest"], digest) {
+        return Err(mismatch("the entry records another digest"));
+    }
+    if !same_v2_sig(&spec["signature"], signature, key) {
+        return Err(mismatch("the entry records another signature or signer"));
+    }
+    Ok(())
+}
+
+/// A Rekor v1 `payloadHash` (hex SHA-256) of the DSSE payload.
+fn check_payload_hash(v: &serde_json::Value, payload: &[u8]) -> Result<(), SigstoreError> {
+    if str_at(&v["algorithm"]) != Some("sha256")
+        || str_at(&v["value"]) != Some(hex::encode(Sha256::digest(payload)).as_str())
+    {
+        return Err(SigstoreError::LogEntryMismatch(
+            "the entry records another payload".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn str_at(v: &serde_json::Value) -> Option<&str> {
+    v.as_str()
+}
+
+/// `v` is base64 of exactly `bytes`.
+fn same_b64(v: &serde_json::Value, bytes: &[u8]) -> bool {
+    v.as_str()
+        .and_then(|s| b64(s).ok())
+        .is_some_and(|d| d == bytes)
+}
+
+/// `v` is base64 of a PEM block whose DER is the signer's certificate or key (Rekor v1).
+fn same_pem(v: &serde_json::Value, key: &SignerKey<'_>) -> bool {
+    v.as_str()
+        .and_then(|s| b64(s).ok())
+        .and_then(|pem| pem_to_der(&pem))
+        .is_some_and(|der| der == key.der())
+}
+
+/// A Rekor v2 signature: base64 `content` and a verifier with the signer's DER.
+fn same_v2_sig(s: &serde_json::Value, sig: &[u8], key: &SignerKey<'_>) -> bool {
+    let v = &s["verifier"];
+    same_b64(&s["content"], sig)
+        && (same_b64(&v["x509Certificate"]["rawBytes"], key.der())
+            || same_b64(&v["publicKey"]["rawBytes"], key.der()))
+}
+
+/// Base64 as protobuf JSON writes it: standard or URL-safe alphabet, padded or not; line
+/// breaks (which `base64` and `openssl` insert) are ignored, as Go's and Python's decoders do.
+pub(crate) fn b64(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let joined;
+    let s = if s.contains(['\r', '\n']) {
+        joined = s.replace(['\r', '\n'], "");
+        joined.as_str()
+    } else {
+        s
+    };
+    STANDARD.decode(s).or_else(|e| {
+        [URL_SAFE, URL_SAFE_NO_PAD, STANDARD_NO_PAD]
+            .iter()
+            .find_map(|engine| engine.decode(s).ok())
+            .ok_or(e)
+    })
 }
 
 /// DER of the first block of a PEM text.

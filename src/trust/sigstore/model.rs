@@ -121,7 +121,10 @@ pub(crate) struct InclusionProof {
     /// Base64 each.
     #[serde(default)]
     pub hashes: Vec<String>,
-    pub checkpoint: Checkpoint,
+    /// Required to verify (checked by `tlog`), optional to parse, so that its absence is
+    /// named as such.
+    #[serde(default)]
+    pub checkpoint: Option<Checkpoint>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +177,9 @@ pub(crate) struct TrustedRootJson {
     pub certificate_authorities: Vec<CertificateAuthority>,
     #[serde(default)]
     pub timestamp_authorities: Vec<CertificateAuthority>,
+    /// Certificate transparency logs (the issuers of the certificates' SCTs).
+    #[serde(default)]
+    pub ctlogs: Vec<TransparencyLog>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -212,6 +218,8 @@ impl ValidFor {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct CertificateAuthority {
+    /// Optional in the protobuf message (some trust roots name only the subject).
+    #[serde(default)]
     pub uri: String,
     pub cert_chain: CertChain,
     pub valid_for: ValidFor,

@@ -11,12 +11,14 @@ use x509_cert::der::Decode;
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
 
 use super::model::{InclusionProof, TlogEntry, ValidFor};
-use super::SigstoreError;
+use super::{b64, SigstoreError};
 
 /// OID of id-ecPublicKey.
 const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 /// OID of Ed25519.
 const OID_ED25519: &str = "1.3.101.112";
+/// OID of rsaEncryption.
+const OID_RSA: &str = "1.2.840.113549.1.1.1";
 
 /// A log key algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,9 +27,11 @@ pub(crate) enum LogKeyAlg {
     P256,
     /// Ed25519 (Rekor v2).
     Ed25519,
+    /// RSA PKCS#1 v1.5 with SHA-256 (some CT logs).
+    RsaSha256,
 }
 
-/// One transparency log of the trust root.
+/// One transparency log (Rekor, or certificate transparency) of the trust root.
 #[derive(Debug, Clone)]
 pub(crate) struct LogKey {
     pub base_url: String,
@@ -51,6 +55,7 @@ impl LogKey {
         let alg = match oid.as_str() {
             OID_EC_PUBLIC_KEY => LogKeyAlg::P256,
             OID_ED25519 => LogKeyAlg::Ed25519,
+            OID_RSA => LogKeyAlg::RsaSha256,
             other => return Err(format!("unsupported log key algorithm {other}")),
         };
         let raw = spki.subject_public_key.raw_bytes().to_vec();
@@ -68,6 +73,7 @@ impl LogKey {
         let alg: &dyn signature::VerificationAlgorithm = match self.alg {
             LogKeyAlg::P256 => &signature::ECDSA_P256_SHA256_ASN1,
             LogKeyAlg::Ed25519 => &signature::ED25519,
+            LogKeyAlg::RsaSha256 => &signature::RSA_PKCS1_2048_8192_SHA256,
         };
         UnparsedPublicKey::new(alg, &self.raw)
             .verify(msg, sig)
@@ -110,8 +116,7 @@ pub(crate) fn check_set(entry: &TlogEntry, key: &LogKey) -> Result<i64, Sigstore
         .inclusion_promise
         .as_ref()
         .ok_or_else(|| invalid("the entry has no signed entry timestamp"))?;
-    let sig = STANDARD
-        .decode(&promise.signed_entry_timestamp)
+    let sig = b64(&promise.signed_entry_timestamp)
         .map_err(|_| invalid("the signed entry timestamp is not base64"))?;
     if !key.verify(&set_payload(entry, time, &key.log_id), &sig) {
         return Err(invalid("the signature does not verify with the log key"));
@@ -179,8 +184,7 @@ pub(crate) fn check_inclusion(
         log_index: entry.log_index,
         reason,
     };
-    let body = STANDARD
-        .decode(&entry.canonicalized_body)
+    let body = b64(&entry.canonicalized_body)
         .map_err(|_| bad_proof("the entry body is not base64".into()))?;
     let root = decode_hash(&proof.root_hash).ok_or_else(|| bad_proof("bad root hash".into()))?;
     let hashes = proof
@@ -205,7 +209,13 @@ pub(crate) fn check_inclusion(
             hex::encode(root)
         )));
     }
-    check_checkpoint(&proof.checkpoint.envelope, key, size, &root)
+    let checkpoint = proof
+        .checkpoint
+        .as_ref()
+        .ok_or_else(|| SigstoreError::CheckpointInvalid {
+            reason: "the inclusion proof has no checkpoint".into(),
+        })?;
+    check_checkpoint(&checkpoint.envelope, key, size, &root)
 }
 
 fn decode_hash(b64: &str) -> Option<[u8; 32]> {
@@ -258,7 +268,7 @@ pub(crate) fn check_checkpoint(
         let Some((_name, sig_b64)) = rest.rsplit_once(' ') else {
             return Err(bad(format!("bad signature line {line:?}")));
         };
-        let Ok(sig) = STANDARD.decode(sig_b64) else {
+        let Ok(sig) = b64(sig_b64) else {
             return Err(bad("signature is not base64".into()));
         };
         if sig.len() <= 4 || &sig[..4] != hint {
