@@ -177,8 +177,11 @@ export declare class FeatureFlags {
   dismiss(id: string): void
   /** The maintenance state now. */
   getMaintenance(): Maintenance
-  /** Whether the emergency kill switch is on. */
-  isKillSwitchActive(): boolean
+  /**
+   * The emergency kill switch: `{active, message}` (`message` is `null` unless it is on
+   * and the config has one).
+   */
+  isKillSwitchActive(): KillSwitch
   /**
    * Calls `cb()` whenever the flags change (a new config, an override). The listener
    * does not keep Node alive.
@@ -407,6 +410,20 @@ export interface InstallResult {
   version: string
   /** The version that was current before (kept for rollback). */
   previous?: string
+}
+
+/**
+ * The emergency kill switch (the specification's
+ * `const { active, message } = await featureFlags.isKillSwitchActive()`).
+ */
+export interface KillSwitch {
+  /** Whether the kill switch is on: every flag is off. */
+  active: boolean
+  /**
+   * The config's `emergencyMessage` to show while it is on; `null` when it is off or
+   * the config has none.
+   */
+  message: string | null
 }
 
 /** The maintenance state now. */

@@ -128,6 +128,14 @@ export interface MaintenanceStatus {
   endTime?: string;
 }
 
+/** The emergency kill switch (the specification's `const { active, message } = …`). */
+export interface KillSwitchStatus {
+  /** Whether it is on: every flag is off. */
+  active: boolean;
+  /** The config's `emergencyMessage` while it is on; `null` when it is off or there is none. */
+  message: string | null;
+}
+
 /** Why a flag has its value (OpenFeature reasons). */
 export type FlagReason =
   | 'STATIC'
@@ -358,7 +366,8 @@ export class RailgunFeatureFlags extends EventEmitter {
   getAnnouncements(): Announcement[];
   dismiss(id: string): void;
   getMaintenance(): MaintenanceStatus;
-  isKillSwitchActive(): boolean;
+  /** The emergency kill switch: `{active, message}`. */
+  isKillSwitchActive(): KillSwitchStatus;
   /** Stops the background refresh and the change listeners. */
   close(): void;
   on(event: 'change', listener: () => void): this;

@@ -645,9 +645,13 @@ class RailgunFeatureFlags extends EventEmitter {
     return this._f.getMaintenance();
   }
 
-  /** Whether the emergency kill switch is on. */
+  /**
+   * The emergency kill switch: `{active, message}`; `message` is the config's
+   * `emergencyMessage` while it is on, else `null`.
+   */
   isKillSwitchActive() {
-    return this._f.isKillSwitchActive();
+    const k = this._f.isKillSwitchActive();
+    return { active: k.active === true, message: typeof k.message === 'string' ? k.message : null };
   }
 
   /** Stops the background refresh and the change listeners. */

@@ -6,6 +6,7 @@ import type {
   DownloadResult,
   EventProperties,
   InstallResult,
+  KillSwitchStatus,
   MaintenanceStatus,
   ProgressInfo,
   RailgunErrorData,
@@ -34,7 +35,8 @@ export interface FeatureFlagsApi {
   getAll(): Promise<Record<string, boolean>>;
   getAnnouncements(): Promise<Announcement[]>;
   getMaintenance(): Promise<MaintenanceStatus>;
-  isKillSwitchActive(): Promise<boolean>;
+  /** The emergency kill switch: `const { active, message } = await ….isKillSwitchActive()`. */
+  isKillSwitchActive(): Promise<KillSwitchStatus>;
   /** Called when the main process reports changed flags. */
   onChange(listener: () => void): Unsubscribe;
 }

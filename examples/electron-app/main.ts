@@ -73,7 +73,8 @@ app.whenReady().then(() => {
 
   mainWindow = createWindow();
   mainWindow.webContents.once('did-finish-load', () => updater.markBootSuccessful());
-  if (flags.isKillSwitchActive()) console.warn('emergency kill switch is on');
+  const killSwitch = flags.isKillSwitchActive();
+  if (killSwitch.active) console.warn(`emergency kill switch is on: ${killSwitch.message ?? '(no message)'}`);
 });
 
 app.on('window-all-closed', () => {

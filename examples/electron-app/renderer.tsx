@@ -59,6 +59,19 @@ function Announcements() {
   );
 }
 
+function KillSwitchBanner() {
+  const [notice, setNotice] = useState<string | null>(null);
+  useEffect(() => {
+    const load = async () => {
+      const { active, message } = await window.electronAPI.featureFlags.isKillSwitchActive();
+      setNotice(active ? (message ?? 'Some features are turned off for now.') : null);
+    };
+    void load();
+    return window.electronAPI.featureFlags.onChange(() => void load());
+  }, []);
+  return notice ? <div className="banner critical">{notice}</div> : null;
+}
+
 function Composer() {
   useScreenTracking('conversation');
   const newComposer = useFeatureFlag('new_composer');
@@ -93,6 +106,7 @@ function App() {
   };
   return (
     <main>
+      <KillSwitchBanner />
       <UpdateBanner />
       <Announcements />
       {consent === 'unknown' && (

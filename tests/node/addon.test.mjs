@@ -258,19 +258,20 @@ test('flags: a served config is fetched, evaluated and kept when a later one is 
   assert.equal(m.active, true);
   assert.equal(m.message, 'Upgrading');
   assert.equal(m.allowReadOnly, true);
-  assert.equal(flags.isKillSwitchActive(), false);
+  assert.deepEqual(flags.isKillSwitchActive(), { active: false, message: null });
 
   // A document signed by another key is refused; the last good config stays.
   const other = keygen(join(work, 'keys'), 'intruder');
   writeEnvelope(configPath, PAYLOAD_CONFIG, { ...doc, emergencyKillSwitch: true }, other.key);
   assert.equal(await flags.refresh(), 'kept-last-good');
-  assert.equal(flags.isKillSwitchActive(), false);
+  assert.deepEqual(flags.isKillSwitchActive(), { active: false, message: null });
   assert.equal(flags.get('composer'), true);
 
-  // The kill switch, correctly signed, turns every flag off.
-  writeEnvelope(configPath, PAYLOAD_CONFIG, { ...doc, version: '8', emergencyKillSwitch: true }, keys.key);
+  // The kill switch, correctly signed, turns every flag off and carries its message.
+  const killed = { ...doc, version: '8', emergencyKillSwitch: true, emergencyMessage: 'Sending is paused' };
+  writeEnvelope(configPath, PAYLOAD_CONFIG, killed, keys.key);
   assert.equal(await flags.refresh(), 'updated');
-  assert.equal(flags.isKillSwitchActive(), true);
+  assert.deepEqual(flags.isKillSwitchActive(), { active: true, message: 'Sending is paused' });
   assert.equal(flags.get('composer'), false);
 
   // A restart uses the cached config offline.
@@ -279,7 +280,7 @@ test('flags: a served config is fetched, evaluated and kept when a later one is 
     url: 'http://127.0.0.1:1/config.json', app: APP, appVersion: '1.0.0', stateDir: join(work, 'state'),
     userId: 'node-user-1', configPublicKeys: [keys.pem],
   });
-  assert.equal(offline.isKillSwitchActive(), true);
+  assert.deepEqual(offline.isKillSwitchActive(), { active: true, message: 'Sending is paused' });
   assert.deepEqual(offline.getAnnouncements().map((a) => a.id), ['pinned'], 'the dismissal was kept');
   offline.close();
 });

@@ -73,11 +73,12 @@ function publish(w) {
   return readFileSync(path.join(w, 'keys', 'release.pub'), 'utf8');
 }
 
-function writeConfig(tree, darkMode) {
+function writeConfig(tree, darkMode, killSwitch = null) {
   const config = {
-    version: darkMode ? '2' : '1',
+    version: killSwitch ? '3' : darkMode ? '2' : '1',
     lastUpdated: '2026-11-29T00:00:00Z',
-    emergencyKillSwitch: false,
+    emergencyKillSwitch: killSwitch !== null,
+    emergencyMessage: killSwitch,
     flags: [
       { key: 'new_composer', enabled: true, rolloutPercentage: 100, description: 'The new composer' },
       { key: 'dark_mode', enabled: darkMode, rolloutPercentage: 100 },
@@ -168,7 +169,9 @@ test('renderer → preload → main → addon → real server and back', { timeo
   assert.deepEqual(await api.featureFlags.getAll(), { new_composer: true, dark_mode: false });
   assert.equal((await api.featureFlags.getAnnouncements())[0].id, 'welcome');
   assert.equal((await api.featureFlags.getMaintenance()).active, false);
-  assert.equal(await api.featureFlags.isKillSwitchActive(), false);
+  // The specification's call, as written.
+  const { active, message } = await api.featureFlags.isKillSwitchActive();
+  assert.deepEqual({ active, message }, { active: false, message: null });
   let changed;
   const told = new Promise((resolve) => {
     changed = resolve;
@@ -179,6 +182,13 @@ test('renderer → preload → main → addon → real server and back', { timeo
   assert.equal(await flags.refresh(), 'updated');
   await told;
   assert.equal(await api.featureFlags.get('dark_mode'), true);
+
+  // The kill switch, with its message, reaches the page as the specification destructures it.
+  writeConfig(tree, true, 'Sending is paused for maintenance');
+  assert.equal(await flags.refresh(), 'updated');
+  const killed = await api.featureFlags.isKillSwitchActive();
+  assert.deepEqual(killed, { active: true, message: 'Sending is paused for maintenance' });
+  assert.deepEqual(await api.featureFlags.getAll(), { new_composer: false, dark_mode: false }, 'every flag off');
 });
 
 test('a release signed by a key the app does not trust is refused, and the page gets the code', { timeout: 120_000 }, async (t) => {

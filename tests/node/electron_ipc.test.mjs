@@ -42,7 +42,7 @@ test('every call goes renderer → preload → main → addon and back as plain 
   assert.equal(await api.featureFlags.get('missing'), false);
   assert.equal((await api.featureFlags.getAnnouncements())[0].id, 'a1');
   assert.deepEqual(await api.featureFlags.getMaintenance(), { active: false, allowReadOnly: true });
-  assert.equal(await api.featureFlags.isKillSwitchActive(), false);
+  assert.deepEqual(await api.featureFlags.isKillSwitchActive(), { active: false, message: null });
 
   assert.equal(await api.analytics.track('message_sent', { count: 1, draft: false, kind: 'text' }), null);
   assert.equal(await api.analytics.track('session_start'), null);

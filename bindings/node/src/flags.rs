@@ -55,6 +55,17 @@ pub struct FlagDetails {
     pub reason: String,
 }
 
+/// The emergency kill switch (the specification's
+/// `const { active, message } = await featureFlags.isKillSwitchActive()`).
+#[napi(object, use_nullable = true)]
+pub struct KillSwitch {
+    /// Whether the kill switch is on: every flag is off.
+    pub active: bool,
+    /// The config's `emergencyMessage` to show while it is on; `null` when it is off or
+    /// the config has none.
+    pub message: Option<String>,
+}
+
 /// An announcement to show.
 #[napi(object)]
 pub struct Announcement {
@@ -254,10 +265,15 @@ impl FeatureFlags {
         }
     }
 
-    /// Whether the emergency kill switch is on.
+    /// The emergency kill switch: `{active, message}` (`message` is `null` unless it is on
+    /// and the config has one).
     #[napi]
-    pub fn is_kill_switch_active(&self) -> bool {
-        self.core.is_kill_switch_active()
+    pub fn is_kill_switch_active(&self) -> KillSwitch {
+        let k = self.core.kill_switch();
+        KillSwitch {
+            active: k.active,
+            message: k.message,
+        }
     }
 
     /// Calls `cb()` whenever the flags change (a new config, an override). The listener

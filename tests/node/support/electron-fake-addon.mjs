@@ -131,7 +131,7 @@ export function createFakeAddon() {
       return { active: false, allowReadOnly: true };
     }
     isKillSwitchActive() {
-      return false;
+      return { active: false, message: null };
     }
     onChange(cb) {
       this.cbs.push(cb);
