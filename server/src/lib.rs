@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod analytics;
+pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod dashboard;

@@ -11,9 +11,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
@@ -26,6 +24,7 @@ use serde::Deserialize;
 
 use super::queue::QueueError;
 use super::AppState;
+use crate::api::{ApiBody, ApiError};
 use crate::store::{day_of, StoredEvent};
 
 /// Largest request body.
@@ -46,10 +45,6 @@ struct LooseBatch {
     sample_rate: f64,
     #[serde(default)]
     dropped: u64,
-}
-
-fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({"error": msg.into()}))).into_response()
 }
 
 /// The clock-skew correction for a batch sent at `sent_at` and received at `now`.
@@ -155,10 +150,10 @@ fn prepare(
 }
 
 /// The handler.
-pub async fn ingest(State(app): State<AppState>, body: Bytes) -> Response {
-    if body.len() > MAX_BODY_BYTES {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "body larger than 1 MiB");
-    }
+pub async fn ingest(
+    State(app): State<AppState>,
+    ApiBody(body): ApiBody<MAX_BODY_BYTES>,
+) -> Response {
     let now = app.clock.now();
     // Fast path: the whole batch parses; slow path: parse each event alone.
     let (events, sent_at, sample_rate, dropped): (Vec<Result<AnalyticsEvent, String>>, _, _, _) =
@@ -182,17 +177,20 @@ pub async fn ingest(State(app): State<AppState>, body: Bytes) -> Response {
                     b.sample_rate,
                     b.dropped,
                 ),
-                Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed batch: {e}")),
+                Err(e) => {
+                    return ApiError::bad_request(format!("malformed batch: {e}")).into_response()
+                }
             },
         };
     if events.len() > MAX_BATCH_EVENTS {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("{} events, at most {MAX_BATCH_EVENTS}", events.len()),
-        );
+        return ApiError::too_large(format!(
+            "{} events, at most {MAX_BATCH_EVENTS}",
+            events.len()
+        ))
+        .into_response();
     }
     if !(sample_rate > 0.0 && sample_rate <= 1.0) {
-        return error(StatusCode::BAD_REQUEST, "sampleRate must be in (0, 1]");
+        return ApiError::bad_request("sampleRate must be in (0, 1]").into_response();
     }
     let skew = skew(now, sent_at);
     let mut rejected = Vec::new();
@@ -232,16 +230,15 @@ pub async fn ingest(State(app): State<AppState>, body: Bytes) -> Response {
             if matches!(e, QueueError::Full { .. }) {
                 m.overloaded.fetch_add(1, Ordering::Relaxed);
             }
-            tracing::warn!(error = %e, "batch not stored");
             // The database's own message (paths, SQL) stays in the log, not in the answer.
-            let said = match &e {
-                QueueError::Store(_) => "database unavailable; retry later".to_string(),
-                other => other.to_string(),
+            let refusal = match &e {
+                QueueError::Store(_) => ApiError::store(&e),
+                other => {
+                    tracing::warn!(error = %other, "batch not stored");
+                    ApiError::unavailable(other.to_string()).with_retry_after(1)
+                }
             };
-            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, said);
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r
+            refusal.into_response()
         }
     }
 }

@@ -17,8 +17,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
-use axum::http::HeaderMap;
+use axum::extract::{FromRef, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -28,7 +27,8 @@ use railgun_core::health::report_machine_id;
 use tokio::sync::Mutex;
 
 use crate::alerts::Alerter;
-use crate::auth::{Access, Tokens};
+use crate::api::{ApiError, ApiJson, ApiPath};
+use crate::auth::{AdminToken, Tokens};
 use crate::metrics::Metrics;
 use crate::store::SharedStore;
 
@@ -58,6 +58,12 @@ pub struct AppState {
     /// Alert delivery (rollout engine, analytics backlog).
     pub alerts: Alerter,
     retention_task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl FromRef<AppState> for Tokens {
+    fn from_ref(app: &AppState) -> Tokens {
+        app.tokens.clone()
+    }
 }
 
 impl AppState {
@@ -107,10 +113,7 @@ impl AppState {
 /// The analytics routes, `/metrics`, with request metrics on each.
 pub fn routes(state: AppState) -> Router {
     Router::new()
-        .route(
-            "/analytics/events",
-            post(ingest::ingest).layer(DefaultBodyLimit::max(ingest::MAX_BODY_BYTES)),
-        )
+        .route("/analytics/events", post(ingest::ingest))
         .route("/analytics/dau", get(query::dau))
         .route("/analytics/wau", get(query::wau))
         .route("/analytics/mau", get(query::mau))
@@ -120,10 +123,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/analytics/dau-series", get(query::dau_series))
         .route("/analytics/feature-summary", get(query::feature_summary))
         .route("/analytics/users/{user_id}", delete(delete_user))
-        .route(
-            "/analytics/erasure",
-            post(self_erasure).layer(DefaultBodyLimit::max(MAX_ERASURE_BYTES)),
-        )
+        .route("/analytics/erasure", post(self_erasure))
         .route("/analytics/machines/{machine_id}", delete(delete_machine))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
@@ -163,11 +163,10 @@ async fn metrics(State(app): State<AppState>) -> Response {
 /// Answers `{deleted, analytics, healthReports, healthInstalls}` (row counts; `deleted` is
 /// their sum).
 async fn delete_user(
+    _: AdminToken,
     State(app): State<AppState>,
-    h: HeaderMap,
-    Path(user_id): Path<String>,
-) -> Result<Json<serde_json::Value>, query::QueryError> {
-    app.tokens.check(&h, Access::Admin)?;
+    ApiPath(user_id): ApiPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     erase_user(&app, user_id).await.map(Json)
 }
 
@@ -187,26 +186,15 @@ struct ErasureRequest {
 /// install knows). Same erasure and answer as the admin `DELETE /analytics/users/{userId}`.
 async fn self_erasure(
     State(app): State<AppState>,
-    body: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, query::QueryError> {
-    let req: ErasureRequest =
-        serde_json::from_slice(&body).map_err(|e| query::QueryError::BadParam {
-            name: "body",
-            reason: format!("expected {{\"userId\": \"…\"}}: {e}"),
-        })?;
+    ApiJson(req): ApiJson<ErasureRequest, MAX_ERASURE_BYTES>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     erase_user(&app, req.user_id).await.map(Json)
 }
 
 /// Erases `user_id`'s events, rollups and the health rows of its machine id.
-async fn erase_user(
-    app: &AppState,
-    user_id: String,
-) -> Result<serde_json::Value, query::QueryError> {
+async fn erase_user(app: &AppState, user_id: String) -> Result<serde_json::Value, ApiError> {
     if user_id.is_empty() || user_id.len() > 128 {
-        return Err(query::QueryError::BadParam {
-            name: "userId",
-            reason: "1-128 characters".into(),
-        });
+        return Err(ApiError::bad_param("userId", "1-128 characters"));
     }
     // Events of this user still queued are committed first, then erased with the rest.
     if let Err(e) = app.queue.flush().await {
@@ -228,20 +216,19 @@ async fn erase_user(
 /// per-release rows (admin token); `machineId` is the 64-hex id the reports carry. Answers
 /// `{deleted, healthReports, healthInstalls}`.
 async fn delete_machine(
+    _: AdminToken,
     State(app): State<AppState>,
-    h: HeaderMap,
-    Path(machine_id): Path<String>,
-) -> Result<Json<serde_json::Value>, query::QueryError> {
-    app.tokens.check(&h, Access::Admin)?;
+    ApiPath(machine_id): ApiPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let hex = machine_id.len() == 64
         && machine_id
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if !hex {
-        return Err(query::QueryError::BadParam {
-            name: "machineId",
-            reason: "64 lowercase hex characters".into(),
-        });
+        return Err(ApiError::bad_param(
+            "machineId",
+            "64 lowercase hex characters",
+        ));
     }
     let health = app.store.delete_machine(machine_id).await?;
     tracing::info!(rows = health.total(), "install health data erased");

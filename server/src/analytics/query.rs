@@ -8,17 +8,16 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
 use axum::Json;
 use chrono::NaiveDate;
 use railgun_core::analytics::event::is_valid_event_name;
 use serde_json::json;
 
 use super::AppState;
-use crate::auth::Access;
-use crate::store::{day_date, day_number, StoreError};
+use crate::api::{ApiError, ApiQuery};
+use crate::auth::ReadToken;
+use crate::store::{day_date, day_number};
 
 /// Longest range for `/analytics/features`, in days.
 pub const MAX_RANGE_DAYS: i32 = 366;
@@ -29,79 +28,28 @@ pub const DEFAULT_FEATURE_LIMIT: u32 = 50;
 /// Most names `/analytics/feature-summary` answers.
 pub const MAX_FEATURE_LIMIT: u32 = 500;
 
-/// Why a query failed.
-#[derive(Debug, thiserror::Error)]
-pub enum QueryError {
-    /// A parameter is missing or malformed.
-    #[error("parameter {name}: {reason}")]
-    BadParam {
-        /// The parameter.
-        name: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The database failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Not allowed.
-    #[error(transparent)]
-    Auth(#[from] crate::auth::AuthError),
-}
+type Params = ApiQuery<HashMap<String, String>>;
 
-impl IntoResponse for QueryError {
-    fn into_response(self) -> Response {
-        match self {
-            QueryError::Auth(a) => a.into_response(),
-            QueryError::BadParam { .. } => (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": self.to_string()})),
-            )
-                .into_response(),
-            QueryError::Store(e) => {
-                tracing::error!(error = %e, "query failed");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Json(json!({"error": "database unavailable"})),
-                )
-                    .into_response()
-            }
-        }
-    }
-}
-
-type Params = Query<HashMap<String, String>>;
-
-fn date(
-    p: &HashMap<String, String>,
-    name: &'static str,
-    app: &AppState,
-) -> Result<NaiveDate, QueryError> {
+fn date(p: &HashMap<String, String>, name: &str, app: &AppState) -> Result<NaiveDate, ApiError> {
     match p.get(name) {
         None => Ok(app.clock.now().date_naive()),
         Some(v) => parse_date(name, v),
     }
 }
 
-fn parse_date(name: &'static str, v: &str) -> Result<NaiveDate, QueryError> {
+fn parse_date(name: &str, v: &str) -> Result<NaiveDate, ApiError> {
     if v.len() != 10 {
-        return Err(QueryError::BadParam {
-            name,
-            reason: "expected YYYY-MM-DD".into(),
-        });
+        return Err(ApiError::bad_param(name, "expected YYYY-MM-DD"));
     }
-    NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| QueryError::BadParam {
-        name,
-        reason: "expected YYYY-MM-DD".into(),
-    })
+    NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .map_err(|_| ApiError::bad_param(name, "expected YYYY-MM-DD"))
 }
 
 async fn active(
     app: AppState,
-    h: HeaderMap,
     p: HashMap<String, String>,
     days: i32,
-) -> Result<Json<serde_json::Value>, QueryError> {
-    app.tokens.check(&h, Access::Read)?;
+) -> Result<Json<serde_json::Value>, ApiError> {
     let d = date(&p, "date", &app)?;
     let to = day_number(d);
     let from = to - (days - 1);
@@ -113,38 +61,37 @@ async fn active(
 
 /// `GET /analytics/dau?date=`.
 pub async fn dau(
+    _: ReadToken,
     State(app): State<AppState>,
-    h: HeaderMap,
-    Query(p): Params,
-) -> Result<Json<serde_json::Value>, QueryError> {
-    active(app, h, p, 1).await
+    ApiQuery(p): Params,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    active(app, p, 1).await
 }
 
 /// `GET /analytics/wau?date=` (the 7 days ending on `date`).
 pub async fn wau(
+    _: ReadToken,
     State(app): State<AppState>,
-    h: HeaderMap,
-    Query(p): Params,
-) -> Result<Json<serde_json::Value>, QueryError> {
-    active(app, h, p, 7).await
+    ApiQuery(p): Params,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    active(app, p, 7).await
 }
 
 /// `GET /analytics/mau?date=` (the 30 days ending on `date`).
 pub async fn mau(
+    _: ReadToken,
     State(app): State<AppState>,
-    h: HeaderMap,
-    Query(p): Params,
-) -> Result<Json<serde_json::Value>, QueryError> {
-    active(app, h, p, 30).await
+    ApiQuery(p): Params,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    active(app, p, 30).await
 }
 
 /// `GET /analytics/sessions?date=`.
 pub async fn sessions(
+    _: ReadToken,
     State(app): State<AppState>,
-    h: HeaderMap,
-    Query(p): Params,
-) -> Result<Json<serde_json::Value>, QueryError> {
-    app.tokens.check(&h, Access::Read)?;
+    ApiQuery(p): Params,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let d = date(&p, "date", &app)?;
     let s = app.store.sessions(day_number(d)).await?;
     Ok(Json(json!({
@@ -155,32 +102,20 @@ pub async fn sessions(
 
 /// `GET /analytics/features?name=&from=&to=` (default: the 30 days ending today).
 pub async fn features(
+    _: ReadToken,
     State(app): State<AppState>,
-    h: HeaderMap,
-    Query(p): Params,
-) -> Result<Json<serde_json::Value>, QueryError> {
-    app.tokens.check(&h, Access::Read)?;
-    let name = p.get("name").ok_or(QueryError::BadParam {
-        name: "name",
-        reason: "required".into(),
-    })?;
+    ApiQuery(p): Params,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let name = p
+        .get("name")
+        .ok_or_else(|| ApiError::bad_param("name", "required"))?;
     if !is_valid_event_name(name) {
-        return Err(QueryError::BadParam {
-            name: "name",
-            reason: "must match ^[a-z][a-z0-9_]{0,63}$".into(),
-        });
+        return Err(ApiError::bad_param(
+            "name",
+            "must match ^[a-z][a-z0-9_]{0,63}$",
+        ));
     }
-    let to = day_number(date(&p, "to", &app)?);
-    let from = match p.get("from") {
-        Some(v) => day_number(parse_date("from", v)?),
-        None => to - 29,
-    };
-    if from > to || to - from >= MAX_RANGE_DAYS {
-        return Err(QueryError::BadParam {
-            name: "from",
-            reason: format!("must be on or before `to`, at most {MAX_RANGE_DAYS} days apart"),
-        });
-    }
+    let (from, to) = range(&p, &app)?;
     let days = app.store.feature(name.clone(), from, to).await?;
     let events: u64 = days.iter().map(|d| d.events).sum();
     let events_estimate: f64 = days.iter().map(|d| d.events_estimate).sum();
@@ -191,17 +126,17 @@ pub async fn features(
 }
 
 /// `from`/`to` of a range (default: the 30 days ending today), at most [`MAX_RANGE_DAYS`].
-fn range(p: &HashMap<String, String>, app: &AppState) -> Result<(i32, i32), QueryError> {
+fn range(p: &HashMap<String, String>, app: &AppState) -> Result<(i32, i32), ApiError> {
     let to = day_number(date(p, "to", app)?);
     let from = match p.get("from") {
         Some(v) => day_number(parse_date("from", v)?),
         None => to - 29,
     };
     if from > to || to - from >= MAX_RANGE_DAYS {
-        return Err(QueryError::BadParam {
-            name: "from",
-            reason: format!("must be on or before `to`, at most {MAX_RANGE_DAYS} days apart"),
-        });
+        return Err(ApiError::bad_param(
+            "from",
+            format!("must be on or before `to`, at most {MAX_RANGE_DAYS} days apart"),
+        ));
     }
     Ok((from, to))
 }
@@ -209,11 +144,10 @@ fn range(p: &HashMap<String, String>, app: &AppState) -> Result<(i32, i32), Quer
 /// `GET /analytics/dau-series?from=&to=` (default: the 30 days ending today): the daily
 /// active users of every day of the range, oldest first, days without users as 0.
 pub async fn dau_series(
+    _: ReadToken,
     State(app): State<AppState>,
-    h: HeaderMap,
-    Query(p): Params,
-) -> Result<Json<serde_json::Value>, QueryError> {
-    app.tokens.check(&h, Access::Read)?;
+    ApiQuery(p): Params,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let (from, to) = range(&p, &app)?;
     let seen = app.store.daily_active(from, to).await?;
     let mut seen = seen.into_iter().peekable();
@@ -234,11 +168,10 @@ pub async fn dau_series(
 /// names): every event name of the range with its events and distinct users, most events
 /// first.
 pub async fn feature_summary(
+    _: ReadToken,
     State(app): State<AppState>,
-    h: HeaderMap,
-    Query(p): Params,
-) -> Result<Json<serde_json::Value>, QueryError> {
-    app.tokens.check(&h, Access::Read)?;
+    ApiQuery(p): Params,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let (from, to) = range(&p, &app)?;
     let limit: u32 = match p.get("limit") {
         None => DEFAULT_FEATURE_LIMIT,
@@ -246,9 +179,8 @@ pub async fn feature_summary(
             .parse()
             .ok()
             .filter(|l| (1..=MAX_FEATURE_LIMIT).contains(l))
-            .ok_or(QueryError::BadParam {
-                name: "limit",
-                reason: format!("an integer 1-{MAX_FEATURE_LIMIT}"),
+            .ok_or_else(|| {
+                ApiError::bad_param("limit", format!("an integer 1-{MAX_FEATURE_LIMIT}"))
             })?,
     };
     let features = app.store.feature_totals(from, to, limit).await?;
@@ -260,31 +192,23 @@ pub async fn feature_summary(
 /// `GET /analytics/retention?cohort=&days=`: users first seen on `cohort`, active again
 /// on each following day.
 pub async fn retention(
+    _: ReadToken,
     State(app): State<AppState>,
-    h: HeaderMap,
-    Query(p): Params,
-) -> Result<Json<serde_json::Value>, QueryError> {
-    app.tokens.check(&h, Access::Read)?;
+    ApiQuery(p): Params,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let cohort = match p.get("cohort") {
         Some(v) => parse_date("cohort", v)?,
-        None => {
-            return Err(QueryError::BadParam {
-                name: "cohort",
-                reason: "required".into(),
-            })
-        }
+        None => return Err(ApiError::bad_param("cohort", "required")),
     };
     let days: u32 = match p.get("days") {
         None => 7,
-        Some(v) => {
-            v.parse()
-                .ok()
-                .filter(|d| *d <= MAX_RETENTION_DAYS)
-                .ok_or(QueryError::BadParam {
-                    name: "days",
-                    reason: format!("an integer 0-{MAX_RETENTION_DAYS}"),
-                })?
-        }
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|d| *d <= MAX_RETENTION_DAYS)
+            .ok_or_else(|| {
+                ApiError::bad_param("days", format!("an integer 0-{MAX_RETENTION_DAYS}"))
+            })?,
     };
     let c = day_number(cohort);
     let (size, per_day) = app.store.retention(c, days).await?;

@@ -53,7 +53,7 @@ use tokio::sync::{broadcast, Mutex, Notify};
 
 use crate::alerts::{Alert, AlertKind, Alerter};
 use crate::analytics::AppState;
-use crate::auth::{AuthError, Tokens};
+use crate::auth::Tokens;
 use crate::release::{sign_channel_state, write_atomic, ReleaseError};
 use crate::serve::ServerConfig;
 use crate::store::rollout::{from_ms, to_ms, ChannelRow, HealthRow, RolloutChange, RolloutRow};
@@ -154,9 +154,6 @@ pub enum RolloutError {
         #[source]
         source: std::io::Error,
     },
-    /// The request lacks the right token.
-    #[error(transparent)]
-    Auth(#[from] AuthError),
 }
 
 impl RolloutError {

@@ -16,13 +16,15 @@
 //! | `POST /admin/rollouts/{app}/{channel}/rollback` `{reason?}` | admin | `RolloutStatus` |
 //! | `POST /admin/rollouts/evaluate` | admin | `{"decisions": [Decision…]}` |
 //!
-//! The token is checked before the body is read. Errors answer `{"error": "..."}`: 400 bad
-//! input or signature, 401/403 token, 404 unknown, 409 conflicting state, 413 too large,
-//! 422 artifact bytes that differ from the manifest, 503 missing keys, 500 otherwise.
+//! The token is checked before anything else of the request ([`ReadToken`], [`AdminToken`]
+//! first among the extractors). Errors are [`ApiError`]s, `{"error", "code"}`: 400 bad input
+//! or signature, 401/403 token, 404 unknown, 409 conflicting state, 413 too large, 422
+//! artifact bytes that differ from the manifest, 503 missing keys or a database that fails,
+//! 500 file system or signing (the cause logged, never answered).
 
-use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -30,8 +32,9 @@ use railgun_core::health::HealthReport;
 use serde::Deserialize;
 
 use super::registry::RegisterRequest;
-use super::{RolloutError, Rollouts};
-use crate::auth::Access;
+use super::Rollouts;
+use crate::api::{parse_json, ApiBody, ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::auth::{AdminToken, ReadToken, Tokens};
 
 /// Largest health report body.
 pub const MAX_HEALTH_BYTES: usize = 16 * 1024;
@@ -40,76 +43,33 @@ pub const MAX_REGISTER_BYTES: usize = 4 * 1024 * 1024;
 /// Largest body of the other admin routes.
 const MAX_ADMIN_BYTES: usize = 16 * 1024;
 
-impl IntoResponse for RolloutError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            RolloutError::Auth(a) => return a.clone().into_response(),
-            RolloutError::BadRequest(_)
-            | RolloutError::Signature(_)
-            | RolloutError::Document(_) => StatusCode::BAD_REQUEST,
-            RolloutError::NotFound(_) => StatusCode::NOT_FOUND,
-            RolloutError::Conflict(_) => StatusCode::CONFLICT,
-            RolloutError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            RolloutError::ArtifactMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            RolloutError::Unavailable(_)
-            | RolloutError::RolloutKey { .. }
-            | RolloutError::ReleaseKey { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            RolloutError::Store(_) | RolloutError::Release(_) | RolloutError::Io { .. } => {
-                tracing::error!(error = %self, "rollout route failed");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
-        (status, Json(serde_json::json!({"error": self.to_string()}))).into_response()
+impl FromRef<Rollouts> for Tokens {
+    fn from_ref(s: &Rollouts) -> Tokens {
+        s.tokens().clone()
     }
 }
 
 /// The rollout routes over `service`.
 pub fn routes(service: Rollouts) -> Router {
     Router::new()
-        .route(
-            "/analytics/health",
-            post(health).layer(DefaultBodyLimit::max(MAX_HEALTH_BYTES)),
-        )
+        .route("/analytics/health", post(health))
         .route("/analytics/rollout-status", get(rollout_status))
         .route("/analytics/rollouts", get(list))
-        .route(
-            "/admin/releases",
-            post(register).layer(DefaultBodyLimit::disable()),
-        )
+        .route("/admin/releases", post(register))
         .route(
             "/admin/releases/{app}/{version}/artifacts/{file}",
-            put(upload).layer(DefaultBodyLimit::disable()),
+            // The artifact streams to disk, bounded by the signed manifest's size.
+            put(upload).layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/admin/rollouts/evaluate", post(evaluate))
-        .route(
-            "/admin/rollouts/{app}/{channel}/{action}",
-            post(change).layer(DefaultBodyLimit::disable()),
-        )
+        .route("/admin/rollouts/{app}/{channel}/{action}", post(change))
         .with_state(service)
 }
 
-/// Reads a body of at most `limit` bytes (after the token was checked).
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, RolloutError> {
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| RolloutError::TooLarge {
-            file: "request body".into(),
-            limit: limit as u64,
-        })
-}
-
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, RolloutError> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        body
-    };
-    serde_json::from_slice(body).map_err(|e| RolloutError::BadRequest(format!("body: {e}")))
-}
-
-async fn health(State(s): State<Rollouts>, body: Bytes) -> Result<Response, RolloutError> {
-    let report: HealthReport = serde_json::from_slice(&body)
-        .map_err(|e| RolloutError::BadRequest(format!("health report: {e}")))?;
+async fn health(
+    State(s): State<Rollouts>,
+    ApiJson(report): ApiJson<HealthReport, MAX_HEALTH_BYTES>,
+) -> Result<Response, ApiError> {
     Ok(Json(s.ingest_health(report).await?).into_response())
 }
 
@@ -121,33 +81,28 @@ struct StatusQuery {
 }
 
 async fn rollout_status(
+    _: ReadToken,
     State(s): State<Rollouts>,
-    h: HeaderMap,
-    Query(q): Query<StatusQuery>,
-) -> Result<Response, RolloutError> {
-    s.tokens().check(&h, Access::Read)?;
+    ApiQuery(q): ApiQuery<StatusQuery>,
+) -> Result<Response, ApiError> {
     let version = q
         .version
-        .ok_or_else(|| RolloutError::BadRequest("query parameter version is required".into()))?;
+        .ok_or_else(|| ApiError::bad_param("version", "required"))?;
     let st = s
         .status_for(&version, q.app.as_deref(), q.channel.as_deref())
         .await?;
     Ok(Json(st).into_response())
 }
 
-async fn list(State(s): State<Rollouts>, h: HeaderMap) -> Result<Response, RolloutError> {
-    s.tokens().check(&h, Access::Read)?;
+async fn list(_: ReadToken, State(s): State<Rollouts>) -> Result<Response, ApiError> {
     Ok(Json(serde_json::json!({"rollouts": s.list().await?})).into_response())
 }
 
 async fn register(
+    _: AdminToken,
     State(s): State<Rollouts>,
-    h: HeaderMap,
-    body: Body,
-) -> Result<Response, RolloutError> {
-    s.tokens().check(&h, Access::Admin)?;
-    let body = read_body(body, MAX_REGISTER_BYTES).await?;
-    let req: RegisterRequest = json_body(&body)?;
+    ApiJson(req): ApiJson<RegisterRequest, MAX_REGISTER_BYTES>,
+) -> Result<Response, ApiError> {
     let answer = s.register_release(req).await?;
     let status = if answer.created {
         StatusCode::CREATED
@@ -158,17 +113,15 @@ async fn register(
 }
 
 async fn upload(
+    _: AdminToken,
     State(s): State<Rollouts>,
-    h: HeaderMap,
-    Path((app, version, file)): Path<(String, String, String)>,
+    ApiPath((app, version, file)): ApiPath<(String, String, String)>,
     body: Body,
-) -> Result<Response, RolloutError> {
-    s.tokens().check(&h, Access::Admin)?;
+) -> Result<Response, ApiError> {
     Ok(Json(s.upload_artifact(&app, &version, &file, body).await?).into_response())
 }
 
-async fn evaluate(State(s): State<Rollouts>, h: HeaderMap) -> Result<Response, RolloutError> {
-    s.tokens().check(&h, Access::Admin)?;
+async fn evaluate(_: AdminToken, State(s): State<Rollouts>) -> Result<Response, ApiError> {
     Ok(Json(serde_json::json!({"decisions": s.evaluate().await?})).into_response())
 }
 
@@ -195,48 +148,46 @@ struct PercentageBody {
     percentage: f64,
 }
 
-fn reason(r: Option<String>) -> Result<Option<String>, RolloutError> {
+fn reason(r: Option<String>) -> Result<Option<String>, ApiError> {
     match r {
-        Some(r) if r.len() > 1000 => Err(RolloutError::BadRequest(
-            "reason is longer than 1000 characters".into(),
+        Some(r) if r.len() > 1000 => Err(ApiError::bad_request(
+            "reason is longer than 1000 characters",
         )),
         r => Ok(r),
     }
 }
 
 async fn change(
+    _: AdminToken,
     State(s): State<Rollouts>,
-    h: HeaderMap,
-    Path((app, channel, action)): Path<(String, String, String)>,
-    body: Body,
-) -> Result<Response, RolloutError> {
-    s.tokens().check(&h, Access::Admin)?;
-    let body = read_body(body, MAX_ADMIN_BYTES).await?;
+    ApiPath((app, channel, action)): ApiPath<(String, String, String)>,
+    ApiBody(body): ApiBody<MAX_ADMIN_BYTES>,
+) -> Result<Response, ApiError> {
     let st = match action.as_str() {
         "start" => {
-            let b: StartBody = json_body(&body)?;
+            let b: StartBody = parse_json(&body)?;
             s.start(&app, &channel, &b.version, b.percentage, b.fallback_version)
                 .await?
         }
         "halt" => {
-            let b: ReasonBody = json_body(&body)?;
+            let b: ReasonBody = parse_json(&body)?;
             s.halt(&app, &channel, reason(b.reason)?).await?
         }
         "resume" => {
-            let b: ReasonBody = json_body(&body)?;
+            let b: ReasonBody = parse_json(&body)?;
             s.resume(&app, &channel, reason(b.reason)?).await?
         }
         "percentage" => {
-            let b: PercentageBody = json_body(&body)?;
+            let b: PercentageBody = parse_json(&body)?;
             s.set_percentage(&app, &channel, b.percentage).await?
         }
         "rollback" => {
-            let b: ReasonBody = json_body(&body)?;
+            let b: ReasonBody = parse_json(&body)?;
             s.rollback(&app, &channel, reason(b.reason)?).await?
         }
         other => {
-            return Err(RolloutError::NotFound(format!(
-                "rollout action {other:?} (start, halt, resume, percentage, rollback)"
+            return Err(ApiError::not_found(format!(
+                "rollout action {other:?} not found (start, halt, resume, percentage, rollback)"
             )))
         }
     };

@@ -4,6 +4,7 @@
 mod alerts;
 mod analytics_scale;
 mod analytics_suite;
+mod auth_matrix;
 mod cli_release;
 mod dashboard;
 mod db;
@@ -17,6 +18,7 @@ mod rollout_engine;
 mod rollout_scale;
 mod rollout_store;
 mod serve_etag;
+mod store_unavailable;
 mod update_check;
 mod update_e2e;
 mod verify_cli;
