@@ -240,7 +240,7 @@ fn refuses_bundle_with_a_changed_signature() {
     });
     let e = verifier(COSIGN_ID).verify_digest(&cosign_digest(), &b);
     assert!(
-        matches!(e, Err(SigstoreError::TimestampInvalid(_))),
+        matches!(e, Err(SigstoreError::TimestampInvalid { .. })),
         "{e:?}"
     );
     // Without the timestamp, the signature itself is refused.
@@ -432,7 +432,7 @@ fn refuses_certificate_not_issued_by_the_trust_root() {
         *c = Value::String(STANDARD.encode(der));
     });
     let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
-    assert!(matches!(e, Err(SigstoreError::Chain(_))), "{e:?}");
+    assert!(matches!(e, Err(SigstoreError::Chain { .. })), "{e:?}");
 }
 
 /// The public-good trust root, changed by `f`.
@@ -499,7 +499,7 @@ fn refuses_bundle_whose_certificate_chain_carries_a_root_certificate() {
             .push(fulcio);
     });
     let e = verifier(WHEEL_ID).verify_digest(&wheel_digest(), &b);
-    assert!(matches!(e, Err(SigstoreError::Chain(_))), "{e:?}");
+    assert!(matches!(e, Err(SigstoreError::Chain { .. })), "{e:?}");
 }
 
 #[test]
@@ -611,7 +611,7 @@ fn refuses_rekor_v2_bundle_with_altered_timestamp_proof_or_signature() {
         let b = tampered(V2_BUNDLE, |v| flip_b64(stamp(v), at));
         let e = v.verify_file(&art, &b);
         assert!(
-            matches!(e, Err(SigstoreError::TimestampInvalid(_))),
+            matches!(e, Err(SigstoreError::TimestampInvalid { .. })),
             "byte {at}: {e:?}"
         );
     }
@@ -621,7 +621,7 @@ fn refuses_rekor_v2_bundle_with_altered_timestamp_proof_or_signature() {
     });
     let e = v.verify_file(&art, &b);
     assert!(
-        matches!(e, Err(SigstoreError::TimestampInvalid(_))),
+        matches!(e, Err(SigstoreError::TimestampInvalid { .. })),
         "{e:?}"
     );
     // Inclusion proof and checkpoint (Ed25519 signed note).
@@ -663,7 +663,7 @@ fn managed_key_mode_refuses_certificate_bundles() {
     let v = SigstoreVerifier::with_key(None, key.public_key().clone()).unwrap();
     let e = v.verify_digest(&wheel_digest(), &read(WHEEL_BUNDLE));
     assert!(
-        matches!(e, Err(SigstoreError::UnsupportedSignature(_))),
+        matches!(e, Err(SigstoreError::UnsupportedSignature { .. })),
         "{e:?}"
     );
 }
@@ -778,6 +778,97 @@ fn malformed_bundles_give_errors() {
         v.verify_digest(&d, &huge),
         Err(SigstoreError::TooLarge { .. })
     ));
+}
+
+/// The source of `e`, downcast to `T`.
+fn source_of<T: std::error::Error + 'static>(e: &SigstoreError) -> Option<&T> {
+    std::error::Error::source(e)?.downcast_ref::<T>()
+}
+
+#[test]
+fn errors_name_the_part_of_the_bundle_and_keep_the_parsers_error() {
+    let v = verifier(WHEEL_ID);
+    let d = wheel_digest();
+    let e = v.verify_digest(&d, b"{\"mediaType\": 5}").unwrap_err();
+    assert!(
+        matches!(e, SigstoreError::Malformed { part: "bundle", .. }),
+        "{e:?}"
+    );
+    assert!(source_of::<serde_json::Error>(&e).is_some(), "{e:?}");
+
+    let b = tampered(WHEEL_BUNDLE, |v| {
+        v["messageSignature"]["signature"] = "not base64!".into()
+    });
+    let e = v.verify_digest(&d, &b).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SigstoreError::Malformed {
+                part: "messageSignature.signature",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(source_of::<base64::DecodeError>(&e).is_some(), "{e:?}");
+    assert_eq!(e.code(), "sigstore_malformed");
+    assert_eq!(
+        e.to_string(),
+        "malformed sigstore bundle: messageSignature.signature is not base64"
+    );
+
+    let b = tampered(WHEEL_BUNDLE, |v| {
+        v["verificationMaterial"]["x509CertificateChain"]["certificates"][0]["rawBytes"] =
+            STANDARD.encode(b"not DER").into()
+    });
+    let e = v.verify_digest(&d, &b).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SigstoreError::Malformed {
+                part: "verificationMaterial.x509CertificateChain.certificates",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(source_of::<x509_cert::der::Error>(&e).is_some(), "{e:?}");
+
+    // The trust root names the certificate by its JSON path.
+    let root = public_good_root(|v| {
+        v["certificateAuthorities"][1]["certChain"]["certificates"][0]["rawBytes"] =
+            STANDARD.encode(b"not DER").into()
+    });
+    match SigstoreVerifier::with_trusted_root_json(&root, policy(WHEEL_ID)) {
+        Err(e @ SigstoreError::TrustRoot { .. }) => {
+            assert!(
+                e.to_string()
+                    .contains("certificateAuthorities[1].certChain.certificates[0].rawBytes"),
+                "{e}"
+            );
+            assert!(source_of::<x509_cert::der::Error>(&e).is_some(), "{e:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Reading the artifact: the path, and the I/O error as the source.
+    let missing = data("no-such-artifact");
+    match v.verify_file(&missing, &read(WHEEL_BUNDLE)) {
+        Err(e @ SigstoreError::Io { .. }) => {
+            assert!(matches!(&e, SigstoreError::Io { path, .. } if *path == missing));
+            let io = source_of::<std::io::Error>(&e).unwrap();
+            assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A bad identity pattern keeps the regex crate's error.
+    match IdentityMatcher::regex("(") {
+        Err(e @ SigstoreError::BadRegex { .. }) => {
+            assert!(source_of::<regex::Error>(&e).is_some(), "{e:?}")
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -964,7 +1055,7 @@ fn managed_key_bundle_from_a_local_log_verifies_and_refuses_another_key() {
     let v = SigstoreVerifier::with_trusted_root_json(&root, policy(WHEEL_ID)).unwrap();
     assert!(matches!(
         v.verify_digest(&digest, &bundle),
-        Err(SigstoreError::Certificate(_))
+        Err(SigstoreError::Certificate { .. })
     ));
     // The same bundle is unknown to the public-good log.
     let v = SigstoreVerifier::with_key(None, signer.public_key().clone()).unwrap();

@@ -38,6 +38,15 @@ pub(crate) enum KeyKind {
     Rsa,
 }
 
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ec(curve) => write!(f, "EC key on curve {curve}"),
+            Self::Rsa => f.write_str("RSA key"),
+        }
+    }
+}
+
 /// A parsed certificate with its DER.
 #[derive(Debug, Clone)]
 pub(crate) struct Cert {
@@ -69,9 +78,9 @@ impl Authority {
 }
 
 impl Cert {
-    pub fn from_der(der: Vec<u8>) -> Result<Self, SigstoreError> {
-        let cert = Certificate::from_der(&der)
-            .map_err(|e| SigstoreError::Certificate(format!("unreadable certificate: {e}")))?;
+    /// Reads a DER certificate (the caller names the part it came from).
+    pub fn from_der(der: Vec<u8>) -> Result<Self, x509_cert::der::Error> {
+        let cert = Certificate::from_der(&der)?;
         Ok(Self { der, cert })
     }
 
@@ -161,12 +170,11 @@ impl Cert {
 
     /// The identity: the first URI or e-mail subject alternative name.
     pub fn identity(&self) -> Result<String, SigstoreError> {
-        let raw = self.extension(OID_SAN).ok_or_else(|| {
-            SigstoreError::Certificate("the certificate has no subject alternative name".into())
-        })?;
-        let san = SubjectAltName::from_der(raw).map_err(|e| {
-            SigstoreError::Certificate(format!("bad subject alternative name: {e}"))
-        })?;
+        let raw = self
+            .extension(OID_SAN)
+            .ok_or_else(|| bad_cert("the certificate has no subject alternative name", None))?;
+        let san = SubjectAltName::from_der(raw)
+            .map_err(|e| bad_cert("its subject alternative name is not DER", Some(e.into())))?;
         san.0
             .iter()
             .find_map(|n| match n {
@@ -174,25 +182,25 @@ impl Cert {
                 GeneralName::Rfc822Name(m) => Some(m.to_string()),
                 _ => None,
             })
-            .ok_or_else(|| {
-                SigstoreError::Certificate("no URI or e-mail subject alternative name".into())
-            })
+            .ok_or_else(|| bad_cert("no URI or e-mail subject alternative name", None))
     }
 
     /// The OIDC issuer recorded by Fulcio.
     pub fn oidc_issuer(&self) -> Result<String, SigstoreError> {
         if let Some(raw) = self.extension(OID_FULCIO_ISSUER_V2) {
-            let s = x509_cert::der::asn1::Utf8StringRef::from_der(raw)
-                .map_err(|e| SigstoreError::Certificate(format!("bad issuer extension: {e}")))?;
+            let s = x509_cert::der::asn1::Utf8StringRef::from_der(raw).map_err(|e| {
+                bad_cert(
+                    "its OIDC issuer extension is not a DER UTF8String",
+                    Some(e.into()),
+                )
+            })?;
             return Ok(s.as_str().to_string());
         }
         if let Some(raw) = self.extension(OID_FULCIO_ISSUER_V1) {
             return String::from_utf8(raw.to_vec())
-                .map_err(|_| SigstoreError::Certificate("issuer extension is not UTF-8".into()));
+                .map_err(|e| bad_cert("its OIDC issuer extension is not UTF-8", Some(e.into())));
         }
-        Err(SigstoreError::Certificate(
-            "the certificate names no OIDC issuer".into(),
-        ))
+        Err(bad_cert("the certificate names no OIDC issuer", None))
     }
 
     /// Whether the extended key usage allows code signing.
@@ -206,6 +214,10 @@ impl Cert {
             .and_then(|raw| ExtendedKeyUsage::from_der(raw).ok())
             .is_some_and(|eku| eku.0.iter().any(|o| o.to_string() == oid))
     }
+}
+
+fn bad_cert(reason: &'static str, source: Option<super::ParseError>) -> SigstoreError {
+    SigstoreError::Certificate { reason, source }
 }
 
 fn unix(t: x509_cert::time::Time) -> i64 {
@@ -223,13 +235,14 @@ pub(crate) fn check_chain<'a>(
         return Err(SigstoreError::CertificateNotValidAtTime {
             not_before: to_utc(leaf.not_before()),
             not_after: to_utc(leaf.not_after()),
-            integrated_time: to_utc(time),
+            time: to_utc(time),
         });
     }
     if !leaf.allows_code_signing() {
-        return Err(SigstoreError::Chain(
-            "the certificate is not for code signing".into(),
-        ));
+        return Err(SigstoreError::Chain {
+            reason: "the certificate is not for code signing",
+            authority: None,
+        });
     }
     for ca in authorities {
         let Some(first) = ca.chain.first() else {
@@ -239,23 +252,24 @@ pub(crate) fn check_chain<'a>(
             continue;
         }
         if !ca.valid_for.contains(time) {
-            return Err(SigstoreError::Chain(format!(
-                "issued by {} outside its validity in the trust root",
-                ca.uri
-            )));
+            return Err(SigstoreError::Chain {
+                reason: "issued outside the authority's validity in the trust root",
+                authority: Some(ca.uri.clone()),
+            });
         }
         let chain_ok = ca.chain_signed && ca.chain.iter().all(|c| c.valid_at(time));
         if !chain_ok {
-            return Err(SigstoreError::Chain(format!(
-                "the chain of {} is broken or expired at the integrated time",
-                ca.uri
-            )));
+            return Err(SigstoreError::Chain {
+                reason: "the authority's chain is broken or expired at that time",
+                authority: Some(ca.uri.clone()),
+            });
         }
         return Ok(first);
     }
-    Err(SigstoreError::Chain(
-        "the certificate was not issued by a certificate authority of the trust root".into(),
-    ))
+    Err(SigstoreError::Chain {
+        reason: "the certificate was not issued by a certificate authority of the trust root",
+        authority: None,
+    })
 }
 
 pub(crate) fn to_utc(t: i64) -> chrono::DateTime<chrono::Utc> {

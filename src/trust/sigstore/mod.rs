@@ -36,7 +36,7 @@
 //! bundle, see `benches/sigstore.rs`.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -75,7 +75,12 @@ const MEDIA_TYPES: [(&str, u8); 4] = [
 ];
 const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 
-/// Why a bundle was refused.
+/// The error of a parser (JSON, base64, DER, UTF-8) that refused a part of a bundle.
+pub type ParseError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a bundle was refused. Each failure names the part of the bundle (a JSON path such
+/// as `verificationMaterial.tlogEntries[0].canonicalizedBody`) or of the trust root it is
+/// about, and keeps the error of the parser that refused it as its `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum SigstoreError {
     /// The bundle is larger than [`MAX_BUNDLE_BYTES`].
@@ -86,15 +91,31 @@ pub enum SigstoreError {
         /// The limit.
         limit: usize,
     },
-    /// Not a bundle: bad JSON or missing fields.
-    #[error("malformed sigstore bundle: {0}")]
-    Malformed(String),
+    /// Not a bundle: a part that is missing, or not JSON, base64 or DER of its shape.
+    #[error("malformed sigstore bundle: {part} {problem}")]
+    Malformed {
+        /// The part, as a JSON path (`bundle` for the whole document).
+        part: &'static str,
+        /// What is wrong with it (`is not base64`).
+        problem: &'static str,
+        /// The parser's error, when a parser refused it.
+        #[source]
+        source: Option<ParseError>,
+    },
     /// A bundle media type this verifier does not know.
     #[error("unsupported sigstore bundle media type {0:?}")]
     UnsupportedMediaType(String),
     /// The trust root could not be read.
-    #[error("unusable sigstore trust root: {0}")]
-    TrustRoot(String),
+    #[error("unusable sigstore trust root: {part} {problem}")]
+    TrustRoot {
+        /// The part, as a JSON path (`tlogs[1].publicKey.rawBytes`).
+        part: String,
+        /// What is wrong with it.
+        problem: &'static str,
+        /// The parser's error, when a parser refused it.
+        #[source]
+        source: Option<ParseError>,
+    },
     /// A log entry kind/version this verifier does not check.
     #[error("unsupported transparency log entry {kind} {version}")]
     UnsupportedLogEntry {
@@ -123,43 +144,70 @@ pub enum SigstoreError {
     /// A Rekor v2 entry without a signed timestamp from a timestamp authority.
     #[error("the transparency log entry has no time: Rekor v2 entries need an RFC 3161 timestamp")]
     MissingTimestamp,
-    /// The RFC 3161 timestamp does not verify.
-    #[error("invalid RFC 3161 timestamp: {0}")]
-    TimestampInvalid(String),
+    /// An RFC 3161 timestamp of the bundle does not verify.
+    #[error("invalid RFC 3161 timestamp {index}{}: {reason}", of_authority(.authority))]
+    TimestampInvalid {
+        /// Its index in `verificationMaterial.timestampVerificationData.rfc3161Timestamps`.
+        index: usize,
+        /// Why.
+        reason: &'static str,
+        /// The timestamp authority (its URI in the trust root) that signed it, once known.
+        authority: Option<String>,
+        /// The parser's error, when a parser refused it.
+        #[source]
+        source: Option<ParseError>,
+    },
     /// The signed entry timestamp does not verify.
-    #[error("transparency log entry {log_index}: invalid signed entry timestamp ({reason})")]
+    #[error("transparency log entry {log_index}: invalid signed entry timestamp: {reason}")]
     SetInvalid {
         /// Entry index.
         log_index: i64,
         /// Why.
-        reason: String,
+        reason: &'static str,
+        /// The base64 error, when the SET is not base64.
+        #[source]
+        source: Option<base64::DecodeError>,
     },
     /// A bundle of v0.2 or later without inclusion proof.
     #[error("transparency log entry {0} has no inclusion proof")]
     MissingInclusionProof(i64),
     /// The inclusion proof does not lead to its root hash.
-    #[error("transparency log entry {log_index}: invalid inclusion proof ({reason})")]
+    #[error("transparency log entry {log_index}: invalid inclusion proof: {reason}")]
     InclusionProofInvalid {
         /// Entry index.
         log_index: i64,
         /// Why.
-        reason: String,
+        reason: &'static str,
     },
     /// The checkpoint is malformed, not signed by the log, or for another tree.
-    #[error("invalid transparency log checkpoint: {reason}")]
+    #[error("invalid checkpoint of transparency log {log}: {reason}")]
     CheckpointInvalid {
+        /// The log's URL.
+        log: String,
         /// Why.
-        reason: String,
+        reason: &'static str,
     },
     /// The log entry does not record this bundle's signature, key or digest.
     #[error("the transparency log entry does not match the bundle: {0}")]
-    LogEntryMismatch(String),
+    LogEntryMismatch(&'static str),
     /// A certificate that cannot be read or lacks a field Fulcio always sets.
-    #[error("bad signing certificate: {0}")]
-    Certificate(String),
+    #[error("bad signing certificate: {reason}")]
+    Certificate {
+        /// Why.
+        reason: &'static str,
+        /// The parser's error, when a parser refused it.
+        #[source]
+        source: Option<ParseError>,
+    },
     /// The certificate does not chain to the trust root.
-    #[error("certificate chain: {0}")]
-    Chain(String),
+    #[error("certificate chain{}: {reason}", of_authority(.authority))]
+    Chain {
+        /// Why.
+        reason: &'static str,
+        /// The certificate authority (its URI in the trust root) that issued the
+        /// certificate, once known.
+        authority: Option<String>,
+    },
     /// No signed certificate timestamp of the certificate verifies with a certificate
     /// transparency log of the trust root.
     #[error("the signing certificate has no valid signed certificate timestamp from a CT log of the trust root ({found} found)")]
@@ -167,15 +215,16 @@ pub enum SigstoreError {
         /// How many SCTs the certificate carries.
         found: usize,
     },
-    /// The certificate was not valid when the log recorded the signature.
-    #[error("the signing certificate (valid {not_before} to {not_after}) was not valid at the integrated time {integrated_time}")]
+    /// The certificate was not valid at a time the bundle proves (the log's integrated
+    /// time, or the time of an RFC 3161 timestamp).
+    #[error("the signing certificate (valid {not_before} to {not_after}) was not valid at {time}, when the bundle was logged or timestamped")]
     CertificateNotValidAtTime {
         /// Start of validity.
         not_before: DateTime<Utc>,
         /// End of validity.
         not_after: DateTime<Utc>,
-        /// When the log recorded the entry.
-        integrated_time: DateTime<Utc>,
+        /// The time proven by the log entry or a timestamp.
+        time: DateTime<Utc>,
     },
     /// The certificate identity is not the expected one.
     #[error("signed by {found}, expected {expected}")]
@@ -205,8 +254,13 @@ pub enum SigstoreError {
     #[error("the artifact signature does not verify with the signer's key")]
     BadSignature,
     /// The bundle uses a signing scheme this verifier does not check.
-    #[error("unsupported signature: {0}")]
-    UnsupportedSignature(String),
+    #[error("unsupported signature: {what} {found}")]
+    UnsupportedSignature {
+        /// What is not supported (`DSSE payload type`).
+        what: &'static str,
+        /// What the bundle has.
+        found: String,
+    },
     /// The policy requires a bundle and none was given.
     #[error("a sigstore bundle is required for this artifact and none was published")]
     BundleMissing,
@@ -214,20 +268,74 @@ pub enum SigstoreError {
     #[error("sigstore mode {0} needs a verifier (identity and issuer)")]
     NoVerifier(SigstoreMode),
     /// A bad identity regular expression.
-    #[error("bad identity regular expression: {0}")]
-    BadRegex(String),
+    #[error("bad identity regular expression {pattern:?}")]
+    BadRegex {
+        /// The pattern.
+        pattern: String,
+        /// Why the regex crate refused it.
+        #[source]
+        source: regex::Error,
+    },
     /// A bad `off | if-present | required` string.
     #[error("unknown sigstore mode {0:?}: expected off, if-present or required")]
     BadMode(String),
     /// Reading the artifact failed.
-    #[error("{path}: {source}")]
+    #[error("{}: cannot read the artifact", path.display())]
     Io {
         /// The file.
-        path: String,
+        path: PathBuf,
         /// The error.
         #[source]
         source: std::io::Error,
     },
+}
+
+impl SigstoreError {
+    /// `part` of the bundle is missing or has the wrong shape.
+    pub(crate) fn malformed(part: &'static str, problem: &'static str) -> Self {
+        Self::Malformed {
+            part,
+            problem,
+            source: None,
+        }
+    }
+
+    /// A parser refused `part` of the bundle.
+    pub(crate) fn unparsable(
+        part: &'static str,
+        problem: &'static str,
+        source: impl Into<ParseError>,
+    ) -> Self {
+        Self::Malformed {
+            part,
+            problem,
+            source: Some(source.into()),
+        }
+    }
+
+    /// `part` of the trust root is unusable.
+    fn trust_root(part: String, problem: &'static str, source: Option<ParseError>) -> Self {
+        Self::TrustRoot {
+            part,
+            problem,
+            source,
+        }
+    }
+}
+
+fn no_certificate() -> SigstoreError {
+    SigstoreError::Certificate {
+        reason: "the bundle carries no certificate (signed with a managed key?)",
+        source: None,
+    }
+}
+
+/// ` of <authority>` when it is known.
+fn of_authority(authority: &Option<String>) -> String {
+    authority
+        .as_deref()
+        .map(|a| format!(" of {a}"))
+        .unwrap_or_default()
 }
 
 impl SigstoreError {
@@ -315,7 +423,10 @@ impl IdentityMatcher {
     pub fn regex(pattern: &str) -> Result<Self, SigstoreError> {
         regex::Regex::new(&format!("^(?:{pattern})$"))
             .map(Self::Regex)
-            .map_err(|e| SigstoreError::BadRegex(e.to_string()))
+            .map_err(|source| SigstoreError::BadRegex {
+                pattern: pattern.to_string(),
+                source,
+            })
     }
 
     /// Whether `identity` matches.
@@ -430,22 +541,28 @@ impl SignerKey<'_> {
             Self::Cert(c) => match c.public_key() {
                 (cert::KeyKind::Ec(curve), point) if curve == "1.2.840.10045.3.1.7" => point,
                 (kind, _) => {
-                    return Err(SigstoreError::UnsupportedSignature(format!(
-                        "certificate key {kind:?} (Fulcio signing keys are ECDSA P-256)"
-                    )))
+                    return Err(SigstoreError::UnsupportedSignature {
+                        what: "certificate key (Fulcio signing keys are ECDSA P-256)",
+                        found: kind.to_string(),
+                    })
                 }
             },
             Self::Key(k) if k.algorithm() == KeyAlgorithm::EcdsaP256 => {
                 k.spki_der().get(26..).unwrap_or_default()
             }
-            Self::Key(_) => {
-                return Err(SigstoreError::UnsupportedSignature(
-                    "an Ed25519 key cannot sign a digest (hashedrekord); use a DSSE bundle".into(),
-                ))
+            Self::Key(k) => {
+                return Err(SigstoreError::UnsupportedSignature {
+                    what: "message signature (hashedrekord) by a key that cannot sign a digest (use a DSSE bundle)",
+                    found: k.algorithm().to_string(),
+                })
             }
         };
-        let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
-            .map_err(|_| SigstoreError::Certificate("bad P-256 public key".into()))?;
+        let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|e| {
+            SigstoreError::Certificate {
+                reason: "its P-256 public key is not a curve point",
+                source: Some(e.into()),
+            }
+        })?;
         let sig = p256::ecdsa::Signature::from_der(sig).map_err(|_| SigstoreError::BadSignature)?;
         vk.verify_prehash(digest, &sig)
             .map_err(|_| SigstoreError::BadSignature)
@@ -516,7 +633,7 @@ impl SigstoreVerifier {
         bundle_json: &[u8],
     ) -> Result<VerifiedIdentity, SigstoreError> {
         let io = |source| SigstoreError::Io {
-            path: artifact.display().to_string(),
+            path: artifact.to_path_buf(),
             source,
         };
         let mut f = std::fs::File::open(artifact).map_err(io)?;
@@ -547,15 +664,12 @@ impl SigstoreVerifier {
         let (bundle, version) = parse_bundle(bundle_json)?;
         let cert = match (&self.signer, leaf_certificate(&bundle)?) {
             (Signer::Identity(_), Some(c)) => Some(c),
-            (Signer::Identity(_), None) => {
-                return Err(SigstoreError::Certificate(
-                    "the bundle carries no certificate (signed with a managed key?)".into(),
-                ))
-            }
+            (Signer::Identity(_), None) => return Err(no_certificate()),
             (Signer::Key(_), _) if bundle.verification_material.public_key.is_none() => {
-                return Err(SigstoreError::UnsupportedSignature(
-                    "the bundle is signed with a certificate, not a managed key".into(),
-                ))
+                return Err(SigstoreError::UnsupportedSignature {
+                    what: "signer for a managed-key verifier",
+                    found: "certificate".into(),
+                })
             }
             (Signer::Key(_), _) => None,
         };
@@ -576,9 +690,7 @@ impl SigstoreVerifier {
                 format!("key {}", key.keyid()),
                 String::new(),
             ),
-            (Signer::Identity(_), None) => {
-                return Err(SigstoreError::Certificate("no certificate".into()))
-            }
+            (Signer::Identity(_), None) => return Err(no_certificate()),
         };
         let signed = check_signature(&bundle, &signer_key, digests)?;
         check_body(entry, &signed, &signer_key)?;
@@ -614,8 +726,13 @@ impl SigstoreVerifier {
                 })
             }
         };
-        let log_id = b64(&entry.log_id.key_id)
-            .map_err(|_| SigstoreError::Malformed("log id is not base64".into()))?;
+        let log_id = b64(&entry.log_id.key_id).map_err(|e| {
+            SigstoreError::unparsable(
+                "verificationMaterial.tlogEntries[0].logId.keyId",
+                "is not base64",
+                e,
+            )
+        })?;
         let log = self
             .root
             .logs
@@ -668,10 +785,16 @@ impl SigstoreVerifier {
         let signature = signature_bytes(bundle)?;
         stamps
             .iter()
-            .map(|s| {
-                let der = b64(&s.signed_timestamp)
-                    .map_err(|_| SigstoreError::TimestampInvalid("not base64".into()))?;
-                tsa::verify_timestamp(&der, &signature, &self.root.tsas)
+            .enumerate()
+            .map(|(index, s)| {
+                let der =
+                    b64(&s.signed_timestamp).map_err(|e| SigstoreError::TimestampInvalid {
+                        index,
+                        reason: "it is not base64",
+                        authority: None,
+                        source: Some(e.into()),
+                    })?;
+                tsa::verify_timestamp(index, &der, &signature, &self.root.tsas)
             })
             .collect()
     }
@@ -683,39 +806,57 @@ fn signature_bytes(bundle: &Bundle) -> Result<Vec<u8>, SigstoreError> {
         (Some(m), None) => &m.signature,
         (None, Some(e)) => match e.signatures.as_slice() {
             [s] => &s.sig,
-            _ => {
-                return Err(SigstoreError::UnsupportedSignature(format!(
-                    "{} DSSE signatures, expected one",
-                    e.signatures.len()
-                )))
-            }
+            _ => return Err(dsse_signature_count(e.signatures.len())),
         },
-        _ => {
-            return Err(SigstoreError::Malformed(
-                "a bundle has exactly one of messageSignature and dsseEnvelope".into(),
-            ))
-        }
+        _ => return Err(not_one_content()),
     };
-    b64(text).map_err(|_| SigstoreError::Malformed("signature is not base64".into()))
+    b64(text).map_err(|e| SigstoreError::unparsable(SIGNATURE_PART, "is not base64", e))
+}
+
+/// Where the artifact signature is (message signature or the DSSE envelope's one).
+const SIGNATURE_PART: &str = "messageSignature.signature or dsseEnvelope.signatures[0].sig";
+
+fn dsse_signature_count(n: usize) -> SigstoreError {
+    SigstoreError::UnsupportedSignature {
+        what: "number of DSSE signatures (expected one)",
+        found: n.to_string(),
+    }
+}
+
+fn not_one_content() -> SigstoreError {
+    SigstoreError::malformed(
+        "messageSignature / dsseEnvelope",
+        "must be exactly one of the two",
+    )
 }
 
 fn load_trust_root(json: &[u8]) -> Result<TrustRoot, SigstoreError> {
-    let bad = |m: String| SigstoreError::TrustRoot(m);
-    let root: model::TrustedRootJson =
-        serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
+    let root: model::TrustedRootJson = serde_json::from_slice(json).map_err(|e| {
+        SigstoreError::trust_root(
+            "trusted_root.json".into(),
+            "is not JSON of a trust root's shape",
+            Some(e.into()),
+        )
+    })?;
     if !root
         .media_type
         .starts_with("application/vnd.dev.sigstore.trustedroot")
     {
-        return Err(bad(format!("media type {:?}", root.media_type)));
+        return Err(SigstoreError::trust_root(
+            format!("mediaType {:?}", root.media_type),
+            "is not a trusted root's",
+            None,
+        ));
     }
-    let logs = load_logs(&root.tlogs)?;
-    let ct_logs = load_logs(&root.ctlogs)?;
-    let authorities = load_authorities(&root.certificate_authorities)?;
-    let tsas = load_authorities(&root.timestamp_authorities)?;
+    let logs = load_logs("tlogs", &root.tlogs)?;
+    let ct_logs = load_logs("ctlogs", &root.ctlogs)?;
+    let authorities = load_authorities("certificateAuthorities", &root.certificate_authorities)?;
+    let tsas = load_authorities("timestampAuthorities", &root.timestamp_authorities)?;
     if logs.is_empty() || authorities.is_empty() {
-        return Err(bad(
-            "no usable transparency log or certificate authority".into()
+        return Err(SigstoreError::trust_root(
+            "tlogs / certificateAuthorities".into(),
+            "name no usable transparency log or certificate authority",
+            None,
         ));
     }
     Ok(TrustRoot {
@@ -726,38 +867,52 @@ fn load_trust_root(json: &[u8]) -> Result<TrustRoot, SigstoreError> {
     })
 }
 
-/// The logs of a trust root whose keys this verifier can use.
-fn load_logs(logs: &[model::TransparencyLog]) -> Result<Vec<LogKey>, SigstoreError> {
-    let bad = |m: String| SigstoreError::TrustRoot(m);
+/// The logs (`field` of the trust root) whose keys this verifier can use.
+fn load_logs(field: &str, logs: &[model::TransparencyLog]) -> Result<Vec<LogKey>, SigstoreError> {
     let mut keys = Vec::new();
-    for t in logs {
-        let spki = b64(&t.public_key.raw_bytes)
-            .map_err(|_| bad(format!("key of {} is not base64", t.base_url)))?;
-        let log_id = b64(&t.log_id.key_id)
-            .map_err(|_| bad(format!("log id of {} is not base64", t.base_url)))?;
+    for (i, t) in logs.iter().enumerate() {
+        let not_b64 = |at: &'static str| {
+            move |e: base64::DecodeError| {
+                SigstoreError::trust_root(
+                    format!("{field}[{i}].{at}"),
+                    "is not base64",
+                    Some(e.into()),
+                )
+            }
+        };
+        let spki = b64(&t.public_key.raw_bytes).map_err(not_b64("publicKey.rawBytes"))?;
+        let log_id = b64(&t.log_id.key_id).map_err(not_b64("logId.keyId"))?;
         match LogKey::from_spki(t.base_url.clone(), log_id, &spki, t.public_key.valid_for) {
             Ok(k) => keys.push(k),
             // A log with a key type we cannot use can never vouch for a bundle; skip it.
             Err(e) => {
-                tracing::debug!(log = %t.base_url, details = %t.public_key.key_details, "skipping log: {e}")
+                tracing::debug!(log = %t.base_url, details = %t.public_key.key_details, error = %e, "skipping log")
             }
         }
     }
     Ok(keys)
 }
 
-fn load_authorities(cas: &[model::CertificateAuthority]) -> Result<Vec<Authority>, SigstoreError> {
-    let bad = |m: String| SigstoreError::TrustRoot(m);
+/// The certificate or timestamp authorities (`field` of the trust root).
+fn load_authorities(
+    field: &str,
+    cas: &[model::CertificateAuthority],
+) -> Result<Vec<Authority>, SigstoreError> {
     let mut authorities = Vec::new();
-    for ca in cas {
+    for (i, ca) in cas.iter().enumerate() {
         let chain = ca
             .cert_chain
             .certificates
             .iter()
-            .map(|c| {
-                let der = b64(&c.raw_bytes)
-                    .map_err(|_| bad(format!("certificate of {} is not base64", ca.uri)))?;
-                Cert::from_der(der).map_err(|e| bad(e.to_string()))
+            .enumerate()
+            .map(|(j, c)| {
+                let part = || format!("{field}[{i}].certChain.certificates[{j}].rawBytes");
+                let der = b64(&c.raw_bytes).map_err(|e| {
+                    SigstoreError::trust_root(part(), "is not base64", Some(e.into()))
+                })?;
+                Cert::from_der(der).map_err(|e| {
+                    SigstoreError::trust_root(part(), "is not a DER certificate", Some(e.into()))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         authorities.push(Authority::new(ca.uri.clone(), chain, ca.valid_for));
@@ -773,8 +928,8 @@ fn parse_bundle(json: &[u8]) -> Result<(Bundle, u8), SigstoreError> {
             limit: MAX_BUNDLE_BYTES,
         });
     }
-    let bundle: Bundle =
-        serde_json::from_slice(json).map_err(|e| SigstoreError::Malformed(e.to_string()))?;
+    let bundle: Bundle = serde_json::from_slice(json)
+        .map_err(|e| SigstoreError::unparsable("bundle", "is not JSON of a bundle's shape", e))?;
     let version = MEDIA_TYPES
         .iter()
         .find(|(m, _)| *m == bundle.media_type)
@@ -787,30 +942,33 @@ fn parse_bundle(json: &[u8]) -> Result<(Bundle, u8), SigstoreError> {
 /// the leaf (ignored: the chain comes from the trust root) but never a root certificate:
 /// trust in a root comes from the trust root alone.
 fn leaf_certificate(bundle: &Bundle) -> Result<Option<Cert>, SigstoreError> {
+    const LEAF: &str = "verificationMaterial.certificate.rawBytes";
+    const CHAIN: &str = "verificationMaterial.x509CertificateChain.certificates";
     let vm = &bundle.verification_material;
-    let cert = |raw: &str| {
-        let der =
-            b64(raw).map_err(|_| SigstoreError::Malformed("certificate is not base64".into()))?;
+    let cert = |raw: &str, part: &'static str| {
+        let der = b64(raw).map_err(|e| SigstoreError::unparsable(part, "is not base64", e))?;
         Cert::from_der(der)
+            .map_err(|e| SigstoreError::unparsable(part, "is not a DER certificate", e))
     };
     match (&vm.certificate, &vm.x509_certificate_chain) {
-        (Some(c), _) => cert(&c.raw_bytes).map(Some),
+        (Some(c), _) => cert(&c.raw_bytes, LEAF).map(Some),
         (None, Some(chain)) => {
             let certs = chain
                 .certificates
                 .iter()
-                .map(|c| cert(&c.raw_bytes))
+                .map(|c| cert(&c.raw_bytes, CHAIN))
                 .collect::<Result<Vec<_>, _>>()?;
             if certs.iter().any(Cert::is_self_signed) {
-                return Err(SigstoreError::Chain(
-                    "the bundle's certificate chain carries a root certificate".into(),
-                ));
+                return Err(SigstoreError::Chain {
+                    reason: "the bundle's certificate chain carries a root certificate",
+                    authority: None,
+                });
             }
             certs
                 .into_iter()
                 .next()
                 .map(Some)
-                .ok_or_else(|| SigstoreError::Malformed("empty certificate chain".into()))
+                .ok_or_else(|| SigstoreError::malformed(CHAIN, "is empty"))
         }
         (None, None) => Ok(None),
     }
@@ -855,45 +1013,43 @@ fn check_signature(
     key: &SignerKey<'_>,
     digests: &Digests,
 ) -> Result<Signed, SigstoreError> {
-    let b64 = |s: &str, what: &str| {
-        b64(s).map_err(|_| SigstoreError::Malformed(format!("{what} is not base64")))
+    let b64 = |s: &str, part: &'static str| {
+        b64(s).map_err(|e| SigstoreError::unparsable(part, "is not base64", e))
     };
     match (&bundle.message_signature, &bundle.dsse_envelope) {
         (Some(m), None) => {
             if m.message_digest.algorithm != "SHA2_256" {
-                return Err(SigstoreError::UnsupportedSignature(format!(
-                    "message digest {}",
-                    m.message_digest.algorithm
-                )));
+                return Err(SigstoreError::UnsupportedSignature {
+                    what: "message digest algorithm",
+                    found: m.message_digest.algorithm.clone(),
+                });
             }
-            let digest: [u8; 32] = b64(&m.message_digest.digest, "message digest")?
+            const DIGEST: &str = "messageSignature.messageDigest.digest";
+            let digest: [u8; 32] = b64(&m.message_digest.digest, DIGEST)?
                 .try_into()
-                .map_err(|_| SigstoreError::Malformed("message digest is not 32 bytes".into()))?;
+                .map_err(|_| SigstoreError::malformed(DIGEST, "is not 32 bytes"))?;
             if digest != digests.sha256 {
                 return Err(SigstoreError::ArtifactDigestMismatch {
                     expected: hex::encode(digests.sha256),
                     found: hex::encode(digest),
                 });
             }
-            let signature = b64(&m.signature, "signature")?;
+            let signature = b64(&m.signature, "messageSignature.signature")?;
             key.verify_prehash(&digest, &signature)?;
             Ok(Signed::Message { digest, signature })
         }
         (None, Some(env)) => {
             if env.payload_type != IN_TOTO_PAYLOAD_TYPE {
-                return Err(SigstoreError::UnsupportedSignature(format!(
-                    "DSSE payload type {}",
-                    env.payload_type
-                )));
+                return Err(SigstoreError::UnsupportedSignature {
+                    what: "DSSE payload type",
+                    found: env.payload_type.clone(),
+                });
             }
             let [sig] = env.signatures.as_slice() else {
-                return Err(SigstoreError::UnsupportedSignature(format!(
-                    "{} DSSE signatures, expected one",
-                    env.signatures.len()
-                )));
+                return Err(dsse_signature_count(env.signatures.len()));
             };
-            let payload = b64(&env.payload, "DSSE payload")?;
-            let signature = b64(&sig.sig, "DSSE signature")?;
+            let payload = b64(&env.payload, "dsseEnvelope.payload")?;
+            let signature = b64(&sig.sig, "dsseEnvelope.signatures[0].sig")?;
             let pae = crate::trust::pae(&env.payload_type, &payload);
             key.verify_message(&pae, &signature)?;
             check_subject(&payload, digests)?;
@@ -903,9 +1059,7 @@ fn check_signature(
                 signature,
             })
         }
-        _ => Err(SigstoreError::Malformed(
-            "a bundle has exactly one of messageSignature and dsseEnvelope".into(),
-        )),
+        _ => Err(not_one_content()),
     }
 }
 
@@ -920,8 +1074,13 @@ fn check_subject(payload: &[u8], digests: &Digests) -> Result<(), SigstoreError>
         #[serde(default)]
         digest: std::collections::BTreeMap<String, String>,
     }
-    let st: Statement = serde_json::from_slice(payload)
-        .map_err(|e| SigstoreError::Malformed(format!("in-toto statement: {e}")))?;
+    let st: Statement = serde_json::from_slice(payload).map_err(|e| {
+        SigstoreError::unparsable(
+            "dsseEnvelope.payload",
+            "is not an in-toto statement with subjects",
+            e,
+        )
+    })?;
     let want256 = hex::encode(digests.sha256);
     let want512 = digests.sha512.map(hex::encode);
     let mut found = Vec::new();
@@ -958,10 +1117,12 @@ fn check_body(
     signed: &Signed,
     key: &SignerKey<'_>,
 ) -> Result<(), SigstoreError> {
-    let mismatch = |m: &str| SigstoreError::LogEntryMismatch(m.to_string());
-    let body = b64(&entry.canonicalized_body).map_err(|_| mismatch("body is not base64"))?;
-    let body: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|_| mismatch("body is not JSON"))?;
+    const BODY: &str = "verificationMaterial.tlogEntries[0].canonicalizedBody";
+    let mismatch = SigstoreError::LogEntryMismatch;
+    let body = b64(&entry.canonicalized_body)
+        .map_err(|e| SigstoreError::unparsable(BODY, "is not base64", e))?;
+    let body: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| SigstoreError::unparsable(BODY, "is not JSON", e))?;
     let kv = &entry.kind_version;
     let (kind, version) = (body["kind"].as_str(), body["apiVersion"].as_str());
     if kind != Some(kv.kind.as_str()) || version != Some(kv.version.as_str()) {
@@ -1070,7 +1231,7 @@ fn check_hashedrekord_v2(
     signature: &[u8],
     key: &SignerKey<'_>,
 ) -> Result<(), SigstoreError> {
-    let mismatch = |m: &str| SigstoreError::LogEntryMismatch(m.to_string());
+    let mismatch = SigstoreError::LogEntryMismatch;
     if spec["data"]["algorithm"] != "SHA2_256" || !same_b64(&spec["data"]["digest"], digest) {
         return Err(mismatch("the entry records another digest"));
     }
@@ -1086,7 +1247,7 @@ fn check_payload_hash(v: &serde_json::Value, payload: &[u8]) -> Result<(), Sigst
         || str_at(&v["value"]) != Some(hex::encode(Sha256::digest(payload)).as_str())
     {
         return Err(SigstoreError::LogEntryMismatch(
-            "the entry records another payload".into(),
+            "the entry records another payload",
         ));
     }
     Ok(())

@@ -3,8 +3,6 @@
 //! that root. Each check answers with its own [`SigstoreError`] variant; none of them trusts
 //! a field the log key did not sign.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use ring::signature::{self, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
 use x509_cert::der::Decode;
@@ -31,6 +29,17 @@ pub(crate) enum LogKeyAlg {
     RsaSha256,
 }
 
+/// Why a log key of the trust root cannot be used (the log is then skipped).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UnusableKey {
+    /// Not a DER SubjectPublicKeyInfo.
+    #[error("the key is not a DER SubjectPublicKeyInfo")]
+    Der(#[source] x509_cert::der::Error),
+    /// A key algorithm no log signs with.
+    #[error("unsupported log key algorithm {0}")]
+    Algorithm(x509_cert::der::asn1::ObjectIdentifier),
+}
+
 /// One transparency log (Rekor, or certificate transparency) of the trust root.
 #[derive(Debug, Clone)]
 pub(crate) struct LogKey {
@@ -49,14 +58,13 @@ impl LogKey {
         log_id: Vec<u8>,
         spki_der: &[u8],
         valid_for: Option<ValidFor>,
-    ) -> Result<Self, String> {
-        let spki = SubjectPublicKeyInfoOwned::from_der(spki_der).map_err(|e| e.to_string())?;
-        let oid = spki.algorithm.oid.to_string();
-        let alg = match oid.as_str() {
+    ) -> Result<Self, UnusableKey> {
+        let spki = SubjectPublicKeyInfoOwned::from_der(spki_der).map_err(UnusableKey::Der)?;
+        let alg = match spki.algorithm.oid.to_string().as_str() {
             OID_EC_PUBLIC_KEY => LogKeyAlg::P256,
             OID_ED25519 => LogKeyAlg::Ed25519,
             OID_RSA => LogKeyAlg::RsaSha256,
-            other => return Err(format!("unsupported log key algorithm {other}")),
+            _ => return Err(UnusableKey::Algorithm(spki.algorithm.oid)),
         };
         let raw = spki.subject_public_key.raw_bytes().to_vec();
         Ok(Self {
@@ -104,9 +112,10 @@ pub(crate) fn set_payload(entry: &TlogEntry, integrated_time: i64, log_id: &[u8]
 
 /// Checks the SET of `entry` with the log key; returns the integrated time it vouches for.
 pub(crate) fn check_set(entry: &TlogEntry, key: &LogKey) -> Result<i64, SigstoreError> {
-    let invalid = |reason: &str| SigstoreError::SetInvalid {
+    let invalid = |reason: &'static str| SigstoreError::SetInvalid {
         log_index: entry.log_index,
-        reason: reason.to_string(),
+        reason,
+        source: None,
     };
     let time = entry
         .integrated_time
@@ -116,8 +125,11 @@ pub(crate) fn check_set(entry: &TlogEntry, key: &LogKey) -> Result<i64, Sigstore
         .inclusion_promise
         .as_ref()
         .ok_or_else(|| invalid("the entry has no signed entry timestamp"))?;
-    let sig = b64(&promise.signed_entry_timestamp)
-        .map_err(|_| invalid("the signed entry timestamp is not base64"))?;
+    let sig = b64(&promise.signed_entry_timestamp).map_err(|e| SigstoreError::SetInvalid {
+        log_index: entry.log_index,
+        reason: "the signed entry timestamp is not base64",
+        source: Some(e),
+    })?;
     if !key.verify(&set_payload(entry, time, &key.log_id), &sig) {
         return Err(invalid("the signature does not verify with the log key"));
     }
@@ -180,46 +192,65 @@ pub(crate) fn check_inclusion(
     proof: &InclusionProof,
     key: &LogKey,
 ) -> Result<(), SigstoreError> {
-    let bad_proof = |reason: String| SigstoreError::InclusionProofInvalid {
+    let bad_proof = |reason: &'static str| SigstoreError::InclusionProofInvalid {
         log_index: entry.log_index,
         reason,
     };
-    let body = b64(&entry.canonicalized_body)
-        .map_err(|_| bad_proof("the entry body is not base64".into()))?;
-    let root = decode_hash(&proof.root_hash).ok_or_else(|| bad_proof("bad root hash".into()))?;
+    let body = b64(&entry.canonicalized_body).map_err(|e| {
+        SigstoreError::unparsable(
+            "verificationMaterial.tlogEntries[0].canonicalizedBody",
+            "is not base64",
+            e,
+        )
+    })?;
+    let root = hash32(
+        &proof.root_hash,
+        "verificationMaterial.tlogEntries[0].inclusionProof.rootHash",
+    )?;
     let hashes = proof
         .hashes
         .iter()
-        .map(|h| decode_hash(h))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| bad_proof("a proof hash is not 32 bytes of base64".into()))?;
+        .map(|h| {
+            hash32(
+                h,
+                "verificationMaterial.tlogEntries[0].inclusionProof.hashes",
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let (index, size) = match (
         u64::try_from(proof.log_index),
         u64::try_from(proof.tree_size),
     ) {
         (Ok(i), Ok(s)) => (i, s),
-        _ => return Err(bad_proof("negative index or tree size".into())),
+        _ => return Err(bad_proof("negative index or tree size")),
     };
     let computed = root_from_inclusion_proof(index, size, leaf_hash(&body), &hashes)
-        .ok_or_else(|| bad_proof(format!("malformed proof for leaf {index} of {size}")))?;
+        .ok_or_else(|| bad_proof("the proof has the wrong length for its index and tree size"))?;
     if computed != root {
-        return Err(bad_proof(format!(
-            "computed root {} differs from the proof's root {}",
-            hex::encode(computed),
-            hex::encode(root)
-        )));
+        return Err(bad_proof(
+            "the root computed from the entry and the proof is not the proof's root hash",
+        ));
     }
     let checkpoint = proof
         .checkpoint
         .as_ref()
         .ok_or_else(|| SigstoreError::CheckpointInvalid {
-            reason: "the inclusion proof has no checkpoint".into(),
+            log: key.base_url.clone(),
+            reason: "the inclusion proof has no checkpoint",
         })?;
     check_checkpoint(&checkpoint.envelope, key, size, &root)
 }
 
-fn decode_hash(b64: &str) -> Option<[u8; 32]> {
-    STANDARD.decode(b64).ok()?.try_into().ok()
+/// A SHA-256 hash given in base64 at `part` of the bundle.
+fn hash32(text: &str, part: &'static str) -> Result<[u8; 32], SigstoreError> {
+    let bytes = b64(text).map_err(|e| SigstoreError::unparsable(part, "is not base64", e))?;
+    bytes
+        .try_into()
+        .map_err(|_| SigstoreError::malformed(part, "is not a 32-byte hash"))
+}
+
+fn decode_hash(text: &str) -> Option<[u8; 32]> {
+    b64(text).ok()?.try_into().ok()
 }
 
 /// Verifies a signed note checkpoint: a signature line by the log key (key hint = first
@@ -231,45 +262,43 @@ pub(crate) fn check_checkpoint(
     tree_size: u64,
     root: &[u8; 32],
 ) -> Result<(), SigstoreError> {
-    let bad = |reason: String| SigstoreError::CheckpointInvalid { reason };
+    let bad = |reason: &'static str| SigstoreError::CheckpointInvalid {
+        log: key.base_url.clone(),
+        reason,
+    };
     let split = note
         .find("\n\n")
-        .ok_or_else(|| bad("no blank line between the note and its signatures".into()))?;
+        .ok_or_else(|| bad("no blank line between the note and its signatures"))?;
     let text = &note[..split + 1];
     let mut lines = text.lines();
     let origin = lines.next().unwrap_or_default();
     let size: u64 = lines
         .next()
         .and_then(|l| l.parse().ok())
-        .ok_or_else(|| bad("no tree size".into()))?;
+        .ok_or_else(|| bad("no tree size"))?;
     let note_root = lines
         .next()
         .and_then(decode_hash)
-        .ok_or_else(|| bad("no root hash".into()))?;
+        .ok_or_else(|| bad("no root hash"))?;
     if !origin.starts_with(key.host()) {
-        return Err(bad(format!(
-            "origin {origin:?} is not the log {}",
-            key.base_url
-        )));
+        return Err(bad("its origin is not this log"));
     }
     if size != tree_size || &note_root != root {
-        return Err(bad(format!(
-            "the checkpoint commits to size {size} root {}, the proof to size {tree_size} root {}",
-            hex::encode(note_root),
-            hex::encode(root)
-        )));
+        return Err(bad(
+            "it commits to another tree size or root hash than the inclusion proof",
+        ));
     }
     let hint = key.log_id.get(..4).unwrap_or_default();
     let mut found_line = false;
     for line in note[split + 2..].lines().filter(|l| !l.is_empty()) {
-        let Some(rest) = line.strip_prefix("\u{2014} ") else {
-            return Err(bad(format!("bad signature line {line:?}")));
-        };
-        let Some((_name, sig_b64)) = rest.rsplit_once(' ') else {
-            return Err(bad(format!("bad signature line {line:?}")));
+        let Some((_name, sig_b64)) = line
+            .strip_prefix("\u{2014} ")
+            .and_then(|rest| rest.rsplit_once(' '))
+        else {
+            return Err(bad("a signature line is not `— name signature`"));
         };
         let Ok(sig) = b64(sig_b64) else {
-            return Err(bad("signature is not base64".into()));
+            return Err(bad("a signature is not base64"));
         };
         if sig.len() <= 4 || &sig[..4] != hint {
             continue;
@@ -280,9 +309,9 @@ pub(crate) fn check_checkpoint(
         }
     }
     Err(bad(if found_line {
-        "the checkpoint signature does not verify with the log key".into()
+        "the checkpoint signature does not verify with the log key"
     } else {
-        "no signature by the log key".into()
+        "no signature by the log key"
     }))
 }
 

@@ -59,57 +59,77 @@ fn digest(alg: &str, data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// Verifies one signed timestamp over `signature` (the artifact signature bytes); returns
-/// its time (Unix seconds).
+/// Verifies timestamp number `index` of the bundle over `signature` (the artifact signature
+/// bytes); returns its time (Unix seconds).
 pub(crate) fn verify_timestamp(
+    index: usize,
     der_bytes: &[u8],
     signature: &[u8],
     authorities: &[Authority],
 ) -> Result<i64, SigstoreError> {
-    let bad = |m: String| SigstoreError::TimestampInvalid(m);
+    let bad = |reason: &'static str| SigstoreError::TimestampInvalid {
+        index,
+        reason,
+        authority: None,
+        source: None,
+    };
+    let unreadable = |reason: &'static str| {
+        move |e: der::Error| SigstoreError::TimestampInvalid {
+            index,
+            reason,
+            authority: None,
+            source: Some(e.into()),
+        }
+    };
+    let of_tsa = |tsa: &Authority, reason: &'static str| SigstoreError::TimestampInvalid {
+        index,
+        reason,
+        authority: Some(tsa.uri.clone()),
+        source: None,
+    };
     let token = match ContentInfo::from_der(der_bytes) {
         Ok(ci) => ci,
         Err(_) => TimeStampResp::from_der(der_bytes)
-            .map_err(|e| bad(format!("not a timestamp token or response: {e}")))?
+            .map_err(unreadable("not a DER timestamp token or response"))?
             .time_stamp_token
-            .ok_or_else(|| bad("the response carries no token".into()))?,
+            .ok_or_else(|| bad("the response carries no token"))?,
     };
     if token.content_type.to_string() != OID_SIGNED_DATA {
-        return Err(bad("the token is not CMS signed data".into()));
+        return Err(bad("the token is not CMS signed data"));
     }
     let sd: SignedData = token
         .content
         .decode_as()
-        .map_err(|e| bad(format!("signed data: {e}")))?;
+        .map_err(unreadable("its signed data is not DER"))?;
     if sd.encap_content_info.econtent_type.to_string() != OID_TST_INFO {
-        return Err(bad("the signed content is not a TSTInfo".into()));
+        return Err(bad("the signed content is not a TSTInfo"));
     }
     let tst_der = sd
         .encap_content_info
         .econtent
         .as_ref()
-        .ok_or_else(|| bad("no TSTInfo".into()))?
+        .ok_or_else(|| bad("no TSTInfo"))?
         .decode_as::<OctetString>()
-        .map_err(|e| bad(format!("TSTInfo: {e}")))?
+        .map_err(unreadable("its TSTInfo is not an OCTET STRING"))?
         .as_bytes()
         .to_vec();
-    let tst = decode_tst_head(&tst_der).map_err(|e| bad(format!("TSTInfo: {e}")))?;
+    let tst = decode_tst_head(&tst_der).map_err(unreadable("its TSTInfo is not DER"))?;
     let imprint_alg = tst.message_imprint.hash_algorithm.oid.to_string();
     let expected = digest(&imprint_alg, signature)
-        .ok_or_else(|| bad(format!("message imprint hash {imprint_alg}")))?;
+        .ok_or_else(|| bad("the message imprint's hash is not SHA-256, SHA-384 or SHA-512"))?;
     if tst.message_imprint.hashed_message.as_bytes() != expected.as_slice() {
-        return Err(bad("the timestamp is for another signature".into()));
+        return Err(bad("the timestamp is for another signature"));
     }
     let time = i64::try_from(tst.gen_time.to_unix_duration().as_secs())
-        .map_err(|_| bad("genTime out of range".into()))?;
+        .map_err(|_| bad("genTime is out of range"))?;
 
     let [si] = sd.signer_infos.0.as_slice() else {
-        return Err(bad("expected exactly one signer".into()));
+        return Err(bad("expected exactly one signer"));
     };
     let attrs = si
         .signed_attrs
         .as_ref()
-        .ok_or_else(|| bad("no signed attributes".into()))?;
+        .ok_or_else(|| bad("no signed attributes"))?;
     let attr = |oid: &str| {
         attrs
             .iter()
@@ -120,21 +140,19 @@ pub(crate) fn verify_timestamp(
         .and_then(|v| v.decode_as::<ObjectIdentifier>().ok())
         .is_some_and(|o| o.to_string() == OID_TST_INFO);
     if !content_type_ok {
-        return Err(bad("the signed content type is not TSTInfo".into()));
+        return Err(bad("the signed content type is not TSTInfo"));
     }
     let content_digest = digest(&si.digest_alg.oid.to_string(), &tst_der)
-        .ok_or_else(|| bad(format!("digest algorithm {}", si.digest_alg.oid)))?;
+        .ok_or_else(|| bad("the signer's digest is not SHA-256, SHA-384 or SHA-512"))?;
     let digest_ok = attr(OID_MESSAGE_DIGEST)
         .and_then(|v| v.decode_as::<OctetString>().ok())
         .is_some_and(|d| d.as_bytes() == content_digest.as_slice());
     if !digest_ok {
-        return Err(bad(
-            "the signed message digest does not match the TSTInfo".into()
-        ));
+        return Err(bad("the signed message digest does not match the TSTInfo"));
     }
     let signed_bytes = attrs
         .to_der()
-        .map_err(|e| bad(format!("signed attributes: {e}")))?;
+        .map_err(unreadable("its signed attributes cannot be encoded"))?;
     let sig_alg = si.signature_algorithm.oid.to_string();
     let sig = si.signature.as_bytes();
 
@@ -146,28 +164,20 @@ pub(crate) fn verify_timestamp(
             continue;
         }
         if !tsa.valid_for.contains(time) || !leaf.valid_at(time) {
-            return Err(bad(format!(
-                "{} was not valid at the timestamp's time",
-                tsa.uri
-            )));
+            return Err(of_tsa(
+                tsa,
+                "the authority was not valid at the timestamp's time",
+            ));
         }
         if !leaf.has_eku(OID_TIME_STAMPING) {
-            return Err(bad(format!(
-                "{}: certificate not for time stamping",
-                tsa.uri
-            )));
+            return Err(of_tsa(tsa, "the certificate is not for time stamping"));
         }
         if !tsa.chain_signed || !tsa.chain.iter().all(|c| c.valid_at(time)) {
-            return Err(bad(format!(
-                "{}: certificate chain broken or expired",
-                tsa.uri
-            )));
+            return Err(of_tsa(tsa, "the certificate chain is broken or expired"));
         }
         return Ok(time);
     }
-    Err(bad(
-        "not signed by a timestamp authority of the trust root".into()
-    ))
+    Err(bad("not signed by a timestamp authority of the trust root"))
 }
 
 /// Decodes the head of a TSTInfo, ignoring the optional trailing fields.
