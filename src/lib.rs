@@ -12,6 +12,8 @@
 //! * [`update`] — release manifests, channel states, the update check;
 //! * [`identity`] — the install id and the one bucketing function;
 //! * [`store`] — the client SQLite database;
+//! * [`net`] — the HTTP behaviour every client shares (answer classification, `Retry-After`,
+//!   backoff, the error chain, the HTTP client);
 //! * [`clock`] — injectable time.
 //!
 //! ```
@@ -28,6 +30,7 @@ pub mod clock;
 pub mod flags;
 pub mod health;
 pub mod identity;
+pub mod net;
 pub mod store;
 pub mod trust;
 pub mod update;

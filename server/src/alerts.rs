@@ -564,11 +564,7 @@ async fn post(client: &reqwest::Client, config: &AlertConfig, job: &Job) -> Resu
     }
     let code = status.as_u16();
     if status.is_server_error() || code == 408 || code == 429 {
-        let retry_after = res
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, Utc::now()));
+        let retry_after = railgun_core::net::retry_after(res.headers(), Utc::now());
         Err(AlertError::Retryable {
             status: code,
             retry_after,
@@ -596,17 +592,6 @@ fn jitter() -> f64 {
     bits as f64 / (1u64 << 53) as f64
 }
 
-/// Parses `Retry-After`: delay seconds or an HTTP date (relative to `now`). A date in the
-/// past is zero; anything unparsable is `None`.
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = DateTime::parse_from_rfc2822(v).ok()?.with_timezone(&Utc);
-    Some((at - now).to_std().unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,25 +609,6 @@ mod tests {
         assert_eq!(backoff(&c, 30, 0.0), Duration::from_secs(30));
         let j = jitter();
         assert!((0.0..1.0).contains(&j));
-    }
-
-    #[test]
-    fn parses_retry_after_seconds_and_dates() {
-        let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().expect("now");
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Thu, 01 Jan 2026 00:00:30 GMT", now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 31 Dec 2025 23:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-5", now), None);
     }
 
     #[test]

@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", cli::one_line(&*e));
+            eprintln!("error: {}", railgun_core::net::chain(&*e));
             ExitCode::FAILURE
         }
     }

@@ -22,6 +22,7 @@ use url::Url;
 use super::event::{AnalyticsEvent, EventBatch, IngestResponse};
 use super::queue::{self, Db, QueueError, DROPPED_PENDING, REJECTED_TOTAL, SENT_TOTAL};
 use crate::clock::SharedClock;
+use crate::net::{self, Answer, Backoff, RetryCause, Verdict};
 use crate::store::Store;
 
 /// Most events in one upload.
@@ -114,84 +115,6 @@ pub struct FlushReport {
     pub last_error: Option<String>,
 }
 
-/// Exponential backoff with full jitter and a seedable RNG (SplitMix64).
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    failures: u32,
-    state: u64,
-}
-
-impl Backoff {
-    /// A backoff doubling from `base` up to `max`; `seed` fixes the jitter sequence.
-    pub fn new(base: Duration, max: Duration, seed: Option<u64>) -> Self {
-        let state = seed.unwrap_or_else(|| {
-            let hex = crate::identity::random_hex_128();
-            u64::from_str_radix(&hex[..16], 16).unwrap_or(0x9E37_79B9_7F4A_7C15)
-        });
-        Self {
-            base,
-            max,
-            failures: 0,
-            state,
-        }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// The delay before the next attempt after one more failure: uniform in
-    /// `[0, min(max, base × 2^failures)]`, or `retry_after` (capped at `max`) when the server
-    /// said so.
-    pub fn fail(&mut self, retry_after: Option<Duration>) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(2u32.saturating_pow(self.failures.min(30)))
-            .min(self.max);
-        self.failures = self.failures.saturating_add(1);
-        if let Some(r) = retry_after {
-            return r.min(self.max);
-        }
-        let ms = ceiling.as_millis() as u64;
-        Duration::from_millis(if ms == 0 {
-            0
-        } else {
-            self.next_u64() % (ms + 1)
-        })
-    }
-
-    /// Forgets past failures.
-    pub fn reset(&mut self) {
-        self.failures = 0;
-    }
-
-    /// Consecutive failures so far.
-    pub fn failures(&self) -> u32 {
-        self.failures
-    }
-}
-
-enum Answer {
-    /// 2xx with a readable body.
-    Acked(IngestResponse),
-    /// 4xx other than 408/429.
-    Refused {
-        status: u16,
-        body: Option<IngestResponse>,
-    },
-    /// Try again later.
-    Retry {
-        reason: String,
-        retry_after: Option<Duration>,
-    },
-}
-
 /// Uploads the queue of one client store. Used by the client's upload thread and directly by
 /// `railgun flush`.
 pub struct Uploader {
@@ -227,12 +150,12 @@ impl Uploader {
             None => None,
             Some(u) => Some(parse_base(u)?),
         };
-        let http = reqwest::Client::builder()
-            .user_agent(config.user_agent.clone())
-            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
-            .timeout(config.request_timeout)
-            .build()
-            .map_err(|e| UploadError::Client(e.to_string()))?;
+        let http = net::client(
+            &config.user_agent,
+            config.request_timeout.min(Duration::from_secs(10)),
+            Some(config.request_timeout),
+        )
+        .map_err(|e| UploadError::Client(e.to_string()))?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -321,25 +244,23 @@ impl Uploader {
                 .post(url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
-            let outcome = self.rt.block_on(async {
-                let r = tokio::time::timeout(limit, req.send()).await;
-                match r {
-                    Err(_) => Err("timed out".to_string()),
-                    Ok(Err(e)) => Err(error_chain(&e)),
-                    Ok(Ok(resp)) => Ok((resp.status().as_u16(), retry_after(resp.headers()))),
-                }
-            });
-            match outcome {
-                Ok((status, _)) if (200..300).contains(&status) || status == 404 => {
+            match self.rt.block_on(net::send(req, limit)) {
+                // 404: the server holds nothing of this user; done as well.
+                Ok(reply)
+                    if net::classify(reply.status) == Verdict::Success || reply.status == 404 =>
+                {
                     self.db.with(|c| queue::erasure_done(c, &user))?;
                     self.backoff.reset();
                 }
-                Ok((status, ra)) => {
-                    self.postpone(format!("erasure request answered {status}"), ra, report);
+                // Any other answer, a refusal included, keeps the request: an erasure is
+                // never given up on.
+                Ok(reply) => {
+                    let reason = format!("erasure request answered {}", reply.status);
+                    self.postpone(reason, reply.retry_after, report);
                     return Ok(false);
                 }
-                Err(e) => {
-                    self.postpone(format!("erasure request failed: {e}"), None, report);
+                Err(cause) => {
+                    self.postpone(format!("erasure request failed: {cause}"), None, report);
                     return Ok(false);
                 }
             }
@@ -395,7 +316,12 @@ impl Uploader {
                 name: "batch".into(),
                 source,
             })?;
-            let answer = self.post(&url, body, limit);
+            let answer = self.rt.block_on(net::post_json::<IngestResponse>(
+                &self.http,
+                url.clone(),
+                body,
+                limit,
+            ));
             match answer {
                 Answer::Acked(resp) => {
                     self.backoff.reset();
@@ -445,11 +371,8 @@ impl Uploader {
                     self.postpone(format!("server refused the batch ({status})"), None, report);
                     return Ok(());
                 }
-                Answer::Retry {
-                    reason,
-                    retry_after,
-                } => {
-                    self.postpone(reason, retry_after, report);
+                Answer::Retry { cause, retry_after } => {
+                    self.postpone(upload_failure(&cause), retry_after, report);
                     return Ok(());
                 }
             }
@@ -465,61 +388,6 @@ impl Uploader {
         })?;
         report.rejected += seqs.len() as u64;
         Ok(())
-    }
-
-    fn post(&self, url: &Url, body: Vec<u8>, limit: Duration) -> Answer {
-        let req = self
-            .http
-            .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        self.rt.block_on(async {
-            let sent = tokio::time::timeout(limit, async {
-                let resp = req.send().await?;
-                let status = resp.status().as_u16();
-                let ra = retry_after(resp.headers());
-                let bytes = resp.bytes().await?;
-                Ok::<_, reqwest::Error>((status, ra, bytes))
-            })
-            .await;
-            let (status, retry_after, bytes) = match sent {
-                Err(_) => {
-                    return Answer::Retry {
-                        reason: format!("no answer within {} ms", limit.as_millis()),
-                        retry_after: None,
-                    }
-                }
-                Ok(Err(e)) => {
-                    return Answer::Retry {
-                        reason: format!("upload failed: {}", error_chain(&e)),
-                        retry_after: None,
-                    }
-                }
-                Ok(Ok(x)) => x,
-            };
-            let parsed = serde_json::from_slice::<IngestResponse>(&bytes).ok();
-            match status {
-                200..=299 => match parsed {
-                    Some(r) => Answer::Acked(r),
-                    None => Answer::Retry {
-                        reason: format!("server answered {status} without a readable receipt"),
-                        retry_after: None,
-                    },
-                },
-                408 | 429 => Answer::Retry {
-                    reason: format!("server answered {status}"),
-                    retry_after,
-                },
-                400..=499 => Answer::Refused {
-                    status,
-                    body: parsed,
-                },
-                _ => Answer::Retry {
-                    reason: format!("server answered {status}"),
-                    retry_after: if status == 503 { retry_after } else { None },
-                },
-            }
-        })
     }
 }
 
@@ -560,48 +428,17 @@ pub(crate) fn join(base: &Url, path: &str) -> Result<Url, UploadError> {
     })
 }
 
-pub(crate) fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(s) = v.parse::<u64>() {
-        return Some(Duration::from_secs(s));
+/// The text of a postponed upload, for people (never event data).
+fn upload_failure(cause: &RetryCause) -> String {
+    match cause {
+        RetryCause::Transport(_) => format!("upload {cause}"),
+        _ => cause.to_string(),
     }
-    let at = DateTime::parse_from_rfc2822(v).ok()?;
-    (at.with_timezone(&Utc) - Utc::now()).to_std().ok()
-}
-
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_is_full_jitter_capped_and_seeded() {
-        let mut a = Backoff::new(Duration::from_secs(1), Duration::from_secs(3600), Some(7));
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(3600), Some(7));
-        for i in 0..40u32 {
-            let d = a.fail(None);
-            assert_eq!(d, b.fail(None), "same seed, same delays");
-            let ceiling = Duration::from_secs(1u64 << i.min(12)).min(Duration::from_secs(3600));
-            assert!(d <= ceiling, "{d:?} > {ceiling:?} at {i}");
-        }
-        assert_eq!(
-            a.fail(Some(Duration::from_secs(7200))),
-            Duration::from_secs(3600)
-        );
-        assert_eq!(a.fail(Some(Duration::from_secs(5))), Duration::from_secs(5));
-        a.reset();
-        assert!(a.fail(None) <= Duration::from_secs(1));
-    }
 
     #[test]
     fn base_url_gets_a_trailing_slash() {

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use url::Url;
 
 use crate::clock::{self, SharedClock};
+use crate::net::{self, BodyError, Rng};
 use crate::store::{Store, StoreError};
 use crate::trust::{Envelope, TrustedKeys, PAYLOAD_CONFIG};
 
@@ -223,12 +224,12 @@ impl FeatureFlags {
                 Ok(parsed)
             })
             .transpose()?;
-        let http = reqwest::Client::builder()
-            .user_agent(config.user_agent.clone())
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .build()
-            .map_err(|e| FlagsError::Config(format!("HTTP client: {e}")))?;
+        let http = net::client(
+            &config.user_agent,
+            config.connect_timeout,
+            Some(config.request_timeout),
+        )
+        .map_err(|e| FlagsError::Config(format!("HTTP client: {e}")))?;
         let (dismissed, shown) = cache::hidden_announcements(&store, &config.app)?;
         let (changes, _) = watch::channel(0);
         let me = Self {
@@ -593,23 +594,15 @@ impl FeatureFlags {
             .get(reqwest::header::ETAG)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let too_large = || FlagsError::TooLarge {
-            url: url.to_string(),
-            limit: self.max_bytes,
-        };
-        if resp
-            .content_length()
-            .is_some_and(|n| n > self.max_bytes as u64)
-        {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| request_error(&url, &e))? {
-            if body.len() + chunk.len() > self.max_bytes {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = net::read_limited(&mut resp, self.max_bytes)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge { limit } => FlagsError::TooLarge {
+                    url: url.to_string(),
+                    limit,
+                },
+                BodyError::Transport(e) => request_error(&url, &e),
+            })?;
         let changed = self.accept(&body, new_etag.clone(), Some(url.to_string()))?;
         cache::save(
             &self.store,
@@ -629,37 +622,19 @@ impl FeatureFlags {
     pub fn spawn_refresh(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let weak: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
+            let mut jitter = net::SplitMix64::from_entropy();
             loop {
                 let interval = {
                     let Some(me) = weak.upgrade() else { return };
                     if let Err(e) = me.refresh().await {
                         tracing::warn!(app = %me.app, error = %e, "remote config refresh failed; keeping the last good config");
                     }
-                    jittered(me.refresh_interval, random_unit())
+                    net::jitter_interval(me.refresh_interval, jitter.unit())
                 };
                 tokio::time::sleep(interval).await;
             }
         })
     }
-}
-
-/// `interval` scaled by a factor in `[0.9, 1.1]` chosen by `unit ∈ [0, 1]`.
-pub fn jittered(interval: Duration, unit: f64) -> Duration {
-    let unit = if unit.is_finite() {
-        unit.clamp(0.0, 1.0)
-    } else {
-        0.5
-    };
-    interval.mul_f64(0.9 + 0.2 * unit)
-}
-
-fn random_unit() -> f64 {
-    use ring::rand::{SecureRandom, SystemRandom};
-    let mut b = [0u8; 4];
-    if SystemRandom::new().fill(&mut b).is_err() {
-        return 0.5;
-    }
-    f64::from(u32::from_be_bytes(b)) / f64::from(u32::MAX)
 }
 
 fn request_error(url: &Url, e: &reqwest::Error) -> FlagsError {
@@ -670,29 +645,12 @@ fn request_error(url: &Url, e: &reqwest::Error) -> FlagsError {
     }
     FlagsError::Network {
         url: url.to_string(),
-        message: crate::update::check::error_chain(e),
+        message: net::chain(e).to_string(),
     }
 }
 
 impl From<StoreError> for FlagsError {
     fn from(e: StoreError) -> Self {
         FlagsError::Store(e)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_within_ten_percent() {
-        let i = Duration::from_secs(300);
-        assert_eq!(jittered(i, 0.0), Duration::from_secs(270));
-        assert_eq!(jittered(i, 1.0), Duration::from_secs(330));
-        assert_eq!(jittered(i, f64::NAN), i);
-        for _ in 0..100 {
-            let j = jittered(i, random_unit());
-            assert!(j >= Duration::from_secs(270) && j <= Duration::from_secs(330));
-        }
     }
 }

@@ -26,8 +26,8 @@ use super::ledger::{self, Counts, ReportContext, RunningMarker};
 use super::monitor::{HealthError, HealthFlushReport, StartupHealth};
 use super::HealthResponse;
 use crate::analytics::consent::Consent;
-use crate::analytics::uploader::{self, Backoff};
 use crate::clock::SharedClock;
+use crate::net::{self, Answer, Backoff, Rng, SplitMix64};
 use crate::store::{Store, StoreError};
 use crate::update::bootguard::BootGuard;
 
@@ -101,13 +101,13 @@ pub(super) fn spawn(s: Setup) -> Result<JoinHandle<()>, HealthError> {
                 .build()
                 .map_err(|e| e.to_string())
                 .and_then(|rt| {
-                    reqwest::Client::builder()
-                        .user_agent(s.user_agent.clone())
-                        .connect_timeout(s.request_timeout.min(Duration::from_secs(10)))
-                        .timeout(s.request_timeout)
-                        .build()
-                        .map(|http| (rt, http))
-                        .map_err(|e| e.to_string())
+                    net::client(
+                        &s.user_agent,
+                        s.request_timeout.min(Duration::from_secs(10)),
+                        Some(s.request_timeout),
+                    )
+                    .map(|http| (rt, http))
+                    .map_err(|e| e.to_string())
                 });
             let (rt, http) = match built {
                 Ok(x) => {
@@ -138,8 +138,7 @@ pub(super) fn spawn(s: Setup) -> Result<JoinHandle<()>, HealthError> {
                 retry_at: None,
                 interval: None,
                 next_tick: None,
-                ticks: 0,
-                seed: s.seed,
+                jitter: SplitMix64::new(net::mix64(s.seed)),
                 in_shutdown: false,
                 deferred: VecDeque::new(),
             };
@@ -181,15 +180,6 @@ impl HealthDb {
     }
 }
 
-enum Answer {
-    Acked(HealthResponse),
-    Refused(u16),
-    Retry {
-        reason: String,
-        retry_after: Option<Duration>,
-    },
-}
-
 struct Worker {
     db: HealthDb,
     ctx: ReportContext,
@@ -212,8 +202,8 @@ struct Worker {
     retry_at: Option<Instant>,
     interval: Option<Duration>,
     next_tick: Option<Instant>,
-    ticks: u64,
-    seed: u64,
+    /// Spreads the periodic reports of installs started together.
+    jitter: SplitMix64,
     in_shutdown: bool,
     deferred: VecDeque<Msg>,
 }
@@ -307,8 +297,7 @@ impl Worker {
 
     fn schedule_tick(&mut self) {
         if let Some(every) = self.interval {
-            self.ticks = self.ticks.wrapping_add(1);
-            let wait = crate::update::updater::jittered(every, self.seed ^ self.ticks);
+            let wait = net::jitter_interval(every, self.jitter.unit());
             self.next_tick = Some(Instant::now() + wait);
         }
     }
@@ -579,7 +568,8 @@ impl Worker {
                     break;
                 };
                 after = next.seq;
-                let fut = post(self.http.clone(), url.clone(), next.body, limit);
+                let http = self.http.clone();
+                let fut = net::post_json::<HealthResponse>(&http, url.clone(), next.body, limit);
                 tokio::pin!(fut);
                 let answer = loop {
                     let event = tokio::select! {
@@ -610,7 +600,7 @@ impl Worker {
                         report.sent += 1;
                         report.duplicates += u64::from(resp.duplicate);
                     }
-                    Answer::Refused(status) => {
+                    Answer::Refused { status, .. } => {
                         self.db.with(|c| ledger::drop_report(c, &app, next.seq))?;
                         report.dropped += 1;
                         let total = self.db.with(|c| ledger::dropped(c, &app))?;
@@ -621,11 +611,8 @@ impl Worker {
                             "health report refused by the server; dropped"
                         );
                     }
-                    Answer::Retry {
-                        reason,
-                        retry_after,
-                    } => {
-                        self.postpone(reason, retry_after, &mut report);
+                    Answer::Retry { cause, retry_after } => {
+                        self.postpone(cause.to_string(), retry_after, &mut report);
                         break;
                     }
                 }
@@ -644,57 +631,5 @@ fn answer_closed(m: Msg) {
         Msg::Startup(a) => a(Err(HealthError::Closed)),
         Msg::Consent(_, a) => a(Err(HealthError::Closed)),
         Msg::Flush { ack, .. } | Msg::Shutdown { ack, .. } => ack(Err(HealthError::Closed)),
-    }
-}
-
-async fn post(http: reqwest::Client, url: Url, body: String, limit: Duration) -> Answer {
-    let sent = tokio::time::timeout(limit, async {
-        let resp = http
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await?;
-        let status = resp.status().as_u16();
-        let ra = uploader::retry_after(resp.headers());
-        let bytes = resp.bytes().await?;
-        Ok::<_, reqwest::Error>((status, ra, bytes))
-    })
-    .await;
-    let (status, retry_after, bytes) = match sent {
-        Err(_) => {
-            return Answer::Retry {
-                reason: format!("no answer within {} ms", limit.as_millis()),
-                retry_after: None,
-            }
-        }
-        Ok(Err(e)) => {
-            return Answer::Retry {
-                reason: format!(
-                    "health report failed: {}",
-                    crate::update::check::error_chain(&e)
-                ),
-                retry_after: None,
-            }
-        }
-        Ok(Ok(x)) => x,
-    };
-    match status {
-        200..=299 => match serde_json::from_slice::<HealthResponse>(&bytes) {
-            Ok(r) => Answer::Acked(r),
-            Err(_) => Answer::Retry {
-                reason: format!("server answered {status} without a readable receipt"),
-                retry_after: None,
-            },
-        },
-        408 | 429 => Answer::Retry {
-            reason: format!("server answered {status}"),
-            retry_after,
-        },
-        400..=499 => Answer::Refused(status),
-        _ => Answer::Retry {
-            reason: format!("server answered {status}"),
-            retry_after,
-        },
     }
 }

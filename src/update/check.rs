@@ -29,6 +29,7 @@ use url::Url;
 
 use crate::clock::{self, SharedClock};
 use crate::identity::{self, bucket, in_percentage, rollout_seed};
+use crate::net::{self, BodyError};
 use crate::store::{Store, StoreError};
 use crate::trust::{DsseError, TrustedKeys, PAYLOAD_CHANNEL, PAYLOAD_RELEASE};
 
@@ -398,12 +399,12 @@ impl UpdateClient {
             Some(id) => id.clone(),
             None => identity::install_id(&config.app, &store)?,
         };
-        let http = reqwest::Client::builder()
-            .user_agent(config.user_agent.clone())
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .build()
-            .map_err(|e| CheckError::Config(format!("HTTP client: {e}")))?;
+        let http = net::client(
+            &config.user_agent,
+            config.connect_timeout,
+            Some(config.request_timeout),
+        )
+        .map_err(|e| CheckError::Config(format!("HTTP client: {e}")))?;
         Ok(Self {
             config,
             channel_url,
@@ -565,24 +566,18 @@ pub async fn fetch_document(
         return Err(CheckError::HttpStatus {
             url: url.to_string(),
             status: status.as_u16(),
-            retry_after: retry_after_seconds(resp.headers()),
+            retry_after: net::retry_after_secs(resp.headers()),
         });
     }
-    let too_large = || CheckError::TooLarge {
-        url: url.to_string(),
-        limit,
-    };
-    if resp.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| request_error(url, &e))? {
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    net::read_limited(&mut resp, limit)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge { limit } => CheckError::TooLarge {
+                url: url.to_string(),
+                limit,
+            },
+            BodyError::Transport(e) => request_error(url, &e),
+        })
 }
 
 /// Maps a reqwest failure to a typed error.
@@ -594,32 +589,9 @@ pub(crate) fn request_error(url: &Url, e: &reqwest::Error) -> CheckError {
     } else {
         CheckError::Network {
             url: url.to_string(),
-            message: error_chain(e),
+            message: net::chain(e).to_string(),
         }
     }
-}
-
-/// An error and its sources, joined by `: ` (reqwest hides the useful part in the sources).
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        src = s.source();
-    }
-    message
-}
-
-/// Seconds of a `Retry-After` header given in seconds (HTTP dates are ignored).
-pub fn retry_after_seconds(headers: &reqwest::header::HeaderMap) -> Option<u64> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// Step 2: verify the channel-state envelope with the rollout keys, then parse it.

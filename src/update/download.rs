@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::manifest::Artifact;
+use crate::net;
 
 /// The lock file's name inside the staging folder.
 pub const LOCK_FILE: &str = "download.lock";
@@ -146,7 +147,7 @@ impl DownloadError {
             | DownloadError::Stalled { .. }
             | DownloadError::BadRange { .. } => true,
             DownloadError::HttpStatus { status, .. } => {
-                *status >= 500 || *status == 408 || *status == 429
+                net::classify(*status) == net::Verdict::Retry
             }
             _ => false,
         }
@@ -187,16 +188,18 @@ pub enum LockMode {
     Wait,
 }
 
-/// Exponential backoff between attempts, with seedable jitter.
+/// How often and how patiently a download is retried: up to `max_attempts` attempts, the
+/// waits between them an exponential backoff with full jitter ([`net::Backoff`]) from
+/// `initial_delay` up to `max_delay`, or the server's `Retry-After` (capped at `max_delay`).
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Attempts in all (1 = no retry).
     pub max_attempts: u32,
-    /// Delay before the second attempt.
+    /// Ceiling of the wait before the second attempt (doubled per further failure).
     pub initial_delay: Duration,
-    /// Largest delay.
+    /// Largest wait.
     pub max_delay: Duration,
-    /// Seed of the jitter (each delay is scaled by a factor in 0.5–1.0).
+    /// Seed of the jitter (a fixed seed gives a fixed sequence of waits).
     pub seed: u64,
 }
 
@@ -206,33 +209,22 @@ impl Default for RetryPolicy {
             max_attempts: 5,
             initial_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
-            seed: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0x5eed),
+            seed: net::os_seed(),
         }
     }
 }
 
 impl RetryPolicy {
-    /// The delay after failed attempt `attempt` (0-based): `initial × 2^attempt`, capped,
-    /// scaled by a deterministic jitter factor in [0.5, 1.0].
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let base = self
-            .initial_delay
-            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
-            .min(self.max_delay);
-        let r = splitmix64(self.seed ^ u64::from(attempt)) as f64 / u64::MAX as f64;
-        base.mul_f64(0.5 + r * 0.5)
+    /// The backoff that spaces the attempts of one download.
+    pub fn backoff(&self) -> net::Backoff {
+        net::Backoff::with_rng(
+            net::BackoffPolicy {
+                base: self.initial_delay,
+                max: self.max_delay,
+            },
+            net::SplitMix64::new(self.seed),
+        )
     }
-}
-
-/// A small, well-known PRNG step (jitter only; not for secrets).
-pub(crate) fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 /// How downloads are done.
@@ -372,14 +364,12 @@ enum Attempt {
 impl Downloader {
     /// A downloader with its own HTTP client (connect timeout, no total timeout).
     pub fn new(config: DownloadConfig) -> Result<Self, DownloadError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .user_agent(config.user_agent.clone())
-            .build()
-            .map_err(|e| DownloadError::Network {
+        let http = net::client(&config.user_agent, config.connect_timeout, None).map_err(|e| {
+            DownloadError::Network {
                 url: String::new(),
                 message: e.to_string(),
-            })?;
+            }
+        })?;
         Ok(Self { config, http })
     }
 
@@ -463,6 +453,7 @@ impl Downloader {
         self.check_space(artifact.size.saturating_sub(already))?;
 
         let mut meta = meta.unwrap_or(fresh);
+        let mut backoff = self.config.retry.backoff();
         let mut attempt = 0u32;
         let mut restarted_after_mismatch = false;
         let mut fetched_total = 0u64;
@@ -531,14 +522,14 @@ impl Downloader {
                     if !e.is_retryable() || attempt >= self.config.retry.max_attempts {
                         return Err(e);
                     }
-                    let mut delay = self.config.retry.delay(attempt - 1);
-                    if let DownloadError::HttpStatus {
-                        retry_after: Some(s),
-                        ..
-                    } = &e
-                    {
-                        delay = delay.max(Duration::from_secs(*s).min(self.config.retry.max_delay));
-                    }
+                    let retry_after = match &e {
+                        DownloadError::HttpStatus {
+                            retry_after: Some(s),
+                            ..
+                        } => Some(Duration::from_secs(*s)),
+                        _ => None,
+                    };
+                    let delay = backoff.fail(retry_after);
                     tracing::debug!(error = %e, ?delay, attempt, "download attempt failed, retrying");
                     tokio::time::sleep(delay).await;
                 }
@@ -583,7 +574,7 @@ impl Downloader {
             (
                 DownloadError::Network {
                     url: url.to_string(),
-                    message: error_chain(&e),
+                    message: net::chain(&e).to_string(),
                 },
                 0u64,
             )
@@ -641,7 +632,7 @@ impl Downloader {
                     DownloadError::HttpStatus {
                         url: url.to_string(),
                         status,
-                        retry_after: super::check::retry_after_seconds(resp.headers()),
+                        retry_after: net::retry_after_secs(resp.headers()),
                     },
                     0,
                 ))
@@ -865,17 +856,6 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
-
 /// The manifest's hex digest as bytes.
 pub fn parse_digest(hex_digest: &str) -> Result<[u8; 32], DownloadError> {
     let mut out = [0u8; 32];
@@ -1001,21 +981,5 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert!(left.is_empty(), "{left:?}");
-    }
-
-    #[test]
-    fn backoff_grows_is_capped_and_is_deterministic() {
-        let p = RetryPolicy {
-            max_attempts: 10,
-            initial_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(1),
-            seed: 7,
-        };
-        for a in 0..10 {
-            let d = p.delay(a);
-            let base = (100u64 << a.min(20)).min(1000);
-            assert!(d.as_millis() as u64 >= base / 2 && d.as_millis() as u64 <= base);
-            assert_eq!(d, p.delay(a));
-        }
     }
 }

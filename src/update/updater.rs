@@ -24,11 +24,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use super::check::{fetch_document, AvailableUpdate, CheckError, UpdateClient, UpdateConfig};
-use super::download::{
-    splitmix64, DownloadConfig, DownloadError, Downloaded, Downloader, Progress,
-};
+use super::download::{DownloadConfig, DownloadError, Downloaded, Downloader, Progress};
 use super::install::{installer_for, InstallError, Installed};
 use super::manifest::Artifact;
+use crate::net::{self, Rng};
 use crate::store::Store;
 use crate::trust::{PublicKey, TrustedKeys};
 
@@ -270,10 +269,7 @@ impl UpdaterConfig {
             data_dir,
             install_root: install_root.into(),
             auto_download: true,
-            jitter_seed: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1),
+            jitter_seed: net::os_seed(),
         }
     }
 
@@ -318,12 +314,6 @@ impl UpdaterConfig {
             UpdateConfig::new(url, app, channel, current_version, TrustedKeys::single(key));
         Ok(Self::new(update, data_dir, install_root))
     }
-}
-
-/// An interval scaled by a factor in [0.9, 1.1] drawn from `seed`.
-pub fn jittered(interval: Duration, seed: u64) -> Duration {
-    let r = splitmix64(seed) as f64 / u64::MAX as f64;
-    interval.mul_f64(0.9 + 0.2 * r)
 }
 
 #[derive(Debug, Clone)]
@@ -684,10 +674,9 @@ impl Updater {
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let me = self.clone();
         let task = tokio::spawn(async move {
-            let mut seed = me.inner.config.jitter_seed;
+            let mut jitter = net::SplitMix64::new(me.inner.config.jitter_seed);
             loop {
-                seed = splitmix64(seed);
-                let mut delay = jittered(interval, seed);
+                let mut delay = net::jitter_interval(interval, jitter.unit());
                 if let Some(ra) = me.retry_after() {
                     delay = delay.max(ra);
                 }
@@ -732,18 +721,6 @@ impl From<crate::store::StoreError> for UpdaterError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jitter_stays_within_ten_percent_and_varies() {
-        let base = Duration::from_secs(3600);
-        let mut seen = std::collections::HashSet::new();
-        for seed in 0..1000u64 {
-            let d = jittered(base, seed);
-            assert!(d >= base.mul_f64(0.9) && d <= base.mul_f64(1.1), "{d:?}");
-            seen.insert(d.as_secs());
-        }
-        assert!(seen.len() > 100);
-    }
 
     #[test]
     fn events_use_electron_updater_names() {

@@ -71,7 +71,7 @@ pub async fn run(a: Args) -> CliResult {
             // Like the app: keep going with the cached config, but say so.
             eprintln!(
                 "warning: {}; showing the cached config",
-                super::one_line(&e)
+                railgun_core::net::chain(&e)
             );
             Some(e.to_string())
         }

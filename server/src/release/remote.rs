@@ -133,7 +133,7 @@ async fn call(
         .await
         .map_err(|e| RemoteError::Transport {
             step: step.to_string(),
-            reason: crate::cli::one_line(&e.without_url()),
+            reason: railgun_core::net::chain(&e.without_url()).to_string(),
         })?;
     let status = res.status();
     let text = res.text().await.unwrap_or_default();
