@@ -21,8 +21,8 @@ pub use client::{FeatureFlags, FlagsConfig, RefreshOutcome};
 pub use eval::{EvalContext, EvaluationDetails, Override, Reason};
 pub use notices::{KillSwitch, MaintenanceStatus};
 pub use schema::{
-    sign_config, Announcement, Flag, Maintenance, RemoteConfig, SchemaError, SignConfigError,
-    Variant,
+    sign_config, Announcement, Flag, Flags, FlagsForm, Maintenance, RemoteConfig, SchemaError,
+    SignConfigError, Variant,
 };
 
 use crate::store::StoreError;

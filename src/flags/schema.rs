@@ -1,21 +1,29 @@
 //! The remote config document: the seed's JSON, parsed strictly but tolerantly.
 //!
 //! Owns the wire type `{version, lastUpdated, emergencyKillSwitch, emergencyMessage,
-//! flags: [{key, enabled, rolloutPercentage, minVersion, maxVersion?, platforms?, channels?,
-//! variants?: [{name, weight}], description}], announcements: [{id, type, title, message,
-//! dismissible, showOnce, startTime?, endTime?, minVersion?, maxVersion?}], maintenance:
-//! {active, message, startTime, endTime, allowReadOnly}}` and its signing helper
+//! flags: {NAME: {key?, enabled, rolloutPercentage, minVersion, maxVersion?, platforms?,
+//! channels?, variants?: [{name, weight}], description}}, announcements: [{id, type, title,
+//! message, dismissible, showOnce, startTime?, endTime?, minVersion?, maxVersion?}],
+//! maintenance: {active, message, startTime, endTime, allowReadOnly}}` and its signing helper
 //! [`sign_config`] (DSSE, payload type [`PAYLOAD_CONFIG`]).
 //!
+//! `flags` is the specification's object keyed by flag name (a flag's `key` is optional
+//! there and taken from its map key) or, as earlier releases wrote it, a list of flags each
+//! with its `key`. Both read into the same [`RemoteConfig::flags`]; [`FlagsForm`] remembers
+//! which one was read so a document serializes back in its own form.
+//!
 //! Unknown fields are kept (in `extra`) so a newer server never breaks an older client; a
-//! known field with a wrong type is an error that names the field. It refuses duplicate flag
-//! or announcement ids and documents with absurd sizes.
+//! known field with a wrong type is an error that names the field. It refuses a `key` that
+//! differs from its map key (naming both), duplicate flag keys or announcement ids, and
+//! documents with absurd sizes.
 
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use semver::Version;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::trust::{DsseError, Envelope, PrivateKey, PAYLOAD_CONFIG};
 
@@ -61,9 +69,13 @@ pub struct RemoteConfig {
     /// Message to show while the kill switch is active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emergency_message: Option<String>,
-    /// The flags.
-    #[serde(default)]
-    pub flags: Vec<Flag>,
+    /// The flags, in document order (from either form of `flags`, see [`FlagsForm`]).
+    #[serde(
+        default,
+        deserialize_with = "flags_any_form",
+        serialize_with = "flags_as_read"
+    )]
+    pub flags: Flags,
     /// The announcements.
     #[serde(default)]
     pub announcements: Vec<Announcement>,
@@ -75,11 +87,148 @@ pub struct RemoteConfig {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
+/// The flags of a document and the form `flags` was written in; derefs to the list.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Flags {
+    /// The flags, in document order.
+    pub list: Vec<Flag>,
+    /// How `flags` was written (serialization writes the same form).
+    pub form: FlagsForm,
+}
+
+impl std::ops::Deref for Flags {
+    type Target = Vec<Flag>;
+    fn deref(&self) -> &Vec<Flag> {
+        &self.list
+    }
+}
+
+impl std::ops::DerefMut for Flags {
+    fn deref_mut(&mut self) -> &mut Vec<Flag> {
+        &mut self.list
+    }
+}
+
+impl<'a> IntoIterator for &'a Flags {
+    type Item = &'a Flag;
+    type IntoIter = std::slice::Iter<'a, Flag>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter()
+    }
+}
+
+impl From<Vec<Flag>> for Flags {
+    fn from(list: Vec<Flag>) -> Self {
+        Self {
+            list,
+            form: FlagsForm::default(),
+        }
+    }
+}
+
+/// The two ways a document may write `flags`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlagsForm {
+    /// The specification's form: an object keyed by flag name, `key` optional in each.
+    #[default]
+    Map,
+    /// A list of flags, each with its `key` (what earlier releases wrote).
+    List,
+}
+
+impl Flags {
+    /// The JSON path of flag `i` as the document wrote it: `flags.NAME` or `flags[i]`.
+    pub fn path(&self, i: usize) -> String {
+        match (self.form, self.list.get(i)) {
+            (FlagsForm::Map, Some(f)) => format!("flags.{}", f.key),
+            _ => format!("flags[{i}]"),
+        }
+    }
+}
+
+/// Reads `flags` as an object keyed by flag name or as a list (`null` is no flags).
+fn flags_any_form<'de, D: Deserializer<'de>>(d: D) -> Result<Flags, D::Error> {
+    struct AnyForm;
+    impl<'de> Visitor<'de> for AnyForm {
+        type Value = Flags;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of flags keyed by flag name, or a list of flags")
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Flags, E> {
+            Ok(Flags::default())
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Flags, E> {
+            Ok(Flags::default())
+        }
+
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Flags, D2::Error> {
+            d.deserialize_any(self)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Flags, A::Error> {
+            let mut list = Vec::new();
+            while let Some(f) = seq.next_element::<Flag>()? {
+                list.push(f);
+            }
+            Ok(Flags {
+                list,
+                form: FlagsForm::List,
+            })
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Flags, A::Error> {
+            let mut list: Vec<Flag> = Vec::new();
+            while let Some(name) = map.next_key::<String>()? {
+                let mut f: Flag = map.next_value()?;
+                if f.key.is_empty() {
+                    f.key.clone_from(&name);
+                } else if f.key != name {
+                    return Err(de::Error::custom(format!(
+                        "flag {name:?} has key {:?}: a flag's key must equal its map key",
+                        f.key
+                    )));
+                }
+                list.push(f);
+            }
+            Ok(Flags {
+                list,
+                form: FlagsForm::Map,
+            })
+        }
+    }
+    d.deserialize_option(AnyForm)
+}
+
+/// Writes `flags` in the form it was read in.
+fn flags_as_read<S: Serializer>(flags: &Flags, s: S) -> Result<S::Ok, S::Error> {
+    match flags.form {
+        FlagsForm::List => {
+            let mut seq = s.serialize_seq(Some(flags.len()))?;
+            for f in flags.iter() {
+                seq.serialize_element(f)?;
+            }
+            seq.end()
+        }
+        FlagsForm::Map => {
+            let mut map = s.serialize_map(Some(flags.len()))?;
+            for f in flags.iter() {
+                map.serialize_entry(&f.key, f)?;
+            }
+            map.end()
+        }
+    }
+}
+
 /// One feature flag.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Flag {
-    /// The flag's key.
+    /// The flag's key: required in the list form; in the object form optional (the map key
+    /// is used) and, when given, equal to the map key.
+    #[serde(default)]
     pub key: String,
     /// Whether the flag is on at all.
     #[serde(default)]
@@ -212,6 +361,8 @@ impl RemoteConfig {
     ///
     /// ```
     /// use railgun_core::flags::RemoteConfig;
+    /// let c = RemoteConfig::parse(br#"{"version":"1","flags":{"a":{"enabled":true}}}"#).unwrap();
+    /// assert_eq!((c.flags[0].key.as_str(), c.flags[0].rollout_percentage), ("a", 100.0));
     /// let c = RemoteConfig::parse(br#"{"version":"1","flags":[{"key":"a","enabled":true}]}"#).unwrap();
     /// assert_eq!(c.flags[0].rollout_percentage, 100.0);
     /// let e = RemoteConfig::parse(br#"{"flags":[{"key":"a","enabled":"yes"}]}"#).unwrap_err();
@@ -254,25 +405,26 @@ impl RemoteConfig {
         }
         let mut keys = HashSet::new();
         for (i, f) in self.flags.iter().enumerate() {
+            let at = self.flags.path(i);
             if f.key.is_empty() {
-                return Err(invalid(format!("flags[{i}].key"), "empty".into()));
+                return Err(invalid(format!("{at}.key"), "missing or empty".into()));
             }
             if !keys.insert(f.key.as_str()) {
                 return Err(invalid(
-                    format!("flags[{i}].key"),
+                    format!("{at}.key"),
                     format!("duplicate flag key {:?}", f.key),
                 ));
             }
             if f.variants.len() > MAX_VARIANTS {
                 return Err(invalid(
-                    format!("flags[{i}].variants"),
+                    format!("{at}.variants"),
                     format!("{} variants, at most {MAX_VARIANTS}", f.variants.len()),
                 ));
             }
             for (j, v) in f.variants.iter().enumerate() {
                 if !v.weight.is_finite() || v.weight < 0.0 {
                     return Err(invalid(
-                        format!("flags[{i}].variants[{j}].weight"),
+                        format!("{at}.variants[{j}].weight"),
                         format!("{} is not a finite weight ≥ 0", v.weight),
                     ));
                 }
@@ -381,6 +533,75 @@ mod tests {
     fn duplicate_keys_are_refused() {
         let e = RemoteConfig::parse(br#"{"flags":[{"key":"a"},{"key":"a"}]}"#).expect_err("dup");
         assert!(matches!(e, SchemaError::Invalid { ref field, .. } if field == "flags[1].key"));
+    }
+
+    /// The specification's form of `flags`: an object keyed by flag name.
+    const SPEC_FORM: &str = r#"{"flags": {
+        "voice_messages": {"key": "voice_messages", "enabled": true, "rolloutPercentage": 50,
+                           "minVersion": "0.2.0"},
+        "reactions": {"enabled": false, "description": "Message reactions feature"}}}"#;
+
+    #[test]
+    fn flags_keyed_by_name_take_their_key_from_the_map() {
+        let c = RemoteConfig::parse(SPEC_FORM.as_bytes()).expect("parse");
+        assert_eq!(c.flags.form, FlagsForm::Map);
+        let keys: Vec<&str> = c.flags.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["voice_messages", "reactions"]);
+        assert_eq!(c.flags[0].rollout_percentage, 50.0);
+        assert_eq!(c.flags[1].rollout_percentage, 100.0);
+        // Serialized back in its own form, each entry carrying its key.
+        let json = serde_json::to_value(&c).expect("ser");
+        assert_eq!(json["flags"]["reactions"]["key"], "reactions");
+        assert_eq!(
+            RemoteConfig::parse(&serde_json::to_vec(&c).expect("ser")).expect("again"),
+            c
+        );
+        let list = RemoteConfig::parse(SEED.as_bytes()).expect("list");
+        assert_eq!(list.flags.form, FlagsForm::List);
+        assert!(serde_json::to_value(&list).expect("ser")["flags"].is_array());
+    }
+
+    #[test]
+    fn a_key_that_differs_from_its_map_key_names_both() {
+        let e = RemoteConfig::parse(br#"{"flags": {"voice_messages": {"key": "voice"}}}"#)
+            .expect_err("mismatch");
+        let text = e.to_string();
+        assert!(
+            text.contains("\"voice_messages\"") && text.contains("\"voice\""),
+            "{text}"
+        );
+        assert!(text.contains("field flags"), "{text}");
+    }
+
+    #[test]
+    fn errors_inside_the_map_form_name_the_flag() {
+        let e = RemoteConfig::parse(br#"{"flags": {"a": {"rolloutPercentage": "half"}}}"#)
+            .expect_err("wrong type");
+        assert!(e.to_string().contains("flags.a.rolloutPercentage"), "{e}");
+        let e = RemoteConfig::parse(
+            br#"{"flags": {"a": {"variants": [{"name": "x", "weight": -1}]}}}"#,
+        )
+        .expect_err("weight");
+        assert!(
+            matches!(e, SchemaError::Invalid { ref field, .. } if field == "flags.a.variants[0].weight"),
+            "{e}"
+        );
+        let e = RemoteConfig::parse(br#"{"flags": {"a": {}, "a": {}}}"#).expect_err("dup");
+        assert!(
+            matches!(e, SchemaError::Invalid { ref field, .. } if field == "flags.a.key"),
+            "{e}"
+        );
+        let e = RemoteConfig::parse(br#"{"flags": [{"enabled": true}]}"#).expect_err("no key");
+        assert!(
+            matches!(e, SchemaError::Invalid { ref field, .. } if field == "flags[0].key"),
+            "{e}"
+        );
+        let e = RemoteConfig::parse(br#"{"flags": 3}"#).expect_err("number");
+        assert!(e.to_string().contains("field flags"), "{e}");
+        assert!(RemoteConfig::parse(br#"{"flags": null}"#)
+            .expect("null")
+            .flags
+            .is_empty());
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod health_support;
 mod health_upload;
 mod sigstore;
 mod sigstore_conformance;
+mod spec_contract;
 mod update_download;
 mod update_install;
 
