@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { WAIT_MS, within } from './deadline.mjs';
+
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const addon = createRequire(import.meta.url)(join(ROOT, 'index.js'));
 
@@ -21,7 +23,7 @@ export function railgunBin() {
 }
 
 export function railgun(...args) {
-  return execFileSync(railgunBin(), args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return execFileSync(railgunBin(), args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: WAIT_MS });
 }
 
 /** A temporary folder removed by `t.after`. */
@@ -66,10 +68,11 @@ export function signAndPublish({ keys, tree, app, version, build, channel = 'sta
 
 /**
  * Starts `railgun serve` on a free loopback port (plus `args`) and resolves once it printed its
- * URL (waits on the output, not on a timer). `stop()` ends that process only.
+ * URL (waits on the output, not on a timer; fails after a deadline). `stop()` ends that
+ * process only.
  */
 export function startServer(t, { root, dataDir, env = {}, args = [] }) {
-  return new Promise((resolveUrl, reject) => {
+  return within(new Promise((resolveUrl, reject) => {
     const child = spawn(railgunBin(), ['serve', '--root', root, '--data-dir', dataDir, '--addr', '127.0.0.1:0', ...args], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -91,7 +94,7 @@ export function startServer(t, { root, dataDir, env = {}, args = [] }) {
     child.on('error', reject);
     child.on('exit', (code) => reject(new Error(`railgun serve exited (${code}): ${out}`)));
     t.after(() => child.kill());
-  });
+  }), 'railgun serve to print its URL');
 }
 
 // --- DSSE, for forging documents in hostile tests -------------------------------------------

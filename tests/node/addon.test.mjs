@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -11,6 +11,7 @@ import {
   ROOT, addon, buildTarball, getJson, keygen, publishedArtifacts, rejectsWithCode, sha256Hex,
   signAndPublish, startServer, tempDir, writeEnvelope,
 } from '../node-support/railgun.mjs';
+import { WAIT_MS, condition } from '../node-support/deadline.mjs';
 
 const APP = 'node-app';
 const READ_TOKEN = 'node-test-read-token';
@@ -28,22 +29,19 @@ function findFile(dir, name) {
   return null;
 }
 
-/** Resolves with the payload of the first `name` event (listeners are registered first). */
-function nextEvent(events, name) {
-  return new Promise((resolve) => events.waiters.push({ name, resolve }));
-}
-
+/**
+ * Records an updater's events; `next(name)` resolves with the payload of the first `name`
+ * event after the call (call it before the action), or fails after a deadline.
+ */
 function recordEvents(updater) {
-  const events = { seen: [], waiters: [] };
+  const seen = [];
+  const arrival = condition(({ name, from }) => seen.slice(from).find((e) => e.name === name));
   updater.onEvent((name, payload) => {
-    events.seen.push({ name, payload });
-    events.waiters = events.waiters.filter((w) => {
-      if (w.name !== name) return true;
-      w.resolve(payload);
-      return false;
-    });
+    seen.push({ name, payload });
+    arrival.check();
   });
-  return events;
+  const next = (name) => arrival.until(`the updater's '${name}' event`, { name, from: seen.length }).then((e) => e.payload);
+  return { seen, next };
 }
 
 test('bucket() gives the shared vectors', () => {
@@ -82,7 +80,7 @@ test('update: check, download, verify and apply into a temp folder', async (t) =
   const events = recordEvents(updater);
   assert.equal(updater.state, 'idle');
 
-  const available = nextEvent(events, 'update-available');
+  const available = events.next('update-available');
   const info = await updater.checkForUpdates();
   assert.equal(info.version, '0.2.0');
   assert.equal(info.kind, 'rollout');
@@ -94,7 +92,7 @@ test('update: check, download, verify and apply into a temp folder', async (t) =
   assert.equal((await available).version, '0.2.0');
   assert.equal(updater.state, 'update-available');
 
-  const downloadedEvent = nextEvent(events, 'update-downloaded');
+  const downloadedEvent = events.next('update-downloaded');
   const d = await updater.downloadUpdate();
   assert.equal(d.version, '0.2.0');
   assert.equal(d.sha256, info.files[0].sha256);
@@ -111,7 +109,7 @@ test('update: check, download, verify and apply into a temp folder', async (t) =
   assert.equal(updater.state, 'installed');
   updater.markBootSuccessful();
 
-  const none = nextEvent(events, 'update-not-available');
+  const none = events.next('update-not-available');
   assert.equal(await updater.checkForUpdates(), null, 'nothing newer than the installed 0.2.0');
   assert.equal((await none).version, '0.2.0');
   const names = events.seen.map((e) => e.name);
@@ -132,7 +130,7 @@ test('update: startAutoCheck finds, downloads and announces the update by itself
     installId: 'node-auto-1', platform: 'linux', arch: 'x64',
   });
   const events = recordEvents(updater);
-  const downloaded = nextEvent(events, 'update-downloaded');
+  const downloaded = events.next('update-downloaded');
   updater.startAutoCheck(1000);
   assert.equal((await downloaded).version, '0.3.0');
   await updater.stop();
@@ -318,9 +316,10 @@ test('the same state folder serves Updater, Analytics and FeatureFlags together'
 
 test('listeners and background tasks do not keep Node alive', (t) => {
   const state = tempDir(t);
-  const started = Date.now();
-  // Exits by itself only if neither the event listeners nor the addon's runtime hold the loop.
-  execFileSync(process.execPath, ['-e', `
+  // The child sets everything up, says so, and must then exit by itself: only if neither the
+  // event listeners nor the addon's runtime hold the loop. A child still alive at the deadline
+  // is killed and the test fails.
+  const r = spawnSync(process.execPath, ['-e', `
     const r = require(${JSON.stringify(join(ROOT, 'index.js'))});
     const u = new r.Updater({ url: 'http://127.0.0.1:1', app: 'a', channel: 'stable',
       publicKeys: [${JSON.stringify(keygen(join(state, 'k')).pem)}], currentVersion: '1.0.0',
@@ -329,6 +328,10 @@ test('listeners and background tasks do not keep Node alive', (t) => {
     const f = new r.FeatureFlags({ url: 'http://127.0.0.1:1/c.json', app: 'a', appVersion: '1.0.0',
       stateDir: ${JSON.stringify(state)}, refreshIntervalMs: 60000 });
     f.onChange(() => {});
-  `], { stdio: 'inherit', timeout: 30_000 });
-  assert.ok(Date.now() - started < 30_000);
+    process.stdout.write('set up');
+  `], { encoding: 'utf8', timeout: WAIT_MS, killSignal: 'SIGKILL' });
+  assert.equal(r.stdout, 'set up', `the child ran to its end: ${r.stderr}`);
+  assert.equal(r.error?.code, undefined, `the child did not exit within ${WAIT_MS} ms: something keeps Node alive`);
+  assert.equal(r.signal, null);
+  assert.equal(r.status, 0, r.stderr);
 });

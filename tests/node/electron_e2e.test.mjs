@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createElectronStandIn, settle } from './support/electron-standin.mjs';
+import { WAIT_MS, within } from '../node-support/deadline.mjs';
 
 const require = createRequire(import.meta.url);
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -34,7 +35,7 @@ const APP = 'rail-gun';
 const READ_TOKEN = 'e2e-read-token';
 
 function run(...args) {
-  return execFileSync(BIN, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return execFileSync(BIN, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: WAIT_MS });
 }
 
 /** Starts `railgun serve` on a free port; resolves once it printed its URL (no polling). */
@@ -43,7 +44,7 @@ function startServer(tree, dataDir) {
     env: { ...process.env, RAILGUN_READ_TOKEN: READ_TOKEN, RAILGUN_ADMIN_TOKEN: 'e2e-admin-token' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  return new Promise((resolve, reject) => {
+  const started = new Promise((resolve, reject) => {
     let out = '';
     const onData = (chunk) => {
       out += chunk;
@@ -55,6 +56,7 @@ function startServer(tree, dataDir) {
     child.once('exit', (code) => reject(new Error(`railgun serve exited (${code}): ${out}`)));
     child.once('error', reject);
   });
+  return within(started, 'railgun serve to print its URL');
 }
 
 function publish(w) {
@@ -180,7 +182,7 @@ test('renderer → preload → main → addon → real server and back', { timeo
   await settle();
   writeConfig(tree, true);
   assert.equal(await flags.refresh(), 'updated');
-  await told;
+  await within(told, 'the page to be told the flags changed');
   assert.equal(await api.featureFlags.get('dark_mode'), true);
 
   // The kill switch, with its message, reaches the page as the specification destructures it.
@@ -236,7 +238,7 @@ test('a release signed by a key the app does not trust is refused, and the page 
     assert.equal(errorCode(e), 'ERR_SIGNATURE_INVALID', e.message);
     return true;
   });
-  await errorReached;
+  await within(errorReached, "the updater's error event to reach the page");
   await settle();
   const error = events.find(([n]) => n === 'error');
   assert.ok(error, `an error event reached the page: ${JSON.stringify(events)}`);

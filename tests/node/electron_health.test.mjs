@@ -12,13 +12,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { ROOT, buildTarball, getJson, keygen, signAndPublish, startServer, tempDir } from '../node-support/railgun.mjs';
+import { WAIT_MS, nextEmit, within } from '../node-support/deadline.mjs';
 import { AppStandIn, createElectronStandIn } from './support/electron-standin.mjs';
 import { createFakeAddon } from './support/electron-fake-addon.mjs';
 
@@ -113,10 +113,10 @@ test('a quit through app is held until health shut down cleanly: the next start 
   assert.equal(health.config.stateDir, join(userData, 'railgun'));
   assert.equal(health.config.installRoot, join(userData, 'railgun', 'install'));
 
-  const result = once(health, 'quit-shutdown');
+  const result = nextEmit(health, 'quit-shutdown');
   first.app.quit();
   assert.equal(first.app.hasQuit, false, 'the first will-quit is held');
-  assert.equal(await first.app.whenQuit(), 0);
+  assert.equal(await within(first.app.whenQuit(), 'the app to quit'), 0);
   assert.deepEqual(await result, [{ ok: true, timedOut: false }]);
   // The user's quit, held; railgun's own quit, let through. No third round.
   assert.deepEqual(first.app.quitEvents, ['before-quit', 'will-quit', 'before-quit', 'will-quit', 'quit']);
@@ -162,7 +162,7 @@ test('a killed run (SIGKILL, no quit) is counted as a crash of its version at th
     main.initHealth({ electronApp: app, url: 'http://127.0.0.1:9', consent: 'granted' });
     process.kill(process.pid, 'SIGKILL');
   `;
-  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: WAIT_MS });
   assert.equal(run.signal, 'SIGKILL', `the child was killed: ${run.stderr}`);
 
   assert.equal((await rolloutStatus('eh-killed')).totalInstalls, 0, 'nothing reported before the next start');
@@ -331,9 +331,9 @@ test('a hanging health shutdown does not keep the app from quitting: the quit go
   });
   const warned = [];
   console.warn = (m) => warned.push(m);
-  const result = once(health, 'quit-shutdown');
+  const result = nextEmit(health, 'quit-shutdown');
   app.quit();
-  assert.equal(await app.whenQuit(), 0);
+  assert.equal(await within(app.whenQuit(), 'the app to quit'), 0);
   assert.deepEqual(await result, [{ ok: false, timedOut: true }]);
   assert.equal(fake.shutdownCalls, 1);
   assert.match(warned.join('\n'), /took longer than 50 ms; quitting anyway/);
@@ -347,9 +347,9 @@ test('a failing health shutdown still lets the app quit, once, and says why', { 
     console.warn = warn;
   });
   console.warn = () => {};
-  const result = once(health, 'quit-shutdown');
+  const result = nextEmit(health, 'quit-shutdown');
   app.quit();
-  assert.equal(await app.whenQuit(), 0);
+  assert.equal(await within(app.whenQuit(), 'the app to quit'), 0);
   assert.deepEqual(await result, [{ ok: false, timedOut: false, error: { code: 'ERR_IO', message: 'disk gone' } }]);
   assert.equal(app.quitCalls, 2);
 });
@@ -375,7 +375,7 @@ test('quitting again while the shutdown runs waits for the same shutdown; a canc
   assert.equal(fake.shutdownCalls, 1, 'one shutdown for both quits');
 
   cancelNext = 1;
-  const result = once(health, 'quit-shutdown');
+  const result = nextEmit(health, 'quit-shutdown');
   open();
   assert.deepEqual(await result, [{ ok: true, timedOut: false }]);
   // railgun's own quit() runs a macrotask later and is cancelled by the app; it is not retried.

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { createFakeAddon, fakeElectronApp } from './support/electron-fake-addon.mjs';
+import { within } from '../node-support/deadline.mjs';
 
 const require = createRequire(import.meta.url);
 const main = require('../../electron/main.js');
@@ -97,7 +98,7 @@ test('autoCheck checks now and schedules the interval; the seed usage runs as wr
         resolve(info);
       });
     });
-    await downloaded;
+    await within(downloaded, 'update-downloaded');
     assert.deepEqual(addon.calls.slice(0, 3), [['startAutoCheck', 4 * 60 * 60 * 1000], ['checkForUpdates'], ['downloadUpdate']]);
     assert.deepEqual(seen, ['checking-for-update', 'update-available 0.2.0', 'download-progress 100', 'update-downloaded 0.2.0']);
     assert.deepEqual(await updater.installUpdate(), { version: '0.2.0', previous: '0.1.0' });
@@ -136,7 +137,7 @@ test('an updater error reaches error listeners with its code, and crashes nothin
   assert.match(logged.join('\n'), /ERR_NETWORK/);
   const got = new Promise((resolve) => updater.once('error', resolve));
   await assert.rejects(updater.checkForUpdates());
-  assert.equal((await got).code, 'ERR_NETWORK');
+  assert.equal((await within(got, "the 'error' event")).code, 'ERR_NETWORK');
 });
 
 test('quitAndInstall installs, then relaunches through Electron app', async () => {
@@ -196,7 +197,7 @@ test('initFeatureFlags leaves the refresh schedule to the addon and emits change
   assert.deepEqual(addon.calls, [], 'the addon fetches now and every interval itself');
   const changed = new Promise((resolve) => flags.once('change', resolve));
   addon.made.flags[0].set({ dark_mode: true });
-  await changed;
+  await within(changed, "the 'change' event");
   assert.equal(flags.get('dark_mode'), true);
   assert.throws(() => flags.get('k'.repeat(129)), (e) => e.code === 'ERR_INVALID_ARGUMENT');
   assert.throws(() => main.initFeatureFlags({ addon, electronApp, env: {} }), /RAILGUN_CONFIG_URL/);

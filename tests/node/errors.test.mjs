@@ -7,9 +7,10 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import {
-  addon, buildTarball, channelPath, keygen, publishedArtifacts, readEnvelope, rejectsWithCode,
+  ROOT, addon, buildTarball, channelPath, keygen, publishedArtifacts, readEnvelope, rejectsWithCode,
   signAndPublish, startServer, tempDir, writeEnvelope,
 } from '../node-support/railgun.mjs';
+import { condition } from '../node-support/deadline.mjs';
 
 const APP = 'err-app';
 const PAYLOAD_CHANNEL = 'application/vnd.railgun.channel+json';
@@ -33,19 +34,17 @@ async function fixture(t) {
   return { work, keys, tree, server, updater };
 }
 
+/** The updater's `error` events; `next()` waits (with a deadline) until one arrived. */
 function errorEvents(updater) {
   const seen = [];
-  let wake = () => {};
+  const arrival = condition(() => seen.length > 0);
   updater.onEvent((name, payload) => {
     if (name === 'error') {
       seen.push(payload);
-      wake();
+      arrival.check();
     }
   });
-  return {
-    seen,
-    next: () => new Promise((r) => { wake = r; if (seen.length) r(); }),
-  };
+  return { seen, next: () => arrival.until("the updater's 'error' event") };
 }
 
 test('ERR_SIGNATURE_INVALID: metadata signed by a key the app does not trust', async (t) => {
@@ -177,4 +176,16 @@ test('ERR_SIGSTORE_REFUSED: sigstore "required" and the release has no bundle', 
   const lenient = f.updater({ sigstore: 'if-present', sigstoreIdentity: 'https://github\\.com/railgun/.*' });
   await lenient.checkForUpdates();
   assert.equal((await lenient.downloadUpdate()).version, '0.2.0');
+});
+
+test('the stable codes of bindings/node/src/error.rs are exactly RailgunErrorCode of index.d.ts', () => {
+  const rust = readFileSync(join(ROOT, 'bindings', 'node', 'src', 'error.rs'), 'utf8');
+  const codes = [...rust.matchAll(/^pub const [A-Z_]+: Code = Code\("(ERR_[A-Z_]+)"\);/gm)].map((m) => m[1]);
+  const dts = readFileSync(join(ROOT, 'index.d.ts'), 'utf8');
+  const union = /export type RailgunErrorCode =([^]*?)\n\n/.exec(dts)[1];
+  const declared = [...union.matchAll(/'(ERR_[A-Z_]+)'/g)].map((m) => m[1]);
+  assert.ok(codes.length >= 20, `found ${codes.length} codes in error.rs`);
+  assert.deepEqual([...declared].sort(), [...codes].sort());
+  const table = /\| code {2,}\| when[^]*?\n \*\n/.exec(dts)[0];
+  for (const c of codes) assert.match(table, new RegExp(`\\| ${c} `), `${c} in the table of index.d.ts`);
 });

@@ -12,13 +12,14 @@ import { createServer } from 'node:http';
 import { join } from 'node:path';
 
 import { ROOT, addon, tempDir } from '../node-support/railgun.mjs';
+import { WAIT_MS, condition } from '../node-support/deadline.mjs';
 
 const APP = 'health-app';
 
 /** A loopback `POST /analytics/health` that records each report (deduplicated by id). */
 async function healthServer(t) {
   const reports = new Map();
-  let wake = () => {};
+  const arrival = condition((pred) => pred([...reports.values()]) && [...reports.values()]);
   const server = createServer((req, res) => {
     let body = '';
     req.setEncoding('utf8');
@@ -33,7 +34,7 @@ async function healthServer(t) {
       reports.set(r.id, r);
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ accepted: !duplicate, duplicate }));
-      wake();
+      arrival.check();
     });
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
@@ -41,10 +42,8 @@ async function healthServer(t) {
   return {
     url: `http://127.0.0.1:${server.address().port}`,
     reports,
-    waitFor: (pred) => new Promise((resolve) => {
-      const check = () => { if (pred([...reports.values()])) resolve([...reports.values()]); else wake = check; };
-      check();
-    }),
+    /** The reports once `pred(reports)` holds; fails after a deadline. */
+    waitFor: (pred) => arrival.until(`health reports matching ${pred}`, pred),
   };
 }
 
@@ -100,7 +99,7 @@ test('health: a process that exits without shutdown() is counted as a crash by t
     new Health({ url: 'http://127.0.0.1:1', app: ${JSON.stringify(APP)}, version: '1.0.0', channel: 'stable',
       stateDir: ${JSON.stringify(state)}, consent: 'granted' });
     process.exit(0);
-  `], { stdio: 'inherit' });
+  `], { stdio: 'inherit', timeout: WAIT_MS });
 
   const h = new addon.Health({ url: server.url, app: APP, version: '1.1.0', channel: 'stable', stateDir: state, consent: 'granted' });
   assert.equal(h.startup().uncleanShutdown, '1.0.0');

@@ -3,8 +3,10 @@
 //! message is the core's one line for people.
 //!
 //! The mapping is the whole contract with JS callers: the core's finer codes
-//! (`UpdaterError::code()`, `SigstoreError::code()`) may change, these may not. The table is
-//! documented in `index.d.ts` (see `ERROR_CODES`) and the README.
+//! (`UpdaterError::code()`, `SigstoreError::code()`) may change, these may not. The table for
+//! JS callers is the `RailgunErrorCode` type at the top of `index.d.ts` (written in
+//! `bindings/node/dts-header.d.ts`; `tests/node/errors.test.mjs` checks that the two lists
+//! agree). The Electron layer adds its own few (`ERR_NOT_INITIALIZED`, …; `docs/electron.md`).
 
 use napi::bindgen_prelude::*;
 use railgun_core::analytics::AnalyticsError;

@@ -20,6 +20,8 @@
 
 import { EventEmitter } from 'node:events';
 
+import { within } from '../../node-support/deadline.mjs';
+
 const pending = new Set();
 
 /** Runs `fn` asynchronously and remembers it until done, so `settle()` can wait for it. */
@@ -30,10 +32,14 @@ function later(fn) {
   return p;
 }
 
-/** Waits until every delivery started so far (and those they start) has run. */
+/**
+ * Waits until every delivery started so far (and those they start) has run; fails after a
+ * deadline, or when deliveries keep starting new ones after 100 rounds.
+ */
 export async function settle() {
-  for (let i = 0; i < 100 && pending.size > 0; i += 1) {
-    await Promise.allSettled([...pending]);
+  for (let i = 0; pending.size > 0; i += 1) {
+    if (i === 100) throw new Error('IPC deliveries keep starting new ones after 100 rounds');
+    await within(Promise.allSettled([...pending]), 'the IPC deliveries in flight');
   }
 }
 
