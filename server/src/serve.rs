@@ -1,20 +1,18 @@
 //! The HTTP server: the update tree and the analytics backend; flags and rollout routes join it.
 //!
 //! Owns the axum router, the shared application state and the listener. It serves the
-//! static update tree (`ROOT/<app>/…`, with `Range` and `If-Modified-Since` from tower-http,
-//! strong `ETag`s with `If-None-Match`/`If-Range` from [`etag`]) under `/updates/` and at
-//! the root, `/healthz`, and the analytics routes ([`crate::analytics::routes`]) over the
-//! store the config names.
+//! static update tree (`ROOT/<app>/…`: regular files inside the root only, from [`tree`];
+//! `Range`, conditional requests and strong `ETag`s from [`files`]) under `/updates/` and
+//! at the root, `/healthz`, and the analytics routes ([`crate::analytics::routes`]) over
+//! the store the config names.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use axum::routing::get;
 use axum::Router;
 use railgun_core::clock::SharedClock;
 use tokio::net::TcpListener;
-use tower_http::services::ServeDir;
 
 use crate::alerts::Alerter;
 use crate::analytics::{self, queue, AppState, RetentionConfig};
@@ -22,6 +20,9 @@ use crate::auth::Tokens;
 use crate::store::{self, SharedStore, StoreError};
 
 pub mod etag;
+pub mod files;
+pub mod range;
+pub mod tree;
 
 /// Server configuration.
 #[derive(Debug, Clone)]
@@ -152,12 +153,7 @@ pub async fn start_with_rollouts(
 
 /// Builds the router.
 pub fn router(config: &ServerConfig) -> Router {
-    let tree = Router::new()
-        .fallback_service(ServeDir::new(&config.root).append_index_html_on_directories(false))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(config.root.clone()),
-            etag::layer,
-        ));
+    let tree = files::routes(config.root.clone());
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .nest_service("/updates", tree.clone())

@@ -11,9 +11,12 @@
 //! Only what was verified is exported (documents from the very bytes that were verified,
 //! artifacts re-hashed while copied), into `OUT.tmp-…` beside `OUT`, renamed into place at
 //! the end. It refuses the whole export on the first bad document (naming the file) and
-//! then leaves `OUT` untouched; it refuses symbolic links' targets, files that no manifest
-//! names (listed as skipped), an `OUT` inside `ROOT` or containing it, and a non-empty
-//! `OUT` that is not a previous export.
+//! then leaves `OUT` untouched; it refuses files that no manifest names (listed as
+//! skipped), an `OUT` inside `ROOT` or containing it, and a non-empty `OUT` that is not a
+//! previous export. The tree is walked and read through [`crate::serve::tree`], as
+//! `railgun serve` reads it: regular files inside the root only, so a symbolic link (to a
+//! file or a folder, at any depth, even one swapped in after the walk) is never followed
+//! and a FIFO never opened for reading.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -25,6 +28,8 @@ use railgun_core::trust::{DsseError, TrustedKeys, PAYLOAD_CHANNEL, PAYLOAD_RELEA
 use railgun_core::update::channel::{ChannelState, ReleasePointer};
 use railgun_core::update::manifest::{DocumentError, ReleaseManifest};
 use sha2::{Digest, Sha256};
+
+use crate::serve::tree::{self, TreeError};
 
 /// File written at the top of every export; marks a folder an export may replace.
 pub const EXPORT_MARKER: &str = ".railgun-export";
@@ -100,6 +105,16 @@ pub enum ExportError {
         expected_sha256: String,
         /// What is there instead.
         actual: String,
+    },
+    /// A file the walk listed is no longer a regular file inside the tree (a link or a
+    /// special file took its place).
+    #[error("{path}: {source}")]
+    Tree {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: TreeError,
     },
     /// The destination cannot be used.
     #[error("{path}: {reason}")]
@@ -177,8 +192,7 @@ pub fn verify_tree(
     keys: &TreeKeys,
     now: DateTime<Utc>,
 ) -> Result<VerifiedTree, ExportError> {
-    let mut all = BTreeSet::new();
-    walk(root, Path::new(""), &mut all)?;
+    let all = walk(root)?;
     let mut out = VerifiedTree::default();
     let mut manifests: BTreeMap<PathBuf, LoadedManifest> = BTreeMap::new();
     let mut used: BTreeSet<PathBuf> = BTreeSet::new();
@@ -190,7 +204,7 @@ pub fn verify_tree(
             continue;
         };
         let path = root.join(rel);
-        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        let bytes = read_in_tree(root, rel)?;
         let verified = keys
             .release
             .verify(&bytes, PAYLOAD_RELEASE)
@@ -230,7 +244,7 @@ pub fn verify_tree(
             if !all.contains(&art_rel) {
                 return Err(mismatch("no such file".into()));
             }
-            let (size, sha256) = hash_file(&art)?;
+            let (size, sha256) = hash_file(root, &art_rel)?;
             if size != a.size || sha256 != a.sha256 {
                 return Err(mismatch(format!("{size} bytes sha256 {sha256}")));
             }
@@ -272,7 +286,7 @@ pub fn verify_tree(
             continue;
         };
         let path = root.join(rel);
-        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        let bytes = read_in_tree(root, rel)?;
         let verified = keys
             .rollout
             .verify(&bytes, PAYLOAD_CHANNEL)
@@ -399,33 +413,56 @@ fn relative_name<'a>(url: &'a str, manifest: &Path) -> Result<Option<&'a str>, E
     Ok(Some(url))
 }
 
-/// Every regular file under `dir` (relative), skipping dot-files (temporaries) and
-/// refusing to follow symbolic links (they are neither listed nor exported).
-fn walk(root: &Path, rel: &Path, out: &mut BTreeSet<PathBuf>) -> Result<(), ExportError> {
-    let dir = root.join(rel);
-    let entries = fs::read_dir(&dir).map_err(io_err(&dir))?;
-    for e in entries {
-        let e = e.map_err(io_err(&dir))?;
-        let name = e.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let child = rel.join(&name);
-        let ty = e.file_type().map_err(io_err(&e.path()))?;
-        if ty.is_dir() {
-            walk(root, &child, out)?;
-        } else if ty.is_file() {
-            out.insert(child);
-        } else {
-            tracing::warn!(path = %e.path().display(), "not a regular file; not exported");
-        }
+/// Every regular file of the tree (relative), skipping dot-files and dot-folders
+/// (temporaries); links and special files are listed in the log, never followed.
+fn walk(root: &Path) -> Result<BTreeSet<PathBuf>, ExportError> {
+    let walked = tree::walk(root, &|name| name.starts_with('.')).map_err(|e| tree_err(root, e))?;
+    for rel in &walked.refused {
+        tracing::warn!(
+            path = %root.join(rel).display(),
+            "not a regular file (a symbolic link or a special file); not exported"
+        );
     }
-    Ok(())
+    Ok(walked.files.into_iter().collect())
 }
 
-fn hash_file(path: &Path) -> Result<(u64, String), ExportError> {
-    let mut f = fs::File::open(path).map_err(io_err(path))?;
-    hash_copy(&mut f, &mut std::io::sink(), path)
+fn tree_err(root: &Path, e: TreeError) -> ExportError {
+    match e {
+        TreeError::Io { rel, source } => ExportError::Io {
+            path: root.join(rel),
+            source,
+        },
+        e @ TreeError::NotFound(_) => ExportError::Tree {
+            path: root.to_path_buf(),
+            source: e,
+        },
+    }
+}
+
+/// The regular file at `rel` inside `root`, open (see [`tree::open`]).
+fn open_in_tree(root: &Path, rel: &Path) -> Result<fs::File, ExportError> {
+    let path = root.join(rel);
+    let parts: Option<Vec<&str>> = rel.iter().map(|c| c.to_str()).collect();
+    let parts = parts.unwrap_or_default();
+    tree::open(root, &parts)
+        .map(|f| f.file)
+        .map_err(|source| match source {
+            TreeError::Io { source, .. } => ExportError::Io { path, source },
+            source => ExportError::Tree { path, source },
+        })
+}
+
+fn read_in_tree(root: &Path, rel: &Path) -> Result<Vec<u8>, ExportError> {
+    let mut bytes = Vec::new();
+    open_in_tree(root, rel)?
+        .read_to_end(&mut bytes)
+        .map_err(io_err(&root.join(rel)))?;
+    Ok(bytes)
+}
+
+fn hash_file(root: &Path, rel: &Path) -> Result<(u64, String), ExportError> {
+    let mut f = open_in_tree(root, rel)?;
+    hash_copy(&mut f, &mut std::io::sink(), &root.join(rel))
 }
 
 /// Copies `from` into `to` and returns the size and SHA-256 of what went through.
@@ -523,7 +560,7 @@ fn write_tree(root: &Path, tmp: &Path, tree: &VerifiedTree) -> Result<u64, Expor
             }
             TreeFile::Artifact { size, sha256, .. } => {
                 let src = root.join(rel);
-                let mut r = fs::File::open(&src).map_err(io_err(&src))?;
+                let mut r = open_in_tree(root, rel)?;
                 let (n, sha) = hash_copy(&mut r, &mut w, &src)?;
                 // Changed between the check and the copy: refuse rather than ship it.
                 if n != *size || sha != *sha256 {
@@ -538,7 +575,7 @@ fn write_tree(root: &Path, tmp: &Path, tree: &VerifiedTree) -> Result<u64, Expor
             }
             TreeFile::Companion { .. } => {
                 let src = root.join(rel);
-                let mut r = fs::File::open(&src).map_err(io_err(&src))?;
+                let mut r = open_in_tree(root, rel)?;
                 total += std::io::copy(&mut r, &mut w).map_err(io_err(&src))?;
             }
         }

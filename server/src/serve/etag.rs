@@ -1,39 +1,26 @@
 //! Strong `ETag`s and the conditional requests that use them, for the static update tree.
 //!
-//! Owns [`layer`]: a middleware in front of tower-http's `ServeDir` that resolves the
-//! requested file the way `ServeDir` does and gives it a strong validator:
+//! Owns [`Validator`] (the validators of one open file) and [`evaluate`] (RFC 9110
+//! §13.2.2's order of `If-Match`, `If-Unmodified-Since`, `If-None-Match`,
+//! `If-Modified-Since`, then `If-Range`), pure functions over headers:
 //!
 //! - documents up to [`HASHED_MAX_BYTES`] (`channel.json`, `manifest.json`) are tagged by
-//!   a SHA-256 of their bytes, so a state re-signed twice within one file-system timestamp
-//!   tick, at the same size, still gets a new tag (clients polling with `If-None-Match`
-//!   never miss a state);
-//! - larger files (artifacts, immutable per version) by size, mtime (ns) and inode; an
-//!   atomic rename (how the tree is written) always changes the inode.
+//!   a SHA-256 of the very bytes that are sent, so a state re-signed twice within one
+//!   file-system timestamp tick, at the same size, still gets a new tag (clients polling
+//!   with `If-None-Match` never miss a state);
+//! - larger files (artifacts, immutable per version) by size, mtime (ns) and inode of the
+//!   open file; an atomic rename (how the tree is written) always changes the inode.
 //!
-//! It answers `If-None-Match` (weak comparison, `*`) with 304 and `If-Match` (strong) with
-//! 412 itself, and applies `If-Range` (strong ETag or exact `Last-Modified` date) by
-//! dropping `Range` when the validator is stale, so a resumed download never splices two
-//! versions of a file — `ServeDir` ignores `If-Range`. `Range` itself, `If-Modified-Since`,
-//! `Content-Type` and bodies stay `ServeDir`'s. It refuses nothing on its own: paths it
-//! cannot resolve (or that are not regular files) pass through untouched.
-//!
-//! The validator is computed just before `ServeDir` opens the file; a rename landing in
-//! between can pair a tag with the next version's bytes for that one response (a later
-//! `If-None-Match` then simply misses). Artifacts are immutable, and clients check their
-//! SHA-256 anyway.
+//! `If-Range` holds for an identical strong tag or the exact `Last-Modified` date;
+//! otherwise the `Range` is dropped, so a resumed download never splices two versions of a
+//! file. Dates are compared in whole seconds (HTTP dates have no finer grain).
 
-use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Request, State};
 use axum::http::header::{
-    ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED,
-    RANGE,
+    IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE,
 };
-use axum::http::{HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
 
 /// Files up to this size are tagged by a hash of their content.
@@ -44,143 +31,89 @@ pub const HASHED_MAX_BYTES: u64 = 1 << 20;
 pub struct Validator {
     /// The strong entity tag, quotes included.
     pub etag: String,
-    /// `Last-Modified` (IMF-fixdate), when the file system gives a time.
-    pub last_modified: Option<String>,
+    /// `Last-Modified` (whole seconds), when the file system gives a time.
+    pub last_modified: Option<SystemTime>,
 }
 
-/// The middleware (use with `axum::middleware::from_fn_with_state(Arc<root>, layer)`).
-pub async fn layer(State(root): State<Arc<PathBuf>>, mut req: Request, next: Next) -> Response {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return next.run(req).await;
+impl Validator {
+    /// The validators of a file: `content` is its bytes when it is small enough to be
+    /// hashed (see the module docs), `None` otherwise.
+    pub fn new(len: u64, modified: Option<SystemTime>, inode: u64, content: Option<&[u8]>) -> Self {
+        let etag = match content {
+            Some(bytes) => {
+                let digest = hex::encode(Sha256::digest(bytes));
+                format!("\"s-{}\"", &digest[..32])
+            }
+            None => {
+                let (secs, nanos) = modified
+                    .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| (d.as_secs(), d.subsec_nanos()))
+                    .unwrap_or((0, 0));
+                format!("\"m-{len:x}-{secs:x}.{nanos:08x}-{inode:x}\"")
+            }
+        };
+        Self {
+            etag,
+            last_modified: modified.map(whole_seconds),
+        }
     }
-    let Some(path) = resolve(&root, req.uri().path()) else {
-        return next.run(req).await;
-    };
-    let Some(v) = validator(&path).await else {
-        return next.run(req).await;
-    };
-    let tag = HeaderValue::from_str(&v.etag).ok();
-    let headers = req.headers_mut();
+
+    /// `Last-Modified` as an IMF-fixdate.
+    pub fn last_modified_header(&self) -> Option<String> {
+        self.last_modified.map(httpdate::fmt_http_date)
+    }
+}
+
+fn whole_seconds(t: SystemTime) -> SystemTime {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => UNIX_EPOCH + Duration::from_secs(d.as_secs()),
+        Err(_) => t,
+    }
+}
+
+/// What the conditional headers of a request decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// 304 Not Modified.
+    NotModified,
+    /// 412 Precondition Failed.
+    PreconditionFailed,
+    /// Send the representation; `honour_range` is false when `If-Range` did not hold.
+    Send {
+        /// Whether a `Range` header may be applied.
+        honour_range: bool,
+    },
+}
+
+/// Evaluates the preconditions of a `GET`/`HEAD` against `v` (RFC 9110 §13.2.2).
+pub fn evaluate(headers: &HeaderMap, v: &Validator) -> Condition {
     if let Some(if_match) = headers.get(IF_MATCH) {
         if !list_matches(if_match.as_bytes(), &v.etag, true) {
-            return not_modified_or_failed(StatusCode::PRECONDITION_FAILED, &v);
+            return Condition::PreconditionFailed;
         }
-        headers.remove(IF_MATCH);
-        headers.remove(IF_UNMODIFIED_SINCE);
+    } else if let (Some(since), Some(lm)) = (date(headers, IF_UNMODIFIED_SINCE), v.last_modified) {
+        if lm > since {
+            return Condition::PreconditionFailed;
+        }
     }
     if let Some(if_none_match) = headers.get(IF_NONE_MATCH) {
         if list_matches(if_none_match.as_bytes(), &v.etag, false) {
-            return not_modified_or_failed(StatusCode::NOT_MODIFIED, &v);
+            return Condition::NotModified;
         }
-        // RFC 9110 §13.2.2: If-Modified-Since is ignored when If-None-Match is present.
-        headers.remove(IF_NONE_MATCH);
-        headers.remove(IF_MODIFIED_SINCE);
-    }
-    if let Some(if_range) = headers.remove(IF_RANGE) {
-        if headers.contains_key(RANGE) && !if_range_holds(if_range.as_bytes(), &v) {
-            headers.remove(RANGE);
+    } else if let (Some(since), Some(lm)) = (date(headers, IF_MODIFIED_SINCE), v.last_modified) {
+        if lm <= since {
+            return Condition::NotModified;
         }
     }
-    let mut res = next.run(req).await;
-    if let Some(tag) = tag {
-        if matches!(
-            res.status(),
-            StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::NOT_MODIFIED
-        ) {
-            res.headers_mut().insert(ETAG, tag);
-        }
-    }
-    res
+    let honour_range = headers
+        .get(IF_RANGE)
+        .is_none_or(|r| if_range_holds(r.as_bytes(), v));
+    Condition::Send { honour_range }
 }
 
-fn not_modified_or_failed(status: StatusCode, v: &Validator) -> Response {
-    let mut res = status.into_response();
-    if let Ok(tag) = HeaderValue::from_str(&v.etag) {
-        res.headers_mut().insert(ETAG, tag);
-    }
-    if let Some(lm) = v.last_modified.as_deref().and_then(|s| s.parse().ok()) {
-        res.headers_mut().insert(LAST_MODIFIED, lm);
-    }
-    res
-}
-
-/// The file `ServeDir` would open for `uri_path` under `root`, or `None` when the path
-/// has anything but plain components (those are `ServeDir`'s to refuse).
-pub fn resolve(root: &Path, uri_path: &str) -> Option<PathBuf> {
-    let decoded = percent_decode(uri_path.trim_start_matches('/'))?;
-    if decoded.contains('\\') || decoded.contains('\0') {
-        return None;
-    }
-    let mut path = root.to_path_buf();
-    for c in Path::new(&decoded).components() {
-        match c {
-            Component::Normal(part) => path.push(part),
-            Component::CurDir => {}
-            _ => return None,
-        }
-    }
-    Some(path)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// The validators of the regular file at `path` (`None` for anything else).
-pub async fn validator(path: &Path) -> Option<Validator> {
-    let meta = tokio::fs::metadata(path).await.ok()?;
-    if !meta.is_file() {
-        return None;
-    }
-    let modified = meta.modified().ok();
-    let etag = if meta.len() <= HASHED_MAX_BYTES {
-        let bytes = tokio::fs::read(path).await.ok()?;
-        let digest = hex::encode(Sha256::digest(&bytes));
-        format!("\"s-{}\"", &digest[..32])
-    } else {
-        let (secs, nanos) = modified
-            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| (d.as_secs(), d.subsec_nanos()))
-            .unwrap_or((0, 0));
-        format!(
-            "\"m-{:x}-{secs:x}.{nanos:08x}-{:x}\"",
-            meta.len(),
-            inode(&meta)
-        )
-    };
-    let last_modified = modified.map(|m| {
-        DateTime::<Utc>::from(m)
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string()
-    });
-    Some(Validator {
-        etag,
-        last_modified,
-    })
-}
-
-#[cfg(unix)]
-fn inode(meta: &std::fs::Metadata) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    meta.ino()
-}
-
-#[cfg(not(unix))]
-fn inode(_meta: &std::fs::Metadata) -> u64 {
-    0
+fn date(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<SystemTime> {
+    let s = headers.get(name)?.to_str().ok()?;
+    httpdate::parse_http_date(s.trim()).ok()
 }
 
 /// Whether the header list (`*` or comma-separated entity tags) matches `etag`: strong
@@ -202,7 +135,7 @@ pub fn list_matches(header: &[u8], etag: &str, strong: bool) -> bool {
 }
 
 /// `If-Range` holds for an identical strong tag, or a date equal to `Last-Modified`.
-fn if_range_holds(value: &[u8], v: &Validator) -> bool {
+pub fn if_range_holds(value: &[u8], v: &Validator) -> bool {
     let Ok(value) = std::str::from_utf8(value) else {
         return false;
     };
@@ -210,39 +143,20 @@ fn if_range_holds(value: &[u8], v: &Validator) -> bool {
     if value.starts_with('"') || value.starts_with("W/") {
         return value == v.etag;
     }
-    let (Ok(asked), Some(Ok(have))) = (
-        DateTime::parse_from_rfc2822(value),
-        v.last_modified.as_deref().map(DateTime::parse_from_rfc2822),
-    ) else {
-        return false;
-    };
-    asked == have
+    match (httpdate::parse_http_date(value), v.last_modified) {
+        (Ok(asked), Some(have)) => asked == have,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
-    #[test]
-    fn resolves_like_serve_dir_and_refuses_escapes() {
-        let root = Path::new("/srv/tree");
-        assert_eq!(
-            resolve(root, "/app/stable/channel.json"),
-            Some(PathBuf::from("/srv/tree/app/stable/channel.json"))
-        );
-        assert_eq!(
-            resolve(root, "/app/releases/1.0.0%2Bbuild/a%20b.zip"),
-            Some(PathBuf::from("/srv/tree/app/releases/1.0.0+build/a b.zip"))
-        );
-        for bad in [
-            "/../etc/passwd",
-            "/app/%2e%2e/%2e%2e/x",
-            "/a\\..\\b",
-            "/%zz",
-            "/%c0",
-        ] {
-            assert_eq!(resolve(root, bad), None, "{bad}");
-        }
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
     }
 
     #[test]
@@ -255,12 +169,89 @@ mod tests {
         assert!(!list_matches(b"\"s-ab\"", tag, false));
         let v = Validator {
             etag: tag.into(),
-            last_modified: Some("Thu, 01 Jan 2026 00:00:00 GMT".into()),
+            last_modified: Some(at(1_767_225_600)),
         };
+        assert_eq!(
+            v.last_modified_header().as_deref(),
+            Some("Thu, 01 Jan 2026 00:00:00 GMT")
+        );
         assert!(if_range_holds(b"\"s-abc\"", &v));
         assert!(!if_range_holds(b"W/\"s-abc\"", &v));
         assert!(if_range_holds(b"Thu, 01 Jan 2026 00:00:00 GMT", &v));
         assert!(!if_range_holds(b"Thu, 01 Jan 2026 00:00:01 GMT", &v));
         assert!(!if_range_holds(b"garbage", &v));
+    }
+
+    #[test]
+    fn tags_small_files_by_content_and_large_ones_by_metadata() {
+        let a = Validator::new(3, Some(at(5)), 7, Some(b"abc"));
+        let b = Validator::new(3, Some(at(5)), 7, Some(b"abd"));
+        assert_ne!(a.etag, b.etag);
+        let big = Validator::new(1 << 30, Some(at(5)), 7, None);
+        assert_eq!(big.etag, "\"m-40000000-5.00000000-7\"");
+        let ns = Validator::new(1, Some(at(5) + Duration::from_nanos(9)), 7, None);
+        assert_eq!(ns.last_modified, Some(at(5)));
+    }
+
+    #[test]
+    fn evaluates_preconditions_in_rfc_order() {
+        let v = Validator {
+            etag: "\"s-1\"".into(),
+            last_modified: Some(at(1_767_225_600)),
+        };
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, val) in pairs {
+                m.insert(
+                    axum::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                    HeaderValue::from_str(val).expect("value"),
+                );
+            }
+            m
+        };
+        let lm = "Thu, 01 Jan 2026 00:00:00 GMT";
+        let before = "Wed, 31 Dec 2025 23:59:59 GMT";
+        let send = Condition::Send { honour_range: true };
+        assert_eq!(evaluate(&h(&[]), &v), send);
+        assert_eq!(
+            evaluate(&h(&[("if-match", "\"x\"")]), &v),
+            Condition::PreconditionFailed
+        );
+        // If-Match wins over If-Unmodified-Since.
+        assert_eq!(
+            evaluate(
+                &h(&[("if-match", "\"s-1\""), ("if-unmodified-since", before)]),
+                &v
+            ),
+            send
+        );
+        assert_eq!(
+            evaluate(&h(&[("if-unmodified-since", before)]), &v),
+            Condition::PreconditionFailed
+        );
+        assert_eq!(
+            evaluate(&h(&[("if-none-match", "W/\"s-1\"")]), &v),
+            Condition::NotModified
+        );
+        assert_eq!(
+            evaluate(&h(&[("if-modified-since", lm)]), &v),
+            Condition::NotModified
+        );
+        assert_eq!(evaluate(&h(&[("if-modified-since", before)]), &v), send);
+        // If-None-Match present: If-Modified-Since is ignored.
+        assert_eq!(
+            evaluate(
+                &h(&[("if-none-match", "\"x\""), ("if-modified-since", lm)]),
+                &v
+            ),
+            send
+        );
+        assert_eq!(
+            evaluate(&h(&[("if-range", "\"old\"")]), &v),
+            Condition::Send {
+                honour_range: false
+            }
+        );
+        assert_eq!(evaluate(&h(&[("if-range", lm)]), &v), send);
     }
 }

@@ -12,6 +12,8 @@ mod demo;
 mod erasure_e2e;
 mod feature_summary;
 mod health_privacy;
+mod hostile_support;
+mod hostile_tree;
 mod release_export;
 mod release_publish_server;
 mod rollout_engine;
