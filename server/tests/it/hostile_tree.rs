@@ -226,6 +226,42 @@ async fn encoded_separators_nul_backslashes_and_dot_dot_are_refused() {
     assert!(s.error_lines().is_empty(), "{}", s.log());
 }
 
+#[tokio::test]
+async fn a_range_in_a_unit_other_than_bytes_is_ignored() {
+    let f = fixture();
+    let mut s = ServeChild::start(&f.root(), &f.data(), &[]);
+    let http = client();
+    let url = format!("{}/updates/app/stable/channel.json", s.url());
+    for unit in ["items=0-4", "lines=0-1", "Items=0-4"] {
+        let res = http
+            .get(&url)
+            .header(reqwest::header::RANGE, unit)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(res.status(), StatusCode::OK, "{unit}");
+        assert!(res.headers().get(reqwest::header::CONTENT_RANGE).is_none());
+        assert_eq!(res.bytes().await.expect("body").as_ref(), CHANNEL, "{unit}");
+    }
+    // Bytes still work, and a malformed byte range is still refused.
+    let res = http
+        .get(&url)
+        .header(reqwest::header::RANGE, "bytes=0-4")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(res.bytes().await.expect("body").as_ref(), &CHANNEL[..5]);
+    let res = http
+        .get(&url)
+        .header(reqwest::header::RANGE, "bytes=4-0")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(res.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    s.terminate(Duration::from_secs(30));
+}
+
 /// While another thread keeps swapping the manifest between a regular file and a link to a
 /// FIFO outside the tree, `verify_tree` never blocks on the FIFO (the walk lists a regular
 /// file; the read that follows must not follow the link the file became).
