@@ -8,12 +8,12 @@
 //! [`super::range::parse_range`]. `Content-Type` is guessed from the extension;
 //! `Accept-Ranges: bytes`, `Last-Modified` and `ETag` go with every file.
 //!
-//! It refuses, with an empty 404: paths with an encoded separator (`%2F`, `%5C`), a
+//! It refuses, with `404 not_found` ([`ApiError`]): paths with an encoded separator (`%2F`, `%5C`), a
 //! backslash, NUL, a `..` or `.` segment once decoded, invalid percent-encoding or UTF-8,
 //! a trailing `/` (no folder listings), and everything [`super::tree::open`] refuses
 //! (links, FIFOs, sockets, devices, folders, names too long). Those are not logged; a
-//! genuine I/O fault answers 500 and logs the path relative to the root, never the
-//! file system's absolute path. Methods other than `GET`/`HEAD` get 405.
+//! genuine I/O fault answers `500 internal` and logs the path relative to the root, never
+//! the file system's absolute path. Methods other than `GET`/`HEAD` get 405 (`Allow`).
 
 use std::io::{Read, SeekFrom};
 use std::path::PathBuf;
@@ -32,6 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use super::etag::{self, Condition, Validator, HASHED_MAX_BYTES};
 use super::range::{parse_range, RangeAnswer};
 use super::tree::{self, TreeError, TreeFile};
+use crate::api::ApiError;
 
 /// Read size of file bodies.
 const CHUNK: usize = 64 * 1024;
@@ -135,14 +136,8 @@ async fn serve_file(State(root): State<Arc<PathBuf>>, req: Request) -> Response 
             tracing::trace!(%miss, "update tree: not found");
             return not_found();
         }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "update tree: I/O error");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "update tree: reader task failed");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
+        Ok(Err(e)) => return ApiError::internal(&e).into_response(),
+        Err(e) => return ApiError::internal(&e).into_response(),
     };
     let f = &opened.file;
     let v = Validator::new(f.len, f.modified, f.inode, opened.content.as_deref());
@@ -226,7 +221,7 @@ async fn body(opened: Opened, start: u64, n: u64) -> Body {
 }
 
 fn not_found() -> Response {
-    StatusCode::NOT_FOUND.into_response()
+    ApiError::not_found("no such file").into_response()
 }
 
 /// A status without a body, with the validators.
