@@ -352,13 +352,97 @@ pub struct Downloader {
     http: reqwest::Client,
 }
 
-/// The outcome of one attempt that did not fail.
-enum Attempt {
-    Done {
-        fetched: u64,
-        started_at: u64,
-        digest: [u8; 32],
+/// One attempt that received the whole body.
+struct Attempt {
+    /// Bytes fetched over the network in this attempt.
+    fetched: u64,
+    /// Byte of the file the attempt started at (0 unless resumed).
+    started_at: u64,
+    /// SHA-256 of the whole file (resumed prefix included).
+    digest: [u8; 32],
+}
+
+/// One attempt that failed, with the bytes it fetched before failing.
+struct Failed {
+    error: DownloadError,
+    fetched: u64,
+}
+
+impl From<DownloadError> for Failed {
+    fn from(error: DownloadError) -> Self {
+        Failed { error, fetched: 0 }
+    }
+}
+
+/// What the answer to a download request means for the part file (see [`resume_offset`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// Write the body from this byte of the file: 0 starts over (the file is truncated,
+    /// never appended to), `have` continues the partial file.
+    WriteFrom(u64),
+    /// A `206` that does not continue at the partial file's end, or whose total is not the
+    /// artifact's size: refused (the partial file is discarded and the download restarts).
+    BadRange {
+        /// The `Content-Range` received (empty when missing).
+        content_range: String,
     },
+    /// `416`: the partial file does not fit the server's file: start over.
+    NotSatisfiable,
+    /// Any other status: an HTTP error.
+    Status(u16),
+}
+
+/// The resume rule (pure): where the body of an answer goes, given the status and headers
+/// of the answer, the `have` bytes of the partial file the request asked to continue, and
+/// the artifact's `size`.
+///
+/// * `200`: the whole file, from byte 0, whether a range was asked for or not (a server
+///   that ignores `Range`, or whose file changed so `If-Range` did not match);
+/// * `206` with `Content-Range: bytes have-…/size` (or `/*`): continue at `have`;
+/// * `206` starting elsewhere, with another total, or without a readable `Content-Range`:
+///   refused, [`Resume::BadRange`];
+/// * `416`: [`Resume::NotSatisfiable`]; anything else: [`Resume::Status`].
+pub fn resume_offset(
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    have: u64,
+    size: u64,
+) -> Resume {
+    match status {
+        200 => Resume::WriteFrom(0),
+        206 => {
+            let cr = headers
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            match parse_content_range(cr) {
+                Some((start, total)) if start == have && total.is_none_or(|t| t == size) => {
+                    Resume::WriteFrom(have)
+                }
+                _ => Resume::BadRange {
+                    content_range: cr.to_string(),
+                },
+            }
+        }
+        416 => Resume::NotSatisfiable,
+        other => Resume::Status(other),
+    }
+}
+
+/// The headers that ask to continue a partial file of `have` bytes: `Range: bytes=have-`,
+/// and `If-Range` with the validator of the first answer, so a changed file comes whole.
+pub fn resume_headers(have: u64, validator: Option<&str>) -> reqwest::header::HeaderMap {
+    use reqwest::header::{HeaderMap, HeaderValue, IF_RANGE, RANGE};
+    let mut h = HeaderMap::new();
+    if have > 0 {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes={have}-")) {
+            h.insert(RANGE, v);
+        }
+        if let Some(v) = validator.and_then(|v| HeaderValue::from_str(v).ok()) {
+            h.insert(IF_RANGE, v);
+        }
+    }
+    h
 }
 
 impl Downloader {
@@ -463,7 +547,7 @@ impl Downloader {
                 .attempt(url, artifact, &part, &mut meta, &meta_path, progress)
                 .await;
             match result {
-                Ok(Attempt::Done {
+                Ok(Attempt {
                     fetched,
                     started_at,
                     digest,
@@ -506,7 +590,7 @@ impl Downloader {
                         attempts: attempt,
                     });
                 }
-                Err((e, fetched)) => {
+                Err(Failed { error: e, fetched }) => {
                     fetched_total += fetched;
                     match &e {
                         DownloadError::TooMuchData { .. } | DownloadError::SizeMismatch { .. } => {
@@ -551,7 +635,8 @@ impl Downloader {
         Ok(())
     }
 
-    /// One HTTP request. On error, also returns the bytes fetched.
+    /// One HTTP request: ask (resuming when a partial file exists), decide where the body
+    /// goes, then receive it into the writer and the hasher.
     async fn attempt(
         &self,
         url: &Url,
@@ -560,89 +645,50 @@ impl Downloader {
         meta: &mut PartMeta,
         meta_path: &Path,
         progress: &mut (dyn FnMut(Progress) + Send),
-    ) -> Result<Attempt, (DownloadError, u64)> {
+    ) -> Result<Attempt, Failed> {
         let limit = artifact.size;
         let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
-        let mut req = self.http.get(url.clone());
-        if have > 0 {
-            req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
-            if let Some(v) = &meta.validator {
-                req = req.header(reqwest::header::IF_RANGE, v.clone());
-            }
-        }
-        let net = |e: reqwest::Error| {
-            (
-                DownloadError::Network {
-                    url: url.to_string(),
-                    message: net::chain(&e).to_string(),
-                },
-                0u64,
-            )
-        };
         let stall = self.config.stall_timeout;
-        let stalled = || {
-            (
-                DownloadError::Stalled {
-                    url: url.to_string(),
-                    seconds: stall.as_secs(),
-                },
-                0u64,
-            )
-        };
+        let req = self
+            .http
+            .get(url.clone())
+            .headers(resume_headers(have, meta.validator.as_deref()));
         let mut resp = tokio::time::timeout(stall, req.send())
             .await
-            .map_err(|_| stalled())?
-            .map_err(net)?;
-        let status = resp.status().as_u16();
-        let start = match status {
-            200 => 0,
-            206 => {
-                let cr = resp
-                    .headers()
-                    .get(reqwest::header::CONTENT_RANGE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                match parse_content_range(&cr) {
-                    Some((s, total)) if s == have && total.is_none_or(|t| t == limit) => have,
-                    _ => {
-                        return Err((
-                            DownloadError::BadRange {
-                                expected_start: have,
-                                content_range: cr,
-                            },
-                            0,
-                        ))
-                    }
+            .map_err(|_| stalled(url, stall))?
+            .map_err(|e| network(url, &e))?;
+        let start = match resume_offset(resp.status().as_u16(), resp.headers(), have, limit) {
+            Resume::WriteFrom(start) => start,
+            Resume::BadRange { content_range } => {
+                return Err(DownloadError::BadRange {
+                    expected_start: have,
+                    content_range,
                 }
+                .into())
             }
-            416 => {
+            Resume::NotSatisfiable => {
                 // Our partial file does not fit the server's: start over.
                 remove_quiet(part);
-                return Err((
-                    DownloadError::BadRange {
-                        expected_start: have,
-                        content_range: "416".into(),
-                    },
-                    0,
-                ));
+                return Err(DownloadError::BadRange {
+                    expected_start: have,
+                    content_range: "416".into(),
+                }
+                .into());
             }
-            _ => {
-                return Err((
-                    DownloadError::HttpStatus {
-                        url: url.to_string(),
-                        status,
-                        retry_after: net::retry_after_secs(resp.headers()),
-                    },
-                    0,
-                ))
+            Resume::Status(status) => {
+                return Err(DownloadError::HttpStatus {
+                    url: url.to_string(),
+                    status,
+                    retry_after: net::retry_after_secs(resp.headers()),
+                }
+                .into())
             }
         };
         if resp
             .content_length()
             .is_some_and(|n| n > limit.saturating_sub(start))
         {
-            return Err((DownloadError::TooMuchData { limit }, 0));
+            return Err(DownloadError::TooMuchData { limit }.into());
         }
         // Validator for a later resume.
         meta.validator = validator(resp.headers());
@@ -651,141 +697,201 @@ impl Downloader {
             let _ = fs::write(meta_path, json);
         }
 
-        // Open the part file: truncate on 200 (never append to a restarted body).
-        let file = if start == 0 {
-            File::create(part)
-        } else {
-            OpenOptions::new().write(true).open(part).and_then(|mut f| {
-                f.seek(SeekFrom::Start(start))?;
-                f.set_len(start)?;
-                Ok(f)
-            })
-        }
-        .map_err(|e| (io_err(part)(e), 0))?;
-
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(QUEUE_CHUNKS);
-        let (htx, mut hrx) = tokio::sync::mpsc::channel::<bytes::Bytes>(QUEUE_CHUNKS);
-        let part_owned = part.to_path_buf();
+        let file = open_part(part, start).map_err(io_err(part))?;
         // Writing and hashing run on two blocking threads, overlapping the network receive;
         // chunks are shared (reference-counted), not copied.
-        let writer = tokio::task::spawn_blocking(move || -> Result<(), DownloadError> {
-            let mut file = file;
-            let err = io_err(&part_owned);
-            // Writeback overlaps the transfer: every EARLY_SYNC_BYTES a helper thread flushes
-            // what is written so far (on a second handle), so the final `sync_all` before the
-            // size/digest check and the rename has little left to wait for.
-            std::thread::scope(|scope| {
-                let mut syncing: Option<std::thread::ScopedJoinHandle<'_, std::io::Result<()>>> =
-                    None;
-                let mut unsynced = 0usize;
-                let join = |h: std::thread::ScopedJoinHandle<'_, std::io::Result<()>>| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(std::io::Error::other("sync thread panicked")))
-                };
-                while let Some(chunk) = rx.blocking_recv() {
-                    file.write_all(&chunk)?;
-                    unsynced += chunk.len();
-                    if unsynced >= EARLY_SYNC_BYTES
-                        && syncing.as_ref().is_none_or(|h| h.is_finished())
-                    {
-                        if let Some(h) = syncing.take() {
-                            join(h)?;
-                        }
-                        let handle = file.try_clone()?;
-                        syncing = Some(scope.spawn(move || handle.sync_data()));
-                        unsynced = 0;
-                    }
-                }
-                if let Some(h) = syncing.take() {
-                    join(h)?;
-                }
-                file.sync_all()
-            })
-            .map_err(err)
-        });
-        let part_owned = part.to_path_buf();
-        let hashing = tokio::task::spawn_blocking(move || -> Result<[u8; 32], DownloadError> {
-            let mut hasher = Sha256::new();
-            if start > 0 {
-                // Resume: the digest covers the bytes already on disk first.
-                let mut prefix = File::open(&part_owned).map_err(io_err(&part_owned))?;
-                let mut buf = vec![0u8; 1024 * 1024];
-                let mut left = start;
-                while left > 0 {
-                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let k = prefix.read(&mut buf[..want]).map_err(io_err(&part_owned))?;
-                    if k == 0 {
-                        break;
-                    }
-                    hasher.update(&buf[..k]);
-                    left -= k as u64;
-                }
-            }
-            while let Some(chunk) = hrx.blocking_recv() {
-                hasher.update(&chunk);
-            }
-            Ok(hasher.finalize().into())
-        });
-
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(QUEUE_CHUNKS);
+        let (htx, hrx) = tokio::sync::mpsc::channel::<bytes::Bytes>(QUEUE_CHUNKS);
+        let writer = spawn_writer(file, part.to_path_buf(), rx);
+        let hashing = spawn_hasher(part.to_path_buf(), start, hrx);
         let began = Instant::now();
-        let mut last = began;
+        let receiving = Receive {
+            url,
+            stall,
+            start,
+            limit,
+            began,
+        };
+        let (outcome, received) = receiving.run(&mut resp, &tx, &htx, progress).await;
+        drop(tx);
+        drop(htx);
+        let failed = |error| Failed {
+            error,
+            fetched: received,
+        };
+        let joined = |e: tokio::task::JoinError| {
+            failed(DownloadError::Io {
+                path: part.to_path_buf(),
+                source: std::io::Error::other(e),
+            })
+        };
+        let written = writer.await.map_err(joined)?;
+        let hashed = hashing.await.map_err(joined)?;
+        written.map_err(failed)?;
+        let digest = hashed.map_err(failed)?;
+        outcome.map_err(failed)?;
+        if start + received < limit {
+            return Err(failed(DownloadError::SizeMismatch {
+                expected: limit,
+                actual: start + received,
+            }));
+        }
+        progress(final_progress(limit, received, began.elapsed()));
+        Ok(Attempt {
+            fetched: received,
+            started_at: start,
+            digest,
+        })
+    }
+}
+
+fn network(url: &Url, e: &reqwest::Error) -> DownloadError {
+    DownloadError::Network {
+        url: url.to_string(),
+        message: net::chain(e).to_string(),
+    }
+}
+
+fn stalled(url: &Url, stall: Duration) -> DownloadError {
+    DownloadError::Stalled {
+        url: url.to_string(),
+        seconds: stall.as_secs(),
+    }
+}
+
+/// Opens the part file to write from byte `start`: truncated on 0 (never append to a
+/// restarted body), else cut to `start` and positioned there.
+fn open_part(part: &Path, start: u64) -> std::io::Result<File> {
+    if start == 0 {
+        File::create(part)
+    } else {
+        let mut f = OpenOptions::new().write(true).open(part)?;
+        f.seek(SeekFrom::Start(start))?;
+        f.set_len(start)?;
+        Ok(f)
+    }
+}
+
+/// The writer: a blocking thread that writes the chunks to `file` in order and makes them
+/// durable. Writeback overlaps the transfer: every [`EARLY_SYNC_BYTES`] a helper thread
+/// flushes what is written so far (on a second handle), so the final `sync_all` before the
+/// size/digest check and the rename has little left to wait for.
+fn spawn_writer(
+    mut file: File,
+    part: PathBuf,
+    mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+) -> tokio::task::JoinHandle<Result<(), DownloadError>> {
+    tokio::task::spawn_blocking(move || {
+        std::thread::scope(|scope| {
+            let mut syncing: Option<std::thread::ScopedJoinHandle<'_, std::io::Result<()>>> = None;
+            let mut unsynced = 0usize;
+            let join = |h: std::thread::ScopedJoinHandle<'_, std::io::Result<()>>| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("sync thread panicked")))
+            };
+            while let Some(chunk) = rx.blocking_recv() {
+                file.write_all(&chunk)?;
+                unsynced += chunk.len();
+                if unsynced >= EARLY_SYNC_BYTES && syncing.as_ref().is_none_or(|h| h.is_finished())
+                {
+                    if let Some(h) = syncing.take() {
+                        join(h)?;
+                    }
+                    let handle = file.try_clone()?;
+                    syncing = Some(scope.spawn(move || handle.sync_data()));
+                    unsynced = 0;
+                }
+            }
+            if let Some(h) = syncing.take() {
+                join(h)?;
+            }
+            file.sync_all()
+        })
+        .map_err(io_err(&part))
+    })
+}
+
+/// The hasher: a blocking thread that computes the SHA-256 of the whole file: the `start`
+/// bytes already on disk (a resume), then every chunk received.
+fn spawn_hasher(
+    part: PathBuf,
+    start: u64,
+    mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+) -> tokio::task::JoinHandle<Result<[u8; 32], DownloadError>> {
+    tokio::task::spawn_blocking(move || {
+        let mut hasher = Sha256::new();
+        if start > 0 {
+            let mut prefix = File::open(&part).map_err(io_err(&part))?;
+            let mut buf = vec![0u8; 1024 * 1024];
+            let mut left = start;
+            while left > 0 {
+                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let k = prefix.read(&mut buf[..want]).map_err(io_err(&part))?;
+                if k == 0 {
+                    break;
+                }
+                hasher.update(&buf[..k]);
+                left -= k as u64;
+            }
+        }
+        while let Some(chunk) = rx.blocking_recv() {
+            hasher.update(&chunk);
+        }
+        Ok(hasher.finalize().into())
+    })
+}
+
+/// The receive loop of one attempt.
+struct Receive<'a> {
+    url: &'a Url,
+    /// Longest wait for the next chunk.
+    stall: Duration,
+    /// Byte of the file the body starts at.
+    start: u64,
+    /// The artifact's size: one byte more is refused.
+    limit: u64,
+    began: Instant,
+}
+
+impl Receive<'_> {
+    /// Receives the body, handing each chunk to the hasher and the writer, until it ends, a
+    /// byte too many arrives, it stalls, or the writer stops (its error is reported by the
+    /// caller). Returns how it ended and the bytes received.
+    async fn run(
+        &self,
+        resp: &mut reqwest::Response,
+        tx: &tokio::sync::mpsc::Sender<bytes::Bytes>,
+        htx: &tokio::sync::mpsc::Sender<bytes::Bytes>,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> (Result<(), DownloadError>, u64) {
+        let mut last = self.began;
         let mut received = 0u64;
-        let outcome: Result<(), DownloadError> = loop {
-            let chunk = match tokio::time::timeout(stall, resp.chunk()).await {
-                Err(_) => break Err(stalled().0),
-                Ok(Err(e)) => break Err(net(e).0),
+        let outcome = loop {
+            let chunk = match tokio::time::timeout(self.stall, resp.chunk()).await {
+                Err(_) => break Err(stalled(self.url, self.stall)),
+                Ok(Err(e)) => break Err(network(self.url, &e)),
                 Ok(Ok(None)) => break Ok(()),
                 Ok(Ok(Some(c))) => c,
             };
-            if start + received + chunk.len() as u64 > limit {
-                break Err(DownloadError::TooMuchData { limit });
+            if self.start + received + chunk.len() as u64 > self.limit {
+                break Err(DownloadError::TooMuchData { limit: self.limit });
             }
             received += chunk.len() as u64;
             if htx.send(chunk.clone()).await.is_err() || tx.send(chunk).await.is_err() {
-                break Ok(()); // the writer failed; its error is reported below
+                break Ok(()); // the writer or hasher failed; its error is reported by the caller
             }
             let now = Instant::now();
             if now.duration_since(last) >= PROGRESS_INTERVAL {
                 last = now;
                 progress(make_progress(
-                    start + received,
-                    limit,
+                    self.start + received,
+                    self.limit,
                     received,
-                    now - began,
+                    now - self.began,
                 ));
             }
         };
-        drop(tx);
-        drop(htx);
-        let joined = |e: tokio::task::JoinError| {
-            (
-                DownloadError::Io {
-                    path: part.to_path_buf(),
-                    source: std::io::Error::other(e),
-                },
-                received,
-            )
-        };
-        let written = writer.await.map_err(joined)?;
-        let hashed = hashing.await.map_err(joined)?;
-        written.map_err(|e| (e, received))?;
-        let digest = hashed.map_err(|e| (e, received))?;
-        outcome.map_err(|e| (e, received))?;
-        if start + received < limit {
-            return Err((
-                DownloadError::SizeMismatch {
-                    expected: limit,
-                    actual: start + received,
-                },
-                received,
-            ));
-        }
-        progress(final_progress(limit, received, began.elapsed()));
-        Ok(Attempt::Done {
-            fetched: received,
-            started_at: start,
-            digest,
-        })
+        (outcome, received)
     }
 }
 
@@ -914,6 +1020,109 @@ mod tests {
         assert_eq!(parse_content_range("bytes 0-0/*"), Some((0, None)));
         assert_eq!(parse_content_range("bytes 9-3/100"), None);
         assert_eq!(parse_content_range("items 1-2/3"), None);
+    }
+
+    fn headers(content_range: Option<&str>) -> reqwest::header::HeaderMap {
+        let mut h = reqwest::header::HeaderMap::new();
+        if let Some(v) = content_range {
+            h.insert(
+                reqwest::header::CONTENT_RANGE,
+                v.parse().expect("header value"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn a_200_starts_over_from_byte_zero_even_after_a_range_request() {
+        // Fresh download, a server that ignores Range, and an If-Range that did not match
+        // (the file changed): all answer 200 and all are written from 0, never appended.
+        for have in [0, 1, 400, 999] {
+            assert_eq!(
+                resume_offset(200, &headers(None), have, 1000),
+                Resume::WriteFrom(0)
+            );
+        }
+        // A stray Content-Range on a 200 changes nothing.
+        assert_eq!(
+            resume_offset(200, &headers(Some("bytes 400-999/1000")), 400, 1000),
+            Resume::WriteFrom(0)
+        );
+    }
+
+    #[test]
+    fn a_206_continues_only_where_the_partial_file_ends() {
+        let ok = |cr: &str| resume_offset(206, &headers(Some(cr)), 400, 1000);
+        assert_eq!(ok("bytes 400-999/1000"), Resume::WriteFrom(400));
+        assert_eq!(ok("bytes 400-999/*"), Resume::WriteFrom(400));
+        // Starts elsewhere, has another total, or cannot be read: refused.
+        for bad in [
+            "bytes 0-999/1000",
+            "bytes 399-999/1000",
+            "bytes 401-999/1000",
+            "bytes 400-999/2000",
+            "bytes 400-300/1000",
+            "items 400-999/1000",
+            "",
+        ] {
+            assert_eq!(
+                ok(bad),
+                Resume::BadRange {
+                    content_range: bad.to_string()
+                },
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            resume_offset(206, &headers(None), 400, 1000),
+            Resume::BadRange {
+                content_range: String::new()
+            },
+            "a 206 without Content-Range"
+        );
+    }
+
+    #[test]
+    fn a_416_and_other_statuses_are_not_bodies_to_write() {
+        assert_eq!(
+            resume_offset(416, &headers(Some("bytes */1000")), 1000, 1000),
+            Resume::NotSatisfiable
+        );
+        for s in [204, 304, 404, 429, 500, 503] {
+            assert_eq!(
+                resume_offset(s, &headers(None), 400, 1000),
+                Resume::Status(s)
+            );
+        }
+    }
+
+    #[test]
+    fn resume_headers_ask_for_the_rest_only_of_the_same_file() {
+        assert!(
+            resume_headers(0, Some("\"etag\"")).is_empty(),
+            "nothing to resume"
+        );
+        let h = resume_headers(400, Some("\"v1\""));
+        assert_eq!(h[reqwest::header::RANGE], "bytes=400-");
+        assert_eq!(h[reqwest::header::IF_RANGE], "\"v1\"");
+        let h = resume_headers(400, None);
+        assert_eq!(h[reqwest::header::RANGE], "bytes=400-");
+        assert!(h.get(reqwest::header::IF_RANGE).is_none());
+    }
+
+    #[test]
+    fn a_part_file_is_truncated_on_restart_and_cut_on_resume() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let part = dir.path().join("a.part");
+        fs::write(&part, b"0123456789").expect("write");
+        let mut f = open_part(&part, 4).expect("open");
+        f.write_all(b"ab").expect("write");
+        drop(f);
+        assert_eq!(fs::read(&part).expect("read"), b"0123ab");
+        let mut f = open_part(&part, 0).expect("open");
+        f.write_all(b"x").expect("write");
+        drop(f);
+        assert_eq!(fs::read(&part).expect("read"), b"x");
     }
 
     /// Serves `body` at `/a.tar.gz` on loopback.
