@@ -1,11 +1,17 @@
-//! The HTTP server: the update tree and the analytics backend; flags and rollout routes join it.
+//! The HTTP server: one application, built once ([`App::new`]) and served ([`App::spawn`]).
 //!
-//! Owns the axum router, the shared application state and the listener. It serves the
-//! static update tree (`ROOT/<app>/…`: regular files inside the root only, from [`tree`];
-//! `Range`, conditional requests and strong `ETag`s from [`files`]) under `/updates/` and
-//! at the root, `/healthz`, and the analytics routes ([`crate::analytics::routes`]) over
-//! the store the config names.
+//! Owns [`ServerConfig`], [`App`] (the router, the analytics state, the rollout service) and
+//! [`RunningServer`]. The router joins the static update tree (`ROOT/<app>/…` under
+//! `/updates/` and at the root: regular files inside the root only, from [`tree`]; `Range`,
+//! conditional requests and strong `ETag`s from [`files`]), `/healthz`, the analytics
+//! routes ([`crate::analytics::routes`]), the rollout health and admin routes
+//! ([`crate::rollout::routes`]) and the dashboard ([`crate::dashboard::routes`]). Serving
+//! runs the rollout engine and, on stop, drains the ingest queue.
+//!
+//! It refuses to start when a key file the config names does not load, and keeps no other
+//! way to build the application: the CLI, the demo and the tests all go through [`App`].
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -14,9 +20,8 @@ use axum::Router;
 use railgun_core::clock::SharedClock;
 use tokio::net::TcpListener;
 
-use crate::alerts::Alerter;
 use crate::analytics::{self, queue, AppState, RetentionConfig};
-use crate::auth::Tokens;
+use crate::rollout::Rollouts;
 use crate::store::{self, SharedStore, StoreError};
 
 pub mod etag;
@@ -55,6 +60,9 @@ pub struct ServerConfig {
     pub rollout_interval: std::time::Duration,
     /// Validity of a signed channel state (7 days); re-signed when half of it is gone.
     pub channel_expiry: std::time::Duration,
+    /// `railgun serve --dev`: the read routes also answer loopback peers without a token
+    /// (never the default; admin routes still need the admin token).
+    pub dev: bool,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +81,7 @@ impl Default for ServerConfig {
             release_public_keys: Vec::new(),
             rollout_interval: crate::rollout::DEFAULT_INTERVAL,
             channel_expiry: crate::rollout::DEFAULT_CHANNEL_EXPIRY,
+            dev: false,
         }
     }
 }
@@ -91,68 +100,99 @@ pub enum ServeError {
     Rollout(#[from] crate::rollout::RolloutError),
 }
 
-/// Opens the store the config names and starts the analytics state (writer, retention job).
-pub async fn app_state(config: &ServerConfig) -> Result<AppState, ServeError> {
-    let store = store::open(&config.database).await?;
-    Ok(app_state_with_store(config, store))
+/// The whole application over one store: the router, the analytics state (store, ingest
+/// queue, metrics) and the rollout service, ready to [`spawn`](App::spawn) or to drive
+/// in process (`tower::ServiceExt::oneshot` on `router`).
+#[derive(Debug)]
+pub struct App {
+    /// Every route (see the module documentation).
+    pub router: Router,
+    /// The analytics state the routes share (its writer runs from [`App::new`] on).
+    pub state: AppState,
+    /// The rollout service (in process: `evaluate`, `status`, `subscribe`).
+    pub rollouts: Rollouts,
+    config: ServerConfig,
 }
 
-/// Starts the analytics state over an already opened store.
-pub fn app_state_with_store(config: &ServerConfig, store: SharedStore) -> AppState {
-    AppState::start(
-        store,
-        config.clock.clone(),
-        Tokens::new(config.read_token.as_deref(), config.admin_token.as_deref()),
-        config.retention,
-        config.queue_capacity,
-        config.run_retention,
-        Alerter::new(config.alert_webhook.clone()),
+impl App {
+    /// Builds the application over `store`: starts the ingest writer (and the retention job
+    /// when `run_retention`), loads the rollout keys the config names (a file that does not
+    /// load is an error; a key not configured only disables what needs it, 503) and builds
+    /// the router. The rollout engine runs once the app is [spawned](App::spawn).
+    pub fn new(config: &ServerConfig, store: SharedStore) -> Result<Self, ServeError> {
+        let state = AppState::start(config, store);
+        let rollouts = Rollouts::new(config, &state)?;
+        let router = analytics::routes(state.clone())
+            .merge(crate::rollout::routes(rollouts.clone()))
+            .merge(crate::dashboard::routes())
+            .merge(update_tree(config));
+        Ok(Self {
+            router,
+            state,
+            rollouts,
+            config: config.clone(),
+        })
+    }
+
+    /// [`App::new`] over the store `config.database` names (opened and migrated).
+    pub async fn open(config: &ServerConfig) -> Result<Self, ServeError> {
+        let store = store::open(&config.database).await?;
+        Self::new(config, store)
+    }
+
+    /// Binds `addr` (port 0 picks a free one), serves the application in the background and
+    /// runs the rollout engine every `rollout_interval`. [`RunningServer::stop`] ends the
+    /// listener, lets in-flight requests finish, then drains the ingest queue.
+    pub async fn spawn(self, addr: SocketAddr) -> Result<RunningServer, ServeError> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let App {
+            router,
+            state,
+            rollouts,
+            config,
+        } = self;
+        rollouts.spawn_engine();
+        let drained = state.clone();
+        let handle = tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.await;
+            };
+            let served = serve_connections(listener, router, &config, stop).await;
+            drained.shutdown().await;
+            served
+        });
+        Ok(RunningServer {
+            addr,
+            state,
+            rollouts,
+            handle,
+            shutdown: Some(tx),
+        })
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets the connections in
+/// flight finish. Each request carries its peer's address (`ConnectInfo<SocketAddr>`, what
+/// `--dev` decides on). The one place connections are handled: timeouts and a shutdown
+/// deadline belong here.
+async fn serve_connections(
+    listener: TcpListener,
+    router: Router,
+    _config: &ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
     )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
-/// The whole application: the update tree plus the analytics and rollout routes over
-/// `state` (rollout keys that do not load only disable the routes needing them; the engine
-/// does not run: [`start`] runs it).
-pub fn app_router(config: &ServerConfig, state: AppState) -> Router {
-    let rollouts = crate::rollout::Rollouts::lenient(config, &state);
-    app_router_with(config, state, rollouts)
-}
-
-/// [`app_router`] over a given rollout service (the one whose engine runs).
-pub fn app_router_with(
-    config: &ServerConfig,
-    state: AppState,
-    rollouts: crate::rollout::Rollouts,
-) -> Router {
-    analytics::routes(state)
-        .merge(crate::rollout::routes(rollouts))
-        .merge(crate::dashboard::routes())
-        .merge(router(config))
-}
-
-/// Binds `addr`, serves the whole application and runs the rollout engine every
-/// `rollout_interval`; stopping drains the ingest queue and ends the engine.
-pub async fn start(addr: SocketAddr, config: &ServerConfig) -> Result<RunningServer, ServeError> {
-    Ok(start_with_rollouts(addr, config).await?.0)
-}
-
-/// Like [`start`], and also returns the rollout service (in-process
-/// [`crate::rollout::Rollouts::evaluate`], for the demo and tests with a manual clock). The
-/// engine runs until the server stopped and the returned handle is dropped.
-pub async fn start_with_rollouts(
-    addr: SocketAddr,
-    config: &ServerConfig,
-) -> Result<(RunningServer, crate::rollout::Rollouts), ServeError> {
-    let state = app_state(config).await?;
-    let rollouts = crate::rollout::Rollouts::new(config, &state)?;
-    let router = app_router_with(config, state.clone(), rollouts.clone());
-    let server = spawn_app(addr, router, state).await?;
-    rollouts.spawn_engine();
-    Ok((server, rollouts))
-}
-
-/// Builds the router.
-pub fn router(config: &ServerConfig) -> Router {
+/// The update tree under `/updates/` and at the root, and `/healthz`.
+fn update_tree(config: &ServerConfig) -> Router {
     let tree = files::routes(config.root.clone());
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -165,6 +205,10 @@ pub fn router(config: &ServerConfig) -> Router {
 pub struct RunningServer {
     /// The bound address.
     pub addr: SocketAddr,
+    /// The analytics state (e.g. `state.queue.flush()` to wait for ingest).
+    pub state: AppState,
+    /// The rollout service; the engine runs until the server stopped and this is dropped.
+    pub rollouts: Rollouts,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -175,7 +219,8 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
-    /// Stops the server and waits for it.
+    /// Stops the server and waits for it (in-flight requests answered, the ingest queue
+    /// committed).
     pub async fn stop(mut self) -> std::io::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -185,50 +230,4 @@ impl RunningServer {
             Err(e) => Err(std::io::Error::other(e)),
         }
     }
-}
-
-/// Binds `addr` (port 0 picks a free one) and serves `router` in the background.
-pub async fn spawn(addr: SocketAddr, router: Router) -> std::io::Result<RunningServer> {
-    let listener = TcpListener::bind(addr).await?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
-    Ok(RunningServer {
-        addr,
-        handle,
-        shutdown: Some(tx),
-    })
-}
-
-/// Like [`spawn`], and after the listener stopped (in-flight requests answered), drains the
-/// ingest queue of `state`, so [`RunningServer::stop`] returns once every queued event is
-/// committed.
-pub async fn spawn_app(
-    addr: SocketAddr,
-    router: Router,
-    state: AppState,
-) -> std::io::Result<RunningServer> {
-    let listener = TcpListener::bind(addr).await?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
-        state.shutdown().await;
-        served
-    });
-    Ok(RunningServer {
-        addr,
-        handle,
-        shutdown: Some(tx),
-    })
 }

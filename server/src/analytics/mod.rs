@@ -30,6 +30,7 @@ use crate::alerts::Alerter;
 use crate::api::{ApiError, ApiJson, ApiPath};
 use crate::auth::{AdminToken, Tokens};
 use crate::metrics::Metrics;
+use crate::serve::ServerConfig;
 use crate::store::SharedStore;
 
 pub mod ingest;
@@ -67,32 +68,31 @@ impl FromRef<AppState> for Tokens {
 }
 
 impl AppState {
-    /// Starts the writer (and, when `run_retention`, the retention job) over `store`.
-    pub fn start(
-        store: SharedStore,
-        clock: SharedClock,
-        tokens: Tokens,
-        retention: RetentionConfig,
-        queue_capacity: usize,
-        run_retention: bool,
-        alerts: Alerter,
-    ) -> Self {
+    /// Starts the writer (and, when `config.run_retention`, the retention job) over `store`,
+    /// with the config's clock, tokens (and `--dev` reads), retention, queue capacity and
+    /// alert webhook.
+    pub fn start(config: &ServerConfig, store: SharedStore) -> Self {
+        let clock = config.clock.clone();
+        let retention = config.retention;
+        let alerts = Alerter::new(config.alert_webhook.clone());
         let metrics = Arc::new(Metrics::default());
         let queue = Arc::new(IngestQueue::start(
             store.clone(),
             metrics.clone(),
-            queue_capacity,
+            config.queue_capacity,
         ));
         queue.alert_backlog(alerts.clone(), queue::BACKLOG_ALERT_EVENTS);
         alerts.attach_metrics(metrics.clone());
-        let task = run_retention
+        let task = config
+            .run_retention
             .then(|| retention::spawn(store.clone(), clock.clone(), retention, metrics.clone()));
         Self {
             store,
             queue,
             metrics,
             clock,
-            tokens,
+            tokens: Tokens::new(config.read_token.as_deref(), config.admin_token.as_deref())
+                .with_dev_reads(config.dev),
             retention,
             alerts,
             retention_task: Arc::new(Mutex::new(task)),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use super::CliResult;
 use crate::analytics::RetentionConfig;
-use crate::serve::{self, ServerConfig};
+use crate::serve::{App, ServerConfig};
 
 /// Arguments of `railgun serve`.
 #[derive(Debug, clap::Args)]
@@ -45,7 +45,19 @@ pub struct Args {
     /// Days a signed channel state stays valid (re-signed after half of it).
     #[arg(long, default_value_t = 7)]
     pub channel_expiry_days: u64,
+    /// Development only: the read routes (`/analytics/dau`, …) answer WITHOUT a token to
+    /// clients on this machine (loopback peers: 127.0.0.0/8, ::1). Admin routes still need
+    /// RAILGUN_ADMIN_TOKEN; other machines still need a token. Never in production.
+    #[arg(long)]
+    pub dev: bool,
 }
+
+/// The line `railgun serve --dev` prints before it listens.
+pub const DEV_NOTICE: &str =
+    "railgun serve --dev: DEVELOPMENT MODE: the read routes (/analytics/dau, \
+    /analytics/rollout-status, ...) answer WITHOUT a token to clients on this machine (loopback: \
+    127.0.0.0/8, ::1); other machines and every admin route still need their token. Never use \
+    --dev in production.";
 
 /// Runs the command. Tokens come from `RAILGUN_READ_TOKEN` / `RAILGUN_ADMIN_TOKEN` only
 /// (never the command line, where `ps` would show them).
@@ -70,14 +82,18 @@ pub async fn run(a: Args) -> CliResult {
         release_public_keys: a.release_public_keys,
         rollout_interval: std::time::Duration::from_secs(a.rollout_interval_secs.max(1)),
         channel_expiry: std::time::Duration::from_secs(a.channel_expiry_days.max(1) * 86_400),
+        dev: a.dev,
         ..ServerConfig::default()
     };
-    if config.read_token.is_none() {
+    if config.dev {
+        tracing::warn!("--dev: read routes answer loopback clients without a token");
+        println!("{DEV_NOTICE}");
+    } else if config.read_token.is_none() {
         tracing::warn!(
             "RAILGUN_READ_TOKEN is not set: the analytics read endpoints refuse everyone"
         );
     }
-    let server = serve::start(a.addr, &config).await?;
+    let server = App::open(&config).await?.spawn(a.addr).await?;
     tracing::info!(addr = %server.addr, "railgun server listening");
     println!("railgun server listening on {}", server.url());
     shutdown_signal().await;

@@ -34,7 +34,7 @@ use railgun_core::Version;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::serve::{self, RunningServer, ServerConfig};
+use crate::serve::{self, App, RunningServer, ServerConfig};
 use artifacts::build_release;
 use control::{Control, Tally};
 use fleet::{Fleet, LaunchOutcome};
@@ -311,7 +311,7 @@ pub async fn run(opts: &DemoOptions, progress: Arc<dyn Progress>) -> Result<Demo
         source,
     })?;
     let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let server = serve::start(addr, &config).await?;
+    let server = App::open(&config).await?.spawn(addr).await?;
     let url = server.url();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(opts.concurrency.max(1))

@@ -258,7 +258,7 @@ pub struct RolloutStatus {
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
 /// use railgun_core::clock::ManualClock;
-/// use railgun_server::serve::{self, ServerConfig};
+/// use railgun_server::serve::{App, ServerConfig};
 ///
 /// let clock = ManualClock::new("2026-11-01T09:00:00Z".parse()?);
 /// let config = ServerConfig {
@@ -268,7 +268,8 @@ pub struct RolloutStatus {
 ///     admin_token: Some("admin".into()),
 ///     ..ServerConfig::default()
 /// };
-/// let (server, rollouts) = serve::start_with_rollouts("127.0.0.1:0".parse()?, &config).await?;
+/// let server = App::open(&config).await?.spawn("127.0.0.1:0".parse()?).await?;
+/// let rollouts = &server.rollouts;
 /// // … POST /admin/releases, PUT the artifacts, clients POST /analytics/health …
 /// clock.advance(chrono::Duration::hours(24));
 /// for d in rollouts.evaluate().await? {
@@ -359,14 +360,6 @@ impl Rollouts {
         let signer = load_signer(config)?;
         let release_keys = load_release_keys(config)?;
         Ok(Self::build(config, state, signer, release_keys))
-    }
-
-    /// Like [`Rollouts::new`], but a key file that does not load only disables what needs
-    /// it, with the reason in each refusal (for routers built without error handling).
-    pub fn lenient(config: &ServerConfig, state: &AppState) -> Self {
-        let signer = load_signer(config).unwrap_or_else(|e| Err(e.to_string()));
-        let release_keys = load_release_keys(config).unwrap_or_else(|e| Err(e.to_string()));
-        Self::build(config, state, signer, release_keys)
     }
 
     fn build(

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::ScriptedServer;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +16,6 @@ use railgun_core::clock::ManualClock;
 use railgun_server::alerts::{Alert, AlertConfig, AlertKind, Alerter, ALERT_ID_HEADER};
 use railgun_server::analytics::queue::{BacklogAlarm, IngestQueue, BACKLOG_ALERT_EVENTS};
 use railgun_server::metrics::Metrics;
-use railgun_server::serve::{spawn, RunningServer};
 use railgun_server::store::{self, StoredEvent};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -65,16 +65,14 @@ async fn hook(State(s): State<Script>, headers: HeaderMap, body: String) -> Resp
 }
 
 /// A webhook receiver answering `answers` in order, then 200.
-async fn receiver(answers: &[Answer]) -> (RunningServer, mpsc::UnboundedReceiver<Hit>) {
+async fn receiver(answers: &[Answer]) -> (ScriptedServer, mpsc::UnboundedReceiver<Hit>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let script = Script {
         answers: Arc::new(Mutex::new(answers.iter().copied().collect())),
         hits: tx,
     };
     let router = Router::new().route("/hook", post(hook)).with_state(script);
-    let server = spawn("127.0.0.1:0".parse().expect("addr"), router)
-        .await
-        .expect("receiver");
+    let server = ScriptedServer::spawn(router).await;
     (server, rx)
 }
 
@@ -348,7 +346,7 @@ async fn halted_rollout_reaches_a_webhook_that_fails_at_first_once_and_a_second_
     use railgun_core::trust::{KeyAlgorithm, PrivateKey};
     use railgun_core::update::manifest::{Arch, Format, Platform};
     use railgun_server::release::{build_manifest, sign_manifest, ArtifactFile, ManifestSpec};
-    use railgun_server::serve::{start, ServerConfig};
+    use railgun_server::serve::{App, ServerConfig};
 
     let (hook, mut rx) = receiver(&[(500, None)]).await;
     let dir = tempfile::tempdir().expect("tmp");
@@ -394,7 +392,10 @@ async fn halted_rollout_reaches_a_webhook_that_fails_at_first_once_and_a_second_
         release_public_keys: vec![dir.path().join("release.pub")],
         ..ServerConfig::default()
     };
-    let server = start("127.0.0.1:0".parse().expect("addr"), &config)
+    let server = App::open(&config)
+        .await
+        .expect("app")
+        .spawn("127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("serve");
     let http = reqwest::Client::new();

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use railgun_server::serve::{self, ServerConfig};
+use railgun_server::serve::{App, ServerConfig};
 use railgun_server::store::sqlite::SqliteStore;
 use railgun_server::store::{day_number, SharedStore};
 
@@ -51,9 +51,11 @@ async fn dau_over_ten_million_events_answers_within_50_ms() {
         ..ServerConfig::default()
     };
     let shared: SharedStore = Arc::new(store);
-    let state = serve::app_state_with_store(&config, shared);
+
     let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let server = serve::spawn_app(addr, serve::app_router(&config, state.clone()), state)
+    let server = App::new(&config, shared)
+        .expect("app")
+        .spawn(addr)
         .await
         .expect("spawn");
     let http = reqwest::Client::new();

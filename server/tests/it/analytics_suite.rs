@@ -14,7 +14,7 @@ use railgun_core::analytics::event::{
 };
 use railgun_core::clock::{ManualClock, SharedClock};
 use railgun_server::analytics::{retention, AppState, RetentionConfig};
-use railgun_server::serve::{self, RunningServer, ServerConfig};
+use railgun_server::serve::{App, RunningServer, ServerConfig};
 use railgun_server::store;
 use serde_json::Value;
 use uuid::Uuid;
@@ -57,30 +57,35 @@ impl Harness {
         };
         tweak(&mut config);
         std::fs::create_dir_all(&config.root).expect("root");
-        let mut h = Self {
-            server: None,
-            url: String::new(),
+        let server = App::open(&config)
+            .await
+            .expect("app")
+            .spawn("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("spawn");
+        Some(Self {
+            url: server.url(),
+            state: server.state.clone(),
+            server: Some(server),
             http: reqwest::Client::new(),
             database,
             clock,
-            state: serve::app_state(&config).await.expect("state"),
             config,
             _dir: dir,
-        };
-        h.listen().await;
-        Some(h)
+        })
     }
 
-    async fn listen(&mut self) {
+    /// Starts the server again over the same configuration and database.
+    async fn restart(&mut self) {
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let server = serve::spawn_app(
-            addr,
-            serve::app_router(&self.config, self.state.clone()),
-            self.state.clone(),
-        )
-        .await
-        .expect("spawn");
+        let server = App::open(&self.config)
+            .await
+            .expect("app")
+            .spawn(addr)
+            .await
+            .expect("spawn");
         self.url = server.url();
+        self.state = server.state.clone();
         self.server = Some(server);
     }
 
@@ -691,8 +696,7 @@ async fn restart_during_load_loses_no_acknowledged_event(kind: Kind) {
         acked.len()
     );
     // And the server starts again over it.
-    h.state = serve::app_state(&h.config).await.expect("state");
-    h.listen().await;
+    h.restart().await;
     let n = h.json("/analytics/dau?date=2026-03-10").await["users"]
         .as_u64()
         .expect("n");

@@ -10,8 +10,10 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use railgun_core::clock::{ManualClock, SharedClock};
-use railgun_server::serve::{self, ServerConfig};
+use railgun_server::serve::{App, ServerConfig};
 use tower::ServiceExt;
+
+use crate::support::ScriptedServer;
 
 const READ: &str = "read-token-matrix";
 const ADMIN: &str = "admin-token-matrix";
@@ -151,8 +153,7 @@ async fn router(dir: &std::path::Path) -> Router {
         ..ServerConfig::default()
     };
     std::fs::create_dir_all(&config.root).expect("root");
-    let state = serve::app_state(&config).await.expect("state");
-    serve::app_router(&config, state)
+    App::open(&config).await.expect("app").router
 }
 
 #[tokio::test]
@@ -264,9 +265,7 @@ async fn with_the_token_a_malformed_request_is_a_json_400_naming_what_is_wrong()
 async fn over_a_socket_an_undecodable_path_or_repeated_parameter_without_token_is_401() {
     let dir = tempfile::tempdir().expect("tmp");
     let app = router(dir.path()).await;
-    let server = serve::spawn("127.0.0.1:0".parse().expect("addr"), app)
-        .await
-        .expect("spawn");
+    let server = ScriptedServer::spawn(app).await;
     let http = reqwest::Client::new();
     let r = http
         .delete(format!("{}/analytics/users/%ff%fe", server.url()))

@@ -21,7 +21,7 @@ use railgun_core::trust::{KeyAlgorithm, PrivateKey};
 use railgun_core::update::{Arch, Format, Platform};
 use railgun_server::analytics::AppState;
 use railgun_server::release::{build_manifest, sign_manifest, ArtifactFile, ManifestSpec};
-use railgun_server::serve::{self, RunningServer, ServerConfig};
+use railgun_server::serve::{App, RunningServer, ServerConfig};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -82,16 +82,14 @@ impl Harness {
             ..ServerConfig::default()
         };
         std::fs::create_dir_all(&config.root).expect("root");
-        // What `serve::start` does, keeping the state to wait on the ingest queue.
-        let state = serve::app_state(&config).await.expect("state");
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let server = serve::spawn_app(
-            addr,
-            serve::app_router(&config, state.clone()),
-            state.clone(),
-        )
-        .await
-        .expect("spawn");
+        let server = App::open(&config)
+            .await
+            .expect("app")
+            .spawn(addr)
+            .await
+            .expect("spawn");
+        let state = server.state.clone();
         Some(Self {
             url: server.url(),
             server: Some(server),
@@ -1241,9 +1239,10 @@ async fn dashboard_queries_on_a_large_store() {
         ..ServerConfig::default()
     };
     let shared: SharedStore = Arc::new(store);
-    let state = serve::app_state_with_store(&config, shared);
     let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let server = serve::spawn_app(addr, serve::app_router(&config, state.clone()), state)
+    let server = App::new(&config, shared)
+        .expect("app")
+        .spawn(addr)
         .await
         .expect("spawn");
     let http = reqwest::Client::new();

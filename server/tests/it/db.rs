@@ -56,3 +56,33 @@ fn skip_once(suite: &str) {
         );
     }
 }
+
+/// Drops the PostgreSQL database of `url` (forcing out its connections), from sync code
+/// (a `Drop`): on a thread of its own with its own runtime. Errors are ignored: the
+/// database is a test's leftover.
+pub fn drop_database(url: &str) {
+    let (Ok(base), Some((_, name))) = (
+        std::env::var("RAILGUN_TEST_DATABASE_URL"),
+        url.rsplit_once('/'),
+    ) else {
+        return;
+    };
+    let name = name.to_string();
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            if let Ok((c, conn)) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await {
+                tokio::spawn(conn);
+                let _ = c
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            }
+        });
+    })
+    .join();
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use railgun_core::analytics::{Analytics, Consent};
 use railgun_core::clock::ManualClock;
-use railgun_server::serve::{start, ServerConfig};
+use railgun_server::serve::{App, ServerConfig};
 use serde_json::Value;
 
 async fn dau(http: &reqwest::Client, url: &str, date: &str) -> u64 {
@@ -33,7 +33,10 @@ async fn denied_consent_erases_the_user_on_the_real_server() {
         run_retention: false,
         ..ServerConfig::default()
     };
-    let server = start("127.0.0.1:0".parse().expect("addr"), &config)
+    let server = App::open(&config)
+        .await
+        .expect("app")
+        .spawn("127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("serve");
     let url = server.url();

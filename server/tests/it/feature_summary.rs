@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::event::{AnalyticsEvent, EventBatch, EventCategory};
 use railgun_core::clock::{ManualClock, SharedClock};
 use railgun_server::analytics::{retention, RetentionConfig};
-use railgun_server::serve::{self, RunningServer, ServerConfig};
+use railgun_server::serve::{App, RunningServer, ServerConfig};
 use railgun_server::store::{day_number, FeatureTotal, SharedStore};
 use serde_json::Value;
 use uuid::Uuid;
@@ -77,12 +77,14 @@ impl H {
             ..ServerConfig::default()
         };
         std::fs::create_dir_all(&config.root).expect("root");
-        let state = serve::app_state(&config).await.expect("state");
-        let store = state.store.clone();
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let server = serve::spawn_app(addr, serve::app_router(&config, state.clone()), state)
+        let server = App::open(&config)
+            .await
+            .expect("app")
+            .spawn(addr)
             .await
             .expect("spawn");
+        let store = server.state.store.clone();
         Some(Self {
             url: server.url(),
             server: Some(server),

@@ -20,7 +20,7 @@ use railgun_core::update::manifest::RolloutPolicy;
 use railgun_core::update::{Arch, Format, Platform};
 use railgun_server::analytics::{retention, RetentionConfig};
 use railgun_server::release::{build_manifest, sign_manifest, ArtifactFile, ManifestSpec};
-use railgun_server::serve::{self, RunningServer, ServerConfig};
+use railgun_server::serve::{App, RunningServer, ServerConfig};
 use railgun_server::store::{self, SharedStore};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -75,7 +75,10 @@ impl H {
             ..ServerConfig::default()
         };
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let (server, _rollouts) = serve::start_with_rollouts(addr, &config)
+        let server = App::open(&config)
+            .await
+            .expect("app")
+            .spawn(addr)
             .await
             .expect("start");
         let store = store::open(&database).await.expect("second handle");

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
+use crate::support::ScriptedServer;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -16,7 +17,6 @@ use axum::routing::{post, put};
 use axum::{Json, Router};
 use railgun_core::trust::{PublicKey, TrustedKeys, PAYLOAD_RELEASE};
 use railgun_core::update::manifest::ReleaseManifest;
-use railgun_server::serve::{spawn, RunningServer};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -236,7 +236,7 @@ async fn start(
 async fn contract(
     release_pub: &Path,
     missing_override: Option<Vec<String>>,
-) -> (RunningServer, Shared) {
+) -> (ScriptedServer, Shared) {
     let key = PublicKey::from_file(release_pub).expect("pub");
     let state: Shared = Arc::new(Mutex::new(Contract {
         keys: Some(TrustedKeys::single(key)),
@@ -251,9 +251,7 @@ async fn contract(
         )
         .route("/admin/rollouts/{app}/{channel}/start", post(start))
         .with_state(state.clone());
-    let server = spawn("127.0.0.1:0".parse().expect("addr"), router)
-        .await
-        .expect("contract server");
+    let server = ScriptedServer::spawn(router).await;
     (server, state)
 }
 

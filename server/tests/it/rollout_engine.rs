@@ -1,4 +1,4 @@
-//! The rollout engine over real HTTP on loopback: the real server (`serve::start_with_rollouts`)
+//! The rollout engine over real HTTP on loopback: the real server (`App::spawn`)
 //! with a manual clock, real keys and signatures, a real SQLite file, and the real update
 //! client (`UpdateClient::check`) reading the channel states the engine signs.
 
@@ -20,7 +20,7 @@ use railgun_core::update::{
 use railgun_core::Version;
 use railgun_server::release::{build_manifest, sign_manifest, ArtifactFile, ManifestSpec};
 use railgun_server::rollout::{verify_channel, Rollouts};
-use railgun_server::serve::{self, RunningServer, ServerConfig};
+use railgun_server::serve::{App, RunningServer, ServerConfig};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -77,9 +77,13 @@ impl H {
         };
         tweak(&mut config);
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let (server, rollouts) = serve::start_with_rollouts(addr, &config)
+        let server = App::open(&config)
+            .await
+            .expect("app")
+            .spawn(addr)
             .await
             .expect("start");
+        let rollouts = server.rollouts.clone();
         Self {
             url: server.url(),
             server: Some(server),
@@ -1009,7 +1013,10 @@ async fn without_keys_the_admin_routes_answer_503_and_bad_key_files_stop_the_sta
         run_retention: false,
         ..ServerConfig::default()
     };
-    let server = serve::start("127.0.0.1:0".parse().expect("addr"), &config)
+    let server = App::open(&config)
+        .await
+        .expect("app")
+        .spawn("127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("start");
     let r = reqwest::Client::new()
@@ -1026,9 +1033,7 @@ async fn without_keys_the_admin_routes_answer_503_and_bad_key_files_stop_the_sta
         rollout_key: Some(dir.path().join("missing.key")),
         ..config
     };
-    let err = serve::start("127.0.0.1:0".parse().expect("addr"), &bad)
-        .await
-        .expect_err("missing key file");
+    let err = App::open(&bad).await.expect_err("missing key file");
     assert!(err.to_string().contains("missing.key"), "{err}");
 }
 

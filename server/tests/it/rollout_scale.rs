@@ -15,7 +15,7 @@ use railgun_core::health::HealthReport;
 use railgun_core::trust::{KeyAlgorithm, PrivateKey};
 use railgun_core::update::{Arch, Format, Platform};
 use railgun_server::release::{build_manifest, sign_manifest, ArtifactFile, ManifestSpec};
-use railgun_server::serve::{self, ServerConfig};
+use railgun_server::serve::{App, ServerConfig};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -43,9 +43,13 @@ async fn ingest_and_evaluate_ten_thousand_installs() {
         ..ServerConfig::default()
     };
     let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let (server, rollouts) = serve::start_with_rollouts(addr, &config)
+    let server = App::open(&config)
+        .await
+        .expect("app")
+        .spawn(addr)
         .await
         .expect("start");
+    let rollouts = server.rollouts.clone();
     let http = reqwest::Client::new();
 
     let art = dir.path().join("demo-2.0.0-linux-x64.tar.gz");

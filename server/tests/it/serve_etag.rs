@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use railgun_server::serve::{router, spawn, RunningServer, ServerConfig};
+use crate::support::TestServer;
 use reqwest::header::{ETAG, IF_MATCH, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE};
 use reqwest::StatusCode;
 
@@ -32,14 +32,8 @@ fn artifact_bytes(seed: u8) -> Vec<u8> {
         .collect()
 }
 
-async fn server(root: &Path) -> RunningServer {
-    let config = ServerConfig {
-        root: root.to_path_buf(),
-        ..ServerConfig::default()
-    };
-    spawn("127.0.0.1:0".parse().expect("addr"), router(&config))
-        .await
-        .expect("serve")
+async fn server(root: &Path) -> TestServer {
+    TestServer::tree(root).await
 }
 
 fn mtime() -> SystemTime {
@@ -71,7 +65,7 @@ fn etag(res: &reqwest::Response) -> String {
 #[tokio::test]
 async fn if_none_match_answers_304_under_updates_and_at_the_root() {
     let dir = tree();
-    let s = server(dir.path()).await;
+    let mut s = server(dir.path()).await;
     let http = reqwest::Client::new();
     for prefix in ["/updates/", "/"] {
         let url = format!("{}{prefix}{CHANNEL}", s.url());
@@ -116,13 +110,13 @@ async fn if_none_match_answers_304_under_updates_and_at_the_root() {
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(etag(&res), tag);
     }
-    s.stop().await.expect("stop");
+    s.stop().await;
 }
 
 #[tokio::test]
 async fn resigned_state_of_same_size_and_mtime_gets_a_new_etag() {
     let dir = tree();
-    let s = server(dir.path()).await;
+    let mut s = server(dir.path()).await;
     let http = reqwest::Client::new();
     let url = format!("{}/updates/{CHANNEL}", s.url());
     let old = etag(&http.get(&url).send().await.expect("get"));
@@ -148,13 +142,13 @@ async fn resigned_state_of_same_size_and_mtime_gets_a_new_etag() {
         res.bytes().await.expect("body").as_ref(),
         br#"{"sequence":2,"state":"B"}"#
     );
-    s.stop().await.expect("stop");
+    s.stop().await;
 }
 
 #[tokio::test]
 async fn range_with_if_range_resumes_only_the_same_file() {
     let dir = tree();
-    let s = server(dir.path()).await;
+    let mut s = server(dir.path()).await;
     let http = reqwest::Client::new();
     let url = format!("{}/updates/{ARTIFACT}", s.url());
     let full = artifact_bytes(0);
@@ -233,13 +227,13 @@ async fn range_with_if_range_resumes_only_the_same_file() {
         .await
         .expect("get");
     assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
-    s.stop().await.expect("stop");
+    s.stop().await;
 }
 
 #[tokio::test]
 async fn traversal_and_missing_files_are_still_refused() {
     let dir = tree();
-    let s = server(dir.path()).await;
+    let mut s = server(dir.path()).await;
     let http = reqwest::Client::new();
     for path in [
         "/updates/..%2fsecret",
@@ -261,5 +255,5 @@ async fn traversal_and_missing_files_are_still_refused() {
         assert_ne!(res.status(), StatusCode::NOT_MODIFIED, "{path}");
         assert!(res.headers().get(ETAG).is_none(), "{path}");
     }
-    s.stop().await.expect("stop");
+    s.stop().await;
 }

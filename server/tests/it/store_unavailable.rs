@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::db::{database, Kind};
 use railgun_core::clock::{ManualClock, SharedClock};
-use railgun_server::serve::{self, ServerConfig};
+use railgun_server::serve::{App, ServerConfig};
 use serde_json::{json, Value};
 
 const READ: &str = "read-token-down";
@@ -38,10 +38,12 @@ async fn every_route_answers_503_without_the_database_text_when_postgres_is_gone
         ..ServerConfig::default()
     };
     std::fs::create_dir_all(&config.root).expect("root");
-    let (server, _rollouts) =
-        serve::start_with_rollouts("127.0.0.1:0".parse().expect("a"), &config)
-            .await
-            .expect("start");
+    let server = App::open(&config)
+        .await
+        .expect("app")
+        .spawn("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("start");
     let base = server.url();
 
     // The database disappears under the running server.

@@ -2,11 +2,11 @@
 //! code, the real `railgun serve` router on a loopback port, and `UpdateClient` over HTTP.
 //! Each test is named after the attack or behaviour it pins.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{ScriptedServer, TestServer};
 use chrono::{DateTime, Utc};
 use railgun_core::clock::ManualClock;
 use railgun_core::identity::{bucket, in_percentage};
@@ -20,7 +20,6 @@ use railgun_core::update::{
 };
 use railgun_core::Version;
 use railgun_server::release::{self, ArtifactFile, ManifestSpec, PublishOptions};
-use railgun_server::serve::{self, RunningServer, ServerConfig};
 use sha2::{Digest, Sha256};
 
 const APP: &str = "rail-gun";
@@ -37,23 +36,14 @@ struct Fixture {
     dir: tempfile::TempDir,
     release_key: PrivateKey,
     rollout_key: PrivateKey,
-    server: RunningServer,
+    server: TestServer,
 }
 
 impl Fixture {
     async fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("tree")).expect("tree");
-        let config = ServerConfig {
-            root: dir.path().join("tree"),
-            ..ServerConfig::default()
-        };
-        let server = serve::spawn(
-            "127.0.0.1:0".parse::<SocketAddr>().expect("addr"),
-            serve::router(&config),
-        )
-        .await
-        .expect("server");
+        let server = TestServer::tree(&dir.path().join("tree")).await;
         Self {
             dir,
             release_key: key(),
@@ -616,9 +606,7 @@ async fn server_error_and_hanging_server_give_typed_errors_within_the_timeout() 
             )
         }),
     );
-    let s = serve::spawn("127.0.0.1:0".parse().expect("addr"), failing)
-        .await
-        .expect("server");
+    let s = ScriptedServer::spawn(failing).await;
     let key = key();
     let mut config = UpdateConfig::new(
         s.url(),

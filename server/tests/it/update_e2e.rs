@@ -1,5 +1,5 @@
 //! End to end: publish 0.1.0 and 0.2.0 as signed tar.gz releases with real keys, serve them
-//! with the real `railgun serve` router on loopback, and let the Updater check, download,
+//! with the real `railgun serve` application on loopback, and let the Updater check, download,
 //! verify and install; then the `railgun update` / `railgun rollback` binary on the same tree.
 
 use std::fs;
@@ -18,7 +18,9 @@ use railgun_core::Version;
 use railgun_server::release::{
     build_manifest, publish, sign_manifest, ArtifactFile, ManifestSpec, PublishOptions,
 };
-use railgun_server::serve::{router, spawn, ServerConfig};
+use railgun_server::serve::{App, ServerConfig};
+
+use crate::support::{ScriptedServer, TestServer};
 use sha2::{Digest, Sha256};
 
 fn tar_gz(path: &Path, version: &str) {
@@ -99,15 +101,7 @@ async fn updater_checks_downloads_and_installs_from_the_real_server() {
     let key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
     release(t.path(), &tree, &key, "0.1.0");
     release(t.path(), &tree, &key, "0.2.0");
-    let server = spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        router(&ServerConfig {
-            root: tree.clone(),
-            ..ServerConfig::default()
-        }),
-    )
-    .await
-    .expect("serve");
+    let mut server = TestServer::tree(&tree).await;
 
     // The app runs 0.1.0 from its install root.
     let install = t.path().join("install");
@@ -245,7 +239,7 @@ async fn updater_checks_downloads_and_installs_from_the_real_server() {
     );
     assert_eq!(cli_r.current_version(), Some(Version::new(0, 1, 0)));
 
-    server.stop().await.expect("stop");
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,15 +254,7 @@ async fn cli_update_failure_exits_1_and_leaves_the_install_root_untouched() {
     let n = bytes.len();
     bytes[n / 2] ^= 0xff;
     fs::write(&art, bytes).expect("write");
-    let server = spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        router(&ServerConfig {
-            root: tree.clone(),
-            ..ServerConfig::default()
-        }),
-    )
-    .await
-    .expect("serve");
+    let mut server = TestServer::tree(&tree).await;
     let cli_root = t.path().join("cli-install");
     let a = t.path().join("v010.tar.gz");
     tar_gz(&a, "0.1.0");
@@ -316,7 +302,7 @@ async fn cli_update_failure_exits_1_and_leaves_the_install_root_untouched() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("SHA-256"), "{err}");
     assert_eq!(listing(&cli_root), before);
-    server.stop().await.expect("stop");
+    server.stop().await;
 }
 
 fn walk(p: &Path) -> Vec<String> {
@@ -406,15 +392,7 @@ impl railgun_core::update::ArtifactVerifier for Refuse {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verifier_refusal_installs_nothing_and_reports_an_error_event() {
     let f = fixture();
-    let server = spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        router(&ServerConfig {
-            root: f.tree.clone(),
-            ..ServerConfig::default()
-        }),
-    )
-    .await
-    .expect("serve");
+    let mut server = TestServer::tree(&f.tree).await;
     let u = f.updater(&server.url(), "data");
     let verifier = Arc::new(Refuse(std::sync::Mutex::new(None)));
     u.set_verifier(Some(verifier.clone()));
@@ -443,21 +421,13 @@ async fn verifier_refusal_installs_nothing_and_reports_an_error_event() {
         }
     }
     assert_eq!(last_error.as_deref(), Some("ERR_UPDATER_VERIFICATION"));
-    server.stop().await.expect("stop");
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_on_quit_waits_for_the_quit() {
     let f = fixture();
-    let server = spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        router(&ServerConfig {
-            root: f.tree.clone(),
-            ..ServerConfig::default()
-        }),
-    )
-    .await
-    .expect("serve");
+    let mut server = TestServer::tree(&f.tree).await;
     let u = f.updater(&server.url(), "data");
     u.check_for_updates().await.expect("check").expect("update");
     u.download_update().await.expect("download");
@@ -470,7 +440,7 @@ async fn install_on_quit_waits_for_the_quit() {
     let done = u.on_app_quit().await.expect("quit").expect("installed");
     assert_eq!(done.version, Version::new(0, 2, 0));
     assert_eq!(f.root().current_version(), Some(Version::new(0, 2, 0)));
-    server.stop().await.expect("stop");
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -487,9 +457,7 @@ async fn retry_after_is_honoured() {
             )
         }),
     );
-    let server = spawn("127.0.0.1:0".parse().expect("addr"), app)
-        .await
-        .expect("serve");
+    let server = ScriptedServer::spawn(app).await;
     let f = fixture();
     let u = f.updater(&server.url(), "data");
     let r = u.check_for_updates().await;
@@ -532,13 +500,17 @@ async fn two_updaters_on_one_data_dir_the_second_reports_busy() {
                 }
             }),
         )
-        .fallback_service(router(&ServerConfig {
-            root: f.tree.clone(),
-            ..ServerConfig::default()
-        }));
-    let server = spawn("127.0.0.1:0".parse().expect("addr"), gated)
-        .await
-        .expect("serve");
+        .fallback_service(
+            App::open(&ServerConfig {
+                root: f.tree.clone(),
+                database: format!("sqlite:{}", f.t.path().join("gated.db").display()),
+                ..ServerConfig::default()
+            })
+            .await
+            .expect("app")
+            .router,
+        );
+    let server = ScriptedServer::spawn(gated).await;
     let first = f.updater(&server.url(), "data");
     let second = f.updater(&server.url(), "data");
     first
@@ -572,15 +544,7 @@ async fn two_updaters_on_one_data_dir_the_second_reports_busy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_check_finds_and_downloads_then_stops() {
     let f = fixture();
-    let server = spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        router(&ServerConfig {
-            root: f.tree.clone(),
-            ..ServerConfig::default()
-        }),
-    )
-    .await
-    .expect("serve");
+    let mut server = TestServer::tree(&f.tree).await;
     let u = f.updater(&server.url(), "data");
     let mut events = u.subscribe();
     u.start_auto_check(std::time::Duration::from_millis(20));
@@ -599,7 +563,7 @@ async fn auto_check_finds_and_downloads_then_stops() {
         u.state(),
         railgun_core::update::UpdaterState::UpdateDownloaded
     );
-    server.stop().await.expect("stop");
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -608,15 +572,7 @@ async fn cli_update_with_sigstore_required_refuses_an_artifact_without_a_bundle(
     let tree = t.path().join("tree");
     let key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
     release(t.path(), &tree, &key, "0.2.0");
-    let server = spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        router(&ServerConfig {
-            root: tree.clone(),
-            ..ServerConfig::default()
-        }),
-    )
-    .await
-    .expect("serve");
+    let mut server = TestServer::tree(&tree).await;
     let cli_root = t.path().join("cli-install");
     let pubkey = t.path().join("release.pub");
     fs::write(&pubkey, key.public_key().to_pem()).expect("pub");
@@ -688,5 +644,5 @@ async fn cli_update_with_sigstore_required_refuses_an_artifact_without_a_bundle(
         InstallRoot::new(&cli_root).current_version(),
         Some(Version::new(0, 2, 0))
     );
-    server.stop().await.expect("stop");
+    server.stop().await;
 }

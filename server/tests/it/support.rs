@@ -1,0 +1,521 @@
+//! The one harness of the server suites.
+//!
+//! - [`TestServer`]: the real application (`App::open` + `App::spawn`) on `127.0.0.1:0`, over
+//!   SQLite in a temp dir or a fresh PostgreSQL database ([`crate::db`]), a manual clock,
+//!   the tokens [`READ`] and [`ADMIN`], and real keys (a release key whose public half the
+//!   server trusts, a rollout key that signs channel states); helpers for the calls the
+//!   suites make (`read`, `admin`, `send_events`, `flush`, `release`/`publish`, `report`).
+//! - [`ChildServer`]: `railgun serve` as a child process, its URL read from what it prints
+//!   (within [`DEADLINE`]), killed on drop.
+//! - [`ScriptedServer`]: a hand-written router on loopback, for stand-ins of other parties
+//!   (webhooks, a server that answers 503 or hangs).
+//! - [`within`]: every wait of a test has a deadline; a regression fails instead of hanging.
+
+use std::future::Future;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Utc};
+use railgun_core::analytics::event::EventBatch;
+use railgun_core::clock::{ManualClock, SharedClock};
+use railgun_core::trust::{KeyAlgorithm, PrivateKey};
+use railgun_core::update::manifest::RolloutPolicy;
+use railgun_core::update::{Arch, Format, Platform};
+use railgun_server::analytics::AppState;
+use railgun_server::release::{build_manifest, sign_manifest, ArtifactFile, ManifestSpec};
+use railgun_server::rollout::Rollouts;
+use railgun_server::serve::{App, RunningServer, ServerConfig};
+use serde_json::{json, Value};
+
+use crate::db::{self, Kind};
+
+/// The read token of every [`TestServer`].
+pub const READ: &str = "test-read-token";
+/// The admin token of every [`TestServer`].
+pub const ADMIN: &str = "test-admin-token";
+/// How long any single wait of a test may take before the test fails.
+pub const DEADLINE: StdDuration = StdDuration::from_secs(60);
+
+/// Awaits `fut`, failing the test (naming `what`) if it takes longer than [`DEADLINE`].
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(DEADLINE, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: still waiting after {DEADLINE:?}"),
+    }
+}
+
+/// The real application on loopback (see the module documentation).
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// A client for the suite's own requests.
+    pub http: reqwest::Client,
+    /// The configuration it runs with (`restart` reuses it).
+    pub config: ServerConfig,
+    /// The server's clock.
+    pub clock: ManualClock,
+    /// Signs releases; the server trusts its public key.
+    pub release_key: PrivateKey,
+    /// Signs channel states (the server's rollout key).
+    pub rollout_key: PrivateKey,
+    /// The temp dir: `updates/` (the tree), the SQLite database, key files, builds.
+    pub dir: tempfile::TempDir,
+    server: Option<RunningServer>,
+}
+
+impl TestServer {
+    /// SQLite, the clock at `now`, the rollout engine on a one-hour tick (tests run it with
+    /// `POST /admin/rollouts/evaluate`), no retention job.
+    pub async fn start(now: DateTime<Utc>) -> Self {
+        Self::with(Kind::Sqlite, "", now, |_| {})
+            .await
+            .expect("SQLite always runs")
+    }
+
+    /// The real application serving the update tree at `root` (its database in a temp dir).
+    pub async fn tree(root: &Path) -> Self {
+        let root = root.to_path_buf();
+        Self::with(Kind::Sqlite, "", Utc::now(), move |c| {
+            c.root = root;
+            c.clock = railgun_core::clock::system();
+        })
+        .await
+        .expect("SQLite always runs")
+    }
+
+    /// On `kind` (`None` when PostgreSQL is not configured: the suite `suite` says SKIP),
+    /// with `tweak` applied to the configuration last.
+    pub async fn with(
+        kind: Kind,
+        suite: &str,
+        now: DateTime<Utc>,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database = db::database(kind, &dir.path().join("db/railgun.db"), suite).await?;
+        let release_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+        let rollout_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+        let rollout_file = dir.path().join("rollout.key");
+        rollout_key
+            .write_pem_file(&rollout_file)
+            .expect("write key");
+        let release_pub = dir.path().join("release.pub");
+        std::fs::write(&release_pub, release_key.public_key().to_pem()).expect("pub");
+        let clock = ManualClock::new(now);
+        let mut config = ServerConfig {
+            root: dir.path().join("updates"),
+            database,
+            read_token: Some(READ.into()),
+            admin_token: Some(ADMIN.into()),
+            run_retention: false,
+            clock: Arc::new(clock.clone()) as SharedClock,
+            rollout_key: Some(rollout_file),
+            release_public_keys: vec![release_pub],
+            rollout_interval: StdDuration::from_secs(3600),
+            ..ServerConfig::default()
+        };
+        tweak(&mut config);
+        std::fs::create_dir_all(&config.root).expect("root");
+        let mut server = Self {
+            url: String::new(),
+            http: reqwest::Client::new(),
+            config,
+            clock,
+            release_key,
+            rollout_key,
+            dir,
+            server: None,
+        };
+        server.restart().await;
+        Some(server)
+    }
+
+    /// `http://127.0.0.1:PORT` (the same as the field `url`).
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The configured database URL (`sqlite:…` or `postgres://…`).
+    pub fn database(&self) -> &str {
+        &self.config.database
+    }
+
+    /// The running server (panics after [`TestServer::stop`]).
+    pub fn running(&self) -> &RunningServer {
+        self.server.as_ref().expect("server running")
+    }
+
+    /// The analytics state of the running server.
+    pub fn state(&self) -> &AppState {
+        &self.running().state
+    }
+
+    /// The rollout service of the running server.
+    pub fn rollouts(&self) -> &Rollouts {
+        &self.running().rollouts
+    }
+
+    /// Stops the server (in-flight requests answered, the ingest queue committed).
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            within("server stop", s.stop()).await.expect("stop");
+        }
+    }
+
+    /// Starts the server (again) over the same configuration and database.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let server = App::open(&self.config)
+            .await
+            .expect("app")
+            .spawn(addr)
+            .await
+            .expect("spawn");
+        self.url = server.url();
+        self.server = Some(server);
+    }
+
+    /// `GET path` with `token`.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut rq = self.http.get(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            rq = rq.bearer_auth(t);
+        }
+        within(path, rq.send()).await.expect("get")
+    }
+
+    /// `GET path` with the read token: must answer 200; its JSON.
+    pub async fn read(&self, path: &str) -> Value {
+        let r = self.get(path, Some(READ)).await;
+        let status = r.status();
+        let text = within(path, r.text()).await.expect("body");
+        assert_eq!(status, 200, "{path}: {text}");
+        serde_json::from_str(&text).expect("json")
+    }
+
+    /// `POST path` with `token` and the JSON `body`.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut rq = self.http.post(format!("{}{path}", self.url)).json(body);
+        if let Some(t) = token {
+            rq = rq.bearer_auth(t);
+        }
+        within(path, rq.send()).await.expect("post")
+    }
+
+    /// `POST path` with the admin token: must answer 2xx; its JSON.
+    pub async fn admin(&self, path: &str, body: Value) -> Value {
+        let r = self.post(path, Some(ADMIN), &body).await;
+        let status = r.status();
+        let v: Value = within(path, r.json()).await.expect("json");
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    /// `POST /analytics/events`: must answer 200; the `IngestResponse` as JSON.
+    pub async fn send_events(&self, batch: &EventBatch) -> Value {
+        let body = serde_json::to_value(batch).expect("batch");
+        let r = self.post("/analytics/events", None, &body).await;
+        let status = r.status();
+        let text = within("ingest answer", r.text()).await.expect("body");
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).expect("json")
+    }
+
+    /// Waits until every event queued so far is committed.
+    pub async fn flush(&self) {
+        within("ingest flush", self.state().queue.flush())
+            .await
+            .expect("flush");
+    }
+
+    /// Builds and signs (with the release key) a release of `version` with one artifact
+    /// (`{app}-{version}-linux-x64.tar.gz`, `size` bytes of text).
+    pub fn release(&self, r: &ReleaseSpec<'_>) -> SignedRelease {
+        self.release_signed_by(r, &self.release_key)
+    }
+
+    /// [`TestServer::release`] signed by `key` instead.
+    pub fn release_signed_by(&self, r: &ReleaseSpec<'_>, key: &PrivateKey) -> SignedRelease {
+        let work = self
+            .dir
+            .path()
+            .join(format!("build-{}-{}", r.version, uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&work).expect("mkdir");
+        let file = format!("{}-{}-linux-x64.tar.gz", r.app, r.version);
+        let bytes: Vec<u8> = format!("payload of {} ", r.version)
+            .bytes()
+            .cycle()
+            .take(r.size)
+            .collect();
+        std::fs::write(work.join(&file), &bytes).expect("write");
+        let manifest = build_manifest(&ManifestSpec {
+            app: r.app.into(),
+            version: r.version.parse().expect("version"),
+            channel: r.channel.into(),
+            notes: format!("release {}", r.version),
+            artifacts: vec![ArtifactFile {
+                path: work.join(&file),
+                platform: Platform::Linux,
+                arch: Arch::X64,
+                format: Format::TarGz,
+            }],
+            base_url: None,
+            rollout: r.policy.clone(),
+            released_at: r.released_at,
+            sigstore_bundles: None,
+        })
+        .expect("manifest");
+        let envelope = sign_manifest(&manifest, &[key]).expect("sign");
+        SignedRelease {
+            app: r.app.into(),
+            version: r.version.into(),
+            envelope: serde_json::to_value(&envelope).expect("json"),
+            file,
+            bytes,
+        }
+    }
+
+    /// `PUT /admin/releases/{app}/{version}/artifacts/{file}` with the admin token.
+    pub async fn upload(
+        &self,
+        app: &str,
+        version: &str,
+        file: &str,
+        bytes: Vec<u8>,
+    ) -> reqwest::Response {
+        let rq = self
+            .http
+            .put(format!(
+                "{}/admin/releases/{app}/{version}/artifacts/{file}",
+                self.url
+            ))
+            .bearer_auth(ADMIN)
+            .body(bytes);
+        within("artifact upload", rq.send()).await.expect("put")
+    }
+
+    /// Registers `release` (`POST /admin/releases` with `{"manifest": …}` plus the fields of
+    /// `extra`, e.g. `{"start": true, "percentage": 10}`), then uploads its artifact; the
+    /// upload's answer.
+    pub async fn publish(&self, release: &SignedRelease, extra: Value) -> Value {
+        let mut body = json!({"manifest": release.envelope});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let reg = self.admin("/admin/releases", body).await;
+        assert_eq!(reg["missingArtifacts"], json!([release.file]), "{reg}");
+        let r = self
+            .upload(
+                &release.app,
+                &release.version,
+                &release.file,
+                release.bytes.clone(),
+            )
+            .await;
+        let status = r.status();
+        let v: Value = within("upload answer", r.json()).await.expect("json");
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+}
+
+impl Drop for TestServer {
+    /// A PostgreSQL test drops its own database (forcing out the store's connections).
+    fn drop(&mut self) {
+        if self.config.database.starts_with("postgres") {
+            db::drop_database(&self.config.database);
+        }
+    }
+}
+
+/// What [`TestServer::release`] builds.
+#[derive(Debug, Clone)]
+pub struct ReleaseSpec<'a> {
+    /// App name.
+    pub app: &'a str,
+    /// Channel.
+    pub channel: &'a str,
+    /// Version.
+    pub version: &'a str,
+    /// The manifest's rollout policy.
+    pub policy: Option<RolloutPolicy>,
+    /// `releasedAt`.
+    pub released_at: DateTime<Utc>,
+    /// Artifact size in bytes.
+    pub size: usize,
+}
+
+/// A signed release and its one artifact.
+#[derive(Debug, Clone)]
+pub struct SignedRelease {
+    /// App name.
+    pub app: String,
+    /// Version.
+    pub version: String,
+    /// The signed manifest (DSSE envelope) as JSON.
+    pub envelope: Value,
+    /// The artifact's file name.
+    pub file: String,
+    /// The artifact's bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// `railgun serve` as a child process, killed (and reaped) on drop.
+pub struct ChildServer {
+    /// `http://127.0.0.1:PORT`, as the server printed it.
+    pub url: String,
+    /// Every line the server printed before its URL (e.g. the `--dev` notice).
+    pub preamble: Vec<String>,
+    child: Child,
+}
+
+impl ChildServer {
+    /// Runs `railgun serve --addr 127.0.0.1:0` plus `args` with the environment `cmd`
+    /// prepares (tokens, key files), and waits up to [`DEADLINE`] for its
+    /// `listening on http://…` line.
+    pub fn spawn(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_railgun"));
+        cmd.args(["serve", "--addr", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("RAILGUN_DATABASE_URL")
+            .env_remove("RAILGUN_READ_TOKEN")
+            .env_remove("RAILGUN_ADMIN_TOKEN")
+            .env_remove("RAILGUN_ROLLOUT_KEY_FILE")
+            .env_remove("RAILGUN_ALERT_WEBHOOK")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn railgun serve");
+        let stdout = child.stdout.take().expect("stdout");
+        // Read on a thread so the deadline holds even if the child never prints.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let mut preamble = Vec::new();
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                if line.contains("listening on http://") {
+                    let _ = tx.send(Ok((line, preamble)));
+                    // Keep draining so the child never blocks on a full pipe.
+                    for _ in lines.by_ref() {}
+                    return;
+                }
+                preamble.push(line);
+            }
+            let _ = tx.send(Err(preamble));
+        });
+        let mut server = Self {
+            url: String::new(),
+            preamble: Vec::new(),
+            child,
+        };
+        match rx.recv_timeout(DEADLINE) {
+            Ok(Ok((line, preamble))) => {
+                server.url = line
+                    .split_whitespace()
+                    .find(|w| w.starts_with("http://"))
+                    .expect("url in the listening line")
+                    .to_string();
+                server.preamble = preamble;
+            }
+            Ok(Err(preamble)) => panic!("railgun serve exited before listening: {preamble:?}"),
+            Err(_) => panic!("railgun serve printed no URL within {DEADLINE:?}"),
+        }
+        server
+    }
+
+    /// [`ChildServer::spawn`] serving `root` with its data in `data_dir`.
+    pub fn serve(
+        root: &Path,
+        data_dir: &Path,
+        extra: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "--root".as_ref(),
+            root.as_os_str(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, env)
+    }
+
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A hand-written router served on loopback: a stand-in for another party.
+pub struct ScriptedServer {
+    /// The bound address.
+    pub addr: SocketAddr,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ScriptedServer {
+    /// Serves `router` on `127.0.0.1:0`.
+    pub async fn spawn(router: axum::Router) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        Self {
+            addr,
+            handle,
+            shutdown: Some(tx),
+        }
+    }
+
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving (requests in flight finish) within [`DEADLINE`].
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match within("scripted server stop", &mut self.handle).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+/// A path's text (test paths are UTF-8).
+pub fn utf8(path: &Path) -> &str {
+    path.to_str().expect("utf8 path")
+}
+
+/// `dir/name`, created.
+pub fn mkdir(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::create_dir_all(&p).expect("mkdir");
+    p
+}
