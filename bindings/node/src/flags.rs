@@ -124,6 +124,10 @@ pub struct FeatureFlags {
     core: Arc<CoreFlags>,
     refresh_task: Option<tokio::task::JoinHandle<()>>,
     change_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Subscribed before the background refresh started: the first `onChange` listener takes
+    /// it, so a first fetch that completes before that listener is registered still reaches
+    /// it (a fresh subscription would have missed it).
+    since_start: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl Drop for FeatureFlags {
@@ -179,6 +183,7 @@ impl FeatureFlags {
             config.refresh_interval = i;
         }
         let core = Arc::new(CoreFlags::new(config, store).map_err(JsFailure::from)?);
+        let since_start = Some(core.subscribe());
         let refresh_task = interval.map(|_| {
             let c = Arc::clone(&core);
             napi::bindgen_prelude::within_runtime_if_available(move || c.spawn_refresh())
@@ -187,6 +192,7 @@ impl FeatureFlags {
             core,
             refresh_task,
             change_tasks: Vec::new(),
+            since_start,
         })
     }
 
@@ -276,8 +282,9 @@ impl FeatureFlags {
         }
     }
 
-    /// Calls `cb()` whenever the flags change (a new config, an override). The listener
-    /// does not keep Node alive.
+    /// Calls `cb()` whenever the flags change (a new config, an override). The first
+    /// listener is also told of a change since the constructor (the first background fetch
+    /// may finish before it is registered). The listener does not keep Node alive.
     #[napi(ts_args_type = "cb: () => void")]
     pub fn on_change(&mut self, cb: Function<(), Unknown<'static>>) -> Result<()> {
         let tsfn: ChangeListener = cb
@@ -285,8 +292,14 @@ impl FeatureFlags {
             .weak::<true>()
             .callee_handled::<false>()
             .build()?;
-        let mut rx = self.core.subscribe();
-        rx.mark_unchanged();
+        let mut rx = match self.since_start.take() {
+            Some(rx) => rx,
+            None => {
+                let mut rx = self.core.subscribe();
+                rx.mark_unchanged();
+                rx
+            }
+        };
         let task = napi::bindgen_prelude::spawn(async move {
             while rx.changed().await.is_ok() {
                 tsfn.call((), ThreadsafeFunctionCallMode::NonBlocking);
