@@ -183,8 +183,9 @@ export declare class FeatureFlags {
    */
   isKillSwitchActive(): KillSwitch
   /**
-   * Calls `cb()` whenever the flags change (a new config, an override). The listener
-   * does not keep Node alive.
+   * Calls `cb()` whenever the flags change (a new config, an override). The first
+   * listener is also told of a change since the constructor (the first background fetch
+   * may finish before it is registered). The listener does not keep Node alive.
    */
   onChange(cb: () => void): void
   /** Stops the background refresh and the change listeners. */

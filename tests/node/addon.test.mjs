@@ -11,7 +11,7 @@ import {
   ROOT, addon, buildTarball, getJson, keygen, publishedArtifacts, rejectsWithCode, sha256Hex,
   signAndPublish, startServer, tempDir, writeEnvelope,
 } from '../node-support/railgun.mjs';
-import { WAIT_MS, condition } from '../node-support/deadline.mjs';
+import { WAIT_MS, condition, within } from '../node-support/deadline.mjs';
 
 const APP = 'node-app';
 const READ_TOKEN = 'node-test-read-token';
@@ -334,4 +334,26 @@ test('listeners and background tasks do not keep Node alive', (t) => {
   assert.equal(r.error?.code, undefined, `the child did not exit within ${WAIT_MS} ms: something keeps Node alive`);
   assert.equal(r.signal, null);
   assert.equal(r.status, 0, r.stderr);
+});
+
+test('flags: the first onChange listener hears of a background fetch that finished before it was registered', async (t) => {
+  const work = tempDir(t);
+  const tree = join(work, 'tree');
+  mkdirSync(tree, { recursive: true });
+  writeFileSync(join(tree, 'early.json'), JSON.stringify({
+    version: 1, flags: [{ key: 'composer', enabled: true, rolloutPercentage: 100 }],
+  }));
+  const server = await startServer(t, { root: tree, dataDir: join(work, 'data') });
+  const flags = new addon.FeatureFlags({
+    url: `${server.url}/early.json`, app: APP, appVersion: '1.0.0', stateDir: join(work, 'state'), refreshIntervalMs: 60_000,
+  });
+  t.after(() => flags.close());
+  // Let the background fetch finish first (nothing else can tell: no listener yet).
+  await within((async () => {
+    while (!flags.get('composer')) await new Promise((r) => setImmediate(r));
+  })(), 'the background fetch to apply the config');
+  let told;
+  const heard = new Promise((resolve) => { told = resolve; });
+  flags.onChange(() => told());
+  await within(heard, 'the listener to hear of the change that came before it');
 });

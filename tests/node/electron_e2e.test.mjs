@@ -9,70 +9,39 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createElectronStandIn, settle } from './support/electron-standin.mjs';
-import { WAIT_MS, within } from '../node-support/deadline.mjs';
+import { within } from '../node-support/deadline.mjs';
+import {
+  buildTarball, keygen, railgunBin, signAndPublish, startServer, tempDir,
+} from '../node-support/railgun.mjs';
 
 const require = createRequire(import.meta.url);
-const root = fileURLToPath(new URL('../..', import.meta.url));
 const main = require('../../electron/main.js');
 const { exposeRailgunApi } = require('../../electron/preload.js');
 const { errorCode } = require('../../electron/renderer.js');
-
-/** The `railgun` binary: $RAILGUN_BIN, else `<target>/debug/railgun` (as the addon tests). */
-function railgunBin() {
-  if (process.env.RAILGUN_BIN) return process.env.RAILGUN_BIN;
-  return path.join(process.env.CARGO_TARGET_DIR || path.join(root, 'target'), 'debug', 'railgun');
-}
 
 const BIN = railgunBin();
 
 const APP = 'rail-gun';
 const READ_TOKEN = 'e2e-read-token';
 
-function run(...args) {
-  return execFileSync(BIN, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: WAIT_MS });
-}
-
-/** Starts `railgun serve` on a free port; resolves once it printed its URL (no polling). */
-function startServer(tree, dataDir) {
-  const child = spawn(BIN, ['serve', '--root', tree, '--data-dir', dataDir, '--addr', '127.0.0.1:0'], {
-    env: { ...process.env, RAILGUN_READ_TOKEN: READ_TOKEN, RAILGUN_ADMIN_TOKEN: 'e2e-admin-token' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const started = new Promise((resolve, reject) => {
-    let out = '';
-    const onData = (chunk) => {
-      out += chunk;
-      const m = /http:\/\/127\.0\.0\.1:\d+/.exec(out);
-      if (m) resolve({ child, url: m[0] });
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`railgun serve exited (${code}): ${out}`)));
-    child.once('error', reject);
-  });
-  return within(started, 'railgun serve to print its URL');
-}
-
+/** Publishes 0.1.0 and 0.2.0 on stable into `w/tree`; the release public key (PEM). */
 function publish(w) {
-  run('keygen', '--out', path.join(w, 'keys'), '--name', 'release');
-  const key = path.join(w, 'keys', 'release.key');
+  const keys = keygen(path.join(w, 'keys'), 'release');
   for (const v of ['0.1.0', '0.2.0']) {
-    const build = path.join(w, `build-${v}`);
-    const pkg = path.join(build, 'pkg');
-    mkdirSync(pkg, { recursive: true });
-    writeFileSync(path.join(pkg, 'VERSION'), `Rail Gun ${v}\n`);
-    execFileSync('tar', ['-czf', path.join(build, `${APP}-${v}-linux-x64.tar.gz`), '-C', pkg, '.']);
-    rmSync(pkg, { recursive: true });
-    run('release', 'sign', '--key', key, '--app', APP, '--version', v, '--channel', 'stable', '--artifacts', build, '--out', path.join(build, 'manifest.json'));
-    run('release', 'publish', '--root', path.join(w, 'tree'), '--manifest', path.join(build, 'manifest.json'), '--key', key, '--percentage', '100');
+    signAndPublish({ keys, tree: path.join(w, 'tree'), app: APP, version: v, build: buildTarball(w, APP, v) });
   }
-  return readFileSync(path.join(w, 'keys', 'release.pub'), 'utf8');
+  return keys.pem;
+}
+
+/** `railgun serve` on `tree` with the read token. */
+function serve(t, w) {
+  return startServer(t, {
+    root: path.join(w, 'tree'), dataDir: path.join(w, 'data'),
+    env: { RAILGUN_READ_TOKEN: READ_TOKEN, RAILGUN_ADMIN_TOKEN: 'e2e-admin-token' },
+  });
 }
 
 function writeConfig(tree, darkMode, killSwitch = null) {
@@ -94,13 +63,11 @@ function writeConfig(tree, darkMode, killSwitch = null) {
 test('renderer → preload → main → addon → real server and back', { timeout: 120_000 }, async (t) => {
   assert.ok(existsSync(BIN), `railgun binary not found at ${BIN}: cargo build -p railgun-server (or set RAILGUN_BIN)`);
   assert.doesNotThrow(() => require('../../index.js'), 'the addon must be built: npm run build:debug');
-  const w = realpathSync(mkdtempSync(path.join(tmpdir(), 'railgun-electron-e2e-')));
-  t.after(() => rmSync(w, { recursive: true, force: true }));
+  const w = tempDir(t, 'railgun-electron-e2e-');
   const publicKey = publish(w);
   const tree = path.join(w, 'tree');
   writeConfig(tree, false);
-  const { child, url } = await startServer(tree, path.join(w, 'data'));
-  t.after(() => child.kill());
+  const { url } = await serve(t, w);
 
   main.reset();
   const common = { app: APP, appVersion: '0.1.0', stateDir: path.join(w, 'state'), env: {} };
@@ -138,7 +105,7 @@ test('renderer → preload → main → addon → real server and back', { timeo
   assert.equal(downloaded.sha256, info.files[0].sha256);
   const installed = await api.updater.install();
   assert.equal(installed.version, '0.2.0');
-  assert.equal(readFileSync(path.join(w, 'install', 'current', 'VERSION'), 'utf8'), 'Rail Gun 0.2.0\n');
+  assert.equal(readFileSync(path.join(w, 'install', 'current', 'VERSION'), 'utf8'), `${APP} 0.2.0\n`);
   assert.equal(updater.currentVersion, '0.2.0');
   await settle();
   const names = events.map(([n]) => n);
@@ -195,13 +162,10 @@ test('renderer → preload → main → addon → real server and back', { timeo
 
 test('a release signed by a key the app does not trust is refused, and the page gets the code', { timeout: 120_000 }, async (t) => {
   assert.ok(existsSync(BIN), `railgun binary not found at ${BIN}`);
-  const w = realpathSync(mkdtempSync(path.join(tmpdir(), 'railgun-electron-e2e-')));
-  t.after(() => rmSync(w, { recursive: true, force: true }));
+  const w = tempDir(t, 'railgun-electron-e2e-');
   publish(w);
-  run('keygen', '--out', path.join(w, 'stranger'), '--name', 'stranger');
-  const strangerKey = readFileSync(path.join(w, 'stranger', 'stranger.pub'), 'utf8');
-  const { child, url } = await startServer(path.join(w, 'tree'), path.join(w, 'data'));
-  t.after(() => child.kill());
+  const strangerKey = keygen(path.join(w, 'stranger'), 'stranger').pem;
+  const { url } = await serve(t, w);
 
   main.reset();
   const electron = createElectronStandIn();

@@ -1,33 +1,70 @@
-// The IPC layer through the Electron stand-in (support/electron-standin.mjs, NOT Electron):
+// The IPC layer over the real addon and a real `railgun serve`:
 // page → window.electronAPI (contextBridge copy) → preload → ipcRenderer → ipcMain → main.js →
-// addon (scripted stand-in here; the real addon in electron_e2e.test.mjs) and back.
-import test from 'node:test';
+// @railgun/core → the server, and back. What the page sent is read back from the server's
+// store; what was refused never reached the addon (the spy, ../node-support/addon-spy.mjs,
+// records every call that did).
+//
+// Electron's own objects (ipcMain, ipcRenderer, webContents, contextBridge, app) are the
+// in-process STAND-IN of support/electron-standin.mjs, NOT Electron (it cannot run here).
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+
 import { createElectronStandIn, settle } from './support/electron-standin.mjs';
-import { createFakeAddon, fakeElectronApp } from './support/electron-fake-addon.mjs';
+import { spyOnAddon } from '../node-support/addon-spy.mjs';
+import { nextEmit } from '../node-support/deadline.mjs';
+import {
+  APP, RELEASES, RUNNING, baseConfig, fixtureForFile, newUserId,
+} from '../node-support/electron-fixture.mjs';
 
 const require = createRequire(import.meta.url);
 const main = require('../../electron/main.js');
 const { exposeRailgunApi } = require('../../electron/preload.js');
 const { errorCode } = require('../../electron/renderer.js');
 
-const ENV = { RAILGUN_UPDATE_URL: 'http://127.0.0.1:9/updates', RAILGUN_UPDATE_PUBLIC_KEY: 'a2V5' };
+const file = fixtureForFile({
+  onAfter: () => {
+    main.reset();
+  },
+});
 
-function world({ registerFirst = false, validateSender } = {}) {
+/**
+ * One app: the updater (0.1.0, the stable channel offers 0.2.0), analytics (consent granted,
+ * its own user) and flags (its own config document, first fetch done) over the spied real
+ * addon, the IPC handlers, and one page with `window.electronAPI`.
+ */
+async function world(t, { registerFirst = false, validateSender } = {}) {
   main.reset();
-  const addon = createFakeAddon();
-  const electronApp = fakeElectronApp();
-  const electron = createElectronStandIn();
+  const spy = spyOnAddon();
+  const electron = createElectronStandIn({ name: APP, version: RUNNING, userData: file.fx.userData(t) });
+  const electronApp = electron.app;
   let unregister;
   if (registerFirst) unregister = main.registerIpcHandlers(electron.ipcMain, { validateSender });
-  const updater = main.initAutoUpdater({ addon, electronApp, env: ENV, autoCheck: false, autoDownload: false });
-  const analytics = main.initAnalytics({ addon, electronApp, url: 'http://127.0.0.1:9', consent: 'granted' });
-  const flags = main.initFeatureFlags({ addon, electronApp, url: 'http://127.0.0.1:9/config.json' });
+  const updater = main.initAutoUpdater({
+    addon: spy, electronApp, url: file.fx.updatesUrl, publicKeys: [file.fx.keys.pem], autoCheck: false, autoDownload: false,
+  });
+  const userId = newUserId();
+  const analytics = main.initAnalytics({ addon: spy, electronApp, url: file.fx.url, consent: 'granted', sampleRate: 1, userId });
+  const config = file.fx.newConfig();
+  const flags = main.initFeatureFlags({ addon: spy, electronApp, url: config.url });
+  await nextEmit(flags, 'change'); // the addon's first fetch
   if (!registerFirst) unregister = main.registerIpcHandlers(electron.ipcMain, { validateSender });
+  t.after(async () => {
+    unregister();
+    await main.shutdown();
+    main.reset();
+  });
   const renderer = electron.createRenderer();
   exposeRailgunApi(renderer.contextBridge, renderer.ipcRenderer);
-  return { addon, electron, renderer, api: renderer.window.electronAPI, updater, analytics, flags, unregister };
+  return { spy, electron, renderer, api: renderer.window.electronAPI, updater, analytics, flags, config, userId, unregister };
+}
+
+/** Runs `action` in main and waits until the updater emitted `name` there, then for IPC. */
+async function inMain(updater, name, action) {
+  const emitted = nextEmit(updater, name);
+  await action().catch(() => {});
+  await emitted;
+  await settle();
 }
 
 const refused = (code = 'ERR_INVALID_ARGUMENT') => (e) => {
@@ -35,35 +72,42 @@ const refused = (code = 'ERR_INVALID_ARGUMENT') => (e) => {
   return true;
 };
 
-test('every call goes renderer → preload → main → addon and back as plain data', async () => {
-  const { api, addon } = world();
+test('every call goes renderer → preload → main → addon → server and back as plain data', async (t) => {
+  const { api, analytics, userId, electron } = await world(t);
   assert.deepEqual(await api.featureFlags.getAll(), { new_composer: true, dark_mode: false });
   assert.equal(await api.featureFlags.get('new_composer'), true);
   assert.equal(await api.featureFlags.get('missing'), false);
-  assert.equal((await api.featureFlags.getAnnouncements())[0].id, 'a1');
+  assert.deepEqual(await api.featureFlags.getAnnouncements(),
+    [{ id: 'a1', type: 'info', title: 'Hello', message: 'New release', dismissible: true, showOnce: false }]);
   assert.deepEqual(await api.featureFlags.getMaintenance(), { active: false, allowReadOnly: true });
   assert.deepEqual(await api.featureFlags.isKillSwitchActive(), { active: false, message: null });
 
   assert.equal(await api.analytics.track('message_sent', { count: 1, draft: false, kind: 'text' }), null);
   assert.equal(await api.analytics.track('session_start'), null);
   await api.analytics.screen('settings');
+  assert.equal((await analytics.flush()).pending, 0);
+  assert.deepEqual(file.fx.names(userId), [
+    ['session_start', null], // the session the addon started
+    ['message_sent', { count: 1, draft: false, kind: 'text' }],
+    ['session_start', null],
+    ['screen_view', { screen_name: 'settings' }],
+  ]);
   await api.analytics.setConsent('denied');
   assert.equal(await api.analytics.getConsent(), 'denied');
-  const a = addon.made.analytics[0];
-  assert.deepEqual(a.events.slice(0, 3), [
-    { name: 'message_sent', properties: { count: 1, draft: false, kind: 'text' } },
-    { name: 'session_start', properties: undefined },
-    { name: 'screen_view', properties: { screen_name: 'settings' } },
-  ]);
+  const erased = await analytics.flush();
+  assert.equal(erased.erasuresPending, 0, 'the server acknowledged the erasure');
+  assert.deepEqual(file.fx.names(userId), [], 'denied: the server erased this user');
 
-  assert.equal((await api.updater.check()).version, '0.2.0');
-  assert.equal((await api.updater.download()).version, '0.2.0');
-  assert.deepEqual(await api.updater.install(), { version: '0.2.0', previous: '0.1.0' });
+  assert.equal((await api.updater.check()).version, RELEASES.stable);
+  const downloaded = await api.updater.download();
+  assert.equal(downloaded.version, RELEASES.stable);
+  assert.match(downloaded.sha256, /^[0-9a-f]{64}$/);
+  assert.deepEqual(await api.updater.install(), { version: RELEASES.stable });
+  assert.equal(electron.app.getVersion(), RUNNING, 'the running app is unchanged until it restarts');
 });
 
-test('the renderer gets only frozen plain objects and functions: no ipcRenderer, no Node objects', async () => {
-  const { api, renderer } = world();
-  const shape = {};
+test('the renderer gets only frozen plain objects and functions: no ipcRenderer, no Node objects', async (t) => {
+  const { api, renderer } = await world(t);
   const walk = (v, at) => {
     if (typeof v === 'function') return 'function';
     assert.equal(typeof v, 'object', at);
@@ -73,66 +117,80 @@ test('the renderer gets only frozen plain objects and functions: no ipcRenderer,
     for (const k of Object.keys(v)) out[k] = walk(v[k], `${at}.${k}`);
     return out;
   };
-  Object.assign(shape, walk(api, 'electronAPI'));
-  assert.deepEqual(shape, {
+  assert.deepEqual(walk(api, 'electronAPI'), {
     featureFlags: { get: 'function', getAll: 'function', getAnnouncements: 'function', getMaintenance: 'function', isKillSwitchActive: 'function', onChange: 'function' },
     analytics: { track: 'function', screen: 'function', setConsent: 'function', getConsent: 'function' },
     updater: { check: 'function', download: 'function', install: 'function', onEvent: 'function' },
     health: { reportError: 'function' },
   });
   assert.deepEqual(Object.keys(renderer.window), ['electronAPI']);
-  // Answers are data, not live objects of the main process.
+  // Answers are data, not live objects of the main process or the addon.
   const all = await api.featureFlags.getAll();
   assert.equal(Object.getPrototypeOf(all), Object.prototype);
+  const info = await api.updater.check();
+  assert.equal(Object.getPrototypeOf(info), Object.prototype);
+  assert.equal(Object.getPrototypeOf(info.files[0]), Object.prototype);
 });
 
-test('updater events reach onEvent as (name, payload) only; unsubscribe stops them', async () => {
-  const { api, addon, electron } = world();
+test('updater events reach onEvent as (name, payload) only; unsubscribe stops them', async (t) => {
+  const { api, updater, electron } = await world(t);
   const got = [];
   const off = api.updater.onEvent((...args) => got.push(args));
   assert.equal(typeof off, 'function');
   await settle(); // the subscription reached main
-  await api.updater.check();
-  await settle();
+  await inMain(updater, 'update-available', () => api.updater.check());
   assert.deepEqual(got.map((a) => a[0]), ['checking-for-update', 'update-available']);
   for (const args of got) assert.equal(args.length, 2, 'no IPC event object');
-  assert.equal(got[1][1].version, '0.2.0');
+  assert.equal(got[1][1].version, RELEASES.stable);
 
-  const u = addon.made.updaters[0];
-  u.emit('download-progress', { percent: 50, transferred: 5, total: 10, bytesPerSecond: 1 });
-  u.emit('error', { message: 'bad signature', code: 'ERR_SIGNATURE_INVALID', coreCode: 'ERR_SIGNATURE_INVALID' });
-  await settle();
-  assert.deepEqual(got.at(-2), ['download-progress', { percent: 50, transferred: 5, total: 10, bytesPerSecond: 1 }]);
-  assert.deepEqual(got.at(-1), ['error', { code: 'ERR_SIGNATURE_INVALID', message: 'bad signature' }]);
+  await inMain(updater, 'update-downloaded', () => api.updater.download());
+  const progress = got.filter(([n]) => n === 'download-progress').map(([, p]) => p);
+  assert.ok(progress.length >= 1, 'progress reached the page');
+  assert.deepEqual(Object.keys(progress.at(-1)).sort(), ['bytesPerSecond', 'percent', 'total', 'transferred']);
+  assert.equal(progress.at(-1).percent, 100);
+  assert.equal(progress.at(-1).transferred, progress.at(-1).total);
+  assert.equal(got.at(-1)[0], 'update-downloaded');
+
+  // A real failure: an updater whose server drops every connection. The bridge follows it.
+  const broken = main.initAutoUpdater({
+    addon: spyOnAddon(), electronApp: electron.app, url: file.dead, publicKeys: [file.fx.keys.pem], autoCheck: false,
+  });
+  await inMain(broken, 'error', () => broken.checkForUpdates());
+  const [name, payload] = got.at(-1);
+  assert.equal(name, 'error');
+  assert.deepEqual(Object.keys(payload).sort(), ['code', 'message'], 'plain {code, message} only');
+  assert.equal(payload.code, 'ERR_NETWORK');
 
   off();
   off(); // twice is harmless
   await settle();
   const before = got.length;
-  u.emit('checking-for-update', null);
-  await settle();
-  assert.equal(got.length, before);
-  const wc = [...electron.ipcMain.listeners('railgun:events:subscribe')];
-  assert.equal(wc.length, 1);
+  await inMain(broken, 'error', () => broken.checkForUpdates());
+  assert.equal(got.length, before, 'nothing after unsubscribing');
+  assert.equal(electron.ipcMain.listenerCount('railgun:events:subscribe'), 1);
 });
 
-test('flag changes are pushed and onChange listeners are told', async () => {
-  const { api, addon } = world({ registerFirst: true });
+test('flag changes are pushed and onChange listeners are told', async (t) => {
+  const { api, flags, config } = await world(t, { registerFirst: true });
   let told = 0;
   const off = api.featureFlags.onChange(() => {
     told += 1;
   });
   await settle();
-  addon.made.flags[0].set({ dark_mode: true });
+  file.fx.writeConfig(config.name, baseConfig({ version: '2', flags: [{ key: 'dark_mode', enabled: true, rolloutPercentage: 100 }] }));
+  const changed = nextEmit(flags, 'change');
+  assert.equal(await flags.refresh(), 'updated');
+  await changed;
   await settle();
   assert.equal(told, 1);
   assert.equal(await api.featureFlags.get('dark_mode'), true);
+  assert.equal(await api.featureFlags.get('new_composer'), false, 'the new document replaced the old one');
   off();
 });
 
-test('hostile arguments are refused with ERR_INVALID_ARGUMENT before the addon', async () => {
-  const { api, addon } = world();
-  const before = addon.calls.length;
+test('hostile arguments are refused with ERR_INVALID_ARGUMENT before the addon', async (t) => {
+  const { api, spy, analytics, userId } = await world(t);
+  const before = spy.calls.length;
   const cases = [
     () => api.analytics.track(42),
     () => api.analytics.track('Has-Caps'),
@@ -164,25 +222,30 @@ test('hostile arguments are refused with ERR_INVALID_ARGUMENT before the addon',
   for (const [i, call] of cases.entries()) {
     await assert.rejects(call(), refused(), `case ${i}: ${call}`);
   }
-  assert.equal(addon.calls.length, before, 'nothing reached the addon');
+  assert.equal(spy.calls.length, before, 'nothing reached the addon');
   assert.equal({}.polluted, undefined);
-  // The limits themselves are allowed.
-  await api.analytics.track('a'.repeat(64), Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`k${i}`, 's'.repeat(256)])));
-  await api.featureFlags.get('k'.repeat(128));
+  // The limits themselves are allowed, and the server stores them.
+  const widest = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`k${i}`, 's'.repeat(256)]));
+  await api.analytics.track('a'.repeat(64), widest);
+  assert.equal(await api.featureFlags.get('k'.repeat(128)), false);
+  await analytics.flush();
+  assert.deepEqual(file.fx.names(userId), [['session_start', null], ['a'.repeat(64), widest]]);
+  assert.equal(await analytics.getConsent(), 'granted', 'no refused setConsent took effect');
 });
 
-test('extra arguments on a no-argument channel are refused', async () => {
-  const { renderer, addon } = world();
+test('extra arguments on a no-argument channel are refused', async (t) => {
+  const { renderer, spy } = await world(t);
   const answer = await renderer.ipcRenderer.invoke('railgun:updater:install', { force: true });
   assert.deepEqual(answer, { ok: false, error: { code: 'ERR_INVALID_ARGUMENT', message: 'railgun:updater:install takes no arguments, got 1' } });
-  assert.equal(addon.calls.filter((c) => c[0] === 'installUpdate').length, 0);
+  assert.deepEqual(spy.callsOf('installUpdate'), []);
   const track = await renderer.ipcRenderer.invoke('railgun:analytics:track', 'ok', null, 'extra');
   assert.equal(track.error.code, 'ERR_INVALID_ARGUMENT');
-  assert.equal(addon.calls.filter((c) => c[0] === 'track').length, 0);
+  assert.deepEqual(spy.callsOf('track'), []);
 });
 
-test('unknown channels are refused with ERR_INVALID_ARGUMENT', async () => {
-  world();
+test('unknown channels are refused with ERR_INVALID_ARGUMENT', async (t) => {
+  const { spy } = await world(t);
+  const before = spy.calls.length;
   for (const channel of ['railgun:updater:evil', '__proto__', 'constructor', 'toString', 'hasOwnProperty', 42, null]) {
     const answer = await main.handleInvoke(channel, []);
     assert.equal(answer.ok, false, String(channel));
@@ -194,36 +257,43 @@ test('unknown channels are refused with ERR_INVALID_ARGUMENT', async () => {
   assert.match(raw.error.message, /__proto__/);
   // Arguments that are not an array are refused too.
   assert.equal((await main.handleInvoke('railgun:flags:get-all', 'x')).error.code, 'ERR_INVALID_ARGUMENT');
+  assert.equal(spy.calls.length, before);
 });
 
 test('a page cannot send functions, and gets typed errors for an uninitialized service', async () => {
   main.reset();
   const electron = createElectronStandIn();
-  main.registerIpcHandlers(electron.ipcMain);
-  const r = electron.createRenderer();
-  exposeRailgunApi(r.contextBridge, r.ipcRenderer);
-  await assert.rejects(r.window.electronAPI.featureFlags.getAll(), refused('ERR_NOT_INITIALIZED'));
-  await assert.rejects(r.window.electronAPI.analytics.track('ok', { f: () => 1 }), /could not be cloned/);
+  const unregister = main.registerIpcHandlers(electron.ipcMain);
+  try {
+    const r = electron.createRenderer();
+    exposeRailgunApi(r.contextBridge, r.ipcRenderer);
+    await assert.rejects(r.window.electronAPI.featureFlags.getAll(), refused('ERR_NOT_INITIALIZED'));
+    await assert.rejects(r.window.electronAPI.analytics.track('ok', { f: () => 1 }), /could not be cloned/);
+  } finally {
+    unregister();
+  }
 });
 
-test('validateSender refuses calls and subscriptions from other origins', async () => {
-  const { electron, addon } = world({
+test('validateSender refuses calls and subscriptions from other origins', async (t) => {
+  const { electron, updater, spy } = await world(t, {
     validateSender: (event) => new URL(event.senderFrame.url).origin === 'app://railgun',
   });
   const evil = electron.createRenderer('https://evil.example/');
   exposeRailgunApi(evil.contextBridge, evil.ipcRenderer);
+  const before = spy.calls.length;
   await assert.rejects(evil.window.electronAPI.featureFlags.getAll(), refused('ERR_UNTRUSTED_SENDER'));
+  await assert.rejects(evil.window.electronAPI.updater.check(), refused('ERR_UNTRUSTED_SENDER'));
+  assert.equal(spy.calls.length, before, 'nothing reached the addon');
   const got = [];
   evil.window.electronAPI.updater.onEvent((n) => got.push(n));
   await settle();
-  addon.made.updaters[0].emit('checking-for-update', null);
-  await settle();
+  await inMain(updater, 'update-available', () => updater.checkForUpdates());
   assert.deepEqual(got, []);
   assert.equal(evil.webContents.sent.length, 0);
 });
 
-test('a destroyed window is dropped from the pushes; others keep getting them', async () => {
-  const { electron, renderer, api, addon } = world();
+test('a destroyed window is dropped from the pushes; others keep getting them', async (t) => {
+  const { electron, renderer, api, updater } = await world(t);
   const other = electron.createRenderer();
   exposeRailgunApi(other.contextBridge, other.ipcRenderer);
   const a = [];
@@ -232,14 +302,13 @@ test('a destroyed window is dropped from the pushes; others keep getting them', 
   other.window.electronAPI.updater.onEvent((n) => b.push(n));
   await settle();
   renderer.webContents.destroy();
-  addon.made.updaters[0].emit('update-not-available', { version: '0.1.0' });
-  await settle();
+  await inMain(updater, 'update-available', () => updater.checkForUpdates());
   assert.deepEqual(a, []);
-  assert.deepEqual(b, ['update-not-available']);
+  assert.deepEqual(b, ['checking-for-update', 'update-available']);
 });
 
-test('handlers are registered once per channel and unregister removes them all', async () => {
-  const { electron, unregister } = world();
+test('handlers are registered once per channel and unregister removes them all', async (t) => {
+  const { electron, unregister } = await world(t);
   assert.equal(electron.ipcMain.handlers.size, Object.keys(main.CHANNELS).length);
   assert.throws(() => main.registerIpcHandlers(electron.ipcMain), /second handler/);
   unregister();
@@ -247,21 +316,19 @@ test('handlers are registered once per channel and unregister removes them all',
   assert.equal(electron.ipcMain.listenerCount('railgun:events:subscribe'), 0);
 });
 
-test('a listener that throws does not stop the others', async () => {
-  const { api, addon } = world();
+test('a listener that throws does not stop the others', async (t) => {
+  const { api, updater } = await world(t);
   const original = console.error;
   console.error = () => {};
-  try {
-    const got = [];
-    api.updater.onEvent(() => {
-      throw new Error('boom');
-    });
-    api.updater.onEvent((n) => got.push(n));
-    await settle();
-    addon.made.updaters[0].emit('checking-for-update', null);
-    await settle();
-    assert.deepEqual(got, ['checking-for-update']);
-  } finally {
+  t.after(() => {
     console.error = original;
-  }
+  });
+  const got = [];
+  api.updater.onEvent(() => {
+    throw new Error('boom');
+  });
+  api.updater.onEvent((n) => got.push(n));
+  await settle();
+  await inMain(updater, 'update-available', () => updater.checkForUpdates());
+  assert.deepEqual(got, ['checking-for-update', 'update-available']);
 });

@@ -1,28 +1,45 @@
-// electron/renderer.js through the Electron stand-in: getAnalytics() never throws into the UI,
-// Events match the core's names, error codes survive contextBridge in the message.
-import test from 'node:test';
+// electron/renderer.js over the whole bridge: getAnalytics() never throws into the UI and what
+// it records reaches the real server (read back from its store), Events match the core's
+// names, error codes survive contextBridge in the message. Electron's objects are the STAND-IN
+// of support/electron-standin.mjs; the addon is the real one (spied) and the server
+// `railgun serve`.
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
+
 import { createElectronStandIn, settle } from './support/electron-standin.mjs';
-import { createFakeAddon, fakeElectronApp } from './support/electron-fake-addon.mjs';
+import { spyOnAddon } from '../node-support/addon-spy.mjs';
+import { APP, RUNNING, fixtureForFile, newUserId } from '../node-support/electron-fixture.mjs';
 
 const require = createRequire(import.meta.url);
 const main = require('../../electron/main.js');
 const { exposeRailgunApi } = require('../../electron/preload.js');
 const renderer = require('../../electron/renderer.js');
 
-function world() {
+const file = fixtureForFile({
+  onAfter: () => {
+    main.reset();
+    renderer.setElectronApi(null);
+  },
+});
+
+function world(t) {
   main.reset();
-  const addon = createFakeAddon();
-  const electronApp = fakeElectronApp();
-  const electron = createElectronStandIn();
-  main.initAnalytics({ addon, electronApp, url: 'http://127.0.0.1:9', consent: 'granted' });
-  main.registerIpcHandlers(electron.ipcMain);
+  const spy = spyOnAddon();
+  const electron = createElectronStandIn({ name: APP, version: RUNNING, userData: file.fx.userData(t) });
+  const userId = newUserId();
+  const analytics = main.initAnalytics({ addon: spy, electronApp: electron.app, url: file.fx.url, consent: 'granted', sampleRate: 1, userId });
+  const unregister = main.registerIpcHandlers(electron.ipcMain);
+  t.after(async () => {
+    unregister();
+    await main.shutdown();
+    main.reset();
+  });
   const r = electron.createRenderer();
   exposeRailgunApi(r.contextBridge, r.ipcRenderer);
   renderer.setElectronApi(r.window.electronAPI);
-  return { addon, api: r.window.electronAPI };
+  return { spy, analytics, userId, api: r.window.electronAPI };
 }
 
 test('Events are exactly the core names (src/analytics/event.rs)', () => {
@@ -35,23 +52,26 @@ test('Events are exactly the core names (src/analytics/event.rs)', () => {
   assert.equal(renderer.categoryOf('my_event'), 'custom');
 });
 
-test('getAnalytics().track is fire-and-forget: recorded in main, failures go to onError', async () => {
-  const { addon } = world();
+test('getAnalytics().track is fire-and-forget: recorded in main and stored by the server, failures go to onError', async (t) => {
+  const { spy, analytics: mainAnalytics, userId } = world(t);
   const errors = [];
   const analytics = renderer.getAnalytics({ onError: (e) => errors.push(e) });
   assert.equal(analytics.track(renderer.Events.MESSAGE_SENT, { length_bucket: 'short' }), undefined);
   analytics.screen('inbox');
   await settle();
-  assert.deepEqual(addon.made.analytics[0].events, [
-    { name: 'message_sent', properties: { length_bucket: 'short' } },
-    { name: 'screen_view', properties: { screen_name: 'inbox' } },
-  ]);
   analytics.track('Bad Name');
   analytics.track('ok', { s: 'x'.repeat(300) });
   await settle();
   assert.equal(errors.length, 2);
   assert.deepEqual(errors.map(renderer.errorCode), ['ERR_INVALID_ARGUMENT', 'ERR_INVALID_ARGUMENT']);
-  assert.equal(addon.made.analytics[0].events.length, 2);
+  assert.deepEqual(spy.calls.filter(([c]) => c === 'track' || c === 'screen'),
+    [['track', 'message_sent', { length_bucket: 'short' }], ['screen', 'inbox']], 'the refused calls never reached the addon');
+  await mainAnalytics.flush();
+  assert.deepEqual(file.fx.names(userId), [
+    ['session_start', null],
+    ['message_sent', { length_bucket: 'short' }],
+    ['screen_view', { screen_name: 'inbox' }],
+  ]);
 });
 
 test('errorCode reads the code from the property or from the message prefix', () => {

@@ -1,12 +1,17 @@
 // electron/react.js in a DOM (jsdom via global-jsdom) with React 18 and Testing Library, over
 // the whole bridge: the page's window.electronAPI comes from the preload through the Electron
-// stand-in, main.js answers, the addon is the scripted stand-in.
+// STAND-IN (support/electron-standin.mjs, for Electron's own objects), main.js answers over
+// the real addon, and what the hooks record is read back from the real server's store; flags
+// come from a config document the real server serves.
 import 'global-jsdom/register';
-import test from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+
 import { createElectronStandIn, settle } from './support/electron-standin.mjs';
-import { createFakeAddon, fakeElectronApp } from './support/electron-fake-addon.mjs';
+import { spyOnAddon } from '../node-support/addon-spy.mjs';
+import { nextEmit } from '../node-support/deadline.mjs';
+import { APP, RUNNING, baseConfig, fixtureForFile, newUserId } from '../node-support/electron-fixture.mjs';
 
 globalThis.IS_REACT_ACT_ENVIRONMENT = true;
 
@@ -20,21 +25,48 @@ const { useScreenTracking, useFeatureTracking, useFeatureFlag } = require('../..
 
 const h = React.createElement;
 
-function world() {
+const file = fixtureForFile({
+  onAfter: () => {
+    cleanup();
+    main.reset();
+  },
+});
+
+async function world(t) {
   cleanup();
   main.reset();
   renderer.setElectronApi(null);
-  const addon = createFakeAddon();
-  const electronApp = fakeElectronApp();
-  const electron = createElectronStandIn();
-  main.initAnalytics({ addon, electronApp, url: 'http://127.0.0.1:9', consent: 'granted' });
-  main.initFeatureFlags({ addon, electronApp, url: 'http://127.0.0.1:9/config.json' });
-  main.registerIpcHandlers(electron.ipcMain);
+  const spy = spyOnAddon();
+  const electron = createElectronStandIn({ name: APP, version: RUNNING, userData: file.fx.userData(t) });
+  const userId = newUserId();
+  const analytics = main.initAnalytics({ addon: spy, electronApp: electron.app, url: file.fx.url, consent: 'granted', sampleRate: 1, userId });
+  const config = file.fx.newConfig();
+  const flags = main.initFeatureFlags({ addon: spy, electronApp: electron.app, url: config.url });
+  await nextEmit(flags, 'change'); // the addon's first fetch
+  const unregister = main.registerIpcHandlers(electron.ipcMain);
+  t.after(async () => {
+    cleanup();
+    unregister();
+    await main.shutdown();
+    main.reset();
+  });
   const r = electron.createRenderer();
   exposeRailgunApi(r.contextBridge, r.ipcRenderer);
   // The page's window (jsdom's) gets what contextBridge exposed.
   window.electronAPI = r.window.electronAPI;
-  return { addon, electron, r };
+  /** The events the server stored for this app's user, after a flush. */
+  const stored = async () => {
+    await analytics.flush();
+    return file.fx.names(userId).filter(([n]) => n !== 'session_start');
+  };
+  /** Publishes a new config with `dark_mode` and waits until main applied it. */
+  const setDarkMode = async (on, version) => {
+    file.fx.writeConfig(config.name, baseConfig({ version, flags: [{ key: 'dark_mode', enabled: on, rolloutPercentage: 100 }] }));
+    const changed = nextEmit(flags, 'change');
+    assert.equal(await flags.refresh(), 'updated');
+    await changed;
+  };
+  return { spy, electron, r, stored, setDarkMode };
 }
 
 /** Lets IPC deliveries and the React updates they cause run. */
@@ -46,8 +78,8 @@ async function flushAll() {
   }
 }
 
-test('useScreenTracking records a screen_view on mount and when the screen changes', async () => {
-  const { addon } = world();
+test('useScreenTracking records a screen_view on mount and when the screen changes', async (t) => {
+  const { stored } = await world(t);
   function Screen({ name }) {
     useScreenTracking(name);
     return h('p', null, name);
@@ -58,14 +90,11 @@ test('useScreenTracking records a screen_view on mount and when the screen chang
   await flushAll();
   view.rerender(h(Screen, { name: 'settings' }));
   await flushAll();
-  assert.deepEqual(
-    addon.made.analytics[0].events.map((e) => e.properties.screen_name),
-    ['inbox', 'settings'],
-  );
+  assert.deepEqual(await stored(), [['screen_view', { screen_name: 'inbox' }], ['screen_view', { screen_name: 'settings' }]]);
 });
 
-test('useScreenTracking records once per screen under StrictMode too', async () => {
-  const { addon } = world();
+test('useScreenTracking records once per screen under StrictMode too', async (t) => {
+  const { stored } = await world(t);
   function Screen({ name }) {
     useScreenTracking(name);
     return h('p', null, name);
@@ -77,14 +106,11 @@ test('useScreenTracking records once per screen under StrictMode too', async () 
   view.unmount();
   render(h(Screen, { name: 'settings' })); // a new mount is a new view
   await flushAll();
-  assert.deepEqual(
-    addon.made.analytics[0].events.map((e) => e.properties.screen_name),
-    ['inbox', 'settings', 'settings'],
-  );
+  assert.deepEqual((await stored()).map(([, p]) => p.screen_name), ['inbox', 'settings', 'settings']);
 });
 
-test('useFeatureTracking gives a stable trackUsage that records feature_used', async () => {
-  const { addon } = world();
+test('useFeatureTracking gives a stable trackUsage that records feature_used', async (t) => {
+  const { stored } = await world(t);
   const seen = new Set();
   function Composer() {
     const { trackUsage } = useFeatureTracking('composer');
@@ -98,13 +124,13 @@ test('useFeatureTracking gives a stable trackUsage that records feature_used', a
     view.getByText('Send').click();
   });
   await flushAll();
-  assert.deepEqual(addon.made.analytics[0].events, [
-    { name: 'feature_used', properties: { length_bucket: 'short', feature: 'composer', action: 'send' } },
+  assert.deepEqual(await stored(), [
+    ['feature_used', { length_bucket: 'short', feature: 'composer', action: 'send' }],
   ]);
 });
 
-test('useFeatureFlag shows the default, then the value, and re-renders when flags change', async () => {
-  const { addon } = world();
+test('useFeatureFlag shows the default, then the value, and re-renders when flags change', async (t) => {
+  const { setDarkMode } = await world(t);
   const renders = [];
   function Gate() {
     const on = useFeatureFlag('dark_mode');
@@ -116,20 +142,20 @@ test('useFeatureFlag shows the default, then the value, and re-renders when flag
   await flushAll();
   assert.equal(view.getByTestId('flag').textContent, 'light');
   await act(async () => {
-    addon.made.flags[0].set({ dark_mode: true }); // main pushes railgun:flags:changed
+    await setDarkMode(true, '2'); // main pushes railgun:flags:changed
   });
   await flushAll();
   assert.equal(view.getByTestId('flag').textContent, 'dark');
   await act(async () => {
-    addon.made.flags[0].set({ dark_mode: false });
+    await setDarkMode(false, '3');
   });
   await flushAll();
   assert.equal(view.getByTestId('flag').textContent, 'light');
   assert.deepEqual([...new Set(renders)], [false, true]);
 });
 
-test('useFeatureFlag unsubscribes on unmount and keeps the default when the key is refused', async () => {
-  const { addon, r } = world();
+test('useFeatureFlag unsubscribes on unmount and keeps the default when the key is refused', async (t) => {
+  const { r, setDarkMode } = await world(t);
   function Gate({ k }) {
     const on = useFeatureFlag(k, true);
     return h('span', { 'data-testid': 'flag' }, String(on));
@@ -141,7 +167,7 @@ test('useFeatureFlag unsubscribes on unmount and keeps the default when the key 
   await flushAll();
   const sentBefore = r.webContents.sent.length;
   await act(async () => {
-    addon.made.flags[0].set({ dark_mode: true });
+    await setDarkMode(true, '2'); // main saw the change
   });
   await flushAll();
   assert.equal(r.webContents.sent.length, sentBefore, 'no subscriber left: nothing pushed');

@@ -242,7 +242,8 @@ function quitEvent() {
 }
 
 /**
- * A STAND-IN for Electron's `app`: name, version, `getPath('userData')`, events, and `quit()`
+ * A STAND-IN for Electron's `app`: name, version, `getPath('userData')`, events, `relaunch()`
+ * (recorded only), and `quit()`
  * modelled on Electron's `Browser::Quit` / `NotifyAndShutdown` (shell/browser/browser.cc):
  *
  * - `quit()` while the app is quitting does nothing;
@@ -268,6 +269,8 @@ export class AppStandIn extends EventEmitter {
     this.exitCode = null;
     /** Every `quit()` call, honoured or not. */
     this.quitCalls = 0;
+    /** Every `relaunch()` call (Electron restarts the app after it quits). */
+    this.relaunchCalls = 0;
     /** The events `quit()` emitted, in order. */
     this.quitEvents = [];
     this._ended = new Promise((resolve) => {
@@ -286,6 +289,11 @@ export class AppStandIn extends EventEmitter {
   getPath(what) {
     if (what !== 'userData') throw new Error(`the app stand-in has no path ${what}`);
     return this._userData;
+  }
+
+  /** Records the call: Electron would start the app again once this instance has quit. */
+  relaunch() {
+    this.relaunchCalls += 1;
   }
 
   quit() {
