@@ -15,5 +15,9 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium; } >&2 \
     || echo "chromium could not be installed: the dashboard browser tests will be skipped" >&2
 fi
+# DuckDB's Python package reads the exported Parquet back (an independent reader), and
+# moto's S3-compatible server receives an export over HTTP on loopback (server/tests/it/export.rs).
+python3 -m pip install -q --disable-pip-version-check duckdb 'moto[server]' >&2 \
+  || echo "duckdb / moto could not be installed: the export tests that need them will be skipped" >&2
 cargo test --workspace
 bash scripts/test-node.sh

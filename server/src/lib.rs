@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod dashboard;
 pub mod demo;
+pub mod export;
 pub mod metrics;
 pub mod release;
 pub mod rollout;

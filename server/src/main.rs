@@ -41,6 +41,8 @@ enum Command {
     Loadgen(cli::loadgen::Args),
     /// Run a whole staged rollout with simulated installs against an in-process server.
     Demo(cli::demo::Args),
+    /// Export events, daily aggregates, rollouts and health reports as Parquet or NDJSON.
+    Export(cli::export::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => cli::verify::run(a),
         Command::Loadgen(a) => cli::block_on(cli::loadgen::run(a)),
         Command::Demo(a) => cli::block_on(cli::demo::run(a)),
+        Command::Export(a) => cli::block_on(cli::export::run(a)),
     };
     match result {
         Ok(code) => code,

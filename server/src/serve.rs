@@ -63,6 +63,8 @@ pub struct ServerConfig {
     /// `railgun serve --dev`: the read routes also answer loopback peers without a token
     /// (never the default; admin routes still need the admin token).
     pub dev: bool,
+    /// The scheduled warehouse export (`--export-dir`, `--export-interval`), if any.
+    pub export: Option<crate::export::schedule::ExportSchedule>,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +84,7 @@ impl Default for ServerConfig {
             rollout_interval: crate::rollout::DEFAULT_INTERVAL,
             channel_expiry: crate::rollout::DEFAULT_CHANNEL_EXPIRY,
             dev: false,
+            export: None,
         }
     }
 }
@@ -98,6 +101,9 @@ pub enum ServeError {
     /// The rollout keys could not be loaded.
     #[error(transparent)]
     Rollout(#[from] crate::rollout::RolloutError),
+    /// The scheduled export's destination cannot be used.
+    #[error("export: {0}")]
+    Export(#[from] crate::export::ExportError),
 }
 
 /// The whole application over one store: the router, the analytics state (store, ingest
@@ -134,9 +140,14 @@ impl App {
         })
     }
 
-    /// [`App::new`] over the store `config.database` names (opened and migrated).
+    /// [`App::new`] over the store `config.database` names (opened and migrated). A
+    /// scheduled export is registered first, so the retention job holds its rows from its
+    /// first run on.
     pub async fn open(config: &ServerConfig) -> Result<Self, ServeError> {
         let store = store::open(&config.database).await?;
+        if let Some(e) = &config.export {
+            crate::export::schedule::register(&store, e).await?;
+        }
         Self::new(config, store)
     }
 
@@ -154,6 +165,10 @@ impl App {
             config,
         } = self;
         rollouts.spawn_engine();
+        let export = config
+            .export
+            .clone()
+            .map(|e| crate::export::schedule::ScheduledExport::spawn(state.store.clone(), e));
         let drained = state.clone();
         let handle = tokio::spawn(async move {
             let stop = async move {
@@ -169,6 +184,7 @@ impl App {
             rollouts,
             handle,
             shutdown: Some(tx),
+            export,
         })
     }
 }
@@ -211,6 +227,7 @@ pub struct RunningServer {
     pub rollouts: Rollouts,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    export: Option<crate::export::schedule::ScheduledExport>,
 }
 
 impl RunningServer {
@@ -222,6 +239,9 @@ impl RunningServer {
     /// Stops the server and waits for it (in-flight requests answered, the ingest queue
     /// committed).
     pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(e) = self.export.take() {
+            e.stop().await;
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -11,6 +11,12 @@
 //! whose rollout may still decide (active, or halted and resumable) are kept whatever their
 //! age (see [`crate::store::rollout`]), and the window never falls below the engine's
 //! low-adoption population window ([`LOW_ADOPTION_POPULATION_DAYS`]).
+//!
+//! It never deletes an event, health report or rollout decision that an enabled warehouse
+//! export has not written yet: it reads the exports' hold
+//! ([`crate::store::ExportStore::export_hold`]) first and keeps every row at or past it, so
+//! an export that is behind (a destination down for days) loses nothing; those rows go at
+//! the first run after the export caught up.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,6 +27,7 @@ use railgun_core::clock::SharedClock;
 
 use crate::metrics::Metrics;
 use crate::rollout::engine::LOW_ADOPTION_POPULATION_DAYS;
+use crate::store::export::Stream;
 use crate::store::{day_of, PurgeCounts, SharedStore, StoreError};
 
 /// Milliseconds in a day.
@@ -56,16 +63,25 @@ pub async fn purge_once(
     let now = clock.now();
     let events_before = (now - Days::days(config.events_days as i64)).timestamp_millis();
     let aggregates_before = day_of(now - Days::days(config.aggregates_days as i64));
-    let mut counts = store.purge(events_before, aggregates_before).await?;
+    let hold = store.export_hold().await?;
+    let mut counts = store
+        .purge(events_before, aggregates_before, hold.limit(Stream::Events))
+        .await?;
     // The engine counts a channel's installs over the last week (low-adoption alert).
     let population_since = (now - Days::days(LOW_ADOPTION_POPULATION_DAYS)).timestamp_millis();
     let health = store
-        .purge_health(events_before.min(population_since))
+        .purge_health(
+            events_before.min(population_since),
+            hold.limit(Stream::HealthReports),
+        )
         .await?;
     counts.health_reports = health.reports;
     counts.health_installs = health.installs;
     counts.decisions = store
-        .purge_decisions(i64::from(aggregates_before) * DAY_MS)
+        .purge_decisions(
+            i64::from(aggregates_before) * DAY_MS,
+            hold.limit(Stream::Decisions),
+        )
         .await?;
     Ok(counts)
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 pub mod check;
 pub mod demo;
+pub mod export;
 pub mod flags;
 pub mod keygen;
 pub mod loadgen;

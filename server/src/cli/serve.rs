@@ -50,6 +50,16 @@ pub struct Args {
     /// RAILGUN_ADMIN_TOKEN; other machines still need a token. Never in production.
     #[arg(long)]
     pub dev: bool,
+    /// Export to this folder or object-store URL (s3://, gs://, az://) on a schedule, as
+    /// `railgun export` does; retention keeps what it has not written yet.
+    #[arg(long, value_name = "DEST")]
+    pub export_dir: Option<String>,
+    /// Time between two scheduled exports: seconds, or with s, m, h or d (`1h`).
+    #[arg(long, default_value = "1h", value_parser = crate::export::schedule::parse_interval)]
+    pub export_interval: std::time::Duration,
+    /// Format of the scheduled export.
+    #[arg(long, value_enum, default_value = "parquet")]
+    pub export_format: crate::export::Format,
 }
 
 /// The line `railgun serve --dev` prints before it listens.
@@ -83,6 +93,13 @@ pub async fn run(a: Args) -> CliResult {
         rollout_interval: std::time::Duration::from_secs(a.rollout_interval_secs.max(1)),
         channel_expiry: std::time::Duration::from_secs(a.channel_expiry_days.max(1) * 86_400),
         dev: a.dev,
+        export: a
+            .export_dir
+            .map(|out| crate::export::schedule::ExportSchedule {
+                out,
+                interval: a.export_interval,
+                format: a.export_format,
+            }),
         ..ServerConfig::default()
     };
     if config.dev {

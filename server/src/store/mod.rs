@@ -29,10 +29,12 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
+pub mod export;
 pub mod postgres;
 pub mod rollout;
 pub mod sqlite;
 
+pub use export::ExportStore;
 pub use rollout::RolloutStore;
 
 /// A boxed future returned by the store (the trait is used as `dyn`).
@@ -222,8 +224,9 @@ pub fn day_of(t: DateTime<Utc>) -> i32 {
 }
 
 /// What the server needs from its database.
-/// The rollout engine's tables ([`RolloutStore`]) live in the same database.
-pub trait AnalyticsStore: RolloutStore + Send + Sync + std::fmt::Debug {
+/// The rollout engine's tables ([`RolloutStore`]) and the export's watermarks
+/// ([`ExportStore`]) live in the same database.
+pub trait AnalyticsStore: RolloutStore + ExportStore + Send + Sync + std::fmt::Debug {
     /// Writes events in one transaction; `true` for each event that was new, `false` for a
     /// duplicate id (already stored, or earlier in the same call).
     fn insert_events(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, Vec<bool>>;
@@ -238,8 +241,15 @@ pub trait AnalyticsStore: RolloutStore + Send + Sync + std::fmt::Debug {
     fn retention(&self, cohort: i32, days: u32) -> StoreFuture<'_, (Count, Vec<Count>)>;
     /// Erases a user everywhere; the number of rows removed.
     fn delete_user(&self, user_id: String) -> StoreFuture<'_, u64>;
-    /// Deletes raw events before `events_before_ms` and rollups before day `aggregates_before`.
-    fn purge(&self, events_before_ms: i64, aggregates_before: i32) -> StoreFuture<'_, PurgeCounts>;
+    /// Deletes raw events before `events_before_ms` (except those with an export key at or
+    /// past `events_keep_from`: an enabled export has not written them) and rollups before
+    /// day `aggregates_before`.
+    fn purge(
+        &self,
+        events_before_ms: i64,
+        aggregates_before: i32,
+        events_keep_from: i64,
+    ) -> StoreFuture<'_, PurgeCounts>;
     /// Whether each id is stored (tests and operators).
     fn contains_events(&self, ids: Vec<String>) -> StoreFuture<'_, Vec<bool>>;
     /// Total raw events stored.

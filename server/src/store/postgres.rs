@@ -13,6 +13,8 @@ use std::collections::HashSet;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Statement};
 
+mod export;
+
 use super::rollout::{
     from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthDeleted, HealthRow, ReleaseRow,
     RolloutChange, RolloutRow, RolloutStore, ROLLOUT_CAN_DECIDE,
@@ -256,6 +258,31 @@ pub const MIGRATIONS: &[&str] = &[
          );",
         rebuild_reach!()
     ),
+    // 5: warehouse export (`crate::store::export`): each row of the append-only tables keeps
+    // the id of the transaction that wrote it (existing rows get 0: written before any
+    // export), and each destination's watermarks.
+    "ALTER TABLE events ADD COLUMN export_xid xid8 NOT NULL DEFAULT '0';
+     ALTER TABLE events ALTER COLUMN export_xid SET DEFAULT pg_current_xact_id();
+     CREATE INDEX events_export_xid ON events(export_xid);
+     ALTER TABLE health_reports ADD COLUMN export_xid xid8 NOT NULL DEFAULT '0';
+     ALTER TABLE health_reports ALTER COLUMN export_xid SET DEFAULT pg_current_xact_id();
+     CREATE INDEX health_reports_export_xid ON health_reports(export_xid);
+     ALTER TABLE decisions ADD COLUMN export_xid xid8 NOT NULL DEFAULT '0';
+     ALTER TABLE decisions ALTER COLUMN export_xid SET DEFAULT pg_current_xact_id();
+     CREATE INDEX decisions_export_xid ON decisions(export_xid);
+     CREATE TABLE export_destinations (
+        destination TEXT PRIMARY KEY NOT NULL,
+        enabled     BOOLEAN NOT NULL,
+        created     BIGINT NOT NULL
+     );
+     CREATE TABLE export_watermarks (
+        destination TEXT NOT NULL,
+        tbl         TEXT NOT NULL,
+        next        BIGINT NOT NULL,
+        pending     BIGINT,
+        updated     BIGINT NOT NULL,
+        PRIMARY KEY (destination, tbl)
+     );",
 ];
 
 const USER_TABLES: &[&str] = &[
@@ -267,11 +294,12 @@ const USER_TABLES: &[&str] = &[
 ];
 
 /// The PostgreSQL analytics store.
-#[derive(Debug)]
 pub struct PostgresStore {
     writer: Mutex<Client>,
     ingest: Ingest,
     reader: Client,
+    /// The database URL (the export opens connections of its own).
+    url: String,
 }
 
 async fn connect_one(url: &str) -> Result<Client, StoreError> {
@@ -282,6 +310,13 @@ async fn connect_one(url: &str) -> Result<Client, StoreError> {
         }
     });
     Ok(client)
+}
+
+impl std::fmt::Debug for PostgresStore {
+    // The URL may carry a password: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
 }
 
 impl PostgresStore {
@@ -295,6 +330,7 @@ impl PostgresStore {
             writer: Mutex::new(writer),
             ingest,
             reader,
+            url: url.to_string(),
         })
     }
 
@@ -595,12 +631,20 @@ impl AnalyticsStore for PostgresStore {
         })
     }
 
-    fn purge(&self, events_before_ms: i64, aggregates_before: i32) -> StoreFuture<'_, PurgeCounts> {
+    fn purge(
+        &self,
+        events_before_ms: i64,
+        aggregates_before: i32,
+        events_keep_from: i64,
+    ) -> StoreFuture<'_, PurgeCounts> {
         Box::pin(async move {
             let mut c = self.writer.lock().await;
             let tx = c.transaction().await?;
             let events = tx
-                .execute("DELETE FROM events WHERE ts < $1", &[&events_before_ms])
+                .execute(
+                    &format!("DELETE FROM events WHERE ts < $1 AND {}", export::KEEP),
+                    &[&events_before_ms, &events_keep_from],
+                )
                 .await?;
             let mut aggregates = 0;
             for t in ["daily_users", "daily_sessions", "daily_feature"] {
@@ -929,14 +973,21 @@ impl RolloutStore for PostgresStore {
         })
     }
 
-    fn purge_health(&self, before_ms: i64) -> StoreFuture<'_, HealthDeleted> {
+    fn purge_health(
+        &self,
+        before_ms: i64,
+        reports_keep_from: i64,
+    ) -> StoreFuture<'_, HealthDeleted> {
         Box::pin(async move {
             let mut c = self.writer.lock().await;
             let tx = c.transaction().await?;
             let reports = tx
                 .execute(
-                    "DELETE FROM health_reports WHERE received < $1",
-                    &[&before_ms],
+                    &format!(
+                        "DELETE FROM health_reports WHERE received < $1 AND {}",
+                        export::KEEP
+                    ),
+                    &[&before_ms, &reports_keep_from],
                 )
                 .await?;
             let installs = tx
@@ -952,13 +1003,14 @@ impl RolloutStore for PostgresStore {
         })
     }
 
-    fn purge_decisions(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+    fn purge_decisions(&self, before_ms: i64, keep_from: i64) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             let c = self.writer.lock().await;
-            Ok(
-                c.execute("DELETE FROM decisions WHERE at < $1", &[&before_ms])
-                    .await?,
+            Ok(c.execute(
+                &format!("DELETE FROM decisions WHERE at < $1 AND {}", export::KEEP),
+                &[&before_ms, &keep_from],
             )
+            .await?)
         })
     }
 

@@ -239,12 +239,18 @@ pub trait RolloutStore: Send + Sync {
         channel: String,
         since_ms: i64,
     ) -> StoreFuture<'_, u64>;
-    /// Deletes reports received before `before_ms` and per-install rows last seen before
-    /// it, keeping the rows of releases whose rollout may still decide
+    /// Deletes reports received before `before_ms` (except those with an export key at or
+    /// past `reports_keep_from`: an enabled export has not written them) and per-install
+    /// rows last seen before it, keeping the rows of releases whose rollout may still decide
     /// ([`ROLLOUT_CAN_DECIDE`]).
-    fn purge_health(&self, before_ms: i64) -> StoreFuture<'_, HealthDeleted>;
-    /// Deletes decisions taken before `before_ms`.
-    fn purge_decisions(&self, before_ms: i64) -> StoreFuture<'_, u64>;
+    fn purge_health(
+        &self,
+        before_ms: i64,
+        reports_keep_from: i64,
+    ) -> StoreFuture<'_, HealthDeleted>;
+    /// Deletes decisions taken before `before_ms`, except those with an export key at or
+    /// past `keep_from`.
+    fn purge_decisions(&self, before_ms: i64, keep_from: i64) -> StoreFuture<'_, u64>;
     /// Erases every health row of one install (its hashed id), in one transaction.
     fn delete_machine(&self, machine_id: String) -> StoreFuture<'_, HealthDeleted>;
     /// Health rows of one install (0 after deletion; tests and operators).

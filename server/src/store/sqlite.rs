@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod export;
+
 use super::rollout::{
     from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthDeleted, HealthRow, ReleaseRow,
     RolloutChange, RolloutRow, RolloutStore, ROLLOUT_CAN_DECIDE,
@@ -210,11 +212,44 @@ pub const MIGRATIONS: &[&str] = &[
          ) WITHOUT ROWID;",
         rebuild_reach!()
     ),
+    // 5: warehouse export (`crate::store::export`): an export key per row of the append-only
+    // tables (existing rows keep their insertion order), the counters that hand keys out in
+    // the writing transaction, and each destination's watermarks.
+    "ALTER TABLE events ADD COLUMN export_seq INTEGER NOT NULL DEFAULT 0;
+     UPDATE events SET export_seq = rowid;
+     CREATE INDEX events_export_seq ON events(export_seq);
+     ALTER TABLE health_reports ADD COLUMN export_seq INTEGER NOT NULL DEFAULT 0;
+     UPDATE health_reports SET export_seq = rowid;
+     CREATE INDEX health_reports_export_seq ON health_reports(export_seq);
+     ALTER TABLE decisions ADD COLUMN export_seq INTEGER NOT NULL DEFAULT 0;
+     UPDATE decisions SET export_seq = rowid;
+     CREATE INDEX decisions_export_seq ON decisions(export_seq);
+     CREATE TABLE export_counters (
+        tbl  TEXT PRIMARY KEY NOT NULL,
+        next INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     INSERT INTO export_counters SELECT 'events', COALESCE(MAX(export_seq), 0) + 1 FROM events;
+     INSERT INTO export_counters SELECT 'health_reports', COALESCE(MAX(export_seq), 0) + 1 FROM health_reports;
+     INSERT INTO export_counters SELECT 'decisions', COALESCE(MAX(export_seq), 0) + 1 FROM decisions;
+     CREATE TABLE export_destinations (
+        destination TEXT PRIMARY KEY NOT NULL,
+        enabled     INTEGER NOT NULL,
+        created     INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE export_watermarks (
+        destination TEXT NOT NULL,
+        tbl         TEXT NOT NULL,
+        next        INTEGER NOT NULL,
+        pending     INTEGER,
+        updated     INTEGER NOT NULL,
+        PRIMARY KEY (destination, tbl)
+     ) WITHOUT ROWID;",
 ];
 
 const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (id, name, category, user_id, \
     session_id, ts, day, app_version, platform, arch, channel, properties, duration, sequence, \
-    sample_rate, received) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+    sample_rate, received, export_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+    ?13, ?14, ?15, ?16, ?17)";
 const UPSERT_DAILY_USER: &str =
     "INSERT OR IGNORE INTO daily_users (day, user_id, sample_rate) VALUES (?1, ?2, ?3)";
 const UPSERT_USER: &str = "INSERT INTO users (user_id, first_day, last_day, sample_rate) \
@@ -453,6 +488,7 @@ fn migrate(c: &Connection, path: &str) -> Result<(), StoreError> {
 fn insert_all(c: &mut Connection, events: &[StoredEvent]) -> rusqlite::Result<Vec<bool>> {
     let tx = c.transaction()?;
     let mut out = Vec::with_capacity(events.len());
+    let mut key = export::take_keys(&tx, "events", events.len())?;
     {
         let mut ins = tx.prepare_cached(INSERT_EVENT)?;
         let mut du = tx.prepare_cached(UPSERT_DAILY_USER)?;
@@ -476,8 +512,10 @@ fn insert_all(c: &mut Connection, events: &[StoredEvent]) -> rusqlite::Result<Ve
                 e.duration_ms,
                 e.sequence,
                 e.sample_rate,
-                e.received_ms
+                e.received_ms,
+                key
             ])?;
+            key += 1;
             out.push(n == 1);
         }
         let r = Rollups::of(events, &out);
@@ -605,10 +643,18 @@ impl AnalyticsStore for SqliteStore {
         })
     }
 
-    fn purge(&self, events_before_ms: i64, aggregates_before: i32) -> StoreFuture<'_, PurgeCounts> {
+    fn purge(
+        &self,
+        events_before_ms: i64,
+        aggregates_before: i32,
+        events_keep_from: i64,
+    ) -> StoreFuture<'_, PurgeCounts> {
         self.write(move |c| {
             let tx = c.transaction()?;
-            let events = tx.execute("DELETE FROM events WHERE ts < ?1", [events_before_ms])? as u64;
+            let events = tx.execute(
+                "DELETE FROM events WHERE ts < ?1 AND export_seq < ?2",
+                [events_before_ms, events_keep_from],
+            )? as u64;
             let mut aggregates = 0u64;
             for t in ["daily_users", "daily_sessions", "daily_feature"] {
                 aggregates += tx.execute(
@@ -841,11 +887,12 @@ fn commit(c: &mut Connection, ch: RolloutChange) -> rusqlite::Result<bool> {
         )?;
     }
     if let Some(d) = &ch.decision {
+        let key = export::take_keys(&tx, "decisions", 1)?;
         tx.execute(
-            &format!("INSERT INTO decisions ({DECISION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+            &format!("INSERT INTO decisions ({DECISION_COLS}, export_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
             params![d.id, to_ms(d.at), d.app, d.channel, d.version, d.action, d.actor, d.from_percentage,
                 d.to_percentage, d.installs as i64, d.error_rate, d.error_lower, d.error_upper, d.crash_rate,
-                d.crash_lower, d.crash_upper, d.reason],
+                d.crash_lower, d.crash_upper, d.reason, key],
         )?;
     }
     tx.commit()?;
@@ -856,13 +903,14 @@ impl RolloutStore for SqliteStore {
     fn insert_health(&self, h: HealthRow) -> StoreFuture<'_, bool> {
         self.write(move |c| {
             let tx = c.transaction()?;
+            let key = export::take_keys(&tx, "health_reports", 1)?;
             let n = tx.prepare_cached(
                 "INSERT OR IGNORE INTO health_reports (id, machine_id, app, version, channel, platform, \
-                 arch, period_start, period_end, sessions, errors, crashes, boot_reverts, received) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 arch, period_start, period_end, sessions, errors, crashes, boot_reverts, received, \
+                 export_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?
             .execute(params![h.id, h.machine_id, h.app, h.version, h.channel, h.platform, h.arch,
-                h.period_start_ms, h.period_end_ms, h.sessions, h.errors, h.crashes, h.boot_reverts, h.received_ms])?;
+                h.period_start_ms, h.period_end_ms, h.sessions, h.errors, h.crashes, h.boot_reverts, h.received_ms, key])?;
             if n == 1 {
                 tx.prepare_cached(
                     "INSERT INTO health_installs (app, channel, version, machine_id, errors, crashes, last_seen) \
@@ -913,12 +961,16 @@ impl RolloutStore for SqliteStore {
         })
     }
 
-    fn purge_health(&self, before_ms: i64) -> StoreFuture<'_, HealthDeleted> {
+    fn purge_health(
+        &self,
+        before_ms: i64,
+        reports_keep_from: i64,
+    ) -> StoreFuture<'_, HealthDeleted> {
         self.write(move |c| {
             let tx = c.transaction()?;
             let reports = tx.execute(
-                "DELETE FROM health_reports WHERE received < ?1",
-                [before_ms],
+                "DELETE FROM health_reports WHERE received < ?1 AND export_seq < ?2",
+                [before_ms, reports_keep_from],
             )? as u64;
             let installs = tx.execute(
                 &format!(
@@ -931,10 +983,13 @@ impl RolloutStore for SqliteStore {
         })
     }
 
-    fn purge_decisions(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+    fn purge_decisions(&self, before_ms: i64, keep_from: i64) -> StoreFuture<'_, u64> {
         self.write(move |c| {
-            c.execute("DELETE FROM decisions WHERE at < ?1", [before_ms])
-                .map(|n| n as u64)
+            c.execute(
+                "DELETE FROM decisions WHERE at < ?1 AND export_seq < ?2",
+                [before_ms, keep_from],
+            )
+            .map(|n| n as u64)
         })
     }
 

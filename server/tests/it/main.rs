@@ -11,6 +11,7 @@ mod db;
 mod demo;
 mod dev_reads;
 mod erasure_e2e;
+mod export;
 mod feature_summary;
 mod health_privacy;
 mod hostile_support;
