@@ -14,7 +14,8 @@
 //! * [`store`] — the client SQLite database;
 //! * [`net`] — the HTTP behaviour every client shares (answer classification, `Retry-After`,
 //!   backoff, the error chain, the HTTP client);
-//! * [`clock`] — injectable time.
+//! * [`clock`] — injectable time;
+//! * [`error`] — the error chain on one line and the `.at(path)` I/O context.
 //!
 //! ```
 //! use railgun_core::identity::{bucket, in_percentage};
@@ -27,6 +28,7 @@
 
 pub mod analytics;
 pub mod clock;
+pub mod error;
 pub mod flags;
 pub mod health;
 pub mod identity;

@@ -13,7 +13,7 @@
 //! * [`Backoff`] over a [`BackoffPolicy`]: exponential backoff with full jitter, drawn from
 //!   an injected [`Rng`] (a seeded [`SplitMix64`] in tests), and [`jitter_interval`] for
 //!   periodic work (±10 %);
-//! * [`chain`]: an error and its sources on one line;
+//! * [`http_url`] / [`base_url`]: a server URL, http or https only;
 //! * [`client`]: the one place a `reqwest::Client` is built; [`read_limited`]: a body read
 //!   that stops at a limit; [`send`] / [`post_json`]: one request under a deadline.
 //!
@@ -21,12 +21,13 @@
 //! body names rejected items, when to run. Those stay with the uploader, the health worker
 //! and the updater, which act on the [`Answer`] this module returns.
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::de::DeserializeOwned;
+
+use crate::error::chain;
 
 /// What an HTTP status means for the request that got it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,36 +351,35 @@ pub fn jitter_interval(interval: Duration, unit: f64) -> Duration {
     interval.mul_f64(0.9 + 0.2 * unit)
 }
 
-/// An error and its sources on one line, `: `-separated. A source whose text the line
-/// already holds is skipped (errors that print their cause are not repeated), and line
-/// breaks become spaces.
-///
-/// ```
-/// let e = std::io::Error::other("disk on fire");
-/// assert_eq!(railgun_core::net::chain(&e).to_string(), "disk on fire");
-/// ```
-pub fn chain<'a>(e: &'a (dyn StdError + 'static)) -> Chain<'a> {
-    Chain(e)
+/// Why a server URL is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    /// Not a URL at all.
+    #[error(transparent)]
+    Parse(#[from] url::ParseError),
+    /// Another scheme than http or https.
+    #[error("only http and https are supported, not {0:?}")]
+    Scheme(String),
 }
 
-/// The [`Display`](fmt::Display) of [`chain`].
-#[derive(Debug, Clone, Copy)]
-pub struct Chain<'a>(&'a (dyn StdError + 'static));
-
-impl fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut line = self.0.to_string();
-        let mut src = self.0.source();
-        while let Some(c) = src {
-            let t = c.to_string();
-            if !t.is_empty() && !line.contains(&t) {
-                line.push_str(": ");
-                line.push_str(&t);
-            }
-            src = c.source();
-        }
-        f.write_str(&line.replace(['\r', '\n'], " "))
+/// Parses a server URL, refusing every scheme but http and https.
+pub fn http_url(s: &str) -> Result<url::Url, UrlError> {
+    let url = url::Url::parse(s)?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(UrlError::Scheme(other.to_string())),
     }
+}
+
+/// Parses a server's base URL (http or https), its path ending in `/` so that relative
+/// routes join below it: `http://h/api` + `analytics/events` → `http://h/api/analytics/events`.
+pub fn base_url(s: &str) -> Result<url::Url, UrlError> {
+    let mut url = http_url(s)?;
+    if !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    Ok(url)
 }
 
 /// Builds the HTTP client of a component: rustls, its `User-Agent`, a connect timeout and,
@@ -655,24 +655,20 @@ mod tests {
         assert!(seen.len() > 30);
     }
 
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer: {0}")]
-    struct Repeats(#[source] std::io::Error);
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("top")]
-    struct Wraps(#[source] Repeats);
-
     #[test]
-    fn chain_joins_sources_once_on_one_line() {
-        let e = Wraps(Repeats(std::io::Error::other("line one\nline two")));
+    fn base_urls_get_a_trailing_slash_and_only_http_schemes() {
+        let u = base_url("http://h:1/api").expect("url");
         assert_eq!(
-            chain(&e).to_string(),
-            "top: outer: line one line two",
-            "the io error is printed by its parent already"
+            u.join("analytics/events").expect("join").as_str(),
+            "http://h:1/api/analytics/events"
         );
-        let plain = std::io::Error::other("plain");
-        assert_eq!(chain(&plain).to_string(), "plain");
+        assert_eq!(base_url("https://h/").expect("url").as_str(), "https://h/");
+        assert!(matches!(base_url("ftp://h"), Err(UrlError::Scheme(s)) if s == "ftp"));
+        assert!(matches!(http_url("not a url"), Err(UrlError::Parse(_))));
+        assert!(matches!(
+            http_url("file:///etc/passwd"),
+            Err(UrlError::Scheme(_))
+        ));
     }
 
     #[tokio::test]

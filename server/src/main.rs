@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", railgun_core::net::chain(&*e));
+            eprintln!("error: {}", railgun_core::error::chain(&*e));
             ExitCode::FAILURE
         }
     }

@@ -15,6 +15,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, Utc};
+use railgun_core::error::{IoContext, PathIoError};
 use railgun_core::trust::{
     DsseError, Envelope, PrivateKey, TrustedKeys, PAYLOAD_CHANNEL, PAYLOAD_RELEASE,
 };
@@ -89,21 +90,23 @@ pub enum ReleaseError {
     Invalid(String),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReleaseError + '_ {
-    move |source| ReleaseError::Io {
-        path: path.display().to_string(),
-        source,
+impl From<PathIoError> for ReleaseError {
+    fn from(e: PathIoError) -> Self {
+        ReleaseError::Io {
+            path: e.path.display().to_string(),
+            source: e.source,
+        }
     }
 }
 
 /// Size and lowercase hex SHA-256 of a file, streamed.
 pub fn hash_file(path: &Path) -> Result<(u64, String), ReleaseError> {
-    let mut f = fs::File::open(path).map_err(io_err(path))?;
+    let mut f = fs::File::open(path).at(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut size = 0u64;
     loop {
-        let n = f.read(&mut buf).map_err(io_err(path))?;
+        let n = f.read(&mut buf).at(path)?;
         if n == 0 {
             break;
         }
@@ -184,9 +187,9 @@ impl std::str::FromStr for ArtifactFile {
 pub fn scan_artifacts(dir: &Path) -> Result<Vec<ArtifactFile>, ReleaseError> {
     let mut out = Vec::new();
     let mut entries: Vec<_> = fs::read_dir(dir)
-        .map_err(io_err(dir))?
+        .at(dir)?
         .collect::<Result<_, _>>()
-        .map_err(io_err(dir))?;
+        .at(dir)?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = e.path();
@@ -370,7 +373,7 @@ struct LoadedManifest {
 }
 
 fn load_manifest(path: &Path, keys: &TrustedKeys) -> Result<LoadedManifest, ReleaseError> {
-    let bytes = fs::read(path).map_err(io_err(path))?;
+    let bytes = fs::read(path).at(path)?;
     let verified = keys.verify(&bytes, PAYLOAD_RELEASE)?;
     let manifest = ReleaseManifest::from_verified_payload(&verified.payload)?;
     let dir = path
@@ -399,7 +402,7 @@ fn install_release(
     for a in &m.manifest.artifacts {
         verify_relative(&a.url, artifacts_dir, a)?;
     }
-    fs::create_dir_all(&rel_dir).map_err(io_err(&rel_dir))?;
+    fs::create_dir_all(&rel_dir).at(&rel_dir)?;
     for a in &m.manifest.artifacts {
         copy_relative(&a.url, artifacts_dir, &rel_dir)?;
         if let Some(b) = &a.sigstore_bundle {
@@ -455,8 +458,8 @@ fn copy_relative(url: &str, from: &Path, to: &Path) -> Result<(), ReleaseError> 
     let dst = to.join(name);
     if src != dst {
         let tmp = to.join(format!(".{name}.tmp"));
-        fs::copy(&src, &tmp).map_err(io_err(&src))?;
-        fs::rename(&tmp, &dst).map_err(io_err(&dst))?;
+        fs::copy(&src, &tmp).at(&src)?;
+        fs::rename(&tmp, &dst).at(&dst)?;
     }
     Ok(())
 }
@@ -464,17 +467,18 @@ fn copy_relative(url: &str, from: &Path, to: &Path) -> Result<(), ReleaseError> 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReleaseError> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    fs::create_dir_all(dir).at(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp",
         path.file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default()
     ));
-    let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))
+    let mut f = fs::File::create(&tmp).at(&tmp)?;
+    f.write_all(bytes).at(&tmp)?;
+    f.sync_all().at(&tmp)?;
+    fs::rename(&tmp, path).at(path)?;
+    Ok(())
 }
 
 /// The sequence of the channel state at `path`, verified with `key`'s public key; 0 when
@@ -483,7 +487,7 @@ fn current_sequence(path: &Path, key: &PrivateKey) -> Result<u64, ReleaseError> 
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(io_err(path)(e)),
+        Err(e) => return Err(PathIoError::new(path, e).into()),
     };
     let foreign = |reason: String| ReleaseError::ForeignChannelState {
         path: path.display().to_string(),

@@ -25,7 +25,7 @@ use super::event::{self, names, validate_properties, Properties, PropertyValue};
 use super::queue::{self, Db, EventContext, Pending, Writer, WriterMsg};
 use super::scrub::scrub;
 use super::session::{self, Session};
-use super::uploader::{FlushReport, UploadConfig, Uploader};
+use super::uploader::{FlushReport, UploadConfig, UploadError, Uploader};
 use super::AnalyticsError;
 use crate::clock::{self, SharedClock};
 use crate::identity;
@@ -255,7 +255,7 @@ impl AnalyticsBuilder {
 enum UploaderMsg {
     Upload {
         deadline: Option<Instant>,
-        ack: mpsc::Sender<Result<FlushReport, String>>,
+        ack: mpsc::Sender<Result<FlushReport, UploadError>>,
     },
     Nudge,
     Stop,
@@ -391,7 +391,7 @@ impl Analytics {
             std::thread::Builder::new()
                 .name("railgun-analytics-writer".into())
                 .spawn(move || writer.run(wrx))
-                .map_err(|e| AnalyticsError::Thread(e.to_string()))?,
+                .map_err(AnalyticsError::Thread)?,
         );
 
         // The uploader, created on its own thread (it owns a runtime).
@@ -415,11 +415,13 @@ impl Analytics {
                         let _ = ready_tx.send(Err(e));
                     }
                 })
-                .map_err(|e| AnalyticsError::Thread(e.to_string()))?,
+                .map_err(AnalyticsError::Thread)?,
         );
-        let ready = ready_rx
-            .recv()
-            .map_err(|_| AnalyticsError::Thread("uploader did not start".into()))?;
+        let ready = ready_rx.recv().map_err(|_| {
+            AnalyticsError::Thread(std::io::Error::other(
+                "the upload thread ended before it started",
+            ))
+        })?;
         if let Err(e) = ready {
             let _ = wtx.send(WriterMsg::Stop(mpsc::channel().0));
             return Err(e.into());
@@ -499,7 +501,7 @@ impl Analytics {
                     _ => return,
                 }
             })
-            .map_err(|e| AnalyticsError::Thread(e.to_string()))?;
+            .map_err(AnalyticsError::Thread)?;
         *lock(&self.inner.heartbeat) = Some((stop_tx, h));
         Ok(())
     }
@@ -830,7 +832,7 @@ fn run_uploader(mut u: Uploader, rx: mpsc::Receiver<UploaderMsg>, interval: Opti
         };
         let periodic = match msg {
             Ok(UploaderMsg::Upload { deadline, ack }) => {
-                let _ = ack.send(u.upload(deadline).map_err(|e| e.to_string()));
+                let _ = ack.send(u.upload(deadline));
                 false
             }
             Ok(UploaderMsg::Nudge) => true,

@@ -63,16 +63,16 @@ pub enum AnalyticsError {
     UploadSetup(#[from] UploadError),
     /// The writer could not commit.
     #[error("analytics events could not be written: {0}")]
-    Write(String),
+    Write(#[source] QueueError),
     /// An upload run failed (queue errors; HTTP failures only postpone).
     #[error("analytics upload failed: {0}")]
-    Upload(String),
+    Upload(#[source] UploadError),
     /// A configuration value is refused.
     #[error("analytics configuration: {0}")]
     Config(String),
-    /// A background thread could not be started.
+    /// A background thread could not be started (or ended before it started).
     #[error("cannot start an analytics thread: {0}")]
-    Thread(String),
+    Thread(#[source] std::io::Error),
     /// The client was shut down.
     #[error("the analytics client is shut down")]
     Closed,

@@ -277,15 +277,15 @@ pub(crate) enum WriterMsg {
     /// An event to persist.
     Event(Box<Pending>),
     /// Acknowledge once everything before this marker is committed.
-    Flush(std::sync::mpsc::Sender<Result<(), String>>),
+    Flush(std::sync::mpsc::Sender<Result<(), QueueError>>),
     /// Delete the queue (consent denied), optionally queuing an erasure for a user.
     Purge {
         erase_user: Option<String>,
         at: DateTime<Utc>,
-        ack: std::sync::mpsc::Sender<Result<u64, String>>,
+        ack: std::sync::mpsc::Sender<Result<u64, QueueError>>,
     },
     /// Commit and stop.
-    Stop(std::sync::mpsc::Sender<Result<(), String>>),
+    Stop(std::sync::mpsc::Sender<Result<(), QueueError>>),
 }
 
 /// The session a crash left open, kept in `kv` under `analytics.open_session:{app}`.
@@ -360,8 +360,7 @@ impl Writer {
                         }
                     }
                     WriterMsg::Flush(ack) => {
-                        let r = self.commit().map_err(|e| e.to_string());
-                        let _ = ack.send(r);
+                        let _ = ack.send(self.commit());
                     }
                     WriterMsg::Purge {
                         erase_user,
@@ -369,14 +368,10 @@ impl Writer {
                         ack,
                     } => {
                         self.commit_logged();
-                        let r = self
-                            .purge(erase_user.as_deref(), at)
-                            .map_err(|e| e.to_string());
-                        let _ = ack.send(r);
+                        let _ = ack.send(self.purge(erase_user.as_deref(), at));
                     }
                     WriterMsg::Stop(ack) => {
-                        let r = self.commit().map_err(|e| e.to_string());
-                        let _ = ack.send(r);
+                        let _ = ack.send(self.commit());
                         return;
                     }
                 }

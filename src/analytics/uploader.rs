@@ -37,16 +37,20 @@ pub enum UploadError {
     #[error(transparent)]
     Queue(#[from] QueueError),
     /// The server URL is not usable.
-    #[error("analytics URL {url:?} is not a valid base URL: {reason}")]
+    #[error("analytics URL {url:?} is not a valid base URL: {source}")]
     BadUrl {
         /// What was given.
         url: String,
         /// Why it is refused.
-        reason: String,
+        #[source]
+        source: net::UrlError,
     },
-    /// The HTTP client or its runtime could not be built.
-    #[error("cannot start the analytics HTTP client: {0}")]
-    Client(String),
+    /// The HTTP client could not be built.
+    #[error("cannot start the analytics HTTP client: {}", crate::error::chain(.0))]
+    Client(#[source] reqwest::Error),
+    /// The uploader's runtime could not be built.
+    #[error("cannot start the analytics upload runtime: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// How the uploader behaves.
@@ -155,11 +159,11 @@ impl Uploader {
             config.request_timeout.min(Duration::from_secs(10)),
             Some(config.request_timeout),
         )
-        .map_err(|e| UploadError::Client(e.to_string()))?;
+        .map_err(UploadError::Client)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| UploadError::Client(e.to_string()))?;
+            .map_err(UploadError::Runtime)?;
         let backoff = Backoff::new(config.backoff_base, config.backoff_max, config.rng_seed);
         Ok(Self {
             db: Db::open(store)?,
@@ -403,28 +407,17 @@ fn valid_indices(resp: &IngestResponse, len: usize) -> Vec<usize> {
     v
 }
 
-pub(crate) fn parse_base(u: &str) -> Result<Url, UploadError> {
-    let mut url = Url::parse(u).map_err(|e| UploadError::BadUrl {
+fn parse_base(u: &str) -> Result<Url, UploadError> {
+    net::base_url(u).map_err(|source| UploadError::BadUrl {
         url: u.to_string(),
-        reason: e.to_string(),
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(UploadError::BadUrl {
-            url: u.to_string(),
-            reason: "only http and https are supported".into(),
-        });
-    }
-    if !url.path().ends_with('/') {
-        let p = format!("{}/", url.path());
-        url.set_path(&p);
-    }
-    Ok(url)
+        source,
+    })
 }
 
-pub(crate) fn join(base: &Url, path: &str) -> Result<Url, UploadError> {
+fn join(base: &Url, path: &str) -> Result<Url, UploadError> {
     base.join(path).map_err(|e| UploadError::BadUrl {
         url: base.to_string(),
-        reason: e.to_string(),
+        source: e.into(),
     })
 }
 
@@ -433,20 +426,5 @@ fn upload_failure(cause: &RetryCause) -> String {
     match cause {
         RetryCause::Transport(_) => format!("upload {cause}"),
         _ => cause.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base_url_gets_a_trailing_slash() {
-        let u = parse_base("http://h:1/api").expect("url");
-        assert_eq!(
-            join(&u, "analytics/events").expect("join").as_str(),
-            "http://h:1/api/analytics/events"
-        );
-        assert!(parse_base("ftp://h").is_err());
     }
 }

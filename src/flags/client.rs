@@ -211,17 +211,10 @@ impl FeatureFlags {
             .url
             .as_deref()
             .map(|u| {
-                let parsed = Url::parse(u).map_err(|e| FlagsError::Url {
+                net::http_url(u).map_err(|source| FlagsError::Url {
                     url: u.to_string(),
-                    reason: e.to_string(),
-                })?;
-                if parsed.scheme() != "http" && parsed.scheme() != "https" {
-                    return Err(FlagsError::Url {
-                        url: u.to_string(),
-                        reason: "only http and https are allowed".into(),
-                    });
-                }
-                Ok(parsed)
+                    source,
+                })
             })
             .transpose()?;
         let http = net::client(
@@ -572,7 +565,7 @@ impl FeatureFlags {
         if let Some(e) = &etag {
             req = req.header(reqwest::header::IF_NONE_MATCH, e);
         }
-        let mut resp = req.send().await.map_err(|e| request_error(&url, &e))?;
+        let mut resp = req.send().await.map_err(|e| request_error(&url, e))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_MODIFIED {
             if have_config {
@@ -601,7 +594,7 @@ impl FeatureFlags {
                     url: url.to_string(),
                     limit,
                 },
-                BodyError::Transport(e) => request_error(&url, &e),
+                BodyError::Transport(e) => request_error(&url, e),
             })?;
         let changed = self.accept(&body, new_etag.clone(), Some(url.to_string()))?;
         cache::save(
@@ -637,7 +630,7 @@ impl FeatureFlags {
     }
 }
 
-fn request_error(url: &Url, e: &reqwest::Error) -> FlagsError {
+fn request_error(url: &Url, e: reqwest::Error) -> FlagsError {
     if e.is_timeout() {
         return FlagsError::Timeout {
             url: url.to_string(),
@@ -645,7 +638,7 @@ fn request_error(url: &Url, e: &reqwest::Error) -> FlagsError {
     }
     FlagsError::Network {
         url: url.to_string(),
-        message: net::chain(e).to_string(),
+        source: e,
     }
 }
 

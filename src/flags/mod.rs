@@ -45,12 +45,13 @@ pub enum FlagsError {
     #[error("no remote config URL: set RAILGUN_CONFIG_URL or FlagsConfig::url")]
     NoUrl,
     /// The config URL is not usable.
-    #[error("invalid remote config URL {url:?}: {reason}")]
+    #[error("invalid remote config URL {url:?}: {source}")]
     Url {
         /// The URL.
         url: String,
         /// What is wrong.
-        reason: String,
+        #[source]
+        source: crate::net::UrlError,
     },
     /// Local overrides could not be read.
     #[error("{variable} is not a JSON object of true/false/\"variant\": {message}")]
@@ -61,12 +62,16 @@ pub enum FlagsError {
         message: String,
     },
     /// The server could not be reached.
-    #[error("cannot reach the remote config at {url}: {message}")]
+    #[error(
+        "cannot reach the remote config at {url}: {}",
+        crate::error::chain(source)
+    )]
     Network {
         /// The URL.
         url: String,
         /// What went wrong.
-        message: String,
+        #[source]
+        source: reqwest::Error,
     },
     /// The server did not answer in time.
     #[error("remote config at {url} did not answer in time")]

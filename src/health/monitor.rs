@@ -45,7 +45,6 @@ use super::ledger::{self, ReportContext};
 use super::worker::{self, Ack, HealthDb, Msg, Shared};
 use super::{plain_field, HealthReportError};
 use crate::analytics::consent::{self, Consent};
-use crate::analytics::uploader;
 use crate::clock::{self, SharedClock};
 use crate::identity;
 use crate::net::{self, Backoff};
@@ -74,12 +73,13 @@ pub enum HealthError {
     #[error("health monitor configuration: {0}")]
     Report(#[from] HealthReportError),
     /// The server URL is not usable.
-    #[error("health URL {url:?} is not a valid base URL: {reason}")]
+    #[error("health URL {url:?} is not a valid base URL: {source}")]
     BadUrl {
         /// What was given.
         url: String,
         /// Why it is refused.
-        reason: String,
+        #[source]
+        source: net::UrlError,
     },
     /// The client store failed.
     #[error(transparent)]
@@ -88,8 +88,8 @@ pub enum HealthError {
     #[error(transparent)]
     BootGuard(#[from] BootGuardError),
     /// The background thread, its runtime or its HTTP client could not be started.
-    #[error("cannot start the health monitor thread: {0}")]
-    Thread(String),
+    #[error("cannot start the health monitor thread: {}", crate::error::chain(&**.0))]
+    Thread(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The monitor was shut down.
     #[error("the health monitor is shut down")]
     Closed,
@@ -399,23 +399,20 @@ impl HealthMonitor {
                 "must be longer than zero",
             ));
         }
-        let base = match &c.url {
-            None => None,
-            Some(u) => Some(uploader::parse_base(u).map_err(|e| HealthError::BadUrl {
-                url: u.clone(),
-                reason: e.to_string(),
-            })?),
-        };
-        let url =
-            match &base {
-                None => None,
-                Some(b) => Some(uploader::join(b, "analytics/health").map_err(|e| {
-                    HealthError::BadUrl {
-                        url: b.to_string(),
-                        reason: e.to_string(),
-                    }
-                })?),
-            };
+        let url = c
+            .url
+            .as_deref()
+            .map(|u| {
+                let bad = |source| HealthError::BadUrl {
+                    url: u.to_string(),
+                    source,
+                };
+                net::base_url(u)
+                    .map_err(bad)?
+                    .join("analytics/health")
+                    .map_err(|e| bad(e.into()))
+            })
+            .transpose()?;
         let store = match (b.store, &c.state_dir) {
             (Some(s), _) => s,
             (None, Some(d)) => Arc::new(Store::open(d.join("railgun.db"))?),
@@ -467,7 +464,11 @@ impl HealthMonitor {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(HealthError::Thread(e)),
-            Err(_) => return Err(HealthError::Thread("the thread did not start".into())),
+            Err(_) => {
+                return Err(HealthError::Thread(
+                    "the thread ended before it started".into(),
+                ))
+            }
         }
         let inner = Arc::new(Inner {
             app: c.app,

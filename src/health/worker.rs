@@ -34,6 +34,9 @@ use crate::update::bootguard::BootGuard;
 /// Shortest wait before an automatic retry after a failure.
 const MIN_RETRY_WAIT: Duration = Duration::from_secs(1);
 
+/// Why the thread could not start (its runtime or its HTTP client).
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Reply channel of one request to the background thread.
 pub(super) type Ack<T> = Box<dyn FnOnce(Result<T, HealthError>) + Send>;
 
@@ -88,7 +91,7 @@ pub(super) struct Setup {
     pub seed: u64,
     pub rx: UnboundedReceiver<Msg>,
     /// Told once the runtime and the HTTP client are built (or why not).
-    pub ready: mpsc::Sender<Result<(), String>>,
+    pub ready: mpsc::Sender<Result<(), BoxError>>,
 }
 
 /// Starts the thread; it runs until shutdown or until every handle is dropped.
@@ -99,7 +102,7 @@ pub(super) fn spawn(s: Setup) -> Result<JoinHandle<()>, HealthError> {
             let built = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| e.to_string())
+                .map_err(BoxError::from)
                 .and_then(|rt| {
                     net::client(
                         &s.user_agent,
@@ -107,7 +110,7 @@ pub(super) fn spawn(s: Setup) -> Result<JoinHandle<()>, HealthError> {
                         Some(s.request_timeout),
                     )
                     .map(|http| (rt, http))
-                    .map_err(|e| e.to_string())
+                    .map_err(BoxError::from)
                 });
             let (rt, http) = match built {
                 Ok(x) => {
@@ -144,7 +147,7 @@ pub(super) fn spawn(s: Setup) -> Result<JoinHandle<()>, HealthError> {
             };
             rt.block_on(w.run(s.rx));
         })
-        .map_err(|e| HealthError::Thread(e.to_string()))
+        .map_err(|e| HealthError::Thread(e.into()))
 }
 
 /// A database handle: an own connection (file stores) or the store's shared one (in-memory

@@ -34,12 +34,13 @@ pub enum BootGuardError {
     #[error("boot guard could not revert: {0}")]
     Install(#[from] InstallError),
     /// The state file could not be read or written.
-    #[error("boot guard state {path}: {message}")]
+    #[error("boot guard state {path}: {source}")]
     State {
         /// The state file.
         path: PathBuf,
-        /// What went wrong.
-        message: String,
+        /// What went wrong (reading, encoding or writing it).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -130,19 +131,19 @@ impl BootGuard {
                 BootState::default()
             })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BootState::default()),
-            Err(e) => Err(self.state_err(e.to_string())),
+            Err(e) => Err(self.state_err(e.into())),
         }
     }
 
     fn save(&self, s: &BootState) -> Result<(), BootGuardError> {
-        let json = serde_json::to_vec_pretty(s).map_err(|e| self.state_err(e.to_string()))?;
-        write_atomic(&self.state_path, &json).map_err(|e| self.state_err(e.to_string()))
+        let json = serde_json::to_vec_pretty(s).map_err(|e| self.state_err(e.into()))?;
+        write_atomic(&self.state_path, &json).map_err(|e| self.state_err(e.into()))
     }
 
-    fn state_err(&self, message: String) -> BootGuardError {
+    fn state_err(&self, source: Box<dyn std::error::Error + Send + Sync>) -> BootGuardError {
         BootGuardError::State {
             path: self.state_path.clone(),
-            message,
+            source,
         }
     }
 

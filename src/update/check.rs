@@ -59,12 +59,16 @@ pub enum CheckError {
         reason: String,
     },
     /// The server could not be reached or the connection broke.
-    #[error("cannot reach the update server at {url}: {message}")]
+    #[error(
+        "cannot reach the update server at {url}: {}",
+        crate::error::chain(source)
+    )]
     Network {
         /// The URL.
         url: String,
         /// What went wrong.
-        message: String,
+        #[source]
+        source: reqwest::Error,
     },
     /// The server did not answer in time.
     #[error("update server at {url} did not answer in time (connect or request timeout)")]
@@ -560,7 +564,7 @@ pub async fn fetch_document(
         .get(url.clone())
         .send()
         .await
-        .map_err(|e| request_error(url, &e))?;
+        .map_err(|e| request_error(url, e))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(CheckError::HttpStatus {
@@ -576,12 +580,12 @@ pub async fn fetch_document(
                 url: url.to_string(),
                 limit,
             },
-            BodyError::Transport(e) => request_error(url, &e),
+            BodyError::Transport(e) => request_error(url, e),
         })
 }
 
 /// Maps a reqwest failure to a typed error.
-pub(crate) fn request_error(url: &Url, e: &reqwest::Error) -> CheckError {
+pub(crate) fn request_error(url: &Url, e: reqwest::Error) -> CheckError {
     if e.is_timeout() {
         CheckError::Timeout {
             url: url.to_string(),
@@ -589,7 +593,7 @@ pub(crate) fn request_error(url: &Url, e: &reqwest::Error) -> CheckError {
     } else {
         CheckError::Network {
             url: url.to_string(),
-            message: net::chain(e).to_string(),
+            source: e,
         }
     }
 }

@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::manifest::Artifact;
+use crate::error::{IoContext, PathIoError};
 use crate::net;
 
 /// The lock file's name inside the staging folder.
@@ -66,12 +67,13 @@ pub enum DownloadError {
         retry_after: Option<u64>,
     },
     /// The connection failed or broke.
-    #[error("download of {url} failed: {message}")]
+    #[error("download of {url} failed: {}", crate::error::chain(source))]
     Network {
-        /// The URL.
+        /// The URL (empty when the HTTP client itself could not be built).
         url: String,
         /// What happened.
-        message: String,
+        #[source]
+        source: reqwest::Error,
     },
     /// No bytes arrived for too long.
     #[error("download of {url} stalled: no data for {seconds} s")]
@@ -139,6 +141,15 @@ pub enum DownloadError {
     },
 }
 
+impl From<PathIoError> for DownloadError {
+    fn from(e: PathIoError) -> Self {
+        DownloadError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl DownloadError {
     /// Whether another attempt (resuming) may succeed.
     pub fn is_retryable(&self) -> bool {
@@ -168,13 +179,6 @@ impl DownloadError {
             DownloadError::BadDigest(_) => "ERR_UPDATER_BAD_DIGEST",
             DownloadError::Io { .. } => "ERR_UPDATER_IO",
         }
-    }
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DownloadError + '_ {
-    move |source| DownloadError::Io {
-        path: path.to_path_buf(),
-        source,
     }
 }
 
@@ -311,14 +315,14 @@ pub struct StagingLock {
 impl StagingLock {
     /// Takes the lock in `staging_dir`, failing with `Busy` or waiting per `mode`.
     pub async fn acquire(staging_dir: &Path, mode: LockMode) -> Result<Self, DownloadError> {
-        fs::create_dir_all(staging_dir).map_err(io_err(staging_dir))?;
+        fs::create_dir_all(staging_dir).at(staging_dir)?;
         let path = staging_dir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(io_err(&path))?;
+            .at(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(Self { _file: file, path }),
             Err(fs::TryLockError::WouldBlock) => match mode {
@@ -331,11 +335,11 @@ impl StagingLock {
                             path: p.clone(),
                             source: std::io::Error::other(e),
                         })?
-                        .map_err(io_err(&p))?;
+                        .at(&p)?;
                     Ok(Self { _file: file, path })
                 }
             },
-            Err(fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
+            Err(fs::TryLockError::Error(e)) => Err(PathIoError::new(path, e).into()),
         }
     }
 
@@ -451,7 +455,7 @@ impl Downloader {
         let http = net::client(&config.user_agent, config.connect_timeout, None).map_err(|e| {
             DownloadError::Network {
                 url: String::new(),
-                message: e.to_string(),
+                source: e,
             }
         })?;
         Ok(Self { config, http })
@@ -479,7 +483,7 @@ impl Downloader {
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(&dir)(e)),
+            Err(e) => Err(PathIoError::new(dir, e).into()),
         }
     }
 
@@ -496,7 +500,7 @@ impl Downloader {
         let expected = parse_digest(&artifact.sha256)?;
         let _lock = StagingLock::acquire(&self.config.staging_dir, self.config.lock_mode).await?;
         let dir = self.version_dir(version);
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        fs::create_dir_all(&dir).at(&dir)?;
         let name = file_name_for(url, artifact);
         let final_path = dir.join(&name);
         let part = dir.join(format!("{name}{PART_SUFFIX}"));
@@ -516,7 +520,7 @@ impl Downloader {
                     attempts: 0,
                 });
             }
-            fs::remove_file(&final_path).map_err(io_err(&final_path))?;
+            fs::remove_file(&final_path).at(&final_path)?;
         }
 
         let mut meta = read_meta(&meta_path);
@@ -554,7 +558,7 @@ impl Downloader {
                 }) => {
                     fetched_total += fetched;
                     // Size on disk, then the digest computed while streaming.
-                    let size = fs::metadata(&part).map_err(io_err(&part))?.len();
+                    let size = fs::metadata(&part).at(&part)?.len();
                     if size != artifact.size {
                         remove_quiet(&part);
                         remove_quiet(&meta_path);
@@ -578,7 +582,7 @@ impl Downloader {
                             path: part,
                         });
                     }
-                    fs::rename(&part, &final_path).map_err(io_err(&final_path))?;
+                    fs::rename(&part, &final_path).at(&final_path)?;
                     remove_quiet(&meta_path);
                     sync_dir(&dir);
                     return Ok(Downloaded {
@@ -623,7 +627,7 @@ impl Downloader {
 
     fn check_space(&self, needed: u64) -> Result<(), DownloadError> {
         let dir = &self.config.staging_dir;
-        let available = fs4::available_space(dir).map_err(io_err(dir))?;
+        let available = fs4::available_space(dir).at(dir)?;
         let needed = needed.saturating_add(self.config.space_margin);
         if available < needed {
             return Err(DownloadError::InsufficientSpace {
@@ -656,7 +660,7 @@ impl Downloader {
         let mut resp = tokio::time::timeout(stall, req.send())
             .await
             .map_err(|_| stalled(url, stall))?
-            .map_err(|e| network(url, &e))?;
+            .map_err(|e| network(url, e))?;
         let start = match resume_offset(resp.status().as_u16(), resp.headers(), have, limit) {
             Resume::WriteFrom(start) => start,
             Resume::BadRange { content_range } => {
@@ -697,7 +701,9 @@ impl Downloader {
             let _ = fs::write(meta_path, json);
         }
 
-        let file = open_part(part, start).map_err(io_err(part))?;
+        let file = open_part(part, start)
+            .at(part)
+            .map_err(DownloadError::from)?;
         // Writing and hashing run on two blocking threads, overlapping the network receive;
         // chunks are shared (reference-counted), not copied.
         let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(QUEUE_CHUNKS);
@@ -745,10 +751,10 @@ impl Downloader {
     }
 }
 
-fn network(url: &Url, e: &reqwest::Error) -> DownloadError {
+fn network(url: &Url, e: reqwest::Error) -> DownloadError {
     DownloadError::Network {
         url: url.to_string(),
-        message: net::chain(e).to_string(),
+        source: e,
     }
 }
 
@@ -807,7 +813,8 @@ fn spawn_writer(
             }
             file.sync_all()
         })
-        .map_err(io_err(&part))
+        .at(&part)
+        .map_err(DownloadError::from)
     })
 }
 
@@ -821,12 +828,12 @@ fn spawn_hasher(
     tokio::task::spawn_blocking(move || {
         let mut hasher = Sha256::new();
         if start > 0 {
-            let mut prefix = File::open(&part).map_err(io_err(&part))?;
+            let mut prefix = File::open(&part).at(&part)?;
             let mut buf = vec![0u8; 1024 * 1024];
             let mut left = start;
             while left > 0 {
                 let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                let k = prefix.read(&mut buf[..want]).map_err(io_err(&part))?;
+                let k = prefix.read(&mut buf[..want]).at(&part)?;
                 if k == 0 {
                     break;
                 }
@@ -869,7 +876,7 @@ impl Receive<'_> {
         let outcome = loop {
             let chunk = match tokio::time::timeout(self.stall, resp.chunk()).await {
                 Err(_) => break Err(stalled(self.url, self.stall)),
-                Ok(Err(e)) => break Err(network(self.url, &e)),
+                Ok(Err(e)) => break Err(network(self.url, e)),
                 Ok(Ok(None)) => break Ok(()),
                 Ok(Ok(Some(c))) => c,
             };
@@ -972,12 +979,12 @@ pub fn parse_digest(hex_digest: &str) -> Result<[u8; 32], DownloadError> {
 
 /// Size and SHA-256 of a file, streamed (1 MiB buffer).
 pub fn hash_file(path: &Path) -> Result<(u64, [u8; 32]), DownloadError> {
-    let mut f = File::open(path).map_err(io_err(path))?;
+    let mut f = File::open(path).at(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1024 * 1024];
     let mut n = 0u64;
     loop {
-        let k = f.read(&mut buf).map_err(io_err(path))?;
+        let k = f.read(&mut buf).at(path)?;
         if k == 0 {
             break;
         }

@@ -31,6 +31,7 @@ use std::path::{Component, Path, PathBuf};
 use semver::Version;
 
 use super::manifest::{Format, Platform};
+use crate::error::{IoContext, PathIoError};
 
 /// Name of the link to the running version.
 pub const CURRENT: &str = "current";
@@ -59,12 +60,13 @@ pub enum InstallError {
         reason: String,
     },
     /// The archive could not be read.
-    #[error("archive {path} is corrupt: {message}")]
+    #[error("archive {path} is corrupt: {source}")]
     Corrupt {
         /// The archive.
         path: PathBuf,
-        /// What is wrong.
-        message: String,
+        /// What is wrong (the decoder's error).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// There is no version to roll back to.
     #[error("no previous version to roll back to in {root}")]
@@ -91,6 +93,15 @@ pub enum InstallError {
     },
 }
 
+impl From<PathIoError> for InstallError {
+    fn from(e: PathIoError) -> Self {
+        InstallError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl InstallError {
     /// A stable code for bindings.
     pub fn code(&self) -> &'static str {
@@ -102,13 +113,6 @@ impl InstallError {
             InstallError::NotInstalled { .. } => "ERR_UPDATER_NOT_INSTALLED",
             InstallError::Io { .. } => "ERR_UPDATER_IO",
         }
-    }
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InstallError + '_ {
-    move |source| InstallError::Io {
-        path: path.to_path_buf(),
-        source,
     }
 }
 
@@ -210,9 +214,9 @@ impl InstallRoot {
         let tmp = self.root.join(format!("{CURRENT}.tmp"));
         let _ = fs::remove_file(&tmp);
         let rel = Path::new(VERSIONS).join(version.to_string());
-        os::symlink(&rel, &tmp).map_err(io_err(&tmp))?;
+        os::symlink(&rel, &tmp).at(&tmp)?;
         let cur = self.root.join(CURRENT);
-        fs::rename(&tmp, &cur).map_err(io_err(&cur))?;
+        fs::rename(&tmp, &cur).at(&cur)?;
         sync_dir(&self.root);
         if let Some(o) = &old {
             if o != version {
@@ -242,10 +246,7 @@ impl InstallRoot {
             .collect();
         let mut removed = Vec::new();
         let versions = self.root.join(VERSIONS);
-        for e in fs::read_dir(&versions)
-            .map_err(io_err(&versions))?
-            .flatten()
-        {
+        for e in fs::read_dir(&versions).at(&versions)?.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
             let path = e.path();
             if name.starts_with(".tmp-") {
@@ -254,7 +255,7 @@ impl InstallRoot {
             }
             if let Ok(v) = name.parse::<Version>() {
                 if !keep.contains(&v) {
-                    fs::remove_dir_all(&path).map_err(io_err(&path))?;
+                    fs::remove_dir_all(&path).at(&path)?;
                     removed.push(v);
                 }
             }
@@ -326,18 +327,18 @@ impl ArchiveInstaller {
         tmp: &Path,
         final_dir: &Path,
     ) -> Result<(), InstallError> {
-        fs::create_dir_all(versions).map_err(io_err(versions))?;
+        fs::create_dir_all(versions).at(versions)?;
         let _ = fs::remove_dir_all(tmp);
-        fs::create_dir(tmp).map_err(io_err(tmp))?;
+        fs::create_dir(tmp).at(tmp)?;
         match self.format {
             Format::Zip => extract_zip(staged, tmp)?,
             _ => extract_tar_gz(staged, tmp)?,
         }
         sync_dir(tmp);
         if final_dir.exists() {
-            fs::remove_dir_all(final_dir).map_err(io_err(final_dir))?;
+            fs::remove_dir_all(final_dir).at(final_dir)?;
         }
-        fs::rename(tmp, final_dir).map_err(io_err(final_dir))?;
+        fs::rename(tmp, final_dir).at(final_dir)?;
         sync_dir(versions);
         Ok(())
     }
@@ -357,7 +358,7 @@ impl Installer for AppImageInstaller {
 
     fn install(&self, staged: &Path, version: &Version) -> Result<Installed, InstallError> {
         let dir = self.target.parent().unwrap_or_else(|| Path::new("."));
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        fs::create_dir_all(dir).at(dir)?;
         let name = self
             .target
             .file_name()
@@ -368,17 +369,15 @@ impl Installer for AppImageInstaller {
             .unwrap_or(0o755);
         let tmp = dir.join(format!(".{name}.tmp"));
         let _ = fs::remove_file(&tmp);
-        fs::copy(staged, &tmp).map_err(io_err(&tmp))?;
-        os::set_mode(&tmp, mode).map_err(io_err(&tmp))?;
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io_err(&tmp))?;
+        fs::copy(staged, &tmp).at(&tmp)?;
+        os::set_mode(&tmp, mode).at(&tmp)?;
+        File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
         let prev = dir.join(format!("{name}.previous"));
         if self.target.exists() {
             let _ = fs::remove_file(&prev);
-            fs::hard_link(&self.target, &prev).map_err(io_err(&prev))?;
+            fs::hard_link(&self.target, &prev).at(&prev)?;
         }
-        fs::rename(&tmp, &self.target).map_err(io_err(&self.target))?;
+        fs::rename(&tmp, &self.target).at(&self.target)?;
         sync_dir(dir);
         Ok(Installed {
             version: version.clone(),
@@ -570,7 +569,7 @@ impl Extracted {
 fn create_parent(root: &Path, rel: &Path) -> Result<PathBuf, InstallError> {
     let dest = root.join(rel);
     if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        fs::create_dir_all(parent).at(parent)?;
     }
     Ok(dest)
 }
@@ -583,21 +582,21 @@ fn write_file(
 ) -> Result<(), InstallError> {
     let dest = create_parent(root, rel)?;
     // create_new: never follows or overwrites an existing entry (duplicate entries refused).
-    let mut f = os::create_new_private(&dest).map_err(io_err(&dest))?;
-    std::io::copy(reader, &mut f).map_err(io_err(&dest))?;
-    f.flush().map_err(io_err(&dest))?;
-    os::set_file_mode(&f, mode & 0o777).map_err(io_err(&dest))?;
-    f.sync_all().map_err(io_err(&dest))?;
+    let mut f = os::create_new_private(&dest).at(&dest)?;
+    std::io::copy(reader, &mut f).at(&dest)?;
+    f.flush().at(&dest)?;
+    os::set_file_mode(&f, mode & 0o777).at(&dest)?;
+    f.sync_all().at(&dest)?;
     Ok(())
 }
 
 /// Extracts a `.tar.gz` safely into the empty folder `dest`.
 pub fn extract_tar_gz(archive: &Path, dest: &Path) -> Result<(), InstallError> {
-    let f = File::open(archive).map_err(io_err(archive))?;
+    let f = File::open(archive).at(archive)?;
     let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(f)));
     let corrupt = |e: std::io::Error| InstallError::Corrupt {
         path: archive.to_path_buf(),
-        message: e.to_string(),
+        source: e.into(),
     };
     let mut seen = Extracted::default();
     for entry in ar.entries().map_err(corrupt)? {
@@ -621,8 +620,8 @@ pub fn extract_tar_gz(archive: &Path, dest: &Path) -> Result<(), InstallError> {
             }
             tar::EntryType::Directory => {
                 let d = dest.join(&rel);
-                fs::create_dir_all(&d).map_err(io_err(&d))?;
-                os::set_mode(&d, (mode & 0o777) | 0o700).map_err(io_err(&d))?;
+                fs::create_dir_all(&d).at(&d)?;
+                os::set_mode(&d, (mode & 0o777) | 0o700).at(&d)?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -632,7 +631,7 @@ pub fn extract_tar_gz(archive: &Path, dest: &Path) -> Result<(), InstallError> {
                     .into_owned();
                 seen.check_link_target(&raw, &rel, &target)?;
                 let d = create_parent(dest, &rel)?;
-                os::symlink(&target, &d).map_err(io_err(&d))?;
+                os::symlink(&target, &d).at(&d)?;
                 seen.symlinks.insert(rel);
             }
             tar::EntryType::Link => {
@@ -650,7 +649,7 @@ pub fn extract_tar_gz(archive: &Path, dest: &Path) -> Result<(), InstallError> {
                     ));
                 }
                 let d = create_parent(dest, &rel)?;
-                fs::hard_link(dest.join(&t), &d).map_err(io_err(&d))?;
+                fs::hard_link(dest.join(&t), &d).at(&d)?;
                 seen.files.insert(rel);
             }
             tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
@@ -674,10 +673,10 @@ const S_IFLNK: u32 = 0o120000;
 
 /// Extracts a `.zip` safely into the empty folder `dest`.
 pub fn extract_zip(archive: &Path, dest: &Path) -> Result<(), InstallError> {
-    let f = File::open(archive).map_err(io_err(archive))?;
+    let f = File::open(archive).at(archive)?;
     let corrupt = |e: zip::result::ZipError| InstallError::Corrupt {
         path: archive.to_path_buf(),
-        message: e.to_string(),
+        source: e.into(),
     };
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(f)).map_err(corrupt)?;
     let mut seen = Extracted::default();
@@ -698,12 +697,12 @@ pub fn extract_zip(archive: &Path, dest: &Path) -> Result<(), InstallError> {
                 file.read_to_string(&mut target)
                     .map_err(|e| InstallError::Corrupt {
                         path: archive.to_path_buf(),
-                        message: e.to_string(),
+                        source: e.into(),
                     })?;
                 let target = PathBuf::from(target);
                 seen.check_link_target(&raw, &rel, &target)?;
                 let d = create_parent(dest, &rel)?;
-                os::symlink(&target, &d).map_err(io_err(&d))?;
+                os::symlink(&target, &d).at(&d)?;
                 seen.symlinks.insert(rel);
             }
             Some(k) if k != S_IFREG && k != S_IFDIR => {
@@ -714,7 +713,7 @@ pub fn extract_zip(archive: &Path, dest: &Path) -> Result<(), InstallError> {
             }
             _ if is_dir => {
                 let d = dest.join(&rel);
-                fs::create_dir_all(&d).map_err(io_err(&d))?;
+                fs::create_dir_all(&d).at(&d)?;
             }
             _ => {
                 let mode = unix.unwrap_or(0o644);
@@ -735,17 +734,17 @@ fn sync_dir(dir: &Path) {
 /// Writes `bytes` to `path` through a temporary file, fsync and rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    fs::create_dir_all(dir).at(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp",
         path.file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default()
     ));
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))?;
+    let mut f = File::create(&tmp).at(&tmp)?;
+    f.write_all(bytes).at(&tmp)?;
+    f.sync_all().at(&tmp)?;
+    fs::rename(&tmp, path).at(path)?;
     sync_dir(dir);
     Ok(())
 }

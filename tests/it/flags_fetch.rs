@@ -148,7 +148,13 @@ async fn signed_config_is_cached_and_used_offline_after_restart() {
     assert!(flags.get("composer"), "the cached config is used offline");
     assert_eq!(flags.details("composer").reason, Reason::Static);
     match flags.refresh().await {
-        Err(FlagsError::Network { .. }) => {}
+        Err(e @ FlagsError::Network { .. }) => {
+            let cause = std::error::Error::source(&e).expect("the transport error is kept");
+            assert!(cause.is::<reqwest::Error>(), "{cause:?}");
+            // One line: the URL, then the causes, each once.
+            let line = railgun_core::error::chain(&e).to_string();
+            assert!(line.contains(&url) && !line.contains('\n'), "{line}");
+        }
         other => panic!("expected a network error, got {other:?}"),
     }
     assert!(

@@ -340,7 +340,15 @@ async fn short_body_is_a_size_mismatch_and_deleted() {
 #[tokio::test]
 async fn connection_cut_every_time_fails_after_the_retries() {
     let (r, s, dir) = run("cut-always", 3).await;
-    assert!(matches!(r, Err(DownloadError::Network { .. })), "{r:?}");
+    match &r {
+        Err(e @ DownloadError::Network { url, source }) => {
+            // The error names the URL and keeps the transport error as its source.
+            assert!(url.ends_with("/cut-always/app.tar.gz"), "{url}");
+            assert!(source.is_decode() || source.is_body(), "{source:?}");
+            assert!(std::error::Error::source(e).is_some());
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(s.count.load(Ordering::SeqCst), 3);
     assert!(!dir.path().join("staging/0.2.0/app.tar.gz").exists());
 }

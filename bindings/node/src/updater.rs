@@ -569,7 +569,10 @@ mod tests {
             },
             CheckError::Network {
                 url: url(),
-                message: "x".into(),
+                source: reqwest::Client::new()
+                    .get("no scheme")
+                    .build()
+                    .expect_err("a relative URL is refused"),
             },
             CheckError::Timeout { url: url() },
             CheckError::HttpStatus {

@@ -71,7 +71,7 @@ pub async fn run(a: Args) -> CliResult {
             // Like the app: keep going with the cached config, but say so.
             eprintln!(
                 "warning: {}; showing the cached config",
-                railgun_core::net::chain(&e)
+                railgun_core::error::chain(&e)
             );
             Some(e.to_string())
         }

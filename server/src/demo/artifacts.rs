@@ -8,6 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use railgun_core::error::IoContext;
 use railgun_core::trust::{Envelope, PrivateKey};
 use railgun_core::update::{Arch, Format, Platform, ReleaseManifest, RolloutPolicy};
 use railgun_core::Version;
@@ -37,13 +38,6 @@ pub struct BuiltRelease {
     pub files: BTreeMap<String, String>,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
-    move |source| DemoError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
 /// The files of a version's archive: a launcher script, a version file and some data.
 fn contents(app: &str, version: &Version) -> Vec<(&'static str, Vec<u8>)> {
     let mut data = Vec::with_capacity(64 * 1024);
@@ -63,7 +57,7 @@ fn contents(app: &str, version: &Version) -> Vec<(&'static str, Vec<u8>)> {
 }
 
 fn write_tar_gz(path: &Path, files: &[(&'static str, Vec<u8>)]) -> Result<(), DemoError> {
-    let f = fs::File::create(path).map_err(io(path))?;
+    let f = fs::File::create(path).at(path)?;
     let gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
     let mut b = tar::Builder::new(gz);
     for (name, data) in files {
@@ -75,29 +69,25 @@ fn write_tar_gz(path: &Path, files: &[(&'static str, Vec<u8>)]) -> Result<(), De
             0o644
         });
         h.set_mtime(0);
-        b.append_data(&mut h, name, data.as_slice())
-            .map_err(io(path))?;
+        b.append_data(&mut h, name, data.as_slice()).at(path)?;
     }
-    b.into_inner()
-        .map_err(io(path))?
-        .finish()
-        .map_err(io(path))?;
+    b.into_inner().at(path)?.finish().at(path)?;
     Ok(())
 }
 
 /// Reads a tar.gz back: each regular file's path and SHA-256.
 pub fn archive_digests(path: &Path) -> Result<BTreeMap<String, String>, DemoError> {
-    let f = fs::File::open(path).map_err(io(path))?;
+    let f = fs::File::open(path).at(path)?;
     let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
     let mut out = BTreeMap::new();
-    for entry in a.entries().map_err(io(path))? {
-        let mut e = entry.map_err(io(path))?;
+    for entry in a.entries().at(path)? {
+        let mut e = entry.at(path)?;
         if !e.header().entry_type().is_file() {
             continue;
         }
-        let name = e.path().map_err(io(path))?.to_string_lossy().to_string();
+        let name = e.path().at(path)?.to_string_lossy().to_string();
         let mut bytes = Vec::new();
-        e.read_to_end(&mut bytes).map_err(io(path))?;
+        e.read_to_end(&mut bytes).at(path)?;
         out.insert(name, hex::encode(Sha256::digest(&bytes)));
     }
     Ok(out)
@@ -114,7 +104,7 @@ pub fn build_release(
     released_at: DateTime<Utc>,
 ) -> Result<BuiltRelease, DemoError> {
     let dir = work.join(format!("build-{version}"));
-    fs::create_dir_all(&dir).map_err(io(&dir))?;
+    fs::create_dir_all(&dir).at(&dir)?;
     let artifact_name = format!("{app}-{version}-linux-x64.tar.gz");
     let artifact_path = dir.join(&artifact_name);
     write_tar_gz(&artifact_path, &contents(app, version))?;
@@ -136,7 +126,7 @@ pub fn build_release(
     })?;
     let envelope = sign_manifest(&manifest, &[key])?;
     let manifest_path = dir.join("manifest.json");
-    fs::write(&manifest_path, envelope.to_json_bytes()).map_err(io(&manifest_path))?;
+    fs::write(&manifest_path, envelope.to_json_bytes()).at(&manifest_path)?;
     let files = archive_digests(&artifact_path)?;
     Ok(BuiltRelease {
         version: version.clone(),

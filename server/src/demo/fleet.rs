@@ -166,7 +166,7 @@ impl Fleet {
             timings: Default::default(),
         };
         if let Err(e) = self.launch_inner(index, round, &mut out).await {
-            out.failure = Some(railgun_core::net::chain(&e).to_string());
+            out.failure = Some(railgun_core::error::chain(&e).to_string());
         }
         out
     }

@@ -27,6 +27,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use railgun_core::clock::{Clock, ManualClock};
+use railgun_core::error::PathIoError;
 use railgun_core::identity::{bucket, in_percentage, random_hex_128, rollout_seed};
 use railgun_core::trust::{KeyAlgorithm, PrivateKey, TrustedKeys};
 use railgun_core::update::InstallRoot;
@@ -103,6 +104,15 @@ pub enum DemoError {
     /// Something the demo refuses.
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<PathIoError> for DemoError {
+    fn from(e: PathIoError) -> Self {
+        DemoError::Io {
+            path: e.path.display().to_string(),
+            source: e.source,
+        }
+    }
 }
 
 /// What to simulate.

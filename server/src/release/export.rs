@@ -24,6 +24,7 @@ use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use railgun_core::error::{IoContext, PathIoError};
 use railgun_core::trust::{DsseError, TrustedKeys, PAYLOAD_CHANNEL, PAYLOAD_RELEASE};
 use railgun_core::update::channel::{ChannelState, ReleasePointer};
 use railgun_core::update::manifest::{DocumentError, ReleaseManifest};
@@ -126,10 +127,12 @@ pub enum ExportError {
     },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
-    move |source| ExportError::Io {
-        path: path.to_path_buf(),
-        source,
+impl From<PathIoError> for ExportError {
+    fn from(e: PathIoError) -> Self {
+        ExportError::Io {
+            path: e.path,
+            source: e.source,
+        }
     }
 }
 
@@ -456,7 +459,7 @@ fn read_in_tree(root: &Path, rel: &Path) -> Result<Vec<u8>, ExportError> {
     let mut bytes = Vec::new();
     open_in_tree(root, rel)?
         .read_to_end(&mut bytes)
-        .map_err(io_err(&root.join(rel)))?;
+        .at(root.join(rel))?;
     Ok(bytes)
 }
 
@@ -475,13 +478,13 @@ fn hash_copy(
     let mut buf = vec![0u8; 1 << 16];
     let mut size = 0u64;
     loop {
-        let n = from.read(&mut buf).map_err(io_err(path))?;
+        let n = from.read(&mut buf).at(path)?;
         if n == 0 {
             break;
         }
         size += n as u64;
         h.update(&buf[..n]);
-        to.write_all(&buf[..n]).map_err(io_err(path))?;
+        to.write_all(&buf[..n]).at(path)?;
     }
     Ok((size, hex::encode(h.finalize())))
 }
@@ -517,10 +520,10 @@ pub fn export(
             path: out.to_path_buf(),
             reason: "no folder name".into(),
         })?;
-    fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+    fs::create_dir_all(&parent).at(&parent)?;
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
     let tmp = parent.join(format!("{name}.tmp-{suffix}"));
-    fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+    fs::create_dir(&tmp).at(&tmp)?;
     match write_tree(root, &tmp, &tree) {
         Ok(bytes) => {
             if let Err(e) = swap_into_place(&tmp, out, &parent, &name, suffix) {
@@ -550,12 +553,12 @@ fn write_tree(root: &Path, tmp: &Path, tree: &VerifiedTree) -> Result<u64, Expor
         };
         let dst = tmp.join(rel);
         if let Some(dir) = dst.parent() {
-            fs::create_dir_all(dir).map_err(io_err(dir))?;
+            fs::create_dir_all(dir).at(dir)?;
         }
-        let mut w = fs::File::create(&dst).map_err(io_err(&dst))?;
+        let mut w = fs::File::create(&dst).at(&dst)?;
         match f {
             TreeFile::Document { bytes, .. } => {
-                w.write_all(bytes).map_err(io_err(&dst))?;
+                w.write_all(bytes).at(&dst)?;
                 total += bytes.len() as u64;
             }
             TreeFile::Artifact { size, sha256, .. } => {
@@ -576,13 +579,13 @@ fn write_tree(root: &Path, tmp: &Path, tree: &VerifiedTree) -> Result<u64, Expor
             TreeFile::Companion { .. } => {
                 let src = root.join(rel);
                 let mut r = open_in_tree(root, rel)?;
-                total += std::io::copy(&mut r, &mut w).map_err(io_err(&src))?;
+                total += std::io::copy(&mut r, &mut w).at(&src)?;
             }
         }
-        w.sync_all().map_err(io_err(&dst))?;
+        w.sync_all().at(&dst)?;
     }
     let marker = tmp.join(EXPORT_MARKER);
-    fs::write(&marker, b"written by railgun release export\n").map_err(io_err(&marker))?;
+    fs::write(&marker, b"written by railgun release export\n").at(&marker)?;
     Ok(total)
 }
 
@@ -596,18 +599,16 @@ fn swap_into_place(
     suffix: &str,
 ) -> Result<(), ExportError> {
     match fs::symlink_metadata(out) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::rename(tmp, out).map_err(io_err(out))
-        }
-        Err(e) => Err(io_err(out)(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(fs::rename(tmp, out).at(out)?),
+        Err(e) => Err(PathIoError::new(out, e).into()),
         Ok(_) => {
             let old = parent.join(format!("{name}.old-{suffix}"));
-            fs::rename(out, &old).map_err(io_err(out))?;
+            fs::rename(out, &old).at(out)?;
             if let Err(e) = fs::rename(tmp, out) {
                 let _ = fs::rename(&old, out);
-                return Err(io_err(out)(e));
+                return Err(PathIoError::new(out, e).into());
             }
-            fs::remove_dir_all(&old).map_err(io_err(&old))
+            Ok(fs::remove_dir_all(&old).at(&old)?)
         }
     }
 }
@@ -619,7 +620,7 @@ fn check_destination(root: &Path, out: &Path) -> Result<(), ExportError> {
         path: out.to_path_buf(),
         reason: reason.to_string(),
     };
-    let root_c = fs::canonicalize(root).map_err(io_err(root))?;
+    let root_c = fs::canonicalize(root).at(root)?;
     let out_abs = absolute(out)?;
     if out_abs.starts_with(&root_c) || root_c.starts_with(&out_abs) {
         return Err(bad(
@@ -628,10 +629,10 @@ fn check_destination(root: &Path, out: &Path) -> Result<(), ExportError> {
     }
     match fs::symlink_metadata(out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(out)(e)),
+        Err(e) => Err(PathIoError::new(out, e).into()),
         Ok(m) if !m.is_dir() => Err(bad("exists and is not a folder")),
         Ok(_) => {
-            let empty = fs::read_dir(out).map_err(io_err(out))?.next().is_none();
+            let empty = fs::read_dir(out).at(out)?.next().is_none();
             if empty || out.join(EXPORT_MARKER).is_file() {
                 Ok(())
             } else {
@@ -648,7 +649,7 @@ fn absolute(p: &Path) -> Result<PathBuf, ExportError> {
     let abs = if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().map_err(io_err(p))?.join(p)
+        std::env::current_dir().at(p)?.join(p)
     };
     let mut existing = abs.as_path();
     let mut rest = Vec::new();

@@ -133,7 +133,7 @@ async fn call(
         .await
         .map_err(|e| RemoteError::Transport {
             step: step.to_string(),
-            reason: railgun_core::net::chain(&e.without_url()).to_string(),
+            reason: railgun_core::error::chain(&e.without_url()).to_string(),
         })?;
     let status = res.status();
     let text = res.text().await.unwrap_or_default();

@@ -37,6 +37,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::clock::SharedClock;
+use railgun_core::error::PathIoError;
 use railgun_core::health::{validate_report, HealthReport, HealthResponse};
 use railgun_core::trust::{
     DsseError, KeyError, PrivateKey, PublicKey, TrustedKeys, PAYLOAD_CHANNEL,
@@ -156,11 +157,11 @@ pub enum RolloutError {
     },
 }
 
-impl RolloutError {
-    pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RolloutError + '_ {
-        move |source| RolloutError::Io {
-            path: path.display().to_string(),
-            source,
+impl From<PathIoError> for RolloutError {
+    fn from(e: PathIoError) -> Self {
+        RolloutError::Io {
+            path: e.path.display().to_string(),
+            source: e.source,
         }
     }
 }

@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use axum::body::{Body, HttpBody};
+use railgun_core::error::IoContext;
 use railgun_core::trust::{Envelope, PAYLOAD_RELEASE};
 use railgun_core::update::manifest::{is_valid_app_name, ReleaseManifest, RolloutPolicy};
 use serde::{Deserialize, Serialize};
@@ -339,17 +340,13 @@ impl Rollouts {
             Expected::Bundle => MAX_BUNDLE_BYTES,
         };
         let dir = release_dir(self.root(), app, version);
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(RolloutError::io(&dir))?;
+        tokio::fs::create_dir_all(&dir).await.at(&dir)?;
         let tmp_path = dir.join(format!(
             ".{file}.upload-{}.tmp",
             uuid::Uuid::new_v4().simple()
         ));
         let mut guard = TempFile(Some(tmp_path.clone()));
-        let mut out = tokio::fs::File::create(&tmp_path)
-            .await
-            .map_err(RolloutError::io(&tmp_path))?;
+        let mut out = tokio::fs::File::create(&tmp_path).await.at(&tmp_path)?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut body = body;
@@ -368,11 +365,9 @@ impl Rollouts {
                 });
             }
             hasher.update(&data);
-            out.write_all(&data)
-                .await
-                .map_err(RolloutError::io(&tmp_path))?;
+            out.write_all(&data).await.at(&tmp_path)?;
         }
-        out.sync_all().await.map_err(RolloutError::io(&tmp_path))?;
+        out.sync_all().await.at(&tmp_path)?;
         drop(out);
         let sha256 = hex::encode(hasher.finalize());
         if let Expected::Artifact {
@@ -391,9 +386,7 @@ impl Rollouts {
             }
         }
         let dst = dir.join(file);
-        tokio::fs::rename(&tmp_path, &dst)
-            .await
-            .map_err(RolloutError::io(&dst))?;
+        tokio::fs::rename(&tmp_path, &dst).await.at(&dst)?;
         guard.0 = None;
         tracing::info!(%app, %version, %file, size, "artifact stored");
 
