@@ -332,3 +332,10 @@ test('a listener that throws does not stop the others', async (t) => {
   await inMain(updater, 'update-available', () => updater.checkForUpdates());
   assert.deepEqual(got, ['checking-for-update', 'update-available']);
 });
+
+test("the preload's own copy of the channel and event names is main's", () => {
+  const preload = require('../../electron/preload.js');
+  assert.deepEqual(preload.CHANNELS, main.CHANNELS);
+  assert.deepEqual(preload.EVENT_CHANNELS, main.EVENT_CHANNELS);
+  assert.deepEqual(preload.UPDATER_EVENTS, main.UPDATER_EVENTS);
+});
