@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::ScriptedServer;
+use crate::db::Kind;
+use crate::support::{ReleaseSpec, ScriptedServer, TestServer, ADMIN};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -343,88 +344,36 @@ async fn ingest_backlog_over_10000_events_sends_one_warning() {
 /// resume is a second alert.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn halted_rollout_reaches_a_webhook_that_fails_at_first_once_and_a_second_halt_again() {
-    use railgun_core::trust::{KeyAlgorithm, PrivateKey};
-    use railgun_core::update::manifest::{Arch, Format, Platform};
-    use railgun_server::release::{build_manifest, sign_manifest, ArtifactFile, ManifestSpec};
-    use railgun_server::serve::{App, ServerConfig};
-
     let (hook, mut rx) = receiver(&[(500, None)]).await;
-    let dir = tempfile::tempdir().expect("tmp");
-    let release = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
-    let rollout = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
-    rollout
-        .write_pem_file(dir.path().join("rollout.key"))
-        .expect("write");
-    std::fs::write(
-        dir.path().join("release.pub"),
-        release.public_key().to_pem(),
-    )
-    .expect("pub");
-    let artifact = dir.path().join("app-0.2.0-linux-x64.tar.gz");
-    std::fs::write(&artifact, b"build").expect("artifact");
-    let manifest = build_manifest(&ManifestSpec {
-        app: "app".into(),
-        version: "0.2.0".parse().expect("version"),
-        channel: "stable".into(),
-        notes: String::new(),
-        artifacts: vec![ArtifactFile {
-            path: artifact,
-            platform: Platform::Linux,
-            arch: Arch::X64,
-            format: Format::TarGz,
-        }],
+    let now = chrono::Utc::now();
+    let hook_url = format!("{}/hook", hook.url());
+    let mut server = TestServer::with(Kind::Sqlite, "", now, |c| c.alert_webhook = Some(hook_url))
+        .await
+        .expect("sqlite");
+    let release = server.release(&ReleaseSpec {
+        app: "app",
+        channel: "stable",
+        version: "0.2.0",
+        policy: None,
+        released_at: now,
+        size: 5,
         // Hosted elsewhere: nothing to upload, the rollout starts at once.
-        base_url: Some("https://cdn.example.com/app".into()),
-        rollout: None,
-        released_at: chrono::Utc::now(),
-        sigstore_bundles: None,
-    })
-    .expect("manifest");
-    let envelope = sign_manifest(&manifest, &[&release]).expect("sign");
-
-    let config = ServerConfig {
-        root: dir.path().join("tree"),
-        database: format!("sqlite:{}", dir.path().join("a.db").display()),
-        admin_token: Some("admin".into()),
-        run_retention: false,
-        alert_webhook: Some(format!("{}/hook", hook.url())),
-        rollout_key: Some(dir.path().join("rollout.key")),
-        release_public_keys: vec![dir.path().join("release.pub")],
-        ..ServerConfig::default()
-    };
-    let server = App::open(&config)
-        .await
-        .expect("app")
-        .spawn("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("serve");
-    let http = reqwest::Client::new();
-    let env: Value = serde_json::from_slice(&envelope.to_json_bytes()).expect("json");
-    let res = http
-        .post(format!("{}/admin/releases", server.url()))
-        .bearer_auth("admin")
-        .json(&serde_json::json!({"manifest": env, "start": true}))
-        .send()
-        .await
-        .expect("register");
+        base_url: Some("https://cdn.example.com/app"),
+    });
+    let body = serde_json::json!({"manifest": release.envelope, "start": true});
+    let res = server.post("/admin/releases", Some(ADMIN), &body).await;
     assert_eq!(
         res.status(),
         201,
         "{}",
         res.text().await.unwrap_or_default()
     );
-    let res = http
-        .post(format!("{}/admin/rollouts/app/stable/halt", server.url()))
-        .bearer_auth("admin")
-        .json(&serde_json::json!({"reason": "crashes in the field"}))
-        .send()
-        .await
-        .expect("halt");
-    assert!(
-        res.status().is_success(),
-        "{}",
-        res.text().await.unwrap_or_default()
-    );
+    server
+        .admin(
+            "/admin/rollouts/app/stable/halt",
+            serde_json::json!({"reason": "crashes in the field"}),
+        )
+        .await;
 
     let first = tokio::time::timeout(Duration::from_secs(20), rx.recv())
         .await
@@ -448,17 +397,12 @@ async fn halted_rollout_reaches_a_webhook_that_fails_at_first_once_and_a_second_
     // Resumed and halted again at the same stage, well within the dedup window: a second
     // decision, so a second alert with its own id (the same title must not merge them).
     for action in ["resume", "halt"] {
-        let res = http
-            .post(format!(
-                "{}/admin/rollouts/app/stable/{action}",
-                server.url()
-            ))
-            .bearer_auth("admin")
-            .json(&serde_json::json!({"reason": "again"}))
-            .send()
-            .await
-            .expect(action);
-        assert!(res.status().is_success(), "{action}");
+        server
+            .admin(
+                &format!("/admin/rollouts/app/stable/{action}"),
+                serde_json::json!({"reason": "again"}),
+            )
+            .await;
     }
     let third = tokio::time::timeout(Duration::from_secs(20), rx.recv())
         .await
@@ -467,7 +411,7 @@ async fn halted_rollout_reaches_a_webhook_that_fails_at_first_once_and_a_second_
     assert_eq!(third.status, 200);
     assert_eq!(third.body["railgun"]["kind"], "rollout_halted");
     assert_ne!(third.id, first.id, "a new alert, not a retry of the first");
-    server.stop().await.expect("stop");
+    server.stop().await;
     assert!(drain(&mut rx).is_empty(), "each delivered once");
     hook.stop().await.expect("stop");
 }

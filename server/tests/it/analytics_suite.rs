@@ -3,129 +3,43 @@
 //! fresh database; `scripts/start-postgres.sh` starts a server and prints the variable).
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::db::{database, Kind};
+use crate::db::Kind;
+use crate::support::{within, TestServer, ADMIN, READ};
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::event::{
     AnalyticsEvent, EventBatch, EventCategory, IngestResponse, Properties, PropertyValue,
 };
-use railgun_core::clock::{ManualClock, SharedClock};
-use railgun_server::analytics::{retention, AppState, RetentionConfig};
-use railgun_server::serve::{App, RunningServer, ServerConfig};
+use railgun_core::clock::SharedClock;
+use railgun_server::analytics::{retention, RetentionConfig};
 use railgun_server::store;
 use serde_json::Value;
 use uuid::Uuid;
-
-const READ: &str = "read-token-123";
-const ADMIN: &str = "admin-token-456";
-
-struct Harness {
-    server: Option<RunningServer>,
-    url: String,
-    http: reqwest::Client,
-    database: String,
-    clock: ManualClock,
-    state: AppState,
-    config: ServerConfig,
-    _dir: tempfile::TempDir,
-}
 
 fn now0() -> DateTime<Utc> {
     "2026-03-10T12:00:00Z".parse().expect("t")
 }
 
-impl Harness {
-    async fn start(kind: Kind) -> Option<Self> {
-        Self::start_with(kind, |_| {}).await
-    }
+/// The real server on `kind` (`None`: PostgreSQL not configured, skipped).
+async fn start(kind: Kind) -> Option<TestServer> {
+    TestServer::with(kind, "analytics", now0(), |_| {}).await
+}
 
-    async fn start_with(kind: Kind, tweak: impl FnOnce(&mut ServerConfig)) -> Option<Self> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let database = database(kind, &dir.path().join("db/analytics.db"), "analytics").await?;
-        let clock = ManualClock::new(now0());
-        let mut config = ServerConfig {
-            root: dir.path().join("updates"),
-            database: database.clone(),
-            read_token: Some(READ.into()),
-            admin_token: Some(ADMIN.into()),
-            run_retention: false,
-            clock: Arc::new(clock.clone()) as SharedClock,
-            ..ServerConfig::default()
-        };
-        tweak(&mut config);
-        std::fs::create_dir_all(&config.root).expect("root");
-        let server = App::open(&config)
-            .await
-            .expect("app")
-            .spawn("127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("spawn");
-        Some(Self {
-            url: server.url(),
-            state: server.state.clone(),
-            server: Some(server),
-            http: reqwest::Client::new(),
-            database,
-            clock,
-            config,
-            _dir: dir,
-        })
-    }
+/// `POST /analytics/events` with `body` as it is.
+async fn post_raw(h: &TestServer, body: Vec<u8>) -> reqwest::Response {
+    let rq = h
+        .http
+        .post(format!("{}/analytics/events", h.url))
+        .header("content-type", "application/json")
+        .body(body);
+    within("ingest", rq.send()).await.expect("post")
+}
 
-    /// Starts the server again over the same configuration and database.
-    async fn restart(&mut self) {
-        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let server = App::open(&self.config)
-            .await
-            .expect("app")
-            .spawn(addr)
-            .await
-            .expect("spawn");
-        self.url = server.url();
-        self.state = server.state.clone();
-        self.server = Some(server);
-    }
-
-    async fn stop(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.stop().await.expect("stop");
-        }
-    }
-
-    async fn post_raw(&self, body: Vec<u8>) -> reqwest::Response {
-        self.http
-            .post(format!("{}/analytics/events", self.url))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("post")
-    }
-
-    async fn post(&self, batch: &EventBatch) -> IngestResponse {
-        let r = self
-            .post_raw(serde_json::to_vec(batch).expect("json"))
-            .await;
-        assert_eq!(r.status(), 200, "{:?}", r.text().await);
-        r.json().await.expect("answer")
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        let mut rq = self.http.get(format!("{}{}", self.url, path));
-        if let Some(t) = token {
-            rq = rq.bearer_auth(t);
-        }
-        rq.send().await.expect("get")
-    }
-
-    async fn json(&self, path: &str) -> Value {
-        let r = self.get(path, Some(READ)).await;
-        assert_eq!(r.status(), 200, "{path}");
-        r.json().await.expect("json")
-    }
+/// `POST /analytics/events`: 200, the answer.
+async fn post(h: &TestServer, batch: &EventBatch) -> IngestResponse {
+    serde_json::from_value(h.send_events(batch).await).expect("answer")
 }
 
 fn ev(user: &str, name: &str, at: DateTime<Utc>) -> AnalyticsEvent {
@@ -163,7 +77,7 @@ fn day(d: u32) -> DateTime<Utc> {
 // ---------------------------------------------------------------------------------------
 
 async fn each_validation_limit_rejects_by_index(kind: Kind) {
-    let Some(h) = Harness::start(kind).await else {
+    let Some(h) = start(kind).await else {
         return;
     };
     let now = now0();
@@ -204,7 +118,7 @@ async fn each_validation_limit_rejects_by_index(kind: Kind) {
     let mut nested = serde_json::to_value(ev("u1", "screen_view", now)).expect("json");
     nested["properties"] = serde_json::json!({"a": {"b": 1}});
     json["events"].as_array_mut().expect("arr").push(nested);
-    let r = h.post_raw(serde_json::to_vec(&json).expect("b")).await;
+    let r = post_raw(&h, serde_json::to_vec(&json).expect("b")).await;
     assert_eq!(r.status(), 200);
     let a: IngestResponse = r.json().await.expect("a");
     let idx: Vec<usize> = a.rejected.iter().map(|r| r.index).collect();
@@ -224,44 +138,47 @@ async fn each_validation_limit_rejects_by_index(kind: Kind) {
 
     // 501 events: 413.
     let many: Vec<_> = (0..501).map(|_| ev("u1", "screen_view", now)).collect();
-    let r = h
-        .post_raw(serde_json::to_vec(&batch(many, 1.0)).expect("b"))
-        .await;
+    let r = post_raw(&h, serde_json::to_vec(&batch(many, 1.0)).expect("b")).await;
     assert_eq!(r.status(), 413);
     // 500 events: fine.
     let many: Vec<_> = (0..500).map(|_| ev("u1", "screen_view", now)).collect();
-    assert_eq!(h.post(&batch(many, 1.0)).await.accepted, 500);
+    assert_eq!(post(&h, &batch(many, 1.0)).await.accepted, 500);
     // Body over 1 MiB: 413.
-    let r = h.post_raw(vec![b' '; 1024 * 1024 + 1]).await;
+    let r = post_raw(&h, vec![b' '; 1024 * 1024 + 1]).await;
     assert_eq!(r.status(), 413);
     // Bad sample rates and malformed JSON: 400.
     for sr in [0.0, -1.0, 1.5] {
-        let r = h
-            .post_raw(serde_json::to_vec(&batch(vec![ev("u1", "x", now)], sr)).expect("b"))
-            .await;
+        let r = post_raw(
+            &h,
+            serde_json::to_vec(&batch(vec![ev("u1", "x", now)], sr)).expect("b"),
+        )
+        .await;
         assert_eq!(r.status(), 400, "{sr}");
     }
-    assert_eq!(h.post_raw(b"{not json".to_vec()).await.status(), 400);
-    assert_eq!(h.post_raw(b"{\"events\": 5}".to_vec()).await.status(), 400);
+    assert_eq!(post_raw(&h, b"{not json".to_vec()).await.status(), 400);
+    assert_eq!(
+        post_raw(&h, b"{\"events\": 5}".to_vec()).await.status(),
+        400
+    );
 }
 
 async fn duplicate_batches_are_counted_once(kind: Kind) {
-    let Some(h) = Harness::start(kind).await else {
+    let Some(h) = start(kind).await else {
         return;
     };
     let events: Vec<_> = (0..10)
         .map(|i| ev(&format!("u{i}"), "screen_view", now0()))
         .collect();
     let b = batch(events.clone(), 1.0);
-    let a = h.post(&b).await;
+    let a = post(&h, &b).await;
     assert_eq!((a.accepted, a.duplicates), (10, 0));
-    let a = h.post(&b).await;
+    let a = post(&h, &b).await;
     assert_eq!((a.accepted, a.duplicates), (0, 10));
     let mut mixed: Vec<_> = events[..5].to_vec();
     mixed.extend((0..5).map(|i| ev(&format!("n{i}"), "screen_view", now0())));
     let dup = mixed[7].clone();
     mixed.push(dup); // the same id twice in one batch
-    let a = h.post(&batch(mixed, 1.0)).await;
+    let a = post(&h, &batch(mixed, 1.0)).await;
     assert_eq!((a.accepted, a.duplicates), (5, 6));
     // Concurrent retries of the same batch: stored once in total.
     let fresh = batch(
@@ -270,20 +187,20 @@ async fn duplicate_batches_are_counted_once(kind: Kind) {
             .collect(),
         1.0,
     );
-    let (a1, a2) = tokio::join!(h.post(&fresh), h.post(&fresh));
+    let (a1, a2) = tokio::join!(post(&h, &fresh), post(&h, &fresh));
     assert_eq!(a1.accepted + a2.accepted, 20);
     assert_eq!(a1.duplicates + a2.duplicates, 20);
-    assert_eq!(h.state.store.count_events().await.expect("n"), 35);
-    let dau = h.json("/analytics/dau?date=2026-03-10").await;
+    assert_eq!(h.state().store.count_events().await.expect("n"), 35);
+    let dau = h.read("/analytics/dau?date=2026-03-10").await;
     assert_eq!(dau["users"], 35);
     let f = h
-        .json("/analytics/features?name=message_sent&from=2026-03-10&to=2026-03-10")
+        .read("/analytics/features?name=message_sent&from=2026-03-10&to=2026-03-10")
         .await;
     assert_eq!(f["events"], 20, "{f}");
 }
 
 async fn skewed_client_clocks_are_corrected(kind: Kind) {
-    let Some(h) = Harness::start(kind).await else {
+    let Some(h) = start(kind).await else {
         return;
     };
     let now = now0();
@@ -295,7 +212,7 @@ async fn skewed_client_clocks_are_corrected(kind: Kind) {
         sample_rate: 1.0,
         dropped: 0,
     };
-    assert_eq!(h.post(&b).await.accepted, 1);
+    assert_eq!(post(&h, &b).await.accepted, 1);
     // A client clock 10 days fast (beyond the 7-day limit before correction).
     let fast = now + Duration::days(10);
     let b = EventBatch {
@@ -304,14 +221,14 @@ async fn skewed_client_clocks_are_corrected(kind: Kind) {
         sample_rate: 1.0,
         dropped: 0,
     };
-    assert_eq!(h.post(&b).await.accepted, 1);
+    assert_eq!(post(&h, &b).await.accepted, 1);
     // Both land on the server's today, not on the client's.
-    assert_eq!(h.json("/analytics/dau?date=2026-03-10").await["users"], 2);
-    assert_eq!(h.json("/analytics/dau?date=2026-03-07").await["users"], 0);
-    assert_eq!(h.json("/analytics/dau?date=2026-03-20").await["users"], 0);
+    assert_eq!(h.read("/analytics/dau?date=2026-03-10").await["users"], 2);
+    assert_eq!(h.read("/analytics/dau?date=2026-03-07").await["users"], 0);
+    assert_eq!(h.read("/analytics/dau?date=2026-03-20").await["users"], 0);
     // The same future timestamp with an honest sentAt is refused.
     let b = batch(vec![ev("fast", "screen_view", fast)], 1.0);
-    let a = h.post(&b).await;
+    let a = post(&h, &b).await;
     assert_eq!(a.accepted, 0);
     assert_eq!(a.rejected.len(), 1);
     // Small skews (network delay) are left alone: an event at 23:59:50 stays on its day.
@@ -322,8 +239,8 @@ async fn skewed_client_clocks_are_corrected(kind: Kind) {
         sample_rate: 1.0,
         dropped: 0,
     };
-    assert_eq!(h.post(&b).await.accepted, 1);
-    assert_eq!(h.json("/analytics/dau?date=2026-03-09").await["users"], 1);
+    assert_eq!(post(&h, &b).await.accepted, 1);
+    assert_eq!(h.read("/analytics/dau?date=2026-03-09").await["users"], 1);
 }
 
 fn end(user: &str, at: DateTime<Utc>, ms: f64, session: &str) -> AnalyticsEvent {
@@ -333,7 +250,7 @@ fn end(user: &str, at: DateTime<Utc>, ms: f64, session: &str) -> AnalyticsEvent 
     e
 }
 
-async fn load_hand_checked(h: &Harness) {
+async fn load_hand_checked(h: &TestServer) {
     // u1: days 0, 1, 7; u2: 0, 1; u3: 0; u4 (sampled 0.5): first seen day 1, also 7;
     // u5 (sampled 0.25): day 5.
     let full = vec![
@@ -349,53 +266,52 @@ async fn load_hand_checked(h: &Harness) {
         ev("u2", "screen_view", day(1)),
         ev("u1", "screen_view", day(7)),
     ];
-    h.post(&batch(full, 1.0)).await;
+    post(h, &batch(full, 1.0)).await;
     let half = vec![
         ev("u4", "message_sent", day(1)),
         ev("u4", "message_sent", day(1) + Duration::minutes(3)),
         ev("u4", "screen_view", day(7)),
     ];
-    h.post(&batch(half, 0.5)).await;
-    h.post(&batch(vec![ev("u5", "screen_view", day(5))], 0.25))
-        .await;
+    post(h, &batch(half, 0.5)).await;
+    post(h, &batch(vec![ev("u5", "screen_view", day(5))], 0.25)).await;
 }
 
 async fn queries_match_a_hand_checked_data_set(kind: Kind) {
-    let Some(h) = Harness::start(kind).await else {
+    let Some(h) = start(kind).await else {
         return;
     };
     load_hand_checked(&h).await;
-    let dau0 = h.json("/analytics/dau?date=2026-03-01").await;
+    let dau0 = h.read("/analytics/dau?date=2026-03-01").await;
     assert_eq!(
         (dau0["users"].as_u64(), dau0["estimate"].as_f64()),
         (Some(3), Some(3.0))
     );
-    let dau1 = h.json("/analytics/dau?date=2026-03-02").await;
+    let dau1 = h.read("/analytics/dau?date=2026-03-02").await;
     assert_eq!(
         (dau1["users"].as_u64(), dau1["estimate"].as_f64()),
         (Some(3), Some(4.0))
     );
-    let wau = h.json("/analytics/wau?date=2026-03-08").await; // 03-02 .. 03-08
+    let wau = h.read("/analytics/wau?date=2026-03-08").await; // 03-02 .. 03-08
     assert_eq!(
         (wau["users"].as_u64(), wau["estimate"].as_f64()),
         (Some(4), Some(8.0)),
         "{wau}"
     );
     assert_eq!(wau["from"], "2026-03-02");
-    let mau = h.json("/analytics/mau?date=2026-03-08").await;
+    let mau = h.read("/analytics/mau?date=2026-03-08").await;
     assert_eq!(
         (mau["users"].as_u64(), mau["estimate"].as_f64()),
         (Some(5), Some(9.0))
     );
 
-    let s = h.json("/analytics/sessions?date=2026-03-01").await;
+    let s = h.read("/analytics/sessions?date=2026-03-01").await;
     assert_eq!(s["count"], 4, "{s}");
     assert_eq!(s["meanMs"].as_f64(), Some(127_500.0));
     assert_eq!(s["medianMs"].as_f64(), Some(60_000.0));
     assert_eq!(s["p90Ms"].as_f64(), Some(300_000.0));
 
     let f = h
-        .json("/analytics/features?name=message_sent&from=2026-03-01&to=2026-03-02")
+        .read("/analytics/features?name=message_sent&from=2026-03-01&to=2026-03-02")
         .await;
     assert_eq!(f["events"], 5, "{f}");
     assert_eq!(f["eventsEstimate"].as_f64(), Some(7.0));
@@ -414,7 +330,7 @@ async fn queries_match_a_hand_checked_data_set(kind: Kind) {
     assert_eq!(days[1]["eventsEstimate"].as_f64(), Some(4.0));
 
     let r = h
-        .json("/analytics/retention?cohort=2026-03-01&days=7")
+        .read("/analytics/retention?cohort=2026-03-01&days=7")
         .await;
     assert_eq!(r["size"], 3, "{r}");
     let users: Vec<u64> = r["days"]
@@ -427,7 +343,7 @@ async fn queries_match_a_hand_checked_data_set(kind: Kind) {
     assert_eq!(r["days"][0]["rate"].as_f64(), Some(1.0));
     assert!((r["days"][1]["rate"].as_f64().expect("r") - 2.0 / 3.0).abs() < 1e-9);
     let r1 = h
-        .json("/analytics/retention?cohort=2026-03-02&days=6")
+        .read("/analytics/retention?cohort=2026-03-02&days=6")
         .await;
     assert_eq!(r1["size"], 1);
     assert_eq!(r1["sizeEstimate"].as_f64(), Some(2.0));
@@ -435,11 +351,11 @@ async fn queries_match_a_hand_checked_data_set(kind: Kind) {
 }
 
 async fn deletion_erases_a_user_everywhere(kind: Kind) {
-    let Some(h) = Harness::start(kind).await else {
+    let Some(h) = start(kind).await else {
         return;
     };
     load_hand_checked(&h).await;
-    assert!(h.state.store.user_rows("u1".into()).await.expect("n") > 0);
+    assert!(h.state().store.user_rows("u1".into()).await.expect("n") > 0);
     let del = |token: Option<&'static str>, user: &'static str| {
         let mut rq = h.http.delete(format!("{}/analytics/users/{user}", h.url));
         if let Some(t) = token {
@@ -451,64 +367,67 @@ async fn deletion_erases_a_user_everywhere(kind: Kind) {
     assert_eq!(del(Some(READ), "u1").await.expect("d").status(), 403);
     let r = del(Some(ADMIN), "u1").await.expect("d");
     assert_eq!(r.status(), 200);
-    assert_eq!(h.state.store.user_rows("u1".into()).await.expect("n"), 0);
-    assert!(h.state.store.user_rows("u2".into()).await.expect("n") > 0);
-    assert_eq!(h.json("/analytics/dau?date=2026-03-01").await["users"], 2);
+    assert_eq!(h.state().store.user_rows("u1".into()).await.expect("n"), 0);
+    assert!(h.state().store.user_rows("u2".into()).await.expect("n") > 0);
+    assert_eq!(h.read("/analytics/dau?date=2026-03-01").await["users"], 2);
     assert_eq!(
-        h.json("/analytics/sessions?date=2026-03-01").await["count"],
+        h.read("/analytics/sessions?date=2026-03-01").await["count"],
         2
     );
     let r = h
-        .json("/analytics/retention?cohort=2026-03-01&days=7")
+        .read("/analytics/retention?cohort=2026-03-01&days=7")
         .await;
     assert_eq!(r["size"], 2);
     assert_eq!(r["days"][7]["users"], 0);
 }
 
 async fn retention_job_deletes_old_events_then_old_aggregates(kind: Kind) {
-    let Some(h) = Harness::start(kind).await else {
+    let Some(h) = start(kind).await else {
         return;
     };
     let now = now0();
-    h.post(&batch(
-        vec![
-            ev("old", "screen_view", now - Duration::days(80)),
-            ev("new", "screen_view", now - Duration::days(1)),
-        ],
-        1.0,
-    ))
+    post(
+        &h,
+        &batch(
+            vec![
+                ev("old", "screen_view", now - Duration::days(80)),
+                ev("new", "screen_view", now - Duration::days(1)),
+            ],
+            1.0,
+        ),
+    )
     .await;
     let old_day = (now - Duration::days(80)).date_naive().to_string();
     let cfg = RetentionConfig::default();
     let clock: SharedClock = Arc::new(h.clock.clone());
-    let p = retention::purge_once(&h.state.store, &clock, &cfg)
+    let p = retention::purge_once(&h.state().store, &clock, &cfg)
         .await
         .expect("purge");
     assert_eq!(p.events, 0);
     h.clock.advance(Duration::days(15)); // the old event is now 95 days old
-    let p = retention::purge_once(&h.state.store, &clock, &cfg)
+    let p = retention::purge_once(&h.state().store, &clock, &cfg)
         .await
         .expect("purge");
     assert_eq!((p.events, p.aggregates), (1, 0));
-    assert_eq!(h.state.store.count_events().await.expect("n"), 1);
+    assert_eq!(h.state().store.count_events().await.expect("n"), 1);
     // Aggregates stay: the old day still counts.
     assert_eq!(
-        h.json(&format!("/analytics/dau?date={old_day}")).await["users"],
+        h.read(&format!("/analytics/dau?date={old_day}")).await["users"],
         1
     );
     h.clock.advance(Duration::days(280)); // old day is now 375 days back, new 296
-    let p = retention::purge_once(&h.state.store, &clock, &cfg)
+    let p = retention::purge_once(&h.state().store, &clock, &cfg)
         .await
         .expect("purge");
     assert_eq!(p.events, 1);
     assert!(p.aggregates >= 3, "{p:?}");
     assert_eq!(
-        h.json(&format!("/analytics/dau?date={old_day}")).await["users"],
+        h.read(&format!("/analytics/dau?date={old_day}")).await["users"],
         0
     );
     let recent = (now - Duration::days(1)).date_naive().to_string();
     assert_eq!(
-        h.json(&format!("/analytics/dau?date={recent}")).await["users"],
+        h.read(&format!("/analytics/dau?date={recent}")).await["users"],
         1
     );
     // Configurable: a 0-day aggregate window clears everything.
@@ -517,17 +436,17 @@ async fn retention_job_deletes_old_events_then_old_aggregates(kind: Kind) {
         aggregates_days: 0,
         ..cfg
     };
-    retention::purge_once(&h.state.store, &clock, &all)
+    retention::purge_once(&h.state().store, &clock, &all)
         .await
         .expect("purge");
     assert_eq!(
-        h.json(&format!("/analytics/dau?date={recent}")).await["users"],
+        h.read(&format!("/analytics/dau?date={recent}")).await["users"],
         0
     );
 }
 
 async fn read_and_admin_routes_need_their_tokens(kind: Kind) {
-    let Some(h) = Harness::start(kind).await else {
+    let Some(h) = start(kind).await else {
         return;
     };
     for path in [
@@ -570,7 +489,7 @@ async fn read_and_admin_routes_need_their_tokens(kind: Kind) {
 }
 
 async fn sql_injection_in_parameters_is_refused(kind: Kind) {
-    let Some(h) = Harness::start(kind).await else {
+    let Some(h) = start(kind).await else {
         return;
     };
     load_hand_checked(&h).await;
@@ -599,29 +518,28 @@ async fn sql_injection_in_parameters_is_refused(kind: Kind) {
         .expect("d");
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.expect("j")["deleted"], 0);
-    assert_eq!(h.json("/analytics/dau?date=2026-03-01").await["users"], 3);
+    assert_eq!(h.read("/analytics/dau?date=2026-03-01").await["users"], 3);
     // Hostile strings inside events are stored as data too.
     let mut e = ev("x'); DROP TABLE events; --", "screen_view", now0());
     e.session_id = "'; DELETE FROM daily_users; --".into();
-    assert_eq!(h.post(&batch(vec![e], 1.0)).await.accepted, 1);
-    assert_eq!(h.json("/analytics/dau?date=2026-03-01").await["users"], 3);
-    assert_eq!(h.json("/analytics/dau?date=2026-03-10").await["users"], 1);
+    assert_eq!(post(&h, &batch(vec![e], 1.0)).await.accepted, 1);
+    assert_eq!(h.read("/analytics/dau?date=2026-03-01").await["users"], 3);
+    assert_eq!(h.read("/analytics/dau?date=2026-03-10").await["users"], 1);
 }
 
 async fn full_queue_answers_503_with_retry_after(kind: Kind) {
-    let Some(h) = Harness::start_with(kind, |c| c.queue_capacity = 10).await else {
+    let Some(h) = TestServer::with(kind, "analytics", now0(), |c| c.queue_capacity = 10).await
+    else {
         return;
     };
     let events: Vec<_> = (0..11).map(|_| ev("u", "screen_view", now0())).collect();
-    let r = h
-        .post_raw(serde_json::to_vec(&batch(events, 1.0)).expect("b"))
-        .await;
+    let r = post_raw(&h, serde_json::to_vec(&batch(events, 1.0)).expect("b")).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
     let events: Vec<_> = (0..10).map(|_| ev("u", "screen_view", now0())).collect();
     let mut b = batch(events, 1.0);
     b.dropped = 7; // the client says its own queue overflowed
-    assert_eq!(h.post(&b).await.accepted, 10);
+    assert_eq!(post(&h, &b).await.accepted, 10);
     let m = h.get("/metrics", None).await.text().await.expect("m");
     for name in [
         "railgun_ingest_overloaded_total 1",
@@ -637,7 +555,7 @@ async fn full_queue_answers_503_with_retry_after(kind: Kind) {
 }
 
 async fn restart_during_load_loses_no_acknowledged_event(kind: Kind) {
-    let Some(mut h) = Harness::start(kind).await else {
+    let Some(mut h) = start(kind).await else {
         return;
     };
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
@@ -678,15 +596,15 @@ async fn restart_during_load_loses_no_acknowledged_event(kind: Kind) {
             }
         }));
     }
-    halfway.notified().await;
+    within("40 batches acknowledged", halfway.notified()).await;
     h.stop().await; // graceful: in-flight requests answered, the queue drained
     for t in tasks {
-        t.await.expect("task");
+        within("a sender ends", t).await.expect("task");
     }
     let acked: Vec<String> = acked.lock().expect("l").iter().cloned().collect();
     assert!(acked.len() >= 40 * 50);
     // Reopen the same database in a fresh store: every acknowledged id is there.
-    let reopened = store::open(&h.database).await.expect("reopen");
+    let reopened = store::open(h.database()).await.expect("reopen");
     let present = reopened.contains_events(acked.clone()).await.expect("q");
     let missing = present.iter().filter(|p| !**p).count();
     assert_eq!(
@@ -697,42 +615,11 @@ async fn restart_during_load_loses_no_acknowledged_event(kind: Kind) {
     );
     // And the server starts again over it.
     h.restart().await;
-    let n = h.json("/analytics/dau?date=2026-03-10").await["users"]
+    let n = h.read("/analytics/dau?date=2026-03-10").await["users"]
         .as_u64()
         .expect("n");
     assert!(n as usize >= acked.len());
     h.stop().await;
-}
-
-impl Drop for Harness {
-    /// A PostgreSQL test drops its own database (forcing out the store's connections).
-    fn drop(&mut self) {
-        if !self.database.starts_with("postgres") {
-            return;
-        }
-        let (Ok(base), Some((_, name))) = (
-            std::env::var("RAILGUN_TEST_DATABASE_URL"),
-            self.database.rsplit_once('/'),
-        ) else {
-            return;
-        };
-        let name = name.to_string();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("rt");
-            rt.block_on(async move {
-                if let Ok((c, conn)) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = c
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
 }
 
 macro_rules! suite {

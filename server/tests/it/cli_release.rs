@@ -1,9 +1,10 @@
 //! The publisher's workflow through the real `railgun` binary: keygen → release sign →
 //! release publish → serve → check, and the check's exit codes.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
+
+use crate::support::ChildServer;
 
 fn railgun(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_railgun"))
@@ -20,35 +21,6 @@ fn ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `railgun serve` on a free port and returns it with its URL (read from its output).
-fn serve(root: &Path) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_railgun"))
-        .args(["serve", "--root"])
-        .arg(root)
-        .args(["--addr", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("listening line")
-        .to_string();
-    (Server(child), url)
 }
 
 fn p(path: &Path) -> &str {
@@ -146,7 +118,9 @@ fn keygen_sign_publish_serve_check() {
     ]);
     assert!(out.contains("sequence 2"), "{out}");
 
-    let (_server, url) = serve(&root);
+    // Its database in the test's dir (it used to land in the working directory).
+    let server = ChildServer::serve(&root, &dir.path().join("serve-data"), &[], &[]);
+    let url = server.url.clone();
     let state = dir.path().join("client");
     let check = |key: &str| {
         railgun(&[

@@ -12,22 +12,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use crate::db::{database, Kind};
+use crate::db::Kind;
+use crate::support::{health_report, ReleaseSpec, TestServer, ADMIN, READ};
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::event::{AnalyticsEvent, EventBatch, EventCategory};
 use railgun_core::clock::{ManualClock, SharedClock};
-use railgun_core::health::HealthReport;
-use railgun_core::trust::{KeyAlgorithm, PrivateKey};
-use railgun_core::update::{Arch, Format, Platform};
-use railgun_server::analytics::AppState;
-use railgun_server::release::{build_manifest, sign_manifest, ArtifactFile, ManifestSpec};
-use railgun_server::serve::{App, RunningServer, ServerConfig};
+use railgun_server::serve::{App, ServerConfig};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
-
-const READ: &str = "read-token-dash-1";
-const ADMIN: &str = "admin-token-dash-2";
 
 /// "Now" of the server's clock: the dashboard's 30 days end on 2026-03-10.
 fn now0() -> DateTime<Utc> {
@@ -45,222 +38,50 @@ fn skip(why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIP: {why}");
 }
 
-struct Harness {
-    server: Option<RunningServer>,
-    state: AppState,
-    database: String,
-    url: String,
-    http: reqwest::Client,
-    release_key: PrivateKey,
-    dir: tempfile::TempDir,
+/// `POST /analytics/events` of `events` (sent now, all kept).
+async fn post(h: &TestServer, events: Vec<AnalyticsEvent>) {
+    let batch = EventBatch {
+        events,
+        sent_at: now0(),
+        sample_rate: 1.0,
+        dropped: 0,
+    };
+    let body = h.send_events(&batch).await;
+    assert_eq!(body["rejected"].as_array().map(Vec::len), Some(0), "{body}");
 }
 
-impl Harness {
-    async fn start(kind: Kind) -> Option<Self> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let database = database(kind, &dir.path().join("analytics.db"), "dashboard").await?;
-        // Real keys: releases are signed, channel states are signed by the rollout key.
-        let release_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
-        let rollout_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
-        let rollout_key_file = dir.path().join("rollout.key");
-        rollout_key
-            .write_pem_file(&rollout_key_file)
-            .expect("write key");
-        let release_pub = dir.path().join("release.pub");
-        std::fs::write(&release_pub, release_key.public_key().to_pem()).expect("pub");
-        let config = ServerConfig {
-            root: dir.path().join("updates"),
-            database: database.clone(),
-            read_token: Some(READ.into()),
-            admin_token: Some(ADMIN.into()),
-            run_retention: false,
-            clock: Arc::new(ManualClock::new(now0())) as SharedClock,
-            rollout_key: Some(rollout_key_file),
-            release_public_keys: vec![release_pub],
-            // The tests run the engine through `POST /admin/rollouts/evaluate`.
-            rollout_interval: StdDuration::from_secs(3600),
-            ..ServerConfig::default()
-        };
-        std::fs::create_dir_all(&config.root).expect("root");
-        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let server = App::open(&config)
-            .await
-            .expect("app")
-            .spawn(addr)
-            .await
-            .expect("spawn");
-        let state = server.state.clone();
-        Some(Self {
-            url: server.url(),
-            server: Some(server),
-            state,
-            database,
-            release_key,
-            http: reqwest::Client::new(),
-            dir,
-        })
-    }
+/// Signs a release of `version` with one artifact, registers it, uploads the artifact,
+/// and starts its rollout at `percentage` (`POST /admin/releases`, `PUT …/artifacts/…`).
+async fn publish(h: &TestServer, version: &str, percentage: f64) {
+    let release = h.release(&ReleaseSpec {
+        app: APP,
+        channel: CHANNEL,
+        version,
+        policy: None,
+        released_at: now0() - Duration::days(2),
+        size: 4096,
+        base_url: None,
+    });
+    h.publish(&release, json!({"start": true, "percentage": percentage}))
+        .await;
+}
 
-    /// Stops the server; a PostgreSQL test drops its own database.
-    async fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.stop().await.expect("stop");
-        }
-        if !self.database.starts_with("postgres") {
-            return;
-        }
-        let base = std::env::var("RAILGUN_TEST_DATABASE_URL").expect("base url");
-        let (_, name) = self.database.rsplit_once('/').expect("name");
-        let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-            .expect("drop database");
-    }
-
-    async fn post(&self, events: Vec<AnalyticsEvent>) {
-        let batch = EventBatch {
-            events,
-            sent_at: now0(),
-            sample_rate: 1.0,
-            dropped: 0,
-        };
-        let r = self
-            .http
-            .post(format!("{}/analytics/events", self.url))
-            .json(&batch)
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), 200, "{:?}", r.text().await);
-        let body: Value = r.json().await.expect("json");
-        assert_eq!(body["rejected"].as_array().map(Vec::len), Some(0), "{body}");
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        let mut rq = self.http.get(format!("{}{}", self.url, path));
-        if let Some(t) = token {
-            rq = rq.bearer_auth(t);
-        }
-        rq.send().await.expect("get")
-    }
-
-    async fn json(&self, path: &str) -> Value {
-        let r = self.get(path, Some(READ)).await;
-        assert_eq!(r.status(), 200, "{path}");
-        r.json().await.expect("json")
-    }
-
-    /// Waits until every queued event is committed.
-    async fn flushed(&self) {
-        self.state.queue.flush().await.expect("flush");
-    }
-
-    async fn admin(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-            .await
-            .expect("post");
-        let status = r.status();
-        let v: Value = r.json().await.expect("json");
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
-    }
-
-    /// Signs a release of `version` with one artifact, registers it, uploads the artifact,
-    /// and starts its rollout at `percentage` (`POST /admin/releases`, `PUT …/artifacts/…`).
-    async fn publish(&self, version: &str, percentage: f64) {
-        let work = self.dir.path().join(format!("build-{version}"));
-        std::fs::create_dir_all(&work).expect("mkdir");
-        let name = format!("{APP}-{version}-linux-x64.tar.gz");
-        let bytes: Vec<u8> = format!("payload of {version} ")
-            .bytes()
-            .cycle()
-            .take(4096)
-            .collect();
-        std::fs::write(work.join(&name), &bytes).expect("write");
-        let manifest = build_manifest(&ManifestSpec {
-            app: APP.into(),
-            version: version.parse().expect("v"),
-            channel: CHANNEL.into(),
-            notes: format!("release {version}"),
-            artifacts: vec![ArtifactFile {
-                path: work.join(&name),
-                platform: Platform::Linux,
-                arch: Arch::X64,
-                format: Format::TarGz,
-            }],
-            base_url: None,
-            rollout: None,
-            released_at: now0() - Duration::days(2),
-            sigstore_bundles: None,
-        })
-        .expect("manifest");
-        let env = sign_manifest(&manifest, &[&self.release_key]).expect("sign");
-        let reg = self
-            .admin(
-                "/admin/releases",
-                json!({"manifest": env, "start": true, "percentage": percentage}),
+/// `n` installs of `version` report health (`POST /analytics/health`); the first
+/// `errors` had errors, the first `crashes` crashed.
+async fn reports(h: &TestServer, n: usize, version: &str, errors: usize, crashes: usize) {
+    let all = (0..n)
+        .map(|i| {
+            health_report(
+                APP,
+                CHANNEL,
+                version,
+                hex::encode(Sha256::digest(format!("machine-{version}-{i}"))),
+                (u32::from(i < errors), u32::from(i < crashes)),
+                now0(),
             )
-            .await;
-        assert_eq!(reg["missingArtifacts"], json!([name]), "{reg}");
-        let r = self
-            .http
-            .put(format!(
-                "{}/admin/releases/{APP}/{version}/artifacts/{name}",
-                self.url
-            ))
-            .bearer_auth(ADMIN)
-            .body(bytes)
-            .send()
-            .await
-            .expect("put");
-        assert_eq!(r.status(), 200, "{:?}", r.text().await);
-    }
-
-    /// `n` installs of `version` report health (`POST /analytics/health`); the first
-    /// `errors` had errors, the first `crashes` crashed.
-    async fn reports(&self, n: usize, version: &str, errors: usize, crashes: usize) {
-        let mut set = tokio::task::JoinSet::new();
-        for i in 0..n {
-            let body = HealthReport {
-                id: Uuid::new_v4(),
-                machine_id: hex::encode(Sha256::digest(format!("machine-{version}-{i}"))),
-                app: APP.into(),
-                version: version.into(),
-                channel: CHANNEL.into(),
-                platform: "linux".into(),
-                arch: "x64".into(),
-                period_start: now0() - Duration::hours(1),
-                period_end: now0(),
-                sessions: 1,
-                errors: u32::from(i < errors),
-                crashes: u32::from(i < crashes),
-                boot_reverts: 0,
-            };
-            let rq = self
-                .http
-                .post(format!("{}/analytics/health", self.url))
-                .json(&body);
-            set.spawn(async move {
-                let r = rq.send().await.expect("health");
-                assert_eq!(r.status(), 200);
-            });
-            if set.len() >= 16 {
-                set.join_next().await.expect("task").expect("join");
-            }
-        }
-        while let Some(r) = set.join_next().await {
-            r.expect("join");
-        }
-    }
+        })
+        .collect();
+    h.report_all(all).await;
 }
 
 const APP: &str = "notes";
@@ -268,11 +89,11 @@ const CHANNEL: &str = "stable";
 
 /// Two releases: 1.0.0 at 100 %, then 1.1.0 at 10 % whose 1 000 installs report 80 with
 /// errors and 2 with crashes; the engine halts it (Wilson lower bound 6.47 % > 5 %).
-async fn seed_rollouts(h: &Harness) {
-    h.publish("1.0.0", 100.0).await;
-    h.reports(40, "1.0.0", 0, 0).await;
-    h.publish("1.1.0", 10.0).await;
-    h.reports(1000, "1.1.0", 80, 2).await;
+async fn seed_rollouts(h: &TestServer) {
+    publish(h, "1.0.0", 100.0).await;
+    reports(h, 40, "1.0.0", 0, 0).await;
+    publish(h, "1.1.0", 10.0).await;
+    reports(h, 1000, "1.1.0", 80, 2).await;
     let d = h.admin("/admin/rollouts/evaluate", json!({})).await;
     let actions: Vec<&str> = d["decisions"]
         .as_array()
@@ -317,7 +138,7 @@ fn session_end(user: &str, at: DateTime<Utc>, ms: f64) -> AnalyticsEvent {
 /// - `message_sent`: 23 events by u1..u6 (today: 4 each for u1..u3, 03-09: 3 each for
 ///   u4..u6, 03-05: 2 for u1); `export_pdf`: 9 events by u1..u4 (today u1 ×3, u2 ×2;
 ///   03-05 u3 ×2, u4 ×2).
-async fn seed(h: &Harness) {
+async fn seed(h: &TestServer) {
     let mut batch = Vec::new();
     let lengths = [
         30_000.0, 45_000.0, 60_000.0, 90_000.0, 120_000.0, 150_000.0, 300_000.0,
@@ -340,7 +161,7 @@ async fn seed(h: &Harness) {
     for u in 20..=29 {
         batch.push(ev(&format!("u{u}"), "session_start", day(37)));
     }
-    h.post(batch).await;
+    post(h, batch).await;
 
     let mut batch = Vec::new();
     for u in 1..=3 {
@@ -369,19 +190,19 @@ async fn seed(h: &Harness) {
             batch.push(ev(u, "export_pdf", day(d) + Duration::minutes(k)));
         }
     }
-    h.post(batch).await;
-    h.flushed().await;
+    post(h, batch).await;
+    h.flush().await;
 }
 
 // ---- the read endpoints the page uses (both stores) -----------------------------------
 
 async fn series_and_summary_match_the_seeded_data(kind: Kind) {
-    let Some(h) = Harness::start(kind).await else {
+    let Some(mut h) = TestServer::with(kind, "dashboard", now0(), |_| {}).await else {
         return;
     };
     seed(&h).await;
 
-    let s = h.json("/analytics/dau-series").await;
+    let s = h.read("/analytics/dau-series").await;
     assert_eq!(
         (s["from"].as_str(), s["to"].as_str()),
         (Some("2026-02-09"), Some("2026-03-10"))
@@ -402,7 +223,7 @@ async fn series_and_summary_match_the_seeded_data(kind: Kind) {
 
     // An explicit range, including the day outside the default window.
     let s = h
-        .json("/analytics/dau-series?from=2026-02-01&to=2026-02-02")
+        .read("/analytics/dau-series?from=2026-02-01&to=2026-02-02")
         .await;
     let d: Vec<u64> = s["days"]
         .as_array()
@@ -412,7 +233,7 @@ async fn series_and_summary_match_the_seeded_data(kind: Kind) {
         .collect();
     assert_eq!(d, vec![10, 0]);
 
-    let f = h.json("/analytics/feature-summary").await;
+    let f = h.read("/analytics/feature-summary").await;
     let features = f["features"].as_array().expect("features");
     let names: Vec<&str> = features.iter().filter_map(|x| x["name"].as_str()).collect();
     // Most events first: session_start 27, message_sent 23, export_pdf 9, session_end 8.
@@ -439,10 +260,10 @@ async fn series_and_summary_match_the_seeded_data(kind: Kind) {
     // Distinct over the range: u1 used session_start on 4 days but counts once.
     assert_eq!(get("session_start")["users"].as_u64(), Some(12));
     assert_eq!(get("session_start")["usersEstimate"].as_f64(), Some(12.0));
-    let top = h.json("/analytics/feature-summary?limit=1").await;
+    let top = h.read("/analytics/feature-summary?limit=1").await;
     assert_eq!(top["features"].as_array().map(Vec::len), Some(1));
     let narrow = h
-        .json("/analytics/feature-summary?from=2026-03-05&to=2026-03-05")
+        .read("/analytics/feature-summary?from=2026-03-05&to=2026-03-05")
         .await;
     let n = &narrow["features"];
     assert_eq!(n[0]["name"], "session_start");
@@ -458,7 +279,7 @@ async fn series_and_summary_match_the_seeded_data(kind: Kind) {
 }
 
 async fn read_endpoints_refuse_bad_parameters_and_tokens(kind: Kind) {
-    let Some(h) = Harness::start(kind).await else {
+    let Some(mut h) = TestServer::with(kind, "dashboard", now0(), |_| {}).await else {
         return;
     };
     for path in ["/analytics/dau-series", "/analytics/feature-summary"] {
@@ -487,7 +308,7 @@ async fn read_endpoints_refuse_bad_parameters_and_tokens(kind: Kind) {
     }
     // The longest range allowed answers every day.
     let s = h
-        .json("/analytics/dau-series?from=2025-03-11&to=2026-03-10")
+        .read("/analytics/dau-series?from=2025-03-11&to=2026-03-10")
         .await;
     assert_eq!(s["days"].as_array().map(Vec::len), Some(365));
     h.stop().await;
@@ -522,7 +343,7 @@ fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_and_assets_carry_strict_headers_and_revalidate() {
-    let h = Harness::start(Kind::Sqlite).await.expect("sqlite");
+    let mut h = TestServer::start(now0()).await;
     let paths = [
         ("/dashboard", "text/html; charset=utf-8"),
         ("/dashboard/", "text/html; charset=utf-8"),
@@ -758,7 +579,7 @@ async fn page_in_headless_chromium_shows_the_seeded_numbers() {
     let Some(bin) = chromium_or_skip("page_in_headless_chromium_shows_the_seeded_numbers") else {
         return;
     };
-    let h = Harness::start(Kind::Sqlite).await.expect("sqlite");
+    let mut h = TestServer::start(now0()).await;
     seed(&h).await;
     seed_rollouts(&h).await;
     let profile = h.dir.path().join("chromium");
@@ -852,7 +673,7 @@ async fn session_day_comes_from_the_fragment() {
     let Some(bin) = chromium_or_skip("session_day_comes_from_the_fragment") else {
         return;
     };
-    let h = Harness::start(Kind::Sqlite).await.expect("sqlite");
+    let mut h = TestServer::start(now0()).await;
     seed(&h).await;
     let profile = h.dir.path().join("chromium");
     let url = format!("{}/dashboard#token={READ}&day=2026-03-05", h.url);
@@ -876,7 +697,7 @@ async fn page_without_or_with_a_wrong_token_asks_for_one() {
     let Some(bin) = chromium_or_skip("page_without_or_with_a_wrong_token_asks_for_one") else {
         return;
     };
-    let h = Harness::start(Kind::Sqlite).await.expect("sqlite");
+    let mut h = TestServer::start(now0()).await;
     let profile = h.dir.path().join("chromium");
 
     let run = dump_dom(&bin, &profile, &format!("{}/dashboard", h.url)).await;
@@ -997,7 +818,7 @@ async fn screenshot_of_the_seeded_dashboard() {
     let Some(bin) = chromium_or_skip("screenshot_of_the_seeded_dashboard") else {
         return;
     };
-    let h = Harness::start(Kind::Sqlite).await.expect("sqlite");
+    let mut h = TestServer::start(now0()).await;
     seed(&h).await;
     seed_rollouts(&h).await;
     let png = target_dir().join("dashboard.png");

@@ -6,42 +6,21 @@ use std::sync::Arc;
 
 use railgun_core::analytics::{Analytics, Consent};
 use railgun_core::clock::ManualClock;
-use railgun_server::serve::{App, ServerConfig};
-use serde_json::Value;
 
-async fn dau(http: &reqwest::Client, url: &str, date: &str) -> u64 {
-    let v: Value = http
-        .get(format!("{url}/analytics/dau?date={date}"))
-        .bearer_auth("read")
-        .send()
-        .await
-        .expect("dau")
-        .json()
-        .await
-        .expect("json");
+use crate::support::TestServer;
+
+async fn dau(h: &TestServer, date: &str) -> u64 {
+    let v = h.read(&format!("/analytics/dau?date={date}")).await;
     v["users"].as_u64().expect("users")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_consent_erases_the_user_on_the_real_server() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let config = ServerConfig {
-        root: dir.path().join("tree"),
-        database: format!("sqlite:{}", dir.path().join("a.db").display()),
-        read_token: Some("read".into()),
-        admin_token: Some("admin".into()),
-        run_retention: false,
-        ..ServerConfig::default()
-    };
-    let server = App::open(&config)
-        .await
-        .expect("app")
-        .spawn("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("serve");
-    let url = server.url();
-    let http = reqwest::Client::new();
     let now = chrono::Utc::now();
+    let mut server = TestServer::start(now).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = server.url();
+    let http = server.http.clone();
     let today = now.date_naive().to_string();
 
     // Two users on two installs; both record events that reach the server.
@@ -74,7 +53,7 @@ async fn denied_consent_erases_the_user_on_the_real_server() {
     })
     .await
     .expect("join");
-    assert_eq!(dau(&http, &url, &today).await, 2);
+    assert_eq!(dau(&server, &today).await, 2);
 
     // User a withdraws consent: the queue goes and the server erases a, not b.
     let a = tokio::task::spawn_blocking(move || {
@@ -85,7 +64,7 @@ async fn denied_consent_erases_the_user_on_the_real_server() {
     })
     .await
     .expect("join");
-    assert_eq!(dau(&http, &url, &today).await, 1, "only b is left");
+    assert_eq!(dau(&server, &today).await, 1, "only b is left");
 
     // Hostile bodies: refused, nothing erased.
     for (body, status) in [
@@ -116,7 +95,7 @@ async fn denied_consent_erases_the_user_on_the_real_server() {
         .await
         .expect("delete");
     assert_eq!(res.status().as_u16(), 401);
-    assert_eq!(dau(&http, &url, &today).await, 1);
+    assert_eq!(dau(&server, &today).await, 1);
 
     tokio::task::spawn_blocking(move || {
         a.shutdown().expect("a");
@@ -124,5 +103,5 @@ async fn denied_consent_erases_the_user_on_the_real_server() {
     })
     .await
     .expect("join");
-    server.stop().await.expect("stop");
+    server.stop().await;
 }

@@ -4,21 +4,18 @@
 //! later ones, duplicates, several sample rates, users whose rate changes), compared on every
 //! range of the data set, then again after deleting users and after the retention job.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::db::{database, Kind};
+use crate::db::{self, database, Kind};
+use crate::support::{TestServer, ADMIN};
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::event::{AnalyticsEvent, EventBatch, EventCategory};
-use railgun_core::clock::{ManualClock, SharedClock};
+use railgun_core::clock::SharedClock;
 use railgun_server::analytics::{retention, RetentionConfig};
-use railgun_server::serve::{App, RunningServer, ServerConfig};
-use railgun_server::store::{day_number, FeatureTotal, SharedStore};
+use railgun_server::store::{day_number, FeatureTotal};
 use serde_json::Value;
 use uuid::Uuid;
 
-const READ: &str = "read-fs";
-const ADMIN: &str = "admin-fs";
 const DAYS: i32 = 21;
 const NAMES: [&str; 5] = [
     "message_sent",
@@ -49,82 +46,6 @@ impl Lcg {
     }
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
-    }
-}
-
-struct H {
-    server: Option<RunningServer>,
-    url: String,
-    http: reqwest::Client,
-    clock: ManualClock,
-    store: SharedStore,
-    database: String,
-    _dir: tempfile::TempDir,
-}
-
-impl H {
-    async fn start(kind: Kind) -> Option<Self> {
-        let dir = tempfile::tempdir().expect("tmp");
-        let database = database(kind, &dir.path().join("db/a.db"), "feature-summary").await?;
-        let clock = ManualClock::new(now0());
-        let config = ServerConfig {
-            root: dir.path().join("updates"),
-            database: database.clone(),
-            read_token: Some(READ.into()),
-            admin_token: Some(ADMIN.into()),
-            run_retention: false,
-            clock: Arc::new(clock.clone()) as SharedClock,
-            ..ServerConfig::default()
-        };
-        std::fs::create_dir_all(&config.root).expect("root");
-        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let server = App::open(&config)
-            .await
-            .expect("app")
-            .spawn(addr)
-            .await
-            .expect("spawn");
-        let store = server.state.store.clone();
-        Some(Self {
-            url: server.url(),
-            server: Some(server),
-            http: reqwest::Client::new(),
-            clock,
-            store,
-            database,
-            _dir: dir,
-        })
-    }
-
-    async fn send(&self, b: &EventBatch) {
-        let r = self
-            .http
-            .post(format!("{}/analytics/events", self.url))
-            .json(b)
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), 200);
-    }
-
-    /// Flushes the ingest queue (a read after a delete sees every acknowledged event).
-    async fn settle(&self) {
-        let r = self
-            .http
-            .delete(format!("{}/analytics/users/nobody-at-all", self.url))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .expect("delete");
-        assert_eq!(r.status(), 200);
-    }
-}
-
-impl Drop for H {
-    fn drop(&mut self) {
-        if self.database.starts_with("postgres") {
-            drop_database(&self.database);
-        }
     }
 }
 
@@ -213,18 +134,20 @@ fn same(a: &[FeatureTotal], b: &[FeatureTotal]) -> bool {
 
 /// Compares the rollup and the scan on every range of the data set (and some limits);
 /// returns how many ranges the rollup answered (the others fell back to the scan).
-async fn compare_all(h: &H, label: &str) -> (usize, usize) {
+async fn compare_all(h: &TestServer, label: &str) -> (usize, usize) {
     let d0 = day_number(first_day().date_naive());
     let (mut fast, mut fallback) = (0, 0);
     for from in d0 - 2..d0 + DAYS + 1 {
         for to in from..d0 + DAYS + 1 {
             for limit in [500, 2] {
                 let scan = h
+                    .state()
                     .store
                     .feature_totals_scan(from, to, limit)
                     .await
                     .expect("scan");
                 match h
+                    .state()
                     .store
                     .feature_totals_rollup(from, to, limit)
                     .await
@@ -240,6 +163,7 @@ async fn compare_all(h: &H, label: &str) -> (usize, usize) {
                     None => fallback += 1,
                 }
                 let total = h
+                    .state()
                     .store
                     .feature_totals(from, to, limit)
                     .await
@@ -252,37 +176,28 @@ async fn compare_all(h: &H, label: &str) -> (usize, usize) {
 }
 
 async fn rollup_answers_what_the_scan_answers(kind: Kind) {
-    let Some(mut h) = H::start(kind).await else {
+    let Some(mut h) = TestServer::with(kind, "feature-summary", now0(), |_| {}).await else {
         return;
     };
     let batches = seed();
     for (i, b) in batches.iter().enumerate() {
-        h.send(b).await;
+        h.send_events(b).await;
         if i % 5 == 0 {
-            h.send(b).await; // a retried batch: duplicates change nothing
+            h.send_events(b).await; // a retried batch: duplicates change nothing
         }
     }
-    h.settle().await;
+    h.flush().await;
     let (fast, fallback) = compare_all(&h, "seeded").await;
     assert!(fast >= 200, "the rollup answered {fast} ranges");
     assert!(fallback > 50, "rate changes fell back {fallback} times");
 
     // The endpoint answers the scan's numbers (JSON of the same rows).
     let r: Value = h
-        .http
-        .get(format!(
-            "{}/analytics/feature-summary?from=2026-04-03&to=2026-04-07",
-            h.url
-        ))
-        .bearer_auth(READ)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+        .read("/analytics/feature-summary?from=2026-04-03&to=2026-04-07")
+        .await;
     let d = |s: &str| day_number(s.parse().expect("d"));
     let scan = h
+        .state()
         .store
         .feature_totals_scan(d("2026-04-03"), d("2026-04-07"), 50)
         .await
@@ -306,14 +221,14 @@ async fn rollup_answers_what_the_scan_answers(kind: Kind) {
     let late: Vec<_> = (0..6)
         .map(|u| event(&format!("user-{u:02}"), "file_shared", first_day()))
         .collect();
-    h.send(&EventBatch {
+    h.send_events(&EventBatch {
         events: late,
         sent_at: now0(),
         sample_rate: [1.0, 0.5, 0.25, 0.1][0],
         dropped: 0,
     })
     .await;
-    h.settle().await;
+    h.flush().await;
     compare_all(&h, "late events").await;
 
     // Deleting users removes them from both answers alike.
@@ -333,15 +248,13 @@ async fn rollup_answers_what_the_scan_answers(kind: Kind) {
     // count on their first remaining day, in ranges starting before the cut too.
     h.clock.advance(Duration::days(343)); // 2027-04-08: aggregates before 2026-04-08 go
     let clock: SharedClock = Arc::new(h.clock.clone());
-    let p = retention::purge_once(&h.store, &clock, &RetentionConfig::default())
+    let p = retention::purge_once(&h.state().store, &clock, &RetentionConfig::default())
         .await
         .expect("purge");
     assert!(p.aggregates > 0, "{p:?}");
     let (fast, _) = compare_all(&h, "after retention").await;
     assert!(fast > 100, "{fast}");
-    if let Some(s) = h.server.take() {
-        s.stop().await.expect("stop");
-    }
+    h.stop().await;
 }
 
 /// `daily_feature` rows as a store of schema version 3 (before the rollup) holds them:
@@ -449,34 +362,8 @@ async fn migration_backfills_the_rollup(kind: Kind) {
     assert!(fast >= 100 && fallback >= 50, "{fast} {fallback}");
     drop(store);
     if let Kind::Postgres = kind {
-        drop_database(&url);
+        db::drop_database(&url);
     }
-}
-
-/// Drops a test database made by [`database`] (forcing out connections).
-fn drop_database(url: &str) {
-    let (Ok(base), Some((_, name))) = (
-        std::env::var("RAILGUN_TEST_DATABASE_URL"),
-        url.rsplit_once('/'),
-    ) else {
-        return;
-    };
-    let name = name.to_string();
-    let _ = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("rt");
-        rt.block_on(async move {
-            if let Ok((c, conn)) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await {
-                tokio::spawn(conn);
-                let _ = c
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-            }
-        });
-    })
-    .join();
 }
 
 macro_rules! suite {

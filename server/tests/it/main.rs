@@ -23,8 +23,6 @@ mod rollout_scale;
 mod rollout_store;
 mod serve_etag;
 mod store_unavailable;
-// Parts not yet used move in as the suites adopt the harness.
-#[allow(dead_code)]
 mod support;
 mod update_check;
 mod update_e2e;

@@ -3,9 +3,10 @@
 //! bytes, a manifest substituted by another validly signed one, a channel state edited,
 //! a missing artifact, the wrong keys) abort with the file named and write nothing.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
+
+use crate::support::ChildServer;
 
 fn railgun(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_railgun"))
@@ -26,35 +27,6 @@ fn ok(args: &[&str]) -> String {
 
 fn p(path: &Path) -> &str {
     path.to_str().expect("utf8 path")
-}
-
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(root: &Path, db: &Path) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_railgun"))
-        .args(["serve", "--root"])
-        .arg(root)
-        .args(["--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("listening line")
-        .to_string();
-    (Server(child), url)
 }
 
 /// Keys, a signed release and a tree published from it.
@@ -262,7 +234,8 @@ fn exported_tree_is_the_verified_tree_and_serves_updates() {
     assert_eq!(leftovers, 0, "no temporary or old folder left");
 
     // The export serves updates like the original tree.
-    let (_server, url) = serve(&out_dir, &f.path("data"));
+    let server = ChildServer::serve(&out_dir, &f.path("data"), &[], &[]);
+    let url = server.url.clone();
     let keys = f.keys();
     let check = ok(&[
         "check",

@@ -3,12 +3,11 @@
 //! uploaded byte for real), and end to end against `railgun serve` (the rollout routes).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
-use crate::support::ScriptedServer;
+use crate::support::{ChildServer, ScriptedServer};
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -421,44 +420,23 @@ async fn refusals_stop_before_anything_starts() {
     server.stop().await.expect("stop");
 }
 
-struct Serve(Child);
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn publish_to_railgun_serve_then_a_client_gets_the_update() {
     let r = Release::new();
     let root = r.dir.path().join("tree");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_railgun"))
-        .args([
-            "serve",
-            "--root",
-            p(&root),
-            "--addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(r.dir.path().join("data"))
-        .args(["--rollout-key", p(&r.keys().join("rollout.key"))])
-        .args(["--release-public-key", p(&r.keys().join("release.pub"))])
-        .env("RAILGUN_ADMIN_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let _serve = Serve(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("listening line")
-        .to_string();
+    let (rollout_key, release_pub) = (r.keys().join("rollout.key"), r.keys().join("release.pub"));
+    let serve = ChildServer::serve(
+        &root,
+        &r.dir.path().join("data"),
+        &[
+            "--rollout-key".as_ref(),
+            rollout_key.as_os_str(),
+            "--release-public-key".as_ref(),
+            release_pub.as_os_str(),
+        ],
+        &[("RAILGUN_ADMIN_TOKEN", TOKEN)],
+    );
+    let url = serve.url.clone();
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_railgun"))
         .args(["release", "publish", "--server", &url, "--manifest"])

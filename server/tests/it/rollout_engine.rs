@@ -2,12 +2,10 @@
 //! with a manual clock, real keys and signatures, a real SQLite file, and the real update
 //! client (`UpdateClient::check`) reading the channel states the engine signs.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use railgun_core::clock::{ManualClock, SharedClock};
 use railgun_core::health::HealthReport;
 use railgun_core::identity::{bucket, in_percentage, rollout_seed};
 use railgun_core::store::Store;
@@ -15,18 +13,17 @@ use railgun_core::trust::{Envelope, KeyAlgorithm, PrivateKey, TrustedKeys, PAYLO
 use railgun_core::update::check::{CheckError, DecisionReason, UpdateKind};
 use railgun_core::update::manifest::RolloutPolicy;
 use railgun_core::update::{
-    Arch, ChannelState, Format, Platform, RolloutState, RolloutStatus, UpdateClient, UpdateConfig,
+    Arch, ChannelState, Platform, RolloutState, RolloutStatus, UpdateClient, UpdateConfig,
 };
 use railgun_core::Version;
-use railgun_server::release::{build_manifest, sign_manifest, ArtifactFile, ManifestSpec};
-use railgun_server::rollout::{verify_channel, Rollouts};
-use railgun_server::serve::{App, RunningServer, ServerConfig};
+use railgun_server::rollout::verify_channel;
+use railgun_server::serve::{App, ServerConfig};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
-const READ: &str = "read-token-r0ll";
-const ADMIN: &str = "admin-token-r0ll";
+use crate::db::Kind;
+use crate::support::{health_report, utf8, ChildServer, ReleaseSpec, TestServer, ADMIN, READ};
+
 const APP: &str = "demo";
 const CHANNEL: &str = "stable";
 
@@ -34,16 +31,14 @@ fn t0() -> DateTime<Utc> {
     "2026-11-01T09:00:00Z".parse().expect("t")
 }
 
-struct H {
-    server: Option<RunningServer>,
-    rollouts: Rollouts,
-    url: String,
-    http: reqwest::Client,
-    clock: ManualClock,
-    release_key: PrivateKey,
-    rollout_key: PrivateKey,
-    root: PathBuf,
-    dir: tempfile::TempDir,
+/// The shared test server with this suite's release shape and rollout helpers.
+struct H(TestServer);
+
+impl std::ops::Deref for H {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.0
+    }
 }
 
 impl H {
@@ -52,55 +47,17 @@ impl H {
     }
 
     async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
-        let dir = tempfile::tempdir().expect("tmp");
-        let release_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
-        let rollout_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
-        let rk = dir.path().join("rollout.key");
-        rollout_key.write_pem_file(&rk).expect("write key");
-        let pk = dir.path().join("release.pub");
-        std::fs::write(&pk, release_key.public_key().to_pem()).expect("pub");
-        let clock = ManualClock::new(t0());
-        let root = dir.path().join("updates");
-        std::fs::create_dir_all(&root).expect("root");
-        let mut config = ServerConfig {
-            root: root.clone(),
-            database: format!("sqlite:{}", dir.path().join("db/railgun.db").display()),
-            read_token: Some(READ.into()),
-            admin_token: Some(ADMIN.into()),
-            run_retention: false,
-            clock: Arc::new(clock.clone()) as SharedClock,
-            rollout_key: Some(rk),
-            release_public_keys: vec![pk],
-            // The tests drive the engine through `POST /admin/rollouts/evaluate`.
-            rollout_interval: std::time::Duration::from_secs(3600),
-            ..ServerConfig::default()
-        };
-        tweak(&mut config);
-        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let server = App::open(&config)
+        H(TestServer::with(Kind::Sqlite, "", t0(), tweak)
             .await
-            .expect("app")
-            .spawn(addr)
-            .await
-            .expect("start");
-        let rollouts = server.rollouts.clone();
-        Self {
-            url: server.url(),
-            server: Some(server),
-            rollouts,
-            http: reqwest::Client::new(),
-            clock,
-            release_key,
-            rollout_key,
-            root,
-            dir,
-        }
+            .expect("SQLite always runs"))
     }
 
     async fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.stop().await.expect("stop");
-        }
+        self.0.stop().await;
+    }
+
+    fn root(&self) -> &Path {
+        &self.config.root
     }
 
     /// A signed manifest of `version` with one artifact; returns (envelope, file name, bytes).
@@ -114,66 +71,16 @@ impl H {
         policy: Option<RolloutPolicy>,
         key: &PrivateKey,
     ) -> (Value, String, Vec<u8>) {
-        let work = self
-            .dir
-            .path()
-            .join(format!("build-{version}-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&work).expect("mkdir");
-        let name = format!("{APP}-{version}-linux-x64.tar.gz");
-        let bytes: Vec<u8> = format!("payload of {version} ")
-            .bytes()
-            .cycle()
-            .take(20_000)
-            .collect();
-        std::fs::write(work.join(&name), &bytes).expect("write");
-        let manifest = build_manifest(&ManifestSpec {
-            app: APP.into(),
-            version: version.parse().expect("v"),
-            channel: CHANNEL.into(),
-            notes: format!("release {version}"),
-            artifacts: vec![ArtifactFile {
-                path: work.join(&name),
-                platform: Platform::Linux,
-                arch: Arch::X64,
-                format: Format::TarGz,
-            }],
-            base_url: None,
-            rollout: policy,
-            released_at: t0(),
-            sigstore_bundles: None,
-        })
-        .expect("manifest");
-        let env = sign_manifest(&manifest, &[key]).expect("sign");
-        (serde_json::to_value(&env).expect("json"), name, bytes)
+        let r = self.0.release_signed_by(&spec(version, policy), key);
+        (r.envelope, r.file, r.bytes)
     }
 
     async fn post(&self, path: &str, token: Option<&str>, body: Value) -> reqwest::Response {
-        let mut rq = self.http.post(format!("{}{path}", self.url)).json(&body);
-        if let Some(t) = token {
-            rq = rq.bearer_auth(t);
-        }
-        rq.send().await.expect("post")
-    }
-
-    async fn admin(&self, path: &str, body: Value) -> Value {
-        let r = self.post(path, Some(ADMIN), body).await;
-        let status = r.status();
-        let v: Value = r.json().await.expect("json");
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
+        self.0.post(path, token, &body).await
     }
 
     async fn upload(&self, version: &str, file: &str, bytes: Vec<u8>) -> reqwest::Response {
-        self.http
-            .put(format!(
-                "{}/admin/releases/{APP}/{version}/artifacts/{file}",
-                self.url
-            ))
-            .bearer_auth(ADMIN)
-            .body(bytes)
-            .send()
-            .await
-            .expect("put")
+        self.0.upload(APP, version, file, bytes).await
     }
 
     /// Registers and uploads a release; starts it unless `start` is `None`.
@@ -183,59 +90,39 @@ impl H {
         policy: Option<RolloutPolicy>,
         start: Option<(f64, Option<&str>)>,
     ) -> Value {
-        let (env, name, bytes) = self.release(version, policy);
-        let mut body = json!({"manifest": env, "start": start.is_some()});
+        let release = self.0.release(&spec(version, policy));
+        let mut extra = json!({"start": start.is_some()});
         if let Some((pct, fallback)) = start {
-            body["percentage"] = json!(pct);
+            extra["percentage"] = json!(pct);
             if let Some(f) = fallback {
-                body["fallbackVersion"] = json!(f);
+                extra["fallbackVersion"] = json!(f);
             }
         }
-        let reg = self.admin("/admin/releases", body).await;
-        assert_eq!(reg["missingArtifacts"], json!([name]), "{reg}");
-        let r = self.upload(version, &name, bytes).await;
-        assert_eq!(r.status(), 200);
-        r.json().await.expect("json")
+        self.0.publish(&release, extra).await
     }
 
     async fn report(&self, machine: usize, version: &str, errors: u32, crashes: u32) -> Value {
-        let r = self
-            .http
-            .post(format!("{}/analytics/health", self.url))
-            .json(&report(machine, version, errors, crashes, self.clock_now()))
-            .send()
+        self.0
+            .report(&report(machine, version, errors, crashes, self.clock_now()))
             .await
-            .expect("health");
-        assert_eq!(r.status(), 200);
-        r.json().await.expect("json")
     }
 
     /// `n` installs of `version` report; the first `errors` had errors, the first `crashes`
     /// crashed (machines numbered from `from`).
     async fn reports(&self, from: usize, n: usize, version: &str, errors: usize, crashes: usize) {
-        let mut set = tokio::task::JoinSet::new();
         let now = self.clock_now();
-        for i in 0..n {
-            let http = self.http.clone();
-            let url = format!("{}/analytics/health", self.url);
-            let body = report(
-                from + i,
-                version,
-                u32::from(i < errors),
-                u32::from(i < crashes),
-                now,
-            );
-            set.spawn(async move {
-                let r = http.post(url).json(&body).send().await.expect("health");
-                assert_eq!(r.status(), 200);
-            });
-            if set.len() >= 32 {
-                set.join_next().await.expect("task").expect("join");
-            }
-        }
-        while let Some(r) = set.join_next().await {
-            r.expect("join");
-        }
+        let all = (0..n)
+            .map(|i| {
+                report(
+                    from + i,
+                    version,
+                    u32::from(i < errors),
+                    u32::from(i < crashes),
+                    now,
+                )
+            })
+            .collect();
+        self.report_all(all).await;
     }
 
     fn clock_now(&self) -> DateTime<Utc> {
@@ -243,29 +130,13 @@ impl H {
         self.clock.now()
     }
 
-    async fn evaluate(&self) -> Vec<Value> {
-        let v = self.admin("/admin/rollouts/evaluate", json!({})).await;
-        v["decisions"].as_array().expect("decisions").clone()
-    }
-
     async fn status(&self, version: &str) -> Value {
-        let r = self
-            .http
-            .get(format!(
-                "{}/analytics/rollout-status?version={version}&app={APP}&channel={CHANNEL}",
-                self.url
-            ))
-            .bearer_auth(READ)
-            .send()
-            .await
-            .expect("get");
-        assert_eq!(r.status(), 200);
-        r.json().await.expect("json")
+        self.0.status(APP, CHANNEL, version).await
     }
 
     fn channel_state(&self) -> ChannelState {
         let bytes =
-            std::fs::read(self.root.join(APP).join(CHANNEL).join("channel.json")).expect("read");
+            std::fs::read(self.root().join(APP).join(CHANNEL).join("channel.json")).expect("read");
         verify_channel(&bytes, self.rollout_key.public_key()).expect("signed by the rollout key")
     }
 
@@ -300,20 +171,19 @@ fn machine(i: usize) -> String {
 }
 
 fn report(i: usize, version: &str, errors: u32, crashes: u32, now: DateTime<Utc>) -> HealthReport {
-    HealthReport {
-        id: Uuid::new_v4(),
-        machine_id: machine(i),
-        app: APP.into(),
-        version: version.into(),
-        channel: CHANNEL.into(),
-        platform: "linux".into(),
-        arch: "x64".into(),
-        period_start: now - Duration::hours(1),
-        period_end: now,
-        sessions: 1,
-        errors,
-        crashes,
-        boot_reverts: 0,
+    health_report(APP, CHANNEL, version, machine(i), (errors, crashes), now)
+}
+
+/// This suite's releases: one 20 000-byte artifact, released at `t0`.
+fn spec(version: &str, policy: Option<RolloutPolicy>) -> ReleaseSpec<'_> {
+    ReleaseSpec {
+        app: APP,
+        channel: CHANNEL,
+        version,
+        policy,
+        released_at: t0(),
+        size: 20_000,
+        base_url: None,
     }
 }
 
@@ -556,7 +426,7 @@ async fn rollback_is_authorised_only_by_a_signed_state() {
     assert_eq!(d.reason, DecisionReason::Halted);
 
     // A state listing 1.1.0 in rollbackFrom but signed by another key is refused.
-    let path = h.root.join(APP).join(CHANNEL).join("channel.json");
+    let path = h.root().join(APP).join(CHANNEL).join("channel.json");
     let genuine = std::fs::read(&path).expect("read");
     let mut forged = h.channel_state();
     forged.sequence += 100;
@@ -629,7 +499,7 @@ async fn crash_reports_halt_the_rollout_and_the_next_check_gets_the_fallback() {
     // 60 installs of 1.1.0 report; 10 of them crashed (17 %, lower bound 9 % > 1 %).
     h.reports(0, 60, "1.1.0", 0, 10).await;
     // Through the in-process handle too (what the demo uses); the route is the same call.
-    let d = h.rollouts.evaluate().await.expect("evaluate");
+    let d = h.rollouts().evaluate().await.expect("evaluate");
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].action, "halt");
     assert_eq!(d[0].installs, 60);
@@ -687,7 +557,7 @@ async fn channel_states_are_resigned_before_they_expire() {
     assert_eq!(s2.sequence, s1.sequence + 1);
     assert_eq!(s2.expires_at, h.clock_now() + Duration::days(7));
     // A channel.json removed from the tree is written again from the database.
-    std::fs::remove_file(h.root.join(APP).join(CHANNEL).join("channel.json")).expect("rm");
+    std::fs::remove_file(h.root().join(APP).join(CHANNEL).join("channel.json")).expect("rm");
     h.evaluate().await;
     assert_eq!(h.channel_state(), s2);
     // Days later the client still accepts it.
@@ -773,7 +643,11 @@ async fn refuses_unsigned_or_wrongly_signed_manifests_and_writes_nothing() {
             .await;
         assert_eq!(r.status(), 400, "{what}");
     }
-    assert!(tree_files(&h.root).is_empty(), "{:?}", tree_files(&h.root));
+    assert!(
+        tree_files(h.root()).is_empty(),
+        "{:?}",
+        tree_files(h.root())
+    );
     let r = h
         .http
         .get(format!("{}/analytics/rollouts", h.url))
@@ -828,7 +702,7 @@ async fn refuses_artifacts_with_a_wrong_hash_or_size_and_leaves_nothing() {
         .await;
     assert_eq!(reg["missingArtifacts"], json!([name.clone()]));
     assert!(reg.get("rollout").is_none(), "deferred: {reg}");
-    let release_dir = h.root.join(APP).join("releases").join("1.0.0");
+    let release_dir = h.root().join(APP).join("releases").join("1.0.0");
     let only_manifest = vec!["manifest.json".to_string()];
 
     let mut wrong = bytes.clone();
@@ -862,7 +736,12 @@ async fn refuses_artifacts_with_a_wrong_hash_or_size_and_leaves_nothing() {
         )
         .await;
     assert_eq!(r.status(), 409);
-    assert!(!h.root.join(APP).join(CHANNEL).join("channel.json").exists());
+    assert!(!h
+        .root()
+        .join(APP)
+        .join(CHANNEL)
+        .join("channel.json")
+        .exists());
 
     // The right bytes complete the deferred start.
     let r = h.upload("1.0.0", &name, bytes.clone()).await;
@@ -1042,7 +921,7 @@ async fn the_engine_runs_by_itself_every_interval() {
     let h = H::start_with(|c| c.rollout_interval = std::time::Duration::from_millis(20)).await;
     h.publish("1.0.0", None, Some((100.0, None))).await;
     h.publish("1.1.0", None, Some((10.0, None))).await;
-    let mut decisions = h.rollouts.subscribe();
+    let mut decisions = h.rollouts().subscribe();
     h.reports(0, 60, "1.1.0", 0, 10).await;
     // Wait on the engine's decision itself (no polling, no sleep).
     let d = tokio::time::timeout(std::time::Duration::from_secs(20), async {
@@ -1062,7 +941,6 @@ async fn the_engine_runs_by_itself_every_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn railgun_serve_takes_the_rollout_flags() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().expect("tmp");
     let rollout_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
     let rk = dir.path().join("rollout.key");
@@ -1070,37 +948,22 @@ async fn railgun_serve_takes_the_rollout_flags() {
     let release_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
     let pk = dir.path().join("release.pub");
     std::fs::write(&pk, release_key.public_key().to_pem()).expect("pub");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_railgun"))
-        .arg("serve")
-        .arg("--addr")
-        .arg("127.0.0.1:0")
-        .arg("--root")
-        .arg(dir.path().join("updates"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--release-public-key")
-        .arg(&pk)
-        .arg("--rollout-interval-secs")
-        .arg("3600")
-        .env("RAILGUN_ROLLOUT_KEY_FILE", &rk)
-        .env("RAILGUN_ADMIN_TOKEN", ADMIN)
-        .env_remove("RAILGUN_DATABASE_URL")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn railgun serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read");
-        line
-    })
-    .await
-    .expect("join");
-    let url = line.trim().rsplit(' ').next().expect("url").to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    let server = ChildServer::serve(
+        &dir.path().join("updates"),
+        &dir.path().join("data"),
+        &[
+            "--release-public-key".as_ref(),
+            pk.as_os_str(),
+            "--rollout-interval-secs".as_ref(),
+            "3600".as_ref(),
+        ],
+        &[
+            ("RAILGUN_ROLLOUT_KEY_FILE", utf8(&rk)),
+            ("RAILGUN_ADMIN_TOKEN", ADMIN),
+        ],
+    );
+    let url = server.url.clone();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     // With both keys configured, a release is verified (a stranger's is refused: 400, not
     // the 503 of an unconfigured server) and the engine answers.
     let http = reqwest::Client::new();
@@ -1122,8 +985,7 @@ async fn railgun_serve_takes_the_rollout_flags() {
         .await
         .expect("post");
     let evaluated_status = evaluated.status();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     assert_eq!(status, 400);
     assert_eq!(evaluated_status, 200);
 }

@@ -4,46 +4,24 @@
 //! PostgreSQL (the database is dropped under the running server); skipped, saying so,
 //! without `RAILGUN_TEST_DATABASE_URL`.
 
-use std::sync::Arc;
-
-use crate::db::{database, Kind};
-use railgun_core::clock::{ManualClock, SharedClock};
-use railgun_server::serve::{App, ServerConfig};
+use crate::db::Kind;
+use crate::support::{TestServer, ADMIN, READ};
 use serde_json::{json, Value};
-
-const READ: &str = "read-token-down";
-const ADMIN: &str = "admin-token-down";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_503_without_the_database_text_when_postgres_is_gone() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let Some(url) = database(
+    let now = "2026-03-10T12:00:00Z";
+    let Some(mut server) = TestServer::with(
         Kind::Postgres,
-        &dir.path().join("unused.db"),
         "store_unavailable",
+        now.parse().expect("t"),
+        |_| {},
     )
     .await
     else {
         return;
     };
-    let now = "2026-03-10T12:00:00Z";
-    let config = ServerConfig {
-        root: dir.path().join("updates"),
-        database: url.clone(),
-        read_token: Some(READ.into()),
-        admin_token: Some(ADMIN.into()),
-        run_retention: false,
-        clock: Arc::new(ManualClock::new(now.parse().expect("t"))) as SharedClock,
-        rollout_interval: std::time::Duration::from_secs(3600),
-        ..ServerConfig::default()
-    };
-    std::fs::create_dir_all(&config.root).expect("root");
-    let server = App::open(&config)
-        .await
-        .expect("app")
-        .spawn("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("start");
+    let url = server.database().to_string();
     let base = server.url();
 
     // The database disappears under the running server.
@@ -126,8 +104,5 @@ async fn every_route_answers_503_without_the_database_text_when_postgres_is_gone
         assert!(!text.contains(name), "{method} {path}: {text}");
     }
     // Stopping drains nothing (the queue refused the batch) and returns.
-    tokio::time::timeout(std::time::Duration::from_secs(30), server.stop())
-        .await
-        .expect("stop in time")
-        .expect("stop");
+    server.stop().await;
 }

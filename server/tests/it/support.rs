@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::io::BufRead;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -22,6 +22,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 use railgun_core::analytics::event::EventBatch;
 use railgun_core::clock::{ManualClock, SharedClock};
+use railgun_core::health::HealthReport;
 use railgun_core::trust::{KeyAlgorithm, PrivateKey};
 use railgun_core::update::manifest::RolloutPolicy;
 use railgun_core::update::{Arch, Format, Platform};
@@ -233,6 +234,63 @@ impl TestServer {
             .expect("flush");
     }
 
+    /// `DELETE path` with `token`.
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut rq = self.http.delete(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            rq = rq.bearer_auth(t);
+        }
+        within(path, rq.send()).await.expect("delete")
+    }
+
+    /// `POST /analytics/health`: must answer 200; its JSON (`{accepted, duplicate}`).
+    pub async fn report(&self, report: &HealthReport) -> Value {
+        let body = serde_json::to_value(report).expect("report");
+        let r = self.post("/analytics/health", None, &body).await;
+        let status = r.status();
+        let v: Value = within("health answer", r.json()).await.expect("json");
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    /// Sends `reports` (`POST /analytics/health`), 32 at a time; each must answer 200.
+    pub async fn report_all(&self, reports: Vec<HealthReport>) {
+        let mut set = tokio::task::JoinSet::new();
+        for body in reports {
+            let rq = self
+                .http
+                .post(format!("{}/analytics/health", self.url))
+                .json(&body);
+            set.spawn(async move {
+                let r = within("health report", rq.send()).await.expect("health");
+                assert_eq!(r.status(), 200);
+            });
+            if set.len() >= 32 {
+                within("health reports", set.join_next())
+                    .await
+                    .expect("task")
+                    .expect("join");
+            }
+        }
+        while let Some(r) = within("health reports", set.join_next()).await {
+            r.expect("join");
+        }
+    }
+
+    /// `GET /analytics/rollout-status` of `app`/`channel`/`version` with the read token.
+    pub async fn status(&self, app: &str, channel: &str, version: &str) -> Value {
+        self.read(&format!(
+            "/analytics/rollout-status?version={version}&app={app}&channel={channel}"
+        ))
+        .await
+    }
+
+    /// `POST /admin/rollouts/evaluate`: the decisions of this run.
+    pub async fn evaluate(&self) -> Vec<Value> {
+        let v = self.admin("/admin/rollouts/evaluate", json!({})).await;
+        v["decisions"].as_array().expect("decisions").clone()
+    }
+
     /// Builds and signs (with the release key) a release of `version` with one artifact
     /// (`{app}-{version}-linux-x64.tar.gz`, `size` bytes of text).
     pub fn release(&self, r: &ReleaseSpec<'_>) -> SignedRelease {
@@ -264,7 +322,7 @@ impl TestServer {
                 arch: Arch::X64,
                 format: Format::TarGz,
             }],
-            base_url: None,
+            base_url: r.base_url.map(str::to_string),
             rollout: r.policy.clone(),
             released_at: r.released_at,
             sigstore_bundles: None,
@@ -333,6 +391,32 @@ impl Drop for TestServer {
     }
 }
 
+/// A health report of one install (`machine_id`) over the hour before `now`, on linux/x64.
+pub fn health_report(
+    app: &str,
+    channel: &str,
+    version: &str,
+    machine_id: String,
+    (errors, crashes): (u32, u32),
+    now: DateTime<Utc>,
+) -> HealthReport {
+    HealthReport {
+        id: uuid::Uuid::new_v4(),
+        machine_id,
+        app: app.into(),
+        version: version.into(),
+        channel: channel.into(),
+        platform: "linux".into(),
+        arch: "x64".into(),
+        period_start: now - chrono::Duration::hours(1),
+        period_end: now,
+        sessions: 1,
+        errors,
+        crashes,
+        boot_reverts: 0,
+    }
+}
+
 /// What [`TestServer::release`] builds.
 #[derive(Debug, Clone)]
 pub struct ReleaseSpec<'a> {
@@ -348,6 +432,8 @@ pub struct ReleaseSpec<'a> {
     pub released_at: DateTime<Utc>,
     /// Artifact size in bytes.
     pub size: usize,
+    /// Where the artifact is hosted when not beside the manifest (nothing to upload then).
+    pub base_url: Option<&'a str>,
 }
 
 /// A signed release and its one artifact.
@@ -447,11 +533,6 @@ impl ChildServer {
         args.extend_from_slice(extra);
         Self::spawn(&args, env)
     }
-
-    /// The child's process id.
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
 }
 
 impl Drop for ChildServer {
@@ -511,11 +592,4 @@ impl ScriptedServer {
 /// A path's text (test paths are UTF-8).
 pub fn utf8(path: &Path) -> &str {
     path.to_str().expect("utf8 path")
-}
-
-/// `dir/name`, created.
-pub fn mkdir(dir: &Path, name: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::create_dir_all(&p).expect("mkdir");
-    p
 }

@@ -20,7 +20,7 @@ use railgun_server::release::{
 };
 use railgun_server::serve::{App, ServerConfig};
 
-use crate::support::{ScriptedServer, TestServer};
+use crate::support::{within, ScriptedServer, TestServer};
 use sha2::{Digest, Sha256};
 
 fn tar_gz(path: &Path, version: &str) {
@@ -525,7 +525,7 @@ async fn two_updaters_on_one_data_dir_the_second_reports_busy() {
         .expect("update");
     let f1 = first.clone();
     let task = tokio::spawn(async move { f1.download_update().await });
-    entered.notified().await;
+    within("the first download reaches the server", entered.notified()).await;
     let r = second.download_update().await;
     assert!(
         matches!(
@@ -537,7 +537,10 @@ async fn two_updaters_on_one_data_dir_the_second_reports_busy() {
         "{r:?}"
     );
     gate.notify_one();
-    task.await.expect("join").expect("first download");
+    within("the first download", task)
+        .await
+        .expect("join")
+        .expect("first download");
     server.stop().await.expect("stop");
 }
 
@@ -548,16 +551,19 @@ async fn auto_check_finds_and_downloads_then_stops() {
     let u = f.updater(&server.url(), "data");
     let mut events = u.subscribe();
     u.start_auto_check(std::time::Duration::from_millis(20));
-    loop {
-        match events.recv().await.expect("event") {
-            UpdaterEvent::UpdateDownloaded(info) => {
-                assert_eq!(info.version, "0.2.0");
-                break;
+    within("the automatic check downloads 0.2.0", async {
+        loop {
+            match events.recv().await.expect("event") {
+                UpdaterEvent::UpdateDownloaded(info) => {
+                    assert_eq!(info.version, "0.2.0");
+                    break;
+                }
+                UpdaterEvent::Error { message, .. } => panic!("{message}"),
+                _ => {}
             }
-            UpdaterEvent::Error { message, .. } => panic!("{message}"),
-            _ => {}
         }
-    }
+    })
+    .await;
     u.stop().await;
     assert_eq!(
         u.state(),
