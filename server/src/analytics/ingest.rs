@@ -111,7 +111,11 @@ fn prepare(
     scrubbed: &mut u64,
 ) -> Result<StoredEvent, String> {
     validate_event(&e).map_err(|err| err.to_string())?;
-    let ts = e.timestamp + skew;
+    // Client instants reach ±262 000 years: the sum may not exist (found by fuzzing).
+    let ts = e
+        .timestamp
+        .checked_add_signed(skew)
+        .ok_or_else(|| "timestamp is out of range after clock-skew correction".to_string())?;
     if ts > now + Duration::days(MAX_FUTURE_DAYS) {
         return Err(format!(
             "timestamp is more than {MAX_FUTURE_DAYS} days in the future"
@@ -149,22 +153,32 @@ fn prepare(
     })
 }
 
-/// The handler.
-pub async fn ingest(
-    State(app): State<AppState>,
-    ApiBody(body): ApiBody<MAX_BODY_BYTES>,
-) -> Response {
-    let now = app.clock.now();
+/// A batch checked and turned into rows: what the handler stores and counts.
+#[derive(Debug)]
+pub struct PreparedBatch {
+    /// The events that passed, as rows.
+    pub rows: Vec<StoredEvent>,
+    /// The events that did not, by index.
+    pub rejected: Vec<RejectedEvent>,
+    /// Property values removed because they looked personal.
+    pub scrubbed: u64,
+    /// Events the client says it dropped.
+    pub dropped: u64,
+}
+
+/// Parses and checks a request body received at `now`: pure (no store, no metrics), so that
+/// the fuzz target `event_batch` drives exactly what the handler runs.
+pub fn prepare_batch(body: &[u8], now: DateTime<Utc>) -> Result<PreparedBatch, ApiError> {
     // Fast path: the whole batch parses; slow path: parse each event alone.
     let (events, sent_at, sample_rate, dropped): (Vec<Result<AnalyticsEvent, String>>, _, _, _) =
-        match serde_json::from_slice::<EventBatch>(&body) {
+        match serde_json::from_slice::<EventBatch>(body) {
             Ok(b) => (
                 b.events.into_iter().map(Ok).collect(),
                 b.sent_at,
                 b.sample_rate,
                 b.dropped,
             ),
-            Err(_) => match serde_json::from_slice::<LooseBatch>(&body) {
+            Err(_) => match serde_json::from_slice::<LooseBatch>(body) {
                 Ok(b) => (
                     b.events
                         .into_iter()
@@ -177,20 +191,17 @@ pub async fn ingest(
                     b.sample_rate,
                     b.dropped,
                 ),
-                Err(e) => {
-                    return ApiError::bad_request(format!("malformed batch: {e}")).into_response()
-                }
+                Err(e) => return Err(ApiError::bad_request(format!("malformed batch: {e}"))),
             },
         };
     if events.len() > MAX_BATCH_EVENTS {
-        return ApiError::too_large(format!(
+        return Err(ApiError::too_large(format!(
             "{} events, at most {MAX_BATCH_EVENTS}",
             events.len()
-        ))
-        .into_response();
+        )));
     }
     if !(sample_rate > 0.0 && sample_rate <= 1.0) {
-        return ApiError::bad_request("sampleRate must be in (0, 1]").into_response();
+        return Err(ApiError::bad_request("sampleRate must be in (0, 1]"));
     }
     let skew = skew(now, sent_at);
     let mut rejected = Vec::new();
@@ -202,6 +213,28 @@ pub async fn ingest(
             Err(reason) => rejected.push(RejectedEvent { index, reason }),
         }
     }
+    Ok(PreparedBatch {
+        rows,
+        rejected,
+        scrubbed,
+        dropped,
+    })
+}
+
+/// The handler.
+pub async fn ingest(
+    State(app): State<AppState>,
+    ApiBody(body): ApiBody<MAX_BODY_BYTES>,
+) -> Response {
+    let PreparedBatch {
+        rows,
+        rejected,
+        scrubbed,
+        dropped,
+    } = match prepare_batch(&body, app.clock.now()) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let m = &app.metrics;
     m.client_dropped.fetch_add(dropped, Ordering::Relaxed);
     m.rejected
@@ -271,6 +304,26 @@ mod tests {
         ] {
             assert!(!looks_personal(s), "{s}");
         }
+    }
+
+    #[test]
+    fn an_instant_that_overflows_with_the_skew_is_rejected_not_a_panic() {
+        // The fuzz target event_batch's crash: sentAt far in the past makes the skew huge,
+        // and the event's timestamp plus it leaves chrono's range.
+        let body = br#"{"events":[{"id":"0192f0c8-1b2a-7c3d-8e4f-000000000001","name":"x",
+            "category":"custom","userId":"u-aaaaaaaaaaaaaaaa","sessionId":"s",
+            "timestamp":"+200000-01-01T00:00:00Z","appVersion":"1.2.3","platform":"linux",
+            "arch":"x64","channel":"stable","sequence":1}],
+            "sentAt":"-200000-01-01T00:00:00Z","sampleRate":1}"#;
+        let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().expect("t");
+        let batch = prepare_batch(body, now).expect("the batch itself is well formed");
+        assert!(batch.rows.is_empty());
+        assert_eq!(batch.rejected.len(), 1);
+        assert!(
+            batch.rejected[0].reason.contains("out of range"),
+            "{:?}",
+            batch.rejected
+        );
     }
 
     #[test]
