@@ -21,3 +21,4 @@ python3 -m pip install -q --disable-pip-version-check duckdb 'moto[server]' >&2 
   || echo "duckdb / moto could not be installed: the export tests that need them will be skipped" >&2
 cargo test --workspace
 bash scripts/test-node.sh
+bash scripts/fuzz.sh "${RAILGUN_FUZZ_SECONDS:-10}"
