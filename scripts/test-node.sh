@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The Node package: install (no Electron binary), build the addon for this machine, check
+# The Node package: install (no Electron binary; the devDependencies include TypeScript, which
+# the tests need for the specification's snippets), build the addon for this machine, check
 # that the committed index.js / index.d.ts are what @napi-rs/cli generates, then run the
 # node --test suites against the real `railgun` server binary.
 # Honours CARGO_TARGET_DIR (the tests find `railgun` there) and RAILGUN_BIN.

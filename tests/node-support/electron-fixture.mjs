@@ -10,11 +10,17 @@
 import { createServer, request as httpRequest } from 'node:http';
 import { after, before } from 'node:test';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
-import { condition } from './deadline.mjs';
+import { createElectronStandIn } from '../node/support/electron-standin.mjs';
+import { condition, nextEmit } from './deadline.mjs';
 import { buildTarball, keygen, signAndPublish, startServer, tempDir } from './railgun.mjs';
 import { storedEvents, storedHealthReports, storedHealthTotals, storedNames } from './server-store.mjs';
+
+const require = createRequire(import.meta.url);
+const main = require('../../electron/main.js');
+const { exposeRailgunApi } = require('../../electron/preload.js');
 
 /** The app every fixture publishes. */
 export const APP = 'rail-gun';
@@ -125,6 +131,44 @@ export function fixtureForFile({ onAfter = () => {}, ...options } = {}) {
     for (const fn of cleanups.reverse()) fn();
   });
   return holder;
+}
+
+/**
+ * One app of `fx`'s over the real addon (or `addon`, e.g. a spy of it): Electron's objects
+ * (the stand-in), analytics (consent granted, a user of its own), with `updater` the updater
+ * (0.1.0; stable offers 0.2.0; no automatic check or download), with `flags` feature flags
+ * (`true`: a config document of its own; or the `initFeatureFlags` options; the first fetch
+ * done), the IPC handlers (registered before the services with `registerFirst`), and one page
+ * with `window.electronAPI`. Shut down and forgotten after `t`.
+ */
+export async function openApp(t, fx, { addon, updater = false, flags = false, registerFirst = false, validateSender } = {}) {
+  main.reset();
+  const electron = createElectronStandIn({ name: APP, version: RUNNING, userData: fx.userData(t) });
+  const common = { electronApp: electron.app, ...(addon ? { addon } : {}) };
+  const app = { electron, userId: newUserId() };
+  let unregister = registerFirst ? main.registerIpcHandlers(electron.ipcMain, { validateSender }) : null;
+  if (updater) {
+    app.updater = main.initAutoUpdater({
+      ...common, url: fx.updatesUrl, publicKeys: [fx.keys.pem], autoCheck: false, autoDownload: false,
+    });
+  }
+  app.analytics = main.initAnalytics({ ...common, url: fx.url, consent: 'granted', sampleRate: 1, userId: app.userId });
+  if (flags) {
+    if (flags === true) app.config = fx.newConfig();
+    app.flags = main.initFeatureFlags({ ...common, ...(flags === true ? { url: app.config.url } : flags) });
+    await nextEmit(app.flags, 'change'); // the addon's first fetch
+  }
+  if (!registerFirst) unregister = main.registerIpcHandlers(electron.ipcMain, { validateSender });
+  app.unregister = unregister;
+  t.after(async () => {
+    unregister();
+    await main.shutdown();
+    main.reset();
+  });
+  app.page = electron.createRenderer();
+  exposeRailgunApi(app.page.contextBridge, app.page.ipcRenderer);
+  app.api = app.page.window.electronAPI;
+  return app;
 }
 
 /** A user id nobody else in this run uses, so each test reads only its own events. */

@@ -172,3 +172,16 @@ export async function rejectsWithCode(promise, code) {
   }
   throw new Error(`expected a rejection with ${code}, but it resolved`);
 }
+
+/** `RAILGUN_REQUIRE_ALL=1` (set by CI): a missing dependency fails the test instead of skipping it. */
+export const REQUIRE_ALL = process.env.RAILGUN_REQUIRE_ALL === '1';
+
+/**
+ * A test that cannot run because `missing` is not there: skipped on a developer's partial run,
+ * a failure under `RAILGUN_REQUIRE_ALL=1`. Returns true when the caller must stop.
+ */
+export function missingDependency(t, missing) {
+  if (REQUIRE_ALL) throw new Error(`${missing} (RAILGUN_REQUIRE_ALL=1: every dependency must be there)`);
+  t.skip(missing);
+  return true;
+}

@@ -13,9 +13,7 @@ import { createRequire } from 'node:module';
 import { createElectronStandIn, settle } from './support/electron-standin.mjs';
 import { spyOnAddon } from '../node-support/addon-spy.mjs';
 import { nextEmit } from '../node-support/deadline.mjs';
-import {
-  APP, RELEASES, RUNNING, baseConfig, fixtureForFile, newUserId,
-} from '../node-support/electron-fixture.mjs';
+import { RELEASES, RUNNING, baseConfig, fixtureForFile, openApp } from '../node-support/electron-fixture.mjs';
 
 const require = createRequire(import.meta.url);
 const main = require('../../electron/main.js');
@@ -28,35 +26,11 @@ const file = fixtureForFile({
   },
 });
 
-/**
- * One app: the updater (0.1.0, the stable channel offers 0.2.0), analytics (consent granted,
- * its own user) and flags (its own config document, first fetch done) over the spied real
- * addon, the IPC handlers, and one page with `window.electronAPI`.
- */
-async function world(t, { registerFirst = false, validateSender } = {}) {
-  main.reset();
+/** One app (updater, analytics, flags) over the spied real addon, and its page. */
+async function world(t, options = {}) {
   const spy = spyOnAddon();
-  const electron = createElectronStandIn({ name: APP, version: RUNNING, userData: file.fx.userData(t) });
-  const electronApp = electron.app;
-  let unregister;
-  if (registerFirst) unregister = main.registerIpcHandlers(electron.ipcMain, { validateSender });
-  const updater = main.initAutoUpdater({
-    addon: spy, electronApp, url: file.fx.updatesUrl, publicKeys: [file.fx.keys.pem], autoCheck: false, autoDownload: false,
-  });
-  const userId = newUserId();
-  const analytics = main.initAnalytics({ addon: spy, electronApp, url: file.fx.url, consent: 'granted', sampleRate: 1, userId });
-  const config = file.fx.newConfig();
-  const flags = main.initFeatureFlags({ addon: spy, electronApp, url: config.url });
-  await nextEmit(flags, 'change'); // the addon's first fetch
-  if (!registerFirst) unregister = main.registerIpcHandlers(electron.ipcMain, { validateSender });
-  t.after(async () => {
-    unregister();
-    await main.shutdown();
-    main.reset();
-  });
-  const renderer = electron.createRenderer();
-  exposeRailgunApi(renderer.contextBridge, renderer.ipcRenderer);
-  return { spy, electron, renderer, api: renderer.window.electronAPI, updater, analytics, flags, config, userId, unregister };
+  const app = await openApp(t, file.fx, { addon: spy, updater: true, flags: true, ...options });
+  return { ...app, spy, renderer: app.page };
 }
 
 /** Runs `action` in main and waits until the updater emitted `name` there, then for IPC. */

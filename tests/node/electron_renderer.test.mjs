@@ -8,13 +8,12 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 
-import { createElectronStandIn, settle } from './support/electron-standin.mjs';
+import { settle } from './support/electron-standin.mjs';
 import { spyOnAddon } from '../node-support/addon-spy.mjs';
-import { APP, RUNNING, fixtureForFile, newUserId } from '../node-support/electron-fixture.mjs';
+import { fixtureForFile, openApp } from '../node-support/electron-fixture.mjs';
 
 const require = createRequire(import.meta.url);
 const main = require('../../electron/main.js');
-const { exposeRailgunApi } = require('../../electron/preload.js');
 const renderer = require('../../electron/renderer.js');
 
 const file = fixtureForFile({
@@ -24,22 +23,11 @@ const file = fixtureForFile({
   },
 });
 
-function world(t) {
-  main.reset();
+async function world(t) {
   const spy = spyOnAddon();
-  const electron = createElectronStandIn({ name: APP, version: RUNNING, userData: file.fx.userData(t) });
-  const userId = newUserId();
-  const analytics = main.initAnalytics({ addon: spy, electronApp: electron.app, url: file.fx.url, consent: 'granted', sampleRate: 1, userId });
-  const unregister = main.registerIpcHandlers(electron.ipcMain);
-  t.after(async () => {
-    unregister();
-    await main.shutdown();
-    main.reset();
-  });
-  const r = electron.createRenderer();
-  exposeRailgunApi(r.contextBridge, r.ipcRenderer);
-  renderer.setElectronApi(r.window.electronAPI);
-  return { spy, analytics, userId, api: r.window.electronAPI };
+  const app = await openApp(t, file.fx, { addon: spy });
+  renderer.setElectronApi(app.api);
+  return { ...app, spy };
 }
 
 test('Events are exactly the core names (src/analytics/event.rs)', () => {
@@ -53,7 +41,7 @@ test('Events are exactly the core names (src/analytics/event.rs)', () => {
 });
 
 test('getAnalytics().track is fire-and-forget: recorded in main and stored by the server, failures go to onError', async (t) => {
-  const { spy, analytics: mainAnalytics, userId } = world(t);
+  const { spy, analytics: mainAnalytics, userId } = await world(t);
   const errors = [];
   const analytics = renderer.getAnalytics({ onError: (e) => errors.push(e) });
   assert.equal(analytics.track(renderer.Events.MESSAGE_SENT, { length_bucket: 'short' }), undefined);

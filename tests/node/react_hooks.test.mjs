@@ -8,10 +8,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 
-import { createElectronStandIn, settle } from './support/electron-standin.mjs';
+import { settle } from './support/electron-standin.mjs';
 import { spyOnAddon } from '../node-support/addon-spy.mjs';
 import { nextEmit } from '../node-support/deadline.mjs';
-import { APP, RUNNING, baseConfig, fixtureForFile, newUserId } from '../node-support/electron-fixture.mjs';
+import { baseConfig, fixtureForFile, openApp } from '../node-support/electron-fixture.mjs';
 
 globalThis.IS_REACT_ACT_ENVIRONMENT = true;
 
@@ -19,7 +19,6 @@ const require = createRequire(import.meta.url);
 const React = require('react');
 const { render, act, cleanup } = require('@testing-library/react');
 const main = require('../../electron/main.js');
-const { exposeRailgunApi } = require('../../electron/preload.js');
 const renderer = require('../../electron/renderer.js');
 const { useScreenTracking, useFeatureTracking, useFeatureFlag } = require('../../electron/react.js');
 
@@ -34,24 +33,9 @@ const file = fixtureForFile({
 
 async function world(t) {
   cleanup();
-  main.reset();
   renderer.setElectronApi(null);
-  const spy = spyOnAddon();
-  const electron = createElectronStandIn({ name: APP, version: RUNNING, userData: file.fx.userData(t) });
-  const userId = newUserId();
-  const analytics = main.initAnalytics({ addon: spy, electronApp: electron.app, url: file.fx.url, consent: 'granted', sampleRate: 1, userId });
-  const config = file.fx.newConfig();
-  const flags = main.initFeatureFlags({ addon: spy, electronApp: electron.app, url: config.url });
-  await nextEmit(flags, 'change'); // the addon's first fetch
-  const unregister = main.registerIpcHandlers(electron.ipcMain);
-  t.after(async () => {
-    cleanup();
-    unregister();
-    await main.shutdown();
-    main.reset();
-  });
-  const r = electron.createRenderer();
-  exposeRailgunApi(r.contextBridge, r.ipcRenderer);
+  const { analytics, flags, config, userId, page: r } = await openApp(t, file.fx, { addon: spyOnAddon(), flags: true });
+  t.after(cleanup);
   // The page's window (jsdom's) gets what contextBridge exposed.
   window.electronAPI = r.window.electronAPI;
   /** The events the server stored for this app's user, after a flush. */
@@ -66,7 +50,7 @@ async function world(t) {
     assert.equal(await flags.refresh(), 'updated');
     await changed;
   };
-  return { spy, electron, r, stored, setDarkMode };
+  return { r, stored, setDarkMode };
 }
 
 /** Lets IPC deliveries and the React updates they cause run. */

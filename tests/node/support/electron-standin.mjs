@@ -19,6 +19,7 @@
 // It is not Electron: no processes, no sandbox, no serialization limits beyond structured clone.
 
 import { EventEmitter } from 'node:events';
+import { createRequire } from 'node:module';
 
 import { within } from '../../node-support/deadline.mjs';
 
@@ -337,6 +338,32 @@ export class AppStandIn extends EventEmitter {
   whenQuit() {
     return this._ended;
   }
+}
+
+// --- require('electron') ----------------------------------------------------------------------
+
+/**
+ * Makes `require('electron')` (from any CommonJS module of this process, e.g. electron/main.js
+ * asking for `app`) return `electron`, the parts of a stand-in the code under test needs
+ * (`{app, ipcMain}`), so that the specification's snippets run as written, without an
+ * `electronApp` option. Returns the function that undoes it.
+ */
+export function provideElectronModule(electron) {
+  const Module = createRequire(import.meta.url)('node:module');
+  const id = '\0railgun-electron-standin';
+  const resolve = Module._resolveFilename;
+  Module._resolveFilename = function resolveElectron(request, ...rest) {
+    return request === 'electron' ? id : resolve.call(this, request, ...rest);
+  };
+  const m = new Module(id);
+  m.filename = id;
+  m.loaded = true;
+  m.exports = electron;
+  Module._cache[id] = m;
+  return () => {
+    Module._resolveFilename = resolve;
+    delete Module._cache[id];
+  };
 }
 
 // --- wiring -------------------------------------------------------------------------------

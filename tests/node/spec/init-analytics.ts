@@ -1,0 +1,1 @@
+initAnalytics({ debug: true, sampleRate: 1.0 });
