@@ -52,6 +52,13 @@ if "$BIN" demo --help >/dev/null 2>&1; then
   python3 -c "print(f'demo wall time: {float($end) - float($start):.1f} s')" | tee -a "$LOGS/demo.log" >&2
 fi
 
+# Warehouse export: 10 M events (2 M with BENCH_QUICK) exported as Parquet, beside reading
+# the same rows without writing (ceiling) and DuckDB writing them as Parquet (peer).
+step "cargo bench -p railgun-server --bench export"
+EXPORT_EVENTS=10000000
+[ -n "${BENCH_QUICK:-}" ] && EXPORT_EVENTS=2000000
+RAILGUN_BENCH_EXPORT_EVENTS="$EXPORT_EVENTS" cargo bench -p railgun-server --bench export 2>&1 | tee "$LOGS/export.log" >&2
+
 # Node addon: featureFlags.get and track from JS.
 if [ -f package.json ] && grep -q '"bench"' package.json; then
   step "npm run bench"
@@ -83,7 +90,40 @@ def grab(log, pattern, group=1):
     return m.group(group) if m else "—"
 
 up, fl, an, sg, dl = (read(f + ".log") for f in ["update", "flags", "analytics", "sigstore", "download"])
-lg, demo, node = read("loadgen.log"), read("demo.log"), read("node.log")
+lg, demo, node, ex = read("loadgen.log"), read("demo.log"), read("node.log"), read("export.log")
+
+def export_rows():
+    """Export throughput and size, each with its ceiling / peer and the ratio."""
+    rate = grab(ex, r"railgun export: \d+ rows in \d+ files, [\d.]+ s, (\d+) rows/s")
+    ceil = grab(ex, r"read only \(ceiling\): [\d.]+ s, (\d+) rows/s")
+    peer = grab(ex, r"duckdb COPY to parquet \(peer\): [\d.]+ s, (\d+) rows/s")
+    size = grab(ex, r"railgun export: .*?, (\d+) bytes per million events")
+    psize = grab(ex, r"duckdb COPY to parquet \(peer\): .*?, (\d+) bytes per million events")
+    n = grab(ex, r"inserted (\d+) events")
+    def ratio(a, b):
+        try:
+            return f"{float(a) / float(b):.2f}"
+        except ValueError:
+            return "—"
+    def m(v):
+        try:
+            return f"{float(v) / 1e6:.2f} M rows/s"
+        except ValueError:
+            return "—"
+    def mib(v):
+        try:
+            return f"{float(v) / 2**20:.1f} MiB"
+        except ValueError:
+            return "—"
+    return [
+        (f"export {n} events to Parquet (rows/s)", "≥ 1 M rows/s",
+         f"{m(rate)} (read-only ceiling {m(ceil)}, ratio {ratio(rate, ceil)}; DuckDB COPY {m(peer)}, ratio {ratio(rate, peer)})",
+         "cargo bench -p railgun-server --bench export"),
+        ("export size per million events", "—",
+         f"{mib(size)} (DuckDB zstd {mib(psize)}, ratio {ratio(size, psize)})",
+         "cargo bench -p railgun-server --bench export"),
+    ]
+
 rows = [
     ("`bucket()`", "≤ 200 ns", criterion(up, "bucket"), "cargo bench --bench update"),
     ("verify + parse channel state + 50-artifact manifest", "≤ 100 µs",
@@ -102,7 +142,7 @@ rows = [
     ("`railgun demo --installs 2000` wall time", "< 2 min", grab(demo, r"demo wall time: (\S+ s)"), "railgun demo"),
     ("JS `featureFlags.get` median", "≤ 1 µs", grab(node, r"featureFlags\.get[^\n]*?median[^\d]*([\d.]+ ?[nµu]s)"), "npm run bench"),
     ("JS `track` median", "≤ 3 µs", grab(node, r"track[^\n]*?median[^\d]*([\d.]+ ?[nµu]s)"), "npm run bench"),
-]
+] + export_rows()
 print("| figure | goal | measured | command |")
 print("|---|---|---|---|")
 for r in rows:
