@@ -6,7 +6,8 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use railgun_core::identity::bucket;
 use railgun_core::trust::{
-    pae, Envelope, KeyAlgorithm, PrivateKey, TrustedKeys, PAYLOAD_CHANNEL, PAYLOAD_RELEASE,
+    pae, Envelope, KeyAlgorithm, PrivateKey, SignedDocument, TrustedKeys, PAYLOAD_CHANNEL,
+    PAYLOAD_RELEASE,
 };
 use railgun_core::update::check::{check_digest, verify_channel_state, verify_manifest};
 use railgun_core::update::{Arch, Artifact, Format, Platform, ReleaseManifest};

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::error::{IoContext, PathIoError};
 use railgun_core::trust::{
-    DsseError, Envelope, PrivateKey, TrustedKeys, PAYLOAD_CHANNEL, PAYLOAD_RELEASE,
+    DsseError, Envelope, PrivateKey, SignedDocument, TrustedKeys, PAYLOAD_CHANNEL, PAYLOAD_RELEASE,
 };
 use railgun_core::update::channel::{ChannelState, ReleasePointer, RolloutState, RolloutStatus};
 use railgun_core::update::manifest::{

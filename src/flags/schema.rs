@@ -25,7 +25,7 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::trust::{DsseError, Envelope, PrivateKey, PAYLOAD_CONFIG};
+use crate::trust::{DsseError, Envelope, PrivateKey, SignedDocument, PAYLOAD_CONFIG};
 
 /// Most flags one config may hold.
 pub const MAX_FLAGS: usize = 10_000;
@@ -356,6 +356,20 @@ fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error>
     }
 }
 
+impl SignedDocument for RemoteConfig {
+    const DOC: &'static str = "remote config";
+    const PAYLOAD_TYPE: &'static str = PAYLOAD_CONFIG;
+    type Error = SchemaError;
+
+    fn malformed(message: String) -> SchemaError {
+        SchemaError::Malformed { message }
+    }
+
+    fn validate(&self) -> Result<(), SchemaError> {
+        RemoteConfig::validate(self)
+    }
+}
+
 impl RemoteConfig {
     /// Parses and validates a config from (verified) JSON bytes.
     ///
@@ -369,20 +383,7 @@ impl RemoteConfig {
     /// assert!(e.to_string().contains("flags[0].enabled"));
     /// ```
     pub fn parse(bytes: &[u8]) -> Result<Self, SchemaError> {
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let c: Self = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            SchemaError::Malformed {
-                message: if path == "." {
-                    inner.to_string()
-                } else {
-                    format!("field {path}: {inner}")
-                },
-            }
-        })?;
-        c.validate()?;
-        Ok(c)
+        Self::from_verified_payload(bytes)
     }
 
     /// Checks the rules the types cannot express.

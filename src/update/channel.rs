@@ -11,9 +11,10 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use super::manifest::{
-    check_url, invalid, is_sha256_hex, parse_json, validate_app, validate_channel, validate_sha256,
+    check_url, invalid, is_sha256_hex, validate_app, validate_channel, validate_sha256,
     DocumentError, SCHEMA_VERSION,
 };
+use crate::trust::{SignedDocument, PAYLOAD_CHANNEL};
 
 /// A pointer from a channel state to a signed release manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,18 +103,20 @@ pub struct ChannelState {
     pub rollback_from: Vec<Version>,
 }
 
-impl ChannelState {
+impl SignedDocument for ChannelState {
     const DOC: &'static str = "channel state";
+    const PAYLOAD_TYPE: &'static str = PAYLOAD_CHANNEL;
+    type Error = DocumentError;
 
-    /// Parses verified payload bytes and validates them.
-    pub fn from_verified_payload(bytes: &[u8]) -> Result<Self, DocumentError> {
-        let s: Self = parse_json(Self::DOC, bytes)?;
-        s.validate()?;
-        Ok(s)
+    fn malformed(message: String) -> DocumentError {
+        DocumentError::Malformed {
+            document: Self::DOC,
+            message,
+        }
     }
 
     /// Checks every rule of the channel state.
-    pub fn validate(&self) -> Result<(), DocumentError> {
+    fn validate(&self) -> Result<(), DocumentError> {
         let d = Self::DOC;
         if self.schema != SCHEMA_VERSION {
             return Err(DocumentError::UnsupportedSchema {

@@ -31,7 +31,7 @@ use crate::clock::{self, SharedClock};
 use crate::identity::{self, bucket, in_percentage, rollout_seed};
 use crate::net::{self, BodyError};
 use crate::store::{Store, StoreError};
-use crate::trust::{DsseError, TrustedKeys, PAYLOAD_CHANNEL, PAYLOAD_RELEASE};
+use crate::trust::{DsseError, SignedDocument, TrustedKeys, VerifyError};
 
 use super::channel::{ChannelState, ReleasePointer, RolloutStatus};
 use super::manifest::{
@@ -598,15 +598,22 @@ pub(crate) fn request_error(url: &Url, e: reqwest::Error) -> CheckError {
     }
 }
 
+/// Steps 2 and 8: verify a document's envelope (its own payload type, `keys`), then parse
+/// and validate it: the channel state with the rollout keys, the manifest with the release
+/// keys.
+pub fn verify_document<D>(raw: &[u8], keys: &TrustedKeys) -> Result<D, CheckError>
+where
+    D: SignedDocument<Error = DocumentError>,
+{
+    D::verify(raw, keys).map_err(|e| match e {
+        VerifyError::Signature { document, source } => CheckError::Signature { document, source },
+        VerifyError::Document(e) => CheckError::Document(e),
+    })
+}
+
 /// Step 2: verify the channel-state envelope with the rollout keys, then parse it.
 pub fn verify_channel_state(raw: &[u8], keys: &TrustedKeys) -> Result<ChannelState, CheckError> {
-    let verified = keys
-        .verify(raw, PAYLOAD_CHANNEL)
-        .map_err(|source| CheckError::Signature {
-            document: "channel state",
-            source,
-        })?;
-    Ok(ChannelState::from_verified_payload(&verified.payload)?)
+    verify_document(raw, keys)
 }
 
 /// Step 3: the state is for the app and channel asked for.
@@ -728,13 +735,7 @@ pub fn check_digest(raw: &[u8], expected: &str, url: &Url) -> Result<(), CheckEr
 
 /// Step 8: verify the manifest envelope with the release keys, then parse and validate it.
 pub fn verify_manifest(raw: &[u8], keys: &TrustedKeys) -> Result<ReleaseManifest, CheckError> {
-    let verified = keys
-        .verify(raw, PAYLOAD_RELEASE)
-        .map_err(|source| CheckError::Signature {
-            document: "release manifest",
-            source,
-        })?;
-    Ok(ReleaseManifest::from_verified_payload(&verified.payload)?)
+    verify_document(raw, keys)
 }
 
 /// Step 9: the manifest is the app, channel and version the state named.

@@ -12,6 +12,8 @@ use chrono::{DateTime, Utc};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
+use crate::trust::{SignedDocument, PAYLOAD_RELEASE};
+
 /// The schema version railgun writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
 /// Largest artifact size accepted (64 GiB): anything above is a broken or hostile manifest.
@@ -275,18 +277,20 @@ pub struct ReleaseManifest {
     pub rollout: Option<RolloutPolicy>,
 }
 
-impl ReleaseManifest {
+impl SignedDocument for ReleaseManifest {
     const DOC: &'static str = "release manifest";
+    const PAYLOAD_TYPE: &'static str = PAYLOAD_RELEASE;
+    type Error = DocumentError;
 
-    /// Parses verified payload bytes and validates them.
-    pub fn from_verified_payload(bytes: &[u8]) -> Result<Self, DocumentError> {
-        let m: Self = parse_json(Self::DOC, bytes)?;
-        m.validate()?;
-        Ok(m)
+    fn malformed(message: String) -> DocumentError {
+        DocumentError::Malformed {
+            document: Self::DOC,
+            message,
+        }
     }
 
     /// Checks every rule of the manifest.
-    pub fn validate(&self) -> Result<(), DocumentError> {
+    fn validate(&self) -> Result<(), DocumentError> {
         let d = Self::DOC;
         if self.schema != SCHEMA_VERSION {
             return Err(DocumentError::UnsupportedSchema {
@@ -352,7 +356,9 @@ impl ReleaseManifest {
         }
         Ok(())
     }
+}
 
+impl ReleaseManifest {
     /// The artifact for `platform`/`arch`, in the first of `formats` that exists.
     pub fn select_artifact(
         &self,
@@ -403,30 +409,6 @@ fn validate_rollout(d: &'static str, r: &RolloutPolicy) -> Result<(), DocumentEr
         }
     }
     Ok(())
-}
-
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
-    document: &'static str,
-    bytes: &[u8],
-) -> Result<T, DocumentError> {
-    // The fast path: plain serde_json. Only a document that fails is parsed again with the
-    // path-tracking deserializer, to name the field in the message.
-    if let Ok(v) = serde_json::from_slice(bytes) {
-        return Ok(v);
-    }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        DocumentError::Malformed {
-            document,
-            message: if path == "." {
-                inner.to_string()
-            } else {
-                format!("field {path}: {inner}")
-            },
-        }
-    })
 }
 
 pub(crate) fn invalid(

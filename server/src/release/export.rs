@@ -25,7 +25,9 @@ use std::path::{Component, Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use railgun_core::error::{IoContext, PathIoError};
-use railgun_core::trust::{DsseError, TrustedKeys, PAYLOAD_CHANNEL, PAYLOAD_RELEASE};
+use railgun_core::trust::{
+    DsseError, SignedDocument, TrustedKeys, PAYLOAD_CHANNEL, PAYLOAD_RELEASE,
+};
 use railgun_core::update::channel::{ChannelState, ReleasePointer};
 use railgun_core::update::manifest::{DocumentError, ReleaseManifest};
 use sha2::{Digest, Sha256};

@@ -40,7 +40,7 @@ use railgun_core::clock::SharedClock;
 use railgun_core::error::PathIoError;
 use railgun_core::health::{validate_report, HealthReport, HealthResponse};
 use railgun_core::trust::{
-    DsseError, KeyError, PrivateKey, PublicKey, TrustedKeys, PAYLOAD_CHANNEL,
+    DsseError, KeyError, PrivateKey, PublicKey, SignedDocument, TrustedKeys, PAYLOAD_CHANNEL,
 };
 use railgun_core::update::channel::{
     ChannelState, ReleasePointer, RolloutState, RolloutStatus as Phase,

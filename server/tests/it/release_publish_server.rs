@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Json, Router};
-use railgun_core::trust::{PublicKey, TrustedKeys, PAYLOAD_RELEASE};
+use railgun_core::trust::{PublicKey, SignedDocument, TrustedKeys, PAYLOAD_RELEASE};
 use railgun_core::update::manifest::ReleaseManifest;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
