@@ -5,7 +5,8 @@
 //! DOM, no console error is logged, a missing or refused token brings the token form, an
 //! unreachable API brings the "server down" message, and a screenshot is written.
 //!
-//! The browser tests skip, saying so on stderr, only when no Chromium binary exists.
+//! The browser tests skip, saying so on stderr, only when no Chromium binary exists, and fail
+//! then under `RAILGUN_REQUIRE_ALL=1` (CI).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use crate::db::Kind;
-use crate::support::{health_report, ReleaseSpec, TestServer, ADMIN, READ};
+use crate::support::{health_report, skip, ReleaseSpec, TestServer, ADMIN, READ};
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::event::{AnalyticsEvent, EventBatch, EventCategory};
 use railgun_core::clock::{ManualClock, SharedClock};
@@ -30,12 +31,6 @@ fn now0() -> DateTime<Utc> {
 /// 10:00 UTC on `2026-03-10 − days_ago`.
 fn day(days_ago: i64) -> DateTime<Utc> {
     "2026-03-10T10:00:00Z".parse::<DateTime<Utc>>().expect("t") - Duration::days(days_ago)
-}
-
-/// Written past the test harness's capture, so a skip is never silent.
-fn skip(why: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIP: {why}");
 }
 
 /// `POST /analytics/events` of `events` (sent now, all kept).

@@ -1,12 +1,15 @@
 //! The databases the server suites run on: a SQLite file, or a fresh database on the
 //! PostgreSQL server named by `RAILGUN_TEST_DATABASE_URL` (`scripts/start-postgres.sh`). Without
-//! that variable the PostgreSQL variants are skipped, and each suite says so once.
+//! that variable the PostgreSQL variants are skipped, and each suite says so once; under
+//! `RAILGUN_REQUIRE_ALL=1` (CI) each of them fails instead.
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
 
 use uuid::Uuid;
+
+use crate::support::{require_all, skip};
 
 /// Which backend a test runs on.
 #[derive(Debug, Clone, Copy)]
@@ -16,7 +19,8 @@ pub enum Kind {
 }
 
 /// The database URL for `kind`: `sqlite:{sqlite_file}`, or a newly created PostgreSQL
-/// database; `None` (after a SKIP line naming `suite`) when PostgreSQL is not configured.
+/// database; `None` (after a SKIP line naming `suite`) when PostgreSQL is not configured, a
+/// failure then under `RAILGUN_REQUIRE_ALL=1`.
 pub async fn database(kind: Kind, sqlite_file: &Path, suite: &str) -> Option<String> {
     match kind {
         Kind::Sqlite => Some(format!("sqlite:{}", sqlite_file.display())),
@@ -40,20 +44,23 @@ pub async fn database(kind: Kind, sqlite_file: &Path, suite: &str) -> Option<Str
     }
 }
 
-/// Written past the test harness's capture, once per suite, so a skip is never silent.
+/// Skips (one SKIP line per suite) or, under `RAILGUN_REQUIRE_ALL=1`, fails every test.
+#[track_caller]
 fn skip_once(suite: &str) {
+    let why = format!(
+        "PostgreSQL {suite} tests: RAILGUN_TEST_DATABASE_URL is not set \
+         (run scripts/start-postgres.sh)"
+    );
+    if require_all() {
+        skip(&why);
+    }
     static SAID: Mutex<Option<HashSet<String>>> = Mutex::new(None);
     let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
     if said
         .get_or_insert_with(HashSet::new)
         .insert(suite.to_string())
     {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP: PostgreSQL {suite} tests skipped: RAILGUN_TEST_DATABASE_URL is not set \
-             (run scripts/start-postgres.sh)"
-        );
+        skip(&why);
     }
 }
 

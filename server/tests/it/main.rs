@@ -18,6 +18,7 @@ mod hostile_support;
 mod hostile_tree;
 mod release_export;
 mod release_publish_server;
+mod require_all;
 mod rollout_engine;
 mod rollout_scale;
 mod rollout_store;

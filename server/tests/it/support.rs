@@ -10,6 +10,8 @@
 //! - [`ScriptedServer`]: a hand-written router on loopback, for stand-ins of other parties
 //!   (webhooks, a server that answers 503 or hangs).
 //! - [`within`]: every wait of a test has a deadline; a regression fails instead of hanging.
+//! - [`skip`]: a test that cannot run says SKIP, or fails under `RAILGUN_REQUIRE_ALL=1`
+//!   (set by CI), so no test passes by skipping there.
 
 use std::future::Future;
 use std::io::BufRead;
@@ -40,6 +42,24 @@ pub const READ: &str = "test-read-token";
 pub const ADMIN: &str = "test-admin-token";
 /// How long any single wait of a test may take before the test fails.
 pub const DEADLINE: StdDuration = StdDuration::from_secs(60);
+
+/// Whether every dependency of the tests must be present (`RAILGUN_REQUIRE_ALL=1`, set by
+/// `.ci/run`): then a missing one fails the test instead of skipping it.
+pub fn require_all() -> bool {
+    std::env::var("RAILGUN_REQUIRE_ALL").as_deref() == Ok("1")
+}
+
+/// A test cannot run because `why` (a missing dependency, with how to get it): under
+/// `RAILGUN_REQUIRE_ALL=1` the test fails; otherwise a `SKIP:` line goes past the test
+/// harness's capture (so a skip is never silent) and the caller returns.
+#[track_caller]
+pub fn skip(why: &str) {
+    if require_all() {
+        panic!("RAILGUN_REQUIRE_ALL=1: this test needs what is missing: {why}");
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP: {why}");
+}
 
 /// Awaits `fut`, failing the test (naming `what`) if it takes longer than [`DEADLINE`].
 pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
