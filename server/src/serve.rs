@@ -24,6 +24,7 @@ use crate::analytics::{self, queue, AppState, RetentionConfig};
 use crate::rollout::Rollouts;
 use crate::store::{self, SharedStore, StoreError};
 
+pub mod conn;
 pub mod etag;
 pub mod files;
 pub mod range;
@@ -65,6 +66,8 @@ pub struct ServerConfig {
     pub dev: bool,
     /// The scheduled warehouse export (`--export-dir`, `--export-interval`), if any.
     pub export: Option<crate::export::schedule::ExportSchedule>,
+    /// Request-head, idle and shutdown time limits of every connection.
+    pub connections: conn::ConnLimits,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +88,7 @@ impl Default for ServerConfig {
             channel_expiry: crate::rollout::DEFAULT_CHANNEL_EXPIRY,
             dev: false,
             export: None,
+            connections: conn::ConnLimits::default(),
         }
     }
 }
@@ -190,21 +194,16 @@ impl App {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets the connections in
-/// flight finish. Each request carries its peer's address (`ConnectInfo<SocketAddr>`, what
-/// `--dev` decides on). The one place connections are handled: timeouts and a shutdown
-/// deadline belong here.
+/// flight finish within the shutdown deadline ([`conn::serve`], with the config's
+/// [`conn::ConnLimits`]). Each request carries its peer's address
+/// (`ConnectInfo<SocketAddr>`, what `--dev` and the rate limiter decide on).
 async fn serve_connections(
     listener: TcpListener,
     router: Router,
-    _config: &ServerConfig,
+    config: &ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    conn::serve(listener, router, config.connections, shutdown).await
 }
 
 /// The update tree under `/updates/` and at the root, and `/healthz`.

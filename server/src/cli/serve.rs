@@ -3,10 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use super::CliResult;
 use crate::analytics::RetentionConfig;
-use crate::serve::{App, ServerConfig};
+use crate::serve::{conn, App, ServerConfig};
 
 /// Arguments of `railgun serve`.
 #[derive(Debug, clap::Args)]
@@ -60,6 +61,18 @@ pub struct Args {
     /// Format of the scheduled export.
     #[arg(long, value_enum, default_value = "parquet")]
     pub export_format: crate::export::Format,
+    /// Seconds a client has to send a whole request head (from its first byte; from the
+    /// connection's start for the first request).
+    #[arg(long, default_value = "10", value_parser = conn::parse_seconds)]
+    pub header_timeout: Duration,
+    /// Seconds a kept-alive connection may wait for its next request, and a transfer may
+    /// stall on its client.
+    #[arg(long, default_value = "60", value_parser = conn::parse_seconds)]
+    pub idle_timeout: Duration,
+    /// Seconds the requests in flight get after SIGTERM or Ctrl-C; connections still open
+    /// then are closed.
+    #[arg(long, default_value = "20", value_parser = conn::parse_seconds)]
+    pub shutdown_timeout: Duration,
 }
 
 /// The line `railgun serve --dev` prints before it listens.
@@ -100,6 +113,11 @@ pub async fn run(a: Args) -> CliResult {
                 interval: a.export_interval,
                 format: a.export_format,
             }),
+        connections: conn::ConnLimits {
+            header_timeout: a.header_timeout,
+            idle_timeout: a.idle_timeout,
+            shutdown_timeout: a.shutdown_timeout,
+        },
         ..ServerConfig::default()
     };
     if config.dev {

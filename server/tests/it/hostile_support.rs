@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rustix::process::{kill_process, Pid, Signal};
@@ -19,7 +19,7 @@ pub struct ServeChild {
     pid: Pid,
     /// The bound address (read from the child's "listening on" line).
     pub addr: SocketAddr,
-    log: Arc<Mutex<String>>,
+    log: Arc<(Mutex<String>, Condvar)>,
     log_reader: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -58,14 +58,15 @@ impl ServeChild {
         }
         let mut child = cmd.spawn().expect("spawn railgun serve");
         let pid = Pid::from_child(&child);
-        let log = Arc::new(Mutex::new(String::new()));
+        let log = Arc::new((Mutex::new(String::new()), Condvar::new()));
         let stderr = child.stderr.take().expect("stderr");
         let sink = log.clone();
         let log_reader = std::thread::spawn(move || {
             let mut r = BufReader::new(stderr);
             let mut line = String::new();
             while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-                sink.lock().expect("log").push_str(&line);
+                sink.0.lock().expect("log").push_str(&line);
+                sink.1.notify_all();
                 line.clear();
             }
         });
@@ -140,7 +141,17 @@ impl ServeChild {
 
     /// Everything the child logged so far (complete once it exited).
     pub fn log(&self) -> String {
-        self.log.lock().expect("log").clone()
+        self.log.0.lock().expect("log").clone()
+    }
+
+    /// Waits (`within` at most) until the log holds `needle`; `false` when it did not.
+    pub fn wait_log(&self, needle: &str, within: Duration) -> bool {
+        let (log, grew) = &*self.log;
+        let guard = log.lock().expect("log");
+        let (guard, _) = grew
+            .wait_timeout_while(guard, within, |l| !l.contains(needle))
+            .expect("log");
+        guard.contains(needle)
     }
 
     /// The log lines at ERROR level.
@@ -231,4 +242,20 @@ pub fn parse_response(buf: &[u8]) -> RawResponse {
         head,
         body: buf[end + 4..].to_vec(),
     }
+}
+
+/// Reads what the server sends on `s` until it closes the connection, `within` at most;
+/// the bytes read, or `None` when it was still open at the deadline.
+pub async fn read_until_closed(s: &mut TcpStream, within: Duration) -> Option<usize> {
+    let drain = async {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0;
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    tokio::time::timeout(within, drain).await.ok()
 }

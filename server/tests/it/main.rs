@@ -14,6 +14,7 @@ mod erasure_e2e;
 mod export;
 mod feature_summary;
 mod health_privacy;
+mod hostile_conn;
 mod hostile_support;
 mod hostile_tree;
 mod release_export;
