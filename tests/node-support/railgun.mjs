@@ -185,3 +185,21 @@ export function missingDependency(t, missing) {
   t.skip(missing);
   return true;
 }
+
+/** Runs `fn` with `vars` in process.env (`undefined` removes one), then restores it; its result. */
+export async function withEnv(vars, fn) {
+  const saved = {};
+  for (const [k, v] of Object.entries(vars)) {
+    saved[k] = process.env[k];
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { format } from 'node:util';
 
 import {
   ROOT, addon, buildTarball, getJson, keygen, publishedArtifacts, rejectsWithCode, sha256Hex,
@@ -356,4 +357,17 @@ test('flags: the first onChange listener hears of a background fetch that finish
   const heard = new Promise((resolve) => { told = resolve; });
   flags.onChange(() => told());
   await within(heard, 'the listener to hear of the change that came before it');
+});
+
+test('the analytics debug vectors are what Node prints for console.log(\'[Analytics]\', name, properties), on one line', () => {
+  const file = join(ROOT, 'tests', 'vectors', 'analytics_debug.json');
+  const { vectors } = JSON.parse(readFileSync(file, 'utf8'));
+  assert.ok(vectors.length >= 10);
+  for (const { name, properties, line } of vectors) {
+    const printed = properties === null ? format('[Analytics] %s', name) : format('[Analytics]', name, properties);
+    // console.log breaks a long object over lines; the debug line keeps it on one.
+    assert.equal(printed.replace(/\n\s*/g, ' '), line, name);
+  }
+  const generated = spawnSync(process.execPath, [join(ROOT, 'tests', 'vectors', 'analytics_debug_gen.mjs')], { encoding: 'utf8', timeout: WAIT_MS });
+  assert.equal(generated.stdout, readFileSync(file, 'utf8'), 'the file is what analytics_debug_gen.mjs writes');
 });

@@ -22,7 +22,7 @@ import { pathToFileURL } from 'node:url';
 import { createElectronStandIn, provideElectronModule, settle } from './support/electron-standin.mjs';
 import { WAIT_MS, within } from '../node-support/deadline.mjs';
 import { APP, RELEASES, RUNNING, fixtureForFile, newUserId, openApp } from '../node-support/electron-fixture.mjs';
-import { ROOT, addon, missingDependency } from '../node-support/railgun.mjs';
+import { ROOT, addon, missingDependency, withEnv } from '../node-support/railgun.mjs';
 
 globalThis.IS_REACT_ACT_ENVIRONMENT = true;
 
@@ -88,24 +88,6 @@ function transpile(ts, dir, name, append = '') {
   const target = name.replace(/\.tsx?$/, '.mjs');
   emit(name, target, append);
   return pathToFileURL(join(dir, target)).href;
-}
-
-/** Runs `fn` with `vars` in process.env (undefined removes one), then restores it. */
-async function withEnv(vars, fn) {
-  const saved = {};
-  for (const [k, v] of Object.entries(vars)) {
-    saved[k] = process.env[k];
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
-  try {
-    return await fn();
-  } finally {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
 }
 
 test('each snippet is a verbatim code block of the specification', (t) => {
