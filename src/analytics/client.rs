@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::consent::{self, Consent};
-use super::event::{self, names, validate_properties, Properties, PropertyValue};
+use super::event::{self, names, validate_properties, Properties, PropertyValue, MIN_SAMPLE_RATE};
 use super::queue::{self, Db, EventContext, Pending, Writer, WriterMsg};
 use super::scrub::scrub;
 use super::session::{self, Session};
@@ -346,9 +346,9 @@ impl Analytics {
             )));
         }
         let rate = c.sample_rate.unwrap_or_else(default_sample_rate);
-        if !(0.0..=1.0).contains(&rate) {
+        if !(rate == 0.0 || (MIN_SAMPLE_RATE..=1.0).contains(&rate)) {
             return Err(AnalyticsError::Config(format!(
-                "sample rate {rate} must be between 0 and 1"
+                "sample rate {rate} must be 0 (nobody) or in [{MIN_SAMPLE_RATE}, 1]"
             )));
         }
         if c.max_queue == 0 || c.channel_capacity == 0 {

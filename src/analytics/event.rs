@@ -1,10 +1,17 @@
 //! The analytics wire types and the validation rules shared by client and server.
 //!
-//! Owns `AnalyticsEvent` (camelCase JSON, the seed's shape plus `id`), the upload batch
-//! `{events, sentAt, sampleRate, dropped?}`, the server's answer
+//! Owns `AnalyticsEvent` (camelCase JSON: exactly the specification's interface plus an
+//! optional `id`), the upload batch `{events, sentAt?, sampleRate?, dropped?}` (the
+//! specification's `{ "events": [...] }` alone is a complete batch), the server's answer
 //! `{accepted, duplicates, rejected: [{index, reason}]}`, the seed's event names, and
-//! [`validate_event`] — the same limits on both sides: names `^[a-z][a-z0-9_]{0,63}$`,
-//! ≤ 32 properties, keys ≤ 64 characters, strings ≤ 256 characters.
+//! [`validate_event`] / [`validate_batch`] — the same limits on both sides: names
+//! `^[a-z][a-z0-9_]{0,63}$`, ≤ 32 properties, keys ≤ 64 characters, strings ≤ 256
+//! characters, `sequence` ≤ 2^63 − 1, `duration` ≤ a year, `sampleRate` in
+//! [[`MIN_SAMPLE_RATE`], 1], `dropped` ≤ [`MAX_DROPPED_PER_BATCH`].
+//!
+//! An event sent without `id` gets its identity from its content ([`derived_event_id`]:
+//! SHA-256 over userId, sessionId, sequence, name and timestamp, as a UUID), so a re-sent
+//! event is still counted once. Railgun clients always send an `id` (UUID v7).
 //!
 //! It refuses nested property values: a property is a string, a number or a boolean.
 
@@ -12,6 +19,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// Most properties on one event.
@@ -24,6 +32,16 @@ pub const MAX_STRING_LEN: usize = 256;
 pub const MAX_NAME_LEN: usize = 64;
 /// Most events in one upload batch accepted by the server.
 pub const MAX_BATCH_EVENTS: usize = 500;
+/// Smallest `sampleRate`: one bucket of the 10 000 the bucketing function has, the finest
+/// sampling it can express (estimates scale counts by at most 10 000).
+pub const MIN_SAMPLE_RATE: f64 = 1e-4;
+/// Most dropped events one batch may report (a client with more reports them over several
+/// batches; railgun clients do).
+pub const MAX_DROPPED_PER_BATCH: u64 = 1_000_000;
+/// Largest `duration`: a year, in milliseconds.
+pub const MAX_DURATION_MS: f64 = 366.0 * 24.0 * 3600.0 * 1000.0;
+/// Largest `sequence` (it is stored as a signed 64-bit integer).
+pub const MAX_SEQUENCE: u64 = i64::MAX as u64;
 
 /// The seed's event names.
 pub mod names {
@@ -160,11 +178,14 @@ impl From<bool> for PropertyValue {
 /// Event properties, ordered by key.
 pub type Properties = BTreeMap<String, PropertyValue>;
 
-/// One analytics event (the seed's `AnalyticsEvent` plus `id`).
+/// One analytics event (the specification's `AnalyticsEvent` plus `id`).
+///
+/// On the wire `id` is optional: an event read without one gets [`derived_event_id`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", from = "WireEvent")]
 pub struct AnalyticsEvent {
-    /// UUID (v7 from railgun clients), the key for de-duplication.
+    /// UUID (v7 from railgun clients, derived from the content when sent without), the key
+    /// for de-duplication.
     pub id: Uuid,
     /// Event name (`^[a-z][a-z0-9_]{0,63}$`).
     pub name: String,
@@ -194,15 +215,114 @@ pub struct AnalyticsEvent {
     pub sequence: u64,
 }
 
+/// [`AnalyticsEvent`] as it is read: the specification's fields, `id` optional.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireEvent {
+    #[serde(default)]
+    id: Option<Uuid>,
+    name: String,
+    category: EventCategory,
+    user_id: String,
+    session_id: String,
+    timestamp: DateTime<Utc>,
+    app_version: String,
+    platform: String,
+    arch: String,
+    channel: String,
+    #[serde(default)]
+    properties: Option<Properties>,
+    #[serde(default)]
+    duration: Option<f64>,
+    sequence: u64,
+}
+
+impl From<WireEvent> for AnalyticsEvent {
+    fn from(w: WireEvent) -> Self {
+        let id = w.id.unwrap_or_else(|| {
+            derived_event_id(&w.user_id, &w.session_id, w.sequence, &w.name, w.timestamp)
+        });
+        Self {
+            id,
+            name: w.name,
+            category: w.category,
+            user_id: w.user_id,
+            session_id: w.session_id,
+            timestamp: w.timestamp,
+            app_version: w.app_version,
+            platform: w.platform,
+            arch: w.arch,
+            channel: w.channel,
+            properties: w.properties,
+            duration: w.duration,
+            sequence: w.sequence,
+        }
+    }
+}
+
+/// A UUID (version 8, RFC 9562) from the SHA-256 of `domain` and `parts`, each part
+/// preceded by a 0x00 byte: the first 16 bytes of the digest with the version and variant
+/// bits set. The identity of a document sent without an id.
+pub fn content_uuid(domain: &str, parts: &[&[u8]]) -> Uuid {
+    let mut h = Sha256::new();
+    h.update(domain.as_bytes());
+    for p in parts {
+        h.update([0u8]);
+        h.update(p);
+    }
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// The identity of an event sent without `id`: [`content_uuid`] of
+/// `railgun-event-id:v1` and userId, sessionId, sequence (decimal), name and timestamp
+/// (Unix milliseconds, decimal), as the client sent them (before any skew correction).
+///
+/// ```
+/// use railgun_core::analytics::event::derived_event_id;
+/// let t = "2024-12-27T12:00:00Z".parse().unwrap();
+/// let a = derived_event_id("u1", "s1", 4, "screen_view", t);
+/// assert_eq!(a, derived_event_id("u1", "s1", 4, "screen_view", t));
+/// assert_ne!(a, derived_event_id("u1", "s1", 5, "screen_view", t));
+/// assert_eq!(a.get_version_num(), 8);
+/// ```
+pub fn derived_event_id(
+    user_id: &str,
+    session_id: &str,
+    sequence: u64,
+    name: &str,
+    timestamp: DateTime<Utc>,
+) -> Uuid {
+    content_uuid(
+        "railgun-event-id:v1",
+        &[
+            user_id.as_bytes(),
+            session_id.as_bytes(),
+            sequence.to_string().as_bytes(),
+            name.as_bytes(),
+            timestamp.timestamp_millis().to_string().as_bytes(),
+        ],
+    )
+}
+
 /// An upload: `POST /analytics/events`.
+///
+/// `{"events": [...]}` alone is a complete batch: without `sentAt` no clock-skew correction
+/// is made, without `sampleRate` the rate is 1 (every user tracked).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventBatch {
     /// The events.
     pub events: Vec<AnalyticsEvent>,
-    /// When the client sent the batch, by its clock (for skew correction).
-    pub sent_at: DateTime<Utc>,
-    /// The client's sampling rate (0–1]: estimates scale counts by `1 / sampleRate`.
+    /// When the client sent the batch, by its clock (for skew correction; railgun clients
+    /// always send it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<DateTime<Utc>>,
+    /// The client's sampling rate in [[`MIN_SAMPLE_RATE`], 1] (default 1): estimates scale
+    /// counts by `1 / sampleRate`.
+    #[serde(default = "one")]
     pub sample_rate: f64,
     /// Events the client dropped since its last batch (queue full or too old).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -211,6 +331,10 @@ pub struct EventBatch {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// One refused event in an [`IngestResponse`].
@@ -260,8 +384,11 @@ pub enum EventError {
     #[error("property {0:?} is not a finite number")]
     NotFinite(String),
     /// A bad duration.
-    #[error("duration must be a finite number of milliseconds ≥ 0")]
+    #[error("duration must be a finite number of milliseconds in [0, {MAX_DURATION_MS}]")]
     InvalidDuration,
+    /// A bad sequence number.
+    #[error("sequence {0} is larger than {MAX_SEQUENCE}")]
+    InvalidSequence(u64),
     /// A bad id field.
     #[error("{field} must be 1-128 printable characters")]
     InvalidField {
@@ -337,9 +464,35 @@ pub fn validate_event(e: &AnalyticsEvent) -> Result<(), EventError> {
     check_field("arch", &e.arch)?;
     check_field("channel", &e.channel)?;
     if let Some(d) = e.duration {
-        if !d.is_finite() || d < 0.0 {
+        if !d.is_finite() || !(0.0..=MAX_DURATION_MS).contains(&d) {
             return Err(EventError::InvalidDuration);
         }
+    }
+    if e.sequence > MAX_SEQUENCE {
+        return Err(EventError::InvalidSequence(e.sequence));
+    }
+    Ok(())
+}
+
+/// Why a batch as a whole is refused (the server answers 400 naming the field).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BatchError {
+    /// `sampleRate` outside [[`MIN_SAMPLE_RATE`], 1] (or not finite).
+    #[error("sampleRate {0} must be in [{MIN_SAMPLE_RATE}, 1]")]
+    SampleRate(f64),
+    /// `dropped` above [`MAX_DROPPED_PER_BATCH`].
+    #[error("dropped {0} is more than {MAX_DROPPED_PER_BATCH} events per batch")]
+    Dropped(u64),
+}
+
+/// Checks a batch's own fields (`sampleRate`, `dropped`); events are checked one by one
+/// with [`validate_event`].
+pub fn validate_batch(sample_rate: f64, dropped: u64) -> Result<(), BatchError> {
+    if !(MIN_SAMPLE_RATE..=1.0).contains(&sample_rate) {
+        return Err(BatchError::SampleRate(sample_rate));
+    }
+    if dropped > MAX_DROPPED_PER_BATCH {
+        return Err(BatchError::Dropped(dropped));
     }
     Ok(())
 }
@@ -412,6 +565,75 @@ mod tests {
         assert!(matches!(validate_event(&e), Err(EventError::InvalidKey(_))));
         let mut e = event();
         e.duration = Some(-1.0);
+        assert_eq!(validate_event(&e), Err(EventError::InvalidDuration));
+    }
+
+    #[test]
+    fn an_event_without_id_gets_the_same_identity_each_time() {
+        let mut json = serde_json::to_value(event()).expect("json");
+        json.as_object_mut().expect("object").remove("id");
+        let a: AnalyticsEvent = serde_json::from_value(json.clone()).expect("no id");
+        let b: AnalyticsEvent = serde_json::from_value(json.clone()).expect("no id");
+        assert_eq!(a.id, b.id);
+        assert_eq!(
+            a.id,
+            derived_event_id("u", "s", 1, "screen_view", a.timestamp)
+        );
+        // The same instant written in another offset is the same event.
+        json["timestamp"] = "2026-01-01T01:00:00+01:00".into();
+        let c: AnalyticsEvent = serde_json::from_value(json.clone()).expect("offset");
+        assert_eq!(c.id, a.id);
+        for (field, value) in [
+            ("userId", serde_json::json!("u2")),
+            ("sessionId", serde_json::json!("s2")),
+            ("sequence", serde_json::json!(2)),
+            ("name", serde_json::json!("screen_viewed")),
+            ("timestamp", serde_json::json!("2026-01-01T00:00:00.001Z")),
+        ] {
+            let mut j = json.clone();
+            j[field] = value;
+            let d: AnalyticsEvent = serde_json::from_value(j).expect("other");
+            assert_ne!(d.id, a.id, "{field} is part of the identity");
+        }
+        // An id that is sent is kept.
+        let e = event();
+        let back: AnalyticsEvent =
+            serde_json::from_value(serde_json::to_value(&e).expect("json")).expect("back");
+        assert_eq!(back.id, e.id);
+    }
+
+    #[test]
+    fn the_specification_batch_alone_is_complete() {
+        let mut json = serde_json::to_value(event()).expect("json");
+        json.as_object_mut().expect("object").remove("id");
+        let b: EventBatch =
+            serde_json::from_value(serde_json::json!({ "events": [json] })).expect("batch");
+        assert_eq!((b.sent_at, b.sample_rate, b.dropped), (None, 1.0, 0));
+        validate_batch(b.sample_rate, b.dropped).expect("defaults are valid");
+    }
+
+    #[test]
+    fn batch_numbers_are_bounded() {
+        for rate in [0.0, 5e-324, 9.9e-5, 1.000001, f64::NAN, f64::INFINITY] {
+            assert_eq!(
+                validate_batch(rate, 0).map_err(|e| matches!(e, BatchError::SampleRate(_))),
+                Err(true),
+                "{rate}"
+            );
+        }
+        validate_batch(MIN_SAMPLE_RATE, MAX_DROPPED_PER_BATCH).expect("bounds are inclusive");
+        assert_eq!(
+            validate_batch(1.0, u64::MAX),
+            Err(BatchError::Dropped(u64::MAX))
+        );
+        let mut e = event();
+        e.sequence = u64::MAX;
+        assert_eq!(
+            validate_event(&e),
+            Err(EventError::InvalidSequence(u64::MAX))
+        );
+        let mut e = event();
+        e.duration = Some(1e300);
         assert_eq!(validate_event(&e), Err(EventError::InvalidDuration));
     }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use url::Url;
 
-use super::event::{AnalyticsEvent, EventBatch, IngestResponse};
+use super::event::{AnalyticsEvent, EventBatch, IngestResponse, MAX_DROPPED_PER_BATCH};
 use super::queue::{self, Db, QueueError, DROPPED_PENDING, REJECTED_TOTAL, SENT_TOTAL};
 use crate::clock::SharedClock;
 use crate::net::{self, Answer, Backoff, RetryCause, Verdict};
@@ -309,10 +309,14 @@ impl Uploader {
                 self.drop_rejected(&corrupt, report)?;
                 continue;
             }
-            let dropped = self.db.with(|c| queue::counter(c, DROPPED_PENDING))?;
+            // At most MAX_DROPPED_PER_BATCH per batch; the rest goes with the next ones.
+            let dropped = self
+                .db
+                .with(|c| queue::counter(c, DROPPED_PENDING))?
+                .min(MAX_DROPPED_PER_BATCH);
             let batch = EventBatch {
                 events,
-                sent_at: self.clock.now(),
+                sent_at: Some(self.clock.now()),
                 sample_rate: rate,
                 dropped,
             };

@@ -257,3 +257,118 @@ fn a_malformed_config_is_still_refused_with_the_field_named() {
     // The last good document stays in force.
     assert_eq!(flags.details("reactions").reason, Reason::Disabled);
 }
+
+/// The fields of the specification's `AnalyticsEvent` interface: (name, optional).
+pub fn interface_fields() -> Vec<(String, bool)> {
+    fixture("analytics-event.ts")
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let (name, _) = l.split_once(':')?;
+            if l.starts_with("interface") || name.contains(' ') {
+                return None;
+            }
+            Some(match name.strip_suffix('?') {
+                Some(n) => (n.to_string(), true),
+                None => (name.to_string(), false),
+            })
+        })
+        .collect()
+}
+
+/// A JSON event with exactly the interface's fields (optional ones included).
+fn spec_event(user: &str, sequence: u64, name: &str) -> Value {
+    let mut e = serde_json::Map::new();
+    for (field, _) in interface_fields() {
+        let v = match field.as_str() {
+            "name" => json!(name),
+            "category" => json!("feature"),
+            "userId" => json!(user),
+            "sessionId" => json!(format!("{user}-session")),
+            "timestamp" => json!("2024-12-27T12:00:00Z"),
+            "appVersion" => json!("0.2.0"),
+            "platform" => json!("darwin"),
+            "arch" => json!("arm64"),
+            "channel" => json!("stable"),
+            "properties" => json!({"conversation_type": "direct", "count": 2, "voice": true}),
+            "duration" => json!(1500),
+            "sequence" => json!(sequence),
+            other => panic!("the interface has a field this test does not know: {other}"),
+        };
+        e.insert(field, v);
+    }
+    Value::Object(e)
+}
+
+#[test]
+fn an_event_with_exactly_the_interface_fields_is_accepted_and_gets_a_stable_identity() {
+    use railgun_core::analytics::event::{derived_event_id, validate_event, EventBatch};
+    use railgun_core::analytics::AnalyticsEvent;
+    let fields = interface_fields();
+    assert_eq!(fields.len(), 12, "{fields:?}");
+    assert!(fields.contains(&("duration".into(), true)));
+    let json = spec_event("9f86d081", 4, "message_sent");
+    let e: AnalyticsEvent = serde_json::from_value(json.clone()).expect("the interface's event");
+    validate_event(&e).expect("valid");
+    assert_eq!(e.duration, Some(1500.0));
+    assert_eq!(
+        e.id,
+        derived_event_id(
+            "9f86d081",
+            "9f86d081-session",
+            4,
+            "message_sent",
+            e.timestamp
+        )
+    );
+    // Our own type has exactly the interface's fields, plus `id`.
+    let ours: std::collections::BTreeSet<String> = serde_json::to_value(&e)
+        .expect("json")
+        .as_object()
+        .expect("object")
+        .keys()
+        .cloned()
+        .collect();
+    let spec: std::collections::BTreeSet<String> = fields
+        .iter()
+        .map(|(f, _)| f.clone())
+        .chain(["id".to_string()])
+        .collect();
+    assert_eq!(ours, spec);
+    // The specification's `{ "events": [...] }` is a complete batch.
+    let body = fixture("backend-endpoints.sh")
+        .lines()
+        .find(|l| l.starts_with("{ \"events\""))
+        .expect("the batch line")
+        .replace("[...]", &format!("[{json}]"));
+    let b: EventBatch = serde_json::from_str(&body).expect("the specification's batch");
+    assert_eq!((b.events.len(), b.sent_at, b.sample_rate), (1, None, 1.0));
+    assert_eq!(b.events[0], e);
+}
+
+/// The specification's health report (a TypeScript object literal) as JSON.
+pub fn spec_health_report() -> Value {
+    let text: String = fixture("health-report.ts")
+        .lines()
+        .map(|l| match l.trim_start().split_once(':') {
+            Some((k, rest)) if k.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                format!("\"{k}\":{rest}\n")
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+#[test]
+fn the_specification_health_report_is_accepted_with_a_derived_identity() {
+    use railgun_core::health::{validate_report, HealthReport};
+    let json = spec_health_report();
+    assert_eq!(json["machineId"], "hashed-id");
+    let a: HealthReport = serde_json::from_value(json.clone()).expect("the spec's report");
+    let b: HealthReport = serde_json::from_value(json).expect("again");
+    validate_report(&a).expect("valid");
+    assert_eq!(a.id, b.id, "a retry has the same identity");
+    assert_eq!(a.period_end, at("2024-12-27T12:00:00Z"));
+    assert_eq!((a.errors, a.crashes), (0, 0));
+}

@@ -1,10 +1,15 @@
 //! `POST /analytics/events`: validation, clock-skew correction, scrubbing, then the queue.
 //!
-//! Owns the per-event rules on top of the shared ones ([`validate_event`]): timestamps at
-//! most 7 days ahead or 90 days behind the server's clock after skew correction
-//! (`skew = server_now − sentAt`, applied when it exceeds [`SKEW_THRESHOLD_SECS`]), and the
-//! removal of property values that look like an email or an IP address. A bad event is
-//! rejected by its index; the others go on.
+//! Owns the per-event rules on top of the shared ones ([`validate_event`],
+//! [`validate_batch`]): timestamps at most 7 days ahead or 90 days behind the server's clock
+//! after skew correction (`skew = server_now − sentAt`, applied when `sentAt` is given and
+//! the skew exceeds [`SKEW_THRESHOLD_SECS`]), and the removal of property values that look
+//! like an email or an IP address. A bad event is rejected by its index; the others go on.
+//!
+//! Every number and instant a client sends is checked before it is used: `sentAt` within
+//! [`MAX_SKEW_DAYS`] of the server's clock, skew correction by checked arithmetic,
+//! `sampleRate` and `dropped` within the shared bounds. A batch that breaks them is a 400
+//! naming the field, never a panic.
 //!
 //! It refuses to look at the client's address: the handler has no connection info.
 
@@ -16,8 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::event::{
-    validate_event, AnalyticsEvent, EventBatch, IngestResponse, PropertyValue, RejectedEvent,
-    MAX_BATCH_EVENTS,
+    validate_batch, validate_event, AnalyticsEvent, EventBatch, IngestResponse, PropertyValue,
+    RejectedEvent, MAX_BATCH_EVENTS,
 };
 use regex::Regex;
 use serde::Deserialize;
@@ -35,26 +40,64 @@ pub const SKEW_THRESHOLD_SECS: i64 = 60;
 pub const MAX_FUTURE_DAYS: i64 = 7;
 /// How far behind the server an event may be, after correction.
 pub const MAX_PAST_DAYS: i64 = 90;
+/// How far `sentAt` may be from the server's clock (a century: a clock reset to 1970 is
+/// still corrected; an instant out of any calendar is refused).
+pub const MAX_SKEW_DAYS: i64 = 36_525;
 
 /// The batch with each event left unparsed, for the slow path that rejects by index.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LooseBatch {
     events: Vec<serde_json::Value>,
-    sent_at: DateTime<Utc>,
+    #[serde(default)]
+    sent_at: Option<DateTime<Utc>>,
+    #[serde(default = "one")]
     sample_rate: f64,
     #[serde(default)]
     dropped: u64,
 }
 
-/// The clock-skew correction for a batch sent at `sent_at` and received at `now`.
-pub fn skew(now: DateTime<Utc>, sent_at: DateTime<Utc>) -> Duration {
-    let s = now - sent_at;
-    if s.num_seconds().abs() >= SKEW_THRESHOLD_SECS {
+fn one() -> f64 {
+    1.0
+}
+
+/// Deserializes `T`; the error names the field (`field events[2].sequence: …`).
+fn named<'de, T, D>(de: D) -> Result<T, String>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("field {path}: {inner}")
+        }
+    })
+}
+
+/// The clock-skew correction for a batch sent at `sent_at` and received at `now`: zero
+/// without `sentAt` or below [`SKEW_THRESHOLD_SECS`]; an error naming `sentAt` when it is
+/// more than [`MAX_SKEW_DAYS`] away.
+pub fn skew(now: DateTime<Utc>, sent_at: Option<DateTime<Utc>>) -> Result<Duration, String> {
+    let Some(sent_at) = sent_at else {
+        return Ok(Duration::zero());
+    };
+    // Both instants are in chrono's range, so their difference is too; bound it first.
+    let s = now.signed_duration_since(sent_at);
+    if s.num_days().abs() > MAX_SKEW_DAYS {
+        return Err(format!(
+            "sentAt {} is more than {MAX_SKEW_DAYS} days from the server's clock",
+            sent_at.to_rfc3339()
+        ));
+    }
+    Ok(if s.num_seconds().abs() >= SKEW_THRESHOLD_SECS {
         s
     } else {
         Duration::zero()
-    }
+    })
 }
 
 fn email_re() -> Option<&'static Regex> {
@@ -112,10 +155,12 @@ fn prepare(
 ) -> Result<StoredEvent, String> {
     validate_event(&e).map_err(|err| err.to_string())?;
     // Client instants reach ±262 000 years: the sum may not exist (found by fuzzing).
-    let ts = e
-        .timestamp
-        .checked_add_signed(skew)
-        .ok_or_else(|| "timestamp is out of range after clock-skew correction".to_string())?;
+    let ts = e.timestamp.checked_add_signed(skew).ok_or_else(|| {
+        format!(
+            "timestamp {} is out of range after clock-skew correction",
+            e.timestamp.to_rfc3339()
+        )
+    })?;
     if ts > now + Duration::days(MAX_FUTURE_DAYS) {
         return Err(format!(
             "timestamp is more than {MAX_FUTURE_DAYS} days in the future"
@@ -178,14 +223,11 @@ pub fn prepare_batch(body: &[u8], now: DateTime<Utc>) -> Result<PreparedBatch, A
                 b.sample_rate,
                 b.dropped,
             ),
-            Err(_) => match serde_json::from_slice::<LooseBatch>(body) {
-                Ok(b) => (
+            Err(_) => match named(&mut serde_json::Deserializer::from_slice(body)) {
+                Ok::<LooseBatch, _>(b) => (
                     b.events
                         .into_iter()
-                        .map(|v| {
-                            serde_json::from_value::<AnalyticsEvent>(v)
-                                .map_err(|e| format!("malformed event: {e}"))
-                        })
+                        .map(|v| named(v).map_err(|e| format!("malformed event: {e}")))
                         .collect(),
                     b.sent_at,
                     b.sample_rate,
@@ -200,10 +242,8 @@ pub fn prepare_batch(body: &[u8], now: DateTime<Utc>) -> Result<PreparedBatch, A
             events.len()
         )));
     }
-    if !(sample_rate > 0.0 && sample_rate <= 1.0) {
-        return Err(ApiError::bad_request("sampleRate must be in (0, 1]"));
-    }
-    let skew = skew(now, sent_at);
+    validate_batch(sample_rate, dropped).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let skew = skew(now, sent_at).map_err(ApiError::bad_request)?;
     let mut rejected = Vec::new();
     let mut rows = Vec::with_capacity(events.len());
     let mut scrubbed = 0;
@@ -236,7 +276,12 @@ pub async fn ingest(
         Err(e) => return e.into_response(),
     };
     let m = &app.metrics;
-    m.client_dropped.fetch_add(dropped, Ordering::Relaxed);
+    // Bounded per batch above; saturating so no sum of batches can wrap the counter.
+    let _ = m
+        .client_dropped
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_add(dropped))
+        });
     m.rejected
         .fetch_add(rejected.len() as u64, Ordering::Relaxed);
     m.scrubbed.fetch_add(scrubbed, Ordering::Relaxed);
@@ -307,18 +352,25 @@ mod tests {
     }
 
     #[test]
-    fn an_instant_that_overflows_with_the_skew_is_rejected_not_a_panic() {
+    fn an_instant_that_overflows_with_the_skew_is_refused_not_a_panic() {
         // The fuzz target event_batch's crash: sentAt far in the past makes the skew huge,
-        // and the event's timestamp plus it leaves chrono's range.
+        // and the event's timestamp plus it leaves chrono's range. Such a sentAt is refused
+        // as a whole, naming it.
         let body = br#"{"events":[{"id":"0192f0c8-1b2a-7c3d-8e4f-000000000001","name":"x",
             "category":"custom","userId":"u-aaaaaaaaaaaaaaaa","sessionId":"s",
             "timestamp":"+200000-01-01T00:00:00Z","appVersion":"1.2.3","platform":"linux",
             "arch":"x64","channel":"stable","sequence":1}],
             "sentAt":"-200000-01-01T00:00:00Z","sampleRate":1}"#;
         let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().expect("t");
-        let batch = prepare_batch(body, now).expect("the batch itself is well formed");
+        let e = prepare_batch(body, now).expect_err("sentAt out of any calendar");
+        assert!(e.message().starts_with("sentAt "), "{e:?}");
+        // A plausible sentAt (a clock reset to 1970) whose correction pushes an event out of
+        // the calendar rejects that event only.
+        let body = String::from_utf8_lossy(body)
+            .replace("-200000-01-01T00:00:00Z", "1970-01-01T00:00:00Z")
+            .replace("+200000-01-01T00:00:00Z", "+262142-12-31T00:00:00Z");
+        let batch = prepare_batch(body.as_bytes(), now).expect("well formed");
         assert!(batch.rows.is_empty());
-        assert_eq!(batch.rejected.len(), 1);
         assert!(
             batch.rejected[0].reason.contains("out of range"),
             "{:?}",
@@ -329,7 +381,27 @@ mod tests {
     #[test]
     fn small_skew_is_ignored() {
         let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().expect("t");
-        assert_eq!(skew(now, now - Duration::seconds(5)), Duration::zero());
-        assert_eq!(skew(now, now - Duration::hours(3)), Duration::hours(3));
+        assert_eq!(
+            skew(now, Some(now - Duration::seconds(5))),
+            Ok(Duration::zero())
+        );
+        assert_eq!(
+            skew(now, Some(now - Duration::hours(3))),
+            Ok(Duration::hours(3))
+        );
+        assert_eq!(skew(now, None), Ok(Duration::zero()));
+    }
+
+    #[test]
+    fn a_sent_at_out_of_any_calendar_is_an_error_naming_it() {
+        let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().expect("t");
+        let far: DateTime<Utc> = "-200000-01-01T00:00:00Z".parse().expect("t");
+        let e = skew(now, Some(far)).expect_err("far");
+        assert!(e.starts_with("sentAt "), "{e}");
+        let reset: DateTime<Utc> = "1970-01-01T00:00:00Z".parse().expect("t");
+        assert!(
+            skew(now, Some(reset)).is_ok(),
+            "a clock reset to 1970 is corrected"
+        );
     }
 }

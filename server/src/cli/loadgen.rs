@@ -140,7 +140,7 @@ pub fn generate(
     all.chunks(batch.max(1))
         .map(|c| EventBatch {
             events: c.to_vec(),
-            sent_at: now,
+            sent_at: Some(now),
             sample_rate,
             dropped: 0,
         })

@@ -38,7 +38,10 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::clock::SharedClock;
 use railgun_core::error::PathIoError;
-use railgun_core::health::{validate_report, HealthReport, HealthResponse};
+use railgun_core::health::{
+    report_machine_id, validate_report, validate_report_time, HealthReport, HealthReportError,
+    HealthResponse,
+};
 use railgun_core::trust::{
     DsseError, KeyError, PrivateKey, PublicKey, SignedDocument, TrustedKeys, PAYLOAD_CHANNEL,
 };
@@ -455,12 +458,24 @@ impl Rollouts {
     // ---- health ---------------------------------------------------------------------
 
     /// Stores one health report (`POST /analytics/health`); a known id is a duplicate.
+    ///
+    /// The specification's report names no app: it counts for the only app that rolled out
+    /// its version on its channel (or, failing that, the only app this server has). A
+    /// `machineId` that is not 64-hex is stored hashed ([`report_machine_id`]), so erasing
+    /// the user id it came from erases it too.
     pub async fn ingest_health(&self, r: HealthReport) -> Result<HealthResponse, RolloutError> {
-        validate_report(&r).map_err(|e| RolloutError::BadRequest(e.to_string()))?;
+        let bad = |e: HealthReportError| RolloutError::BadRequest(e.to_string());
+        validate_report(&r).map_err(bad)?;
+        validate_report_time(&r, self.now()).map_err(bad)?;
+        let app = if r.app.is_empty() {
+            self.app_of(&r.version, &r.channel).await?
+        } else {
+            r.app
+        };
         let row = HealthRow {
             id: r.id.hyphenated().to_string(),
-            machine_id: r.machine_id,
-            app: r.app,
+            machine_id: report_machine_id(&r.machine_id),
+            app,
             version: r.version,
             channel: r.channel,
             platform: r.platform,
@@ -478,6 +493,36 @@ impl Rollouts {
             accepted: new,
             duplicate: !new,
         })
+    }
+
+    /// The app a report without `app` belongs to: the only app with a rollout of `version`
+    /// on `channel`, else the only app with any rollout.
+    async fn app_of(&self, version: &str, channel: &str) -> Result<String, RolloutError> {
+        let rows = self.inner.store.list_rollouts().await?;
+        let apps = |all: bool| {
+            let mut v: Vec<&str> = rows
+                .iter()
+                .filter(|r| all || (r.version == version && r.channel == channel))
+                .map(|r| r.app.as_str())
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let mut found = apps(false);
+        if found.is_empty() {
+            found = apps(true);
+        }
+        match found.as_slice() {
+            [one] => Ok((*one).to_string()),
+            [] => Err(RolloutError::BadRequest(format!(
+                "health report names no app and this server has no rollout of {version} on {channel}: add \"app\""
+            ))),
+            several => Err(RolloutError::BadRequest(format!(
+                "health report names no app and {version} on {channel} is rolled out for several apps ({}): add \"app\"",
+                several.join(", ")
+            ))),
+        }
     }
 
     async fn health(&self, r: &RolloutRow, policy: &RolloutPolicy) -> Result<Health, RolloutError> {

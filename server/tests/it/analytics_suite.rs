@@ -63,7 +63,7 @@ fn ev(user: &str, name: &str, at: DateTime<Utc>) -> AnalyticsEvent {
 fn batch(events: Vec<AnalyticsEvent>, sample_rate: f64) -> EventBatch {
     EventBatch {
         events,
-        sent_at: now0(),
+        sent_at: Some(now0()),
         sample_rate,
         dropped: 0,
     }
@@ -208,7 +208,7 @@ async fn skewed_client_clocks_are_corrected(kind: Kind) {
     let slow = now - Duration::days(3);
     let b = EventBatch {
         events: vec![ev("slow", "screen_view", slow - Duration::hours(1))],
-        sent_at: slow,
+        sent_at: Some(slow),
         sample_rate: 1.0,
         dropped: 0,
     };
@@ -217,7 +217,7 @@ async fn skewed_client_clocks_are_corrected(kind: Kind) {
     let fast = now + Duration::days(10);
     let b = EventBatch {
         events: vec![ev("fast", "screen_view", fast - Duration::minutes(5))],
-        sent_at: fast,
+        sent_at: Some(fast),
         sample_rate: 1.0,
         dropped: 0,
     };
@@ -235,7 +235,7 @@ async fn skewed_client_clocks_are_corrected(kind: Kind) {
     let late = "2026-03-09T23:59:50Z".parse::<DateTime<Utc>>().expect("t");
     let b = EventBatch {
         events: vec![ev("edge", "screen_view", late)],
-        sent_at: now - Duration::seconds(20),
+        sent_at: Some(now - Duration::seconds(20)),
         sample_rate: 1.0,
         dropped: 0,
     };

@@ -37,7 +37,7 @@ fn day(days_ago: i64) -> DateTime<Utc> {
 async fn post(h: &TestServer, events: Vec<AnalyticsEvent>) {
     let batch = EventBatch {
         events,
-        sent_at: now0(),
+        sent_at: Some(now0()),
         sample_rate: 1.0,
         dropped: 0,
     };

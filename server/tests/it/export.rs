@@ -224,7 +224,7 @@ impl Harness {
             .post(format!("{}/analytics/events", self.url))
             .json(&EventBatch {
                 events,
-                sent_at: now0(),
+                sent_at: Some(now0()),
                 sample_rate,
                 dropped: 0,
             })

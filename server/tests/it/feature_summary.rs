@@ -106,7 +106,7 @@ fn seed() -> Vec<EventBatch> {
             };
             batches.push(EventBatch {
                 events,
-                sent_at: now0(),
+                sent_at: Some(now0()),
                 sample_rate: rate,
                 dropped: 0,
             });
@@ -223,7 +223,7 @@ async fn rollup_answers_what_the_scan_answers(kind: Kind) {
         .collect();
     h.send_events(&EventBatch {
         events: late,
-        sent_at: now0(),
+        sent_at: Some(now0()),
         sample_rate: [1.0, 0.5, 0.25, 0.1][0],
         dropped: 0,
     })

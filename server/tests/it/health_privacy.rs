@@ -242,7 +242,7 @@ async fn deleting_a_user_removes_their_health_rows_and_only_theirs(kind: Kind) {
         report(&h, m, "0.9.0", 0, 1).await;
         let b = EventBatch {
             events: vec![event(u, t0())],
-            sent_at: t0(),
+            sent_at: Some(t0()),
             sample_rate: 1.0,
             dropped: 0,
         };

@@ -834,7 +834,7 @@ async fn bad_health_reports_are_refused_and_a_duplicate_counts_once() {
     let good = serde_json::to_value(report(1, "1.0.0", 1, 0, h.clock_now())).expect("json");
     let mut bad_cases = Vec::new();
     for (field, value) in [
-        ("machineId", json!("not-hex")),
+        ("machineId", json!("raw machine id")),
         ("version", json!("one")),
         ("app", json!("../etc")),
         ("errors", json!(-1)),

@@ -1,0 +1,428 @@
+//! The specification's documents and calls, copied verbatim into `tests/fixtures/spec/`,
+//! driven over real HTTP on loopback against the real server, on SQLite and on PostgreSQL
+//! (`db::database`): its remote config served from the update tree and read by the real
+//! flags client, its `{ "events": [...] }` batch of events with exactly the fields of its
+//! `AnalyticsEvent` and the queries it lists, its health report, and its rollout-status call.
+//! The server's clock stands at the specification's dates (2024-12-27).
+//!
+//! Bad input keeps its clear errors: a malformed batch or report is refused naming the field.
+
+use std::sync::Arc;
+
+use crate::db::Kind;
+use crate::support::{within, ReleaseSpec, TestServer, ADMIN};
+use chrono::{DateTime, Utc};
+use railgun_core::flags::{sign_config, FeatureFlags, FlagsConfig, Reason, RefreshOutcome};
+use railgun_core::store::Store;
+use railgun_core::trust::{KeyAlgorithm, PrivateKey, TrustedKeys};
+use serde_json::{json, Value};
+
+/// The app the specification's documents belong to (they never name it).
+const APP: &str = "rail-gun";
+
+fn fixture(name: &str) -> String {
+    let path = format!(
+        "{}/../tests/fixtures/spec/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().expect("time")
+}
+
+/// The server's clock: an hour after the specification's health report.
+fn now() -> DateTime<Utc> {
+    at("2024-12-27T13:00:00Z")
+}
+
+async fn start(kind: Kind) -> Option<TestServer> {
+    TestServer::with(kind, "spec-contract", now(), |_| {}).await
+}
+
+/// `POST path` with the body text as written and `Content-Type: application/json`: status
+/// and JSON answer.
+async fn post(s: &TestServer, path: &str, token: Option<&str>, body: String) -> (u16, Value) {
+    let mut rq = s
+        .http
+        .post(format!("{}{path}", s.url))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(t) = token {
+        rq = rq.bearer_auth(t);
+    }
+    let r = within(path, rq.send()).await.expect("post");
+    let status = r.status().as_u16();
+    (status, within(path, r.json()).await.unwrap_or(Value::Null))
+}
+
+/// `GET path` with the read token: status and JSON answer.
+async fn get(s: &TestServer, path: &str) -> (u16, Value) {
+    let r = s.get(path, Some(crate::support::READ)).await;
+    let status = r.status().as_u16();
+    (status, within(path, r.json()).await.unwrap_or(Value::Null))
+}
+
+/// Signs, registers and uploads `version` of `app` for `channel`; the server starts it at
+/// `percentage`, or at its first stage.
+async fn publish(s: &TestServer, app: &str, version: &str, channel: &str, percentage: Option<f64>) {
+    let rel = s.release(&ReleaseSpec {
+        app,
+        channel,
+        version,
+        policy: None,
+        released_at: now(),
+        size: 3000,
+        base_url: None,
+    });
+    let extra = match percentage {
+        Some(p) => json!({"percentage": p}),
+        None => json!({}),
+    };
+    s.publish(&rel, extra).await;
+}
+
+// ---- remote config ------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_specification_config_served_signed_is_read_refreshed_with_its_etag_and_cached() {
+    let mut s = start(Kind::Sqlite).await.expect("sqlite");
+    let key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    let env = sign_config(fixture("remote-config.json").as_bytes(), &[&key]).expect("sign");
+    let file = s.config.root.join(APP).join("config.json");
+    std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&file, env.to_json_bytes()).expect("write");
+
+    let client_dir = tempfile::tempdir().expect("tmp");
+    let store_path = client_dir.path().join("client.db");
+    let url = format!("{}/updates/{APP}/config.json", s.url);
+    let client = || {
+        let mut cfg = FlagsConfig::new(APP, "user-1", "0.2.0".parse().expect("v"));
+        cfg.url = Some(url.clone());
+        cfg.keys = Some(TrustedKeys::single(key.public_key().clone()));
+        FeatureFlags::new(cfg, Arc::new(Store::open(&store_path).expect("store"))).expect("client")
+    };
+    let flags = client();
+    assert_eq!(
+        flags.refresh().await.expect("first fetch"),
+        RefreshOutcome::Updated { changed: true }
+    );
+    assert_eq!(
+        flags.refresh().await.expect("second fetch"),
+        RefreshOutcome::NotModified,
+        "the tree's ETag answers 304"
+    );
+    let all = flags.all_details();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all["reactions"].reason, Reason::Disabled);
+    assert_eq!(all["voice_messages"].reason, Reason::Split);
+    let expected = flags.get_all();
+    drop(flags);
+    s.stop().await;
+    // Offline: a new client starts from the cached copy.
+    let offline = client();
+    assert_eq!(offline.get_all(), expected);
+    assert_eq!(offline.announcements().len(), 1);
+}
+
+// ---- events -------------------------------------------------------------------------------
+
+/// The fields of the specification's `AnalyticsEvent` interface.
+fn interface_fields() -> Vec<String> {
+    fixture("analytics-event.ts")
+        .lines()
+        .filter_map(|l| {
+            let (name, _) = l.trim().split_once(':')?;
+            (!name.contains(' ')).then(|| name.trim_end_matches('?').to_string())
+        })
+        .collect()
+}
+
+/// An event with exactly the interface's fields (no `id`).
+fn spec_event(user: &str, session: &str, seq: u64, name: &str, ts: &str, ms: f64) -> Value {
+    let mut e = serde_json::Map::new();
+    for field in interface_fields() {
+        let v = match field.as_str() {
+            "name" => json!(name),
+            "category" => json!(if name.starts_with("session") {
+                "session"
+            } else {
+                "feature"
+            }),
+            "userId" => json!(user),
+            "sessionId" => json!(session),
+            "timestamp" => json!(ts),
+            "appVersion" => json!("0.2.0"),
+            "platform" => json!("darwin"),
+            "arch" => json!("arm64"),
+            "channel" => json!("stable"),
+            "properties" => json!({"conversation_type": "direct"}),
+            "duration" => json!(ms),
+            "sequence" => json!(seq),
+            other => panic!("unknown interface field {other}"),
+        };
+        e.insert(field, v);
+    }
+    Value::Object(e)
+}
+
+/// The specification's "Backend Endpoints" block: (method, path, header lines, body line).
+fn endpoints() -> Vec<(String, String, Vec<String>, Option<String>)> {
+    let mut out: Vec<(String, String, Vec<String>, Option<String>)> = Vec::new();
+    for line in fixture("backend-endpoints.sh").lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        if let Some((method, path)) = line
+            .split_once(' ')
+            .filter(|(m, _)| m.chars().all(|c| c.is_ascii_uppercase()))
+        {
+            out.push((method.into(), path.into(), vec![], None));
+        } else if line.starts_with('{') {
+            out.last_mut().expect("a call").3 = Some(line.to_string());
+        } else {
+            out.last_mut().expect("a call").2.push(line.to_string());
+        }
+    }
+    out
+}
+
+async fn events_and_queries_work_as_written(kind: Kind) {
+    let Some(mut s) = start(kind).await else {
+        return;
+    };
+    let events = [
+        spec_event(
+            "u1",
+            "u1-a",
+            1,
+            "session_start",
+            "2024-12-01T09:00:00Z",
+            0.0,
+        ),
+        spec_event(
+            "u2",
+            "u2-a",
+            1,
+            "session_start",
+            "2024-12-01T10:00:00Z",
+            0.0,
+        ),
+        spec_event(
+            "u1",
+            "u1-b",
+            1,
+            "voice_messages",
+            "2024-12-27T09:00:00Z",
+            0.0,
+        ),
+        spec_event(
+            "u1",
+            "u1-b",
+            2,
+            "session_end",
+            "2024-12-27T09:01:00Z",
+            60_000.0,
+        ),
+        spec_event(
+            "u3",
+            "u3-a",
+            1,
+            "voice_messages",
+            "2024-12-27T11:00:00Z",
+            0.0,
+        ),
+    ];
+    let calls = endpoints();
+    assert_eq!(calls.len(), 5, "{calls:?}");
+    let (method, path, headers, body) = &calls[0];
+    assert_eq!(
+        (method.as_str(), path.as_str()),
+        ("POST", "/analytics/events")
+    );
+    assert_eq!(headers, &["Content-Type: application/json".to_string()]);
+    let body = body
+        .as_ref()
+        .expect("the batch")
+        .replace("[...]", &Value::from(events.to_vec()).to_string());
+    let (status, v) = post(&s, path, None, body.clone()).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v, json!({"accepted": 5, "duplicates": 0, "rejected": []}));
+    // Sent again (no ids: each identity is derived from the content): counted once.
+    let (status, v) = post(&s, path, None, body).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v, json!({"accepted": 0, "duplicates": 5, "rejected": []}));
+
+    let mut answers = Vec::new();
+    for (method, path, _, _) in &calls[1..] {
+        assert_eq!(method, "GET");
+        let (status, v) = get(&s, path).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        answers.push(v);
+    }
+    // GET /analytics/dau?date=2024-12-27
+    assert_eq!(
+        (answers[0]["users"].clone(), answers[0]["estimate"].clone()),
+        (json!(2), json!(2.0))
+    );
+    // GET /analytics/sessions?date=2024-12-27
+    assert_eq!(answers[1]["count"], 1);
+    assert_eq!(answers[1]["meanMs"], 60_000.0);
+    // GET /analytics/features?name=voice_messages
+    assert_eq!(answers[2]["events"], 2);
+    // GET /analytics/retention?cohort=2024-12-01&days=30
+    assert_eq!(answers[3]["size"], 2);
+    let day26 = &answers[3]["days"][26];
+    assert_eq!(
+        (day26["date"].clone(), day26["users"].clone()),
+        (json!("2024-12-27"), json!(1))
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_specification_batch_and_queries_work_as_written_on_sqlite() {
+    events_and_queries_work_as_written(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_specification_batch_and_queries_work_as_written_on_postgres() {
+    events_and_queries_work_as_written(Kind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_batch_is_still_refused_with_the_field_named() {
+    let mut s = start(Kind::Sqlite).await.expect("sqlite");
+    let ok = spec_event("u1", "s", 1, "screen_view", "2024-12-27T12:00:00Z", 0.0);
+    for (body, field) in [
+        (json!({"events": {"a": 1}}), "events"),
+        (json!({"events": [ok], "sampleRate": "all"}), "sampleRate"),
+        (json!({"events": [ok], "sentAt": "yesterday"}), "sentAt"),
+    ] {
+        let (status, v) = post(&s, "/analytics/events", None, body.to_string()).await;
+        assert_eq!(status, 400, "{body}");
+        let text = v["error"].as_str().unwrap_or_default();
+        assert!(
+            text.contains("malformed batch") && text.contains(field),
+            "{text}"
+        );
+    }
+    // A bad event is rejected by its index, naming its field; the others are stored.
+    let mut bad = ok.clone();
+    bad.as_object_mut().expect("event").remove("userId");
+    let (status, v) = post(
+        &s,
+        "/analytics/events",
+        None,
+        json!({"events": [bad, ok]}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(v["accepted"], 1);
+    let reason = v["rejected"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("userId"), "{reason}");
+    s.stop().await;
+}
+
+// ---- health reports -----------------------------------------------------------------------
+
+/// The specification's health report (a TypeScript object literal) as JSON text.
+fn spec_health_report() -> String {
+    fixture("health-report.ts")
+        .lines()
+        .map(|l| match l.trim_start().split_once(':') {
+            Some((k, rest)) if k.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                format!("\"{k}\":{rest}\n")
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect()
+}
+
+async fn health_report_counts_once(kind: Kind) {
+    let Some(mut s) = start(kind).await else {
+        return;
+    };
+    let report = spec_health_report();
+    // No release of 0.2.0 yet: the report cannot say which app it is about.
+    let (status, v) = post(&s, "/analytics/health", None, report.clone()).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or_default().contains("\"app\""),
+        "{v}"
+    );
+
+    publish(&s, APP, "0.2.0", "stable", None).await;
+    let (status, v) = post(&s, "/analytics/health", None, report.clone()).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v, json!({"accepted": true, "duplicate": false}));
+    let (status, v) = post(&s, "/analytics/health", None, report).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v,
+        json!({"accepted": false, "duplicate": true}),
+        "a retry counts once"
+    );
+    let (status, st) = get(&s, "/analytics/rollout-status?version=0.2.0").await;
+    assert_eq!(status, 200, "{st}");
+    assert_eq!(st["totalInstalls"], 1);
+    assert_eq!(
+        (st["app"].clone(), st["channel"].clone()),
+        (json!(APP), json!("stable"))
+    );
+    // "hashed-id" was stored only hashed; erasing that user id erases the report.
+    let r = s
+        .http
+        .delete(format!("{}/analytics/users/hashed-id", s.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("delete");
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["healthReports"], 1, "{v}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_specification_health_report_counts_once_for_its_release_on_sqlite() {
+    health_report_counts_once(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_specification_health_report_counts_once_for_its_release_on_postgres() {
+    health_report_counts_once(Kind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_health_report_is_still_refused_with_the_field_named() {
+    let mut s = start(Kind::Sqlite).await.expect("sqlite");
+    publish(&s, APP, "0.2.0", "stable", None).await;
+    let good: Value = serde_json::from_str(&spec_health_report()).expect("json");
+    for (field, value, named) in [
+        ("errors", json!(-1), "errors"),
+        ("timestamp", json!("noon"), "timestamp"),
+        ("machineId", json!("raw id; rm"), "machineId"),
+        ("timestamp", json!("+200000-01-01T00:00:00Z"), "periodEnd"),
+        ("version", json!("latest"), "version"),
+    ] {
+        let mut b = good.clone();
+        b[field] = value;
+        let (status, v) = post(&s, "/analytics/health", None, b.to_string()).await;
+        assert_eq!(status, 400, "{field}: {v}");
+        let text = v["error"].as_str().unwrap_or_default();
+        assert!(text.contains(named), "{field}: {text}");
+    }
+    let mut b = good.clone();
+    b.as_object_mut().expect("report").remove("timestamp");
+    let (status, v) = post(&s, "/analytics/health", None, b.to_string()).await;
+    assert_eq!(status, 400);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timestamp"),
+        "{v}"
+    );
+    s.stop().await;
+}
