@@ -2,6 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use railgun_core::trust::SignedDocument;
 use railgun_core::update::ChannelState;
 
 fuzz_target!(|data: &[u8]| {

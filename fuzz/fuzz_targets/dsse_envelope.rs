@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use railgun_core::flags::RemoteConfig;
-use railgun_core::trust::{PAYLOAD_CHANNEL, PAYLOAD_CONFIG, PAYLOAD_RELEASE};
+use railgun_core::trust::{SignedDocument, PAYLOAD_CHANNEL, PAYLOAD_CONFIG, PAYLOAD_RELEASE};
 use railgun_core::update::{ChannelState, ReleaseManifest};
 
 fuzz_target!(|data: &[u8]| {

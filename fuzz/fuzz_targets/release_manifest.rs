@@ -3,6 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use railgun_core::trust::SignedDocument;
 use railgun_core::update::ReleaseManifest;
 
 fuzz_target!(|data: &[u8]| {
