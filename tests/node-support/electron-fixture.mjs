@@ -15,7 +15,7 @@ import { join } from 'node:path';
 
 import { createElectronStandIn } from '../node/support/electron-standin.mjs';
 import { condition, nextEmit } from './deadline.mjs';
-import { buildTarball, keygen, signAndPublish, startServer, tempDir } from './railgun.mjs';
+import { buildTarball, droppingServer, keygen, signAndPublish, startServer, tempDir } from './railgun.mjs';
 import { storedEvents, storedHealthReports, storedHealthTotals, storedNames } from './server-store.mjs';
 
 const require = createRequire(import.meta.url);
@@ -176,15 +176,6 @@ let users = 0;
 export function newUserId(prefix = 'user') {
   users += 1;
   return `${prefix}-${process.pid}-${users}`;
-}
-
-/** A loopback server that accepts every connection and drops it at once: `ERR_NETWORK`. */
-export async function droppingServer(scope) {
-  const server = createServer();
-  server.on('connection', (socket) => socket.destroy());
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  scope.after(() => server.close());
-  return `http://127.0.0.1:${server.address().port}`;
 }
 
 /**

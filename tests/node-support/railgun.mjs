@@ -3,6 +3,7 @@
 // cases. Kept outside tests/node/ because `node --test DIR` runs every file in DIR.
 
 import { spawn, execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
 import { createHash, createPrivateKey, sign } from 'node:crypto';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -202,4 +203,13 @@ export async function withEnv(vars, fn) {
       else process.env[k] = v;
     }
   }
+}
+
+/** A loopback server that accepts every connection and drops it at once: `ERR_NETWORK`. */
+export async function droppingServer(scope) {
+  const server = createServer();
+  server.on('connection', (socket) => socket.destroy());
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  scope.after(() => server.close());
+  return `http://127.0.0.1:${server.address().port}`;
 }

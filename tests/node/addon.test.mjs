@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { format } from 'node:util';
 
 import {
-  ROOT, addon, buildTarball, getJson, keygen, publishedArtifacts, rejectsWithCode, sha256Hex,
+  ROOT, addon, buildTarball, droppingServer, getJson, keygen, publishedArtifacts, rejectsWithCode, sha256Hex,
   signAndPublish, startServer, tempDir, writeEnvelope,
 } from '../node-support/railgun.mjs';
 import { WAIT_MS, condition, within } from '../node-support/deadline.mjs';
@@ -167,9 +167,11 @@ test('analytics: track -> flush -> the server counted it', async (t) => {
   assert.ok(r.sent >= 5, `sent ${r.sent}`); // session_start + 2 message_sent + screen_view + export_done
   assert.equal(r.pending, 0);
 
-  const after = await getJson(`${server.url}/analytics/dau?date=${day}`, READ_TOKEN);
-  assert.equal(after.users, 1);
-  const feature = await getJson(`${server.url}/analytics/features?name=message_sent&to=${day}`, READ_TOKEN);
+  // Every day from the first event to now (one day, unless UTC midnight passed meanwhile).
+  const range = `from=${day}&to=${new Date().toISOString().slice(0, 10)}`;
+  const active = await getJson(`${server.url}/analytics/dau-series?${range}`, READ_TOKEN);
+  assert.ok(active.days.some((d) => d.users === 1) && active.days.every((d) => d.users <= 1), JSON.stringify(active));
+  const feature = await getJson(`${server.url}/analytics/features?name=message_sent&${range}`, READ_TOKEN);
   assert.equal(feature.events, 2);
 
   // Denied consent records nothing more and erases the user on the server (the client's
@@ -180,10 +182,10 @@ test('analytics: track -> flush -> the server counted it', async (t) => {
   const r2 = await a.flush();
   assert.equal(r2.pending, 0);
   assert.equal(r2.erasuresPending, 0, 'the server acknowledged the erasure');
-  const feature2 = await getJson(`${server.url}/analytics/features?name=message_sent&to=${day}`, READ_TOKEN);
+  const feature2 = await getJson(`${server.url}/analytics/features?name=message_sent&${range}`, READ_TOKEN);
   assert.equal(feature2.events, 0, 'the user is erased');
-  const gone = await getJson(`${server.url}/analytics/dau?date=${day}`, READ_TOKEN);
-  assert.equal(gone.users, 0);
+  const gone = await getJson(`${server.url}/analytics/dau-series?${range}`, READ_TOKEN);
+  assert.ok(gone.days.every((d) => d.users === 0), JSON.stringify(gone));
   await a.shutdown();
   await a.shutdown(); // later calls do nothing
 });
@@ -302,8 +304,9 @@ test('flags: an unsigned plain config is used when no keys are configured', asyn
 
 test('the same state folder serves Updater, Analytics and FeatureFlags together', async (t) => {
   const state = tempDir(t);
-  const a = new addon.Analytics({ url: 'http://127.0.0.1:1', app: APP, appVersion: '1.0.0', stateDir: state, dryRun: true });
-  const f = new addon.FeatureFlags({ url: 'http://127.0.0.1:1/c.json', app: APP, appVersion: '1.0.0', stateDir: state });
+  const dead = await droppingServer(t);
+  const a = new addon.Analytics({ url: dead, app: APP, appVersion: '1.0.0', stateDir: state, dryRun: true });
+  const f = new addon.FeatureFlags({ url: `${dead}/c.json`, app: APP, appVersion: '1.0.0', stateDir: state });
   const u = new addon.Updater({
     url: 'http://127.0.0.1:1', app: APP, channel: 'stable', publicKeys: [keygen(join(state, 'k')).pem],
     currentVersion: '1.0.0', installRoot: join(state, 'install'), stateDir: state,

@@ -7,7 +7,7 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import {
-  ROOT, addon, buildTarball, channelPath, keygen, publishedArtifacts, readEnvelope, rejectsWithCode,
+  ROOT, addon, buildTarball, channelPath, droppingServer, keygen, publishedArtifacts, readEnvelope, rejectsWithCode,
   signAndPublish, startServer, tempDir, writeEnvelope,
 } from '../node-support/railgun.mjs';
 import { condition } from '../node-support/deadline.mjs';
@@ -112,14 +112,15 @@ test('ERR_EXPIRED: a channel state past its expiry (freeze attack)', async (t) =
   assert.match(e.message, /expired/);
 });
 
-test('ERR_NETWORK: nothing listens at the update URL', async (t) => {
+test('ERR_NETWORK: the server at the update URL drops every connection', async (t) => {
   const work = tempDir(t);
+  const dead = await droppingServer(t);
   const u = new addon.Updater({
-    url: 'http://127.0.0.1:1/updates', app: APP, channel: 'stable', publicKeys: [keygen(join(work, 'k')).pem],
+    url: `${dead}/updates`, app: APP, channel: 'stable', publicKeys: [keygen(join(work, 'k')).pem],
     currentVersion: '0.1.0', installRoot: join(work, 'install'), stateDir: join(work, 'state'),
   });
   await rejectsWithCode(u.checkForUpdates(), 'ERR_NETWORK');
-  const flags = new addon.FeatureFlags({ url: 'http://127.0.0.1:1/c.json', app: APP, appVersion: '1.0.0', stateDir: join(work, 'state') });
+  const flags = new addon.FeatureFlags({ url: `${dead}/c.json`, app: APP, appVersion: '1.0.0', stateDir: join(work, 'state') });
   await rejectsWithCode(flags.refresh(), 'ERR_NETWORK');
   flags.close();
 });
