@@ -24,7 +24,7 @@ fn client(
     let mut b = Analytics::builder()
         .app("bench")
         .state_dir(dir)
-        .user_id("bench-user")
+        .install_id("bench-user")
         .default_consent(Consent::Granted)
         .sample_rate(1.0)
         .sessions(false)

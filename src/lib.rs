@@ -14,6 +14,8 @@
 //! * [`store`] — the client SQLite database;
 //! * [`net`] — the HTTP behaviour every client shares (answer classification, `Retry-After`,
 //!   backoff, the error chain, the HTTP client);
+//! * [`ClientContext`] — who a client component runs for and where (app, version, channel,
+//!   platform, arch, URL, store, clock, install id), shared by analytics and health;
 //! * [`clock`] — injectable time;
 //! * [`error`] — the error chain on one line and the `.at(path)` I/O context.
 //!
@@ -28,6 +30,7 @@
 
 pub mod analytics;
 pub mod clock;
+mod context;
 pub mod error;
 pub mod flags;
 pub mod health;
@@ -37,4 +40,5 @@ pub mod store;
 pub mod trust;
 pub mod update;
 
+pub use context::{ClientContext, STORE_FILE};
 pub use semver::Version;

@@ -11,7 +11,6 @@
 //! anything unless consent is `granted` and this user is inside the sample.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -27,9 +26,11 @@ use super::scrub::scrub;
 use super::session::{self, Session};
 use super::uploader::{FlushReport, UploadConfig, UploadError, Uploader};
 use super::AnalyticsError;
-use crate::clock::{self, SharedClock};
+use crate::clock::SharedClock;
+use crate::context::context_setters;
 use crate::identity;
 use crate::store::Store;
+use crate::ClientContext;
 
 /// Default time between uploads.
 pub const DEFAULT_UPLOAD_INTERVAL: Duration = Duration::from_secs(30);
@@ -66,22 +67,10 @@ pub fn is_sampled(app: &str, user_id: &str, rate: f64) -> bool {
 /// Plain configuration of the client (see [`Analytics::builder`] for the fluent form).
 #[derive(Debug, Clone)]
 pub struct AnalyticsConfig {
-    /// App name (also the sampling seed `sample:{app}`).
-    pub app: String,
-    /// App version on every event.
-    pub app_version: String,
-    /// Update channel on every event.
-    pub channel: String,
-    /// `darwin`, `win32` or `linux` (default: this platform).
-    pub platform: String,
-    /// `x64`, `arm64` or `ia32` (default: this arch).
-    pub arch: String,
-    /// Server base URL (`RAILGUN_ANALYTICS_URL`); `None` keeps events queued.
-    pub url: Option<String>,
-    /// Folder of the client store (`railgun.db`); `None` uses an in-memory store.
-    pub state_dir: Option<PathBuf>,
-    /// User id; default: the install id (never the raw machine id).
-    pub user_id: Option<String>,
+    /// App (also the sampling seed `sample:{app}`), version, channel, platform and arch on
+    /// every event; the server URL (`None` keeps events queued), the store, the clock and
+    /// the install id (sent as `userId`).
+    pub context: ClientContext,
     /// Sampling rate 0–1; default [`default_sample_rate`].
     pub sample_rate: Option<f64>,
     /// Consent until the user decides (the stored decision wins).
@@ -109,18 +98,7 @@ pub struct AnalyticsConfig {
 impl Default for AnalyticsConfig {
     fn default() -> Self {
         Self {
-            app: String::new(),
-            app_version: "0.0.0".into(),
-            channel: "stable".into(),
-            platform: crate::update::manifest::Platform::current()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_else(|| std::env::consts::OS.to_string()),
-            arch: crate::update::manifest::Arch::current()
-                .map(|a| a.as_str().to_string())
-                .unwrap_or_else(|| std::env::consts::ARCH.to_string()),
-            url: None,
-            state_dir: None,
-            user_id: None,
+            context: ClientContext::default(),
             sample_rate: None,
             default_consent: Consent::Unknown,
             debug: false,
@@ -143,7 +121,7 @@ impl Default for AnalyticsConfig {
 /// let dir = tempfile::tempdir().unwrap();
 /// let a = Analytics::builder()
 ///     .app("rail-gun")
-///     .app_version("1.2.0")
+///     .version("1.2.0")
 ///     .state_dir(dir.path())
 ///     .default_consent(Consent::Granted)
 ///     .build()
@@ -154,8 +132,6 @@ impl Default for AnalyticsConfig {
 #[derive(Debug, Default)]
 pub struct AnalyticsBuilder {
     config: AnalyticsConfig,
-    store: Option<Arc<Store>>,
-    clock: Option<SharedClock>,
 }
 
 macro_rules! setter {
@@ -171,23 +147,10 @@ macro_rules! setter {
 impl AnalyticsBuilder {
     /// Starts from a plain configuration.
     pub fn from_config(config: AnalyticsConfig) -> Self {
-        Self {
-            config,
-            store: None,
-            clock: None,
-        }
+        Self { config }
     }
 
-    setter!(/// App name.
-        app: &str => app);
-    setter!(/// App version.
-        app_version: &str => app_version);
-    setter!(/// Update channel.
-        channel: &str => channel);
-    setter!(/// Platform name.
-        platform: &str => platform);
-    setter!(/// Arch name.
-        arch: &str => arch);
+    context_setters!();
     setter!(/// Default consent until the user decides.
         default_consent: Consent => default_consent);
     setter!(/// Debug logging of every event.
@@ -209,31 +172,6 @@ impl AnalyticsBuilder {
     setter!(/// Upload protocol settings.
         upload: UploadConfig => upload);
 
-    /// Server base URL.
-    pub fn url(mut self, url: &str) -> Self {
-        self.config.url = Some(url.to_string());
-        self
-    }
-    /// Folder of the client store.
-    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.config.state_dir = Some(dir.into());
-        self
-    }
-    /// An already opened client store (wins over `state_dir`).
-    pub fn store(mut self, store: Arc<Store>) -> Self {
-        self.store = Some(store);
-        self
-    }
-    /// The clock (default: the system clock).
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-    /// The user id (default: the install id).
-    pub fn user_id(mut self, id: &str) -> Self {
-        self.config.user_id = Some(id.to_string());
-        self
-    }
     /// The sampling rate (0–1).
     pub fn sample_rate(mut self, rate: f64) -> Self {
         self.config.sample_rate = Some(rate);
@@ -339,10 +277,11 @@ impl Analytics {
 
     fn start(b: AnalyticsBuilder) -> Result<Self, AnalyticsError> {
         let c = b.config;
-        if c.app.is_empty() || c.app.len() > 128 || c.app.chars().any(char::is_control) {
+        let ctx = &c.context;
+        if ctx.app.is_empty() || ctx.app.len() > 128 || ctx.app.chars().any(char::is_control) {
             return Err(AnalyticsError::Config(format!(
                 "app name {:?} must be 1-128 printable characters",
-                c.app
+                ctx.app
             )));
         }
         let rate = c.sample_rate.unwrap_or_else(default_sample_rate);
@@ -356,18 +295,11 @@ impl Analytics {
                 "max_queue and channel_capacity must be at least 1".into(),
             ));
         }
-        let store = match (b.store, &c.state_dir) {
-            (Some(s), _) => s,
-            (None, Some(d)) => Arc::new(Store::open(d.join("railgun.db"))?),
-            (None, None) => Arc::new(Store::open_in_memory()?),
-        };
-        let clock = b.clock.unwrap_or_else(clock::system);
-        let user_id = match &c.user_id {
-            Some(u) => u.clone(),
-            None => identity::install_id(&c.app, &store)?,
-        };
-        let sampled_in = is_sampled(&c.app, &user_id, rate);
-        let consent = consent::load(&store, &c.app)?.unwrap_or(c.default_consent);
+        let store = ctx.open_store()?;
+        let clock = ctx.clock();
+        let user_id = ctx.install_id(&store)?;
+        let sampled_in = is_sampled(&ctx.app, &user_id, rate);
+        let consent = consent::load(&store, &ctx.app)?.unwrap_or(c.default_consent);
 
         // The writer.
         let channel_drops = Arc::new(AtomicU64::new(0));
@@ -375,12 +307,12 @@ impl Analytics {
         let writer = Writer::new(
             Db::open(&store)?,
             EventContext {
-                app: c.app.clone(),
+                app: ctx.app.clone(),
                 user_id: user_id.clone(),
-                app_version: c.app_version.clone(),
-                platform: c.platform.clone(),
-                arch: c.arch.clone(),
-                channel: c.channel.clone(),
+                app_version: ctx.version.clone(),
+                platform: ctx.platform.clone(),
+                arch: ctx.arch.clone(),
+                channel: ctx.channel.clone(),
                 sample_rate: rate,
                 max_queue: c.max_queue,
             },
@@ -396,7 +328,7 @@ impl Analytics {
 
         // The uploader, created on its own thread (it owns a runtime).
         let mut upload = c.upload.clone();
-        upload.url = c.url.clone();
+        upload.url = ctx.url.clone();
         upload.dry_run = c.dry_run;
         let (utx, urx) = mpsc::channel::<UploaderMsg>();
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -428,7 +360,7 @@ impl Analytics {
         }
 
         let inner = Arc::new(Inner {
-            app: c.app.clone(),
+            app: ctx.app.clone(),
             user_id,
             sample_rate: rate,
             sampled_in,
@@ -455,7 +387,7 @@ impl Analytics {
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         let bus = consent::subscribe(
             &store,
-            &c.app,
+            &ctx.app,
             Arc::new(move |c: Consent| {
                 if let Some(inner) = weak.upgrade() {
                     if let Err(e) = (Analytics { inner }).apply_consent(c) {
@@ -471,13 +403,13 @@ impl Analytics {
         if consent == Consent::Denied {
             a.purge(None)?;
         }
-        if let Some(open) = session::open_session(&store, &c.app)? {
+        if let Some(open) = session::open_session(&store, &ctx.app)? {
             if a.recording() {
                 let end = session::crash_end(&open);
                 a.log_debug(&end.name, end.properties.as_ref());
                 a.hand_over(end);
             } else {
-                session::forget_open_session(&store, &c.app)?;
+                session::forget_open_session(&store, &ctx.app)?;
             }
         }
         a.start_session();

@@ -31,7 +31,6 @@
 //! Two processes sharing one state dir at once are not supported: the second start would
 //! take the first one's marker for a crash.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
@@ -45,11 +44,11 @@ use super::ledger::{self, ReportContext};
 use super::worker::{self, Ack, HealthDb, Msg, Shared};
 use super::{plain_field, HealthReportError};
 use crate::analytics::consent::{self, Consent};
-use crate::clock::{self, SharedClock};
-use crate::identity;
+use crate::context::context_setters;
 use crate::net::{self, Backoff};
 use crate::store::{Store, StoreError};
 use crate::update::bootguard::{BootGuard, BootGuardError, RevertRecord};
+use crate::ClientContext;
 
 /// Default time between periodic reports (each one jittered by ±10 %).
 pub const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(3600);
@@ -127,23 +126,11 @@ pub struct HealthFlushReport {
 /// Plain configuration of the monitor (see [`HealthMonitor::builder`]).
 #[derive(Debug, Clone)]
 pub struct HealthConfig {
-    /// App name (`[A-Za-z0-9._-]`, at most 64 characters).
-    pub app: String,
-    /// The running version (semver).
-    pub version: String,
-    /// Update channel.
-    pub channel: String,
-    /// `darwin` | `win32` | `linux` (default: this platform, Node's names).
-    pub platform: String,
-    /// `x64` | `arm64` | `ia32` (default: this arch, Node's names).
-    pub arch: String,
-    /// Server base URL (`RAILGUN_ANALYTICS_URL`); `None` keeps reports stored.
-    pub url: Option<String>,
-    /// Folder of the client store (`railgun.db`); `None` uses an in-memory store.
-    pub state_dir: Option<PathBuf>,
-    /// Install id; default [`identity::install_id`]. Sent hashed unless it already is a
-    /// 64-hex hashed id.
-    pub install_id: Option<String>,
+    /// App (`[A-Za-z0-9._-]`, at most 64 characters), running version (semver), channel,
+    /// platform and arch of every report; the server URL (`None` keeps reports stored),
+    /// the store, the clock and the install id (sent hashed unless it already is a 64-hex
+    /// hashed id, see [`report_machine_id`]).
+    pub context: ClientContext,
     /// Consent until the user decides (the stored decision wins).
     pub default_consent: Consent,
     /// How long `shutdown` may spend sending.
@@ -163,18 +150,7 @@ pub struct HealthConfig {
 impl Default for HealthConfig {
     fn default() -> Self {
         Self {
-            app: String::new(),
-            version: "0.0.0".into(),
-            channel: "stable".into(),
-            platform: crate::update::manifest::Platform::current()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_else(|| std::env::consts::OS.to_string()),
-            arch: crate::update::manifest::Arch::current()
-                .map(|a| a.as_str().to_string())
-                .unwrap_or_else(|| std::env::consts::ARCH.to_string()),
-            url: None,
-            state_dir: None,
-            install_id: None,
+            context: ClientContext::default(),
             default_consent: Consent::Unknown,
             shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
             request_timeout: Duration::from_secs(30),
@@ -209,8 +185,6 @@ impl Default for HealthConfig {
 #[derive(Debug, Default)]
 pub struct HealthMonitorBuilder {
     config: HealthConfig,
-    store: Option<Arc<Store>>,
-    clock: Option<SharedClock>,
     boot_guard: Option<BootGuard>,
 }
 
@@ -222,64 +196,16 @@ impl HealthMonitorBuilder {
             ..Self::default()
         }
     }
-    /// App name.
-    pub fn app(mut self, app: &str) -> Self {
-        self.config.app = app.to_string();
-        self
-    }
-    /// The running version.
-    pub fn version(mut self, version: &str) -> Self {
-        self.config.version = version.to_string();
-        self
-    }
-    /// Update channel.
-    pub fn channel(mut self, channel: &str) -> Self {
-        self.config.channel = channel.to_string();
-        self
-    }
-    /// Platform name (Node's).
-    pub fn platform(mut self, platform: &str) -> Self {
-        self.config.platform = platform.to_string();
-        self
-    }
-    /// Arch name (Node's).
-    pub fn arch(mut self, arch: &str) -> Self {
-        self.config.arch = arch.to_string();
-        self
-    }
-    /// Server base URL (reports go to `{url}/analytics/health`).
-    pub fn url(mut self, url: &str) -> Self {
-        self.config.url = Some(url.to_string());
-        self
-    }
+    context_setters!();
+
     /// The URL from `RAILGUN_ANALYTICS_URL`, when set and not empty.
     pub fn url_from_env(mut self) -> Self {
         if let Some(u) = std::env::var("RAILGUN_ANALYTICS_URL")
             .ok()
             .filter(|u| !u.trim().is_empty())
         {
-            self.config.url = Some(u.trim().to_string());
+            self.config.context.url = Some(u.trim().to_string());
         }
-        self
-    }
-    /// Folder of the client store.
-    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.config.state_dir = Some(dir.into());
-        self
-    }
-    /// An already opened client store (wins over `state_dir`).
-    pub fn store(mut self, store: Arc<Store>) -> Self {
-        self.store = Some(store);
-        self
-    }
-    /// The clock (default: the system clock).
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-    /// The install id (default: [`identity::install_id`]).
-    pub fn install_id(mut self, id: &str) -> Self {
-        self.config.install_id = Some(id.to_string());
         self
     }
     /// Consent until the user decides.
@@ -385,12 +311,13 @@ impl HealthMonitor {
 
     fn start(b: HealthMonitorBuilder) -> Result<Self, HealthError> {
         let c = b.config;
-        plain_field("app", &c.app)?;
-        plain_field("channel", &c.channel)?;
-        plain_field("platform", &c.platform)?;
-        plain_field("arch", &c.arch)?;
-        if semver::Version::parse(&c.version).is_err() {
-            return Err(HealthReportError::BadVersion(c.version.clone()).into());
+        let ctx = c.context;
+        plain_field("app", &ctx.app)?;
+        plain_field("channel", &ctx.channel)?;
+        plain_field("platform", &ctx.platform)?;
+        plain_field("arch", &ctx.arch)?;
+        if semver::Version::parse(&ctx.version).is_err() {
+            return Err(HealthReportError::BadVersion(ctx.version.clone()).into());
         }
         if c.request_timeout.is_zero() || c.shutdown_deadline.is_zero() {
             return Err(config_err(
@@ -399,7 +326,7 @@ impl HealthMonitor {
                 "must be longer than zero",
             ));
         }
-        let url = c
+        let url = ctx
             .url
             .as_deref()
             .map(|u| {
@@ -413,21 +340,14 @@ impl HealthMonitor {
                     .map_err(|e| bad(e.into()))
             })
             .transpose()?;
-        let store = match (b.store, &c.state_dir) {
-            (Some(s), _) => s,
-            (None, Some(d)) => Arc::new(Store::open(d.join("railgun.db"))?),
-            (None, None) => Arc::new(Store::open_in_memory()?),
-        };
-        let clock = b.clock.unwrap_or_else(clock::system);
-        let install_id = match &c.install_id {
-            Some(id) if id.trim().is_empty() => {
-                return Err(config_err("install_id", id, "must not be empty"))
-            }
-            Some(id) => id.clone(),
-            None => identity::install_id(&c.app, &store)?,
-        };
+        if let Some(id) = ctx.install_id.as_deref().filter(|id| id.trim().is_empty()) {
+            return Err(config_err("install_id", id, "must not be empty"));
+        }
+        let store = ctx.open_store()?;
+        let clock = ctx.clock();
+        let install_id = ctx.install_id(&store)?;
         let machine_id = report_machine_id(&install_id);
-        let consent = consent::load(&store, &c.app)?.unwrap_or(c.default_consent);
+        let consent = consent::load(&store, &ctx.app)?.unwrap_or(c.default_consent);
         let shared = Arc::new(Shared {
             consent: AtomicU8::new(consent.to_u8()),
             closed: AtomicBool::new(false),
@@ -443,13 +363,13 @@ impl HealthMonitor {
         let thread = worker::spawn(worker::Setup {
             db,
             ctx: ReportContext {
-                app: c.app.clone(),
+                app: ctx.app.clone(),
                 machine_id: machine_id.clone(),
-                platform: c.platform.clone(),
-                arch: c.arch.clone(),
+                platform: ctx.platform.clone(),
+                arch: ctx.arch.clone(),
             },
-            version: c.version.clone(),
-            channel: c.channel.clone(),
+            version: ctx.version.clone(),
+            channel: ctx.channel.clone(),
             shared: shared.clone(),
             clock,
             boot_guard: b.boot_guard,
@@ -471,8 +391,8 @@ impl HealthMonitor {
             }
         }
         let inner = Arc::new(Inner {
-            app: c.app,
-            version: c.version,
+            app: ctx.app,
+            version: ctx.version,
             machine_id,
             store,
             shared,

@@ -16,7 +16,7 @@ fn builder(
 ) -> railgun_core::analytics::AnalyticsBuilder {
     Analytics::builder()
         .app("rail-gun")
-        .app_version("2.1.0")
+        .version("2.1.0")
         .channel("beta")
         .state_dir(dir)
         .clock(Arc::new(clock.clone()))

@@ -72,7 +72,7 @@ fn a_sampled_out_user_records_nothing_and_a_sampled_in_user_sends_the_rate() {
             .state_dir(dir.path())
             .url(&rx.url)
             .clock(Arc::new(clock.clone()))
-            .user_id(&user(inside))
+            .install_id(&user(inside))
             .sample_rate(0.25)
             .default_consent(Consent::Granted)
             .upload_interval(None)
@@ -118,8 +118,7 @@ fn init_analytics_gives_one_process_wide_handle() {
     let dir = tempfile::tempdir().expect("dir");
     assert!(analytics().is_none());
     let config = AnalyticsConfig {
-        app: "rail-gun".into(),
-        state_dir: Some(dir.path().to_path_buf()),
+        context: railgun_core::ClientContext::new("rail-gun", "1.0.0").state_dir(dir.path()),
         default_consent: Consent::Granted,
         sample_rate: Some(1.0),
         upload_interval: None,

@@ -15,7 +15,7 @@ use uuid::Uuid;
 fn client(dir: &std::path::Path, url: &str, clock: &ManualClock) -> Analytics {
     Analytics::builder()
         .app("rail-gun")
-        .app_version("1.0.0")
+        .version("1.0.0")
         .state_dir(dir)
         .url(url)
         .clock(Arc::new(clock.clone()))

@@ -145,7 +145,7 @@ fn consent_changed_through_analytics_reaches_the_running_health_monitor_and_back
         .state_dir(dir.path())
         .url(&rx.url)
         .clock(std::sync::Arc::new(clock.clone()))
-        .user_id("user-1")
+        .install_id("user-1")
         .default_consent(Consent::Granted)
         .upload_interval(None)
         .heartbeat_interval(None)

@@ -198,27 +198,23 @@ impl Analytics {
     #[napi(constructor, ts_args_type = "opts: AnalyticsOptions")]
     pub fn new(env: &Env, opts: Unknown<'_>) -> Result<Self, Code> {
         let opts: AnalyticsOptions = from_js(env, "Analytics options", opts)?;
+        let mut ctx = crate::client_context(
+            &opts.app,
+            &opts.app_version,
+            opts.channel.as_deref(),
+            &opts.url,
+            &opts.state_dir,
+        )?;
+        ctx.install_id = opts.user_id.clone();
         let mut b = CoreAnalytics::builder()
-            .app(&opts.app)
-            .app_version(&opts.app_version)
-            .url(&opts.url)
-            .state_dir(&opts.state_dir)
+            .context(ctx)
             .debug(opts.debug.unwrap_or(false))
             .dry_run(opts.dry_run.unwrap_or(false));
-        if opts.state_dir.trim().is_empty() {
-            return Err(JsFailure::invalid("stateDir must be a folder").into());
-        }
-        if let Some(c) = &opts.channel {
-            b = b.channel(c);
-        }
         if let Some(r) = opts.sample_rate {
             b = b.sample_rate(r);
         }
         if let Some(c) = &opts.consent {
             b = b.default_consent(parse_consent(c)?);
-        }
-        if let Some(u) = &opts.user_id {
-            b = b.user_id(u);
         }
         let core = b.build().map_err(JsFailure::from)?;
         let stringify = json_stringify(env).map_err(|e| JsFailure::new(INTERNAL, e.reason))?;

@@ -5,7 +5,6 @@
 //! `on_startup()` (counts an unclean previous shutdown or a boot-guard revert as a crash)
 //! and the periodic report (hourly, ±10 %). Counting is the core's; nothing here decides.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use napi::bindgen_prelude::*;
@@ -91,9 +90,13 @@ impl Health {
     #[napi(constructor, ts_args_type = "opts: HealthOptions")]
     pub fn new(env: &Env, opts: Unknown<'_>) -> Result<Self, Code> {
         let opts: HealthOptions = from_js(env, "Health options", opts)?;
-        if opts.state_dir.trim().is_empty() {
-            return Err(JsFailure::invalid("stateDir must be a folder").into());
-        }
+        let ctx = crate::client_context(
+            &opts.app,
+            &opts.version,
+            Some(&opts.channel),
+            &opts.url,
+            &opts.state_dir,
+        )?;
         let interval = match opts.report_interval_ms {
             None => DEFAULT_REPORT_INTERVAL,
             Some(ms) if ms.is_finite() && ms >= 1000.0 => Duration::from_millis(ms as u64),
@@ -104,12 +107,7 @@ impl Health {
                 .into())
             }
         };
-        let mut b = HealthMonitor::builder()
-            .app(&opts.app)
-            .version(&opts.version)
-            .channel(&opts.channel)
-            .url(&opts.url)
-            .state_dir(PathBuf::from(&opts.state_dir));
+        let mut b = HealthMonitor::builder().context(ctx);
         if let Some(c) = &opts.consent {
             b = b.default_consent(parse_consent(c)?);
         }

@@ -35,8 +35,30 @@ pub fn install_id(app: String, state_dir: String) -> Result<String, Code> {
     if state_dir.trim().is_empty() {
         return Err(JsFailure::invalid("stateDir must be a folder").into());
     }
-    let store =
-        railgun_core::store::Store::open(std::path::Path::new(&state_dir).join("railgun.db"))
-            .map_err(JsFailure::from)?;
+    let store = railgun_core::store::Store::open(
+        std::path::Path::new(&state_dir).join(railgun_core::STORE_FILE),
+    )
+    .map_err(JsFailure::from)?;
     railgun_core::identity::install_id(&app, &store).map_err(|e| JsFailure::from(e).into())
+}
+
+/// The core's [`ClientContext`](railgun_core::ClientContext) from the options the JS
+/// components share (`app`, the version, `channel`, `url`, `stateDir`): one conversion, so
+/// `Analytics` and `Health` cannot drift.
+pub(crate) fn client_context(
+    app: &str,
+    version: &str,
+    channel: Option<&str>,
+    url: &str,
+    state_dir: &str,
+) -> std::result::Result<railgun_core::ClientContext, JsFailure> {
+    if state_dir.trim().is_empty() {
+        return Err(JsFailure::invalid("stateDir must be a folder"));
+    }
+    let mut ctx = railgun_core::ClientContext::new(app, version).state_dir(state_dir);
+    if let Some(c) = channel {
+        ctx.channel = c.to_string();
+    }
+    ctx.url = Some(url.to_string());
+    Ok(ctx)
 }

@@ -125,7 +125,7 @@ pub fn run_track(a: TrackArgs) -> CliResult {
     let store = Arc::new(Store::open(a.state.join("railgun.db"))?);
     let mut b = Analytics::builder()
         .app(&a.app)
-        .app_version(&a.app_version)
+        .version(&a.app_version)
         .channel(&a.channel)
         .url(&a.url)
         .store(store)
@@ -136,7 +136,7 @@ pub fn run_track(a: TrackArgs) -> CliResult {
         .upload_interval(None)
         .heartbeat_interval(None);
     if let Some(u) = &a.user_id {
-        b = b.user_id(u);
+        b = b.install_id(u);
     }
     let client = b.build()?;
     if let Some(c) = a.consent {

@@ -32,7 +32,7 @@ async fn denied_consent_erases_the_user_on_the_real_server() {
             .state_dir(state)
             .url(&base)
             .clock(Arc::new(clock))
-            .user_id(user)
+            .install_id(user)
             .default_consent(Consent::Granted)
             .sample_rate(1.0)
             .upload_interval(None)
