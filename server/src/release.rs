@@ -29,6 +29,9 @@ use sha2::{Digest, Sha256};
 
 pub mod export;
 pub mod remote;
+pub mod stages;
+
+pub use stages::{ChannelStages, ChannelStagesArg};
 
 /// Errors of signing and publishing.
 #[derive(Debug, thiserror::Error)]
@@ -342,8 +345,12 @@ pub struct PublishOptions<'a> {
     pub release_keys: TrustedKeys,
     /// Key that signs the channel state.
     pub rollout_key: &'a PrivateKey,
-    /// Share of installs that get the release.
-    pub percentage: f64,
+    /// Share of installs that get the release; `None`: the first of its channel's stages
+    /// (`stages`: 100 on `beta` and `canary`, 10 on `stable` by default).
+    pub percentage: Option<f64>,
+    /// The stages of each channel (a static tree has no engine: a publisher widens a staged
+    /// rollout by publishing again with the next percentage).
+    pub stages: ChannelStages,
     /// Rollout status.
     pub status: RolloutStatus,
     /// A signed manifest of the fallback release.
@@ -363,6 +370,8 @@ pub struct Published {
     pub state: ChannelState,
     /// Where it was written.
     pub channel_path: PathBuf,
+    /// The stages of the release's channel (its percentage is one of them unless given).
+    pub stages: Vec<f64>,
 }
 
 /// A manifest envelope read from disk and verified.
@@ -525,6 +534,15 @@ pub fn publish(opts: &PublishOptions<'_>) -> Result<Published, ReleaseError> {
         .join(&m.manifest.app)
         .join(&m.manifest.channel)
         .join("channel.json");
+    let stages = opts
+        .stages
+        .for_channel(&m.manifest.channel, &m.manifest.rollout_policy().stages);
+    let percentage = opts.percentage.unwrap_or(stages[0]);
+    if !(0.0..=100.0).contains(&percentage) {
+        return Err(ReleaseError::Invalid(format!(
+            "percentage {percentage} is not within [0, 100]"
+        )));
+    }
     let sequence = current_sequence(&channel_path, opts.rollout_key)? + 1;
     let state = ChannelState {
         schema: SCHEMA_VERSION,
@@ -535,7 +553,7 @@ pub fn publish(opts: &PublishOptions<'_>) -> Result<Published, ReleaseError> {
         expires_at: opts.now + opts.expires,
         release,
         rollout: RolloutState {
-            percentage: opts.percentage,
+            percentage,
             status: opts.status,
         },
         fallback,
@@ -546,6 +564,7 @@ pub fn publish(opts: &PublishOptions<'_>) -> Result<Published, ReleaseError> {
     Ok(Published {
         state,
         channel_path,
+        stages,
     })
 }
 

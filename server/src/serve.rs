@@ -61,6 +61,9 @@ pub struct ServerConfig {
     pub rollout_interval: std::time::Duration,
     /// Validity of a signed channel state (7 days); re-signed when half of it is gone.
     pub channel_expiry: std::time::Duration,
+    /// The rollout stages of each channel (`--channel-stages`; by default `beta` and
+    /// `canary` get 100 % at once, others follow their manifest: 10 → 25 → 50 → 100).
+    pub channel_stages: crate::release::ChannelStages,
     /// `railgun serve --dev`: the read routes also answer loopback peers without a token
     /// (never the default; admin routes still need the admin token).
     pub dev: bool,
@@ -86,6 +89,7 @@ impl Default for ServerConfig {
             release_public_keys: Vec::new(),
             rollout_interval: crate::rollout::DEFAULT_INTERVAL,
             channel_expiry: crate::rollout::DEFAULT_CHANNEL_EXPIRY,
+            channel_stages: crate::release::ChannelStages::default(),
             dev: false,
             export: None,
             connections: conn::ConnLimits::default(),

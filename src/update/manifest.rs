@@ -379,24 +379,30 @@ impl ReleaseManifest {
     }
 }
 
-fn validate_rollout(d: &'static str, r: &RolloutPolicy) -> Result<(), DocumentError> {
-    if r.stages.is_empty() || r.stages.len() > 20 {
-        return Err(invalid(d, "rollout.stages", "between 1 and 20 stages"));
+/// Most stages a rollout may have.
+pub const MAX_STAGES: usize = 20;
+
+/// The rules of rollout stages (a manifest's `rollout.stages`, a server's
+/// `--channel-stages`): 1–20 stages, strictly increasing within (0, 100], the last one 100.
+pub fn check_stages(stages: &[f64]) -> Result<(), &'static str> {
+    if stages.is_empty() || stages.len() > MAX_STAGES {
+        return Err("between 1 and 20 stages");
     }
     let mut prev = 0.0;
-    for s in &r.stages {
+    for s in stages {
         if !s.is_finite() || *s <= prev || *s > 100.0 {
-            return Err(invalid(
-                d,
-                "rollout.stages",
-                "stages must increase strictly within (0, 100]",
-            ));
+            return Err("stages must increase strictly within (0, 100]");
         }
         prev = *s;
     }
     if prev != 100.0 {
-        return Err(invalid(d, "rollout.stages", "the last stage must be 100"));
+        return Err("the last stage must be 100");
     }
+    Ok(())
+}
+
+fn validate_rollout(d: &'static str, r: &RolloutPolicy) -> Result<(), DocumentError> {
+    check_stages(&r.stages).map_err(|why| invalid(d, "rollout.stages", why))?;
     if !r.stage_hours.is_finite() || r.stage_hours <= 0.0 {
         return Err(invalid(d, "rollout.stageHours", "must be above 0"));
     }

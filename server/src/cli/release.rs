@@ -93,10 +93,18 @@ pub struct PublishArgs {
     /// Rollout private key that signs the channel state.
     #[arg(long, conflicts_with = "server")]
     pub rollout_key: Option<PathBuf>,
-    /// Share of installs (0-100) that get the release [static tree: 100; server: its
-    /// first stage].
+    /// Share of installs (0-100) that get the release [default: the first of its channel's
+    /// stages: 100 on beta and canary, 10 on stable].
     #[arg(long)]
     pub percentage: Option<f64>,
+    /// Static tree: rollout stages of a channel, CHANNEL=P1,P2,…,100 (repeatable), as
+    /// `railgun serve --channel-stages` (with --server, the server's configuration applies).
+    #[arg(
+        long = "channel-stages",
+        value_name = "CHANNEL=STAGES",
+        conflicts_with = "server"
+    )]
+    pub channel_stages: Vec<crate::release::ChannelStagesArg>,
     /// With --server: version served to installs outside the rollout and when halted.
     #[arg(long, requires = "server")]
     pub fallback_version: Option<String>,
@@ -221,7 +229,8 @@ fn publish(a: PublishArgs) -> CliResult {
         artifacts_dir: a.artifacts,
         release_keys,
         rollout_key: &rollout_key,
-        percentage: a.percentage.unwrap_or(100.0),
+        percentage: a.percentage,
+        stages: crate::release::ChannelStages::with(a.channel_stages),
         status: a.status,
         fallback: a.fallback,
         rollback_from: a.rollback_from,
@@ -240,6 +249,19 @@ fn publish(a: PublishArgs) -> CliResult {
         s.expires_at.to_rfc3339(),
         published.channel_path.display()
     );
+    if let Some(next) = published.stages.iter().find(|p| **p > s.rollout.percentage) {
+        println!(
+            "{} rolls out in stages {}: a static tree has no rollout engine, so publish again \
+             with --percentage {next} to widen it (or publish with --server)",
+            s.channel,
+            published
+                .stages
+                .iter()
+                .map(|p| format!("{p} %"))
+                .collect::<Vec<_>>()
+                .join(" → ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -46,6 +46,11 @@ pub struct Args {
     /// Days a signed channel state stays valid (re-signed after half of it).
     #[arg(long, default_value_t = 7)]
     pub channel_expiry_days: u64,
+    /// Rollout stages of a channel, CHANNEL=P1,P2,…,100 (repeatable), e.g.
+    /// `--channel-stages canary=100 --channel-stages stable=10,25,50,100`. Default: beta=100,
+    /// canary=100; other channels follow their release manifest (10,25,50,100).
+    #[arg(long = "channel-stages", value_name = "CHANNEL=STAGES")]
+    pub channel_stages: Vec<crate::release::ChannelStagesArg>,
     /// Development only: the read routes (`/analytics/dau`, …) answer WITHOUT a token to
     /// clients on this machine (loopback peers: 127.0.0.0/8, ::1). Admin routes still need
     /// RAILGUN_ADMIN_TOKEN; other machines still need a token. Never in production.
@@ -105,6 +110,7 @@ pub async fn run(a: Args) -> CliResult {
         release_public_keys: a.release_public_keys,
         rollout_interval: std::time::Duration::from_secs(a.rollout_interval_secs.max(1)),
         channel_expiry: std::time::Duration::from_secs(a.channel_expiry_days.max(1) * 86_400),
+        channel_stages: crate::release::ChannelStages::with(a.channel_stages),
         dev: a.dev,
         export: a
             .export_dir

@@ -58,7 +58,7 @@ use tokio::sync::{broadcast, Mutex, Notify};
 use crate::alerts::{Alert, AlertKind, Alerter};
 use crate::analytics::AppState;
 use crate::auth::Tokens;
-use crate::release::{sign_channel_state, write_atomic, ReleaseError};
+use crate::release::{sign_channel_state, write_atomic, ChannelStages, ReleaseError};
 use crate::serve::ServerConfig;
 use crate::store::rollout::{from_ms, to_ms, ChannelRow, HealthRow, RolloutChange, RolloutRow};
 use crate::store::{SharedStore, StoreError};
@@ -309,6 +309,7 @@ struct Inner {
     release_keys: Result<TrustedKeys, String>,
     expiry: Duration,
     interval: StdDuration,
+    stages: ChannelStages,
     lock: Mutex<()>,
     dropped: Arc<Notify>,
     decisions: broadcast::Sender<Decision>,
@@ -384,6 +385,7 @@ impl Rollouts {
                 release_keys,
                 expiry: expiry.max(Duration::minutes(2)),
                 interval: config.rollout_interval,
+                stages: config.channel_stages.clone(),
                 lock: Mutex::new(()),
                 dropped: Arc::new(Notify::new()),
                 decisions: broadcast::channel(256).0,

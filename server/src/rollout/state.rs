@@ -4,6 +4,10 @@
 //! transaction (compare-and-set on the sequence), then written to `channel.json`
 //! atomically.
 //!
+//! A start rolls out by its channel's stages ([`ChannelStages`], server configuration):
+//! `beta` and `canary` at 100 % at once, `stable` 10 → 25 → 50 → 100 unless configured
+//! otherwise.
+//!
 //! It refuses changes to a rollout that is not its channel's current one, transitions the
 //! state machine does not have (resume of an active rollout, a second rollback), a rollback
 //! without a fallback release, and any change when no rollout key is configured.
@@ -273,9 +277,16 @@ impl Rollouts {
                 "{app} {version} was already rolled out on {channel}"
             )));
         }
-        let policy = registry::policy_of(&rel)?;
+        // The channel's stages (server configuration) replace the manifest's; the rest of
+        // its policy stands.
+        let mut policy = registry::policy_of(&rel)?;
+        policy.stages = self.inner.stages.for_channel(channel, &policy.stages);
         let pct = percentage.unwrap_or(policy.stages[0]);
         check_percentage(pct)?;
+        // An admin's explicit 100 % is done at once; a channel whose first stage is 100 %
+        // (beta, canary) is served to everyone at once and still watched by the halt rules
+        // for its stage, then completes like any last stage.
+        let complete = percentage.is_some_and(|p| p >= 100.0);
         // The fallback: named, or the channel's last good release (when lower).
         let fallback = match fallback {
             Some(f) => Some(f),
@@ -320,7 +331,7 @@ impl Rollouts {
             channel: channel.into(),
             version: version.into(),
             percentage: pct,
-            status: if pct >= 100.0 { "complete" } else { "active" }.into(),
+            status: if complete { "complete" } else { "active" }.into(),
             fallback_version: fallback,
             rolled_back: false,
             policy: serde_json::to_string(&policy)

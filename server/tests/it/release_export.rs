@@ -58,6 +58,9 @@ impl Fixture {
             p(&keys.join("release.key")),
             "--rollout-key",
             p(&keys.join("rollout.key")),
+            // A stable release starts at its first stage (10 %); this tree serves everyone.
+            "--percentage",
+            "100",
         ]);
         f
     }

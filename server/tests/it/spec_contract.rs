@@ -7,14 +7,22 @@
 //!
 //! Bad input keeps its clear errors: a malformed batch or report is refused naming the field.
 
+use std::ffi::OsStr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::db::Kind;
-use crate::support::{within, ReleaseSpec, TestServer, ADMIN};
+use crate::support::{
+    health_report, signed_release, within, ChildServer, ReleaseSpec, TestServer, ADMIN,
+};
 use chrono::{DateTime, Utc};
 use railgun_core::flags::{sign_config, FeatureFlags, FlagsConfig, Reason, RefreshOutcome};
 use railgun_core::store::Store;
+use railgun_core::trust::PublicKey;
 use railgun_core::trust::{KeyAlgorithm, PrivateKey, TrustedKeys};
+use railgun_core::update::ChannelState;
+use railgun_server::release::ChannelStages;
+use railgun_server::rollout::verify_channel;
 use serde_json::{json, Value};
 
 /// The app the specification's documents belong to (they never name it).
@@ -425,4 +433,233 @@ async fn a_malformed_health_report_is_still_refused_with_the_field_named() {
         "{v}"
     );
     s.stop().await;
+}
+
+// ---- update channels ----------------------------------------------------------------------
+
+/// `GET /analytics/rollout-status` of `version` on `channel`.
+async fn rollout(s: &TestServer, version: &str, channel: &str) -> Value {
+    s.read(&format!(
+        "/analytics/rollout-status?version={version}&app={APP}&channel={channel}"
+    ))
+    .await
+}
+
+/// The signed channel state `ROOT/rail-gun/{channel}/channel.json`, verified.
+fn channel_state(root: &std::path::Path, key: &PublicKey, channel: &str) -> ChannelState {
+    let bytes = std::fs::read(root.join(APP).join(channel).join("channel.json")).expect("read");
+    verify_channel(&bytes, key).expect("signed by the rollout key")
+}
+
+async fn channels_start_as_the_specification_says(kind: Kind) {
+    let Some(s) = start(kind).await else {
+        return;
+    };
+    // "stable: Gradual (10% → 100%)", "beta / canary: 100% immediate".
+    for (version, channel) in [("0.2.0", "stable"), ("0.3.0", "beta"), ("0.4.0", "canary")] {
+        publish(&s, APP, version, channel, None).await;
+    }
+    let stable = rollout(&s, "0.2.0", "stable").await;
+    assert_eq!(stable["rolloutPercentage"], 10.0, "{stable}");
+    assert_eq!(stable["stages"], json!([10.0, 25.0, 50.0, 100.0]));
+    for (version, channel) in [("0.3.0", "beta"), ("0.4.0", "canary")] {
+        let st = rollout(&s, version, channel).await;
+        assert_eq!(st["rolloutPercentage"], 100.0, "{channel}: {st}");
+        assert_eq!(st["stages"], json!([100.0]), "{channel}");
+        // Served to everyone at once, and still watched by the halt rules for its stage.
+        assert_eq!(st["status"], "active", "{channel}");
+        let state = channel_state(&s.config.root, s.rollout_key.public_key(), channel);
+        assert_eq!(state.rollout.percentage, 100.0, "{channel}");
+    }
+    // A canary whose installs crash is halted like any rollout.
+    let now = now();
+    for i in 0..60 {
+        let r = health_report(APP, "canary", "0.4.0", format!("{i:064x}"), (1, 1), now);
+        let (status, v) = post(&s, "/analytics/health", None, json!(r).to_string()).await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let d = s.admin("/admin/rollouts/evaluate", json!({})).await;
+    let halted: Vec<&Value> = d["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .filter(|d| d["action"] == "halt")
+        .collect();
+    assert_eq!(halted.len(), 1, "{d}");
+    assert_eq!(halted[0]["channel"], "canary");
+    assert_eq!(rollout(&s, "0.2.0", "stable").await["status"], "active");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beta_and_canary_start_at_100_percent_at_once_and_stable_at_10_on_sqlite() {
+    channels_start_as_the_specification_says(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beta_and_canary_start_at_100_percent_at_once_and_stable_at_10_on_postgres() {
+    channels_start_as_the_specification_says(Kind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stages_of_each_channel_are_server_configuration() {
+    let s = TestServer::with(Kind::Sqlite, "spec-contract", now(), |c| {
+        c.channel_stages = ChannelStages::with([
+            "canary=50,100".parse().expect("canary"),
+            "stable=25,100".parse().expect("stable"),
+        ]);
+    })
+    .await
+    .expect("sqlite");
+    for (version, channel) in [("0.2.0", "stable"), ("0.3.0", "beta"), ("0.4.0", "canary")] {
+        publish(&s, APP, version, channel, None).await;
+    }
+    for (version, channel, pct, stages) in [
+        ("0.2.0", "stable", 25.0, json!([25.0, 100.0])),
+        ("0.3.0", "beta", 100.0, json!([100.0])),
+        ("0.4.0", "canary", 50.0, json!([50.0, 100.0])),
+    ] {
+        let st = rollout(&s, version, channel).await;
+        assert_eq!(st["rolloutPercentage"], pct, "{channel}: {st}");
+        assert_eq!(st["stages"], stages, "{channel}");
+    }
+    // An explicit percentage still wins.
+    publish(&s, APP, "0.5.0", "canary", Some(5.0)).await;
+    assert_eq!(
+        rollout(&s, "0.5.0", "canary").await["rolloutPercentage"],
+        5.0
+    );
+}
+
+/// Writes `NAME.key`/`NAME.pub` for `key` into `dir`.
+fn key_files(dir: &std::path::Path, name: &str, key: &PrivateKey) -> (PathBuf, PathBuf) {
+    let (k, p) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pub")),
+    );
+    key.write_pem_file(&k).expect("key");
+    std::fs::write(&p, key.public_key().to_pem()).expect("pub");
+    (k, p)
+}
+
+/// A signed manifest of `version` for `channel` with one artifact beside it; its path.
+fn manifest_file(dir: &std::path::Path, key: &PrivateKey, version: &str, channel: &str) -> PathBuf {
+    let rel = signed_release(
+        dir,
+        &ReleaseSpec {
+            app: APP,
+            channel,
+            version,
+            policy: None,
+            released_at: Utc::now(),
+            size: 1000,
+            base_url: None,
+        },
+        key,
+    );
+    let path = rel.build.join("manifest.json");
+    std::fs::write(&path, rel.envelope.to_string()).expect("write manifest");
+    path
+}
+
+fn railgun(args: &[&OsStr], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_railgun"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run railgun");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn release_publish_to_railgun_serve_and_into_a_static_tree_starts_each_channel_at_its_stage() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let release = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    let rollout_key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    let (release_key_file, release_pub) = key_files(dir.path(), "release", &release);
+    let (rollout_key_file, _) = key_files(dir.path(), "rollout", &rollout_key);
+
+    // A real `railgun serve` with one channel configured by its flag.
+    let served = dir.path().join("served");
+    let serve = ChildServer::serve(
+        &served,
+        &dir.path().join("data"),
+        &[
+            "--rollout-key".as_ref(),
+            rollout_key_file.as_os_str(),
+            "--release-public-key".as_ref(),
+            release_pub.as_os_str(),
+            "--channel-stages".as_ref(),
+            "beta=20,100".as_ref(),
+        ],
+        &[("RAILGUN_ADMIN_TOKEN", ADMIN)],
+    );
+    for (version, channel, pct) in [
+        ("0.2.0", "stable", 10.0),
+        ("0.3.0", "beta", 20.0),
+        ("0.4.0", "canary", 100.0),
+    ] {
+        let m = manifest_file(dir.path(), &release, version, channel);
+        let (ok, out, err) = railgun(
+            &[
+                "release".as_ref(),
+                "publish".as_ref(),
+                "--server".as_ref(),
+                serve.url.as_ref(),
+                "--manifest".as_ref(),
+                m.as_os_str(),
+            ],
+            &[("RAILGUN_ADMIN_TOKEN", ADMIN)],
+        );
+        assert!(ok, "{channel}: {err}");
+        assert!(out.contains(&format!("at {pct} %")), "{channel}: {out}");
+        let state = channel_state(&served, rollout_key.public_key(), channel);
+        assert_eq!(state.rollout.percentage, pct, "{channel} via --server");
+    }
+
+    // A static tree: no server, the same defaults.
+    let tree = dir.path().join("tree");
+    for (version, channel, pct) in [
+        ("0.2.0", "stable", 10.0),
+        ("0.3.0", "beta", 100.0),
+        ("0.4.0", "canary", 100.0),
+    ] {
+        let m = manifest_file(dir.path(), &release, version, channel);
+        let (ok, out, err) = railgun(
+            &[
+                "release".as_ref(),
+                "publish".as_ref(),
+                "--root".as_ref(),
+                tree.as_os_str(),
+                "--manifest".as_ref(),
+                m.as_os_str(),
+                "--key".as_ref(),
+                release_key_file.as_os_str(),
+                "--rollout-key".as_ref(),
+                rollout_key_file.as_os_str(),
+            ],
+            &[],
+        );
+        assert!(ok, "{channel}: {err}");
+        let state = channel_state(&tree, rollout_key.public_key(), channel);
+        assert_eq!(state.rollout.percentage, pct, "{channel} in a static tree");
+        assert_eq!(
+            out.contains("publish again with --percentage 25"),
+            channel == "stable",
+            "{channel}: {out}"
+        );
+    }
+    // A bad setting is refused before anything starts.
+    let (ok, _, err) = railgun(
+        &[
+            "serve".as_ref(),
+            "--channel-stages".as_ref(),
+            "stable=10,50".as_ref(),
+        ],
+        &[],
+    );
+    assert!(!ok && err.contains("the last stage must be 100"), "{err}");
 }

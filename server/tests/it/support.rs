@@ -16,7 +16,7 @@
 use std::future::Future;
 use std::io::BufRead;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -319,43 +319,7 @@ impl TestServer {
 
     /// [`TestServer::release`] signed by `key` instead.
     pub fn release_signed_by(&self, r: &ReleaseSpec<'_>, key: &PrivateKey) -> SignedRelease {
-        let work = self
-            .dir
-            .path()
-            .join(format!("build-{}-{}", r.version, uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&work).expect("mkdir");
-        let file = format!("{}-{}-linux-x64.tar.gz", r.app, r.version);
-        let bytes: Vec<u8> = format!("payload of {} ", r.version)
-            .bytes()
-            .cycle()
-            .take(r.size)
-            .collect();
-        std::fs::write(work.join(&file), &bytes).expect("write");
-        let manifest = build_manifest(&ManifestSpec {
-            app: r.app.into(),
-            version: r.version.parse().expect("version"),
-            channel: r.channel.into(),
-            notes: format!("release {}", r.version),
-            artifacts: vec![ArtifactFile {
-                path: work.join(&file),
-                platform: Platform::Linux,
-                arch: Arch::X64,
-                format: Format::TarGz,
-            }],
-            base_url: r.base_url.map(str::to_string),
-            rollout: r.policy.clone(),
-            released_at: r.released_at,
-            sigstore_bundles: None,
-        })
-        .expect("manifest");
-        let envelope = sign_manifest(&manifest, &[key]).expect("sign");
-        SignedRelease {
-            app: r.app.into(),
-            version: r.version.into(),
-            envelope: serde_json::to_value(&envelope).expect("json"),
-            file,
-            bytes,
-        }
+        signed_release(self.dir.path(), r, key)
     }
 
     /// `PUT /admin/releases/{app}/{version}/artifacts/{file}` with the admin token.
@@ -408,6 +372,46 @@ impl Drop for TestServer {
         if self.config.database.starts_with("postgres") {
             db::drop_database(&self.config.database);
         }
+    }
+}
+
+/// Builds and signs with `key` a release of `r.version` with one artifact
+/// (`{app}-{version}-linux-x64.tar.gz`, `r.size` bytes of text) in a new folder under `parent`.
+pub fn signed_release(parent: &Path, r: &ReleaseSpec<'_>, key: &PrivateKey) -> SignedRelease {
+    let work = parent.join(format!("build-{}-{}", r.version, uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&work).expect("mkdir");
+    let file = format!("{}-{}-linux-x64.tar.gz", r.app, r.version);
+    let bytes: Vec<u8> = format!("payload of {} ", r.version)
+        .bytes()
+        .cycle()
+        .take(r.size)
+        .collect();
+    std::fs::write(work.join(&file), &bytes).expect("write");
+    let manifest = build_manifest(&ManifestSpec {
+        app: r.app.into(),
+        version: r.version.parse().expect("version"),
+        channel: r.channel.into(),
+        notes: format!("release {}", r.version),
+        artifacts: vec![ArtifactFile {
+            path: work.join(&file),
+            platform: Platform::Linux,
+            arch: Arch::X64,
+            format: Format::TarGz,
+        }],
+        base_url: r.base_url.map(str::to_string),
+        rollout: r.policy.clone(),
+        released_at: r.released_at,
+        sigstore_bundles: None,
+    })
+    .expect("manifest");
+    let envelope = sign_manifest(&manifest, &[key]).expect("sign");
+    SignedRelease {
+        app: r.app.into(),
+        version: r.version.into(),
+        envelope: serde_json::to_value(&envelope).expect("json"),
+        file,
+        bytes,
+        build: work,
     }
 }
 
@@ -469,6 +473,8 @@ pub struct SignedRelease {
     pub file: String,
     /// The artifact's bytes.
     pub bytes: Vec<u8>,
+    /// The folder that holds the artifact.
+    pub build: PathBuf,
 }
 
 /// `railgun serve` as a child process, killed (and reaped) on drop.
