@@ -1,15 +1,54 @@
 //! Server metrics in the Prometheus text format (`GET /metrics`).
 //!
 //! Owns the counters (requests by route and status, events ingested, duplicates, rejected,
-//! property values scrubbed), the ingest queue depth gauge and latency histograms per
-//! route. Labels are route templates and status codes only: never user ids, event
-//! properties or addresses.
+//! property values scrubbed), the ingest queue depth gauge, latency histograms per route,
+//! and [`track`], the layer that counts every request of the application. Labels are route
+//! templates and status codes only: never a raw path, user ids, event properties or
+//! addresses.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, OriginalUri, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+/// The label of a request: the template of the route that matched (`/analytics/users/{user_id}`),
+/// `/updates/{*path}` for the update tree, `/{*path}` for everything else (the tree at the
+/// root, unknown paths): never the path itself.
+pub fn route_label(matched: Option<&str>, path: &str) -> String {
+    match matched {
+        Some(m) => m.replace("{*__private__axum_nest_tail_param}", "{*path}"),
+        None if path == "/updates" || path.starts_with("/updates/") => "/updates/{*path}".into(),
+        None => "/{*path}".into(),
+    }
+}
+
+/// The layer counting every request (`railgun_http_requests_total`,
+/// `railgun_http_request_duration_seconds`) by route template and status; each request runs
+/// in a `request` span naming its method and route, so what a handler logs (an
+/// [`crate::api::ApiError`]'s cause) says where it happened.
+pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let path = match req.extensions().get::<OriginalUri>() {
+        Some(OriginalUri(uri)) => uri.path(),
+        None => req.uri().path(),
+    };
+    let route = route_label(
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+        path,
+    );
+    let span = tracing::info_span!("request", method = %req.method(), route = %route);
+    let started = Instant::now();
+    let res = next.run(req).instrument(span).await;
+    metrics.record_request(&route, res.status().as_u16(), started.elapsed());
+    res
+}
 
 /// Histogram bucket upper bounds, in seconds.
 pub const BUCKETS: &[f64] = &[
@@ -223,6 +262,19 @@ fn write_hist(s: &mut String, name: &str, labels: &str, h: &Histogram) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn route_labels_are_templates_never_paths() {
+        let l = route_label(Some("/analytics/users/{user_id}"), "/analytics/users/bob");
+        assert_eq!(l, "/analytics/users/{user_id}");
+        let nested = route_label(
+            Some("/updates/{*__private__axum_nest_tail_param}"),
+            "/updates/a/b",
+        );
+        assert_eq!(nested, "/updates/{*path}");
+        assert_eq!(route_label(None, "/updates/app/x.json"), "/updates/{*path}");
+        assert_eq!(route_label(None, "/bob/secret"), "/{*path}");
+    }
     use super::*;
 
     #[test]

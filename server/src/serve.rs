@@ -139,7 +139,11 @@ impl App {
         let router = analytics::routes(state.clone())
             .merge(crate::rollout::routes(rollouts.clone()))
             .merge(crate::dashboard::routes())
-            .merge(update_tree(config));
+            .merge(update_tree(config))
+            .layer(axum::middleware::from_fn_with_state(
+                state.metrics.clone(),
+                crate::metrics::track,
+            ));
         Ok(Self {
             router,
             state,

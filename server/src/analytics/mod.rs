@@ -15,10 +15,8 @@
 //! machine route.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{FromRef, MatchedPath, Request, State};
-use axum::middleware::{self, Next};
+use axum::extract::{FromRef, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -110,7 +108,8 @@ impl AppState {
     }
 }
 
-/// The analytics routes, `/metrics`, with request metrics on each.
+/// The analytics routes and `/metrics` (request metrics are counted by the app's layer,
+/// [`crate::metrics::track`]).
 pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/analytics/events", post(ingest::ingest))
@@ -126,21 +125,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/analytics/erasure", post(self_erasure))
         .route("/analytics/machines/{machine_id}", delete(delete_machine))
         .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
-}
-
-async fn track(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "other".into());
-    let started = Instant::now();
-    let res = next.run(req).await;
-    app.metrics
-        .record_request(&route, res.status().as_u16(), started.elapsed());
-    res
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {

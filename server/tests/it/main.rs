@@ -17,6 +17,7 @@ mod health_privacy;
 mod hostile_conn;
 mod hostile_support;
 mod hostile_tree;
+mod http_metrics;
 mod ingest_bounds;
 mod release_export;
 mod release_publish_server;
