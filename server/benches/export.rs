@@ -181,7 +181,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Peer: DuckDB re-encodes the same rows as zstd Parquet, 2 threads.
     let script = format!(
-        "import duckdb, time\ncon = duckdb.connect()\ncon.execute('SET threads = 2')\n\
+        "import duckdb, time\ncon = duckdb.connect()\ncon.execute('SET threads = 2')\ncon.execute('SET enable_progress_bar = false')\n\
          t = time.time()\n\
          con.execute(\"COPY (SELECT * FROM read_parquet('{0}/events/*/*.parquet')) TO '{0}/duck.parquet' (FORMAT parquet, COMPRESSION zstd)\")\n\
          print(time.time() - t)\n",
@@ -192,7 +192,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .output()
     {
         Ok(o) if o.status.success() => {
-            let s: f64 = String::from_utf8_lossy(&o.stdout).trim().parse()?;
+            // The time is the last line (DuckDB may print a progress bar before it).
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            let s: f64 = text
+                .lines()
+                .rev()
+                .find_map(|l| l.trim().parse().ok())
+                .ok_or("no time from duckdb")?;
             let peer = report.rows as f64 / s;
             let pbytes = std::fs::metadata(out.join("duck.parquet"))?.len();
             println!(
