@@ -2,87 +2,26 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use railgun_core::store::Store;
-use railgun_core::trust::{PublicKey, TrustedKeys};
-use railgun_core::update::{Arch, Platform, UpdateClient, UpdateConfig, UpdateDecision};
+use railgun_core::update::{UpdateClient, UpdateDecision};
 use railgun_core::Version;
 use serde_json::json;
 
+use super::client_args::{open_store, UpdateClientArgs};
 use super::CliResult;
 
 /// Arguments of `railgun check`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Base URL of the update tree.
-    #[arg(long)]
-    pub url: String,
-    /// App name.
-    #[arg(long)]
-    pub app: String,
-    /// Channel.
-    #[arg(long, default_value = "stable")]
-    pub channel: String,
-    /// Release public key(s) (file or inline, any accepted form; repeatable).
-    #[arg(long = "public-key", required = true)]
-    pub public_keys: Vec<String>,
-    /// Rollout public key(s) that sign channel states (default: the release keys).
-    #[arg(long = "rollout-public-key")]
-    pub rollout_public_keys: Vec<String>,
-    /// How many distinct release keys must sign.
-    #[arg(long, default_value_t = 1)]
-    pub threshold: usize,
+    /// Server, app, channel, keys, target.
+    #[command(flatten)]
+    pub client: UpdateClientArgs,
     /// The installed version.
     #[arg(long)]
     pub current_version: Version,
-    /// Platform (default: this one).
-    #[arg(long)]
-    pub platform: Option<Platform>,
-    /// Arch (default: this one).
-    #[arg(long)]
-    pub arch: Option<Arch>,
-    /// Install id used for bucketing (default: derived from the machine id).
-    #[arg(long)]
-    pub install_id: Option<String>,
-    /// Folder of the client state (highest sequence seen, …).
+    /// Folder of the client state (highest sequence seen, …; in memory without it).
     #[arg(long)]
     pub state: Option<PathBuf>,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Reads a key given inline or as a file path.
-pub fn read_public_key(s: &str) -> Result<PublicKey, Box<dyn std::error::Error + Send + Sync>> {
-    let path = std::path::Path::new(s);
-    if !s.starts_with("-----") && s.len() < 4096 && path.is_file() {
-        Ok(PublicKey::from_file(path)?)
-    } else {
-        Ok(PublicKey::parse(s)?)
-    }
-}
-
-/// Reads a set of trusted keys.
-pub fn trusted_keys(
-    keys: &[String],
-    threshold: usize,
-) -> Result<TrustedKeys, Box<dyn std::error::Error + Send + Sync>> {
-    let keys = keys
-        .iter()
-        .map(|k| read_public_key(k))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(TrustedKeys::new(keys, threshold)?)
-}
-
-/// Opens the client store in `dir` (or in memory without one).
-pub fn open_store(
-    dir: Option<&PathBuf>,
-) -> Result<Arc<Store>, Box<dyn std::error::Error + Send + Sync>> {
-    Ok(Arc::new(match dir {
-        Some(d) => Store::open(d.join("railgun.db"))?,
-        None => Store::open_in_memory()?,
-    }))
 }
 
 /// The JSON printed by `--json`.
@@ -119,22 +58,11 @@ pub fn decision_json(d: &UpdateDecision) -> serde_json::Value {
 
 /// Runs the command.
 pub async fn run(a: Args) -> CliResult {
-    let release_keys = trusted_keys(&a.public_keys, a.threshold)?;
-    let mut config = UpdateConfig::new(a.url, a.app, a.channel, a.current_version, release_keys);
-    if !a.rollout_public_keys.is_empty() {
-        config.rollout_keys = Some(trusted_keys(&a.rollout_public_keys, 1)?);
-    }
-    if let Some(p) = a.platform {
-        config.platform = p;
-    }
-    if let Some(ar) = a.arch {
-        config.arch = ar;
-    }
-    config.install_id = a.install_id;
+    let config = a.client.update_config(a.current_version)?;
     let store = open_store(a.state.as_ref())?;
     let client = UpdateClient::new(config, store)?;
     let decision = client.check().await?;
-    if a.json {
+    if a.client.common.json {
         println!("{}", decision_json(&decision));
     } else {
         match &decision.update {

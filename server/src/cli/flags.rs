@@ -11,7 +11,7 @@ use railgun_core::flags::{FeatureFlags, FlagsConfig};
 use railgun_core::Version;
 use serde_json::json;
 
-use super::check::{open_store, trusted_keys};
+use super::client_args::{open_store, trusted_keys};
 use super::CliResult;
 
 /// Arguments of `railgun flags`.

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 pub mod check;
+pub mod client_args;
 pub mod demo;
 pub mod export;
 pub mod flags;

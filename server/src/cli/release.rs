@@ -10,7 +10,7 @@ use railgun_core::update::channel::RolloutStatus;
 use railgun_core::update::manifest::RolloutPolicy;
 use railgun_core::Version;
 
-use super::check::trusted_keys;
+use super::client_args::TrustArgs;
 use super::CliResult;
 use crate::release::export::{self, TreeKeys};
 use crate::release::remote::{self, RemotePublish};
@@ -131,15 +131,9 @@ pub struct ExportArgs {
     /// Destination folder (replaced atomically; must be new, empty or a previous export).
     #[arg(long)]
     pub out: PathBuf,
-    /// Release public key(s) that sign manifests (file or inline; repeatable).
-    #[arg(long = "public-key", required = true)]
-    pub public_keys: Vec<String>,
-    /// Rollout public key(s) that sign channel states (default: the release keys).
-    #[arg(long = "rollout-public-key")]
-    pub rollout_public_keys: Vec<String>,
-    /// How many distinct release keys must sign a manifest.
-    #[arg(long, default_value_t = 1)]
-    pub threshold: usize,
+    /// Trusted keys and threshold.
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// Runs `railgun release …`.
@@ -313,12 +307,8 @@ async fn publish_server(a: PublishArgs) -> CliResult {
 }
 
 fn export_tree(a: ExportArgs) -> CliResult {
-    let release = trusted_keys(&a.public_keys, a.threshold)?;
-    let rollout = if a.rollout_public_keys.is_empty() {
-        release.clone()
-    } else {
-        trusted_keys(&a.rollout_public_keys, 1)?
-    };
+    let release = a.trust.release_keys()?;
+    let rollout = a.trust.rollout_keys()?.unwrap_or_else(|| release.clone());
     let keys = TreeKeys { release, rollout };
     let done = export::export(&a.root, &a.out, &keys, Utc::now())?;
     for skipped in &done.tree.skipped {

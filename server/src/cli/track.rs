@@ -17,17 +17,15 @@ use railgun_core::clock;
 use railgun_core::store::Store;
 use serde_json::json;
 
+use super::client_args::ClientArgs;
 use super::CliResult;
 
 /// Arguments of `railgun track`.
 #[derive(Debug, clap::Args)]
 pub struct TrackArgs {
-    /// Base URL of the analytics server.
-    #[arg(long)]
-    pub url: String,
-    /// App name (also the sampling seed).
-    #[arg(long)]
-    pub app: String,
+    /// Server, app, channel, output.
+    #[command(flatten)]
+    pub client: ClientArgs,
     /// Folder of the client state (railgun.db with the queue).
     #[arg(long)]
     pub state: PathBuf,
@@ -49,9 +47,6 @@ pub struct TrackArgs {
     /// App version on the events.
     #[arg(long, default_value = "0.0.0")]
     pub app_version: String,
-    /// Channel on the events.
-    #[arg(long, default_value = "stable")]
-    pub channel: String,
     /// User id (default: the install id).
     #[arg(long)]
     pub user_id: Option<String>,
@@ -61,9 +56,6 @@ pub struct TrackArgs {
     /// Log each event as `[Analytics] name {props}`.
     #[arg(long)]
     pub debug: bool,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Arguments of `railgun flush`.
@@ -124,10 +116,10 @@ pub fn run_track(a: TrackArgs) -> CliResult {
     };
     let store = Arc::new(Store::open(a.state.join("railgun.db"))?);
     let mut b = Analytics::builder()
-        .app(&a.app)
+        .app(&a.client.app)
         .version(&a.app_version)
-        .channel(&a.channel)
-        .url(&a.url)
+        .channel(&a.client.channel)
+        .url(&a.client.url)
         .store(store)
         .sample_rate(a.sample_rate)
         .default_consent(Consent::Granted)
@@ -158,7 +150,7 @@ pub fn run_track(a: TrackArgs) -> CliResult {
         last_error: last.last_error.or(report.last_error),
         ..report
     };
-    print(a.json, queued, &report);
+    print(a.client.json, queued, &report);
     Ok(ExitCode::SUCCESS)
 }
 

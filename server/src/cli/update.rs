@@ -14,39 +14,19 @@ use std::sync::Arc;
 use railgun_core::trust::sigstore::{
     IdentityMatcher, IdentityPolicy, SigstoreMode, SigstorePolicy, SigstoreVerifier,
 };
-use railgun_core::update::{
-    Arch, InstallMode, InstallRoot, Platform, Updater, UpdaterConfig, UpdaterEvent,
-};
+use railgun_core::update::{InstallMode, InstallRoot, Updater, UpdaterConfig, UpdaterEvent};
 use railgun_core::Version;
 use serde_json::json;
 
-use super::check::{open_store, trusted_keys};
+use super::client_args::{open_store, UpdateClientArgs};
 use super::CliResult;
 
 /// Arguments of `railgun update`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Base URL of the update tree.
-    #[arg(long)]
-    pub url: String,
-    /// App name.
-    #[arg(long)]
-    pub app: String,
-    /// Channel.
-    #[arg(long, default_value = "stable")]
-    pub channel: String,
-    /// Release public key(s) (file or inline; repeatable).
-    #[arg(long = "public-key", required = true)]
-    pub public_keys: Vec<String>,
-    /// Rollout public key(s) that sign channel states (default: the release keys).
-    #[arg(long = "rollout-public-key")]
-    pub rollout_public_keys: Vec<String>,
-    /// Platform (default: this one).
-    #[arg(long)]
-    pub platform: Option<Platform>,
-    /// Arch (default: this one).
-    #[arg(long)]
-    pub arch: Option<Arch>,
+    /// Server, app, channel, keys, target.
+    #[command(flatten)]
+    pub client: UpdateClientArgs,
     /// Sigstore bundle policy of the artifacts.
     #[command(flatten)]
     pub sigstore: SigstoreArgs,
@@ -60,12 +40,6 @@ pub struct Args {
     /// system's temporary directory).
     #[arg(long)]
     pub state: Option<PathBuf>,
-    /// Install id used for bucketing (default: derived from the machine id).
-    #[arg(long)]
-    pub install_id: Option<String>,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// The Sigstore policy of `railgun update`: when to check artifact bundles, and whose.
@@ -144,29 +118,12 @@ pub async fn run(a: Args) -> CliResult {
         .clone()
         .or_else(|| root.current_version())
         .unwrap_or_else(|| Version::new(0, 0, 0));
-    let keys = trusted_keys(&a.public_keys, 1)?;
-    let state_dir = a
-        .state
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("railgun-update-{}", a.app)));
+    let update = a.client.update_config(current.clone())?;
+    let json = a.client.common.json;
+    let state_dir = a.state.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("railgun-update-{}", a.client.common.app))
+    });
     std::fs::create_dir_all(&state_dir)?;
-    let mut update = railgun_core::update::UpdateConfig::new(
-        a.url.clone(),
-        a.app.clone(),
-        a.channel.clone(),
-        current.clone(),
-        keys,
-    );
-    update.install_id = a.install_id.clone();
-    if !a.rollout_public_keys.is_empty() {
-        update.rollout_keys = Some(trusted_keys(&a.rollout_public_keys, 1)?);
-    }
-    if let Some(p) = a.platform {
-        update.platform = p;
-    }
-    if let Some(ar) = a.arch {
-        update.arch = ar;
-    }
     let sigstore = a.sigstore.policy()?;
     let config = UpdaterConfig::new(update, &state_dir, &a.install_root);
     let store = open_store(Some(&state_dir))?;
@@ -176,7 +133,7 @@ pub async fn run(a: Args) -> CliResult {
     }
 
     let Some(available) = updater.check_for_updates().await? else {
-        if a.json {
+        if json {
             println!(
                 "{}",
                 json!({"updated": false, "version": current.to_string()})
@@ -187,7 +144,7 @@ pub async fn run(a: Args) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     };
 
-    let show_bar = !a.json && std::io::stderr().is_terminal();
+    let show_bar = !json && std::io::stderr().is_terminal();
     let bar = show_bar.then(|| {
         let b = indicatif::ProgressBar::new(available.artifact.size);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -220,7 +177,7 @@ pub async fn run(a: Args) -> CliResult {
         .install_update(InstallMode::Now)
         .await?
         .ok_or("install was deferred")?;
-    if a.json {
+    if json {
         println!(
             "{}",
             json!({

@@ -653,3 +653,75 @@ async fn cli_update_with_sigstore_required_refuses_an_artifact_without_a_bundle(
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_update_threshold_2_refuses_one_key_and_a_release_signed_by_one_of_two() {
+    let t = tempfile::tempdir().expect("tmp");
+    let tree = t.path().join("tree");
+    let key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    let other = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
+    release(t.path(), &tree, &key, "0.2.0");
+    let mut server = TestServer::tree(&tree).await;
+    let cli_root = t.path().join("cli-install");
+    let (pubkey, other_pub) = (t.path().join("release.pub"), t.path().join("other.pub"));
+    fs::write(&pubkey, key.public_key().to_pem()).expect("pub");
+    fs::write(&other_pub, other.public_key().to_pem()).expect("pub");
+    let run = |keys: Vec<std::path::PathBuf>, threshold: &'static str| {
+        let (url, root, state) = (server.url(), cli_root.clone(), t.path().join("state"));
+        tokio::task::spawn_blocking(move || {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_railgun"));
+            c.args([
+                "update",
+                "--url",
+                &url,
+                "--app",
+                "demo",
+                "--install-id",
+                "x",
+            ])
+            .args(["--threshold", threshold])
+            .arg("--install-root")
+            .arg(&root)
+            .arg("--state")
+            .arg(&state);
+            for k in &keys {
+                c.arg("--public-key").arg(k);
+            }
+            // The channel state is signed by the first key alone: the threshold of the
+            // release keys is what the manifest must meet.
+            c.arg("--rollout-public-key").arg(&keys[0]);
+            c.output().expect("run")
+        })
+    };
+    // One key cannot meet a threshold of 2: refused before any request.
+    let out = run(vec![pubkey.clone()], "2").await.expect("join");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("threshold 2 with 1 distinct key(s)"), "{err}");
+    // Two trusted release keys, threshold 2, a manifest signed by one of them: refused,
+    // nothing installed.
+    let out = run(vec![pubkey.clone(), other_pub.clone()], "2")
+        .await
+        .expect("join");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("release manifest signature refused"), "{err}");
+    assert!(err.contains("2 required"), "{err}");
+    assert!(
+        !cli_root.join("current").exists(),
+        "nothing may be installed: {err}"
+    );
+    // The same keys with threshold 1 accept it (the refusal was the threshold's).
+    let out = run(vec![pubkey, other_pub], "1").await.expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        InstallRoot::new(&cli_root).current_version(),
+        Some(Version::new(0, 2, 0))
+    );
+    server.stop().await;
+}
