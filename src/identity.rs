@@ -31,15 +31,46 @@ const FALLBACK_KEY_PREFIX: &str = "install_id_fallback:";
 /// assert_eq!(b, bucket("flag:new-composer", "user-1"));
 /// ```
 pub fn bucket(seed: &str, id: &str) -> u16 {
-    let mut h = Sha256::new();
-    h.update(seed.as_bytes());
-    h.update([0u8]);
-    h.update(id.as_bytes());
-    let digest = h.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    // The modulo keeps the value below 10 000, which always fits a u16.
-    (u64::from_be_bytes(first) % BUCKETS) as u16
+    BucketSeed::new(seed).bucket(id)
+}
+
+/// [`bucket`] with the seed already hashed: the SHA-256 state after `seed ‖ 0x00`, cloned for
+/// each id, so that bucketing many ids under one seed (a flag for every user) hashes the
+/// seed once and allocates nothing.
+///
+/// ```
+/// use railgun_core::identity::{bucket, BucketSeed};
+/// let seed = BucketSeed::new("flag:voice_messages");
+/// assert_eq!(seed.bucket("user-1"), bucket("flag:voice_messages", "user-1"));
+/// ```
+#[derive(Clone)]
+pub struct BucketSeed(Sha256);
+
+impl BucketSeed {
+    /// Absorbs `seed ‖ 0x00`.
+    pub fn new(seed: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update(seed.as_bytes());
+        h.update([0u8]);
+        Self(h)
+    }
+
+    /// The bucket of `id`: `u64::from_be_bytes(SHA-256(seed ‖ 0x00 ‖ id)[0..8]) % 10 000`.
+    pub fn bucket(&self, id: &str) -> u16 {
+        let mut h = self.0.clone();
+        h.update(id.as_bytes());
+        let digest = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        // The modulo keeps the value below 10 000, which always fits a u16.
+        (u64::from_be_bytes(first) % BUCKETS) as u16
+    }
+}
+
+impl std::fmt::Debug for BucketSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BucketSeed(..)")
+    }
 }
 
 /// The bucket threshold for a percentage: `round(p × 100)`, clamped to `0..=10 000`.

@@ -30,6 +30,7 @@ use crate::store::{Store, StoreError};
 use crate::trust::{Envelope, TrustedKeys, PAYLOAD_CONFIG};
 
 use super::cache::{self, CachedConfig};
+use super::compiled::CompiledConfig;
 use super::eval::{evaluate_all, parse_overrides, EvalContext, EvaluationDetails, Override};
 use super::notices::{announcement_in_force, maintenance_at, KillSwitch, MaintenanceStatus};
 use super::schema::{Announcement, RemoteConfig};
@@ -137,13 +138,18 @@ struct Entry {
     exposed: AtomicBool,
 }
 
+/// The per-install table: flag key → this user's answer (a fast keyed hasher: keys are short).
+type Table = HashMap<Box<str>, Entry, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct Snapshot {
     config: Option<Arc<RemoteConfig>>,
+    /// The same config compiled (seeds hashed, versions parsed) when it was accepted.
+    compiled: Option<Arc<CompiledConfig>>,
     /// The `ETag` and URL of the document, for `If-None-Match`.
     etag: Option<String>,
     url: Option<String>,
-    table: HashMap<String, Entry>,
+    table: Table,
 }
 
 #[derive(Default)]
@@ -346,7 +352,7 @@ impl FeatureFlags {
         self.read()
             .table
             .iter()
-            .map(|(k, e)| (k.clone(), e.details.value))
+            .map(|(k, e)| (k.to_string(), e.details.value))
             .collect()
     }
 
@@ -355,7 +361,7 @@ impl FeatureFlags {
         self.read()
             .table
             .iter()
-            .map(|(k, e)| (k.clone(), e.details.clone()))
+            .map(|(k, e)| (k.to_string(), e.details.clone()))
             .collect()
     }
 
@@ -466,9 +472,10 @@ impl FeatureFlags {
     fn rebuild(&self) {
         let mut guard = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
         let old = Arc::clone(&guard);
-        let table = self.table_for(old.config.as_deref());
+        let table = self.table_for(old.compiled.as_deref());
         *guard = Arc::new(Snapshot {
             config: old.config.clone(),
+            compiled: old.compiled.clone(),
             etag: old.etag.clone(),
             url: old.url.clone(),
             table,
@@ -477,7 +484,7 @@ impl FeatureFlags {
         self.changes.send_modify(|g| *g += 1);
     }
 
-    fn table_for(&self, config: Option<&RemoteConfig>) -> HashMap<String, Entry> {
+    fn table_for(&self, config: Option<&CompiledConfig>) -> Table {
         let overrides = lock(&self.overrides).clone();
         let exposed = lock(&self.exposed);
         evaluate_all(config, &self.ctx, &overrides)
@@ -485,7 +492,7 @@ impl FeatureFlags {
             .map(|(k, details)| {
                 let seen = exposed.contains(&k);
                 (
-                    k,
+                    k.into_boxed_str(),
                     Entry {
                         details,
                         exposed: AtomicBool::new(seen),
@@ -505,12 +512,14 @@ impl FeatureFlags {
     ) -> Result<bool, FlagsError> {
         let payload = self.verified_payload(raw)?;
         let config = RemoteConfig::parse(&payload)?;
+        let compiled = Arc::new(CompiledConfig::new(&config));
         // Evaluated under the write lock so a concurrent override change cannot be lost.
         let mut guard = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
-        let table = self.table_for(Some(&config));
+        let table = self.table_for(Some(&compiled));
         let changed = guard.config.as_deref() != Some(&config);
         *guard = Arc::new(Snapshot {
             config: Some(Arc::new(config)),
+            compiled: Some(compiled),
             etag,
             url,
             table,

@@ -16,17 +16,20 @@
 //! 9. variants: on, the variant picked by weight with `bucket("variant:{key}", userId)`, `SPLIT`;
 //! 10. on: `SPLIT` when the rollout is below 100 %, else `STATIC`.
 //!
-//! It does no I/O, reads no clock and allocates only for the result; the client
-//! precomputes every flag once per config so that `get` is a lookup.
+//! It does no I/O and reads no clock. The rules run on a config compiled once when it
+//! arrives ([`super::compiled`]: seeds hashed, versions parsed), so that evaluating for a new
+//! user allocates nothing; the client also precomputes every flag for its own user once per
+//! config, so that `get` is a lookup.
 
 use std::collections::{BTreeMap, HashMap};
 
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{bucket, in_percentage, BUCKETS};
+use crate::identity::BUCKETS;
 
-use super::schema::{parse_version_bound, Flag, RemoteConfig, Variant};
+use super::compiled::{CompiledConfig, CompiledFlag};
+use super::schema::{parse_version_bound, Flag, Variant};
 
 /// Why a flag evaluated the way it did (OpenFeature's reason names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -98,15 +101,6 @@ impl EvaluationDetails {
         }
     }
 
-    fn error(message: String) -> Self {
-        Self {
-            value: false,
-            variant: None,
-            reason: Reason::Error,
-            error_message: Some(message),
-        }
-    }
-
     /// The details of a key the config does not have.
     pub fn not_found() -> Self {
         Self::off(Reason::FlagNotFound)
@@ -159,6 +153,38 @@ pub fn parse_overrides(json: &str) -> Result<BTreeMap<String, Override>, String>
     })
 }
 
+/// A parsed `[minVersion, maxVersion]` (each bound optional and inclusive).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionRange {
+    min: Option<Version>,
+    max: Option<Version>,
+}
+
+impl VersionRange {
+    /// Parses the bounds leniently (`1.2`, `v1.2.3-beta.1`); an empty bound is no bound, an
+    /// unparseable one is an error naming it.
+    pub fn parse(min: Option<&str>, max: Option<&str>) -> Result<Self, String> {
+        let bound = |name: &str, s: Option<&str>| -> Result<Option<Version>, String> {
+            match s.map(str::trim).filter(|s| !s.is_empty()) {
+                None => Ok(None),
+                Some(s) => parse_version_bound(s)
+                    .map(Some)
+                    .ok_or_else(|| format!("{name} {s:?} is not a version")),
+            }
+        };
+        Ok(Self {
+            min: bound("minVersion", min)?,
+            max: bound("maxVersion", max)?,
+        })
+    }
+
+    /// Whether `version` lies inside (semver order: `1.2.0-beta.1 < 1.2.0`).
+    pub fn contains(&self, version: &Version) -> bool {
+        self.min.as_ref().is_none_or(|m| version >= m)
+            && self.max.as_ref().is_none_or(|m| version <= m)
+    }
+}
+
 /// Whether `version` lies inside `[min, max]` (each bound optional and inclusive);
 /// an unparseable bound is an error naming it.
 pub fn version_in_range(
@@ -166,17 +192,7 @@ pub fn version_in_range(
     min: Option<&str>,
     max: Option<&str>,
 ) -> Result<bool, String> {
-    let bound = |name: &str, s: Option<&str>| -> Result<Option<Version>, String> {
-        match s.map(str::trim).filter(|s| !s.is_empty()) {
-            None => Ok(None),
-            Some(s) => parse_version_bound(s)
-                .map(Some)
-                .ok_or_else(|| format!("{name} {s:?} is not a version")),
-        }
-    };
-    let min = bound("minVersion", min)?;
-    let max = bound("maxVersion", max)?;
-    Ok(min.is_none_or(|m| *version >= m) && max.is_none_or(|m| *version <= m))
+    Ok(VersionRange::parse(min, max)?.contains(version))
 }
 
 /// Picks a variant by weight for a bucket in `0..10 000`; `None` when the weights sum to 0.
@@ -207,70 +223,28 @@ pub fn choose_variant(variants: &[Variant], bucket: u16) -> Option<&Variant> {
 }
 
 /// Evaluates one flag for `ctx` (no override, no exposure).
+///
+/// Compiles the flag first: for one-off answers. Evaluating often (many users, every
+/// config) goes through [`CompiledConfig`], which compiles once.
 pub fn evaluate(flag: &Flag, ctx: &EvalContext, kill_switch: bool) -> EvaluationDetails {
-    if kill_switch {
-        return EvaluationDetails::off(Reason::KillSwitch);
-    }
-    if !flag.enabled {
-        return EvaluationDetails::off(Reason::Disabled);
-    }
-    match version_in_range(
-        &ctx.app_version,
-        flag.min_version.as_deref(),
-        flag.max_version.as_deref(),
-    ) {
-        Err(e) => return EvaluationDetails::error(format!("flag {:?}: {e}", flag.key)),
-        Ok(false) => return EvaluationDetails::off(Reason::VersionMismatch),
-        Ok(true) => {}
-    }
-    if let Some(p) = &flag.platforms {
-        if !p.iter().any(|p| p.eq_ignore_ascii_case(&ctx.platform)) {
-            return EvaluationDetails::off(Reason::Disabled);
-        }
-    }
-    if let Some(c) = &flag.channels {
-        if !c.iter().any(|c| c.eq_ignore_ascii_case(&ctx.channel)) {
-            return EvaluationDetails::off(Reason::Disabled);
-        }
-    }
-    let partial = flag.rollout_percentage < 100.0;
-    if partial
-        && !in_percentage(
-            bucket(&format!("flag:{}", flag.key), &ctx.user_id),
-            flag.rollout_percentage,
-        )
-    {
-        return EvaluationDetails::off(Reason::Split);
-    }
-    if !flag.variants.is_empty() {
-        let b = bucket(&format!("variant:{}", flag.key), &ctx.user_id);
-        return match choose_variant(&flag.variants, b) {
-            Some(v) => EvaluationDetails::on(Reason::Split, Some(v.name.clone())),
-            None => {
-                EvaluationDetails::error(format!("flag {:?}: variant weights sum to 0", flag.key))
-            }
-        };
-    }
-    EvaluationDetails::on(
-        if partial {
-            Reason::Split
-        } else {
-            Reason::Static
-        },
-        None,
-    )
+    CompiledFlag::new(flag)
+        .evaluate(ctx, kill_switch)
+        .to_details()
 }
 
 /// Evaluates every flag of `config` (and every override) for `ctx`.
 pub fn evaluate_all(
-    config: Option<&RemoteConfig>,
+    config: Option<&CompiledConfig>,
     ctx: &EvalContext,
     overrides: &BTreeMap<String, Override>,
 ) -> HashMap<String, EvaluationDetails> {
     let mut out = HashMap::new();
     if let Some(c) = config {
-        for f in &c.flags {
-            out.insert(f.key.clone(), evaluate(f, ctx, c.emergency_kill_switch));
+        for f in c.flags() {
+            out.insert(
+                f.key().to_string(),
+                f.evaluate(ctx, c.kill_switch()).to_details(),
+            );
         }
     }
     for (k, o) in overrides {

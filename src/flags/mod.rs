@@ -3,6 +3,8 @@
 //! * [`schema`] — the config document (the seed's JSON plus variants, platform/channel
 //!   filters, version ranges and announcement windows) and [`sign_config`];
 //! * [`eval`] — pure evaluation with OpenFeature-style reasons;
+//! * [`compiled`] — the config compiled when it arrives (seeds hashed, versions parsed), so
+//!   that evaluating for any user allocates nothing;
 //! * [`notices`] — announcements and maintenance windows;
 //! * [`cache`] — the last good document and announcement state in the client store;
 //! * [`client`] — [`FeatureFlags`]: fetching (ETag, size limit, DSSE), refresh, the
@@ -13,11 +15,13 @@
 
 pub mod cache;
 pub mod client;
+pub mod compiled;
 pub mod eval;
 pub mod notices;
 pub mod schema;
 
 pub use client::{FeatureFlags, FlagsConfig, RefreshOutcome};
+pub use compiled::{CompiledConfig, CompiledFlag, Evaluation};
 pub use eval::{EvalContext, EvaluationDetails, Override, Reason};
 pub use notices::{KillSwitch, MaintenanceStatus};
 pub use schema::{

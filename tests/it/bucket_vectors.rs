@@ -1,7 +1,9 @@
 //! The shared bucketing vectors (`tests/vectors/bucket.json`), generated once by an
 //! independent implementation; every binding checks the same file.
 
-use railgun_core::identity::{bucket, threshold};
+use std::collections::HashMap;
+
+use railgun_core::identity::{bucket, threshold, BucketSeed};
 use serde_json::Value;
 
 fn vectors() -> Value {
@@ -33,6 +35,26 @@ fn bucket_matches_every_shared_vector() {
         saw_max |= expected == 9999;
     }
     assert!(saw_zero && saw_max, "vectors cover both boundaries");
+}
+
+#[test]
+fn a_seed_hashed_once_serves_every_id() {
+    // One BucketSeed per seed, reused for every id in file order: the cloned midstate must
+    // never carry one id into the next.
+    let mut seeds: HashMap<String, BucketSeed> = HashMap::new();
+    for c in vectors()["vectors"].as_array().expect("vectors") {
+        let seed = c["seed"].as_str().expect("seed");
+        let id = c["id"].as_str().expect("id");
+        let state = seeds
+            .entry(seed.to_string())
+            .or_insert_with(|| BucketSeed::new(seed));
+        assert_eq!(
+            u64::from(state.bucket(id)),
+            c["bucket"].as_u64().expect("bucket"),
+            "seed {seed:?} id {id:?}"
+        );
+    }
+    assert!(seeds.len() >= 2, "the vectors use several seeds");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `FeatureFlags::get` does not allocate: a counting allocator watches this thread while
-//! flags with a rollout, a minVersion and variants are read.
+//! flags with a rollout, a minVersion and variants are read, and while a compiled config
+//! answers for many different users.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -65,4 +66,46 @@ fn get_does_not_allocate() {
     let d = flags.details("ab");
     assert!(allocations() > before);
     assert_eq!(d.variant.as_deref(), Some("a"));
+}
+
+#[test]
+fn evaluating_a_compiled_config_for_new_users_does_not_allocate() {
+    use railgun_core::flags::{CompiledConfig, EvalContext, RemoteConfig};
+    let config = CompiledConfig::new(
+        &RemoteConfig::parse(
+            br#"{"flags":[
+              {"key":"rollout","enabled":true,"rolloutPercentage":50,"minVersion":"1.2.0-beta.1"},
+              {"key":"ab","enabled":true,"rolloutPercentage":80,
+               "variants":[{"name":"a","weight":1},{"name":"b","weight":1}]}]}"#,
+        )
+        .expect("config"),
+    );
+    let users: Vec<EvalContext> = (0..1000)
+        .map(|i| EvalContext {
+            user_id: format!("user-{i}"),
+            app_version: "1.4.0".parse().expect("v"),
+            platform: "linux".into(),
+            channel: "stable".into(),
+        })
+        .collect();
+    let before = allocations();
+    let (mut on, mut variants) = (0, 0);
+    for ctx in &users {
+        on += usize::from(config.evaluate("rollout", ctx).value);
+        variants += usize::from(config.evaluate("ab", ctx).variant.is_some());
+        on += usize::from(config.evaluate("missing", ctx).value);
+    }
+    let after = allocations();
+    assert_eq!(
+        after - before,
+        0,
+        "evaluate allocated {} times",
+        after - before
+    );
+    // About half the users pass the 50 % rollout, about 80 % get a variant.
+    assert!((400..600).contains(&on), "{on} of 1000 on");
+    assert!(
+        (700..900).contains(&variants),
+        "{variants} of 1000 with a variant"
+    );
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use railgun_core::clock::ManualClock;
 use railgun_core::flags::eval::evaluate_all;
+use railgun_core::flags::CompiledConfig;
 use railgun_core::flags::{
     sign_config, EvalContext, FeatureFlags, FlagsConfig, FlagsForm, Reason, RemoteConfig,
 };
@@ -95,6 +96,7 @@ fn the_specification_config_document_is_accepted_and_evaluated_as_written() {
 
     let clock = ManualClock::new(at("2024-12-27T12:00:00Z"));
     // rolloutPercentage 50 over the one bucketing function, seed "flag:{key}".
+    let compiled = CompiledConfig::new(&c);
     let mut on = 0;
     for i in 0..1000 {
         let ctx = EvalContext {
@@ -103,7 +105,7 @@ fn the_specification_config_document_is_accepted_and_evaluated_as_written() {
             platform: "darwin".into(),
             channel: "stable".into(),
         };
-        let all = evaluate_all(Some(&c), &ctx, &BTreeMap::new());
+        let all = evaluate_all(Some(&compiled), &ctx, &BTreeMap::new());
         let d = &all["voice_messages"];
         let inside = in_percentage(bucket("flag:voice_messages", &ctx.user_id), 50.0);
         assert_eq!(
