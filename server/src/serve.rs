@@ -49,8 +49,9 @@ pub struct ServerConfig {
     pub queue_capacity: usize,
     /// The clock (tests inject a manual one).
     pub clock: SharedClock,
-    /// Where alerts are posted (Slack-compatible JSON; `RAILGUN_ALERT_WEBHOOK`).
-    pub alert_webhook: Option<String>,
+    /// Where and how alerts are delivered (destinations, backoff); its clock is replaced
+    /// by `clock`.
+    pub alerts: crate::alerts::AlertConfig,
     /// Private key signing channel states (`--rollout-key`, `RAILGUN_ROLLOUT_KEY_FILE`);
     /// without it the rollout admin routes answer 503.
     pub rollout_key: Option<PathBuf>,
@@ -84,7 +85,7 @@ impl Default for ServerConfig {
             run_retention: true,
             queue_capacity: queue::DEFAULT_CAPACITY,
             clock: railgun_core::clock::system(),
-            alert_webhook: None,
+            alerts: crate::alerts::AlertConfig::default(),
             rollout_key: None,
             release_public_keys: Vec::new(),
             rollout_interval: crate::rollout::DEFAULT_INTERVAL,

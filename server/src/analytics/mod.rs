@@ -72,7 +72,13 @@ impl AppState {
     pub fn start(config: &ServerConfig, store: SharedStore) -> Self {
         let clock = config.clock.clone();
         let retention = config.retention;
-        let alerts = Alerter::new(config.alert_webhook.clone());
+        let alerts = Alerter::start(
+            crate::alerts::AlertConfig {
+                clock: clock.clone(),
+                ..config.alerts.clone()
+            },
+            store.clone(),
+        );
         let metrics = Arc::new(Metrics::default());
         let queue = Arc::new(IngestQueue::start(
             store.clone(),
@@ -80,6 +86,8 @@ impl AppState {
             config.queue_capacity,
         ));
         queue.alert_backlog(alerts.clone(), queue::BACKLOG_ALERT_EVENTS);
+        // The queue starts empty: a backlog alert left firing by the previous process is over.
+        alerts.send_clear(queue::BACKLOG_ALERT_KEY);
         alerts.attach_metrics(metrics.clone());
         let task = config
             .run_retention

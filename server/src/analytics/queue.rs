@@ -29,10 +29,12 @@ pub const MAX_GROUP_EVENTS: usize = 2_000;
 pub const DEFAULT_CAPACITY: usize = 10_000;
 /// Backlog, in events, past which the analytics backlog alert fires (the seed's table).
 pub const BACKLOG_ALERT_EVENTS: usize = 10_000;
+/// The alert condition's key (one per server database).
+pub const BACKLOG_ALERT_KEY: &str = "analytics_backlog";
 
-/// Sends one [`AlertKind::AnalyticsBacklog`] alert when the backlog passes its threshold,
-/// and re-arms once the backlog fell back to half of it (so a queue hovering around the
-/// threshold raises one alert, not one per request).
+/// Raises one [`AlertKind::AnalyticsBacklog`] alert when the backlog passes its threshold,
+/// and resolves it once the backlog fell back to half of it (so a queue hovering around
+/// the threshold raises one alert, not one per request).
 #[derive(Debug)]
 pub struct BacklogAlarm {
     alerter: Alerter,
@@ -57,25 +59,28 @@ impl BacklogAlarm {
             if self.raised.swap(true, Ordering::AcqRel) {
                 return false;
             }
-            self.alerter.send(Alert {
-                kind: AlertKind::AnalyticsBacklog,
-                title: format!("analytics ingest backlog over {} events", self.threshold),
-                text: format!(
-                    "{depth} events waiting or refused (queue capacity {capacity}); uploads \
+            self.alerter.send(
+                BACKLOG_ALERT_KEY,
+                Alert {
+                    kind: AlertKind::AnalyticsBacklog,
+                    title: format!("analytics ingest backlog over {} events", self.threshold),
+                    text: format!(
+                        "{depth} events waiting or refused (queue capacity {capacity}); uploads \
                      past the capacity get 503 and are retried by clients. Check the \
                      database's write latency (railgun_store_commit_duration_seconds)."
-                ),
-                fields: vec![
-                    ("backlog".into(), depth.to_string()),
-                    ("capacity".into(), capacity.to_string()),
-                    ("threshold".into(), self.threshold.to_string()),
-                ],
-                event: None,
-            });
+                    ),
+                    fields: vec![
+                        ("backlog".into(), depth.to_string()),
+                        ("capacity".into(), capacity.to_string()),
+                        ("threshold".into(), self.threshold.to_string()),
+                    ],
+                    event: None,
+                },
+            );
             true
         } else {
-            if depth <= self.threshold / 2 {
-                self.raised.store(false, Ordering::Release);
+            if depth <= self.threshold / 2 && self.raised.swap(false, Ordering::AcqRel) {
+                self.alerter.send_clear(BACKLOG_ALERT_KEY);
             }
             false
         }

@@ -31,9 +31,32 @@ pub struct Args {
     /// Days aggregates are kept.
     #[arg(long, default_value_t = 365)]
     pub aggregates_retention_days: u32,
-    /// Webhook receiving alerts as Slack-compatible JSON.
-    #[arg(long, env = "RAILGUN_ALERT_WEBHOOK")]
-    pub alert_webhook: Option<String>,
+    /// Webhook receiving alerts as Slack-compatible JSON (repeatable; the variable takes
+    /// several separated by commas).
+    #[arg(
+        long = "alert-webhook",
+        env = "RAILGUN_ALERT_WEBHOOK",
+        value_delimiter = ','
+    )]
+    pub alert_webhooks: Vec<String>,
+    /// Webhook receiving alerts as plain JSON (repeatable).
+    #[arg(
+        long = "alert-json-webhook",
+        env = "RAILGUN_ALERT_JSON_WEBHOOK",
+        value_delimiter = ','
+    )]
+    pub alert_json_webhooks: Vec<String>,
+    /// PagerDuty Events API v2 routing key: alerts trigger and resolve incidents (repeatable).
+    #[arg(
+        long = "pagerduty-routing-key",
+        env = "RAILGUN_PAGERDUTY_ROUTING_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub pagerduty_routing_keys: Vec<String>,
+    /// PagerDuty events endpoint (default: PagerDuty's; point it at a proxy or a test receiver).
+    #[arg(long, env = "RAILGUN_PAGERDUTY_URL", default_value = crate::alerts::PAGERDUTY_EVENTS_URL)]
+    pub pagerduty_url: String,
     /// Private key (PKCS#8 PEM) signing channel states for the rollout engine.
     #[arg(long, env = "RAILGUN_ROLLOUT_KEY_FILE")]
     pub rollout_key: Option<PathBuf>,
@@ -105,7 +128,23 @@ pub async fn run(a: Args) -> CliResult {
             aggregates_days: a.aggregates_retention_days,
             ..RetentionConfig::default()
         },
-        alert_webhook: a.alert_webhook,
+        alerts: crate::alerts::AlertConfig::new(
+            a.alert_webhooks
+                .into_iter()
+                .map(|url| crate::alerts::Destination::Slack { url })
+                .chain(a.pagerduty_routing_keys.into_iter().map(|routing_key| {
+                    crate::alerts::Destination::PagerDuty {
+                        url: a.pagerduty_url.clone(),
+                        routing_key,
+                    }
+                }))
+                .chain(
+                    a.alert_json_webhooks
+                        .into_iter()
+                        .map(|url| crate::alerts::Destination::Json { url }),
+                )
+                .collect(),
+        ),
         rollout_key: a.rollout_key,
         release_public_keys: a.release_public_keys,
         rollout_interval: std::time::Duration::from_secs(a.rollout_interval_secs.max(1)),

@@ -2,7 +2,7 @@
 //! in its stage, what should happen next.
 //!
 //! Owns [`Health`] (installs, rates, Wilson bounds, the health score), [`judge`] (halt /
-//! advance / complete / high-error-rate warning) and [`low_adoption`]. No I/O and no clock
+//! advance / complete), [`high_error_rate`] and [`low_adoption`]. No I/O and no clock
 //! here: [`super::Rollouts::evaluate`] reads the store and the injected clock, calls these,
 //! and records what they decide. The rules (issue 8, DESIGN.md "Rollout health"):
 //!
@@ -11,9 +11,10 @@
 //! * **advance** to the next stage (10 → 25 → 50 → 100 % by default) when `stageHours`
 //!   passed in the stage, installs ≥ `minInstalls` and both upper bounds are below the
 //!   limits; at 100 % the same test marks the rollout **complete**;
-//! * **high error rate** (a warning, once per stage) when a point estimate is above its
-//!   limit but the evidence does not (yet) halt;
-//! * **low adoption** (once per rollout) when, 48 h after the start, fewer than 10 % of the
+//! * **high error rate** ([`high_error_rate`], the condition; `super::alerting` times it):
+//!   installs ≥ `minInstalls` and the error rate above `maxErrorRate` — an alert once it
+//!   held for 15 minutes, never a halt by itself;
+//! * **low adoption** when, 48 h after the start, fewer than 10 % of the
 //!   expected installs (the channel's installs reporting in the last 7 days, any version,
 //!   × the percentage) run the release.
 //!
@@ -125,11 +126,6 @@ pub enum Verdict {
         /// Why.
         reason: String,
     },
-    /// A rate is high but not conclusive: warn (once per stage).
-    HighErrorRate {
-        /// Why.
-        reason: String,
-    },
     /// Nothing to do yet.
     Wait,
 }
@@ -145,8 +141,6 @@ pub struct RuleInput<'a> {
     pub health: &'a Health,
     /// Time spent in the current stage.
     pub in_stage: Duration,
-    /// Whether the high-error-rate warning was already sent in this stage.
-    pub warned: bool,
 }
 
 /// The next stage above `percentage`, if any.
@@ -162,7 +156,7 @@ pub fn stage_index(stages: &[f64], percentage: f64) -> usize {
         .unwrap_or(0)
 }
 
-/// Applies the halt / advance / complete / warning rules, in that order.
+/// Applies the halt / advance / complete rules, in that order.
 pub fn judge(i: RuleInput<'_>) -> Verdict {
     let p = i.policy;
     let h = i.health;
@@ -204,25 +198,23 @@ pub fn judge(i: RuleInput<'_>) -> Verdict {
             None => Verdict::Complete { reason },
         };
     }
-    if !i.warned
-        && h.installs > 0
-        && (h.error_rate > p.max_error_rate || h.crash_rate > p.max_crash_rate)
-    {
-        return Verdict::HighErrorRate {
-            reason: format!(
-                "error rate {:.2} % (limit {:.2} %), crash rate {:.2} % (limit {:.2} %) over {} installs; not yet conclusive (min {} installs, lower bounds {:.2} % / {:.2} %)",
-                h.error_rate * 100.0,
-                p.max_error_rate * 100.0,
-                h.crash_rate * 100.0,
-                p.max_crash_rate * 100.0,
-                h.installs,
-                p.min_installs,
-                h.error.lower * 100.0,
-                h.crash.lower * 100.0
-            ),
-        };
-    }
     Verdict::Wait
+}
+
+/// The High Error Rate condition: `Some(reason)` when at least `minInstalls` installs
+/// reported (the halt's guard: no alert on noise) and the error rate is above
+/// `maxErrorRate` (5 % by default). `super::alerting` fires it once it held for 15 minutes.
+pub fn high_error_rate(h: &Health, p: &RolloutPolicy) -> Option<String> {
+    (h.installs >= p.min_installs && h.error_rate > p.max_error_rate).then(|| {
+        format!(
+            "error rate {:.2} % above the {:.2} % limit over {} installs (95 % bounds {:.2} – {:.2} %)",
+            h.error_rate * 100.0,
+            p.max_error_rate * 100.0,
+            h.installs,
+            h.error.lower * 100.0,
+            h.error.upper * 100.0
+        )
+    })
 }
 
 /// The low-adoption rule: `Some(reason)` when, [`LOW_ADOPTION_AFTER_HOURS`] after the start,
@@ -266,27 +258,20 @@ mod tests {
             percentage: pct,
             health: &health,
             in_stage: Duration::hours(hours),
-            warned: false,
         })
     }
 
     #[test]
     fn halt_needs_enough_installs_and_a_conclusive_lower_bound() {
-        // 2 errors in 3 installs: 67 %, but 3 < minInstalls (50): only a warning.
-        assert!(matches!(
-            run(counts(3, 2, 0), 10.0, 1),
-            Verdict::HighErrorRate { .. }
-        ));
+        // 2 errors in 3 installs: 67 %, but 3 < minInstalls (50): nothing.
+        assert_eq!(run(counts(3, 2, 0), 10.0, 1), Verdict::Wait);
         // 80 in 1 000: lower bound 6.5 % > 5 %.
         assert!(matches!(
             run(counts(1000, 80, 0), 10.0, 1),
             Verdict::Halt { .. }
         ));
         // 60 in 1 000: 6 % observed, lower bound 4.7 %: not conclusive.
-        assert!(matches!(
-            run(counts(1000, 60, 0), 10.0, 1),
-            Verdict::HighErrorRate { .. }
-        ));
+        assert_eq!(run(counts(1000, 60, 0), 10.0, 1), Verdict::Wait);
         // Crashes: 20 of 1 000 (2 %, lower bound 1.3 % > 1 %).
         assert!(matches!(
             run(counts(1000, 0, 20), 10.0, 1),
@@ -320,17 +305,16 @@ mod tests {
     }
 
     #[test]
-    fn warning_is_sent_once_per_stage() {
+    fn high_error_rate_needs_min_installs_and_a_rate_above_the_limit() {
         let p = RolloutPolicy::default();
-        let health = Health::new(counts(3, 2, 0), &p);
-        let v = judge(RuleInput {
-            policy: &p,
-            percentage: 10.0,
-            health: &health,
-            in_stage: Duration::hours(1),
-            warned: true,
-        });
-        assert_eq!(v, Verdict::Wait);
+        let h = |n, e| Health::new(counts(n, e, 0), &p);
+        assert!(high_error_rate(&h(3, 2), &p).is_none(), "3 < minInstalls");
+        assert!(
+            high_error_rate(&h(1000, 50), &p).is_none(),
+            "5 % is not above 5 %"
+        );
+        assert!(high_error_rate(&h(1000, 51), &p).is_some());
+        assert!(high_error_rate(&h(50, 3), &p).is_some());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! the sequence, a file system error) is logged and the others are still evaluated.
 
 use super::*;
+use crate::store::alerts::AlertWrite;
 
 impl Rollouts {
     // ---- the engine -----------------------------------------------------------------
@@ -23,6 +24,9 @@ impl Rollouts {
             if let Err(e) = self.evaluate_channel(&ch, &mut out).await {
                 tracing::warn!(app = %ch.app, channel = %ch.channel, error = %e, "rollout evaluation failed");
             }
+        }
+        if let Err(e) = self.sweep_alerts(&mut out).await {
+            tracing::warn!(error = %e, "rollout alerts not evaluated");
         }
         Ok(out)
     }
@@ -91,7 +95,6 @@ impl Rollouts {
             percentage: r.percentage,
             health: &h,
             in_stage: now - from_ms(r.stage_started_ms),
-            warned: r.high_error_alerted,
         });
         let from = r.percentage;
         let decision = match verdict {
@@ -114,63 +117,29 @@ impl Rollouts {
                 self.commit(&r, Some(d.clone())).await?;
                 d
             }
-            engine::Verdict::HighErrorRate { reason } => {
-                r.high_error_alerted = true;
-                let d = self.decision(&r, "high_error_rate", Actor::Engine, from, &h, reason);
-                self.note(&r, d.clone()).await?;
-                self.inner.alerts.send(Alert {
-                    kind: AlertKind::HighErrorRate,
-                    title: format!("{} {} ({}): high error rate", r.app, r.version, r.channel),
-                    text: d.reason.clone(),
-                    fields: alert_fields(&r, &h, &policy),
-                    event: Some(d.id.clone()),
-                });
-                d
-            }
-            engine::Verdict::Wait => {
-                if r.low_adoption_alerted {
-                    return Ok(None);
-                }
-                let since = now - Duration::days(engine::LOW_ADOPTION_POPULATION_DAYS);
-                let population = self
-                    .inner
-                    .store
-                    .channel_population(r.app.clone(), r.channel.clone(), to_ms(since))
-                    .await?;
-                let Some(reason) = engine::low_adoption(
-                    h.installs,
-                    population,
-                    r.percentage,
-                    now - from_ms(r.started_ms),
-                ) else {
-                    return Ok(None);
-                };
-                r.low_adoption_alerted = true;
-                let d = self.decision(&r, "low_adoption", Actor::Engine, from, &h, reason);
-                self.note(&r, d.clone()).await?;
-                self.inner.alerts.send(Alert {
-                    kind: AlertKind::LowAdoption,
-                    title: format!("{} {} ({}): low adoption", r.app, r.version, r.channel),
-                    text: d.reason.clone(),
-                    fields: alert_fields(&r, &h, &policy),
-                    event: Some(d.id.clone()),
-                });
-                d
-            }
+            engine::Verdict::Wait => return Ok(None),
         };
         Ok(Some(decision))
     }
 
-    /// Records a decision and rollout flags without signing a new state.
-    pub(super) async fn note(&self, r: &RolloutRow, d: Decision) -> Result<(), RolloutError> {
+    /// Records a decision, rollout flags and the alert the decision raises, without
+    /// signing a new state.
+    pub(super) async fn note(
+        &self,
+        r: &RolloutRow,
+        d: Decision,
+        alerts: AlertWrite,
+    ) -> Result<(), RolloutError> {
         self.inner
             .store
             .commit_change(RolloutChange {
                 rollout: Some(r.clone()),
                 channel: None,
                 decision: Some(d.clone()),
+                alerts: alerts.clone(),
             })
             .await?;
+        self.inner.alerts.committed(&alerts);
         let _ = self.inner.decisions.send(d);
         Ok(())
     }

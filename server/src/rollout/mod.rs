@@ -63,6 +63,7 @@ use crate::serve::ServerConfig;
 use crate::store::rollout::{from_ms, to_ms, ChannelRow, HealthRow, RolloutChange, RolloutRow};
 use crate::store::{SharedStore, StoreError};
 
+mod alerting;
 pub mod engine;
 mod evaluate;
 pub mod registry;
@@ -71,6 +72,7 @@ mod state;
 pub mod wilson;
 
 pub use crate::store::rollout::Decision;
+pub use alerting::HIGH_ERROR_RATE_MINUTES;
 pub use engine::Health;
 pub use routes::routes;
 pub use wilson::Bounds;

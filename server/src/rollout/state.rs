@@ -13,6 +13,7 @@
 //! without a fallback release, and any change when no rollout key is configured.
 
 use super::*;
+use crate::store::alerts::AlertWrite;
 
 impl Rollouts {
     // ---- changes --------------------------------------------------------------------
@@ -138,6 +139,17 @@ impl Rollouts {
         r: &RolloutRow,
         decision: Option<Decision>,
     ) -> Result<ChannelState, RolloutError> {
+        self.commit_with(r, decision, AlertWrite::default()).await
+    }
+
+    /// [`Rollouts::commit`] with the alerts the decision raises or resolves, in its
+    /// transaction.
+    pub(super) async fn commit_with(
+        &self,
+        r: &RolloutRow,
+        decision: Option<Decision>,
+        alerts: AlertWrite,
+    ) -> Result<ChannelState, RolloutError> {
         let key = self.signer()?;
         let now = self.now();
         let prev = self
@@ -171,6 +183,7 @@ impl Rollouts {
                 rollout: Some(r.clone()),
                 channel: Some((row, prev_seq)),
                 decision,
+                alerts: alerts.clone(),
             })
             .await?;
         if !ok {
@@ -179,6 +192,7 @@ impl Rollouts {
                 r.app, r.channel
             )));
         }
+        self.inner.alerts.committed(&alerts);
         self.write_channel(&r.app, &r.channel, envelope).await?;
         if let Some(d) = decision_copy {
             let _ = self.inner.decisions.send(d);
@@ -407,17 +421,8 @@ impl Rollouts {
         r.status = "halted".into();
         r.updated_ms = to_ms(self.now());
         let d = self.decision(&r, "halt", actor, r.percentage, &h, reason);
-        self.commit(&r, Some(d.clone())).await?;
-        self.inner.alerts.send(Alert {
-            kind: AlertKind::RolloutHalted,
-            title: format!(
-                "{} {} ({}) halted at {} %",
-                r.app, r.version, r.channel, r.percentage
-            ),
-            text: d.reason.clone(),
-            fields: alert_fields(&r, &h, &policy),
-            event: Some(d.id.clone()),
-        });
+        let alert = self.halt_alert(&r, &h, &policy, &d);
+        self.commit_with(&r, Some(d.clone()), alert).await?;
         Ok(d)
     }
 
@@ -457,7 +462,10 @@ impl Rollouts {
             &h,
             reason.unwrap_or_else(|| "resumed by an admin".into()),
         );
-        self.commit(&r, Some(d)).await?;
+        let resolved = self
+            .resolve_alert(&alerting::alert_key(AlertKind::RolloutHalted, &r))
+            .await?;
+        self.commit_with(&r, Some(d), resolved).await?;
         self.status(app, channel, &r.version).await
     }
 

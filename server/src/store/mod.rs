@@ -29,11 +29,13 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
+pub mod alerts;
 pub mod export;
 pub mod postgres;
 pub mod rollout;
 pub mod sqlite;
 
+pub use alerts::AlertStore;
 pub use export::ExportStore;
 pub use rollout::RolloutStore;
 
@@ -225,8 +227,10 @@ pub fn day_of(t: DateTime<Utc>) -> i32 {
 
 /// What the server needs from its database.
 /// The rollout engine's tables ([`RolloutStore`]) and the export's watermarks
-/// ([`ExportStore`]) live in the same database.
-pub trait AnalyticsStore: RolloutStore + ExportStore + Send + Sync + std::fmt::Debug {
+/// ([`ExportStore`]) and the alert outbox ([`AlertStore`]) live in the same database.
+pub trait AnalyticsStore:
+    RolloutStore + ExportStore + AlertStore + Send + Sync + std::fmt::Debug
+{
     /// Writes events in one transaction; `true` for each event that was new, `false` for a
     /// duplicate id (already stored, or earlier in the same call).
     fn insert_events(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, Vec<bool>>;

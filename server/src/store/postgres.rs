@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Statement};
 
+mod alerts;
 mod export;
 
 use super::rollout::{
@@ -283,6 +284,8 @@ pub const MIGRATIONS: &[&str] = &[
         updated     BIGINT NOT NULL,
         PRIMARY KEY (destination, tbl)
      );",
+    // 6: the durable alert outbox and the watched alert conditions (`crate::store::alerts`).
+    alerts::MIGRATION,
 ];
 
 const USER_TABLES: &[&str] = &[
@@ -1187,6 +1190,7 @@ impl RolloutStore for PostgresStore {
                 )
                 .await?;
             }
+            alerts::apply(&tx, &ch.alerts).await?;
             tx.commit().await?;
             Ok(true)
         })

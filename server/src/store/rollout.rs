@@ -219,6 +219,9 @@ pub struct RolloutChange {
     pub channel: Option<(ChannelRow, Option<i64>)>,
     /// The decision to log.
     pub decision: Option<Decision>,
+    /// Alerts raised or resolved by the change (the outbox rows and alert states), written
+    /// in the same transaction: an alert about a decision exists exactly when it does.
+    pub alerts: super::alerts::AlertWrite,
 }
 
 /// The rollout engine's tables.

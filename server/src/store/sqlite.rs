@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod alerts;
 mod export;
 
 use super::rollout::{
@@ -244,6 +245,8 @@ pub const MIGRATIONS: &[&str] = &[
         updated     INTEGER NOT NULL,
         PRIMARY KEY (destination, tbl)
      ) WITHOUT ROWID;",
+    // 6: the durable alert outbox and the watched alert conditions (`crate::store::alerts`).
+    alerts::MIGRATION,
 ];
 
 const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (id, name, category, user_id, \
@@ -895,6 +898,7 @@ fn commit(c: &mut Connection, ch: RolloutChange) -> rusqlite::Result<bool> {
                 d.crash_lower, d.crash_upper, d.reason, key],
         )?;
     }
+    alerts::apply(&tx, &ch.alerts)?;
     tx.commit()?;
     Ok(true)
 }

@@ -318,6 +318,7 @@ impl Harness {
                 rollout: Some(rollout),
                 channel: None,
                 decision: Some(decision),
+                alerts: Default::default(),
             })
             .await
             .expect("commit");

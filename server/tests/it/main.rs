@@ -1,7 +1,6 @@
 //! Every integration test of this crate in one binary (one link, one file on disk:
 //! thirty-odd binaries filled CI's disk). Each module is one former `tests/*.rs` file.
 
-mod alerts;
 mod analytics_scale;
 mod analytics_suite;
 mod auth_matrix;
@@ -19,6 +18,8 @@ mod hostile_support;
 mod hostile_tree;
 mod http_metrics;
 mod ingest_bounds;
+mod ops_alerts;
+mod ops_outbox;
 mod release_export;
 mod release_publish_server;
 mod require_all;

@@ -228,17 +228,15 @@ async fn halt_rule_ignores_2_errors_in_3_installs_and_fires_on_80_in_1000() {
 
     // 2 errors in 3 installs: 67 %, but 3 installs < minInstalls (50): no halt.
     h.reports(0, 3, "1.1.0", 2, 0).await;
+    // Nor a High Error Rate alert: the same minimum-installs guard (ops_alerts tests it).
     let d = h.evaluate().await;
-    assert_eq!(actions(&d), ["high_error_rate"], "{d:?}");
-    assert_eq!(d[0]["installs"], 3);
+    assert!(d.is_empty(), "{d:?}");
     let st = h.status("1.1.0").await;
     assert_eq!(st["status"], "active");
     assert_eq!(st["totalInstalls"], 3);
     assert_eq!(st["installsWithErrors"], 2);
     assert!(st["errorRateBounds"]["lower"].as_f64().expect("f") > 0.2);
     assert_eq!(h.channel_state().rollout.status, RolloutStatus::Active);
-    // The warning is not repeated within the stage.
-    assert!(h.evaluate().await.is_empty());
 
     // 80 errors in 1 000 installs: Wilson lower bound 6.47 % > 5 %.
     h.reports(3, 997, "1.1.0", 78, 0).await;
@@ -254,7 +252,7 @@ async fn halt_rule_ignores_2_errors_in_3_installs_and_fires_on_80_in_1000() {
     assert_eq!(st["healthScore"], 0);
     assert_eq!(
         actions(st["decisions"].as_array().expect("a")),
-        ["halt", "high_error_rate", "start"]
+        ["halt", "start"]
     );
     let state = h.channel_state();
     assert_eq!(state.rollout.status, RolloutStatus::Halted);

@@ -196,6 +196,7 @@ async fn changes_are_atomic_and_sequences_compare_and_set(kind: Kind) {
             rollout: Some(rollout("1.0.0", 10.0, 1000)),
             channel: Some((channel("1.0.0", 1), None)),
             decision: Some(decision("1.0.0", "start", t(1000))),
+            alerts: Default::default(),
         })
         .await
         .expect("commit");
@@ -206,6 +207,7 @@ async fn changes_are_atomic_and_sequences_compare_and_set(kind: Kind) {
             rollout: Some(rollout("1.0.0", 50.0, 1000)),
             channel: Some((channel("1.0.0", 1), None)),
             decision: Some(decision("1.0.0", "advance", t(2000))),
+            alerts: Default::default(),
         })
         .await
         .expect("commit");
@@ -216,6 +218,7 @@ async fn changes_are_atomic_and_sequences_compare_and_set(kind: Kind) {
             rollout: Some(rollout("1.0.0", 50.0, 1000)),
             channel: Some((channel("1.0.0", 2), Some(0))),
             decision: Some(decision("1.0.0", "advance", t(2000))),
+            alerts: Default::default(),
         })
         .await
         .expect("commit");
@@ -244,6 +247,7 @@ async fn changes_are_atomic_and_sequences_compare_and_set(kind: Kind) {
             rollout: Some(advanced.clone()),
             channel: Some((channel("1.0.0", 2), Some(1))),
             decision: Some(decision("1.0.0", "advance", t(2000))),
+            alerts: Default::default(),
         })
         .await
         .expect("commit"));
@@ -265,6 +269,7 @@ async fn changes_are_atomic_and_sequences_compare_and_set(kind: Kind) {
             rollout: None,
             channel: None,
             decision: Some(decision("1.0.0", "low_adoption", t(3000))),
+            alerts: Default::default(),
         })
         .await
         .expect("commit"));
@@ -286,6 +291,7 @@ async fn changes_are_atomic_and_sequences_compare_and_set(kind: Kind) {
             rollout: Some(rollout("1.1.0", 10.0, 5000)),
             channel: Some((channel("1.1.0", 3), Some(2))),
             decision: None,
+            alerts: Default::default(),
         })
         .await
         .expect("commit"));
