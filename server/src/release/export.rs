@@ -25,11 +25,9 @@ use std::path::{Component, Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use railgun_core::error::{IoContext, PathIoError};
-use railgun_core::trust::{
-    DsseError, SignedDocument, TrustedKeys, PAYLOAD_CHANNEL, PAYLOAD_RELEASE,
-};
+use railgun_core::trust::{DsseError, SignedDocument, TrustedKeys};
 use railgun_core::update::channel::{ChannelState, ReleasePointer};
-use railgun_core::update::manifest::{DocumentError, ReleaseManifest};
+use railgun_core::update::manifest::{Artifact, DocumentError, ReleaseManifest};
 use sha2::{Digest, Sha256};
 
 use crate::serve::tree::{self, TreeError};
@@ -191,39 +189,66 @@ struct LoadedManifest {
     manifest: ReleaseManifest,
 }
 
-/// Verifies every document of the tree at `root` (see the module docs).
+/// Verifies every document of the tree at `root` (see the module docs): the manifests
+/// first, with the artifacts they sign, then the channel states and the manifests they
+/// point at; whatever nothing signed names is skipped.
 pub fn verify_tree(
     root: &Path,
     keys: &TreeKeys,
     now: DateTime<Utc>,
 ) -> Result<VerifiedTree, ExportError> {
     let all = walk(root)?;
-    let mut out = VerifiedTree::default();
-    let mut manifests: BTreeMap<PathBuf, LoadedManifest> = BTreeMap::new();
-    let mut used: BTreeSet<PathBuf> = BTreeSet::new();
-
-    // Manifests first: `<app>/releases/<version>/manifest.json`.
+    let mut v = TreeCheck {
+        root,
+        all: &all,
+        out: VerifiedTree::default(),
+        manifests: BTreeMap::new(),
+        used: BTreeSet::new(),
+    };
     for rel in &all {
-        let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
-        let [app, "releases", version, "manifest.json"] = parts[..] else {
-            continue;
-        };
-        let path = root.join(rel);
-        let bytes = read_in_tree(root, rel)?;
-        let verified = keys
-            .release
-            .verify(&bytes, PAYLOAD_RELEASE)
-            .map_err(|source| ExportError::Signature {
-                path: path.clone(),
-                source,
-            })?;
-        let manifest =
-            ReleaseManifest::from_verified_payload(&verified.payload).map_err(|source| {
-                ExportError::Document {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
+        if let [app, "releases", version, "manifest.json"] = parts(rel)[..] {
+            v.manifest(rel, app, version, &keys.release)?;
+        }
+    }
+    for rel in &all {
+        if let [app, channel, "channel.json"] = parts(rel)[..] {
+            v.channel(rel, app, channel, &keys.rollout, now)?;
+        }
+    }
+    let mut out = v.out;
+    out.skipped = all.difference(&v.used).cloned().collect();
+    Ok(out)
+}
+
+/// The components of a relative path (a component that is not UTF-8 matches nothing).
+fn parts(rel: &Path) -> Vec<&str> {
+    rel.iter().filter_map(|c| c.to_str()).collect()
+}
+
+/// What [`verify_tree`] has verified so far.
+struct TreeCheck<'a> {
+    root: &'a Path,
+    /// Every regular file of the tree.
+    all: &'a BTreeSet<PathBuf>,
+    out: VerifiedTree,
+    /// Verified manifests by relative path (what channel states may point at).
+    manifests: BTreeMap<PathBuf, LoadedManifest>,
+    /// Files that a verified document names.
+    used: BTreeSet<PathBuf>,
+}
+
+impl TreeCheck<'_> {
+    /// `<app>/releases/<version>/manifest.json`: signed by the release keys, for this app
+    /// and version, its relative artifacts (and Sigstore bundles) present and as signed.
+    fn manifest(
+        &mut self,
+        rel: &Path,
+        app: &str,
+        version: &str,
+        keys: &TrustedKeys,
+    ) -> Result<(), ExportError> {
+        let path = self.root.join(rel);
+        let (bytes, manifest) = read_signed::<ReleaseManifest>(self.root, rel, keys)?;
         if manifest.app != app || manifest.version.to_string() != version {
             return Err(ExportError::Inconsistent {
                 path,
@@ -233,78 +258,81 @@ pub fn verify_tree(
                 ),
             });
         }
-        let dir = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+        let dir = rel.parent().unwrap_or(Path::new(""));
         for a in &manifest.artifacts {
-            let Some(name) = relative_name(&a.url, &path)? else {
-                continue; // hosted elsewhere
-            };
-            let art_rel = dir.join(name);
-            let art = root.join(&art_rel);
-            let mismatch = |actual: String| ExportError::Artifact {
-                path: art.clone(),
-                expected_size: a.size,
-                expected_sha256: a.sha256.clone(),
-                actual,
-            };
-            if !all.contains(&art_rel) {
-                return Err(mismatch("no such file".into()));
-            }
-            let (size, sha256) = hash_file(root, &art_rel)?;
-            if size != a.size || sha256 != a.sha256 {
-                return Err(mismatch(format!("{size} bytes sha256 {sha256}")));
-            }
-            used.insert(art_rel.clone());
-            out.files.push(TreeFile::Artifact {
-                rel: art_rel,
-                size,
-                sha256,
-            });
-            if let Some(bundle) = &a.sigstore_bundle {
-                if let Some(name) = relative_name(bundle, &path)? {
-                    let b_rel = dir.join(name);
-                    if !all.contains(&b_rel) {
-                        return Err(ExportError::Inconsistent {
-                            path: path.clone(),
-                            reason: format!("Sigstore bundle {name} is not in the tree"),
-                        });
-                    }
-                    if used.insert(b_rel.clone()) {
-                        out.files.push(TreeFile::Companion { rel: b_rel });
-                    }
-                }
-            }
+            self.artifact(dir, &path, a)?;
         }
-        used.insert(rel.clone());
-        out.releases
+        self.used.insert(rel.to_path_buf());
+        self.out
+            .releases
             .push(format!("{} {}", manifest.app, manifest.version));
-        out.files.push(TreeFile::Document {
-            rel: rel.clone(),
+        self.out.files.push(TreeFile::Document {
+            rel: rel.to_path_buf(),
             bytes: bytes.clone(),
         });
-        manifests.insert(rel.clone(), LoadedManifest { bytes, manifest });
+        self.manifests
+            .insert(rel.to_path_buf(), LoadedManifest { bytes, manifest });
+        Ok(())
     }
 
-    // Channel states: `<app>/<channel>/channel.json`.
-    for rel in &all {
-        let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
-        let [app, channel, "channel.json"] = parts[..] else {
-            continue;
+    /// One artifact of the manifest at `manifest` (in `dir`): skipped when hosted
+    /// elsewhere, else present with the signed size and SHA-256; its Sigstore bundle, when
+    /// relative, present.
+    fn artifact(&mut self, dir: &Path, manifest: &Path, a: &Artifact) -> Result<(), ExportError> {
+        let Some(name) = relative_name(&a.url, manifest)? else {
+            return Ok(()); // hosted elsewhere
         };
-        let path = root.join(rel);
-        let bytes = read_in_tree(root, rel)?;
-        let verified = keys
-            .rollout
-            .verify(&bytes, PAYLOAD_CHANNEL)
-            .map_err(|source| ExportError::Signature {
-                path: path.clone(),
-                source,
-            })?;
-        let state = ChannelState::from_verified_payload(&verified.payload).map_err(|source| {
-            ExportError::Document {
-                path: path.clone(),
-                source,
-            }
-        })?;
+        let art_rel = dir.join(name);
+        let mismatch = |actual: String| ExportError::Artifact {
+            path: self.root.join(&art_rel),
+            expected_size: a.size,
+            expected_sha256: a.sha256.clone(),
+            actual,
+        };
+        if !self.all.contains(&art_rel) {
+            return Err(mismatch("no such file".into()));
+        }
+        let (size, sha256) = hash_file(self.root, &art_rel)?;
+        if size != a.size || sha256 != a.sha256 {
+            return Err(mismatch(format!("{size} bytes sha256 {sha256}")));
+        }
+        self.used.insert(art_rel.clone());
+        self.out.files.push(TreeFile::Artifact {
+            rel: art_rel,
+            size,
+            sha256,
+        });
+        let Some(bundle) = &a.sigstore_bundle else {
+            return Ok(());
+        };
+        let Some(name) = relative_name(bundle, manifest)? else {
+            return Ok(());
+        };
+        let b_rel = dir.join(name);
+        if !self.all.contains(&b_rel) {
+            return Err(ExportError::Inconsistent {
+                path: manifest.to_path_buf(),
+                reason: format!("Sigstore bundle {name} is not in the tree"),
+            });
+        }
+        if self.used.insert(b_rel.clone()) {
+            self.out.files.push(TreeFile::Companion { rel: b_rel });
+        }
+        Ok(())
+    }
+
+    /// `<app>/<channel>/channel.json`: signed by the rollout keys, for this app and
+    /// channel, not expired, its release (and fallback) pointing at verified manifests.
+    fn channel(
+        &mut self,
+        rel: &Path,
+        app: &str,
+        channel: &str,
+        keys: &TrustedKeys,
+        now: DateTime<Utc>,
+    ) -> Result<(), ExportError> {
+        let path = self.root.join(rel);
+        let (bytes, state) = read_signed::<ChannelState>(self.root, rel, keys)?;
         if state.app != app || state.channel != channel {
             return Err(ExportError::Inconsistent {
                 path,
@@ -323,18 +351,38 @@ pub fn verify_tree(
         let dir = rel.parent().unwrap_or(Path::new(""));
         let pointers = std::iter::once(&state.release).chain(state.fallback.as_ref());
         for pointer in pointers {
-            check_pointer(root, &path, dir, &state, pointer, &manifests)?;
+            check_pointer(self.root, &path, dir, &state, pointer, &self.manifests)?;
         }
-        used.insert(rel.clone());
-        out.channels
+        self.used.insert(rel.to_path_buf());
+        self.out
+            .channels
             .push(format!("{}/{}", state.app, state.channel));
-        out.files.push(TreeFile::Document {
-            rel: rel.clone(),
+        self.out.files.push(TreeFile::Document {
+            rel: rel.to_path_buf(),
             bytes,
         });
+        Ok(())
     }
-    out.skipped = all.difference(&used).cloned().collect();
-    Ok(out)
+}
+
+/// Reads the document at `rel`, verifies its signature with `keys` (before parsing), then
+/// parses and validates it; returns the very bytes verified with the document.
+fn read_signed<D: SignedDocument<Error = DocumentError>>(
+    root: &Path,
+    rel: &Path,
+    keys: &TrustedKeys,
+) -> Result<(Vec<u8>, D), ExportError> {
+    let path = root.join(rel);
+    let bytes = read_in_tree(root, rel)?;
+    let verified =
+        keys.verify(&bytes, D::PAYLOAD_TYPE)
+            .map_err(|source| ExportError::Signature {
+                path: path.clone(),
+                source,
+            })?;
+    let doc = D::from_verified_payload(&verified.payload)
+        .map_err(|source| ExportError::Document { path, source })?;
+    Ok((bytes, doc))
 }
 
 fn check_pointer(
