@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod export;
 pub mod metrics;
+pub mod percent;
 pub mod release;
 pub mod rollout;
 pub mod serve;

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::artifacts::BuiltRelease;
 use super::DemoError;
 
-/// One entry of the decision log (the server's `Decision`, camelCase).
+/// One entry of the decision log (the server's `Decision`, camelCase; rates in percent).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Decision {

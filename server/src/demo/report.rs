@@ -9,6 +9,8 @@
 //! `launchFailures`, `failures`, `url`, `dashboardUrl`, `workDir`, `seed`, `wallSeconds`,
 //! `meanStepMs`,
 //! `installsDetail [{install, installId, version, filesVerified, reason?}]`.
+//!
+//! Every rate (limits, health, decisions) is in percent, as in the server's rollout answers.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -104,7 +106,7 @@ impl StepTimes {
     }
 }
 
-/// Rollout limits.
+/// Rollout limits (rates in percent, as the server's rollout answers).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Limits {
@@ -112,9 +114,9 @@ pub struct Limits {
     pub stages: Vec<f64>,
     /// Hours per stage.
     pub stage_hours: f64,
-    /// Error rate limit.
+    /// Error rate limit, percent.
     pub max_error_rate: f64,
-    /// Crash rate limit.
+    /// Crash rate limit, percent.
     pub max_crash_rate: f64,
     /// Installs before any decision.
     pub min_installs: u64,
@@ -126,8 +128,8 @@ impl Limits {
         Self {
             stages: p.stages.clone(),
             stage_hours: p.stage_hours,
-            max_error_rate: p.max_error_rate,
-            max_crash_rate: p.max_crash_rate,
+            max_error_rate: crate::percent::of(p.max_error_rate),
+            max_crash_rate: crate::percent::of(p.max_crash_rate),
             min_installs: p.min_installs,
         }
     }
@@ -194,9 +196,9 @@ pub struct HealthSummary {
     pub with_errors: u64,
     /// With at least one crash.
     pub with_crashes: u64,
-    /// Share with errors.
+    /// Share with errors, percent.
     pub error_rate: f64,
-    /// Share with crashes.
+    /// Share with crashes, percent.
     pub crash_rate: f64,
 }
 
@@ -207,7 +209,7 @@ impl HealthSummary {
             if t.installs == 0 {
                 0.0
             } else {
-                k as f64 / t.installs as f64
+                crate::percent::of(k as f64 / t.installs as f64)
             }
         };
         Self {
@@ -297,8 +299,9 @@ pub struct InstallDetail {
     pub reason: Option<String>,
 }
 
+/// A rate already in percent (every rate of the report is).
 fn pct(x: f64) -> String {
-    format!("{:.1} %", x * 100.0)
+    format!("{x:.1} %")
 }
 
 fn opt_pct(x: Option<f64>) -> String {

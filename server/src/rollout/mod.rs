@@ -189,13 +189,15 @@ impl Actor {
     }
 }
 
-/// The policy limits shown in a status.
+/// The policy limits shown in a status (rates: fractions, written in percent).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Limits {
     /// Error rate that halts.
+    #[serde(with = "crate::percent")]
     pub max_error_rate: f64,
     /// Crash rate that halts.
+    #[serde(with = "crate::percent")]
     pub max_crash_rate: f64,
     /// Installs needed before any decision.
     pub min_installs: u64,
@@ -204,6 +206,9 @@ pub struct Limits {
 }
 
 /// A rollout and its health (`GET /analytics/rollout-status`, `GET /analytics/rollouts`).
+///
+/// Its rates (and their bounds and limits) are fractions here and percent in its JSON
+/// ([`crate::percent`]): `"errorRate": 0.8` is 0.8 %, as in the specification.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutStatus {
@@ -218,8 +223,10 @@ pub struct RolloutStatus {
     /// Distinct installs reporting health for the release.
     pub total_installs: u64,
     /// Share of those installs with errors.
+    #[serde(with = "crate::percent")]
     pub error_rate: f64,
     /// Share of those installs with crashes.
+    #[serde(with = "crate::percent")]
     pub crash_rate: f64,
     /// 0–100, see [`engine::health_score`].
     pub health_score: u8,

@@ -16,12 +16,14 @@
 /// `z` for a two-sided 95 % interval.
 pub const Z95: f64 = 1.959_963_984_540_054;
 
-/// A rate and its 95 % Wilson bounds.
+/// A rate and its 95 % Wilson bounds: fractions, written in percent ([`crate::percent`]).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Bounds {
     /// Lower bound.
+    #[serde(with = "crate::percent")]
     pub lower: f64,
     /// Upper bound.
+    #[serde(with = "crate::percent")]
     pub upper: f64,
 }
 

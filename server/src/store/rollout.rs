@@ -170,6 +170,9 @@ pub struct ChannelRow {
 }
 
 /// One entry of the audit log: what changed a rollout, by whom, on which numbers.
+///
+/// Its rates are fractions (as stored and exported) and percent in its JSON
+/// ([`crate::percent`]), like the rest of the rollout answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
@@ -195,16 +198,22 @@ pub struct Decision {
     /// Distinct installs reporting at the time.
     pub installs: u64,
     /// Share of installs with errors.
+    #[serde(with = "crate::percent")]
     pub error_rate: f64,
     /// Wilson 95 % lower bound of the error rate.
+    #[serde(with = "crate::percent")]
     pub error_lower: f64,
     /// Wilson 95 % upper bound of the error rate.
+    #[serde(with = "crate::percent")]
     pub error_upper: f64,
     /// Share of installs with crashes.
+    #[serde(with = "crate::percent")]
     pub crash_rate: f64,
     /// Wilson 95 % lower bound of the crash rate.
+    #[serde(with = "crate::percent")]
     pub crash_lower: f64,
     /// Wilson 95 % upper bound of the crash rate.
+    #[serde(with = "crate::percent")]
     pub crash_upper: f64,
     /// Why, in words.
     pub reason: String,

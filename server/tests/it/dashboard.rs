@@ -850,21 +850,21 @@ fn rollouts_fixture() -> Value {
         serde_json::json!({
             "id": Uuid::new_v4().to_string(), "at": at, "app": "notes", "channel": "stable",
             "version": "2.0.0", "action": action, "actor": actor, "fromPercentage": from,
-            "toPercentage": to, "installs": 1000, "errorRate": 0.08, "errorLower": 0.064748,
-            "errorUpper": 0.098466, "crashRate": 0.002, "crashLower": 0.000549,
-            "crashUpper": 0.007264, "reason": reason,
+            "toPercentage": to, "installs": 1000, "errorRate": 8.0, "errorLower": 6.4748,
+            "errorUpper": 9.8466, "crashRate": 0.2, "crashLower": 0.0549,
+            "crashUpper": 0.7264, "reason": reason,
         })
     };
     serde_json::json!({"rollouts": [
         {
             "version": "2.0.0", "channel": "stable", "rolloutPercentage": 25.0,
-            "status": "halted", "totalInstalls": 1000, "errorRate": 0.08, "crashRate": 0.002,
+            "status": "halted", "totalInstalls": 1000, "errorRate": 8.0, "crashRate": 0.2,
             "healthScore": 41, "app": "notes", "stage": 1, "stages": [10.0, 25.0, 50.0, 100.0],
             "stageStartedAt": "2026-03-09T08:00:00Z", "startedAt": "2026-03-08T08:00:00Z",
             "installsWithErrors": 80, "installsWithCrashes": 2,
-            "errorRateBounds": {"lower": 0.064748, "upper": 0.098466},
-            "crashRateBounds": {"lower": 0.000549, "upper": 0.007264},
-            "limits": {"maxErrorRate": 0.05, "maxCrashRate": 0.01, "minInstalls": 100,
+            "errorRateBounds": {"lower": 6.4748, "upper": 9.8466},
+            "crashRateBounds": {"lower": 0.0549, "upper": 0.7264},
+            "limits": {"maxErrorRate": 5.0, "maxCrashRate": 1.0, "minInstalls": 100,
                        "stageHours": 24.0},
             "fallbackVersion": "1.9.0", "rolledBack": false, "current": true, "sequence": 7,
             "decisions": [
@@ -876,13 +876,13 @@ fn rollouts_fixture() -> Value {
         },
         {
             "version": "1.9.0", "channel": "stable", "rolloutPercentage": 100.0,
-            "status": "complete", "totalInstalls": 5230, "errorRate": 0.01, "crashRate": 0.001,
+            "status": "complete", "totalInstalls": 5230, "errorRate": 1.0, "crashRate": 0.1,
             "healthScore": 97, "app": "notes", "stage": 3, "stages": [10.0, 25.0, 50.0, 100.0],
             "stageStartedAt": "2026-02-20T08:00:00Z", "startedAt": "2026-02-17T08:00:00Z",
             "installsWithErrors": 52, "installsWithCrashes": 5,
-            "errorRateBounds": {"lower": 0.0076, "upper": 0.0131},
-            "crashRateBounds": {"lower": 0.0004, "upper": 0.0022},
-            "limits": {"maxErrorRate": 0.05, "maxCrashRate": 0.01, "minInstalls": 100,
+            "errorRateBounds": {"lower": 0.76, "upper": 1.31},
+            "crashRateBounds": {"lower": 0.04, "upper": 0.22},
+            "limits": {"maxErrorRate": 5.0, "maxCrashRate": 1.0, "minInstalls": 100,
                        "stageHours": 24.0},
             "fallbackVersion": null, "rolledBack": false, "current": false, "sequence": null,
             "decisions": [],

@@ -235,7 +235,8 @@ async fn halt_rule_ignores_2_errors_in_3_installs_and_fires_on_80_in_1000() {
     assert_eq!(st["status"], "active");
     assert_eq!(st["totalInstalls"], 3);
     assert_eq!(st["installsWithErrors"], 2);
-    assert!(st["errorRateBounds"]["lower"].as_f64().expect("f") > 0.2);
+    // Rates, bounds and limits in percent, as in the specification.
+    assert!(st["errorRateBounds"]["lower"].as_f64().expect("f") > 20.0);
     assert_eq!(h.channel_state().rollout.status, RolloutStatus::Active);
 
     // 80 errors in 1 000 installs: Wilson lower bound 6.47 % > 5 %.
@@ -244,11 +245,11 @@ async fn halt_rule_ignores_2_errors_in_3_installs_and_fires_on_80_in_1000() {
     assert_eq!(actions(&d), ["halt"], "{d:?}");
     assert_eq!(d[0]["actor"], "engine");
     assert_eq!(d[0]["installs"], 1000);
-    assert!((d[0]["errorRate"].as_f64().expect("f") - 0.08).abs() < 1e-9);
-    assert!((d[0]["errorLower"].as_f64().expect("f") - 0.064_748).abs() < 1e-5);
+    assert_eq!(d[0]["errorRate"], 8.0);
+    assert!((d[0]["errorLower"].as_f64().expect("f") - 6.474_8).abs() < 1e-3);
     let st = h.status("1.1.0").await;
     assert_eq!(st["status"], "halted");
-    assert_eq!(st["errorRate"], 0.08);
+    assert_eq!(st["errorRate"], 8.0);
     assert_eq!(st["healthScore"], 0);
     assert_eq!(
         actions(st["decisions"].as_array().expect("a")),
@@ -514,7 +515,7 @@ async fn crash_reports_halt_the_rollout_and_the_next_check_gets_the_fallback() {
     assert_eq!(st["status"], "halted");
     assert_eq!(st["totalInstalls"], 60);
     assert_eq!(st["installsWithCrashes"], 10);
-    assert_eq!(st["limits"]["maxCrashRate"], 0.01);
+    assert_eq!(st["limits"]["maxCrashRate"], 1.0);
     // The list the dashboard reads: newest first.
     let r = h
         .http

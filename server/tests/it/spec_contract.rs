@@ -435,6 +435,110 @@ async fn a_malformed_health_report_is_still_refused_with_the_field_named() {
     s.stop().await;
 }
 
+// ---- rollout status -----------------------------------------------------------------------
+
+/// The specification's rollout-status call (its `GET` line) and its answer (the JSON after
+/// `# Response`).
+fn spec_rollout_status() -> (String, Value) {
+    let text = fixture("rollout-status.sh");
+    let call = text
+        .lines()
+        .find_map(|l| l.strip_prefix("GET "))
+        .expect("the GET line")
+        .trim()
+        .to_string();
+    let answer = &text[text.find('{').expect("the answer")..];
+    (
+        call,
+        serde_json::from_str(answer).expect("the answer is JSON"),
+    )
+}
+
+async fn rollout_status_answers_as_written(kind: Kind) {
+    let Some(mut s) = start(kind).await else {
+        return;
+    };
+    let (call, spec) = spec_rollout_status();
+    let pct = spec["rolloutPercentage"]
+        .as_f64()
+        .expect("rolloutPercentage");
+    publish(&s, APP, "0.2.0", "stable", Some(pct)).await;
+    // 1 000 installs: 8 with errors and 1 with a crash, the example's 0.8 % and 0.1 %.
+    let reports = (0..1000u32)
+        .map(|i| {
+            let issues = (u32::from(i < 8), u32::from(i == 8));
+            health_report(APP, "stable", "0.2.0", format!("{i:064x}"), issues, now())
+        })
+        .collect();
+    s.report_all(reports).await;
+
+    let (status, st) = get(&s, &call).await;
+    assert_eq!(status, 200, "{call}: {st}");
+    // Every field of the specification's answer, with its type.
+    for (field, example) in spec.as_object().expect("an object") {
+        let got = &st[field];
+        let same_type =
+            (example.is_number() && got.is_number()) || (example.is_string() && got.is_string());
+        assert!(
+            same_type,
+            "{field}: {got} is not like the example's {example}"
+        );
+    }
+    for field in ["version", "channel", "status"] {
+        assert_eq!(st[field].as_str(), spec[field].as_str(), "{field}");
+    }
+    assert_eq!(st["rolloutPercentage"], pct);
+    assert_eq!(st["totalInstalls"], 1000);
+    // Rates in percent, as the example ("errorRate": 0.8 is 0.8 %).
+    assert_eq!(st["errorRate"], 0.8, "{st}");
+    assert_eq!(st["crashRate"], 0.1, "{st}");
+    // 100 × (1 − max(0.8 / 5, 0.1 / 1)).
+    assert_eq!(st["healthScore"], 84, "{st}");
+    // One answer, one unit: the bounds surround the rates and the limits are the
+    // specification's "> 5 %" and "> 1 %".
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let (e, c) = (&st["errorRateBounds"], &st["crashRateBounds"]);
+    assert!(f(&e["lower"]) < 0.8 && 0.8 < f(&e["upper"]), "{e}");
+    assert!(f(&c["lower"]) < 0.1 && 0.1 < f(&c["upper"]), "{c}");
+    assert_eq!(
+        (
+            st["limits"]["maxErrorRate"].clone(),
+            st["limits"]["maxCrashRate"].clone()
+        ),
+        (json!(5.0), json!(1.0))
+    );
+    // The decision log and the list of rollouts speak the same unit.
+    s.admin(
+        &format!("/admin/rollouts/{APP}/stable/percentage"),
+        json!({"percentage": 50}),
+    )
+    .await;
+    let (_, st) = get(&s, &call).await;
+    let d = &st["decisions"][0];
+    assert_eq!(d["action"], "set_percentage", "{st}");
+    assert_eq!(
+        (d["errorRate"].clone(), d["crashRate"].clone()),
+        (json!(0.8), json!(0.1))
+    );
+    assert!(
+        f(&d["errorUpper"]) > 0.8 && f(&d["errorUpper"]) < 5.0,
+        "{d}"
+    );
+    let (_, list) = get(&s, "/analytics/rollouts").await;
+    assert_eq!(list["rollouts"][0]["errorRate"], 0.8, "{list}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_specification_rollout_status_call_answers_its_fields_in_percent_on_sqlite() {
+    rollout_status_answers_as_written(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_specification_rollout_status_call_answers_its_fields_in_percent_on_postgres() {
+    rollout_status_answers_as_written(Kind::Postgres).await;
+}
+
 // ---- update channels ----------------------------------------------------------------------
 
 /// `GET /analytics/rollout-status` of `version` on `channel`.

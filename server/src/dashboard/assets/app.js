@@ -111,7 +111,8 @@
   // ---- formatting --------------------------------------------------------------------
   const isNum = (x) => typeof x === 'number' && Number.isFinite(x);
   const int = (x) => (isNum(x) ? nf.format(Math.round(x)) : '—');
-  const pct = (x) => (isNum(x) ? (x * 100).toFixed(2) + ' %' : '—');
+  // Every rate of the rollout answers (rates, bounds, limits) is already in percent.
+  const pct = (x) => (isNum(x) ? x.toFixed(2) + ' %' : '—');
   const pctPoints = (x) => (isNum(x) ? nf1.format(x) + ' %' : '—');
 
   function duration(ms) {
