@@ -265,8 +265,13 @@ export interface AnalyticsOptions {
   channel?: string
   /** The app's state folder (the client store `railgun.db` with the durable queue). */
   stateDir: string
-  /** Sampling rate 0–1 (default: 1 in development, 0.1 in production builds of the core). */
+  /** Sampling rate 0–1 (default: 1 in development, 0.1 in production). */
   sampleRate?: number
+  /**
+   * Where the app runs; decides the default sampling rate (default `production`, the
+   * addon's build: pass `development` while developing, e.g. when `!app.isPackaged`).
+   */
+  environment?: 'development' | 'production'
   /** Consent until the user decides (the stored decision wins; default `unknown`). */
   consent?: 'granted' | 'denied' | 'unknown'
   /** Log every event as `[Analytics] name {props}` on stderr. */

@@ -4,9 +4,9 @@
 //!
 //! Owns the defaults every component had copied (this platform and arch in Node's names,
 //! channel `stable`, the store file `railgun.db` in the state folder, the install id from
-//! the store) and the `context_setters!` that give each builder the same setters. It refuses
-//! to validate: each component checks what it sends (the analytics client the app name, the
-//! health monitor every field of its report).
+//! the store, the [`Environment`] from the build) and the `context_setters!` that give each
+//! builder the same setters. It refuses to validate: each component checks what it sends (the
+//! analytics client the app name, the health monitor every field of its report).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +18,71 @@ use crate::update::{Arch, Platform};
 
 /// The client store's file inside the state folder.
 pub const STORE_FILE: &str = "railgun.db";
+
+/// Where the app runs: on a developer's machine or in users' hands. It decides the defaults
+/// that differ between the two (the analytics sampling rate: everything while developing,
+/// 10 % in production, as the specification says).
+///
+/// An explicit input, so a debug build can run (and test) the production behaviour; the
+/// default, [`Environment::of_build`], follows the build as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// A developer's machine.
+    Development,
+    /// Users' machines.
+    Production,
+}
+
+impl Environment {
+    /// The build's environment: `development` in a debug build, `production` in a release
+    /// build.
+    pub const fn of_build() -> Self {
+        if cfg!(debug_assertions) {
+            Self::Development
+        } else {
+            Self::Production
+        }
+    }
+
+    /// `development` or `production`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Production => "production",
+        }
+    }
+}
+
+impl Default for Environment {
+    fn default() -> Self {
+        Self::of_build()
+    }
+}
+
+impl std::fmt::Display for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An environment name that is neither `development` nor `production`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown environment {0:?}: expected development or production")]
+pub struct UnknownEnvironment(pub String);
+
+impl std::str::FromStr for Environment {
+    type Err = UnknownEnvironment;
+
+    /// `development` or `production` (any case, surrounding spaces ignored).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "development" => Ok(Self::Development),
+            "production" => Ok(Self::Production),
+            _ => Err(UnknownEnvironment(s.to_string())),
+        }
+    }
+}
 
 /// Who a client component runs for and where (see the module docs).
 ///
@@ -56,6 +121,8 @@ pub struct ClientContext {
     /// The install id (default: [`identity::install_id`], kept in the store; never the raw
     /// machine id). Analytics sends it as `userId`, health hashed as `machineId`.
     pub install_id: Option<String>,
+    /// Development or production (default: [`Environment::of_build`]).
+    pub environment: Environment,
 }
 
 impl Default for ClientContext {
@@ -75,6 +142,7 @@ impl Default for ClientContext {
             store: None,
             clock: None,
             install_id: None,
+            environment: Environment::of_build(),
         }
     }
 }
@@ -178,6 +246,11 @@ macro_rules! context_setters {
             self.config.context.install_id = Some(id.to_string());
             self
         }
+        /// Development or production (default: the build's).
+        pub fn environment(mut self, environment: $crate::Environment) -> Self {
+            self.config.context.environment = environment;
+            self
+        }
     };
 }
 pub(crate) use context_setters;
@@ -198,6 +271,26 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         assert_eq!(c.arch, "x64");
         assert!(!c.platform.is_empty() && !c.arch.is_empty());
+    }
+
+    #[test]
+    fn the_environment_follows_the_build_unless_given_and_reads_its_two_names() {
+        let built = if cfg!(debug_assertions) {
+            Environment::Development
+        } else {
+            Environment::Production
+        };
+        assert_eq!(ClientContext::default().environment, built);
+        for e in [Environment::Development, Environment::Production] {
+            assert_eq!(e.as_str().parse::<Environment>(), Ok(e));
+            assert_eq!(serde_json::to_string(&e).expect("json"), format!("\"{e}\""));
+        }
+        assert_eq!(" Production ".parse(), Ok(Environment::Production));
+        let bad = "staging".parse::<Environment>().expect_err("unknown");
+        assert_eq!(
+            bad.to_string(),
+            "unknown environment \"staging\": expected development or production"
+        );
     }
 
     #[test]

@@ -40,5 +40,5 @@ pub mod store;
 pub mod trust;
 pub mod update;
 
-pub use context::{ClientContext, STORE_FILE};
+pub use context::{ClientContext, Environment, UnknownEnvironment, STORE_FILE};
 pub use semver::Version;

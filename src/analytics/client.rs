@@ -30,7 +30,7 @@ use crate::clock::SharedClock;
 use crate::context::context_setters;
 use crate::identity;
 use crate::store::Store;
-use crate::ClientContext;
+use crate::{ClientContext, Environment};
 
 /// Default time between uploads.
 pub const DEFAULT_UPLOAD_INTERVAL: Duration = Duration::from_secs(30);
@@ -46,12 +46,12 @@ pub trait EventSink: Send + Sync {
     fn track_event(&self, name: &str, properties: Properties);
 }
 
-/// The default sampling rate: 1.0 in debug builds, 0.1 in release builds (as in the seed).
-pub fn default_sample_rate() -> f64 {
-    if cfg!(debug_assertions) {
-        1.0
-    } else {
-        0.1
+/// The sampling rate when none is given: every user while developing, 10 % in production
+/// (the specification's "only 10% of users tracked in production").
+pub fn default_sample_rate(environment: Environment) -> f64 {
+    match environment {
+        Environment::Development => 1.0,
+        Environment::Production => 0.1,
     }
 }
 
@@ -71,7 +71,7 @@ pub struct AnalyticsConfig {
     /// every event; the server URL (`None` keeps events queued), the store, the clock and
     /// the install id (sent as `userId`).
     pub context: ClientContext,
-    /// Sampling rate 0–1; default [`default_sample_rate`].
+    /// Sampling rate 0–1; default [`default_sample_rate`] of the context's environment.
     pub sample_rate: Option<f64>,
     /// Consent until the user decides (the stored decision wins).
     pub default_consent: Consent,
@@ -284,7 +284,9 @@ impl Analytics {
                 ctx.app
             )));
         }
-        let rate = c.sample_rate.unwrap_or_else(default_sample_rate);
+        let rate = c
+            .sample_rate
+            .unwrap_or_else(|| default_sample_rate(ctx.environment));
         if !(rate == 0.0 || (MIN_SAMPLE_RATE..=1.0).contains(&rate)) {
             return Err(AnalyticsError::Config(format!(
                 "sample rate {rate} must be 0 (nobody) or in [{MIN_SAMPLE_RATE}, 1]"

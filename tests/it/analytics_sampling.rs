@@ -8,6 +8,7 @@ use std::sync::Arc;
 use analytics_support::{manual_clock, Receiver};
 use railgun_core::analytics::{default_sample_rate, is_sampled, Analytics, Consent, Properties};
 use railgun_core::identity::{bucket, in_percentage};
+use railgun_core::Environment;
 
 #[test]
 fn about_ten_percent_of_100_000_users_are_sampled_at_rate_0_1() {
@@ -47,18 +48,86 @@ fn sampling_is_deterministic_uses_the_shared_bucket_and_only_grows_with_the_rate
 }
 
 #[test]
-fn default_rate_is_1_in_debug_builds() {
-    assert_eq!(
-        default_sample_rate(),
-        if cfg!(debug_assertions) { 1.0 } else { 0.1 }
-    );
+fn the_default_rate_is_every_user_while_developing_and_a_tenth_in_production() {
+    assert_eq!(default_sample_rate(Environment::Development), 1.0);
+    assert_eq!(default_sample_rate(Environment::Production), 0.1);
+}
+
+fn user_at(rate: f64, inside: bool) -> String {
+    (0..)
+        .map(|i| format!("user-{i}"))
+        .find(|u| is_sampled("rail-gun", u, rate) == inside)
+        .expect("a user")
 }
 
 fn user(inside: bool) -> String {
-    (0..)
-        .map(|i| format!("user-{i}"))
-        .find(|u| is_sampled("rail-gun", u, 0.25) == inside)
-        .expect("a user")
+    user_at(0.25, inside)
+}
+
+/// Records one event as `user` in `environment` (the build's when `None`) without a sampling
+/// rate, uploads to `rx` and returns the client's rate and whether it was sampled in.
+fn track_without_a_rate(
+    rx: &Receiver,
+    environment: Option<Environment>,
+    user: &str,
+) -> (f64, bool) {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut b = Analytics::builder()
+        .app("rail-gun")
+        .state_dir(dir.path())
+        .url(&rx.url)
+        .install_id(user)
+        .sessions(false)
+        .default_consent(Consent::Granted)
+        .upload_interval(None)
+        .heartbeat_interval(None);
+    if let Some(e) = environment {
+        b = b.environment(e);
+    }
+    let a = b.build().expect("client");
+    a.track("message_sent", Properties::new()).expect("track");
+    a.shutdown().expect("shutdown");
+    (a.sample_rate(), a.is_sampled_in())
+}
+
+#[test]
+fn production_samples_a_tenth_of_users_and_sends_the_rate_even_from_a_debug_build() {
+    let rx = Receiver::start();
+    let (inside, outside) = (user_at(0.1, true), user_at(0.1, false));
+    assert!(
+        is_sampled("rail-gun", &outside, 1.0),
+        "in at development's rate"
+    );
+    assert_eq!(
+        track_without_a_rate(&rx, Some(Environment::Production), &outside),
+        (0.1, false)
+    );
+    assert!(
+        rx.events().is_empty(),
+        "a production user outside the tenth sends nothing"
+    );
+    assert_eq!(
+        track_without_a_rate(&rx, Some(Environment::Production), &inside),
+        (0.1, true)
+    );
+    assert_eq!(rx.events().len(), 1);
+    assert!(
+        rx.batches().iter().all(|b| b.1 == 0.1),
+        "{:?}",
+        rx.batches()
+    );
+
+    // The same outside user is recorded while developing, and the build decides by default.
+    assert_eq!(
+        track_without_a_rate(&rx, Some(Environment::Development), &outside),
+        (1.0, true)
+    );
+    let built = if cfg!(debug_assertions) {
+        (1.0, true)
+    } else {
+        (0.1, false)
+    };
+    assert_eq!(track_without_a_rate(&rx, None, &outside), built);
 }
 
 #[test]

@@ -207,6 +207,24 @@ test('analytics: bad names, properties and consent throw ERR_INVALID_ARGUMENT', 
   return a.shutdown();
 });
 
+test('analytics: the environment decides the default rate: everyone while developing, a tenth in production', async (t) => {
+  // A user outside the production tenth: bucket('sample:{app}', id) >= 1000 of 10 000.
+  const userId = Array.from({ length: 100 }, (_, i) => `env-user-${i}`).find((id) => addon.bucket(`sample:${APP}`, id) >= 1000);
+  const queued = async (environment) => {
+    const a = new addon.Analytics({
+      url: 'http://127.0.0.1:1', app: APP, appVersion: '0.2.0', stateDir: tempDir(t), consent: 'granted', dryRun: true, userId, environment,
+    });
+    a.track('message_sent');
+    const { pending } = await a.flush();
+    await a.shutdown();
+    return pending;
+  };
+  assert.equal(await queued('production'), 0, 'outside the tenth: nothing recorded');
+  assert.ok(await queued('development') >= 1, 'while developing: recorded');
+  assert.throws(() => new addon.Analytics({ url: 'http://x', app: APP, appVersion: '1', stateDir: tempDir(t), environment: 'staging' }),
+    { code: 'ERR_INVALID_ARGUMENT', message: /unknown environment "staging"/ });
+});
+
 test('flags: a served config is fetched, evaluated and kept when a later one is refused', async (t) => {
   const work = tempDir(t);
   const tree = join(work, 'tree');

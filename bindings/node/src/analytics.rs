@@ -28,8 +28,12 @@ pub struct AnalyticsOptions {
     pub channel: Option<String>,
     /// The app's state folder (the client store `railgun.db` with the durable queue).
     pub state_dir: String,
-    /// Sampling rate 0–1 (default: 1 in development, 0.1 in production builds of the core).
+    /// Sampling rate 0–1 (default: 1 in development, 0.1 in production).
     pub sample_rate: Option<f64>,
+    /// Where the app runs; decides the default sampling rate (default `production`, the
+    /// addon's build: pass `development` while developing, e.g. when `!app.isPackaged`).
+    #[napi(ts_type = "'development' | 'production'")]
+    pub environment: Option<String>,
     /// Consent until the user decides (the stored decision wins; default `unknown`).
     #[napi(ts_type = "'granted' | 'denied' | 'unknown'")]
     pub consent: Option<String>,
@@ -206,6 +210,9 @@ impl Analytics {
             &opts.state_dir,
         )?;
         ctx.install_id = opts.user_id.clone();
+        if let Some(e) = &opts.environment {
+            ctx.environment = e.parse().map_err(JsFailure::invalid)?;
+        }
         let mut b = CoreAnalytics::builder()
             .context(ctx)
             .debug(opts.debug.unwrap_or(false))
