@@ -274,7 +274,7 @@ export interface AnalyticsOptions {
   environment?: 'development' | 'production'
   /** Consent until the user decides (the stored decision wins; default `unknown`). */
   consent?: 'granted' | 'denied' | 'unknown'
-  /** Log every event as `[Analytics] name {props}` on stderr. */
+  /** Log every event on stderr as `[Analytics] screen_view { screen_name: 'home' }`. */
   debug?: boolean
   /** Send nothing (events stay queued). */
   dryRun?: boolean

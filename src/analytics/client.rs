@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::consent::{self, Consent};
+use super::debug::debug_line;
 use super::event::{self, names, validate_properties, Properties, PropertyValue, MIN_SAMPLE_RATE};
 use super::queue::{self, Db, EventContext, Pending, Writer, WriterMsg};
 use super::scrub::scrub;
@@ -75,7 +76,8 @@ pub struct AnalyticsConfig {
     pub sample_rate: Option<f64>,
     /// Consent until the user decides (the stored decision wins).
     pub default_consent: Consent,
-    /// Log every event as `[Analytics] name {props}` on stderr.
+    /// Log every event on stderr in the specification's form,
+    /// `[Analytics] screen_view { screen_name: 'home' }` ([`debug_line`]).
     pub debug: bool,
     /// Send nothing (events stay queued).
     pub dry_run: bool,
@@ -458,10 +460,7 @@ impl Analytics {
 
     fn log_debug(&self, name: &str, props: Option<&Properties>) {
         if self.inner.debug {
-            let json = props
-                .and_then(|p| serde_json::to_string(p).ok())
-                .unwrap_or_else(|| "{}".into());
-            eprintln!("[Analytics] {name} {json}");
+            eprintln!("{}", debug_line(name, props));
         }
         tracing::debug!(event = name, "analytics event");
     }

@@ -8,7 +8,8 @@
 //! * [`queue`]: the bounded durable queue and its writer thread;
 //! * [`uploader`]: batches, acknowledgements, backoff, erasure requests;
 //! * [`session`]: session ids, sequences, crashed-session recovery;
-//! * [`scrub`]: removing emails, home paths and IPs from error messages.
+//! * [`scrub`]: removing emails, home paths and IPs from error messages;
+//! * [`debug_line`]: the debug line of an event in the specification's form.
 //!
 //! ```
 //! use railgun_core::analytics::{Analytics, Consent, Properties};
@@ -29,6 +30,7 @@
 
 pub mod client;
 pub mod consent;
+mod debug;
 pub mod event;
 pub mod queue;
 pub mod scrub;
@@ -40,6 +42,7 @@ pub use client::{
     AnalyticsConfig, AnalyticsStats, EventSink,
 };
 pub use consent::Consent;
+pub use debug::debug_line;
 pub use event::{
     AnalyticsEvent, EventBatch, EventCategory, IngestResponse, Properties, PropertyValue,
 };

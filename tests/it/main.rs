@@ -3,6 +3,7 @@
 
 mod analytics_consent;
 mod analytics_crash;
+mod analytics_debug;
 mod analytics_queue;
 mod analytics_sampling;
 mod analytics_scrub;

@@ -37,7 +37,7 @@ pub struct AnalyticsOptions {
     /// Consent until the user decides (the stored decision wins; default `unknown`).
     #[napi(ts_type = "'granted' | 'denied' | 'unknown'")]
     pub consent: Option<String>,
-    /// Log every event as `[Analytics] name {props}` on stderr.
+    /// Log every event on stderr as `[Analytics] screen_view { screen_name: 'home' }`.
     pub debug: Option<bool>,
     /// Send nothing (events stay queued).
     pub dry_run: Option<bool>,

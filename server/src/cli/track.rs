@@ -53,7 +53,7 @@ pub struct TrackArgs {
     /// Also emit session_start / session_end.
     #[arg(long)]
     pub session: bool,
-    /// Log each event as `[Analytics] name {props}`.
+    /// Log each event on stderr as `[Analytics] screen_view { screen_name: 'home' }`.
     #[arg(long)]
     pub debug: bool,
 }

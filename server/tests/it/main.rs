@@ -5,6 +5,7 @@ mod analytics_scale;
 mod analytics_suite;
 mod auth_matrix;
 mod cli_release;
+mod cli_track;
 mod dashboard;
 mod db;
 mod demo;
