@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::clock::{self, SharedClock};
+use crate::env;
 use crate::identity;
 use crate::store::{Store, StoreError};
 use crate::update::{Arch, Platform};
@@ -173,6 +174,25 @@ impl ClientContext {
         })
     }
 
+    /// The context with what the process environment sets (see [`with_vars`](Self::with_vars)).
+    pub fn with_env(self) -> Self {
+        self.with_vars(env::process)
+    }
+
+    /// The context with what the variables read through `vars` set:
+    /// `RAILGUN_ANALYTICS_URL` the server URL, `RAILGUN_UPDATE_CHANNEL` the channel. A variable
+    /// unset or blank changes nothing; one that is set replaces the field (so set fields
+    /// after this call to override the environment).
+    pub fn with_vars(mut self, vars: impl Fn(&str) -> Option<String>) -> Self {
+        if let Some(url) = env::value(&vars, env::ANALYTICS_URL) {
+            self.url = Some(url);
+        }
+        if let Some(channel) = env::value(&vars, env::UPDATE_CHANNEL) {
+            self.channel = channel;
+        }
+        self
+    }
+
     /// The clock (the system clock unless one was given).
     pub fn clock(&self) -> SharedClock {
         self.clock.clone().unwrap_or_else(clock::system)
@@ -244,6 +264,17 @@ macro_rules! context_setters {
         /// The install id (default: the one kept in the store).
         pub fn install_id(mut self, id: &str) -> Self {
             self.config.context.install_id = Some(id.to_string());
+            self
+        }
+        /// What the process environment sets: `RAILGUN_ANALYTICS_URL`, `RAILGUN_UPDATE_CHANNEL`
+        /// ([`ClientContext::with_env`]).
+        pub fn with_env(mut self) -> Self {
+            self.config.context = self.config.context.with_env();
+            self
+        }
+        /// What the variables read through `vars` set ([`ClientContext::with_vars`]).
+        pub fn with_vars(mut self, vars: impl Fn(&str) -> Option<String>) -> Self {
+            self.config.context = self.config.context.with_vars(vars);
             self
         }
         /// Development or production (default: the build's).

@@ -31,6 +31,7 @@
 pub mod analytics;
 pub mod clock;
 mod context;
+pub mod env;
 pub mod error;
 pub mod flags;
 pub mod health;

@@ -41,9 +41,9 @@ pub const DEFAULT_MAX_CONFIG_BYTES: usize = 1024 * 1024;
 /// Default refresh interval (5 minutes, ±10 % jitter).
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 /// Environment variable naming the config URL.
-pub const ENV_CONFIG_URL: &str = "RAILGUN_CONFIG_URL";
+pub const ENV_CONFIG_URL: &str = crate::env::CONFIG_URL;
 /// Environment variable with local overrides: `{"key": true | false | "variant"}`.
-pub const ENV_FLAG_OVERRIDES: &str = "RAILGUN_FLAG_OVERRIDES";
+pub const ENV_FLAG_OVERRIDES: &str = crate::env::FLAG_OVERRIDES;
 
 /// How a flag client is set up.
 #[derive(Debug, Clone)]
@@ -101,21 +101,24 @@ impl FlagsConfig {
         }
     }
 
-    /// Reads `RAILGUN_CONFIG_URL` (when no URL is set) and `RAILGUN_FLAG_OVERRIDES`.
-    pub fn with_env(mut self) -> Result<Self, FlagsError> {
+    /// Reads `RAILGUN_CONFIG_URL` (when no URL is set) and `RAILGUN_FLAG_OVERRIDES` from the
+    /// process environment.
+    pub fn with_env(self) -> Result<Self, FlagsError> {
+        self.with_vars(crate::env::process)
+    }
+
+    /// Like [`with_env`](Self::with_env) with the variables read through `vars` (a test
+    /// passes a map).
+    pub fn with_vars(mut self, vars: impl Fn(&str) -> Option<String>) -> Result<Self, FlagsError> {
         if self.url.is_none() {
-            self.url = std::env::var(ENV_CONFIG_URL)
-                .ok()
-                .filter(|s| !s.trim().is_empty());
+            self.url = crate::env::value(&vars, ENV_CONFIG_URL);
         }
-        if let Ok(json) = std::env::var(ENV_FLAG_OVERRIDES) {
-            if !json.trim().is_empty() {
-                let o = parse_overrides(&json).map_err(|message| FlagsError::Overrides {
-                    variable: ENV_FLAG_OVERRIDES,
-                    message,
-                })?;
-                self.overrides.extend(o);
-            }
+        if let Some(json) = crate::env::value(&vars, ENV_FLAG_OVERRIDES) {
+            let o = parse_overrides(&json).map_err(|message| FlagsError::Overrides {
+                variable: ENV_FLAG_OVERRIDES,
+                message,
+            })?;
+            self.overrides.extend(o);
         }
         Ok(self)
     }

@@ -198,16 +198,6 @@ impl HealthMonitorBuilder {
     }
     context_setters!();
 
-    /// The URL from `RAILGUN_ANALYTICS_URL`, when set and not empty.
-    pub fn url_from_env(mut self) -> Self {
-        if let Some(u) = std::env::var("RAILGUN_ANALYTICS_URL")
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-        {
-            self.config.context.url = Some(u.trim().to_string());
-        }
-        self
-    }
     /// Consent until the user decides.
     pub fn default_consent(mut self, consent: Consent) -> Self {
         self.config.default_consent = consent;

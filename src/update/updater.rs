@@ -273,9 +273,9 @@ impl UpdaterConfig {
         }
     }
 
-    /// A configuration from the environment: `RAILGUN_UPDATE_URL`,
+    /// A configuration from the process environment: `RAILGUN_UPDATE_URL`,
     /// `RAILGUN_UPDATE_CHANNEL` (default `stable`) and `RAILGUN_UPDATE_PUBLIC_KEY` (base64
-    /// of a PEM, or any form [`PublicKey::parse`] reads).
+    /// of a PEM, or any form [`PublicKey::parse`] reads); see [`crate::env`].
     pub fn from_env(
         app: &str,
         current_version: Version,
@@ -283,7 +283,7 @@ impl UpdaterConfig {
         install_root: impl Into<PathBuf>,
     ) -> Result<Self, UpdaterError> {
         Self::from_vars(
-            |k| std::env::var(k).ok(),
+            crate::env::process,
             app,
             current_version,
             data_dir,
@@ -291,25 +291,24 @@ impl UpdaterConfig {
         )
     }
 
-    /// Like [`from_env`](Self::from_env) with the variables read through `get`.
+    /// Like [`from_env`](Self::from_env) with the variables read through `vars` (a test
+    /// passes a map). The URL and key are required: their absence or a key that does not
+    /// parse is a [`UpdaterError::Config`] naming the variable.
     pub fn from_vars(
-        get: impl Fn(&str) -> Option<String>,
+        vars: impl Fn(&str) -> Option<String>,
         app: &str,
         current_version: Version,
         data_dir: impl Into<PathBuf>,
         install_root: impl Into<PathBuf>,
     ) -> Result<Self, UpdaterError> {
+        use crate::env;
         let need = |k: &str| {
-            get(k)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| UpdaterError::Config(format!("{k} is not set")))
+            env::value(&vars, k).ok_or_else(|| UpdaterError::Config(format!("{k} is not set")))
         };
-        let url = need("RAILGUN_UPDATE_URL")?;
-        let channel = get("RAILGUN_UPDATE_CHANNEL")
-            .filter(|c| !c.trim().is_empty())
-            .unwrap_or_else(|| "stable".into());
-        let key = PublicKey::parse(need("RAILGUN_UPDATE_PUBLIC_KEY")?.trim())
-            .map_err(|e| UpdaterError::Config(format!("RAILGUN_UPDATE_PUBLIC_KEY: {e}")))?;
+        let url = need(env::UPDATE_URL)?;
+        let channel = env::value(&vars, env::UPDATE_CHANNEL).unwrap_or_else(|| "stable".into());
+        let key = PublicKey::parse(&need(env::UPDATE_PUBLIC_KEY)?)
+            .map_err(|e| UpdaterError::Config(format!("{}: {e}", env::UPDATE_PUBLIC_KEY)))?;
         let update =
             UpdateConfig::new(url, app, channel, current_version, TrustedKeys::single(key));
         Ok(Self::new(update, data_dir, install_root))

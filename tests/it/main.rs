@@ -10,6 +10,7 @@ mod analytics_scrub;
 mod analytics_support;
 mod analytics_upload;
 mod bucket_vectors;
+mod env_vars;
 mod flags_eval;
 mod flags_fetch;
 mod flags_noalloc;
