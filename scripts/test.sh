@@ -29,6 +29,11 @@ if ! have_chromium && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium; } >&2 || true
 fi
 have_chromium || missing "Chromium could not be installed (apt-get install chromium, as root)" "the dashboard browser tests"
+# promtool (Debian's prometheus package) checks and unit-tests deploy/prometheus/alerts.yml.
+if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; } >&2 || true
+fi
+command -v promtool >/dev/null 2>&1 || missing "promtool could not be installed (apt-get install prometheus, as root)" "the Prometheus rule tests"
 # DuckDB's Python package reads the exported Parquet back (an independent reader), and
 # moto's S3-compatible server receives an export over HTTP on loopback (server/tests/it/export.rs).
 python3 -m pip install -q --disable-pip-version-check duckdb 'moto[server]' >&2 \

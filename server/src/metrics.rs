@@ -2,6 +2,7 @@
 //!
 //! Owns the counters (requests by route and status, events ingested, duplicates, rejected,
 //! property values scrubbed), the ingest queue depth gauge, latency histograms per route,
+//! the fleet gauges the rollout engine renders on its schedule ([`Metrics::set_fleet`]),
 //! and [`track`], the layer that counts every request of the application. Labels are route
 //! templates and status codes only: never a raw path, user ids, event properties or
 //! addresses.
@@ -103,8 +104,11 @@ pub struct Metrics {
     pub alerts_delivered: AtomicU64,
     /// Alerts given up after their retries.
     pub alerts_failed: AtomicU64,
-    /// Alerts dropped because the alert queue was full.
+    /// Alerts that could not be written to the outbox.
     pub alerts_dropped: AtomicU64,
+    /// The fleet gauges (rollouts, firing alerts, active users), rendered by the rollout
+    /// engine on its schedule (`crate::rollout`'s gauges), never computed per scrape.
+    fleet: Mutex<String>,
 }
 
 impl Metrics {
@@ -126,6 +130,11 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Replaces the fleet gauges (Prometheus text, `# HELP`/`# TYPE` included).
+    pub fn set_fleet(&self, text: String) {
+        *self.fleet.lock().unwrap_or_else(|p| p.into_inner()) = text;
     }
 
     /// The Prometheus text exposition.
@@ -192,7 +201,7 @@ impl Metrics {
         counter(
             &mut s,
             "railgun_alerts_dropped_total",
-            "Alerts dropped because the alert queue was full.",
+            "Alerts that could not be written to the outbox.",
             &self.alerts_dropped,
         );
         let _ = writeln!(
@@ -234,6 +243,7 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         write_hist(&mut s, "railgun_store_commit_duration_seconds", "", &c);
+        s.push_str(&self.fleet.lock().unwrap_or_else(|p| p.into_inner()));
         s
     }
 }

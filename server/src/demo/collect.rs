@@ -45,6 +45,13 @@ pub(super) async fn report(
         .map(|(v, t)| (v.to_string(), HealthSummary::of(t)))
         .collect();
     let decisions = control.decisions().await?;
+    // Every alert the engine raised is in the outbox: wait (bounded) until it was posted.
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        live.server.state.alerts.idle(),
+    )
+    .await;
+    let alerts = live.alerts.received();
     let fin = control.view().await?;
     Ok(DemoReport {
         scenario: if opts.bad_release { "bad" } else { "healthy" },
@@ -66,6 +73,7 @@ pub(super) async fn report(
         health,
         analytics,
         decisions,
+        alerts,
         verification: verified.verification,
         launch_failures: sim.failure_count,
         failures: sim.failures,

@@ -17,6 +17,7 @@
 //! (server, rollout start, fleet), `simulate` (rounds), `verify` (installed files) and
 //! `collect` (the server's counts, the report).
 
+pub mod alerts;
 pub mod artifacts;
 mod collect;
 pub mod control;

@@ -16,6 +16,7 @@ use railgun_core::error::IoContext;
 use railgun_core::identity::random_hex_128;
 use railgun_core::trust::TrustedKeys;
 
+use super::alerts::AlertReceiver;
 use super::control::Control;
 use super::fleet::Fleet;
 use super::setup::Setup;
@@ -32,6 +33,8 @@ pub(super) struct Live {
     pub(super) fleet: Arc<Fleet>,
     /// The server's release tree (what it serves, read back by the verification).
     pub(super) tree: PathBuf,
+    /// Receives the server's alerts (a JSON webhook in this process).
+    pub(super) alerts: AlertReceiver,
 }
 
 impl Live {
@@ -45,6 +48,7 @@ impl Live {
         let read_token = random_hex_128();
         let admin_token = random_hex_128();
         let data = dir.join("data");
+        let alerts = AlertReceiver::start().await?;
         let config = ServerConfig {
             root: dir.join("tree"),
             database: format!("sqlite:{}", data.join("railgun.db").display()),
@@ -56,6 +60,7 @@ impl Live {
             release_public_keys: vec![setup.release_pub.clone()],
             // The demo asks the engine to evaluate after each simulated day.
             rollout_interval: std::time::Duration::from_secs(3600),
+            alerts: alerts.config(),
             ..ServerConfig::default()
         };
         std::fs::create_dir_all(&data).at(&data)?;
@@ -104,6 +109,7 @@ impl Live {
             control,
             fleet,
             tree: config.root,
+            alerts,
         })
     }
 }

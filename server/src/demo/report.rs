@@ -51,6 +51,8 @@ pub struct DemoReport {
     pub analytics: AnalyticsSummary,
     /// The decision log.
     pub decisions: Vec<Decision>,
+    /// Every alert the server sent (its in-process receiver), firing and resolved.
+    pub alerts: Vec<super::alerts::SentAlert>,
     /// Every install's files against its artifact.
     pub verification: Verification,
     /// Launches that failed.
@@ -399,6 +401,14 @@ impl DemoReport {
                 opt_pct(d.crash_upper),
                 d.reason.as_deref().unwrap_or(""),
                 d.actor,
+            );
+        }
+        let _ = writeln!(s, "\nAlerts sent ({})", self.alerts.len());
+        for a in &self.alerts {
+            let _ = writeln!(
+                s,
+                "  {} {:<17} {:<8} {:<8} {}",
+                a.at, a.name, a.severity, a.status, a.title
             );
         }
         let v = &self.verification;

@@ -43,7 +43,46 @@ fn is_rollout_alert(kind: &str) -> bool {
     .any(|k| k.as_str() == kind)
 }
 
+/// A channel's current rollout with its policy, health and the channel's population (its
+/// installs reporting in the last 7 days: Low Adoption's measure).
+pub(super) struct Current {
+    pub(super) rollout: RolloutRow,
+    pub(super) policy: RolloutPolicy,
+    pub(super) health: Health,
+    pub(super) population: u64,
+}
+
 impl Rollouts {
+    /// Every channel's current rollout, at the injected clock's now.
+    pub(super) async fn current_rollouts(&self) -> Result<Vec<Current>, RolloutError> {
+        let since = self.now() - Duration::days(engine::LOW_ADOPTION_POPULATION_DAYS);
+        let mut out = Vec::new();
+        for ch in self.inner.store.list_channels().await? {
+            let Some(rollout) = self
+                .inner
+                .store
+                .get_rollout(ch.app.clone(), ch.channel.clone(), ch.version.clone())
+                .await?
+            else {
+                continue;
+            };
+            let policy = parse_policy(&rollout.policy);
+            let health = self.health(&rollout, &policy).await?;
+            let population = self
+                .inner
+                .store
+                .channel_population(ch.app.clone(), ch.channel.clone(), to_ms(since))
+                .await?;
+            out.push(Current {
+                rollout,
+                policy,
+                health,
+                population,
+            });
+        }
+        Ok(out)
+    }
+
     /// The rows raising Rollout Halted for the halt decision `d` of `r`.
     pub(super) fn halt_alert(
         &self,
@@ -91,17 +130,13 @@ impl Rollouts {
             .collect();
         let mut current = HashSet::new();
         let mut loose = AlertWrite::default();
-        for ch in self.inner.store.list_channels().await? {
-            let Some(mut r) = self
-                .inner
-                .store
-                .get_rollout(ch.app.clone(), ch.channel.clone(), ch.version.clone())
-                .await?
-            else {
-                continue;
-            };
-            let policy = parse_policy(&r.policy);
-            let h = self.health(&r, &policy).await?;
+        for Current {
+            rollout: mut r,
+            policy,
+            health: h,
+            population,
+        } in self.current_rollouts().await?
+        {
             let halted_key = alert_key(AlertKind::RolloutHalted, &r);
             let her_key = alert_key(AlertKind::HighErrorRate, &r);
             let la_key = alert_key(AlertKind::LowAdoption, &r);
@@ -163,12 +198,6 @@ impl Rollouts {
 
             // Low Adoption: judged while the rollout is active.
             let low = if r.status == "active" {
-                let since = now - Duration::days(engine::LOW_ADOPTION_POPULATION_DAYS);
-                let population = self
-                    .inner
-                    .store
-                    .channel_population(r.app.clone(), r.channel.clone(), to_ms(since))
-                    .await?;
                 engine::low_adoption(
                     h.installs,
                     population,

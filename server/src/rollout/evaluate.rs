@@ -28,6 +28,9 @@ impl Rollouts {
         if let Err(e) = self.sweep_alerts(&mut out).await {
             tracing::warn!(error = %e, "rollout alerts not evaluated");
         }
+        if let Err(e) = self.refresh_gauges().await {
+            tracing::warn!(error = %e, "fleet gauges not refreshed");
+        }
         Ok(out)
     }
 

@@ -66,6 +66,7 @@ use crate::store::{SharedStore, StoreError};
 mod alerting;
 pub mod engine;
 mod evaluate;
+mod gauges;
 pub mod registry;
 pub mod routes;
 mod state;
@@ -312,6 +313,7 @@ struct Inner {
     store: SharedStore,
     clock: SharedClock,
     alerts: Alerter,
+    metrics: Arc<crate::metrics::Metrics>,
     tokens: Tokens,
     root: PathBuf,
     signer: Result<PrivateKey, String>,
@@ -388,6 +390,7 @@ impl Rollouts {
                 store: state.store.clone(),
                 clock: config.clock.clone(),
                 alerts: state.alerts.clone(),
+                metrics: state.metrics.clone(),
                 tokens: state.tokens.clone(),
                 root: config.root.clone(),
                 signer,

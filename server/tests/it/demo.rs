@@ -127,6 +127,18 @@ fn bad_release_is_halted_and_the_fallback_is_served() {
     assert!(!actions(&r)
         .iter()
         .any(|a| a == "advance" || a == "complete"));
+    // The demo's in-process receiver got the server's alerts: Rollout Halted (critical), and
+    // High Error Rate (warning) whenever the engine decided the numbers warranted it.
+    let alerts = r["alerts"].as_array().expect("alerts");
+    let sent = |kind: &str, severity: &str| {
+        alerts
+            .iter()
+            .any(|a| a["kind"] == kind && a["severity"] == severity && a["status"] == "firing")
+    };
+    assert!(sent("rollout_halted", "critical"), "{alerts:?}");
+    if actions(&r).iter().any(|a| a == "high_error_rate") {
+        assert!(sent("high_error_rate", "warning"), "{alerts:?}");
+    }
     assert_every_install_verified(&r, &["0.2.0", "0.1.0"]);
     assert_health_delivered(&r);
     // Most of the fleet stays on the fallback; installs that joined after the halt and
