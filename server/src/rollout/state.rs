@@ -260,7 +260,57 @@ impl Rollouts {
     ) -> Result<(), RolloutError> {
         check_names(app, channel)?;
         self.signer()?;
-        let v = parse_version(version)?;
+        parse_version(version)?;
+        let rel = self.startable_release(app, channel, version).await?;
+        // The channel's stages (server configuration) replace the manifest's; the rest of
+        // its policy stands.
+        let mut policy = registry::policy_of(&rel)?;
+        policy.stages = self.inner.stages.for_channel(channel, &policy.stages);
+        let pct = percentage.unwrap_or(policy.stages[0]);
+        check_percentage(pct)?;
+        // An admin's explicit 100 % is done at once; a channel whose first stage is 100 %
+        // (beta, canary) is served to everyone at once and still watched by the halt rules
+        // for its stage, then completes like any last stage.
+        let complete = percentage.is_some_and(|p| p >= 100.0);
+        let fallback = self.fallback_for(app, channel, version, fallback).await?;
+        let now = to_ms(self.now());
+        let r = RolloutRow {
+            app: app.into(),
+            channel: channel.into(),
+            version: version.into(),
+            percentage: pct,
+            status: if complete { "complete" } else { "active" }.into(),
+            fallback_version: fallback,
+            rolled_back: false,
+            policy: serde_json::to_string(&policy)
+                .map_err(|e| RolloutError::BadRequest(e.to_string()))?,
+            started_ms: now,
+            stage_started_ms: now,
+            updated_ms: now,
+            high_error_alerted: false,
+            low_adoption_alerted: false,
+        };
+        let h = self.health(&r, &policy).await?;
+        let d = self.decision(
+            &r,
+            "start",
+            Actor::Admin,
+            0.0,
+            &h,
+            format!("started at {pct} %"),
+        );
+        self.commit(&r, Some(d)).await?;
+        self.clear_pending_start(app, version).await
+    }
+
+    /// The registered release `app` `version`, if it may start on `channel`: signed for
+    /// that channel, every artifact uploaded, never rolled out there before.
+    async fn startable_release(
+        &self,
+        app: &str,
+        channel: &str,
+        version: &str,
+    ) -> Result<crate::store::rollout::ReleaseRow, RolloutError> {
         let rel = self
             .inner
             .store
@@ -291,18 +341,21 @@ impl Rollouts {
                 "{app} {version} was already rolled out on {channel}"
             )));
         }
-        // The channel's stages (server configuration) replace the manifest's; the rest of
-        // its policy stands.
-        let mut policy = registry::policy_of(&rel)?;
-        policy.stages = self.inner.stages.for_channel(channel, &policy.stages);
-        let pct = percentage.unwrap_or(policy.stages[0]);
-        check_percentage(pct)?;
-        // An admin's explicit 100 % is done at once; a channel whose first stage is 100 %
-        // (beta, canary) is served to everyone at once and still watched by the halt rules
-        // for its stage, then completes like any last stage.
-        let complete = percentage.is_some_and(|p| p >= 100.0);
-        // The fallback: named, or the channel's last good release (when lower).
-        let fallback = match fallback {
+        Ok(rel)
+    }
+
+    /// The fallback of a rollout of `version`: the one `named`, else the channel's last
+    /// good release when it is lower; a named one must be lower than `version`,
+    /// registered, and signed for `channel`.
+    async fn fallback_for(
+        &self,
+        app: &str,
+        channel: &str,
+        version: &str,
+        named: Option<String>,
+    ) -> Result<Option<String>, RolloutError> {
+        let v = parse_version(version)?;
+        let fallback = match named {
             Some(f) => Some(f),
             None => match self.current(app, channel).await {
                 Ok(cur) => {
@@ -339,33 +392,11 @@ impl Rollouts {
                 )));
             }
         }
-        let now = to_ms(self.now());
-        let r = RolloutRow {
-            app: app.into(),
-            channel: channel.into(),
-            version: version.into(),
-            percentage: pct,
-            status: if complete { "complete" } else { "active" }.into(),
-            fallback_version: fallback,
-            rolled_back: false,
-            policy: serde_json::to_string(&policy)
-                .map_err(|e| RolloutError::BadRequest(e.to_string()))?,
-            started_ms: now,
-            stage_started_ms: now,
-            updated_ms: now,
-            high_error_alerted: false,
-            low_adoption_alerted: false,
-        };
-        let h = self.health(&r, &policy).await?;
-        let d = self.decision(
-            &r,
-            "start",
-            Actor::Admin,
-            0.0,
-            &h,
-            format!("started at {pct} %"),
-        );
-        self.commit(&r, Some(d)).await?;
+        Ok(fallback)
+    }
+
+    /// A release registered with a deferred start has started: clear the mark.
+    async fn clear_pending_start(&self, app: &str, version: &str) -> Result<(), RolloutError> {
         if let Some(rel) = self
             .inner
             .store
