@@ -6,6 +6,9 @@
 //! download flushes to disk every 8 MiB like the downloader does, so the cost of hashing
 //! alone can be read off as well.
 
+// A benchmark may panic on a broken setup: it measures, it does not serve.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

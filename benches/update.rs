@@ -1,6 +1,9 @@
 //! Update-path benchmarks: the bucketing function, and verifying + parsing a channel state
 //! and a 50-artifact release manifest (no network).
 
+// A benchmark may panic on a broken setup: it measures, it does not serve.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};

@@ -15,6 +15,9 @@
 //!
 //! Run: `cargo bench -p railgun-server --bench export` (`scripts/bench.sh` does).
 
+// A benchmark may panic on a broken setup: it measures, it does not serve.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Instant;
 
 use railgun_server::export::{self, ExportOptions};

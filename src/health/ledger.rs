@@ -31,7 +31,7 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
-    pub fn is_zero(&self) -> bool {
+    pub(crate) fn is_zero(&self) -> bool {
         *self == Counts::default()
     }
 }

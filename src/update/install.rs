@@ -428,7 +428,7 @@ mod os {
     use std::path::Path;
 
     #[cfg(unix)]
-    pub fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+    pub(crate) fn symlink(target: &Path, link: &Path) -> io::Result<()> {
         std::os::unix::fs::symlink(target, link)
     }
     #[cfg(not(unix))]
@@ -440,7 +440,7 @@ mod os {
     }
 
     #[cfg(unix)]
-    pub fn mode_of(m: &fs::Metadata) -> u32 {
+    pub(crate) fn mode_of(m: &fs::Metadata) -> u32 {
         use std::os::unix::fs::PermissionsExt;
         m.permissions().mode() & 0o7777
     }
@@ -450,7 +450,7 @@ mod os {
     }
 
     #[cfg(unix)]
-    pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    pub(crate) fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(path, fs::Permissions::from_mode(mode))
     }
@@ -460,7 +460,7 @@ mod os {
     }
 
     #[cfg(unix)]
-    pub fn set_file_mode(f: &File, mode: u32) -> io::Result<()> {
+    pub(crate) fn set_file_mode(f: &File, mode: u32) -> io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         f.set_permissions(fs::Permissions::from_mode(mode))
     }
@@ -470,7 +470,7 @@ mod os {
     }
 
     /// A new file (never an existing one, never through a link), private until complete.
-    pub fn create_new_private(path: &Path) -> io::Result<File> {
+    pub(crate) fn create_new_private(path: &Path) -> io::Result<File> {
         let mut o = fs::OpenOptions::new();
         o.write(true).create_new(true);
         #[cfg(unix)]

@@ -1,6 +1,9 @@
 //! Every integration test of this crate in one binary (one link, one file on disk:
 //! thirty-odd binaries filled CI's disk). Each module is one former `tests/*.rs` file.
 
+// A test binary has no public surface, and a test may panic with its message.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
 mod analytics_scale;
 mod analytics_suite;
 mod auth_matrix;

@@ -66,7 +66,7 @@ pub(crate) struct Authority {
 }
 
 impl Authority {
-    pub fn new(uri: String, chain: Vec<Cert>, valid_for: ValidFor) -> Self {
+    pub(crate) fn new(uri: String, chain: Vec<Cert>, valid_for: ValidFor) -> Self {
         let chain_signed = chain.windows(2).all(|w| w[0].signed_by(&w[1]));
         Self {
             uri,
@@ -79,7 +79,7 @@ impl Authority {
 
 impl Cert {
     /// Reads a DER certificate (the caller names the part it came from).
-    pub fn from_der(der: Vec<u8>) -> Result<Self, x509_cert::der::Error> {
+    pub(crate) fn from_der(der: Vec<u8>) -> Result<Self, x509_cert::der::Error> {
         let cert = Certificate::from_der(&der)?;
         Ok(Self { der, cert })
     }
@@ -93,13 +93,13 @@ impl Cert {
     }
 
     /// Whether the certificate is valid at `t` (Unix seconds).
-    pub fn valid_at(&self, t: i64) -> bool {
+    pub(crate) fn valid_at(&self, t: i64) -> bool {
         self.not_before() <= t && t <= self.not_after()
     }
 
     /// The subject public key: its kind and its bytes (the SEC1 point of an EC key, the
     /// PKCS#1 `RSAPublicKey` DER of an RSA key).
-    pub fn public_key(&self) -> (KeyKind, &[u8]) {
+    pub(crate) fn public_key(&self) -> (KeyKind, &[u8]) {
         let spki = &self.cert.tbs_certificate.subject_public_key_info;
         let kind = if spki.algorithm.oid.to_string() == OID_RSA_ENCRYPTION {
             KeyKind::Rsa
@@ -117,13 +117,13 @@ impl Cert {
     }
 
     /// Whether this is a root certificate (issued by its own subject).
-    pub fn is_self_signed(&self) -> bool {
+    pub(crate) fn is_self_signed(&self) -> bool {
         let tbs = &self.cert.tbs_certificate;
         tbs.issuer == tbs.subject
     }
 
     /// Whether `issuer`'s key signed this certificate.
-    pub fn signed_by(&self, issuer: &Cert) -> bool {
+    pub(crate) fn signed_by(&self, issuer: &Cert) -> bool {
         let Ok(tbs) = self.cert.tbs_certificate.to_der() else {
             return false;
         };
@@ -135,7 +135,7 @@ impl Cert {
 
     /// Whether this certificate's key made `sig` over `msg` with the signature algorithm
     /// `sig_alg_oid` (ECDSA, or RSA PKCS#1 v1.5 for an RSA key).
-    pub fn verifies(&self, sig_alg_oid: &str, msg: &[u8], sig: &[u8]) -> bool {
+    pub(crate) fn verifies(&self, sig_alg_oid: &str, msg: &[u8], sig: &[u8]) -> bool {
         let (kind, key) = self.public_key();
         let alg: &dyn signature::VerificationAlgorithm = match (&kind, sig_alg_oid) {
             (KeyKind::Ec(c), OID_ECDSA_SHA256) if c == OID_P256 => {
@@ -169,7 +169,7 @@ impl Cert {
     }
 
     /// The identity: the first URI or e-mail subject alternative name.
-    pub fn identity(&self) -> Result<String, SigstoreError> {
+    pub(crate) fn identity(&self) -> Result<String, SigstoreError> {
         let raw = self
             .extension(OID_SAN)
             .ok_or_else(|| bad_cert("the certificate has no subject alternative name", None))?;
@@ -186,7 +186,7 @@ impl Cert {
     }
 
     /// The OIDC issuer recorded by Fulcio.
-    pub fn oidc_issuer(&self) -> Result<String, SigstoreError> {
+    pub(crate) fn oidc_issuer(&self) -> Result<String, SigstoreError> {
         if let Some(raw) = self.extension(OID_FULCIO_ISSUER_V2) {
             let s = x509_cert::der::asn1::Utf8StringRef::from_der(raw).map_err(|e| {
                 bad_cert(
@@ -204,12 +204,12 @@ impl Cert {
     }
 
     /// Whether the extended key usage allows code signing.
-    pub fn allows_code_signing(&self) -> bool {
+    pub(crate) fn allows_code_signing(&self) -> bool {
         self.has_eku(OID_CODE_SIGNING)
     }
 
     /// Whether the extended key usage lists `oid`.
-    pub fn has_eku(&self, oid: &str) -> bool {
+    pub(crate) fn has_eku(&self, oid: &str) -> bool {
         self.extension(OID_EKU)
             .and_then(|raw| ExtendedKeyUsage::from_der(raw).ok())
             .is_some_and(|eku| eku.0.iter().any(|o| o.to_string() == oid))

@@ -210,7 +210,7 @@ pub(crate) struct ValidFor {
 
 impl ValidFor {
     /// Whether `t` (Unix seconds) falls inside the window (an absent end is open).
-    pub fn contains(&self, t: i64) -> bool {
+    pub(crate) fn contains(&self, t: i64) -> bool {
         self.start.timestamp() <= t && self.end.is_none_or(|e| t <= e.timestamp())
     }
 }

@@ -53,7 +53,7 @@ pub(crate) struct LogKey {
 
 impl LogKey {
     /// Reads a key from its SPKI DER.
-    pub fn from_spki(
+    pub(crate) fn from_spki(
         base_url: String,
         log_id: Vec<u8>,
         spki_der: &[u8],
@@ -77,7 +77,7 @@ impl LogKey {
     }
 
     /// Verifies `sig` over `msg` with this key.
-    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+    pub(crate) fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
         let alg: &dyn signature::VerificationAlgorithm = match self.alg {
             LogKeyAlg::P256 => &signature::ECDSA_P256_SHA256_ASN1,
             LogKeyAlg::Ed25519 => &signature::ED25519,
