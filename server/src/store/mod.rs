@@ -33,6 +33,7 @@ pub mod alerts;
 pub mod export;
 pub mod postgres;
 pub mod rollout;
+mod sql;
 pub mod sqlite;
 
 pub use alerts::AlertStore;

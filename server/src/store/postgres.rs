@@ -20,6 +20,9 @@ use super::rollout::{
     from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthDeleted, HealthRow, ReleaseRow,
     RolloutChange, RolloutRow, RolloutStore, ROLLOUT_CAN_DECIDE,
 };
+use super::sql::{
+    self, CHANNEL_COLS, DAILY_TABLES, DECISION_COLS, RELEASE_COLS, ROLLOUT_COLS, USER_TABLES,
+};
 use super::{
     day_date, session_stats, AnalyticsStore, Count, DayCount, FeatureDay, FeatureTotal,
     PurgeCounts, Rollups, SessionStats, StoreError, StoreFuture, StoredEvent,
@@ -288,14 +291,6 @@ pub const MIGRATIONS: &[&str] = &[
     alerts::MIGRATION,
 ];
 
-const USER_TABLES: &[&str] = &[
-    "events",
-    "daily_users",
-    "users",
-    "daily_sessions",
-    "daily_feature",
-];
-
 /// The PostgreSQL analytics store.
 pub struct PostgresStore {
     writer: Mutex<Client>,
@@ -542,13 +537,7 @@ impl AnalyticsStore for PostgresStore {
 
     fn sessions(&self, day: i32) -> StoreFuture<'_, SessionStats> {
         Box::pin(async move {
-            let rows = self
-                .reader
-                .query(
-                    "SELECT duration, sample_rate FROM daily_sessions WHERE day = $1",
-                    &[&day],
-                )
-                .await?;
+            let rows = self.reader.query(sql::SESSIONS_OF_DAY, &[&day]).await?;
             Ok(session_stats(
                 rows.iter()
                     .map(|r| (r.get::<_, f64>(0), r.get::<_, f64>(1)))
@@ -625,9 +614,7 @@ impl AnalyticsStore for PostgresStore {
             .await?;
             let mut n = 0;
             for t in USER_TABLES {
-                n += tx
-                    .execute(&format!("DELETE FROM {t} WHERE user_id = $1"), &[&user_id])
-                    .await?;
+                n += tx.execute(&sql::delete_user_rows(t), &[&user_id]).await?;
             }
             tx.commit().await?;
             Ok(n)
@@ -650,29 +637,14 @@ impl AnalyticsStore for PostgresStore {
                 )
                 .await?;
             let mut aggregates = 0;
-            for t in ["daily_users", "daily_sessions", "daily_feature"] {
+            for t in DAILY_TABLES {
                 aggregates += tx
-                    .execute(
-                        &format!("DELETE FROM {t} WHERE day < $1"),
-                        &[&aggregates_before],
-                    )
+                    .execute(&sql::purge_days(t), &[&aggregates_before])
                     .await?;
             }
-            aggregates += tx
-                .execute(
-                    "DELETE FROM users WHERE last_day < $1",
-                    &[&aggregates_before],
-                )
-                .await?;
-            aggregates += tx
-                .execute(
-                    "DELETE FROM feature_reach WHERE day < $1",
-                    &[&aggregates_before],
-                )
-                .await?;
-            // Buckets emptied by re-linking or deletion (no row, nothing to count).
-            tx.execute("DELETE FROM feature_reach WHERE users = 0", &[])
-                .await?;
+            aggregates += tx.execute(sql::PURGE_USERS, &[&aggregates_before]).await?;
+            aggregates += tx.execute(sql::PURGE_REACH, &[&aggregates_before]).await?;
+            tx.execute(sql::PURGE_EMPTY_REACH, &[]).await?;
             tx.commit().await?;
             Ok(PurgeCounts {
                 events,
@@ -695,10 +667,7 @@ impl AnalyticsStore for PostgresStore {
 
     fn count_events(&self) -> StoreFuture<'_, u64> {
         Box::pin(async move {
-            let r = self
-                .reader
-                .query_one("SELECT COUNT(*) FROM events", &[])
-                .await?;
+            let r = self.reader.query_one(sql::COUNT_EVENTS, &[]).await?;
             Ok(r.get::<_, i64>(0) as u64)
         })
     }
@@ -709,10 +678,7 @@ impl AnalyticsStore for PostgresStore {
             for t in USER_TABLES {
                 let r = self
                     .reader
-                    .query_one(
-                        &format!("SELECT COUNT(*) FROM {t} WHERE user_id = $1"),
-                        &[&user_id],
-                    )
+                    .query_one(&sql::count_user_rows(t), &[&user_id])
                     .await?;
                 n += r.get::<_, i64>(0) as u64;
             }
@@ -748,11 +714,7 @@ impl AnalyticsStore for PostgresStore {
         limit: u32,
     ) -> StoreFuture<'_, Option<Vec<FeatureTotal>>> {
         Box::pin(async move {
-            let floor: Option<i32> = self
-                .reader
-                .query_one("SELECT MIN(day) FROM feature_reach WHERE users > 0", &[])
-                .await?
-                .get(0);
+            let floor: Option<i32> = self.reader.query_one(sql::REACH_FLOOR, &[]).await?.get(0);
             let from = floor.map_or(from, |f| f.max(from));
             let changed: bool = self
                 .reader
@@ -827,15 +789,6 @@ impl AnalyticsStore for PostgresStore {
 }
 
 // ---- rollout health -------------------------------------------------------------------
-
-const RELEASE_COLS: &str = "app, version, channel, envelope, manifest_sha256, created, \
-    pending_start, pending_percentage, pending_fallback";
-const ROLLOUT_COLS: &str = "app, channel, version, percentage, status, fallback_version, \
-    rolled_back, policy, started, stage_started, updated, high_error_alerted, low_adoption_alerted";
-const CHANNEL_COLS: &str = "app, channel, version, sequence, issued, expires, envelope";
-const DECISION_COLS: &str = "id, at, app, channel, version, action, actor, from_percentage, \
-    to_percentage, installs, error_rate, error_lower, error_upper, crash_rate, crash_lower, \
-    crash_upper, reason";
 
 fn release_row(r: &tokio_postgres::Row) -> ReleaseRow {
     ReleaseRow {
@@ -967,10 +920,7 @@ impl RolloutStore for PostgresStore {
         Box::pin(async move {
             let r = self
                 .reader
-                .query_one(
-                    "SELECT COUNT(DISTINCT machine_id) FROM health_installs WHERE app = $1 AND channel = $2 AND last_seen >= $3",
-                    &[&app, &channel, &since_ms],
-                )
+                .query_one(sql::ACTIVE_INSTALLS, &[&app, &channel, &since_ms])
                 .await?;
             Ok(r.get::<_, i64>(0) as u64)
         })
@@ -1022,16 +972,10 @@ impl RolloutStore for PostgresStore {
             let mut c = self.writer.lock().await;
             let tx = c.transaction().await?;
             let reports = tx
-                .execute(
-                    "DELETE FROM health_reports WHERE machine_id = $1",
-                    &[&machine_id],
-                )
+                .execute(sql::DELETE_MACHINE_REPORTS, &[&machine_id])
                 .await?;
             let installs = tx
-                .execute(
-                    "DELETE FROM health_installs WHERE machine_id = $1",
-                    &[&machine_id],
-                )
+                .execute(sql::DELETE_MACHINE_INSTALLS, &[&machine_id])
                 .await?;
             tx.commit().await?;
             Ok(HealthDeleted { reports, installs })
@@ -1042,11 +986,7 @@ impl RolloutStore for PostgresStore {
         Box::pin(async move {
             let r = self
                 .reader
-                .query_one(
-                    "SELECT (SELECT COUNT(*) FROM health_reports WHERE machine_id = $1) + \
-                     (SELECT COUNT(*) FROM health_installs WHERE machine_id = $1)",
-                    &[&machine_id],
-                )
+                .query_one(sql::MACHINE_ROWS, &[&machine_id])
                 .await?;
             Ok(r.get::<_, i64>(0) as u64)
         })
@@ -1056,10 +996,7 @@ impl RolloutStore for PostgresStore {
         Box::pin(async move {
             let r = self
                 .reader
-                .query_opt(
-                    &format!("SELECT {RELEASE_COLS} FROM releases WHERE app = $1 AND version = $2"),
-                    &[&app, &version],
-                )
+                .query_opt(sql::GET_RELEASE, &[&app, &version])
                 .await?;
             Ok(r.as_ref().map(release_row))
         })
@@ -1089,10 +1026,7 @@ impl RolloutStore for PostgresStore {
         Box::pin(async move {
             let r = self
                 .reader
-                .query_opt(
-                    &format!("SELECT {ROLLOUT_COLS} FROM rollouts WHERE app = $1 AND channel = $2 AND version = $3"),
-                    &[&app, &channel, &version],
-                )
+                .query_opt(sql::GET_ROLLOUT, &[&app, &channel, &version])
                 .await?;
             Ok(r.as_ref().map(rollout_row))
         })
@@ -1100,13 +1034,7 @@ impl RolloutStore for PostgresStore {
 
     fn list_rollouts(&self) -> StoreFuture<'_, Vec<RolloutRow>> {
         Box::pin(async move {
-            let rows = self
-                .reader
-                .query(
-                    &format!("SELECT {ROLLOUT_COLS} FROM rollouts ORDER BY started DESC, app, channel, version"),
-                    &[],
-                )
-                .await?;
+            let rows = self.reader.query(sql::LIST_ROLLOUTS, &[]).await?;
             Ok(rows.iter().map(rollout_row).collect())
         })
     }
@@ -1115,12 +1043,7 @@ impl RolloutStore for PostgresStore {
         Box::pin(async move {
             let r = self
                 .reader
-                .query_opt(
-                    &format!(
-                        "SELECT {CHANNEL_COLS} FROM channel_states WHERE app = $1 AND channel = $2"
-                    ),
-                    &[&app, &channel],
-                )
+                .query_opt(sql::GET_CHANNEL, &[&app, &channel])
                 .await?;
             Ok(r.as_ref().map(channel_row))
         })
@@ -1128,13 +1051,7 @@ impl RolloutStore for PostgresStore {
 
     fn list_channels(&self) -> StoreFuture<'_, Vec<ChannelRow>> {
         Box::pin(async move {
-            let rows = self
-                .reader
-                .query(
-                    &format!("SELECT {CHANNEL_COLS} FROM channel_states ORDER BY app, channel"),
-                    &[],
-                )
-                .await?;
+            let rows = self.reader.query(sql::LIST_CHANNELS, &[]).await?;
             Ok(rows.iter().map(channel_row).collect())
         })
     }

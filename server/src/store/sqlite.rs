@@ -22,6 +22,9 @@ use super::rollout::{
     from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthDeleted, HealthRow, ReleaseRow,
     RolloutChange, RolloutRow, RolloutStore, ROLLOUT_CAN_DECIDE,
 };
+use super::sql::{
+    self, CHANNEL_COLS, DAILY_TABLES, DECISION_COLS, RELEASE_COLS, ROLLOUT_COLS, USER_TABLES,
+};
 use super::{
     day_date, session_stats, AnalyticsStore, Count, DayCount, FeatureDay, FeatureTotal,
     PurgeCounts, Rollups, SessionStats, StoreError, StoreFuture, StoredEvent,
@@ -312,9 +315,6 @@ const REACH_FORGET_USER: &str = "INSERT INTO feature_reach (day, name, prev_day,
     GROUP BY day, name, prev_day, sample_rate, rate_changed \
     ON CONFLICT DO UPDATE SET users = users + excluded.users, events = events + excluded.events";
 
-/// The earliest day any `daily_feature` row still has: a `prev_day` before it was purged.
-const REACH_FLOOR: &str = "SELECT MIN(day) FROM feature_reach WHERE users > 0";
-
 /// Whether a user's sample rate changed between two days inside `?1..=?2` (then the
 /// estimate of users needs each user's highest rate: [`FEATURE_TOTALS`]).
 const REACH_RATE_CHANGED: &str = "SELECT EXISTS (SELECT 1 FROM feature_reach WHERE day BETWEEN \
@@ -336,15 +336,6 @@ const FEATURE_TOTALS: &str = "SELECT name, SUM(ev), SUM(ev_est), COUNT(*), SUM(1
     (SELECT name, user_id, SUM(events) AS ev, SUM(events / sample_rate) AS ev_est, \
      MAX(sample_rate) AS sr FROM daily_feature WHERE day BETWEEN ?1 AND ?2 GROUP BY name, user_id) \
     GROUP BY name ORDER BY SUM(ev) DESC, name LIMIT ?3";
-
-/// Tables that hold a `user_id` column (deletion and checks walk them all).
-const USER_TABLES: &[&str] = &[
-    "events",
-    "daily_users",
-    "users",
-    "daily_sessions",
-    "daily_feature",
-];
 
 #[derive(Debug)]
 struct Inner {
@@ -573,9 +564,7 @@ impl AnalyticsStore for SqliteStore {
 
     fn sessions(&self, day: i32) -> StoreFuture<'_, SessionStats> {
         self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT duration, sample_rate FROM daily_sessions WHERE day = ?1",
-            )?;
+            let mut st = c.prepare_cached(sql::SESSIONS_OF_DAY)?;
             let rows = st
                 .query_map([day], |r| Ok((r.get::<_, f64>(0)?, r.get::<_, f64>(1)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -639,7 +628,7 @@ impl AnalyticsStore for SqliteStore {
             tx.execute(REACH_FORGET_USER, [&user_id])?;
             let mut n = 0u64;
             for t in USER_TABLES {
-                n += tx.execute(&format!("DELETE FROM {t} WHERE user_id = ?1"), [&user_id])? as u64;
+                n += tx.execute(&sql::delete_user_rows(t), [&user_id])? as u64;
             }
             tx.commit()?;
             Ok(n)
@@ -659,20 +648,12 @@ impl AnalyticsStore for SqliteStore {
                 [events_before_ms, events_keep_from],
             )? as u64;
             let mut aggregates = 0u64;
-            for t in ["daily_users", "daily_sessions", "daily_feature"] {
-                aggregates += tx.execute(
-                    &format!("DELETE FROM {t} WHERE day < ?1"),
-                    [aggregates_before],
-                )? as u64;
+            for t in DAILY_TABLES {
+                aggregates += tx.execute(&sql::purge_days(t), [aggregates_before])? as u64;
             }
-            aggregates +=
-                tx.execute("DELETE FROM users WHERE last_day < ?1", [aggregates_before])? as u64;
-            aggregates += tx.execute(
-                "DELETE FROM feature_reach WHERE day < ?1",
-                [aggregates_before],
-            )? as u64;
-            // Buckets emptied by re-linking or deletion (no row, nothing to count).
-            tx.execute("DELETE FROM feature_reach WHERE users = 0", [])?;
+            aggregates += tx.execute(sql::PURGE_USERS, [aggregates_before])? as u64;
+            aggregates += tx.execute(sql::PURGE_REACH, [aggregates_before])? as u64;
+            tx.execute(sql::PURGE_EMPTY_REACH, [])?;
             tx.commit()?;
             Ok(PurgeCounts {
                 events,
@@ -693,7 +674,7 @@ impl AnalyticsStore for SqliteStore {
 
     fn count_events(&self) -> StoreFuture<'_, u64> {
         self.read(|c| {
-            c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))
+            c.query_row(sql::COUNT_EVENTS, [], |r| r.get::<_, i64>(0))
                 .map(|n| n as u64)
         })
     }
@@ -702,11 +683,8 @@ impl AnalyticsStore for SqliteStore {
         self.read(move |c| {
             let mut n = 0u64;
             for t in USER_TABLES {
-                n += c.query_row(
-                    &format!("SELECT COUNT(*) FROM {t} WHERE user_id = ?1"),
-                    [&user_id],
-                    |r| r.get::<_, i64>(0),
-                )? as u64;
+                n += c.query_row(&sql::count_user_rows(t), [&user_id], |r| r.get::<_, i64>(0))?
+                    as u64;
             }
             Ok(n)
         })
@@ -738,7 +716,9 @@ impl AnalyticsStore for SqliteStore {
         limit: u32,
     ) -> StoreFuture<'_, Option<Vec<FeatureTotal>>> {
         self.read(move |c| {
-            let floor: Option<i32> = c.prepare_cached(REACH_FLOOR)?.query_row([], |r| r.get(0))?;
+            let floor: Option<i32> = c
+                .prepare_cached(sql::REACH_FLOOR)?
+                .query_row([], |r| r.get(0))?;
             let from = floor.map_or(from, |f| f.max(from));
             let changed: bool = c
                 .prepare_cached(REACH_RATE_CHANGED)?
@@ -787,15 +767,6 @@ impl AnalyticsStore for SqliteStore {
 }
 
 // ---- rollout health -------------------------------------------------------------------
-
-const RELEASE_COLS: &str = "app, version, channel, envelope, manifest_sha256, created, \
-    pending_start, pending_percentage, pending_fallback";
-const ROLLOUT_COLS: &str = "app, channel, version, percentage, status, fallback_version, \
-    rolled_back, policy, started, stage_started, updated, high_error_alerted, low_adoption_alerted";
-const CHANNEL_COLS: &str = "app, channel, version, sequence, issued, expires, envelope";
-const DECISION_COLS: &str = "id, at, app, channel, version, action, actor, from_percentage, \
-    to_percentage, installs, error_rate, error_lower, error_upper, crash_rate, crash_lower, \
-    crash_upper, reason";
 
 fn release_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRow> {
     Ok(ReleaseRow {
@@ -957,11 +928,9 @@ impl RolloutStore for SqliteStore {
         since_ms: i64,
     ) -> StoreFuture<'_, u64> {
         self.read(move |c| {
-            c.prepare_cached(
-                "SELECT COUNT(DISTINCT machine_id) FROM health_installs WHERE app = ?1 AND channel = ?2 AND last_seen >= ?3",
-            )?
-            .query_row(params![app, channel, since_ms], |r| r.get::<_, i64>(0))
-            .map(|n| n as u64)
+            c.prepare_cached(sql::ACTIVE_INSTALLS)?
+                .query_row(params![app, channel, since_ms], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
         })
     }
 
@@ -1000,14 +969,8 @@ impl RolloutStore for SqliteStore {
     fn delete_machine(&self, machine_id: String) -> StoreFuture<'_, HealthDeleted> {
         self.write(move |c| {
             let tx = c.transaction()?;
-            let reports = tx.execute(
-                "DELETE FROM health_reports WHERE machine_id = ?1",
-                [&machine_id],
-            )? as u64;
-            let installs = tx.execute(
-                "DELETE FROM health_installs WHERE machine_id = ?1",
-                [&machine_id],
-            )? as u64;
+            let reports = tx.execute(sql::DELETE_MACHINE_REPORTS, [&machine_id])? as u64;
+            let installs = tx.execute(sql::DELETE_MACHINE_INSTALLS, [&machine_id])? as u64;
             tx.commit()?;
             Ok(HealthDeleted { reports, installs })
         })
@@ -1015,23 +978,16 @@ impl RolloutStore for SqliteStore {
 
     fn machine_rows(&self, machine_id: String) -> StoreFuture<'_, u64> {
         self.read(move |c| {
-            c.query_row(
-                "SELECT (SELECT COUNT(*) FROM health_reports WHERE machine_id = ?1) + \
-                 (SELECT COUNT(*) FROM health_installs WHERE machine_id = ?1)",
-                [&machine_id],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n as u64)
+            c.query_row(sql::MACHINE_ROWS, [&machine_id], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
         })
     }
 
     fn get_release(&self, app: String, version: String) -> StoreFuture<'_, Option<ReleaseRow>> {
         self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {RELEASE_COLS} FROM releases WHERE app = ?1 AND version = ?2"
-            ))?
-            .query_row(params![app, version], release_row)
-            .optional()
+            c.prepare_cached(sql::GET_RELEASE)?
+                .query_row(params![app, version], release_row)
+                .optional()
         })
     }
 
@@ -1055,41 +1011,33 @@ impl RolloutStore for SqliteStore {
         version: String,
     ) -> StoreFuture<'_, Option<RolloutRow>> {
         self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {ROLLOUT_COLS} FROM rollouts WHERE app = ?1 AND channel = ?2 AND version = ?3"
-            ))?
-            .query_row(params![app, channel, version], rollout_row)
-            .optional()
+            c.prepare_cached(sql::GET_ROLLOUT)?
+                .query_row(params![app, channel, version], rollout_row)
+                .optional()
         })
     }
 
     fn list_rollouts(&self) -> StoreFuture<'_, Vec<RolloutRow>> {
         self.read(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {ROLLOUT_COLS} FROM rollouts ORDER BY started DESC, app, channel, version"
-            ))?
-            .query_map([], rollout_row)?
-            .collect()
+            c.prepare_cached(sql::LIST_ROLLOUTS)?
+                .query_map([], rollout_row)?
+                .collect()
         })
     }
 
     fn get_channel(&self, app: String, channel: String) -> StoreFuture<'_, Option<ChannelRow>> {
         self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {CHANNEL_COLS} FROM channel_states WHERE app = ?1 AND channel = ?2"
-            ))?
-            .query_row(params![app, channel], channel_row)
-            .optional()
+            c.prepare_cached(sql::GET_CHANNEL)?
+                .query_row(params![app, channel], channel_row)
+                .optional()
         })
     }
 
     fn list_channels(&self) -> StoreFuture<'_, Vec<ChannelRow>> {
         self.read(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {CHANNEL_COLS} FROM channel_states ORDER BY app, channel"
-            ))?
-            .query_map([], channel_row)?
-            .collect()
+            c.prepare_cached(sql::LIST_CHANNELS)?
+                .query_map([], channel_row)?
+                .collect()
         })
     }
 

@@ -1,0 +1,204 @@
+//! The SQL the two stores share, defined once: column lists, table lists and every
+//! statement that is the same text on SQLite and PostgreSQL.
+//!
+//! Statements use PostgreSQL's `$N` placeholders. SQLite reads `$N` as a named parameter
+//! and numbers parameters in the order they first appear, so a shared statement must name
+//! `$1`, `$2`, … first in that order (a test checks every one); a statement that cannot is
+//! written per store.
+//!
+//! The deliberate differences stay in the store they belong to, each with its reason there:
+//! the migrations (types: `INTEGER`/`REAL` against `BIGINT`/`DOUBLE PRECISION`; migration 4
+//! rebuilds `daily_feature_user` only on PostgreSQL), the ingest statements (`perf` owns
+//! them: `INSERT OR IGNORE` row by row on SQLite, `UNNEST` batches on PostgreSQL), sums cast
+//! with `::int8`/`::float8` on PostgreSQL (its `SUM` of integers is `numeric`), membership
+//! by `= ANY($1)` on PostgreSQL against one lookup per id on SQLite, and the export
+//! watermark (`export_seq` on SQLite, transaction ids on PostgreSQL: `export.rs` of each).
+
+/// Tables that hold a `user_id` column (deletion and checks walk them all).
+pub(super) const USER_TABLES: &[&str] = &[
+    "events",
+    "daily_users",
+    "users",
+    "daily_sessions",
+    "daily_feature",
+];
+
+/// Daily rollup tables, purged by `day`.
+pub(super) const DAILY_TABLES: &[&str] = &["daily_users", "daily_sessions", "daily_feature"];
+
+macro_rules! release_cols {
+    () => {
+        "app, version, channel, envelope, manifest_sha256, created, pending_start, \
+         pending_percentage, pending_fallback"
+    };
+}
+macro_rules! rollout_cols {
+    () => {
+        "app, channel, version, percentage, status, fallback_version, rolled_back, policy, \
+         started, stage_started, updated, high_error_alerted, low_adoption_alerted"
+    };
+}
+macro_rules! channel_cols {
+    () => {
+        "app, channel, version, sequence, issued, expires, envelope"
+    };
+}
+
+/// Columns of `releases`, in the order the row mappers read them.
+pub(super) const RELEASE_COLS: &str = release_cols!();
+/// Columns of `rollouts`, in the order the row mappers read them.
+pub(super) const ROLLOUT_COLS: &str = rollout_cols!();
+/// Columns of `channel_states`, in the order the row mappers read them.
+pub(super) const CHANNEL_COLS: &str = channel_cols!();
+/// Columns of `decisions`, in the order the row mappers read them.
+pub(super) const DECISION_COLS: &str = "id, at, app, channel, version, action, actor, \
+    from_percentage, to_percentage, installs, error_rate, error_lower, error_upper, \
+    crash_rate, crash_lower, crash_upper, reason";
+
+/// Session durations and sample rates of one day.
+pub(super) const SESSIONS_OF_DAY: &str =
+    "SELECT duration, sample_rate FROM daily_sessions WHERE day = $1";
+/// The earliest day any `daily_feature` row still has: a `prev_day` before it was purged.
+pub(super) const REACH_FLOOR: &str = "SELECT MIN(day) FROM feature_reach WHERE users > 0";
+/// Every stored event.
+pub(super) const COUNT_EVENTS: &str = "SELECT COUNT(*) FROM events";
+/// Retention: users last seen before a day.
+pub(super) const PURGE_USERS: &str = "DELETE FROM users WHERE last_day < $1";
+/// Retention: reach buckets before a day.
+pub(super) const PURGE_REACH: &str = "DELETE FROM feature_reach WHERE day < $1";
+/// Buckets emptied by re-linking or deletion (no row, nothing to count).
+pub(super) const PURGE_EMPTY_REACH: &str = "DELETE FROM feature_reach WHERE users = 0";
+
+/// Distinct installs of a channel seen since a time.
+pub(super) const ACTIVE_INSTALLS: &str = "SELECT COUNT(DISTINCT machine_id) FROM \
+    health_installs WHERE app = $1 AND channel = $2 AND last_seen >= $3";
+/// Erasure: one machine's health reports.
+pub(super) const DELETE_MACHINE_REPORTS: &str = "DELETE FROM health_reports WHERE machine_id = $1";
+/// Erasure: one machine's install row.
+pub(super) const DELETE_MACHINE_INSTALLS: &str =
+    "DELETE FROM health_installs WHERE machine_id = $1";
+/// Rows one machine still has (0 after an erasure).
+pub(super) const MACHINE_ROWS: &str = "SELECT (SELECT COUNT(*) FROM health_reports WHERE \
+    machine_id = $1) + (SELECT COUNT(*) FROM health_installs WHERE machine_id = $1)";
+
+/// One release.
+pub(super) const GET_RELEASE: &str = concat!(
+    "SELECT ",
+    release_cols!(),
+    " FROM releases WHERE app = $1 AND version = $2"
+);
+/// One rollout.
+pub(super) const GET_ROLLOUT: &str = concat!(
+    "SELECT ",
+    rollout_cols!(),
+    " FROM rollouts WHERE app = $1 AND channel = $2 AND version = $3"
+);
+/// Every rollout, newest first.
+pub(super) const LIST_ROLLOUTS: &str = concat!(
+    "SELECT ",
+    rollout_cols!(),
+    " FROM rollouts ORDER BY started DESC, app, channel, version"
+);
+/// One channel state.
+pub(super) const GET_CHANNEL: &str = concat!(
+    "SELECT ",
+    channel_cols!(),
+    " FROM channel_states WHERE app = $1 AND channel = $2"
+);
+/// Every channel state.
+pub(super) const LIST_CHANNELS: &str = concat!(
+    "SELECT ",
+    channel_cols!(),
+    " FROM channel_states ORDER BY app, channel"
+);
+
+/// `DELETE FROM {table} WHERE user_id = $1` (a table of [`USER_TABLES`]).
+pub(super) fn delete_user_rows(table: &str) -> String {
+    format!("DELETE FROM {table} WHERE user_id = $1")
+}
+
+/// `SELECT COUNT(*) FROM {table} WHERE user_id = $1` (a table of [`USER_TABLES`]).
+pub(super) fn count_user_rows(table: &str) -> String {
+    format!("SELECT COUNT(*) FROM {table} WHERE user_id = $1")
+}
+
+/// `DELETE FROM {table} WHERE day < $1` (a table of [`DAILY_TABLES`]).
+pub(super) fn purge_days(table: &str) -> String {
+    format!("DELETE FROM {table} WHERE day < $1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shared statement (the builders with their first table).
+    fn all() -> Vec<String> {
+        let mut v: Vec<String> = [
+            SESSIONS_OF_DAY,
+            REACH_FLOOR,
+            COUNT_EVENTS,
+            PURGE_USERS,
+            PURGE_REACH,
+            PURGE_EMPTY_REACH,
+            ACTIVE_INSTALLS,
+            DELETE_MACHINE_REPORTS,
+            DELETE_MACHINE_INSTALLS,
+            MACHINE_ROWS,
+            GET_RELEASE,
+            GET_ROLLOUT,
+            LIST_ROLLOUTS,
+            GET_CHANNEL,
+            LIST_CHANNELS,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.push(delete_user_rows(USER_TABLES[0]));
+        v.push(count_user_rows(USER_TABLES[0]));
+        v.push(purge_days(DAILY_TABLES[0]));
+        v
+    }
+
+    /// `$N` placeholders in order of appearance.
+    fn placeholders(sql: &str) -> Vec<usize> {
+        let b = sql.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'$' {
+                let digits: String = sql[i + 1..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                out.push(digits.parse().expect("a number after $"));
+                i += digits.len();
+            }
+            i += 1;
+        }
+        out
+    }
+
+    #[test]
+    fn every_shared_statement_names_its_parameters_first_in_order() {
+        for sql in all() {
+            let mut next = 1;
+            for n in placeholders(&sql) {
+                assert!(n <= next, "{sql}: ${n} appears before ${next}");
+                if n == next {
+                    next += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sqlite_binds_shared_statements_by_position() {
+        let c = rusqlite::Connection::open_in_memory().expect("sqlite");
+        let got: (i64, i64, i64) = c
+            .query_row("SELECT $1, $2, $1", [10, 20], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .expect("query");
+        assert_eq!(got, (10, 20, 10));
+    }
+}
