@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::analytics::event::content_uuid;
 
 mod ledger;
-pub mod monitor;
+mod monitor;
 mod worker;
 
 pub use ledger::MAX_PENDING_REPORTS;

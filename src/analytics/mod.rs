@@ -28,18 +28,19 @@
 //! The module refuses to record anything without consent, outside the sample, or with
 //! properties that break the shared limits; it never stores IP addresses or raw machine ids.
 
-pub mod client;
+mod client;
 pub mod consent;
 mod debug;
 pub mod event;
 pub mod queue;
 pub mod scrub;
 pub mod session;
-pub mod uploader;
+mod uploader;
 
 pub use client::{
     analytics, default_sample_rate, init_analytics, is_sampled, Analytics, AnalyticsBuilder,
-    AnalyticsConfig, AnalyticsStats, EventSink,
+    AnalyticsConfig, AnalyticsStats, EventSink, DEFAULT_CHANNEL_CAPACITY,
+    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_UPLOAD_INTERVAL,
 };
 pub use consent::Consent;
 pub use debug::debug_line;
@@ -47,7 +48,9 @@ pub use event::{
     AnalyticsEvent, EventBatch, EventCategory, IngestResponse, Properties, PropertyValue,
 };
 pub use queue::QueueError;
-pub use uploader::{FlushReport, UploadConfig, UploadError, Uploader};
+pub use uploader::{
+    FlushReport, UploadConfig, UploadError, Uploader, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_EVENTS,
+};
 
 /// Errors of the analytics client.
 #[derive(Debug, thiserror::Error)]

@@ -14,19 +14,23 @@
 //! config stays in force, online or offline.
 
 pub mod cache;
-pub mod client;
-pub mod compiled;
+mod client;
+mod compiled;
 pub mod eval;
-pub mod notices;
-pub mod schema;
+mod notices;
+mod schema;
 
-pub use client::{FeatureFlags, FlagsConfig, RefreshOutcome};
+pub use client::{
+    FeatureFlags, FlagsConfig, RefreshOutcome, DEFAULT_MAX_CONFIG_BYTES, DEFAULT_REFRESH_INTERVAL,
+    ENV_CONFIG_URL, ENV_FLAG_OVERRIDES,
+};
 pub use compiled::{CompiledConfig, CompiledFlag, Evaluation};
 pub use eval::{EvalContext, EvaluationDetails, Override, Reason};
-pub use notices::{KillSwitch, MaintenanceStatus};
+pub use notices::{announcement_in_force, maintenance_at, KillSwitch, MaintenanceStatus};
 pub use schema::{
-    sign_config, Announcement, Flag, Flags, FlagsForm, Maintenance, RemoteConfig, SchemaError,
-    SignConfigError, Variant,
+    parse_version_bound, sign_config, Announcement, Flag, Flags, FlagsForm, Maintenance,
+    RemoteConfig, SchemaError, SignConfigError, Variant, MAX_ANNOUNCEMENTS, MAX_FLAGS,
+    MAX_VARIANTS,
 };
 
 use crate::store::StoreError;

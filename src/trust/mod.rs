@@ -10,7 +10,7 @@
 
 mod document;
 pub mod dsse;
-pub mod keys;
+mod keys;
 pub mod sigstore;
 
 pub use document::{SignedDocument, VerifyError};
