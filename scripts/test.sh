@@ -38,6 +38,15 @@ command -v promtool >/dev/null 2>&1 || missing "promtool could not be installed 
 # moto's S3-compatible server receives an export over HTTP on loopback (server/tests/it/export.rs).
 python3 -m pip install -q --disable-pip-version-check duckdb 'moto[server]' >&2 \
   || missing "duckdb / moto could not be installed (pip)" "the export tests that need them"
+# OpenSSL 3 (Debian's openssl) and Python's cryptography read the keys `railgun keygen` writes
+# (server/tests/it/keygen.rs): two independent readers of PKCS#8.
+if ! command -v openssl >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq openssl; } >&2 || true
+fi
+command -v openssl >/dev/null 2>&1 || missing "openssl could not be installed (apt-get install openssl, as root)" "the keygen interoperability tests"
+python3 -c 'import cryptography' 2>/dev/null \
+  || python3 -m pip install -q --disable-pip-version-check cryptography >&2 \
+  || missing "cryptography could not be installed (pip)" "the keygen interoperability tests"
 cargo test --workspace
 bash scripts/test-node.sh
 bash scripts/fuzz.sh "${RAILGUN_FUZZ_SECONDS:-10}"

@@ -2,7 +2,8 @@
 //!
 //! Owns reading keys in every form railgun accepts (SPKI PEM, base64 of that PEM as in
 //! `RAILGUN_UPDATE_PUBLIC_KEY`, raw 32-byte Ed25519 in base64, base64 SPKI DER; PKCS#8 PEM
-//! private keys), the `keyid` (lowercase hex SHA-256 of the SPKI DER), signing and
+//! private keys: Ed25519 v1 and v2, ECDSA P-256), writing them (Ed25519 as PKCS#8 v1, what
+//! OpenSSL and Python's `cryptography` read), the `keyid` (lowercase hex SHA-256 of the SPKI DER), signing and
 //! verification through `ring`. It refuses encrypted or SEC1 private keys with a message
 //! that says how to convert them, and any other algorithm.
 
@@ -18,6 +19,12 @@ use sha2::{Digest, Sha256};
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410), followed by the 32-byte key.
 const ED25519_SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+/// DER prefix of an Ed25519 PKCS#8 v1 private key (RFC 8410 §7: `OneAsymmetricKey` version 0,
+/// no public key), followed by the 32-byte seed: the form OpenSSL and Python's
+/// `cryptography` read (they refuse `ring`'s v2 with the public key attached).
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
 /// DER prefix of an ECDSA P-256 SubjectPublicKeyInfo (RFC 5480), followed by the
 /// 65-byte uncompressed point.
@@ -261,17 +268,26 @@ impl fmt::Debug for PrivateKey {
 }
 
 impl PrivateKey {
-    /// Generates a new key.
+    /// Generates a new key. Ed25519 keys are PKCS#8 v1 (RFC 8410: the seed only), ECDSA
+    /// P-256 keys PKCS#8 with the SEC1 key inside: both forms OpenSSL
+    /// (`openssl pkey -in release.key -noout`) and Python's `cryptography` read.
     pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, KeyError> {
         let rng = SystemRandom::new();
-        let doc = match algorithm {
-            KeyAlgorithm::Ed25519 => Ed25519KeyPair::generate_pkcs8(&rng),
+        let failed = |_| KeyError::PrivateKey("key generation failed".into());
+        match algorithm {
+            KeyAlgorithm::Ed25519 => {
+                let seed: [u8; 32] = ring::rand::generate(&rng).map_err(failed)?.expose();
+                let mut der = ED25519_PKCS8_V1_PREFIX.to_vec();
+                der.extend_from_slice(&seed);
+                Self::from_pkcs8_der(&der)
+            }
             KeyAlgorithm::EcdsaP256 => {
-                EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+                let doc =
+                    EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+                        .map_err(failed)?;
+                Self::from_pkcs8_der(doc.as_ref())
             }
         }
-        .map_err(|_| KeyError::PrivateKey("key generation failed".into()))?;
-        Self::from_pkcs8_der(doc.as_ref())
     }
 
     /// Reads a PKCS#8 DER private key (Ed25519 v1 or v2, or ECDSA P-256).
@@ -473,6 +489,22 @@ MC4CAQAwBQYDK2VwBCIEIOHH7r5XgKWALNUuxVVYdwVcgKrCkELoizK64QenxBxk
         let parsed = PublicKey::parse(&STANDARD.encode(raw)).expect("raw");
         assert_eq!(&parsed, key.public_key());
         assert_eq!(parsed.algorithm(), KeyAlgorithm::Ed25519);
+    }
+
+    #[test]
+    fn generated_ed25519_keys_are_pkcs8_v1_and_v2_keys_are_still_read() {
+        let key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("generate");
+        let (label, der) = decode_pem(&key.to_pem()).expect("pem");
+        assert_eq!(label, "PRIVATE KEY");
+        assert_eq!(der.len(), 48, "version 0, the seed only");
+        assert!(der.starts_with(&ED25519_PKCS8_V1_PREFIX));
+        // What `railgun keygen` wrote before (ring's v2, public key attached) still signs.
+        let v2 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("v2");
+        assert_eq!(v2.as_ref()[4], 0x01, "version 1 (PKCS#8 v2)");
+        let old = PrivateKey::from_pkcs8_der(v2.as_ref()).expect("v2 is read");
+        let again = PrivateKey::from_pem(&old.to_pem()).expect("and written back as it was");
+        let sig = again.sign(b"release").expect("sign");
+        old.public_key().verify(b"release", &sig).expect("verify");
     }
 
     #[test]

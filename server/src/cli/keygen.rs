@@ -1,4 +1,5 @@
-//! `railgun keygen`: writes `NAME.key` (PKCS#8 PEM, mode 0600) and `NAME.pub` (SPKI PEM).
+//! `railgun keygen`: writes `NAME.key` (PKCS#8 PEM, mode 0600; Ed25519 as PKCS#8 v1, which
+//! OpenSSL and Python's `cryptography` read) and `NAME.pub` (SPKI PEM).
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use crate::db::{database, Kind};
+use crate::support::python_has;
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::event::{AnalyticsEvent, EventBatch, EventCategory, Properties};
 use railgun_core::clock::{ManualClock, SharedClock};
@@ -80,13 +81,6 @@ fn missing(what: &str) {
         std::io::stderr(),
         "SKIP: export tests that need {what}: not installed (scripts/test.sh installs it)"
     );
-}
-
-fn python_has(module: &str) -> bool {
-    Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 fn duckdb_or_skip() -> bool {

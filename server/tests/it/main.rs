@@ -22,6 +22,7 @@ mod hostile_support;
 mod hostile_tree;
 mod http_metrics;
 mod ingest_bounds;
+mod keygen;
 mod ops_alerts;
 mod ops_grafana;
 mod ops_outbox;
