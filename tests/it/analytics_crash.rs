@@ -131,9 +131,9 @@ fn a_child_killed_after_flush_loses_nothing_and_its_session_is_closed_at_next_st
     let dead_url = crate::health_support::dead_url();
     let child = run_child_and_kill(dir.path(), &dead_url, start);
 
-    // Debug mode logged the seed's line format.
+    // Debug mode logged the specification's line form.
     assert!(
-        child.stderr.contains(r#"[Analytics] child_event {"i":0}"#),
+        child.stderr.contains("[Analytics] child_event { i: 0 }"),
         "stderr: {}",
         &child.stderr[..child.stderr.len().min(500)]
     );
