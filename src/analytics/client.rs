@@ -277,18 +277,75 @@ impl Analytics {
         AnalyticsBuilder::from_config(config).build()
     }
 
+    /// Builds the client in its phases: check the configuration, read who this is (store,
+    /// install id, sample, consent), start the writer and the uploader threads, then act on
+    /// what the store holds (a denied user's leftovers, a crashed session) and start.
     fn start(b: AnalyticsBuilder) -> Result<Self, AnalyticsError> {
         let c = b.config;
+        let rate = Self::checked_rate(&c)?;
         let ctx = &c.context;
-        if ctx.app.is_empty() || ctx.app.len() > 128 || ctx.app.chars().any(char::is_control) {
+        let store = ctx.open_store()?;
+        let clock = ctx.clock();
+        let user_id = ctx.install_id(&store)?;
+        let consent = consent::load(&store, &ctx.app)?.unwrap_or(c.default_consent);
+
+        let channel_drops = Arc::new(AtomicU64::new(0));
+        let (writer, writer_thread) =
+            Self::spawn_writer(&c, &store, &user_id, rate, channel_drops.clone())?;
+        let (uploader, uploader_thread) = match Self::spawn_uploader(&c, &store, &clock) {
+            Ok(u) => u,
+            Err(e) => {
+                let _ = writer.send(WriterMsg::Stop(mpsc::channel().0));
+                return Err(e);
+            }
+        };
+
+        let inner = Arc::new(Inner {
+            app: ctx.app.clone(),
+            sampled_in: is_sampled(&ctx.app, &user_id, rate),
+            user_id,
+            sample_rate: rate,
+            debug: c.debug,
+            sessions: c.sessions,
+            consent: AtomicU8::new(consent.to_u8()),
+            store: store.clone(),
+            session: Session::new(clock.now()),
+            clock,
+            writer,
+            channel_drops,
+            uploader,
+            session_started: AtomicBool::new(false),
+            session_ended: AtomicBool::new(false),
+            timers: Mutex::new(HashMap::new()),
+            recorded: AtomicU64::new(0),
+            not_recorded: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            shutdown_deadline: c.shutdown_deadline,
+            threads: Mutex::new(vec![writer_thread, uploader_thread]),
+            heartbeat: Mutex::new(None),
+            consent_bus: OnceLock::new(),
+        });
+        let a = Analytics { inner };
+        a.follow_consent_of_other_components();
+        a.recover(consent)?;
+        a.start_session();
+        if let (true, Some(every)) = (c.sessions, c.heartbeat_interval) {
+            a.spawn_heartbeat(every)?;
+        }
+        Ok(a)
+    }
+
+    /// The sampling rate (given, else the environment's), after checking the configuration.
+    fn checked_rate(c: &AnalyticsConfig) -> Result<f64, AnalyticsError> {
+        let app = &c.context.app;
+        if app.is_empty() || app.len() > 128 || app.chars().any(char::is_control) {
             return Err(AnalyticsError::Config(format!(
-                "app name {:?} must be 1-128 printable characters",
-                ctx.app
+                "app name {app:?} must be 1-128 printable characters"
             )));
         }
         let rate = c
             .sample_rate
-            .unwrap_or_else(|| default_sample_rate(ctx.environment));
+            .unwrap_or_else(|| default_sample_rate(c.context.environment));
         if !(rate == 0.0 || (MIN_SAMPLE_RATE..=1.0).contains(&rate)) {
             return Err(AnalyticsError::Config(format!(
                 "sample rate {rate} must be 0 (nobody) or in [{MIN_SAMPLE_RATE}, 1]"
@@ -299,20 +356,24 @@ impl Analytics {
                 "max_queue and channel_capacity must be at least 1".into(),
             ));
         }
-        let store = ctx.open_store()?;
-        let clock = ctx.clock();
-        let user_id = ctx.install_id(&store)?;
-        let sampled_in = is_sampled(&ctx.app, &user_id, rate);
-        let consent = consent::load(&store, &ctx.app)?.unwrap_or(c.default_consent);
+        Ok(rate)
+    }
 
-        // The writer.
-        let channel_drops = Arc::new(AtomicU64::new(0));
-        let (wtx, wrx) = mpsc::sync_channel(c.channel_capacity);
+    /// The writer thread (the durable queue) and the bounded channel `track()` feeds it by.
+    fn spawn_writer(
+        c: &AnalyticsConfig,
+        store: &Arc<Store>,
+        user_id: &str,
+        rate: f64,
+        channel_drops: Arc<AtomicU64>,
+    ) -> Result<(SyncSender<WriterMsg>, JoinHandle<()>), AnalyticsError> {
+        let ctx = &c.context;
+        let (tx, rx) = mpsc::sync_channel(c.channel_capacity);
         let writer = Writer::new(
-            Db::open(&store)?,
+            Db::open(store)?,
             EventContext {
                 app: ctx.app.clone(),
-                user_id: user_id.clone(),
+                user_id: user_id.to_string(),
                 app_version: ctx.version.clone(),
                 platform: ctx.platform.clone(),
                 arch: ctx.arch.clone(),
@@ -320,78 +381,56 @@ impl Analytics {
                 sample_rate: rate,
                 max_queue: c.max_queue,
             },
-            channel_drops.clone(),
-        );
-        let mut threads = Vec::new();
-        threads.push(
-            std::thread::Builder::new()
-                .name("railgun-analytics-writer".into())
-                .spawn(move || writer.run(wrx))
-                .map_err(AnalyticsError::Thread)?,
-        );
-
-        // The uploader, created on its own thread (it owns a runtime).
-        let mut upload = c.upload.clone();
-        upload.url = ctx.url.clone();
-        upload.dry_run = c.dry_run;
-        let (utx, urx) = mpsc::channel::<UploaderMsg>();
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let ustore = store.clone();
-        let uclock = clock.clone();
-        let interval = c.upload_interval;
-        threads.push(
-            std::thread::Builder::new()
-                .name("railgun-analytics-upload".into())
-                .spawn(move || match Uploader::new(&ustore, upload, uclock) {
-                    Ok(u) => {
-                        let _ = ready_tx.send(Ok(()));
-                        run_uploader(u, urx, interval);
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                    }
-                })
-                .map_err(AnalyticsError::Thread)?,
-        );
-        let ready = ready_rx.recv().map_err(|_| {
-            AnalyticsError::Thread(std::io::Error::other(
-                "the upload thread ended before it started",
-            ))
-        })?;
-        if let Err(e) = ready {
-            let _ = wtx.send(WriterMsg::Stop(mpsc::channel().0));
-            return Err(e.into());
-        }
-
-        let inner = Arc::new(Inner {
-            app: ctx.app.clone(),
-            user_id,
-            sample_rate: rate,
-            sampled_in,
-            debug: c.debug,
-            sessions: c.sessions,
-            consent: AtomicU8::new(consent.to_u8()),
-            store: store.clone(),
-            clock: clock.clone(),
-            writer: wtx,
             channel_drops,
-            uploader: utx,
-            session: Session::new(clock.now()),
-            session_started: AtomicBool::new(false),
-            session_ended: AtomicBool::new(false),
-            timers: Mutex::new(HashMap::new()),
-            recorded: AtomicU64::new(0),
-            not_recorded: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
-            shutdown_deadline: c.shutdown_deadline,
-            threads: Mutex::new(threads),
-            heartbeat: Mutex::new(None),
-            consent_bus: OnceLock::new(),
-        });
-        let weak: Weak<Inner> = Arc::downgrade(&inner);
+        );
+        let thread = std::thread::Builder::new()
+            .name("railgun-analytics-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(AnalyticsError::Thread)?;
+        Ok((tx, thread))
+    }
+
+    /// The uploader thread: the uploader is created on it (it owns a runtime), and this
+    /// returns once it runs or has failed to start.
+    fn spawn_uploader(
+        c: &AnalyticsConfig,
+        store: &Arc<Store>,
+        clock: &SharedClock,
+    ) -> Result<(mpsc::Sender<UploaderMsg>, JoinHandle<()>), AnalyticsError> {
+        let mut upload = c.upload.clone();
+        upload.url = c.context.url.clone();
+        upload.dry_run = c.dry_run;
+        let (tx, rx) = mpsc::channel::<UploaderMsg>();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (store, clock, interval) = (store.clone(), clock.clone(), c.upload_interval);
+        let thread = std::thread::Builder::new()
+            .name("railgun-analytics-upload".into())
+            .spawn(move || match Uploader::new(&store, upload, clock) {
+                Ok(u) => {
+                    let _ = ready_tx.send(Ok(()));
+                    run_uploader(u, rx, interval);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })
+            .map_err(AnalyticsError::Thread)?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok((tx, thread)),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(AnalyticsError::Thread(std::io::Error::other(
+                "the upload thread ended before it started",
+            ))),
+        }
+    }
+
+    /// Joins the consent fan-out of the store file: a change made by another component of
+    /// this app (the health monitor) is applied here too.
+    fn follow_consent_of_other_components(&self) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let bus = consent::subscribe(
-            &store,
-            &ctx.app,
+            &self.inner.store,
+            &self.inner.app,
             Arc::new(move |c: Consent| {
                 if let Some(inner) = weak.upgrade() {
                     if let Err(e) = (Analytics { inner }).apply_consent(c) {
@@ -400,27 +439,26 @@ impl Analytics {
                 }
             }),
         );
-        let _ = inner.consent_bus.set(bus);
-        let a = Analytics { inner };
+        let _ = self.inner.consent_bus.set(bus);
+    }
 
-        // A denied user's leftovers go; a crashed session is closed from its last heartbeat.
+    /// Acts on what the store holds from the last run: a denied user's leftovers go; a
+    /// crashed session is closed from its last heartbeat (or forgotten when not recording).
+    fn recover(&self, consent: Consent) -> Result<(), AnalyticsError> {
         if consent == Consent::Denied {
-            a.purge(None)?;
+            self.purge(None)?;
         }
-        if let Some(open) = session::open_session(&store, &ctx.app)? {
-            if a.recording() {
+        let (store, app) = (&self.inner.store, &self.inner.app);
+        if let Some(open) = session::open_session(store, app)? {
+            if self.recording() {
                 let end = session::crash_end(&open);
-                a.log_debug(&end.name, end.properties.as_ref());
-                a.hand_over(end);
+                self.log_debug(&end.name, end.properties.as_ref());
+                self.hand_over(end);
             } else {
-                session::forget_open_session(&store, &ctx.app)?;
+                session::forget_open_session(store, app)?;
             }
         }
-        a.start_session();
-        if let (true, Some(every)) = (c.sessions, c.heartbeat_interval) {
-            a.spawn_heartbeat(every)?;
-        }
-        Ok(a)
+        Ok(())
     }
 
     fn spawn_heartbeat(&self, every: Duration) -> Result<(), AnalyticsError> {
