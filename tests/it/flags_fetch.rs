@@ -128,14 +128,16 @@ async fn signed_config_is_cached_and_used_offline_after_restart() {
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("railgun.db");
     let k = key();
-    let (url, server, task) = start().await;
+    let (url, server, task) = crate::within("the config server", start()).await;
     server.doc(signed(&config_bytes(true), &k), Some("\"v1\""));
     {
         let store = Arc::new(Store::open(&db).expect("store"));
         let flags = client(&url, &store, Some(trusted(&k)), "1.0.0");
         assert!(!flags.get("composer"), "nothing before the first fetch");
         assert_eq!(
-            flags.refresh().await.expect("refresh"),
+            crate::within("refresh", flags.refresh())
+                .await
+                .expect("refresh"),
             RefreshOutcome::Updated { changed: true }
         );
         assert!(flags.get("composer"));
@@ -147,7 +149,7 @@ async fn signed_config_is_cached_and_used_offline_after_restart() {
     let flags = client(&url, &store, Some(trusted(&k)), "1.0.0");
     assert!(flags.get("composer"), "the cached config is used offline");
     assert_eq!(flags.details("composer").reason, Reason::Static);
-    match flags.refresh().await {
+    match crate::within("refresh", flags.refresh()).await {
         Err(e @ FlagsError::Network { .. }) => {
             let cause = std::error::Error::source(&e).expect("the transport error is kept");
             assert!(cause.is::<reqwest::Error>(), "{cause:?}");
@@ -168,11 +170,13 @@ async fn tampered_unsigned_foreign_and_mistyped_documents_are_refused() {
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("railgun.db");
     let k = key();
-    let (url, server, _task) = start().await;
+    let (url, server, _task) = crate::within("the config server", start()).await;
     let store = Arc::new(Store::open(&db).expect("store"));
     let flags = client(&url, &store, Some(trusted(&k)), "1.0.0");
     server.doc(signed(&config_bytes(true), &k), None);
-    flags.refresh().await.expect("good document");
+    crate::within("refresh", flags.refresh())
+        .await
+        .expect("good document");
     assert!(flags.get("composer"));
 
     // Tampered: the payload swapped, the signature kept.
@@ -180,26 +184,26 @@ async fn tampered_unsigned_foreign_and_mistyped_documents_are_refused() {
         serde_json::from_slice(&signed(&config_bytes(true), &k)).expect("envelope");
     env.payload = base64::engine::general_purpose::STANDARD.encode(config_bytes(false));
     server.doc(env.to_json_bytes(), None);
-    match flags.refresh().await {
+    match crate::within("refresh", flags.refresh()).await {
         Err(FlagsError::Signature(DsseError::BadSignature { .. })) => {}
         other => panic!("expected a bad signature, got {other:?}"),
     }
     // Unsigned plain JSON.
     server.doc(config_bytes(false), None);
-    match flags.refresh().await {
+    match crate::within("refresh", flags.refresh()).await {
         Err(FlagsError::Signature(_)) => {}
         other => panic!("expected a refused unsigned document, got {other:?}"),
     }
     // Signed by a key that is not trusted.
     server.doc(signed(&config_bytes(false), &key()), None);
-    match flags.refresh().await {
+    match crate::within("refresh", flags.refresh()).await {
         Err(FlagsError::Signature(DsseError::UntrustedKey { .. })) => {}
         other => panic!("expected an untrusted key, got {other:?}"),
     }
     // Signed by the right key, but as a release manifest.
     let env = Envelope::sign(PAYLOAD_RELEASE, &config_bytes(false), &[&k]).expect("sign");
     server.doc(env.to_json_bytes(), None);
-    match flags.refresh().await {
+    match crate::within("refresh", flags.refresh()).await {
         Err(FlagsError::Signature(DsseError::WrongPayloadType { .. })) => {}
         other => panic!("expected a wrong payload type, got {other:?}"),
     }
@@ -213,11 +217,10 @@ async fn tampered_unsigned_foreign_and_mistyped_documents_are_refused() {
 #[tokio::test]
 async fn cached_unsigned_document_is_ignored_once_keys_are_configured() {
     let store = Arc::new(Store::open_in_memory().expect("store"));
-    let (url, server, _task) = start().await;
+    let (url, server, _task) = crate::within("the config server", start()).await;
     server.doc(config_bytes(true), None);
     let flags = client(&url, &store, None, "1.0.0");
-    flags
-        .refresh()
+    crate::within("refresh", flags.refresh())
         .await
         .expect("unsigned accepted without keys");
     assert!(flags.get("composer"));
@@ -232,29 +235,34 @@ async fn cached_unsigned_document_is_ignored_once_keys_are_configured() {
 #[tokio::test]
 async fn garbage_500_and_huge_bodies_keep_the_last_good_config() {
     let store = Arc::new(Store::open_in_memory().expect("store"));
-    let (url, server, _task) = start().await;
+    let (url, server, _task) = crate::within("the config server", start()).await;
     let flags = client(&url, &store, None, "1.0.0");
     server.doc(config_bytes(true), None);
-    flags.refresh().await.expect("good");
+    crate::within("refresh", flags.refresh())
+        .await
+        .expect("good");
 
     server.doc(b"<html>502 Bad Gateway</html>".to_vec(), None);
-    assert!(matches!(flags.refresh().await, Err(FlagsError::Schema(_))));
+    assert!(matches!(
+        crate::within("refresh", flags.refresh()).await,
+        Err(FlagsError::Schema(_))
+    ));
     server.doc(
         br#"{"flags":[{"key":"composer","enabled":"sometimes"}]}"#.to_vec(),
         None,
     );
-    match flags.refresh().await {
+    match crate::within("refresh", flags.refresh()).await {
         Err(e @ FlagsError::Schema(_)) => assert!(e.to_string().contains("flags[0].enabled")),
         other => panic!("expected a schema error, got {other:?}"),
     }
     server.set(Reply::Status(500));
     assert!(matches!(
-        flags.refresh().await,
+        crate::within("refresh", flags.refresh()).await,
         Err(FlagsError::HttpStatus { status: 500, .. })
     ));
     server.doc(vec![b' '; 50 * 1024 * 1024], None);
     assert!(matches!(
-        flags.refresh().await,
+        crate::within("refresh", flags.refresh()).await,
         Err(FlagsError::TooLarge { .. })
     ));
     assert!(flags.get("composer"));
@@ -295,7 +303,7 @@ async fn endless_body_without_length_is_cut_at_the_limit() {
     let flags = client(&format!("http://{addr}/config.json"), &store, None, "1.0.0");
     flags.load_document(&config_bytes(true)).expect("last good");
     assert!(matches!(
-        flags.refresh().await,
+        crate::within("refresh", flags.refresh()).await,
         Err(FlagsError::TooLarge { limit, .. }) if limit == 1024 * 1024
     ));
     assert!(flags.get("composer"));
@@ -306,17 +314,21 @@ async fn endless_body_without_length_is_cut_at_the_limit() {
 async fn etag_is_sent_and_304_keeps_the_config_across_restarts() {
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("railgun.db");
-    let (url, server, _task) = start().await;
+    let (url, server, _task) = crate::within("the config server", start()).await;
     server.doc(config_bytes(true), Some("\"v1\""));
     {
         let store = Arc::new(Store::open(&db).expect("store"));
         let flags = client(&url, &store, None, "1.0.0");
         assert_eq!(
-            flags.refresh().await.expect("first"),
+            crate::within("refresh", flags.refresh())
+                .await
+                .expect("first"),
             RefreshOutcome::Updated { changed: true }
         );
         assert_eq!(
-            flags.refresh().await.expect("second"),
+            crate::within("refresh", flags.refresh())
+                .await
+                .expect("second"),
             RefreshOutcome::NotModified
         );
         assert!(flags.get("composer"));
@@ -324,14 +336,18 @@ async fn etag_is_sent_and_304_keeps_the_config_across_restarts() {
     let store = Arc::new(Store::open(&db).expect("reopen"));
     let flags = client(&url, &store, None, "1.0.0");
     assert_eq!(
-        flags.refresh().await.expect("after restart"),
+        crate::within("refresh", flags.refresh())
+            .await
+            .expect("after restart"),
         RefreshOutcome::NotModified
     );
     server.doc(config_bytes(false), Some("\"v2\""));
     let mut rx = flags.subscribe();
     rx.mark_unchanged();
     assert_eq!(
-        flags.refresh().await.expect("new version"),
+        crate::within("refresh", flags.refresh())
+            .await
+            .expect("new version"),
         RefreshOutcome::Updated { changed: true }
     );
     assert!(rx.has_changed().expect("open"));
@@ -351,7 +367,7 @@ async fn etag_is_sent_and_304_keeps_the_config_across_restarts() {
 #[tokio::test]
 async fn background_refresh_tells_listeners() {
     let store = Arc::new(Store::open_in_memory().expect("store"));
-    let (url, server, _task) = start().await;
+    let (url, server, _task) = crate::within("the config server", start()).await;
     server.doc(config_bytes(true), None);
     let flags = Arc::new(client(&url, &store, None, "1.0.0"));
     let mut rx = flags.subscribe();
@@ -374,7 +390,7 @@ fn t(s: &str) -> chrono::DateTime<chrono::Utc> {
 async fn show_once_and_dismissals_survive_restarts() {
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("railgun.db");
-    let (url, server, _task) = start().await;
+    let (url, server, _task) = crate::within("the config server", start()).await;
     let doc = json!({
         "announcements": [
             {"id": "welcome", "type": "info", "title": "Welcome", "message": "Hi",
@@ -397,7 +413,9 @@ async fn show_once_and_dismissals_survive_restarts() {
     {
         let store = Arc::new(Store::open(&db).expect("store"));
         let flags = client(&url, &store, None, "1.5.0").with_clock(Arc::new(clock.clone()));
-        flags.refresh().await.expect("refresh");
+        crate::within("refresh", flags.refresh())
+            .await
+            .expect("refresh");
         assert_eq!(ids(&flags), ["welcome", "tips", "legal"]);
         // Still there for the rest of this session.
         assert_eq!(ids(&flags), ["welcome", "tips", "legal"]);

@@ -261,7 +261,7 @@ fn the_server_being_down_keeps_reports_for_the_next_run() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn works_from_inside_a_tokio_runtime_without_blocking_it() {
-    let rx = tokio::task::spawn_blocking(Receiver::start)
+    let rx = crate::within("the receiver", tokio::task::spawn_blocking(Receiver::start))
         .await
         .expect("receiver");
     let dir = tempfile::tempdir().expect("dir");
@@ -271,11 +271,18 @@ async fn works_from_inside_a_tokio_runtime_without_blocking_it() {
         .expect("monitor");
     h.on_startup().expect("startup");
     h.record_error();
-    let r = h.flush_async().await.expect("flush");
-    assert_eq!(r.pending, 0);
-    h.shutdown_async().await.expect("shutdown");
-    assert_eq!(rx.totals("1.0.0"), (1, 1, 0, 0));
-    tokio::task::spawn_blocking(move || drop(rx))
+    let r = crate::within("flush", h.flush_async())
         .await
-        .expect("stop");
+        .expect("flush");
+    assert_eq!(r.pending, 0);
+    crate::within("shutdown", h.shutdown_async())
+        .await
+        .expect("shutdown");
+    assert_eq!(rx.totals("1.0.0"), (1, 1, 0, 0));
+    crate::within(
+        "stopping the receiver",
+        tokio::task::spawn_blocking(move || drop(rx)),
+    )
+    .await
+    .expect("stop");
 }

@@ -28,6 +28,26 @@ mod spec_contract;
 mod update_download;
 mod update_install;
 
+/// How long any one wait of a test may take: a regression fails the test instead of hanging it.
+pub(crate) const DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Awaits `fut`, failing the test (naming `what`) when it takes longer than [`DEADLINE`].
+pub(crate) async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(DEADLINE, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: still waiting after {DEADLINE:?}"),
+    }
+}
+
+/// Receives from `rx`, failing the test (naming `what`) after [`DEADLINE`] or when the
+/// sender is gone.
+pub(crate) fn recv_within<T>(what: &str, rx: &std::sync::mpsc::Receiver<T>) -> T {
+    match rx.recv_timeout(DEADLINE) {
+        Ok(v) => v,
+        Err(e) => panic!("{what}: {e} after waiting up to {DEADLINE:?}"),
+    }
+}
+
 /// The libtest name of test `name` in the module at `module_path` (pass `module_path!()`), for
 /// tests that re-run this binary as a child with `--exact`: `module::name`, no crate prefix.
 fn child_test_name(module_path: &str, name: &str) -> String {

@@ -277,27 +277,31 @@ async fn run(
     S,
     tempfile::TempDir,
 ) {
-    let (addr, s) = server().await;
+    let (addr, s) = crate::within("the server", server()).await;
     let dir = tempfile::tempdir().expect("tmp");
     let d = downloader(dir.path(), attempts);
-    let r = d
-        .download(&url(addr, mode), &artifact(&s), &v(), &mut |_| {})
-        .await;
+    let r = crate::within(
+        "download",
+        d.download(&url(addr, mode), &artifact(&s), &v(), &mut |_| {}),
+    )
+    .await;
     (r, s, dir)
 }
 
 #[tokio::test]
 async fn good_download_is_verified_and_staged() {
-    let (addr, s) = server().await;
+    let (addr, s) = crate::within("the server", server()).await;
     let dir = tempfile::tempdir().expect("tmp");
     let d = downloader(dir.path(), 1);
     let mut events: Vec<Progress> = Vec::new();
-    let r = d
-        .download(&url(addr, "good"), &artifact(&s), &v(), &mut |p| {
+    let r = crate::within(
+        "download",
+        d.download(&url(addr, "good"), &artifact(&s), &v(), &mut |p| {
             events.push(p)
-        })
-        .await
-        .expect("download");
+        }),
+    )
+    .await
+    .expect("download");
     assert_eq!(std::fs::read(&r.path).expect("read"), s.data);
     assert_eq!(hex::encode(r.sha256), artifact(&s).sha256);
     assert_eq!(r.path, dir.path().join("staging/0.2.0/app.tar.gz"));
@@ -448,17 +452,22 @@ async fn not_found_is_not_retried_and_server_errors_are() {
 
 #[tokio::test]
 async fn two_downloaders_on_one_data_dir_second_is_busy_or_waits() {
-    let (addr, s) = server().await;
+    let (addr, s) = crate::within("the server", server()).await;
     let dir = tempfile::tempdir().expect("tmp");
     let first = downloader(dir.path(), 1);
     let a = artifact(&s);
     let u = url(addr, "gated");
     let (a2, u2) = (a.clone(), u.clone());
     let task = tokio::spawn(async move { first.download(&u2, &a2, &v(), &mut |_| {}).await });
-    s.entered.notified().await; // the first holds the lock and is mid-request
+    // The first holds the lock and is mid-request.
+    crate::within("the first request", s.entered.notified()).await;
 
     let second = downloader(dir.path(), 1);
-    let r = second.download(&u, &a, &v(), &mut |_| {}).await;
+    let r = crate::within(
+        "second download",
+        second.download(&u, &a, &v(), &mut |_| {}),
+    )
+    .await;
     assert!(matches!(r, Err(DownloadError::Busy { .. })), "{r:?}");
 
     // A waiting one completes once the first is done (and finds the verified file).
@@ -468,8 +477,14 @@ async fn two_downloaders_on_one_data_dir_second_is_busy_or_waits() {
     let (a3, u3) = (a.clone(), u.clone());
     let waiting = tokio::spawn(async move { waiter.download(&u3, &a3, &v(), &mut |_| {}).await });
     s.gate.notify_one();
-    task.await.expect("join").expect("first download");
-    let w = waiting.await.expect("join").expect("second download");
+    crate::within("first download", task)
+        .await
+        .expect("join")
+        .expect("first download");
+    let w = crate::within("waiting download", waiting)
+        .await
+        .expect("join")
+        .expect("second download");
     assert_eq!(w.bytes_fetched, 0, "reused the staged, verified file");
     assert_eq!(s.count.load(Ordering::SeqCst), 1);
 }
@@ -495,14 +510,17 @@ async fn lock_is_released_on_drop() {
 
 #[tokio::test]
 async fn progress_is_reported_at_most_every_100_ms_and_once_at_the_end() {
-    let (addr, s) = server().await;
+    let (addr, s) = crate::within("the server", server()).await;
     let dir = tempfile::tempdir().expect("tmp");
     let d = downloader(dir.path(), 1);
     let mut events: Vec<(std::time::Instant, Progress)> = Vec::new();
     let started = std::time::Instant::now();
-    d.download(&url(addr, "slow"), &artifact(&s), &v(), &mut |p| {
-        events.push((std::time::Instant::now(), p))
-    })
+    crate::within(
+        "download",
+        d.download(&url(addr, "slow"), &artifact(&s), &v(), &mut |p| {
+            events.push((std::time::Instant::now(), p))
+        }),
+    )
     .await
     .expect("download");
     let total = started.elapsed();

@@ -90,7 +90,7 @@ impl Receiver {
             });
             rt.shutdown_timeout(Duration::from_millis(100));
         });
-        let url = url_rx.recv().expect("receiver url");
+        let url = crate::recv_within("the receiver's URL", &url_rx);
         Self {
             url,
             log,
