@@ -424,11 +424,29 @@ fn sigkill_during_apply_leaves_old_or_new_never_broken() {
             .spawn()
             .expect("spawn child");
         let stdout = child.stdout.take().expect("stdout");
-        let mut lines = std::io::BufReader::new(stdout).lines();
+        // Lines arrive through a channel so a child that hangs fails the test, not hangs it.
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
         // Wait for `round + 1` completed installs, then kill during the next one.
         let mut seen = 0;
         while seen <= round {
-            let line = lines.next().expect("child output").expect("line");
+            let line = match lines.recv_timeout(crate::DEADLINE) {
+                Ok(line) => line,
+                Err(e) => {
+                    let _ = child.kill();
+                    panic!(
+                        "child output: {e} after waiting up to {:?}",
+                        crate::DEADLINE
+                    );
+                }
+            };
             if line.starts_with("installed") {
                 seen += 1;
             }
