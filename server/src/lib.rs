@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod export;

@@ -33,6 +33,9 @@ enum Command {
     Track(cli::track::TrackArgs),
     /// Upload the analytics events queued in a state folder.
     Flush(cli::track::FlushArgs),
+    /// Publish, roll back and list the remote config revisions a server hosts.
+    #[command(subcommand)]
+    Config(cli::config::Command),
     /// Evaluate the remote config's flags, announcements and maintenance, as a client would.
     Flags(cli::flags::Args),
     /// Verify a Sigstore bundle for an artifact (offline).
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Rollback(a) => cli::update::run_rollback(a),
         Command::Track(a) => cli::track::run_track(a),
         Command::Flush(a) => cli::track::run_flush(a),
+        Command::Config(c) => cli::block_on(cli::config::run(c)),
         Command::Flags(a) => cli::block_on(cli::flags::run(a)),
         Command::Verify(a) => cli::verify::run(a),
         Command::Loadgen(a) => cli::block_on(cli::loadgen::run(a)),

@@ -5,7 +5,7 @@
 //! `/updates/` and at the root: regular files inside the root only, from [`tree`]; `Range`,
 //! conditional requests and strong `ETag`s from [`files`]), `/healthz`, the analytics
 //! routes ([`crate::analytics::routes`]), the rollout health and admin routes
-//! ([`crate::rollout::routes`]) and the dashboard ([`crate::dashboard::routes`]). Serving
+//! ([`crate::rollout::routes`]), the hosted remote config ([`crate::config::routes`]) and the dashboard ([`crate::dashboard::routes`]). Serving
 //! runs the rollout engine and, on stop, drains the ingest queue.
 //!
 //! It refuses to start when a key file the config names does not load, and keeps no other
@@ -72,6 +72,14 @@ pub struct ServerConfig {
     pub export: Option<crate::export::schedule::ExportSchedule>,
     /// Request-head, idle and shutdown time limits of every connection.
     pub connections: conn::ConnLimits,
+    /// Private key signing published config revisions (`--config-key`).
+    pub config_key: Option<PathBuf>,
+    /// Public keys a publisher-signed config must verify against (`--config-public-key`).
+    pub config_public_keys: Vec<PathBuf>,
+    /// Time between two heartbeats of a config stream (`--config-heartbeat`, 15 s).
+    pub config_heartbeat: std::time::Duration,
+    /// Bound of open config streams (`--config-max-subscribers`; 503 past it).
+    pub config_max_subscribers: usize,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +102,10 @@ impl Default for ServerConfig {
             dev: false,
             export: None,
             connections: conn::ConnLimits::default(),
+            config_key: None,
+            config_public_keys: Vec::new(),
+            config_heartbeat: crate::config::DEFAULT_HEARTBEAT,
+            config_max_subscribers: crate::config::DEFAULT_MAX_SUBSCRIBERS,
         }
     }
 }
@@ -113,6 +125,9 @@ pub enum ServeError {
     /// The scheduled export's destination cannot be used.
     #[error("export: {0}")]
     Export(#[from] crate::export::ExportError),
+    /// The config keys could not be loaded.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// The whole application over one store: the router, the analytics state (store, ingest
@@ -126,6 +141,8 @@ pub struct App {
     pub state: AppState,
     /// The rollout service (in process: `evaluate`, `status`, `subscribe`).
     pub rollouts: Rollouts,
+    /// The remote-config service (revisions, streams).
+    pub configs: crate::config::ConfigService,
     config: ServerConfig,
 }
 
@@ -137,8 +154,11 @@ impl App {
     pub fn new(config: &ServerConfig, store: SharedStore) -> Result<Self, ServeError> {
         let state = AppState::start(config, store);
         let rollouts = Rollouts::new(config, &state)?;
+        let configs =
+            crate::config::ConfigService::new(config, state.store.clone(), state.tokens.clone())?;
         let router = analytics::routes(state.clone())
             .merge(crate::rollout::routes(rollouts.clone()))
+            .merge(crate::config::routes(configs.clone()))
             .merge(crate::dashboard::routes())
             .merge(update_tree(config))
             .layer(axum::middleware::from_fn_with_state(
@@ -149,6 +169,7 @@ impl App {
             router,
             state,
             rollouts,
+            configs,
             config: config.clone(),
         })
     }
@@ -175,6 +196,7 @@ impl App {
             router,
             state,
             rollouts,
+            configs,
             config,
         } = self;
         rollouts.spawn_engine();
@@ -195,6 +217,7 @@ impl App {
             addr,
             state,
             rollouts,
+            configs,
             handle,
             shutdown: Some(tx),
             export,
@@ -233,6 +256,8 @@ pub struct RunningServer {
     pub state: AppState,
     /// The rollout service; the engine runs until the server stopped and this is dropped.
     pub rollouts: Rollouts,
+    /// The remote-config service.
+    pub configs: crate::config::ConfigService,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     export: Option<crate::export::schedule::ScheduledExport>,

@@ -8,7 +8,9 @@
 //! * [`notices`] — announcements and maintenance windows;
 //! * [`cache`] — the last good document and announcement state in the client store;
 //! * [`client`] — [`FeatureFlags`]: fetching (ETag, size limit, DSSE), refresh, the
-//!   precomputed table behind `get`, overrides, exposures, listeners.
+//!   precomputed table behind `get`, overrides, exposures, listeners;
+//! * [`stream`] — the revision inside a document and the Server-Sent Events format of
+//!   `GET /config/{app}/stream`.
 //!
 //! A document that fails verification or parsing never changes a flag: the last good
 //! config stays in force, online or offline.
@@ -19,6 +21,7 @@ mod compiled;
 pub mod eval;
 mod notices;
 mod schema;
+pub mod stream;
 
 pub use client::{
     FeatureFlags, FlagsConfig, RefreshOutcome, DEFAULT_MAX_CONFIG_BYTES, DEFAULT_REFRESH_INTERVAL,

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 pub mod check;
 pub mod client_args;
+pub mod config;
 pub mod demo;
 pub mod export;
 pub mod flags;

@@ -101,6 +101,19 @@ pub struct Args {
     /// then are closed.
     #[arg(long, default_value = "20", value_parser = conn::parse_seconds)]
     pub shutdown_timeout: Duration,
+    /// Private key (PKCS#8 PEM) signing the config revisions published to this server.
+    #[arg(long, env = "RAILGUN_CONFIG_KEY_FILE")]
+    pub config_key: Option<PathBuf>,
+    /// Public key a publisher-signed config must verify against (repeatable); with one,
+    /// unsigned configs are refused unless --config-key can sign them.
+    #[arg(long = "config-public-key")]
+    pub config_public_keys: Vec<PathBuf>,
+    /// Seconds between two heartbeats of a config stream.
+    #[arg(long, default_value = "15", value_parser = conn::parse_seconds)]
+    pub config_heartbeat: Duration,
+    /// Config streams open at once; more answer 503 (clients then poll).
+    #[arg(long, default_value_t = crate::config::DEFAULT_MAX_SUBSCRIBERS)]
+    pub config_max_subscribers: usize,
 }
 
 /// The line `railgun serve --dev` prints before it listens.
@@ -163,6 +176,10 @@ pub async fn run(a: Args) -> CliResult {
             idle_timeout: a.idle_timeout,
             shutdown_timeout: a.shutdown_timeout,
         },
+        config_key: a.config_key,
+        config_public_keys: a.config_public_keys,
+        config_heartbeat: a.config_heartbeat,
+        config_max_subscribers: a.config_max_subscribers,
         ..ServerConfig::default()
     };
     if config.dev {

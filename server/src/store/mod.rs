@@ -30,6 +30,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 pub mod alerts;
+pub mod config;
 pub mod export;
 pub mod postgres;
 pub mod rollout;
@@ -37,6 +38,7 @@ mod sql;
 pub mod sqlite;
 
 pub use alerts::AlertStore;
+pub use config::ConfigStore;
 pub use export::ExportStore;
 pub use rollout::RolloutStore;
 
@@ -227,10 +229,11 @@ pub fn day_of(t: DateTime<Utc>) -> i32 {
 }
 
 /// What the server needs from its database.
-/// The rollout engine's tables ([`RolloutStore`]) and the export's watermarks
-/// ([`ExportStore`]) and the alert outbox ([`AlertStore`]) live in the same database.
+/// The rollout engine's tables ([`RolloutStore`]), the export's watermarks
+/// ([`ExportStore`]), the alert outbox ([`AlertStore`]) and the config revisions
+/// ([`ConfigStore`]) live in the same database.
 pub trait AnalyticsStore:
-    RolloutStore + ExportStore + AlertStore + Send + Sync + std::fmt::Debug
+    RolloutStore + ExportStore + AlertStore + ConfigStore + Send + Sync + std::fmt::Debug
 {
     /// Writes events in one transaction; `true` for each event that was new, `false` for a
     /// duplicate id (already stored, or earlier in the same call).

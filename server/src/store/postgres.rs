@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Statement};
 
 mod alerts;
+mod config;
 mod export;
 
 use super::rollout::{
@@ -289,6 +290,8 @@ pub const MIGRATIONS: &[&str] = &[
      );",
     // 6: the durable alert outbox and the watched alert conditions (`crate::store::alerts`).
     alerts::MIGRATION,
+    // 7: remote config revisions (`crate::store::config`), kept for history and rollback.
+    config::MIGRATION,
 ];
 
 /// The PostgreSQL analytics store.

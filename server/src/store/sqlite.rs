@@ -16,6 +16,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 mod alerts;
+mod config;
 mod export;
 
 use super::rollout::{
@@ -250,6 +251,8 @@ pub const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;",
     // 6: the durable alert outbox and the watched alert conditions (`crate::store::alerts`).
     alerts::MIGRATION,
+    // 7: remote config revisions (`crate::store::config`), kept for history and rollback.
+    config::MIGRATION,
 ];
 
 const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (id, name, category, user_id, \
