@@ -16,12 +16,12 @@
 //! It refuses to let a remote document it could not verify or parse change any flag.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, Weak};
 use std::time::Duration;
 
 use semver::Version;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use url::Url;
 
 use crate::clock::{self, SharedClock};
@@ -34,12 +34,15 @@ use super::compiled::CompiledConfig;
 use super::eval::{evaluate_all, parse_overrides, EvalContext, EvaluationDetails, Override};
 use super::notices::{announcement_in_force, maintenance_at, KillSwitch, MaintenanceStatus};
 use super::schema::{Announcement, RemoteConfig};
-use super::{ExposureSink, FlagsError};
+use super::stream::{read_stream, revision_of, SseEvent, StreamEnd};
+use super::{ExposureSink, FlagsError, FlagsEvent};
 
 /// Default largest config body accepted (1 MiB).
 pub const DEFAULT_MAX_CONFIG_BYTES: usize = 1024 * 1024;
 /// Default refresh interval (5 minutes, ±10 % jitter).
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+/// Default time a stream may stay silent (three server heartbeats) before it is reconnected.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 /// Environment variable naming the config URL.
 pub const ENV_CONFIG_URL: &str = crate::env::CONFIG_URL;
 /// Environment variable with local overrides: `{"key": true | false | "variant"}`.
@@ -74,6 +77,14 @@ pub struct FlagsConfig {
     pub user_agent: String,
     /// Local overrides (development).
     pub overrides: BTreeMap<String, Override>,
+    /// Subscribe to the server's live stream (`…/config/{app}/stream`) when the URL is a
+    /// `railgun serve` config URL (`…/config/{app}.json`); polling is the fallback.
+    pub stream: bool,
+    /// A stream that sent nothing (not even a heartbeat) for this long is reconnected.
+    pub stream_idle_timeout: Duration,
+    /// First step of the reconnect backoff (doubled per failure, full jitter, up to the
+    /// refresh interval).
+    pub reconnect_base: Duration,
 }
 
 impl FlagsConfig {
@@ -98,6 +109,9 @@ impl FlagsConfig {
             request_timeout: Duration::from_secs(30),
             user_agent: format!("railgun/{} (flags)", env!("CARGO_PKG_VERSION")),
             overrides: BTreeMap::new(),
+            stream: true,
+            stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
+            reconnect_base: Duration::from_secs(1),
         }
     }
 
@@ -195,6 +209,15 @@ pub struct FeatureFlags {
     sink: Option<Arc<dyn ExposureSink>>,
     notices: Mutex<AnnouncementState>,
     changes: watch::Sender<u64>,
+    /// Provider events (OpenFeature's READY, CONFIGURATION_CHANGED, STALE, ERROR).
+    events: broadcast::Sender<FlagsEvent>,
+    ready: AtomicBool,
+    /// The highest revision accepted (0: none); a lower one is refused (replay).
+    revision: AtomicU64,
+    stream_url: Option<Url>,
+    stream_http: reqwest::Client,
+    stream_idle: Duration,
+    reconnect_base: Duration,
     refreshing: tokio::sync::Mutex<()>,
 }
 
@@ -234,6 +257,14 @@ impl FeatureFlags {
         .map_err(|e| FlagsError::Config(format!("HTTP client: {e}")))?;
         let (dismissed, shown) = cache::hidden_announcements(&store, &config.app)?;
         let (changes, _) = watch::channel(0);
+        // The stream has no total timeout: it stays open; silence is bounded by the idle
+        // timeout instead.
+        let stream_http = net::client(&config.user_agent, config.connect_timeout, None)
+            .map_err(|e| FlagsError::Config(format!("HTTP client: {e}")))?;
+        let stream_url = url
+            .as_ref()
+            .filter(|_| config.stream)
+            .and_then(super::stream::stream_url);
         let me = Self {
             app: config.app,
             url,
@@ -260,6 +291,13 @@ impl FeatureFlags {
             }),
             changes,
             refreshing: tokio::sync::Mutex::new(()),
+            events: broadcast::channel(64).0,
+            ready: AtomicBool::new(false),
+            revision: AtomicU64::new(0),
+            stream_url,
+            stream_http,
+            stream_idle: config.stream_idle_timeout,
+            reconnect_base: config.reconnect_base,
         };
         match cache::load(&me.store, &me.app)? {
             Some(doc) => {
@@ -516,8 +554,20 @@ impl FeatureFlags {
         let payload = self.verified_payload(raw)?;
         let config = RemoteConfig::parse(&payload)?;
         let compiled = Arc::new(CompiledConfig::new(&config));
+        let revision = revision_of(&config);
         // Evaluated under the write lock so a concurrent override change cannot be lost.
         let mut guard = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
+        let have = self.revision.load(Ordering::Acquire);
+        if have > 0 && revision.is_none_or(|r| r < have) {
+            // A replayed older document (or one from before revisions) is refused.
+            return Err(FlagsError::Replayed {
+                got: revision,
+                have,
+            });
+        }
+        if let Some(r) = revision {
+            self.revision.store(r, Ordering::Release);
+        }
         let table = self.table_for(Some(&compiled));
         let changed = guard.config.as_deref() != Some(&config);
         *guard = Arc::new(Snapshot {
@@ -561,8 +611,50 @@ impl FeatureFlags {
         self.accept(raw, None, None)
     }
 
+    /// The highest config revision accepted (`None`: no document carried one).
+    pub fn revision(&self) -> Option<u64> {
+        Some(self.revision.load(Ordering::Acquire)).filter(|r| *r > 0)
+    }
+
+    /// A receiver of the provider events: `Ready` once the first config from the network
+    /// is in force, `ConfigurationChanged` per new config, `Stale` when the live source is
+    /// lost and the last good copy is served, `Error` when a document is refused.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<FlagsEvent> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, e: FlagsEvent) {
+        let _ = self.events.send(e);
+    }
+
+    /// Tells listeners about a successful fetch or stream event.
+    fn announce(&self, changed: bool) {
+        let revision = self.revision();
+        if !self.ready.swap(true, Ordering::AcqRel) {
+            self.emit(FlagsEvent::Ready { revision });
+        } else if changed {
+            self.emit(FlagsEvent::ConfigurationChanged { revision });
+        }
+    }
+
     /// Fetches the config now. On any error the last good config stays in force.
     pub async fn refresh(&self) -> Result<RefreshOutcome, FlagsError> {
+        let r = self.fetch().await;
+        match &r {
+            Ok(RefreshOutcome::Updated { changed }) => self.announce(*changed),
+            Ok(RefreshOutcome::NotModified) => self.announce(false),
+            Err(
+                e
+                @ (FlagsError::Signature(_) | FlagsError::Schema(_) | FlagsError::Replayed { .. }),
+            ) => self.emit(FlagsEvent::Error {
+                reason: e.to_string(),
+            }),
+            Err(_) => {}
+        }
+        r
+    }
+
+    async fn fetch(&self) -> Result<RefreshOutcome, FlagsError> {
         let url = self.url.clone().ok_or(FlagsError::NoUrl)?;
         let _one_at_a_time = self.refreshing.lock().await;
         let (etag, have_config) = {
@@ -622,9 +714,54 @@ impl FeatureFlags {
         Ok(RefreshOutcome::Updated { changed })
     }
 
-    /// Starts the background refresh: now, then every interval ±10 %. The task ends when
-    /// the client is dropped.
+    /// Takes one stream event: verified, checked against replay, swapped in, cached.
+    /// `false` when it was refused.
+    fn take_streamed(&self, e: SseEvent) -> bool {
+        if e.event != "config" {
+            return true;
+        }
+        let Some(url) = self.url.as_ref() else {
+            return false;
+        };
+        let body = e.data.into_bytes();
+        match self.accept(&body, None, Some(url.to_string())) {
+            Ok(changed) => {
+                let saved = cache::save(
+                    &self.store,
+                    &self.app,
+                    &CachedConfig {
+                        url: url.to_string(),
+                        body,
+                        etag: None,
+                        fetched_at: self.clock.now().to_rfc3339(),
+                    },
+                );
+                if let Err(e) = saved {
+                    tracing::warn!(app = %self.app, error = %e, "cannot cache the streamed config");
+                }
+                self.announce(changed);
+                true
+            }
+            Err(err) => {
+                tracing::warn!(app = %self.app, error = %err, "streamed remote config refused; keeping the last good config");
+                self.emit(FlagsEvent::Error {
+                    reason: err.to_string(),
+                });
+                false
+            }
+        }
+    }
+
+    /// Starts the background refresh. With a stream (a `railgun serve` config URL and
+    /// `stream` on) the config arrives as it is published; when the stream cannot be
+    /// opened the document is polled (with `ETag`) and the stream retried, with
+    /// exponential backoff and full jitter up to the refresh interval, so many clients
+    /// losing one server do not come back in the same second. Without a stream: a poll
+    /// now, then every interval ±10 %. The task ends when the client is dropped.
     pub fn spawn_refresh(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        if self.stream_url.is_some() {
+            return self.spawn_live();
+        }
         let weak: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut jitter = net::SplitMix64::from_entropy();
@@ -639,6 +776,77 @@ impl FeatureFlags {
                 tokio::time::sleep(interval).await;
             }
         })
+    }
+}
+
+impl FeatureFlags {
+    fn spawn_live(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        let mut alive = self.changes.subscribe();
+        let mut backoff = net::Backoff::new(
+            self.reconnect_base,
+            self.refresh_interval.max(self.reconnect_base),
+            None,
+        );
+        tokio::spawn(async move {
+            loop {
+                let (http, url, last, idle, max) = {
+                    let Some(me) = weak.upgrade() else { return };
+                    let Some(url) = me.stream_url.clone() else {
+                        return;
+                    };
+                    (
+                        me.stream_http.clone(),
+                        url,
+                        me.revision.load(Ordering::Acquire),
+                        me.stream_idle,
+                        me.max_bytes + 4096,
+                    )
+                };
+                let mut opened = false;
+                let end = read_stream(&http, &url, last, idle, max, &mut alive, |e| {
+                    opened = true;
+                    weak.upgrade().is_some_and(|me| {
+                        me.take_streamed(e);
+                        true
+                    })
+                })
+                .await;
+                let delay = {
+                    let Some(me) = weak.upgrade() else { return };
+                    match end {
+                        StreamEnd::Closed => return,
+                        StreamEnd::Dropped => {
+                            if opened {
+                                backoff.reset();
+                            }
+                            tracing::info!(app = %me.app, "config stream ended; reconnecting");
+                            me.fallback_poll().await;
+                            backoff.fail(None)
+                        }
+                        StreamEnd::Refused {
+                            reason,
+                            retry_after,
+                        } => {
+                            tracing::info!(app = %me.app, %reason, "config stream unavailable; polling");
+                            me.fallback_poll().await;
+                            backoff.fail(retry_after)
+                        }
+                    }
+                };
+                tokio::time::sleep(delay).await;
+            }
+        })
+    }
+
+    /// One poll while the stream is down; `Stale` when it fails too.
+    async fn fallback_poll(&self) {
+        if let Err(e) = self.refresh().await {
+            tracing::warn!(app = %self.app, error = %e, "remote config refresh failed; keeping the last good config");
+            self.emit(FlagsEvent::Stale {
+                reason: e.to_string(),
+            });
+        }
     }
 }
 

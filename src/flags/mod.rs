@@ -25,7 +25,7 @@ pub mod stream;
 
 pub use client::{
     FeatureFlags, FlagsConfig, RefreshOutcome, DEFAULT_MAX_CONFIG_BYTES, DEFAULT_REFRESH_INTERVAL,
-    ENV_CONFIG_URL, ENV_FLAG_OVERRIDES,
+    DEFAULT_STREAM_IDLE_TIMEOUT, ENV_CONFIG_URL, ENV_FLAG_OVERRIDES,
 };
 pub use compiled::{CompiledConfig, CompiledFlag, Evaluation};
 pub use eval::{EvalContext, EvaluationDetails, Override, Reason};
@@ -121,4 +121,68 @@ pub enum FlagsError {
     /// The client store failed.
     #[error(transparent)]
     Store(StoreError),
+    /// A document older than one already accepted (a replay), or without a revision after
+    /// one with a revision.
+    #[error("remote config revision {} refused: revision {have} was already accepted (replay)", got.map_or_else(|| "none".to_string(), |g| g.to_string()))]
+    Replayed {
+        /// The document's revision, if it has one.
+        got: Option<u64>,
+        /// The highest revision accepted.
+        have: u64,
+    },
+}
+
+/// A provider event, named as in OpenFeature (`PROVIDER_READY`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlagsEvent {
+    /// The first config from the network is in force.
+    Ready {
+        /// Its revision, if it carries one.
+        revision: Option<u64>,
+    },
+    /// A new config is in force.
+    ConfigurationChanged {
+        /// Its revision, if it carries one.
+        revision: Option<u64>,
+    },
+    /// The live source is lost; the last good config is served.
+    Stale {
+        /// Why.
+        reason: String,
+    },
+    /// A document was refused (signature, schema, replay).
+    Error {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl FlagsEvent {
+    /// The OpenFeature name: `READY`, `CONFIGURATION_CHANGED`, `STALE`, `ERROR`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FlagsEvent::Ready { .. } => "READY",
+            FlagsEvent::ConfigurationChanged { .. } => "CONFIGURATION_CHANGED",
+            FlagsEvent::Stale { .. } => "STALE",
+            FlagsEvent::Error { .. } => "ERROR",
+        }
+    }
+
+    /// The revision it concerns, if any.
+    pub fn revision(&self) -> Option<u64> {
+        match self {
+            FlagsEvent::Ready { revision } | FlagsEvent::ConfigurationChanged { revision } => {
+                *revision
+            }
+            _ => None,
+        }
+    }
+
+    /// The reason of a `Stale` or `Error` event.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            FlagsEvent::Stale { reason } | FlagsEvent::Error { reason } => Some(reason),
+            _ => None,
+        }
+    }
 }

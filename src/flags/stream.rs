@@ -226,3 +226,100 @@ mod tests {
         assert!(!doc.contains(&b'\n'));
     }
 }
+
+/// How a stream connection ended.
+#[derive(Debug)]
+pub(crate) enum StreamEnd {
+    /// It was open and then ended (the server went away, a heartbeat was missed).
+    Dropped,
+    /// It never opened: the server does not offer it, refused, or is unreachable.
+    Refused {
+        /// Why, for the log.
+        reason: String,
+        /// The server's `Retry-After`, if any.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// The client is gone.
+    Closed,
+}
+
+/// Reads one stream connection: `GET url` with `Last-Event-ID: last_id` (when not 0), each
+/// event handed to `on_event` (which returns `false` once the client is gone); ends when
+/// nothing (not even a heartbeat) arrived for `idle`, or when `alive` closes.
+pub(crate) async fn read_stream(
+    http: &reqwest::Client,
+    url: &url::Url,
+    last_id: u64,
+    idle: std::time::Duration,
+    max_event: usize,
+    alive: &mut tokio::sync::watch::Receiver<u64>,
+    mut on_event: impl FnMut(SseEvent) -> bool,
+) -> StreamEnd {
+    let mut req = http
+        .get(url.clone())
+        .header(reqwest::header::ACCEPT, "text/event-stream");
+    if last_id > 0 {
+        req = req.header("Last-Event-ID", last_id.to_string());
+    }
+    let mut resp = match tokio::time::timeout(idle, req.send()).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            return StreamEnd::Refused {
+                reason: crate::error::chain(&e).to_string(),
+                retry_after: None,
+            }
+        }
+        Err(_) => {
+            return StreamEnd::Refused {
+                reason: "no answer in time".into(),
+                retry_after: None,
+            }
+        }
+    };
+    let is_sse = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !resp.status().is_success() || !is_sse {
+        return StreamEnd::Refused {
+            reason: format!(
+                "the server answered {} without an event stream",
+                resp.status()
+            ),
+            retry_after: crate::net::retry_after_secs(resp.headers())
+                .map(std::time::Duration::from_secs),
+        };
+    }
+    let mut parser = SseParser::new(max_event);
+    loop {
+        let chunk = tokio::select! {
+            c = tokio::time::timeout(idle, resp.chunk()) => c,
+            r = alive.changed() => {
+                if r.is_err() {
+                    return StreamEnd::Closed;
+                }
+                continue;
+            }
+        };
+        let bytes = match chunk {
+            Ok(Ok(Some(b))) => b,
+            // Timed out (no heartbeat), ended, or failed: reconnect.
+            _ => return StreamEnd::Dropped,
+        };
+        let items = match parser.push(&bytes) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e, "config stream refused");
+                return StreamEnd::Dropped;
+            }
+        };
+        for item in items {
+            if let SseItem::Event(e) = item {
+                if !on_event(e) {
+                    return StreamEnd::Closed;
+                }
+            }
+        }
+    }
+}

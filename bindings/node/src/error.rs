@@ -223,6 +223,7 @@ impl From<FlagsError> for JsFailure {
             FlagsError::HttpStatus { .. } => HTTP_STATUS,
             FlagsError::TooLarge { .. } => TOO_LARGE,
             FlagsError::Signature(_) => SIGNATURE_INVALID,
+            FlagsError::Replayed { .. } => SIGNATURE_INVALID,
             FlagsError::Schema(_) => INVALID_DOCUMENT,
             FlagsError::NotDismissible { .. } => NOT_DISMISSIBLE,
             FlagsError::Store(_) => IO,

@@ -48,6 +48,10 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Keep running and print one line per config revision received (the server's live
+    /// stream when it offers one, else polling); stops on Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// Runs the command.
@@ -64,6 +68,9 @@ pub async fn run(a: Args) -> CliResult {
         config.keys = Some(trusted_keys(&a.config_public_keys, 1)?);
     }
     let store = open_store(a.state.as_ref())?;
+    if a.watch {
+        return watch(config, store, a.json).await;
+    }
     let flags = FeatureFlags::new(config, store)?;
     let fetch_error = match flags.refresh().await {
         Ok(_) => None,
@@ -139,5 +146,57 @@ pub async fn run(a: Args) -> CliResult {
     for an in &announcements {
         println!("  [{}] {} ({}): {}", an.kind, an.title, an.id, an.message);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--watch`: one line per revision received (and per STALE / ERROR), until Ctrl-C.
+async fn watch(
+    config: FlagsConfig,
+    store: std::sync::Arc<railgun_core::store::Store>,
+    as_json: bool,
+) -> CliResult {
+    use std::io::Write;
+    let flags = std::sync::Arc::new(FeatureFlags::new(config, store)?);
+    let mut events = flags.subscribe_events();
+    let task = flags.spawn_refresh();
+    loop {
+        let e = tokio::select! {
+            e = events.recv() => e,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let e = match e {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        };
+        let kill = flags.kill_switch();
+        let on = flags.get_all().values().filter(|v| **v).count();
+        let line = if as_json {
+            json!({
+                "event": e.name(),
+                "revision": e.revision(),
+                "reason": e.reason(),
+                "killSwitch": kill,
+                "flagsOn": on,
+            })
+            .to_string()
+        } else {
+            let rev = e
+                .revision()
+                .map_or_else(|| "-".to_string(), |r| r.to_string());
+            match e.reason() {
+                Some(r) => format!("{} {r}", e.name()),
+                None => format!(
+                    "{} revision {rev} kill-switch {} flags-on {on}",
+                    e.name(),
+                    if kill.active { "ACTIVE" } else { "off" }
+                ),
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")?;
+        out.flush()?;
+    }
+    task.abort();
     Ok(ExitCode::SUCCESS)
 }

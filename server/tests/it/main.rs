@@ -9,6 +9,7 @@ mod analytics_suite;
 mod auth_matrix;
 mod cli_release;
 mod cli_track;
+mod config_client;
 mod config_server;
 mod dashboard;
 mod db;
