@@ -621,6 +621,122 @@ async fn analytics_backlog_over_10000_fires_once_and_resolves_when_drained() {
     recv.server.stop().await.expect("stop");
 }
 
+/// What a `railgun serve` child needs to publish and halt a rollout: the keys and a signed
+/// release, made by an in-process server that is stopped before the child serves its files.
+struct ChildSetup {
+    setup: TestServer,
+    release: crate::support::SignedRelease,
+    http: reqwest::Client,
+}
+
+impl ChildSetup {
+    async fn new() -> Self {
+        let mut setup = TestServer::start(Utc::now()).await;
+        let release = setup.release(&ReleaseSpec {
+            app: APP,
+            channel: CHANNEL,
+            version: "1.1.0",
+            policy: None,
+            released_at: Utc::now(),
+            size: 5,
+            base_url: Some("https://cdn.example.com/demo"),
+        });
+        setup.stop().await;
+        Self {
+            setup,
+            release,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `railgun serve` over the setup's files with `args` and `env` added.
+    fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> ChildServer {
+        let dir = self.setup.dir.path();
+        let pubkey = dir.join("release.pub");
+        let rollout_key = dir.join("rollout.key");
+        let mut all: Vec<&std::ffi::OsStr> =
+            vec!["--release-public-key".as_ref(), pubkey.as_os_str()];
+        all.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
+        let mut vars = vec![
+            ("RAILGUN_ROLLOUT_KEY_FILE", utf8(&rollout_key)),
+            ("RAILGUN_ADMIN_TOKEN", ADMIN),
+            ("RAILGUN_READ_TOKEN", "read"),
+        ];
+        vars.extend_from_slice(env);
+        ChildServer::serve(&dir.join("updates"), &dir.join("data"), &all, &vars)
+    }
+
+    async fn admin(&self, url: String, body: Value) {
+        let rq = self.http.post(url).bearer_auth(ADMIN).json(&body);
+        let r = within("admin", rq.send()).await.expect("admin");
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+
+    /// Publishes and starts the release on `child`, then halts it.
+    async fn start_and_halt(&self, child: &ChildServer) {
+        self.admin(
+            format!("{}/admin/releases", child.url),
+            json!({"manifest": self.release.envelope, "start": true}),
+        )
+        .await;
+        self.admin(
+            format!("{}/admin/rollouts/demo/stable/halt", child.url),
+            json!({}),
+        )
+        .await;
+    }
+}
+
+/// `railgun serve`'s flags: every destination at once (`--alert-webhook`,
+/// `--pagerduty-routing-key` with `--pagerduty-url`, `--alert-json-webhook`), each in its
+/// shape, one alert id for all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_flags_deliver_to_slack_pagerduty_and_json_at_once() {
+    let mut recv = Receiver::start(&[]).await;
+    let c = ChildSetup::new().await;
+    let base = recv.server.url();
+    let (slack, pd, js) = (
+        format!("{base}/slack"),
+        format!("{base}/pd"),
+        format!("{base}/json"),
+    );
+    let child = c.spawn(
+        &[
+            "--alert-webhook",
+            &slack,
+            "--pagerduty-routing-key",
+            "routing-key-1",
+            "--pagerduty-url",
+            &pd,
+            "--alert-json-webhook",
+            &js,
+        ],
+        &[],
+    );
+    c.start_and_halt(&child).await;
+    let hits = recv.take(3).await;
+    assert_slack(
+        by_path(&hits, "slack")[0],
+        "rollout_halted",
+        "critical",
+        "firing",
+    );
+    assert_pagerduty(by_path(&hits, "pd")[0], "critical", "trigger");
+    let j = &by_path(&hits, "json")[0].body;
+    assert_eq!(
+        (&j["kind"], &j["name"], &j["severity"], &j["status"]),
+        (
+            &json!("rollout_halted"),
+            &json!("Rollout Halted"),
+            &json!("critical"),
+            &json!("firing")
+        )
+    );
+    assert!(hits.iter().all(|h| h.id == hits[0].id));
+    drop(child);
+    recv.server.stop().await.expect("stop");
+}
+
 /// Durable outbox: an alert accepted (the halt committed) while the receiver is down
 /// survives a SIGKILL of `railgun serve` and is delivered after the restart, once, under
 /// the id of its first attempt.
@@ -628,55 +744,12 @@ async fn analytics_backlog_over_10000_fires_once_and_resolves_when_drained() {
 async fn alert_accepted_before_a_sigkill_is_delivered_once_after_the_restart() {
     let mut recv = Receiver::start(&[]).await;
     recv.fallback.store(503, Ordering::SeqCst);
-    // The in-process server only builds the keys and the signed release; it is stopped
-    // before the child serves the same files.
-    let mut setup = TestServer::start(Utc::now()).await;
-    let release = setup.release(&ReleaseSpec {
-        app: APP,
-        channel: CHANNEL,
-        version: "1.1.0",
-        policy: None,
-        released_at: Utc::now(),
-        size: 5,
-        base_url: Some("https://cdn.example.com/demo"),
-    });
-    setup.stop().await;
-    let dir = setup.dir.path();
-    let (root, data) = (dir.join("updates"), dir.join("data"));
-    let (pubkey, rollout_key) = (dir.join("release.pub"), dir.join("rollout.key"));
+    let c = ChildSetup::new().await;
     let hook = format!("{}/slack", recv.server.url());
-    let spawn = || {
-        ChildServer::serve(
-            &root,
-            &data,
-            &["--release-public-key".as_ref(), pubkey.as_os_str()],
-            &[
-                ("RAILGUN_ROLLOUT_KEY_FILE", utf8(&rollout_key)),
-                ("RAILGUN_ADMIN_TOKEN", ADMIN),
-                ("RAILGUN_READ_TOKEN", "read"),
-                ("RAILGUN_ALERT_WEBHOOK", &hook),
-            ],
-        )
-    };
-    let http = reqwest::Client::new();
-    let admin = |url: String, body: Value| {
-        let rq = http.post(url).bearer_auth(ADMIN).json(&body);
-        async move {
-            let r = within("admin", rq.send()).await.expect("admin");
-            assert!(r.status().is_success(), "{}", r.status());
-        }
-    };
+    let spawn = || c.spawn(&[], &[("RAILGUN_ALERT_WEBHOOK", &hook)]);
+    let http = c.http.clone();
     let child = spawn();
-    admin(
-        format!("{}/admin/releases", child.url),
-        json!({"manifest": release.envelope, "start": true}),
-    )
-    .await;
-    admin(
-        format!("{}/admin/rollouts/demo/stable/halt", child.url),
-        json!({}),
-    )
-    .await;
+    c.start_and_halt(&child).await;
     let first = recv.next().await;
     assert_eq!(first.status, 503);
     drop(child); // SIGKILL, reaped.
