@@ -12,6 +12,7 @@ pub mod demo;
 pub mod export;
 pub mod metrics;
 pub mod percent;
+pub mod ratelimit;
 pub mod release;
 pub mod rollout;
 pub mod serve;

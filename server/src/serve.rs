@@ -80,6 +80,8 @@ pub struct ServerConfig {
     pub config_heartbeat: std::time::Duration,
     /// Bound of open config streams (`--config-max-subscribers`; 503 past it).
     pub config_max_subscribers: usize,
+    /// Per-client rate limit of the public write routes.
+    pub rate_limit: crate::ratelimit::RateLimit,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +108,7 @@ impl Default for ServerConfig {
             config_public_keys: Vec::new(),
             config_heartbeat: crate::config::DEFAULT_HEARTBEAT,
             config_max_subscribers: crate::config::DEFAULT_MAX_SUBSCRIBERS,
+            rate_limit: crate::ratelimit::RateLimit::default(),
         }
     }
 }
@@ -161,6 +164,11 @@ impl App {
             .merge(crate::config::routes(configs.clone()))
             .merge(crate::dashboard::routes())
             .merge(update_tree(config))
+            .layer(axum::middleware::from_fn_with_state(
+                crate::ratelimit::RateLimiter::new(config.rate_limit.clone()),
+                crate::ratelimit::layer,
+            ))
+            // Outermost: a 429 of the limiter is counted too.
             .layer(axum::middleware::from_fn_with_state(
                 state.metrics.clone(),
                 crate::metrics::track,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::CliResult;
 use crate::analytics::RetentionConfig;
+use crate::ratelimit::{self, RateLimit};
 use crate::serve::{conn, App, ServerConfig};
 
 /// Arguments of `railgun serve`.
@@ -114,6 +115,24 @@ pub struct Args {
     /// Config streams open at once; more answer 503 (clients then poll).
     #[arg(long, default_value_t = crate::config::DEFAULT_MAX_SUBSCRIBERS)]
     pub config_max_subscribers: usize,
+    /// Requests a minute each client may send to POST /analytics/{events,health,erasure}
+    /// (sustained; one bucket per client for the three).
+    #[arg(long, default_value_t = ratelimit::DEFAULT_PER_MINUTE, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_per_minute: u32,
+    /// Requests a client may send at once before the per-minute rate applies.
+    #[arg(long, default_value_t = ratelimit::DEFAULT_BURST, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_burst: u32,
+    /// Do not rate-limit the public routes (a proxy in front does it).
+    #[arg(long)]
+    pub no_rate_limit: bool,
+    /// Header naming the client behind a trusted proxy (e.g. X-Forwarded-For); believed
+    /// only from --trusted-proxy peers.
+    #[arg(long, requires = "trusted_proxies")]
+    pub trusted_proxy_header: Option<axum::http::HeaderName>,
+    /// Address or CIDR block of a proxy whose --trusted-proxy-header is believed
+    /// (repeatable).
+    #[arg(long = "trusted-proxy", requires = "trusted_proxy_header")]
+    pub trusted_proxies: Vec<ratelimit::IpBlock>,
 }
 
 /// The line `railgun serve --dev` prints before it listens.
@@ -180,6 +199,14 @@ pub async fn run(a: Args) -> CliResult {
         config_public_keys: a.config_public_keys,
         config_heartbeat: a.config_heartbeat,
         config_max_subscribers: a.config_max_subscribers,
+        rate_limit: RateLimit {
+            enabled: !a.no_rate_limit,
+            per_minute: a.rate_limit_per_minute,
+            burst: a.rate_limit_burst,
+            client_header: a.trusted_proxy_header,
+            trusted_proxies: a.trusted_proxies,
+            ..RateLimit::default()
+        },
         ..ServerConfig::default()
     };
     if config.dev {

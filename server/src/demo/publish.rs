@@ -61,6 +61,11 @@ impl Live {
             // The demo asks the engine to evaluate after each simulated day.
             rollout_interval: std::time::Duration::from_secs(3600),
             alerts: alerts.config(),
+            // Every simulated install shares this machine's address: one client to a limiter.
+            rate_limit: crate::ratelimit::RateLimit {
+                enabled: false,
+                ..crate::ratelimit::RateLimit::default()
+            },
             ..ServerConfig::default()
         };
         std::fs::create_dir_all(&data).at(&data)?;

@@ -259,3 +259,22 @@ pub async fn read_until_closed(s: &mut TcpStream, within: Duration) -> Option<us
     };
     tokio::time::timeout(within, drain).await.ok()
 }
+
+/// Events named `name` the server counts (`GET /analytics/features`, summed over its days).
+pub async fn events_named(base: &str, read_token: &str, name: &str) -> u64 {
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/analytics/features?name={name}"))
+        .bearer_auth(read_token)
+        .send()
+        .await
+        .expect("features")
+        .json()
+        .await
+        .expect("json");
+    v["days"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no days in {v}"))
+        .iter()
+        .map(|d| d["events"].as_u64().expect("events"))
+        .sum()
+}
