@@ -20,6 +20,7 @@ mod export;
 mod feature_summary;
 mod health_privacy;
 mod hostile_conn;
+mod hostile_kill;
 mod hostile_ratelimit;
 mod hostile_support;
 mod hostile_tree;
