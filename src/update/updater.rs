@@ -59,8 +59,11 @@ impl ArtifactVerifier for crate::trust::sigstore::SigstorePolicy {
     ) -> Result<(), String> {
         self.check(sha256, bundle).map(|_| ()).map_err(|e| {
             format!(
-                "Sigstore check of the {}/{}/{} artifact failed: {e}",
-                artifact.platform, artifact.arch, artifact.format
+                "Sigstore check of the {}/{}/{} artifact failed: {}",
+                artifact.platform,
+                artifact.arch,
+                artifact.format,
+                crate::error::chain(&e)
             )
         })
     }
