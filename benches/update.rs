@@ -61,6 +61,7 @@ fn manifest_50() -> ReleaseManifest {
         notes: "Bug fixes and performance improvements.".into(),
         artifacts,
         rollout: None,
+        patches: Vec::new(),
     }
 }
 

@@ -27,6 +27,7 @@ use railgun_core::update::manifest::{
 use railgun_core::Version;
 use sha2::{Digest, Sha256};
 
+pub mod delta;
 pub mod export;
 pub mod remote;
 pub mod stages;
@@ -203,6 +204,7 @@ pub fn scan_artifacts(dir: &Path) -> Result<Vec<ArtifactFile>, ReleaseError> {
         if name.ends_with(".sigstore.json")
             || name.ends_with(".sig")
             || name.ends_with(".json")
+            || name.ends_with(".patch")
             || name.starts_with('.')
         {
             continue;
@@ -287,6 +289,7 @@ pub fn build_manifest(spec: &ManifestSpec) -> Result<ReleaseManifest, ReleaseErr
         notes: spec.notes.clone(),
         artifacts,
         rollout: spec.rollout.clone(),
+        patches: Vec::new(),
     };
     manifest.validate()?;
     Ok(manifest)
@@ -409,7 +412,10 @@ fn install_release(
         .join(m.manifest.version.to_string());
     // Check every file against the signed manifest before anything is copied.
     for a in &m.manifest.artifacts {
-        verify_relative(&a.url, artifacts_dir, a)?;
+        verify_relative(&a.url, artifacts_dir, a.size, &a.sha256)?;
+    }
+    for p in &m.manifest.patches {
+        verify_relative(&p.file, artifacts_dir, p.size, &p.sha256)?;
     }
     fs::create_dir_all(&rel_dir).at(&rel_dir)?;
     for a in &m.manifest.artifacts {
@@ -417,6 +423,9 @@ fn install_release(
         if let Some(b) = &a.sigstore_bundle {
             copy_relative(b, artifacts_dir, &rel_dir)?;
         }
+    }
+    for p in &m.manifest.patches {
+        copy_relative(&p.file, artifacts_dir, &rel_dir)?;
     }
     write_atomic(&rel_dir.join("manifest.json"), &m.bytes)?;
     Ok(ReleasePointer {
@@ -440,17 +449,22 @@ fn plain_file_name(url: &str) -> Result<Option<&str>, ReleaseError> {
 }
 
 /// Checks that the file named by a relative URL has the manifest's size and digest.
-fn verify_relative(url: &str, from: &Path, a: &Artifact) -> Result<(), ReleaseError> {
+pub(crate) fn verify_relative(
+    url: &str,
+    from: &Path,
+    expected_size: u64,
+    expected_sha256: &str,
+) -> Result<(), ReleaseError> {
     let Some(name) = plain_file_name(url)? else {
         return Ok(());
     };
     let src = from.join(name);
     let (size, sha) = hash_file(&src)?;
-    if size != a.size || sha != a.sha256 {
+    if size != expected_size || sha != expected_sha256 {
         return Err(ReleaseError::ArtifactMismatch {
             path: src.display().to_string(),
-            expected_size: a.size,
-            expected_sha256: a.sha256.clone(),
+            expected_size,
+            expected_sha256: expected_sha256.to_string(),
             actual_size: size,
             actual_sha256: sha,
         });

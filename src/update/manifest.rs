@@ -2,9 +2,10 @@
 //! document shares.
 //!
 //! Owns the wire type `{schema:1, app, version, channel, releasedAt, notes, artifacts,
-//! rollout?}` of DESIGN.md and its checks: semver versions, 64-hex digests, sizes above
-//! zero, no duplicate platform/arch/format, http(s) or relative URLs, app and channel names
-//! that are safe as path segments. It refuses unknown schema versions.
+//! rollout?, patches?}` of DESIGN.md and its checks: semver versions, 64-hex digests, sizes
+//! above zero, no duplicate platform/arch/format, http(s) or relative URLs, app and channel
+//! names that are safe as path segments, delta patches that name an artifact of the release
+//! and an older version. It refuses unknown schema versions.
 
 use std::fmt;
 
@@ -204,6 +205,40 @@ pub struct Artifact {
     pub sigstore_bundle: Option<String>,
 }
 
+/// Most delta patches one manifest may list.
+pub const MAX_PATCHES: usize = 256;
+
+/// A delta patch: a zstd frame made in patch-from mode that turns the uncompressed payload of
+/// version `from`'s artifact (same platform/arch/format) into this release's uncompressed
+/// payload (see `update::delta`). For a `tar.gz` the payload is the tar inside; for every
+/// other format it is the file itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Patch {
+    /// File name of the patch, beside the manifest (a plain name, no folders).
+    pub file: String,
+    /// Exact size of the patch in bytes.
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the patch.
+    pub sha256: String,
+    /// The version whose artifact the patch applies to (older than the release).
+    pub from: Version,
+    /// Operating system of the artifact.
+    pub platform: Platform,
+    /// CPU architecture of the artifact.
+    pub arch: Arch,
+    /// Package format of the artifact.
+    pub format: Format,
+    /// Size of the uncompressed payload of the base (version `from`).
+    pub base_size: u64,
+    /// SHA-256 of the uncompressed payload of the base (version `from`).
+    pub base_sha256: String,
+    /// Size of what applying the patch must produce (the uncompressed payload).
+    pub result_size: u64,
+    /// SHA-256 of what applying the patch must produce (the uncompressed payload).
+    pub result_sha256: String,
+}
+
 /// How a release is rolled out and when it is halted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -275,6 +310,10 @@ pub struct ReleaseManifest {
     /// Rollout policy; defaults apply when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutPolicy>,
+    /// Delta patches from earlier versions; absent when there are none (manifests without
+    /// the field verify as before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<Patch>,
 }
 
 impl SignedDocument for ReleaseManifest {
@@ -354,7 +393,7 @@ impl SignedDocument for ReleaseManifest {
         if let Some(r) = &self.rollout {
             validate_rollout(d, r)?;
         }
-        Ok(())
+        self.validate_patches()
     }
 }
 
@@ -371,6 +410,97 @@ impl ReleaseManifest {
                 .iter()
                 .find(|a| a.platform == platform && a.arch == arch && a.format == *f)
         })
+    }
+
+    /// The patch that turns `from`'s artifact for `artifact`'s platform/arch/format into
+    /// `artifact`'s payload, if the manifest lists one.
+    pub fn patch_for(&self, artifact: &Artifact, from: &Version) -> Option<&Patch> {
+        self.patches.iter().find(|p| {
+            &p.from == from
+                && p.platform == artifact.platform
+                && p.arch == artifact.arch
+                && p.format == artifact.format
+        })
+    }
+
+    fn validate_patches(&self) -> Result<(), DocumentError> {
+        let d = Self::DOC;
+        if self.patches.len() > MAX_PATCHES {
+            return Err(invalid(
+                d,
+                "patches",
+                format!("{} patches, at most {MAX_PATCHES}", self.patches.len()),
+            ));
+        }
+        for (i, p) in self.patches.iter().enumerate() {
+            let field = |f: &str| format!("patches[{i}].{f}");
+            if !is_safe_segment(&p.file, 255) {
+                return Err(invalid(
+                    d,
+                    &field("file"),
+                    "a plain file name of [A-Za-z0-9._-] beside the manifest",
+                ));
+            }
+            for (name, size) in [
+                ("size", p.size),
+                ("baseSize", p.base_size),
+                ("resultSize", p.result_size),
+            ] {
+                if size == 0 || size > MAX_ARTIFACT_SIZE {
+                    return Err(invalid(
+                        d,
+                        &field(name),
+                        format!("must lie within 1..={MAX_ARTIFACT_SIZE}"),
+                    ));
+                }
+            }
+            for (name, digest) in [
+                ("sha256", &p.sha256),
+                ("baseSha256", &p.base_sha256),
+                ("resultSha256", &p.result_sha256),
+            ] {
+                if !is_sha256_hex(digest) {
+                    return Err(invalid(d, &field(name), SHA256_REASON));
+                }
+            }
+            if p.from >= self.version {
+                return Err(invalid(
+                    d,
+                    &field("from"),
+                    format!("{} is not older than {}", p.from, self.version),
+                ));
+            }
+            if !self
+                .artifacts
+                .iter()
+                .any(|a| a.platform == p.platform && a.arch == p.arch && a.format == p.format)
+            {
+                return Err(invalid(
+                    d,
+                    &format!("patches[{i}]"),
+                    format!(
+                        "no artifact for {}/{}/{} in this release",
+                        p.platform, p.arch, p.format
+                    ),
+                ));
+            }
+            if self.patches[..i].iter().any(|q| {
+                q.from == p.from
+                    && q.platform == p.platform
+                    && q.arch == p.arch
+                    && q.format == p.format
+            }) {
+                return Err(invalid(
+                    d,
+                    &format!("patches[{i}]"),
+                    format!(
+                        "duplicate patch from {} for {}/{}/{}",
+                        p.from, p.platform, p.arch, p.format
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The rollout policy, with defaults when the manifest has none.
@@ -623,6 +753,80 @@ mod tests {
                 sigstore_bundle: None,
             }],
             rollout: Some(RolloutPolicy::default()),
+            patches: Vec::new(),
+        }
+    }
+
+    fn patch() -> Patch {
+        Patch {
+            file: "app-1.2.3-from-1.2.2-linux-x64.tar.zst".into(),
+            size: 5,
+            sha256: "b".repeat(64),
+            from: Version::new(1, 2, 2),
+            platform: Platform::Linux,
+            arch: Arch::X64,
+            format: Format::TarGz,
+            base_size: 7,
+            base_sha256: "c".repeat(64),
+            result_size: 9,
+            result_sha256: "d".repeat(64),
+        }
+    }
+
+    #[test]
+    fn patches_are_absent_from_the_wire_when_empty_and_listed_when_present() {
+        let json = serde_json::to_value(manifest()).expect("json");
+        assert!(json.get("patches").is_none(), "{json}");
+        let mut m = manifest();
+        m.patches.push(patch());
+        m.validate().expect("valid");
+        let json = serde_json::to_value(&m).expect("json");
+        let p = &json["patches"][0];
+        for k in [
+            "file", "size", "sha256", "from", "platform", "arch", "format",
+        ] {
+            assert!(p.get(k).is_some(), "{k} missing in {p}");
+        }
+        assert_eq!(p["resultSha256"], "d".repeat(64));
+        assert_eq!(p["baseSize"], 7);
+        let back: ReleaseManifest = serde_json::from_value(json).expect("parse");
+        assert_eq!(back, m);
+        assert_eq!(
+            m.patch_for(&m.artifacts[0], &Version::new(1, 2, 2)),
+            Some(&m.patches[0])
+        );
+        assert_eq!(m.patch_for(&m.artifacts[0], &Version::new(1, 2, 1)), None);
+    }
+
+    #[test]
+    fn bad_patches_are_refused_with_their_field() {
+        let cases: [(&str, fn(&mut Patch)); 7] = [
+            ("patches[0].file", |p| p.file = "../x".into()),
+            ("patches[0].size", |p| p.size = 0),
+            ("patches[0].resultSha256", |p| p.result_sha256 = "X".into()),
+            ("patches[0].baseSha256", |p| p.base_sha256 = "c".repeat(63)),
+            ("patches[0].from", |p| p.from = Version::new(1, 2, 3)),
+            ("patches[0]", |p| p.arch = Arch::Arm64),
+            ("patches[0].resultSize", |p| p.result_size = 0),
+        ];
+        for (field, break_it) in cases {
+            let mut m = manifest();
+            let mut p = patch();
+            break_it(&mut p);
+            m.patches.push(p);
+            match m.validate() {
+                Err(DocumentError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let mut m = manifest();
+        m.patches = vec![patch(), patch()];
+        match m.validate() {
+            Err(DocumentError::Invalid { field, reason, .. }) => {
+                assert_eq!(field, "patches[1]");
+                assert!(reason.contains("duplicate"), "{reason}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 

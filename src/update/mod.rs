@@ -11,6 +11,7 @@
 pub mod bootguard;
 pub mod channel;
 pub mod check;
+pub mod delta;
 pub mod download;
 pub mod install;
 pub mod manifest;

@@ -12,6 +12,7 @@ use railgun_core::Version;
 
 use super::client_args::TrustArgs;
 use super::CliResult;
+use crate::release::delta;
 use crate::release::export::{self, TreeKeys};
 use crate::release::remote::{self, RemotePublish};
 use crate::release::{self, ArtifactFile, ManifestSpec, PublishOptions};
@@ -68,6 +69,11 @@ pub struct SignArgs {
     /// `cosign sign-blob --bundle`); each one found is referenced by its artifact.
     #[arg(long)]
     pub sigstore_bundles: Option<PathBuf>,
+    /// Make delta patches from an earlier version: the folder of its signed manifest (checked
+    /// with --key) or of its artifacts named like app-0.1.0-linux-x64.tar.gz (repeatable).
+    /// Patches are written beside the artifacts and listed in the signed manifest.
+    #[arg(long = "delta-from", value_name = "DIR")]
+    pub delta_from: Vec<PathBuf>,
 }
 
 /// Arguments of `railgun release publish`.
@@ -170,17 +176,44 @@ fn sign(a: SignArgs) -> CliResult {
         }
         p
     });
-    let manifest = release::build_manifest(&ManifestSpec {
+    let mut manifest = release::build_manifest(&ManifestSpec {
         app: a.app,
         version: a.version,
         channel: a.channel,
         notes,
-        artifacts,
+        artifacts: artifacts.clone(),
         base_url: a.base_url,
         rollout,
         released_at: Utc::now(),
         sigstore_bundles: a.sigstore_bundles.clone(),
     })?;
+    if !a.delta_from.is_empty() {
+        let publics = keys.iter().map(|k| k.public_key().clone()).collect();
+        let trusted = TrustedKeys::new(publics, 1)?;
+        let bases = a
+            .delta_from
+            .iter()
+            .map(|dir| delta::load_base(dir, &manifest.app, &trusted))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (made, skipped) = delta::add_patches(&mut manifest, &artifacts, &bases)?;
+        for m in &made {
+            println!(
+                "patch from {} for {}/{}/{}: {} bytes ({:.1} % of the {}-byte artifact, made in {:.1} s) -> {}",
+                m.patch.from,
+                m.patch.platform,
+                m.patch.arch,
+                m.patch.format,
+                m.patch.size,
+                m.patch.size as f64 * 100.0 / m.full_size as f64,
+                m.full_size,
+                m.elapsed.as_secs_f64(),
+                m.path.display()
+            );
+        }
+        for s in &skipped {
+            println!("no patch from {} for {}: {}", s.from, s.artifact, s.reason);
+        }
+    }
     let key_refs: Vec<&PrivateKey> = keys.iter().collect();
     let env = release::sign_manifest(&manifest, &key_refs)?;
     release::write_atomic(&a.out, &env.to_json_bytes())?;

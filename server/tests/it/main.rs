@@ -13,6 +13,7 @@ mod config_client;
 mod config_server;
 mod dashboard;
 mod db;
+mod delta_e2e;
 mod demo;
 mod dev_reads;
 mod erasure_e2e;

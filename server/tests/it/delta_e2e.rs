@@ -1,0 +1,228 @@
+//! Delta patches through the real `railgun` binary: `release sign --delta-from` makes a
+//! patch per artifact and earlier version, lists it in the signed manifest, and
+//! `release publish` puts it beside the artifacts after checking it like an artifact.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use railgun_core::trust::{PublicKey, SignedDocument, TrustedKeys, PAYLOAD_RELEASE};
+use railgun_core::update::delta::{apply_patch, read_payload};
+use railgun_core::update::manifest::{Format, ReleaseManifest};
+
+fn railgun(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_railgun"))
+        .args(args)
+        .output()
+        .expect("run railgun")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = railgun(args);
+    assert!(
+        out.status.success(),
+        "railgun {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf8 path")
+}
+
+/// Pseudo-random bytes (xorshift), so the payload does not compress away.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A tar.gz app of a few files; `changed` rewrites part of the bundle.
+fn write_app(path: &Path, changed: bool) {
+    let file = std::fs::File::create(path).expect("create");
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    let mut bundle = noise(1, 600_000);
+    if changed {
+        bundle[1000..3000].copy_from_slice(&noise(9, 2000));
+    }
+    let mut files = vec![
+        ("app/main.js", bundle),
+        ("app/native.node", noise(2, 300_000)),
+        ("app/assets/logo.png", noise(3, 200_000)),
+    ];
+    if changed {
+        files.push(("app/assets/new.png", noise(4, 20_000)));
+    }
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        tar.append_data(&mut h, name, &data[..]).expect("append");
+    }
+    tar.into_inner().expect("tar").finish().expect("gz");
+}
+
+fn sign(keys: &Path, version: &str, dist: &Path, extra: &[&str]) -> String {
+    let manifest = dist.join("manifest.json");
+    let key = keys.join("release.key");
+    let mut args = vec![
+        "release",
+        "sign",
+        "--key",
+        p(&key),
+        "--app",
+        "rail-gun",
+        "--version",
+        version,
+        "--channel",
+        "stable",
+        "--artifacts",
+        p(dist),
+        "--out",
+        p(&manifest),
+    ];
+    args.extend_from_slice(extra);
+    ok(&args)
+}
+
+fn manifest(keys: &Path, path: &Path) -> ReleaseManifest {
+    let key = PublicKey::from_file(keys.join("release.pub")).expect("public key");
+    let verified = TrustedKeys::single(key)
+        .verify(&std::fs::read(path).expect("manifest"), PAYLOAD_RELEASE)
+        .expect("verifies");
+    ReleaseManifest::from_verified_payload(&verified.payload).expect("manifest")
+}
+
+#[test]
+fn sign_delta_from_lists_a_bit_exact_patch_and_publish_checks_and_copies_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys");
+    ok(&["keygen", "--out", p(&keys), "--name", "release"]);
+    let v1 = dir.path().join("v1");
+    let v2 = dir.path().join("v2");
+    std::fs::create_dir_all(&v1).expect("v1");
+    std::fs::create_dir_all(&v2).expect("v2");
+    let old = v1.join("rail-gun-0.1.0-linux-x64.tar.gz");
+    let new = v2.join("rail-gun-0.2.0-linux-x64.tar.gz");
+    write_app(&old, false);
+    write_app(&new, true);
+    sign(&keys, "0.1.0", &v1, &[]);
+    let out = sign(&keys, "0.2.0", &v2, &["--delta-from", p(&v1)]);
+    assert!(
+        out.contains("patch from 0.1.0 for linux/x64/tar.gz"),
+        "{out}"
+    );
+
+    let m = manifest(&keys, &v2.join("manifest.json"));
+    assert_eq!(m.patches.len(), 1, "{:?}", m.patches);
+    let patch = &m.patches[0];
+    assert_eq!(
+        patch.file,
+        "rail-gun-0.2.0-linux-x64.tar.gz.from-0.1.0.patch"
+    );
+    assert_eq!(patch.from.to_string(), "0.1.0");
+    let full = std::fs::metadata(&new).expect("artifact").len();
+    assert!(
+        patch.size * 5 < full,
+        "patch {} bytes vs artifact {full}",
+        patch.size
+    );
+
+    // Applying the patch to 0.1.0's tar gives 0.2.0's tar, byte for byte.
+    let base = read_payload(&old, Format::TarGz).expect("base");
+    let mut result = Vec::new();
+    let patch_path = v2.join(&patch.file);
+    let patch_bytes = std::fs::read(&patch_path).expect("patch");
+    apply_patch(patch, &base, &patch_bytes[..], &mut result).expect("applies");
+    let mut expected = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&new).expect("new"))
+        .read_to_end(&mut expected)
+        .expect("gunzip");
+    assert!(result == expected, "the patched tar differs from 0.2.0's");
+
+    // A folder of bare artifacts (no manifest) works too: the version comes from the name.
+    std::fs::remove_file(v1.join("manifest.json")).expect("rm");
+    let out = sign(&keys, "0.2.0", &v2, &["--delta-from", p(&v1)]);
+    assert!(out.contains("patch from 0.1.0"), "{out}");
+    assert_eq!(
+        manifest(&keys, &v2.join("manifest.json")).patches,
+        m.patches
+    );
+
+    // publish copies the patch beside the artifact…
+    let root = dir.path().join("root");
+    let publish = |root: &Path| {
+        railgun(&[
+            "release",
+            "publish",
+            "--root",
+            p(root),
+            "--manifest",
+            p(&v2.join("manifest.json")),
+            "--key",
+            p(&keys.join("release.key")),
+        ])
+    };
+    let out = publish(&root);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let published = root.join("rail-gun/releases/0.2.0").join(&patch.file);
+    assert_eq!(
+        std::fs::read(&published).expect("published patch"),
+        patch_bytes
+    );
+
+    // …and refuses a patch whose bytes differ from the signed manifest.
+    let mut tampered = patch_bytes.clone();
+    tampered[10] ^= 1;
+    std::fs::write(&patch_path, &tampered).expect("tamper");
+    let out = publish(&dir.path().join("root2"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not match the signed manifest"), "{err}");
+}
+
+#[test]
+fn delta_from_a_version_that_is_not_older_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys");
+    ok(&["keygen", "--out", p(&keys), "--name", "release"]);
+    let v1 = dir.path().join("v1");
+    let v2 = dir.path().join("v2");
+    std::fs::create_dir_all(&v1).expect("v1");
+    std::fs::create_dir_all(&v2).expect("v2");
+    write_app(&v1.join("rail-gun-0.3.0-linux-x64.tar.gz"), false);
+    write_app(&v2.join("rail-gun-0.2.0-linux-x64.tar.gz"), true);
+    let out = railgun(&[
+        "release",
+        "sign",
+        "--key",
+        p(&keys.join("release.key")),
+        "--app",
+        "rail-gun",
+        "--version",
+        "0.2.0",
+        "--artifacts",
+        p(&v2),
+        "--out",
+        p(&v2.join("manifest.json")),
+        "--delta-from",
+        p(&v1),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("0.3.0 is not older than 0.2.0"), "{err}");
+}
