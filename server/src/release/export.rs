@@ -262,6 +262,9 @@ impl TreeCheck<'_> {
         for a in &manifest.artifacts {
             self.artifact(dir, &path, a)?;
         }
+        for p in &manifest.patches {
+            self.signed_file(dir, &path, &p.file, p.size, &p.sha256)?;
+        }
         self.used.insert(rel.to_path_buf());
         self.out
             .releases
@@ -279,29 +282,7 @@ impl TreeCheck<'_> {
     /// elsewhere, else present with the signed size and SHA-256; its Sigstore bundle, when
     /// relative, present.
     fn artifact(&mut self, dir: &Path, manifest: &Path, a: &Artifact) -> Result<(), ExportError> {
-        let Some(name) = relative_name(&a.url, manifest)? else {
-            return Ok(()); // hosted elsewhere
-        };
-        let art_rel = dir.join(name);
-        let mismatch = |actual: String| ExportError::Artifact {
-            path: self.root.join(&art_rel),
-            expected_size: a.size,
-            expected_sha256: a.sha256.clone(),
-            actual,
-        };
-        if !self.all.contains(&art_rel) {
-            return Err(mismatch("no such file".into()));
-        }
-        let (size, sha256) = hash_file(self.root, &art_rel)?;
-        if size != a.size || sha256 != a.sha256 {
-            return Err(mismatch(format!("{size} bytes sha256 {sha256}")));
-        }
-        self.used.insert(art_rel.clone());
-        self.out.files.push(TreeFile::Artifact {
-            rel: art_rel,
-            size,
-            sha256,
-        });
+        self.signed_file(dir, manifest, &a.url, a.size, &a.sha256)?;
         let Some(bundle) = &a.sigstore_bundle else {
             return Ok(());
         };
@@ -318,6 +299,42 @@ impl TreeCheck<'_> {
         if self.used.insert(b_rel.clone()) {
             self.out.files.push(TreeFile::Companion { rel: b_rel });
         }
+        Ok(())
+    }
+
+    /// A file the manifest at `manifest` (in `dir`) signs by size and SHA-256 (an artifact
+    /// or a delta patch): skipped when hosted elsewhere, else present and as signed.
+    fn signed_file(
+        &mut self,
+        dir: &Path,
+        manifest: &Path,
+        url: &str,
+        expected_size: u64,
+        expected_sha256: &str,
+    ) -> Result<(), ExportError> {
+        let Some(name) = relative_name(url, manifest)? else {
+            return Ok(()); // hosted elsewhere
+        };
+        let art_rel = dir.join(name);
+        let mismatch = |actual: String| ExportError::Artifact {
+            path: self.root.join(&art_rel),
+            expected_size,
+            expected_sha256: expected_sha256.to_string(),
+            actual,
+        };
+        if !self.all.contains(&art_rel) {
+            return Err(mismatch("no such file".into()));
+        }
+        let (size, sha256) = hash_file(self.root, &art_rel)?;
+        if size != expected_size || sha256 != expected_sha256 {
+            return Err(mismatch(format!("{size} bytes sha256 {sha256}")));
+        }
+        self.used.insert(art_rel.clone());
+        self.out.files.push(TreeFile::Artifact {
+            rel: art_rel,
+            size,
+            sha256,
+        });
         Ok(())
     }
 

@@ -185,6 +185,36 @@ fn sign_delta_from_lists_a_bit_exact_patch_and_publish_checks_and_copies_it() {
         patch_bytes
     );
 
+    // release export verifies the patch like an artifact and carries it.
+    let export = |out: &Path| {
+        railgun(&[
+            "release",
+            "export",
+            "--root",
+            p(&root),
+            "--out",
+            p(out),
+            "--public-key",
+            p(&keys.join("release.pub")),
+            "--rollout-public-key",
+            p(&keys.join("release.pub")),
+        ])
+    };
+    let exported = dir.path().join("export");
+    let out = export(&exported);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copied = exported.join("rail-gun/releases/0.2.0").join(&patch.file);
+    assert_eq!(std::fs::read(&copied).expect("exported patch"), patch_bytes);
+    std::fs::write(&published, b"not the patch").expect("tamper published");
+    let out = export(&dir.path().join("export2"));
+    assert!(!out.status.success(), "a tampered patch was exported");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&patch.file), "{err}");
+
     // …and refuses a patch whose bytes differ from the signed manifest.
     let mut tampered = patch_bytes.clone();
     tampered[10] ^= 1;
