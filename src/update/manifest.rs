@@ -800,7 +800,8 @@ mod tests {
 
     #[test]
     fn bad_patches_are_refused_with_their_field() {
-        let cases: [(&str, fn(&mut Patch)); 7] = [
+        type Break = fn(&mut Patch);
+        let cases: [(&str, Break); 7] = [
             ("patches[0].file", |p| p.file = "../x".into()),
             ("patches[0].size", |p| p.size = 0),
             ("patches[0].resultSha256", |p| p.result_sha256 = "X".into()),
