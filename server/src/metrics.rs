@@ -287,23 +287,15 @@ mod tests {
     }
     use super::*;
 
+    /// The request histogram renders its buckets by route. (The Grafana board's metric and
+    /// label names are checked against a real server after a real demo run, where the fleet
+    /// gauges exist: `server/tests/it/ops_grafana.rs`.)
     #[test]
-    fn dashboard_uses_only_metrics_that_exist() {
+    fn request_durations_render_by_route_and_bucket() {
         let m = Metrics::default();
         m.record_request("/analytics/events", 200, Duration::from_millis(3));
         m.record_commit(Duration::from_millis(1));
         let text = m.render();
         assert!(text.contains("railgun_http_request_duration_seconds_bucket{route=\"/analytics/events\",le=\"0.005\"} 1"));
-        let dash = include_str!("../../deploy/grafana/railgun.json");
-        let re = regex::Regex::new(r"railgun_[a-z_]+").expect("re");
-        let mut n = 0;
-        for name in re.find_iter(dash).map(|m| m.as_str()) {
-            if name == "railgun_server" {
-                continue;
-            }
-            n += 1;
-            assert!(text.contains(name), "{name} is not exported");
-        }
-        assert!(n >= 8);
     }
 }
