@@ -161,7 +161,10 @@ impl App {
             crate::config::ConfigService::new(config, state.store.clone(), state.tokens.clone())?;
         let router = analytics::routes(state.clone())
             .merge(crate::rollout::routes(rollouts.clone()))
-            .merge(crate::config::routes(configs.clone()))
+            .merge(crate::config::routes(
+                configs.clone(),
+                files::routes(config.root.clone()),
+            ))
             .merge(crate::dashboard::routes())
             .merge(update_tree(config))
             .layer(axum::middleware::from_fn_with_state(

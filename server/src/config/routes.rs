@@ -2,8 +2,8 @@
 //!
 //! | route | token | answer |
 //! |---|---|---|
-//! | `GET /config/{app}.json` | public | the current document, strong `ETag`; `If-None-Match` → 304; 404 none |
-//! | `GET /config/{app}/stream` | public | `text/event-stream`: `event: config`, `id: REV`, `data: DOCUMENT`; heartbeats; 503 past the bound |
+//! | `GET /config/{app}.json` | public | the current document, strong `ETag`; `If-None-Match` → 304; without a hosted revision the update tree's file (static hosting), else 404 |
+//! | `GET /config/{app}/stream` | public | `text/event-stream`: `event: config`, `id: REV`, `data: DOCUMENT`; heartbeats; 404 while the app has no hosted revision (clients poll); 503 past the bound |
 //! | `POST /admin/config/{app}` (the document) | admin | 201 [`RevisionInfo`] |
 //! | `POST /admin/config/{app}/rollback` `{"to": REV}` | admin | 201 [`RevisionInfo`] |
 //! | `GET /admin/config/{app}/history[?limit=N]` | read | `{"app", "revisions": [RevisionInfo…]}`, newest first |
@@ -18,6 +18,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::extract::Request;
 use axum::extract::{FromRef, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -26,6 +27,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
+use tower::ServiceExt;
 
 use super::{ConfigError, ConfigService, Revision, SubscriberSlot, MAX_DOCUMENT_BYTES};
 use crate::api::{ApiBody, ApiError, ApiJson, ApiPath, ApiQuery};
@@ -56,10 +58,18 @@ impl From<ConfigError> for ApiError {
     }
 }
 
-/// The config routes over `service`.
-pub fn routes(service: ConfigService) -> Router {
+/// The config routes over `service`. `static_tree` serves `/config/{app}.json` for an app
+/// that has no hosted revision, so a config kept in the update tree is served as before.
+pub fn routes(service: ConfigService, static_tree: Router) -> Router {
     Router::new()
-        .route("/config/{file}", get(document))
+        .route(
+            "/config/{file}",
+            get(
+                move |s: State<ConfigService>, file: ApiPath<String>, req: Request| {
+                    document(s, file, req, static_tree.clone())
+                },
+            ),
+        )
         .route("/config/{app}/stream", get(stream))
         .route("/admin/config/{app}", post(publish))
         .route("/admin/config/{app}/rollback", post(rollback))
@@ -71,15 +81,21 @@ pub fn routes(service: ConfigService) -> Router {
 async fn document(
     State(s): State<ConfigService>,
     ApiPath(file): ApiPath<String>,
-    headers: HeaderMap,
+    req: Request,
+    static_tree: Router,
 ) -> Result<Response, ApiError> {
     let app = file
         .strip_suffix(".json")
         .ok_or_else(|| ApiError::not_found("config documents are /config/{app}.json"))?;
-    let rev = s
-        .current(app)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("{app} has no config published")))?;
+    let Some(rev) = s.current(app).await? else {
+        // No hosted revision: the update tree's file, if there is one (static hosting).
+        let answer = static_tree.oneshot(req).await;
+        return Ok(match answer {
+            Ok(r) => r,
+            Err(never) => match never {},
+        });
+    };
+    let headers = req.headers();
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .is_some_and(|v| list_matches(v.as_bytes(), &rev.etag, false));
@@ -129,7 +145,13 @@ async fn stream(
     })?;
     // Subscribe before reading the current revision: nothing stored in between is missed.
     let rx = s.subscribe();
-    let current = s.current(&app).await?;
+    // An app with no hosted revision has no stream: its clients poll the document (which
+    // the update tree may serve) and try the stream again later.
+    let current = s.current(&app).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "{app} has no hosted config; poll /config/{app}.json"
+        ))
+    })?;
     let last = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -140,7 +162,7 @@ async fn stream(
         app,
         rx,
         last,
-        pending: current.map(Arc::new),
+        pending: Some(Arc::new(current)),
         _slot: slot,
     };
     let events = futures_util::stream::unfold(state, |mut st| async move {

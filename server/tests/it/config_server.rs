@@ -357,6 +357,9 @@ async fn bad_requests_are_typed_errors(kind: Kind) {
     assert_eq!(r.status(), 400);
     let r = s.get("/config/rail-gun.yaml", None).await;
     assert_eq!(r.status(), 404);
+    // Nothing hosted yet (every publish above was refused): no stream, clients poll.
+    let r = s.get(&format!("/config/{APP}/stream"), None).await;
+    assert_eq!(r.status(), 404);
 }
 
 async fn streams_send_heartbeats_and_are_bounded(kind: Kind) {
@@ -368,6 +371,7 @@ async fn streams_send_heartbeats_and_are_bounded(kind: Kind) {
     else {
         return;
     };
+    publish(&s, doc(false)).await;
     let mut a = Stream::connect(&s, None).await;
     within("heartbeat", async {
         while a.item().await != Some(SseItem::Comment) {}
