@@ -5,6 +5,15 @@
 #   BENCH_QUICK=1 bash scripts/bench.sh   # shorter criterion runs, smaller download
 #
 # Raw logs go to target/bench-logs/; the table is also written to target/bench-logs/table.md.
+#
+# Adding a row: a benchmark prints, on stdout or stderr, one line per row of the table:
+#
+#   bench-row: FIGURE | GOAL | RAILGUN | PEER OR CEILING (same run) | RATIO
+#
+# and its step below tees its output into "$LOGS/NAME.log". Every `bench-row:` line of every
+# log is a row, in the order the steps ran (a ratio is railgun over the peer's figure, written
+# as the bench computes it, e.g. "1.08×" or "0.74 of the ceiling"; "—" when there is none).
+# The benchmark itself computes the ratio from the two figures it measured in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOGS=target/bench-logs
@@ -173,6 +182,19 @@ rows = flag_rows() + [
     ("JS `featureFlags.get` median", "≤ 1 µs", grab(node, r"featureFlags\.get[^\n]*?median[^\d]*([\d.]+ ?[nµu]s)"), NONE, NONE),
     ("JS `track` median", "≤ 3 µs", grab(node, r"track[^\n]*?median[^\d]*([\d.]+ ?[nµu]s)"), NONE, NONE),
 ] + export_rows()
+def bench_rows():
+    """Every `bench-row: a | b | c | d | e` line of every log, logs in the order they ran."""
+    out = []
+    paths = [os.path.join(logs, f) for f in os.listdir(logs) if f.endswith(".log")]
+    for p in sorted(paths, key=os.path.getmtime):
+        for line in open(p, errors="replace"):
+            m = re.search(r"bench-row:\s*(.*\S)", line)
+            if m:
+                cells = [c.strip() for c in m.group(1).split("|")]
+                out.append(tuple((cells + ["—"] * 5)[:5]))
+    return out
+
+rows += bench_rows()
 print("| figure | goal | railgun | peer or ceiling (same run) | ratio |")
 print("|---|---|---|---|---|")
 for r in rows:
