@@ -2,9 +2,10 @@
 //!
 //! `cargo bench --bench download` (256 MiB by default; `RAILGUN_BENCH_MIB=1024` for 1 GiB,
 //! `RAILGUN_BENCH_RUNS` runs each, median reported). The server streams the file from disk
-//! in 256 KiB chunks so the process's peak RSS (VmHWM) measures the client. A second plain
-//! download flushes to disk every 8 MiB like the downloader does, so the cost of hashing
-//! alone can be read off as well.
+//! in 256 KiB chunks so the process's peak RSS (VmHWM) measures the client. Neither side
+//! fsyncs (the downloader leaves durability to the installer's one `fsync`), so the overhead
+//! is that of hashing and the resumable bookkeeping; the whole `railgun update` beside
+//! `curl` + `fsync` is measured by `scripts/bench.sh`.
 
 // A benchmark may panic on a broken setup: it measures, it does not serve.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -78,35 +79,6 @@ async fn plain_download(http: &reqwest::Client, url: &str, out: &Path) -> u64 {
         f.write_all(&c).expect("write");
         n += c.len() as u64;
     }
-    f.sync_all().expect("sync");
-    n
-}
-
-/// The plain download with the writeback overlap the downloader uses: every 8 MiB a helper
-/// thread flushes what is written so far. Isolates the cost of hashing from that of `fsync`.
-async fn plain_download_early_flush(http: &reqwest::Client, url: &str, out: &Path) -> u64 {
-    let mut resp = http.get(url).send().await.expect("get");
-    let mut f = std::fs::File::create(out).expect("create");
-    let mut n = 0u64;
-    let mut unsynced = 0usize;
-    let mut syncing: Option<std::thread::JoinHandle<()>> = None;
-    while let Some(c) = resp.chunk().await.expect("chunk") {
-        f.write_all(&c).expect("write");
-        n += c.len() as u64;
-        unsynced += c.len();
-        if unsynced >= 8 * 1024 * 1024 && syncing.as_ref().is_none_or(|h| h.is_finished()) {
-            if let Some(h) = syncing.take() {
-                h.join().expect("sync");
-            }
-            let g = f.try_clone().expect("clone");
-            syncing = Some(std::thread::spawn(move || g.sync_data().expect("sync")));
-            unsynced = 0;
-        }
-    }
-    if let Some(h) = syncing.take() {
-        h.join().expect("sync");
-    }
-    f.sync_all().expect("sync");
     n
 }
 
@@ -166,7 +138,6 @@ fn main() {
         let hwm_before = vm_hwm_kib();
 
         let mut plain = Vec::new();
-        let mut plain_early = Vec::new();
         let mut verified = Vec::new();
         let (mut plain_cpu, mut verified_cpu) = (0.0, 0.0);
         for i in 0..runs {
@@ -178,10 +149,6 @@ fn main() {
             plain_cpu += cpu_seconds() - c;
             let _ = std::fs::remove_file(&out);
 
-            let t = Instant::now();
-            assert_eq!(plain_download_early_flush(&http, &url, &out).await, size);
-            plain_early.push(t.elapsed());
-            let _ = std::fs::remove_file(&out);
 
             let data = dir.path().join(format!("data-{i}"));
             let mut cfg = DownloadConfig::new(&data);
@@ -210,14 +177,11 @@ fn main() {
         let hwm_after = vm_hwm_kib();
         let p = median(plain);
         let v = median(verified);
-        let pe = median(plain_early);
         let gbps = |d: Duration| size as f64 / d.as_secs_f64() / 1e9;
         println!("artifact: {mib} MiB, {runs} runs each (median)");
         println!("plain download to disk : {:>8.3} s  {:.2} GB/s", p.as_secs_f64(), gbps(p));
-        println!("plain, early flushes   : {:>8.3} s  {:.2} GB/s", pe.as_secs_f64(), gbps(pe));
         println!("download + SHA-256     : {:>8.3} s  {:.2} GB/s", v.as_secs_f64(), gbps(v));
         println!("overhead               : {:>+7.1} %  (target within 15 %)", (v.as_secs_f64() / p.as_secs_f64() - 1.0) * 100.0);
-        println!("overhead vs early-flush plain: {:>+7.1} %  (the cost of hashing alone)", (v.as_secs_f64() / pe.as_secs_f64() - 1.0) * 100.0);
         println!(
             "CPU (client + server)  : {:.2} s plain, {:.2} s with SHA-256 (per run, on {} cores)",
             plain_cpu / runs as f64,

@@ -7,8 +7,9 @@
 //!   download stops the moment one byte too many arrives ([`DownloadError::TooMuchData`]);
 //! * SHA-256 is computed while streaming, on a blocking thread beside the network task
 //!   (hashing overlaps the transfer; memory stays bounded by a small chunk queue); the
-//!   file is written on another blocking thread and flushed to disk every 8 MiB in the
-//!   background, so writeback overlaps the transfer too and the final `fsync` is short;
+//!   file is written on another blocking thread and never fsynced here: a staged file is
+//!   hashed again before it is reused after a restart (a crash cannot make a torn file
+//!   pass), and the installer makes the installed file durable with one `fsync`;
 //! * a wrong size or hash deletes the partial file and names expected and actual values;
 //! * an interrupted download resumes with `Range: bytes=N-` and `If-Range`; a server that
 //!   ignores `Range` (200) means starting over from byte 0 (truncate, never append), and a
@@ -44,8 +45,6 @@ pub const PART_SUFFIX: &str = ".part";
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// Chunks queued between the network task and the hashing/writing thread (bounds memory).
 const QUEUE_CHUNKS: usize = 16;
-/// Bytes written between two early flushes to disk (overlapping writeback with the transfer).
-const EARLY_SYNC_BYTES: usize = 8 * 1024 * 1024;
 
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
@@ -584,7 +583,6 @@ impl Downloader {
                     }
                     fs::rename(&part, &final_path).at(&final_path)?;
                     remove_quiet(&meta_path);
-                    sync_dir(&dir);
                     return Ok(Downloaded {
                         path: final_path,
                         size,
@@ -778,43 +776,19 @@ fn open_part(part: &Path, start: u64) -> std::io::Result<File> {
     }
 }
 
-/// The writer: a blocking thread that writes the chunks to `file` in order and makes them
-/// durable. Writeback overlaps the transfer: every [`EARLY_SYNC_BYTES`] a helper thread
-/// flushes what is written so far (on a second handle), so the final `sync_all` before the
-/// size/digest check and the rename has little left to wait for.
+/// The writer: a blocking thread that writes the chunks to `file` in order. No `fsync`: the
+/// page cache writes back while the transfer runs, and durability is the installer's one
+/// `fsync` of the file it installs (a staged file is re-hashed before any reuse).
 fn spawn_writer(
     mut file: File,
     part: PathBuf,
     mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
 ) -> tokio::task::JoinHandle<Result<(), DownloadError>> {
     tokio::task::spawn_blocking(move || {
-        std::thread::scope(|scope| {
-            let mut syncing: Option<std::thread::ScopedJoinHandle<'_, std::io::Result<()>>> = None;
-            let mut unsynced = 0usize;
-            let join = |h: std::thread::ScopedJoinHandle<'_, std::io::Result<()>>| {
-                h.join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("sync thread panicked")))
-            };
-            while let Some(chunk) = rx.blocking_recv() {
-                file.write_all(&chunk)?;
-                unsynced += chunk.len();
-                if unsynced >= EARLY_SYNC_BYTES && syncing.as_ref().is_none_or(|h| h.is_finished())
-                {
-                    if let Some(h) = syncing.take() {
-                        join(h)?;
-                    }
-                    let handle = file.try_clone()?;
-                    syncing = Some(scope.spawn(move || handle.sync_data()));
-                    unsynced = 0;
-                }
-            }
-            if let Some(h) = syncing.take() {
-                join(h)?;
-            }
-            file.sync_all()
-        })
-        .at(&part)
-        .map_err(DownloadError::from)
+        while let Some(chunk) = rx.blocking_recv() {
+            file.write_all(&chunk).at(&part)?;
+        }
+        Ok(())
     })
 }
 
@@ -961,12 +935,6 @@ fn read_meta(path: &Path) -> Option<PartMeta> {
 
 fn remove_quiet(path: &Path) {
     let _ = fs::remove_file(path);
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
 }
 
 /// The manifest's hex digest as bytes.
@@ -1148,9 +1116,9 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn large_download_with_early_flushes_is_verified_and_a_bad_one_deleted() {
-        // Over two early-flush intervals, not a multiple of the chunk size.
-        let len = 2 * EARLY_SYNC_BYTES + 12_345;
+    async fn large_download_is_verified_and_a_bad_one_deleted() {
+        // Many chunks, not a multiple of the chunk size.
+        let len = 16 * 1024 * 1024 + 12_345;
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         let body: Vec<u8> = (0..len)
             .map(|_| {

@@ -13,7 +13,9 @@
 //!   `current.tmp` and renaming it over `current` (atomic: a crash leaves the old or the new
 //!   link, never none). The previous version is kept, older ones are removed.
 //! * `appimage` replaces one file by an atomic rename, keeping its mode; the old file stays as
-//!   `<file>.previous`.
+//!   `<file>.previous`. The staged file is moved beside the target by a rename (copied only
+//!   when staging is on another file system) and made durable by one `fsync` of the file and
+//!   one of its folder: the download does not fsync, and no byte is copied twice.
 //! * Extraction refuses the whole archive on `..`, absolute paths, links pointing outside the
 //!   target, entries through an already-extracted symlink, hard links to anything but an
 //!   earlier regular file, and device/fifo entries (tar-slip / zip-slip). Nothing is written
@@ -131,7 +133,8 @@ pub struct Installed {
 pub trait Installer: Send + Sync + std::fmt::Debug {
     /// The format this installer applies.
     fn format(&self) -> Format;
-    /// Applies the verified file `staged` as `version`.
+    /// Applies the verified file `staged` as `version`. It may move `staged` into the install
+    /// root (a staged file is discarded after an install); on failure it is left in place.
     fn install(&self, staged: &Path, version: &Version) -> Result<Installed, InstallError>;
 }
 
@@ -357,6 +360,47 @@ impl Installer for AppImageInstaller {
     }
 
     fn install(&self, staged: &Path, version: &Version) -> Result<Installed, InstallError> {
+        self.install_with(staged, version, |from, to| fs::rename(from, to))
+    }
+}
+
+/// How the staged file reached the install folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placed {
+    /// Renamed (same file system): no byte copied, the staged file is gone.
+    Moved,
+    /// Copied (another file system): the staged file stays where it was.
+    Copied,
+}
+
+/// Puts `staged` at `tmp`: by `rename` when both are on one file system, else (the rename
+/// fails with `EXDEV`) by a copy (`copy_file_range`, a reflink where the file system can).
+fn place(
+    staged: &Path,
+    tmp: &Path,
+    rename: impl FnOnce(&Path, &Path) -> std::io::Result<()>,
+) -> Result<Placed, InstallError> {
+    match rename(staged, tmp) {
+        Ok(()) => Ok(Placed::Moved),
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+            fs::copy(staged, tmp).at(tmp)?;
+            Ok(Placed::Copied)
+        }
+        Err(e) => Err(PathIoError::new(tmp, e).into()),
+    }
+}
+
+impl AppImageInstaller {
+    /// The install, with the rename that moves the staged file (a test makes it cross file
+    /// systems). The staged file is moved next to the target, given the target's mode, made
+    /// durable by its one `fsync`, and renamed over the target; the folder is fsynced once.
+    /// On failure the staged file is put back, so the install can be retried.
+    fn install_with(
+        &self,
+        staged: &Path,
+        version: &Version,
+        rename: impl FnOnce(&Path, &Path) -> std::io::Result<()>,
+    ) -> Result<Installed, InstallError> {
         let dir = self.target.parent().unwrap_or_else(|| Path::new("."));
         fs::create_dir_all(dir).at(dir)?;
         let name = self
@@ -369,21 +413,36 @@ impl Installer for AppImageInstaller {
             .unwrap_or(0o755);
         let tmp = dir.join(format!(".{name}.tmp"));
         let _ = fs::remove_file(&tmp);
-        fs::copy(staged, &tmp).at(&tmp)?;
-        os::set_mode(&tmp, mode).at(&tmp)?;
-        File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
-        let prev = dir.join(format!("{name}.previous"));
-        if self.target.exists() {
-            let _ = fs::remove_file(&prev);
-            fs::hard_link(&self.target, &prev).at(&prev)?;
+        let placed = place(staged, &tmp, rename)?;
+        let switched = self.switch(&tmp, dir, &name, mode);
+        if let Err(e) = switched {
+            let _ = match placed {
+                Placed::Moved => fs::rename(&tmp, staged),
+                Placed::Copied => fs::remove_file(&tmp),
+            };
+            return Err(e);
         }
-        fs::rename(&tmp, &self.target).at(&self.target)?;
-        sync_dir(dir);
         Ok(Installed {
             version: version.clone(),
             path: self.target.clone(),
             previous: None,
         })
+    }
+
+    /// Makes `tmp` durable with the target's mode, keeps the old file as `<name>.previous`
+    /// and renames `tmp` over the target.
+    fn switch(&self, tmp: &Path, dir: &Path, name: &str, mode: u32) -> Result<(), InstallError> {
+        let f = File::open(tmp).at(tmp)?;
+        os::set_file_mode(&f, mode).at(tmp)?;
+        f.sync_all().at(tmp)?;
+        let prev = dir.join(format!("{name}.previous"));
+        if self.target.exists() {
+            let _ = fs::remove_file(&prev);
+            fs::hard_link(&self.target, &prev).at(&prev)?;
+        }
+        fs::rename(tmp, &self.target).at(&self.target)?;
+        sync_dir(dir);
+        Ok(())
     }
 }
 
@@ -765,6 +824,74 @@ mod tests {
             sanitize_entry_path("./app/bin").expect("ok"),
             PathBuf::from("app/bin")
         );
+    }
+
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    /// An install root holding an old AppImage (mode 0750) and a staged new one.
+    fn appimage_case() -> (tempfile::TempDir, AppImageInstaller, PathBuf) {
+        let t = tempfile::tempdir().expect("tmp");
+        let target = t.path().join("install/app.AppImage");
+        fs::create_dir_all(t.path().join("install")).expect("mkdir");
+        fs::write(&target, b"old").expect("w");
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o750)).expect("chmod");
+        let staged = t.path().join("staging/app.AppImage");
+        fs::create_dir_all(t.path().join("staging")).expect("mkdir");
+        fs::write(&staged, b"new").expect("w");
+        (t, AppImageInstaller { target }, staged)
+    }
+
+    #[test]
+    fn an_appimage_on_the_same_file_system_is_renamed_not_copied() {
+        let (t, i, staged) = appimage_case();
+        let inode = fs::metadata(&staged).expect("m").ino();
+        i.install(&staged, &Version::new(0, 2, 0)).expect("install");
+        let m = fs::metadata(&i.target).expect("m");
+        assert_eq!(m.ino(), inode, "the staged file itself is installed");
+        assert_eq!(m.permissions().mode() & 0o777, 0o750);
+        assert!(!staged.exists(), "moved, not copied");
+        assert_eq!(fs::read(&i.target).expect("r"), b"new");
+        let prev = t.path().join("install/app.AppImage.previous");
+        assert_eq!(fs::read(prev).expect("r"), b"old");
+    }
+
+    #[test]
+    fn across_file_systems_an_appimage_is_copied() {
+        let (_t, i, staged) = appimage_case();
+        let inode = fs::metadata(&staged).expect("m").ino();
+        let exdev = |_: &Path, _: &Path| Err(std::io::ErrorKind::CrossesDevices.into());
+        let done = i
+            .install_with(&staged, &Version::new(0, 2, 0), exdev)
+            .expect("install");
+        assert_eq!(done.path, i.target);
+        let m = fs::metadata(&i.target).expect("m");
+        assert_ne!(m.ino(), inode, "a copy");
+        assert_eq!(m.permissions().mode() & 0o777, 0o750);
+        assert_eq!(fs::read(&i.target).expect("r"), b"new");
+        assert_eq!(
+            fs::read(&staged).expect("r"),
+            b"new",
+            "the staged file stays"
+        );
+    }
+
+    #[test]
+    fn a_failed_appimage_install_puts_the_staged_file_back() {
+        let (t, i, staged) = appimage_case();
+        // `<name>.previous` is a folder: keeping the old file fails after the move.
+        fs::create_dir(t.path().join("install/app.AppImage.previous")).expect("mkdir");
+        fs::write(t.path().join("install/app.AppImage.previous/x"), b"").expect("w");
+        let e = i.install(&staged, &Version::new(0, 2, 0));
+        assert_eq!(e.err().map(|e| e.code()), Some("ERR_UPDATER_IO"));
+        assert_eq!(fs::read(&staged).expect("r"), b"new", "back in staging");
+        assert_eq!(fs::read(&i.target).expect("r"), b"old", "nothing installed");
+        assert!(!t.path().join("install/.app.AppImage.tmp").exists());
+        // Another error than EXDEV is not papered over by a copy.
+        let denied = |_: &Path, _: &Path| Err(std::io::ErrorKind::PermissionDenied.into());
+        assert!(i
+            .install_with(&staged, &Version::new(0, 2, 0), denied)
+            .is_err());
+        assert!(staged.exists());
     }
 
     #[test]
