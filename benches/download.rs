@@ -20,8 +20,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use railgun_core::update::download::{DownloadConfig, Downloader};
-use railgun_core::update::{Arch, Artifact, Format, Platform};
+use railgun_core::update::{Arch, Artifact, DownloadConfig, Downloader, Format, Platform};
 use railgun_core::Version;
 use sha2::{Digest, Sha256};
 

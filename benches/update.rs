@@ -12,8 +12,10 @@ use railgun_core::trust::{
     pae, Envelope, KeyAlgorithm, PrivateKey, SignedDocument, TrustedKeys, PAYLOAD_CHANNEL,
     PAYLOAD_RELEASE,
 };
-use railgun_core::update::check::{check_digest, verify_channel_state, verify_manifest};
-use railgun_core::update::{Arch, Artifact, Format, Platform, ReleaseManifest};
+use railgun_core::update::{
+    check_digest, verify_channel_state, verify_manifest, Arch, Artifact, Format, Platform,
+    ReleaseManifest,
+};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 

@@ -7,7 +7,7 @@
 use std::io::Write;
 
 use libfuzzer_sys::fuzz_target;
-use railgun_core::update::install::extract_tar_gz;
+use railgun_core::update::extract_tar_gz;
 use railgun_fuzz::Sandbox;
 
 fuzz_target!(|data: &[u8]| {

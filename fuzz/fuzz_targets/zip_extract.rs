@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use railgun_core::update::install::extract_zip;
+use railgun_core::update::extract_zip;
 use railgun_fuzz::Sandbox;
 
 fuzz_target!(|data: &[u8]| {

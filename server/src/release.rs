@@ -19,10 +19,9 @@ use railgun_core::error::{IoContext, PathIoError};
 use railgun_core::trust::{
     DsseError, Envelope, PrivateKey, SignedDocument, TrustedKeys, PAYLOAD_CHANNEL, PAYLOAD_RELEASE,
 };
-use railgun_core::update::channel::{ChannelState, ReleasePointer, RolloutState, RolloutStatus};
-use railgun_core::update::manifest::{
-    check_url, Arch, Artifact, DocumentError, Format, Platform, ReleaseManifest, RolloutPolicy,
-    SCHEMA_VERSION,
+use railgun_core::update::{
+    check_url, Arch, Artifact, ChannelState, DocumentError, Format, Platform, ReleaseManifest,
+    ReleasePointer, RolloutPolicy, RolloutState, RolloutStatus, SCHEMA_VERSION,
 };
 use railgun_core::Version;
 use sha2::{Digest, Sha256};

@@ -47,7 +47,7 @@ use crate::analytics::consent::{self, Consent};
 use crate::context::context_setters;
 use crate::net::{self, Backoff};
 use crate::store::{Store, StoreError};
-use crate::update::bootguard::{BootGuard, BootGuardError, RevertRecord};
+use crate::update::{BootGuard, BootGuardError, RevertRecord};
 use crate::ClientContext;
 
 /// Default time between periodic reports (each one jittered by ±10 %).

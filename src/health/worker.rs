@@ -29,7 +29,7 @@ use crate::analytics::consent::Consent;
 use crate::clock::SharedClock;
 use crate::net::{self, Answer, Backoff, Rng, SplitMix64};
 use crate::store::{Store, StoreError};
-use crate::update::bootguard::BootGuard;
+use crate::update::BootGuard;
 
 /// Shortest wait before an automatic retry after a failure.
 const MIN_RETRY_WAIT: Duration = Duration::from_secs(1);

@@ -25,7 +25,7 @@ use crate::clock::{self, SharedClock};
 /// Starts without success after which a version is reverted.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// The state file's name in the install root.
-pub const STATE_FILE: &str = "boot-state.json";
+pub const BOOT_STATE_FILE: &str = "boot-state.json";
 
 /// Why the boot guard failed.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +104,7 @@ impl BootGuard {
     pub fn new(root: impl AsRef<Path>) -> Self {
         let root = InstallRoot::new(root.as_ref());
         Self {
-            state_path: root.path().join(STATE_FILE),
+            state_path: root.path().join(BOOT_STATE_FILE),
             root,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             clock: clock::system(),

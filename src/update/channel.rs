@@ -3,7 +3,7 @@
 //!
 //! Owns the wire type `{schema:1, app, channel, sequence, issuedAt, expiresAt, release,
 //! rollout, fallback?, rollbackFrom?}` of DESIGN.md and its validation. The freshness
-//! checks (expiry, sequence) live in [`crate::update::check`], where the clock and the
+//! checks (expiry, sequence) live in [`crate::update::UpdateClient`], where the clock and the
 //! store are.
 
 use chrono::{DateTime, Utc};

@@ -8,29 +8,41 @@
 //! * [`bootguard`]: reverts a version that cannot start;
 //! * [`updater`]: the state machine and its events.
 
-pub mod bootguard;
-pub mod channel;
-pub mod check;
+mod bootguard;
+mod channel;
+mod check;
 pub mod delta;
-pub mod download;
-pub mod install;
-pub mod manifest;
-pub mod updater;
+mod download;
+mod install;
+mod manifest;
+mod updater;
 
-pub use bootguard::{BootGuard, BootGuardError, RevertRecord, StartupOutcome};
+pub use bootguard::{
+    BootGuard, BootGuardError, RevertRecord, StartupOutcome, BOOT_STATE_FILE, DEFAULT_MAX_ATTEMPTS,
+};
 pub use channel::{ChannelState, ReleasePointer, RolloutState, RolloutStatus};
 pub use check::{
-    AvailableUpdate, CheckError, DecisionReason, UpdateClient, UpdateConfig, UpdateDecision,
-    UpdateKind,
+    channel_url, check_digest, check_expiry, check_identity, check_version, choose_target,
+    fetch_document, join_url, verify_channel_state, verify_document, verify_manifest,
+    AvailableUpdate, CheckError, DecisionReason, TargetChoice, UpdateClient, UpdateConfig,
+    UpdateDecision, UpdateKind, MAX_CHANNEL_STATE_BYTES, MAX_MANIFEST_BYTES,
 };
 pub use download::{
-    DownloadConfig, DownloadError, Downloaded, Downloader, LockMode, Progress, RetryPolicy,
+    file_name_for, hash_file, parse_content_range, parse_digest, resume_headers, resume_offset,
+    DownloadConfig, DownloadError, Downloaded, Downloader, LockMode, Progress, Resume, RetryPolicy,
+    StagingLock, LOCK_FILE, PART_SUFFIX, PROGRESS_INTERVAL,
 };
-pub use install::{installer_for, InstallError, InstallRoot, Installed, Installer};
+pub use install::{
+    extract_tar_gz, extract_zip, installer_for, sanitize_entry_path, AppImageInstaller,
+    ArchiveInstaller, InstallError, InstallRoot, Installed, Installer, UnsupportedInstaller,
+    CURRENT, PREVIOUS, VERSIONS,
+};
 pub use manifest::{
-    Arch, Artifact, DocumentError, Format, Platform, ReleaseManifest, RolloutPolicy,
+    check_stages, check_url, is_sha256_hex, is_valid_app_name, is_valid_channel, Arch, Artifact,
+    DocumentError, Format, Patch, Platform, ReleaseManifest, RolloutPolicy, KNOWN_CHANNELS,
+    MAX_ARTIFACTS, MAX_ARTIFACT_SIZE, MAX_PATCHES, MAX_STAGES, SCHEMA_VERSION,
 };
 pub use updater::{
-    ArtifactVerifier, InstallMode, UpdateInfo, Updater, UpdaterConfig, UpdaterError, UpdaterEvent,
-    UpdaterState,
+    ArtifactVerifier, InstallMode, UpdateFileInfo, UpdateInfo, Updater, UpdaterConfig,
+    UpdaterError, UpdaterEvent, UpdaterState, EVENT_CAPACITY, MAX_BUNDLE_BYTES,
 };

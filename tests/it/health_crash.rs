@@ -12,8 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use health_support::{dead_url, manual_clock, monitor, one_id_per_period, Receiver};
 use railgun_core::clock::{Clock, ManualClock};
-use railgun_core::update::install::InstallRoot;
-use railgun_core::update::{BootGuard, StartupOutcome};
+use railgun_core::update::{BootGuard, InstallRoot, StartupOutcome};
 use railgun_core::Version;
 
 const CHILD_ENV: &str = "RAILGUN_HEALTH_CRASH_CHILD";

@@ -1098,7 +1098,7 @@ fn refuses_entry_logged_outside_the_log_key_validity() {
 #[test]
 fn sigstore_policy_is_the_updaters_artifact_verifier() {
     use railgun_core::trust::sigstore::{SigstoreMode, SigstorePolicy};
-    use railgun_core::update::updater::ArtifactVerifier;
+    use railgun_core::update::ArtifactVerifier;
     use railgun_core::update::{Arch, Artifact, Format, Platform};
     use sha2::Digest;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sigstore/");

@@ -12,10 +12,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use railgun_core::update::download::{
-    DownloadConfig, DownloadError, Downloader, LockMode, Progress, RetryPolicy, StagingLock,
+use railgun_core::update::{
+    Arch, Artifact, DownloadConfig, DownloadError, Downloader, Format, LockMode, Platform,
+    Progress, RetryPolicy, StagingLock,
 };
-use railgun_core::update::{Arch, Artifact, Format, Platform};
 use railgun_core::Version;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;

@@ -6,8 +6,10 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use railgun_core::update::install::{extract_tar_gz, ArchiveInstaller, InstallRoot};
-use railgun_core::update::{BootGuard, Format, InstallError, Installer, StartupOutcome};
+use railgun_core::update::{
+    extract_tar_gz, ArchiveInstaller, BootGuard, Format, InstallError, InstallRoot, Installer,
+    StartupOutcome,
+};
 use railgun_core::Version;
 
 fn v(s: &str) -> Version {
@@ -271,7 +273,7 @@ fn appimage_is_replaced_atomically_keeping_its_mode() {
     fs::set_permissions(&target, fs::Permissions::from_mode(0o750)).expect("chmod");
     let staged = t.path().join("new");
     fs::write(&staged, b"new").expect("w");
-    let i = railgun_core::update::install::AppImageInstaller {
+    let i = railgun_core::update::AppImageInstaller {
         target: target.clone(),
     };
     i.install(&staged, &v("0.2.0")).expect("install");

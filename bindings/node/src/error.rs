@@ -11,10 +11,7 @@
 use napi::bindgen_prelude::*;
 use railgun_core::analytics::AnalyticsError;
 use railgun_core::flags::FlagsError;
-use railgun_core::update::check::CheckError;
-use railgun_core::update::download::DownloadError;
-use railgun_core::update::install::InstallError;
-use railgun_core::update::updater::UpdaterError;
+use railgun_core::update::{CheckError, DownloadError, InstallError, UpdaterError};
 
 /// A stable error code (the JS `error.code`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,12 +18,10 @@ use railgun_core::trust::sigstore::{
     IdentityMatcher, IdentityPolicy, SigstoreMode, SigstorePolicy, SigstoreVerifier,
 };
 use railgun_core::trust::{PublicKey, TrustedKeys};
-use railgun_core::update::check::{AvailableUpdate, UpdateConfig, UpdateKind};
-use railgun_core::update::manifest::{Arch, Platform};
-use railgun_core::update::updater::{
-    InstallMode, Updater as CoreUpdater, UpdaterConfig, UpdaterEvent,
+use railgun_core::update::{
+    Arch, AvailableUpdate, BootGuard, InstallMode, Platform, UpdateConfig, UpdateKind,
+    Updater as CoreUpdater, UpdaterConfig, UpdaterEvent,
 };
-use railgun_core::update::BootGuard;
 use railgun_core::Version;
 
 use crate::error::{from_js, spawn_promise, Code, JsFailure, INVALID_ARGUMENT, IO};
@@ -502,8 +500,8 @@ fn staged_version(path: &std::path::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use railgun_core::update::download::Progress;
-    use railgun_core::update::updater::UpdateInfo as CoreInfo;
+    use railgun_core::update::Progress;
+    use railgun_core::update::UpdateInfo as CoreInfo;
 
     #[test]
     fn events_keep_electron_updater_names_and_payloads() {
@@ -557,8 +555,8 @@ mod tests {
     #[test]
     fn check_error_events_carry_the_same_code_as_the_rejected_promise() {
         use railgun_core::trust::dsse::DsseError;
-        use railgun_core::update::check::CheckError;
-        use railgun_core::update::manifest::DocumentError;
+        use railgun_core::update::CheckError;
+        use railgun_core::update::DocumentError;
         let url = || "https://updates.example/x".to_string();
         let now = chrono::Utc::now();
         let all = vec![

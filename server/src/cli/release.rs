@@ -6,8 +6,7 @@ use std::process::ExitCode;
 
 use chrono::Utc;
 use railgun_core::trust::{PrivateKey, PublicKey, TrustedKeys};
-use railgun_core::update::channel::RolloutStatus;
-use railgun_core::update::manifest::RolloutPolicy;
+use railgun_core::update::{RolloutPolicy, RolloutStatus};
 use railgun_core::Version;
 
 use super::client_args::TrustArgs;

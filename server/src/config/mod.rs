@@ -242,7 +242,7 @@ fn sha256_hex(b: &[u8]) -> String {
 }
 
 fn check_app(app: &str) -> Result<(), ConfigError> {
-    if railgun_core::update::manifest::is_valid_app_name(app) {
+    if railgun_core::update::is_valid_app_name(app) {
         Ok(())
     } else {
         Err(ConfigError::BadRequest(format!(

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use railgun_core::error::IoContext;
 use railgun_core::trust::{SignedDocument, TrustedKeys, PAYLOAD_RELEASE};
 use railgun_core::update::delta::{create_patch, read_payload, sha256_hex, PATCH_LEVEL};
-use railgun_core::update::manifest::{Patch, ReleaseManifest};
+use railgun_core::update::{Patch, ReleaseManifest};
 use railgun_core::Version;
 
 use super::{scan_artifacts, verify_relative, write_atomic, ArtifactFile, ReleaseError};

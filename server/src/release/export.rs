@@ -26,8 +26,9 @@ use std::path::{Component, Path, PathBuf};
 use chrono::{DateTime, Utc};
 use railgun_core::error::{IoContext, PathIoError};
 use railgun_core::trust::{DsseError, SignedDocument, TrustedKeys};
-use railgun_core::update::channel::{ChannelState, ReleasePointer};
-use railgun_core::update::manifest::{Artifact, DocumentError, ReleaseManifest};
+use railgun_core::update::{
+    Artifact, ChannelState, DocumentError, ReleaseManifest, ReleasePointer,
+};
 use sha2::{Digest, Sha256};
 
 use crate::serve::tree::{self, TreeError};

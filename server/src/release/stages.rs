@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use railgun_core::update::manifest::{check_stages, is_valid_channel};
+use railgun_core::update::{check_stages, is_valid_channel};
 
 /// The stages of each configured channel (see the module documentation).
 #[derive(Debug, Clone, PartialEq)]

@@ -21,7 +21,7 @@
 //! It refuses to advance on missing evidence: too few installs never advance a stage.
 
 use chrono::Duration;
-use railgun_core::update::manifest::RolloutPolicy;
+use railgun_core::update::RolloutPolicy;
 use serde::Serialize;
 
 use super::wilson::{self, Bounds};

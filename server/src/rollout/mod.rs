@@ -23,7 +23,7 @@
 //! the layout of `railgun release publish`), and logs a [`Decision`] with its numbers, in
 //! one transaction with the rollout row. A halted rollout's state says `status: halted`
 //! with the `fallback` release, so every install gets the fallback (when newer than what it
-//! runs) through the client logic of `railgun_core::update::check`. States are re-signed
+//! runs) through the client logic of `railgun_core::update::UpdateClient`. States are re-signed
 //! once half of `channel_expiry` is gone, so clients never see an expired one.
 //!
 //! It refuses: manifests not signed by a release key (verified before parsing), artifacts
@@ -45,11 +45,9 @@ use railgun_core::health::{
 use railgun_core::trust::{
     DsseError, KeyError, PrivateKey, PublicKey, SignedDocument, TrustedKeys, PAYLOAD_CHANNEL,
 };
-use railgun_core::update::channel::{
-    ChannelState, ReleasePointer, RolloutState, RolloutStatus as Phase,
-};
-use railgun_core::update::manifest::{
-    is_valid_app_name, is_valid_channel, DocumentError, RolloutPolicy, SCHEMA_VERSION,
+use railgun_core::update::{
+    is_valid_app_name, is_valid_channel, ChannelState, DocumentError, ReleasePointer,
+    RolloutPolicy, RolloutState, RolloutStatus as Phase, SCHEMA_VERSION,
 };
 use railgun_core::Version;
 use serde::Serialize;

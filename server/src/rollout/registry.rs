@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use axum::body::{Body, HttpBody};
 use railgun_core::error::IoContext;
 use railgun_core::trust::{Envelope, SignedDocument, PAYLOAD_RELEASE};
-use railgun_core::update::manifest::{is_valid_app_name, ReleaseManifest, RolloutPolicy};
+use railgun_core::update::{is_valid_app_name, ReleaseManifest, RolloutPolicy};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use railgun_core::trust::{PublicKey, SignedDocument, TrustedKeys, PAYLOAD_RELEASE};
 use railgun_core::update::delta::{apply_patch, read_payload};
-use railgun_core::update::manifest::{Format, ReleaseManifest};
+use railgun_core::update::{Format, ReleaseManifest};
 
 fn railgun(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_railgun"))

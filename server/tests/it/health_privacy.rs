@@ -15,7 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::event::{AnalyticsEvent, EventBatch, EventCategory};
 use railgun_core::clock::{Clock, SharedClock};
 use railgun_core::health::report_machine_id;
-use railgun_core::update::manifest::RolloutPolicy;
+use railgun_core::update::RolloutPolicy;
 use railgun_server::analytics::{retention, RetentionConfig};
 use railgun_server::store;
 use serde_json::{json, Value};

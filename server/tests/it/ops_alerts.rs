@@ -17,7 +17,7 @@ use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::clock::Clock;
-use railgun_core::update::manifest::RolloutPolicy;
+use railgun_core::update::RolloutPolicy;
 use railgun_server::alerts::{
     Alert, AlertConfig, AlertKind, Alerter, Destination, ALERT_ID_HEADER,
 };

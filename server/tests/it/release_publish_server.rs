@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Json, Router};
 use railgun_core::trust::{PublicKey, SignedDocument, TrustedKeys, PAYLOAD_RELEASE};
-use railgun_core::update::manifest::ReleaseManifest;
+use railgun_core::update::ReleaseManifest;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 

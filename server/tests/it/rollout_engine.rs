@@ -10,10 +10,9 @@ use railgun_core::health::HealthReport;
 use railgun_core::identity::{bucket, in_percentage, rollout_seed};
 use railgun_core::store::Store;
 use railgun_core::trust::{Envelope, KeyAlgorithm, PrivateKey, TrustedKeys, PAYLOAD_CONFIG};
-use railgun_core::update::check::{CheckError, DecisionReason, UpdateKind};
-use railgun_core::update::manifest::RolloutPolicy;
 use railgun_core::update::{
-    Arch, ChannelState, Platform, RolloutState, RolloutStatus, UpdateClient, UpdateConfig,
+    Arch, ChannelState, CheckError, DecisionReason, Platform, RolloutPolicy, RolloutState,
+    RolloutStatus, UpdateClient, UpdateConfig, UpdateKind,
 };
 use railgun_core::Version;
 use railgun_server::rollout::verify_channel;

@@ -14,9 +14,9 @@ use railgun_core::store::Store;
 use railgun_core::trust::{
     DsseError, Envelope, KeyAlgorithm, PrivateKey, TrustedKeys, PAYLOAD_RELEASE,
 };
-use railgun_core::update::channel::{ChannelState, RolloutStatus};
 use railgun_core::update::{
-    Arch, CheckError, DecisionReason, Format, Platform, UpdateClient, UpdateConfig, UpdateKind,
+    Arch, ChannelState, CheckError, DecisionReason, Format, Platform, RolloutStatus, UpdateClient,
+    UpdateConfig, UpdateKind,
 };
 use railgun_core::Version;
 use railgun_server::release::{self, ArtifactFile, ManifestSpec, PublishOptions};

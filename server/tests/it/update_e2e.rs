@@ -110,7 +110,7 @@ async fn updater_checks_downloads_and_installs_from_the_real_server() {
     {
         let a = t.path().join("v010.tar.gz");
         tar_gz(&a, "0.1.0");
-        railgun_core::update::install::ArchiveInstaller::new(root.clone(), Format::TarGz)
+        railgun_core::update::ArchiveInstaller::new(root.clone(), Format::TarGz)
             .install_checked(&a, &Version::new(0, 1, 0));
     }
 
@@ -151,7 +151,7 @@ async fn updater_checks_downloads_and_installs_from_the_real_server() {
     // The installed files are byte for byte those of the published archive.
     let expect = t.path().join("expect");
     fs::create_dir_all(&expect).expect("mkdir");
-    railgun_core::update::install::extract_tar_gz(
+    railgun_core::update::extract_tar_gz(
         &t.path().join("build-0.2.0/app-0.2.0-linux-x64.tar.gz"),
         &expect,
     )
@@ -185,7 +185,7 @@ async fn updater_checks_downloads_and_installs_from_the_real_server() {
     // The CLI: a fresh install root at 0.1.0 updated by `railgun update`, then rolled back.
     let cli_root = t.path().join("cli-install");
     let cli_r = InstallRoot::new(&cli_root);
-    railgun_core::update::install::ArchiveInstaller::new(cli_r.clone(), Format::TarGz)
+    railgun_core::update::ArchiveInstaller::new(cli_r.clone(), Format::TarGz)
         .install_checked(&t.path().join("v010.tar.gz"), &Version::new(0, 1, 0));
     let pubkey = t.path().join("release.pub");
     fs::write(&pubkey, key.public_key().to_pem()).expect("pub");
@@ -259,11 +259,8 @@ async fn cli_update_failure_exits_1_and_leaves_the_install_root_untouched() {
     let cli_root = t.path().join("cli-install");
     let a = t.path().join("v010.tar.gz");
     tar_gz(&a, "0.1.0");
-    railgun_core::update::install::ArchiveInstaller::new(
-        InstallRoot::new(&cli_root),
-        Format::TarGz,
-    )
-    .install_checked(&a, &Version::new(0, 1, 0));
+    railgun_core::update::ArchiveInstaller::new(InstallRoot::new(&cli_root), Format::TarGz)
+        .install_checked(&a, &Version::new(0, 1, 0));
     let listing = |p: &Path| {
         let mut v: Vec<String> = walk(p);
         v.sort();
@@ -322,7 +319,7 @@ trait InstallChecked {
     fn install_checked(&self, a: &Path, v: &Version);
 }
 
-impl InstallChecked for railgun_core::update::install::ArchiveInstaller {
+impl InstallChecked for railgun_core::update::ArchiveInstaller {
     fn install_checked(&self, a: &Path, v: &Version) {
         use railgun_core::update::Installer;
         self.install(a, v).expect("install");
@@ -343,7 +340,7 @@ fn fixture() -> Fixture {
     release(t.path(), &tree, &key, "0.2.0");
     let a = t.path().join("v010.tar.gz");
     tar_gz(&a, "0.1.0");
-    railgun_core::update::install::ArchiveInstaller::new(
+    railgun_core::update::ArchiveInstaller::new(
         InstallRoot::new(t.path().join("install")),
         Format::TarGz,
     )
