@@ -485,6 +485,9 @@ struct Inner {
     stopped: AtomicBool,
     /// Serialises the read-modify-write of states raised outside the engine (backlog).
     states: tokio::sync::Mutex<()>,
+    /// While it holds `None` this server does not lead ([`crate::leader`]) and its sender
+    /// leaves the outbox to the leader's; unset: always sends.
+    gate: OnceLock<tokio::sync::watch::Receiver<Option<i64>>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -577,6 +580,7 @@ impl Alerter {
                 delivered: Notify::new(),
                 stopped: AtomicBool::new(false),
                 states: tokio::sync::Mutex::new(()),
+                gate: OnceLock::new(),
             }),
         }
     }
@@ -584,6 +588,17 @@ impl Alerter {
     /// Counts delivered/failed/dropped alerts in `metrics` too (`/metrics`).
     pub fn attach_metrics(&self, metrics: Arc<Metrics>) {
         let _ = self.inner.metrics.set(metrics);
+    }
+
+    /// Sends only while `leading` holds a token: servers sharing one outbox leave it to
+    /// the one leading ([`crate::leader::Leadership::watch`]).
+    pub fn follow(&self, leading: tokio::sync::watch::Receiver<Option<i64>>) {
+        let _ = self.inner.gate.set(leading);
+    }
+
+    /// Whether this server's sender delivers (it leads, or follows no lease).
+    fn may_send(&self) -> bool {
+        self.inner.gate.get().is_none_or(|g| g.borrow().is_some())
     }
 
     /// Whether alerts go to at least one destination (else only logged).
@@ -766,12 +781,16 @@ impl Alerter {
     }
 
     /// Waits until no outbox row waits for delivery (each delivered or given up). Callers
-    /// bound it with a timeout. Without a destination or a store it returns at once.
+    /// bound it with a timeout. Without a destination or a store, or while another server
+    /// leads (its sender delivers), it returns at once.
     pub async fn idle(&self) {
         let Some(store) = self.inner.store.clone().filter(|_| self.is_enabled()) else {
             return;
         };
         loop {
+            if !self.may_send() {
+                return;
+            }
             let delivered = self.inner.delivered.notified();
             tokio::pin!(delivered);
             delivered.as_mut().enable();
@@ -895,6 +914,15 @@ async fn sender(weak: Weak<Inner>, wake: Arc<Notify>) {
         let (Some(store), Some(client)) = (a.inner.store.clone(), a.inner.client.clone()) else {
             return;
         };
+        if !a.may_send() {
+            // Another server leads and sends; look again at the next poll.
+            drop(a);
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+            continue;
+        }
         let now = wall_ms();
         let lease = now + a.inner.config.lease.as_millis() as i64;
         let rows = match store.claim_alerts(now, lease, 16).await {

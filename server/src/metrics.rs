@@ -109,6 +109,8 @@ pub struct Metrics {
     /// The fleet gauges (rollouts, firing alerts, active users), rendered by the rollout
     /// engine on its schedule (`crate::rollout`'s gauges), never computed per scrape.
     fleet: Mutex<String>,
+    /// Whether this server leads (runs the rollout engine and sends the alerts).
+    leader: std::sync::OnceLock<tokio::sync::watch::Receiver<Option<i64>>>,
 }
 
 impl Metrics {
@@ -130,6 +132,12 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Shows `railgun_rollout_engine_leader` from this server's leadership
+    /// ([`crate::leader::Leadership::watch`]).
+    pub fn follow_leader(&self, leading: tokio::sync::watch::Receiver<Option<i64>>) {
+        let _ = self.leader.set(leading);
     }
 
     /// Replaces the fleet gauges (Prometheus text, `# HELP`/`# TYPE` included).
@@ -243,6 +251,14 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         write_hist(&mut s, "railgun_store_commit_duration_seconds", "", &c);
+        if let Some(l) = self.leader.get() {
+            let _ = writeln!(s, "# HELP railgun_rollout_engine_leader 1 when this server leads: it runs the rollout engine and sends the alerts.\n# TYPE railgun_rollout_engine_leader gauge");
+            let _ = writeln!(
+                s,
+                "railgun_rollout_engine_leader {}",
+                u8::from(l.borrow().is_some())
+            );
+        }
         s.push_str(&self.fleet.lock().unwrap_or_else(|p| p.into_inner()));
         s
     }

@@ -82,6 +82,9 @@ pub struct ServerConfig {
     pub config_max_subscribers: usize,
     /// Per-client rate limit of the public write routes.
     pub rate_limit: crate::ratelimit::RateLimit,
+    /// Lease of the rollout engine among servers sharing a PostgreSQL database
+    /// (`--leader-lease`, 60 s): a dead leader's successor takes over within it.
+    pub leader_lease: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +112,7 @@ impl Default for ServerConfig {
             config_heartbeat: crate::config::DEFAULT_HEARTBEAT,
             config_max_subscribers: crate::config::DEFAULT_MAX_SUBSCRIBERS,
             rate_limit: crate::ratelimit::RateLimit::default(),
+            leader_lease: crate::leader::DEFAULT_LEASE,
         }
     }
 }
@@ -210,6 +214,7 @@ impl App {
             configs,
             config,
         } = self;
+        state.leader.spawn();
         rollouts.spawn_engine();
         let export = config
             .export
@@ -222,6 +227,8 @@ impl App {
             };
             let served = serve_connections(listener, router, &config, stop).await;
             drained.shutdown().await;
+            // Last: a successor takes the engine (and the outbox) over at once.
+            drained.leader.resign().await;
             served
         });
         Ok(RunningServer {

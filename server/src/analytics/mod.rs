@@ -56,6 +56,9 @@ pub struct AppState {
     pub retention: RetentionConfig,
     /// Alert delivery (rollout engine, analytics backlog).
     pub alerts: Alerter,
+    /// This server's claim on the engine's lease: the leader runs the rollout engine and
+    /// sends the alerts ([`crate::leader`]).
+    pub leader: crate::leader::Leadership,
     retention_task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
@@ -89,6 +92,14 @@ impl AppState {
         // The queue starts empty: a backlog alert left firing by the previous process is over.
         alerts.send_clear(queue::BACKLOG_ALERT_KEY);
         alerts.attach_metrics(metrics.clone());
+        let leader = crate::leader::Leadership::new(
+            store.clone(),
+            crate::leader::ENGINE_LEASE,
+            config.leader_lease,
+        );
+        // One sender among servers sharing the outbox: the leader's.
+        alerts.follow(leader.watch());
+        metrics.follow_leader(leader.watch());
         let task = config
             .run_retention
             .then(|| retention::spawn(store.clone(), clock.clone(), retention, metrics.clone()));
@@ -101,6 +112,7 @@ impl AppState {
                 .with_dev_reads(config.dev),
             retention,
             alerts,
+            leader,
             retention_task: Arc::new(Mutex::new(task)),
         }
     }

@@ -129,6 +129,11 @@ pub struct Args {
     /// only from --trusted-proxy peers.
     #[arg(long, requires = "trusted_proxies")]
     pub trusted_proxy_header: Option<axum::http::HeaderName>,
+    /// Seconds of the rollout engine's lease among servers sharing a PostgreSQL database:
+    /// one server runs the engine and sends the alerts; when it dies another takes over
+    /// within this time. Ignored on SQLite (one server).
+    #[arg(long, default_value = "60", value_parser = conn::parse_seconds)]
+    pub leader_lease: Duration,
     /// Address or CIDR block of a proxy whose --trusted-proxy-header is believed
     /// (repeatable).
     #[arg(long = "trusted-proxy", requires = "trusted_proxy_header")]
@@ -207,6 +212,7 @@ pub async fn run(a: Args) -> CliResult {
             trusted_proxies: a.trusted_proxies,
             ..RateLimit::default()
         },
+        leader_lease: a.leader_lease,
         ..ServerConfig::default()
     };
     if config.dev {
@@ -217,7 +223,16 @@ pub async fn run(a: Args) -> CliResult {
             "RAILGUN_READ_TOKEN is not set: the analytics read endpoints refuse everyone"
         );
     }
-    let server = App::open(&config).await?.spawn(a.addr).await?;
+    let app = App::open(&config).await?;
+    if app.state.store.shared_by_servers() {
+        tracing::info!(
+            lease_secs = config.leader_lease.as_secs_f64(),
+            "PostgreSQL: servers sharing this database elect one to run the rollout engine and send the alerts"
+        );
+    } else {
+        tracing::info!("SQLite: one server only; to run several behind a load balancer, share a PostgreSQL database (--database postgres://...)");
+    }
+    let server = app.spawn(a.addr).await?;
     tracing::info!(addr = %server.addr, "railgun server listening");
     println!("railgun server listening on {}", server.url());
     shutdown_signal().await;

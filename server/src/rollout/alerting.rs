@@ -236,7 +236,15 @@ impl Rollouts {
             }
         }
         if !loose.is_empty() {
-            self.inner.store.write_alerts(loose.clone()).await?;
+            // Fenced like the decisions: only the leading engine moves alert states.
+            self.inner
+                .store
+                .commit_change(RolloutChange {
+                    alerts: loose.clone(),
+                    fence: super::fence(),
+                    ..RolloutChange::default()
+                })
+                .await?;
             self.inner.alerts.committed(&loose);
         }
         Ok(())

@@ -14,7 +14,25 @@ impl Rollouts {
     /// One engine run, at the injected clock's now: re-signs channel states past half their
     /// validity (and rewrites a `channel.json` that differs from the database), then applies
     /// the rules to every channel's active rollout. Returns the decisions taken.
+    ///
+    /// Only the server holding the engine's lease runs it ([`crate::leader`]; a server of
+    /// its own SQLite file always does): the lease is taken or renewed first, and every
+    /// change of the run is fenced by it. Another server leading is a
+    /// [`RolloutError::Conflict`].
     pub async fn evaluate(&self) -> Result<Vec<Decision>, RolloutError> {
+        let Some(fence) = self.inner.leader.try_lead().await? else {
+            return Err(RolloutError::Conflict(
+                "another railgun server sharing this database runs the rollout engine (it holds \
+                 the lease); this one takes over when that lease expires"
+                    .into(),
+            ));
+        };
+        ENGINE_FENCE
+            .scope(Some(fence), self.evaluate_leading())
+            .await
+    }
+
+    async fn evaluate_leading(&self) -> Result<Vec<Decision>, RolloutError> {
         let _g = self.inner.lock.lock().await;
         let mut out = Vec::new();
         let channels = self.inner.store.list_channels().await?;
@@ -140,6 +158,7 @@ impl Rollouts {
                 channel: None,
                 decision: Some(d.clone()),
                 alerts: alerts.clone(),
+                fence: super::fence(),
             })
             .await?;
         self.inner.alerts.committed(&alerts);

@@ -56,6 +56,7 @@ use tokio::sync::{broadcast, Mutex, Notify};
 use crate::alerts::{Alert, AlertKind, Alerter};
 use crate::analytics::AppState;
 use crate::auth::Tokens;
+use crate::leader::{Fence, Leadership};
 use crate::release::{sign_channel_state, write_atomic, ChannelStages, ReleaseError};
 use crate::serve::ServerConfig;
 use crate::store::rollout::{from_ms, to_ms, ChannelRow, HealthRow, RolloutChange, RolloutRow};
@@ -322,6 +323,20 @@ struct Inner {
     lock: Mutex<()>,
     dropped: Arc<Notify>,
     decisions: broadcast::Sender<Decision>,
+    /// This server's claim on the engine's lease (one engine among servers sharing a
+    /// database).
+    leader: Leadership,
+}
+
+tokio::task_local! {
+    /// The fence of the engine run this task is in ([`Rollouts::evaluate`]): every change
+    /// it commits carries it, so it commits only while this server still leads.
+    static ENGINE_FENCE: Option<Fence>;
+}
+
+/// The fence of the current engine run, `None` outside one (an admin's change).
+pub(crate) fn fence() -> Option<Fence> {
+    ENGINE_FENCE.try_with(Clone::clone).ok().flatten()
 }
 
 impl Drop for Inner {
@@ -399,6 +414,7 @@ impl Rollouts {
                 lock: Mutex::new(()),
                 dropped: Arc::new(Notify::new()),
                 decisions: broadcast::channel(256).0,
+                leader: state.leader.clone(),
             }),
         }
     }
@@ -440,22 +456,41 @@ impl Rollouts {
         self.inner.decisions.subscribe()
     }
 
-    /// Runs [`Rollouts::evaluate`] every `rollout_interval` (the first run at once) until
-    /// the last handle of this service is dropped (the server stopped). Errors are logged.
+    /// This server's claim on the engine's lease.
+    pub fn leadership(&self) -> &Leadership {
+        &self.inner.leader
+    }
+
+    /// Runs [`Rollouts::evaluate`] every `rollout_interval` (the first run at once, and at
+    /// once when this server takes the engine's lease over) until the last handle of this
+    /// service is dropped (the server stopped). A server that does not lead only refreshes
+    /// its fleet gauges (read only). Errors are logged.
     pub fn spawn_engine(&self) -> tokio::task::JoinHandle<()> {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let dropped = self.inner.dropped.clone();
         let period = self.inner.interval.max(StdDuration::from_millis(10));
+        let mut leading = self.inner.leader.watch();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
+                    changed = leading.changed() => {
+                        if changed.is_err() || leading.borrow_and_update().is_none() {
+                            continue;
+                        }
+                    }
                     _ = dropped.notified() => break,
                 }
                 let Some(inner) = weak.upgrade() else { break };
                 let service = Rollouts { inner };
+                if !service.inner.leader.is_leader() {
+                    if let Err(e) = service.refresh_gauges().await {
+                        tracing::warn!(error = %e, "fleet gauges not refreshed");
+                    }
+                    continue;
+                }
                 match service.evaluate().await {
                     Ok(d) if !d.is_empty() => {
                         tracing::info!(decisions = d.len(), "rollout engine decided")

@@ -184,6 +184,7 @@ impl Rollouts {
                 channel: Some((row, prev_seq)),
                 decision,
                 alerts: alerts.clone(),
+                fence: super::fence(),
             })
             .await?;
         if !ok {

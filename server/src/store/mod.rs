@@ -80,6 +80,10 @@ pub enum StoreError {
         /// Highest version known.
         supported: i64,
     },
+    /// A fenced write of a server that no longer holds its lease (another server leads):
+    /// nothing was written.
+    #[error("lease {0} is no longer held by this server: another server leads")]
+    NotLeader(String),
     /// A blocking task panicked or was cancelled.
     #[error("store task failed: {0}")]
     Task(String),

@@ -292,13 +292,57 @@ pub const MIGRATIONS: &[&str] = &[
     alerts::MIGRATION,
     // 7: remote config revisions (`crate::store::config`), kept for history and rollback.
     config::MIGRATION,
+    // 8: the leases electing the one server that runs the rollout engine (`crate::leader`).
+    LEASE_MIGRATION,
 ];
+
+/// Leases (`crate::leader`): a holder, a fencing token that only grows (a lease given up
+/// expires, its row stays) and an expiry in milliseconds of the database's clock.
+const LEASE_MIGRATION: &str = "CREATE TABLE leader_leases (
+        name    TEXT PRIMARY KEY NOT NULL,
+        holder  TEXT NOT NULL,
+        token   BIGINT NOT NULL,
+        expires BIGINT NOT NULL
+     );";
+
+/// Now on the database's clock, in milliseconds (leases never compare two servers' clocks).
+macro_rules! db_now_ms {
+    () => {
+        "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::int8"
+    };
+}
+
+/// Takes a lease (`$1` name, `$2` holder, `$3` time to live in ms) when it is free,
+/// expired or the holder's own; the token goes up by one when the holder changes.
+const ACQUIRE_LEASE: &str = concat!(
+    "INSERT INTO leader_leases AS l (name, holder, token, expires) VALUES ($1, $2, 1, ",
+    db_now_ms!(),
+    " + $3) ON CONFLICT (name) DO UPDATE SET \
+     token = CASE WHEN l.holder = excluded.holder THEN l.token ELSE l.token + 1 END, \
+     holder = excluded.holder, expires = excluded.expires \
+     WHERE l.holder = excluded.holder OR l.expires <= ",
+    db_now_ms!(),
+    " RETURNING token"
+);
+
+/// Gives a lease up (`$1` name, `$2` holder): it expires now; the row and its token stay.
+const RELEASE_LEASE: &str = "UPDATE leader_leases SET expires = 0 WHERE name = $1 AND holder = $2";
+
+/// The fence of a change (`$1` name, `$2` holder, `$3` token): the lease row, locked
+/// against a takeover until the change commits, while it is held and unexpired.
+const CHECK_FENCE: &str = concat!(
+    "SELECT 1 FROM leader_leases WHERE name = $1 AND holder = $2 AND token = $3 AND expires > ",
+    db_now_ms!(),
+    " FOR SHARE"
+);
 
 /// The PostgreSQL analytics store.
 pub struct PostgresStore {
     writer: Mutex<Client>,
     ingest: Ingest,
     reader: Client,
+    /// The leases' own connection: a renewal never waits behind ingest or a slow read.
+    lease: Client,
     /// The database URL (the export opens connections of its own).
     url: String,
 }
@@ -327,10 +371,12 @@ impl PostgresStore {
         migrate(&mut writer).await?;
         let ingest = Ingest::prepare(&writer).await?;
         let reader = connect_one(url).await?;
+        let lease = connect_one(url).await?;
         Ok(Self {
             writer: Mutex::new(writer),
             ingest,
             reader,
+            lease,
             url: url.to_string(),
         })
     }
@@ -1063,6 +1109,16 @@ impl RolloutStore for PostgresStore {
         Box::pin(async move {
             let mut c = self.writer.lock().await;
             let tx = c.transaction().await?;
+            if let Some(f) = &ch.fence {
+                if tx
+                    .query_opt(CHECK_FENCE, &[&f.name, &f.holder, &f.token])
+                    .await?
+                    .is_none()
+                {
+                    tx.rollback().await?;
+                    return Err(StoreError::NotLeader(f.name.clone()));
+                }
+            }
             if let Some((row, expected)) = &ch.channel {
                 let n = match expected {
                     None => {
@@ -1113,6 +1169,32 @@ impl RolloutStore for PostgresStore {
             alerts::apply(&tx, &ch.alerts).await?;
             tx.commit().await?;
             Ok(true)
+        })
+    }
+
+    fn shared_by_servers(&self) -> bool {
+        true
+    }
+
+    fn acquire_lease(
+        &self,
+        name: String,
+        holder: String,
+        ttl_ms: i64,
+    ) -> StoreFuture<'_, Option<i64>> {
+        Box::pin(async move {
+            let row = self
+                .lease
+                .query_opt(ACQUIRE_LEASE, &[&name, &holder, &ttl_ms])
+                .await?;
+            Ok(row.map(|r| r.get::<_, i64>(0)))
+        })
+    }
+
+    fn release_lease(&self, name: String, holder: String) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.lease.execute(RELEASE_LEASE, &[&name, &holder]).await?;
+            Ok(())
         })
     }
 

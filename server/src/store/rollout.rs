@@ -231,6 +231,10 @@ pub struct RolloutChange {
     /// Alerts raised or resolved by the change (the outbox rows and alert states), written
     /// in the same transaction: an alert about a decision exists exactly when it does.
     pub alerts: super::alerts::AlertWrite,
+    /// The lease an engine run holds ([`crate::leader`]): the change commits only while it
+    /// is still held under its token (checked in the same transaction; a store of one server
+    /// ignores it). `None` for an admin's change.
+    pub fence: Option<crate::leader::Fence>,
 }
 
 /// The rollout engine's tables.
@@ -285,8 +289,32 @@ pub trait RolloutStore: Send + Sync {
     /// Every channel state.
     fn list_channels(&self) -> StoreFuture<'_, Vec<ChannelRow>>;
     /// Writes a change in one transaction; `false` (nothing written) when the channel's
-    /// sequence is no longer the one expected.
+    /// sequence is no longer the one expected; [`super::StoreError::NotLeader`] (nothing
+    /// written) when its fence no longer holds.
     fn commit_change(&self, change: RolloutChange) -> StoreFuture<'_, bool>;
+    /// Whether several servers may share this database (PostgreSQL), so a lease elects the
+    /// one running the engine; `false` for one server's file (SQLite).
+    fn shared_by_servers(&self) -> bool {
+        false
+    }
+    /// Takes lease `name` for `holder` when it is free, expired or already `holder`'s, until
+    /// `ttl_ms` from now on the database's clock; the fencing token then (one more than the
+    /// last holder's when the holder changed), `None` when another holder's lease runs.
+    /// A store of one server grants it at once (token 0).
+    fn acquire_lease(
+        &self,
+        name: String,
+        holder: String,
+        ttl_ms: i64,
+    ) -> StoreFuture<'_, Option<i64>> {
+        let _ = (name, holder, ttl_ms);
+        Box::pin(async { Ok(Some(0)) })
+    }
+    /// Gives lease `name` up if `holder` holds it (it expires now).
+    fn release_lease(&self, name: String, holder: String) -> StoreFuture<'_, ()> {
+        let _ = (name, holder);
+        Box::pin(async { Ok(()) })
+    }
     /// The decisions of one rollout, newest first.
     fn decisions(
         &self,

@@ -313,6 +313,7 @@ impl Harness {
                 channel: None,
                 decision: Some(decision),
                 alerts: Default::default(),
+                fence: None,
             })
             .await
             .expect("commit");

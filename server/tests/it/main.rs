@@ -38,6 +38,7 @@ mod require_all;
 mod rollout_engine;
 mod rollout_scale;
 mod rollout_store;
+mod scale_leader;
 mod serve_etag;
 mod spec_contract;
 mod store_unavailable;

@@ -169,6 +169,7 @@ async fn alert_is_written_exactly_when_its_decision_is(kind: Kind) {
             channel: Some((channel(1), None)),
             decision: None,
             alerts: AlertWrite::default(),
+            fence: None,
         })
         .await
         .expect("commit"));
@@ -185,6 +186,7 @@ async fn alert_is_written_exactly_when_its_decision_is(kind: Kind) {
             channel: Some((channel(3), Some(2))),
             decision: None,
             alerts: lost,
+            fence: None,
         })
         .await
         .expect("commit"));
@@ -202,6 +204,7 @@ async fn alert_is_written_exactly_when_its_decision_is(kind: Kind) {
             channel: Some((channel(2), Some(1))),
             decision: None,
             alerts: won,
+            fence: None,
         })
         .await
         .expect("commit"));

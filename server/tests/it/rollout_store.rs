@@ -197,6 +197,7 @@ async fn changes_are_atomic_and_sequences_compare_and_set(kind: Kind) {
             channel: Some((channel("1.0.0", 1), None)),
             decision: Some(decision("1.0.0", "start", t(1000))),
             alerts: Default::default(),
+            fence: None,
         })
         .await
         .expect("commit");
@@ -208,6 +209,7 @@ async fn changes_are_atomic_and_sequences_compare_and_set(kind: Kind) {
             channel: Some((channel("1.0.0", 1), None)),
             decision: Some(decision("1.0.0", "advance", t(2000))),
             alerts: Default::default(),
+            fence: None,
         })
         .await
         .expect("commit");
@@ -219,6 +221,7 @@ async fn changes_are_atomic_and_sequences_compare_and_set(kind: Kind) {
             channel: Some((channel("1.0.0", 2), Some(0))),
             decision: Some(decision("1.0.0", "advance", t(2000))),
             alerts: Default::default(),
+            fence: None,
         })
         .await
         .expect("commit");
@@ -248,6 +251,7 @@ async fn changes_are_atomic_and_sequences_compare_and_set(kind: Kind) {
             channel: Some((channel("1.0.0", 2), Some(1))),
             decision: Some(decision("1.0.0", "advance", t(2000))),
             alerts: Default::default(),
+            fence: None,
         })
         .await
         .expect("commit"));
@@ -270,6 +274,7 @@ async fn changes_are_atomic_and_sequences_compare_and_set(kind: Kind) {
             channel: None,
             decision: Some(decision("1.0.0", "low_adoption", t(3000))),
             alerts: Default::default(),
+            fence: None,
         })
         .await
         .expect("commit"));
@@ -292,6 +297,7 @@ async fn changes_are_atomic_and_sequences_compare_and_set(kind: Kind) {
             channel: Some((channel("1.1.0", 3), Some(2))),
             decision: None,
             alerts: Default::default(),
+            fence: None,
         })
         .await
         .expect("commit"));
