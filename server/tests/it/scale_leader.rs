@@ -11,7 +11,7 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::Router;
 use chrono::Utc;
-use railgun_core::update::manifest::RolloutPolicy;
+use railgun_core::update::RolloutPolicy;
 use railgun_server::alerts::ALERT_ID_HEADER;
 use rustix::process::Signal;
 use serde_json::{json, Value};
