@@ -224,6 +224,11 @@ async fn connection(
     }
     loop {
         tokio::select! {
+            // The connection first: when this task is polled late (a starved runtime), the
+            // bytes its client already sent are read (and move the deadline) before the
+            // deadline is judged. Unbiased, a request waiting in the socket could lose the
+            // draw to an expired timer and the client see its request reset.
+            biased;
             r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended with an error");
