@@ -7,11 +7,18 @@
 //! - peer: DuckDB (Python package, 2 threads) copying the same rows from the exported files
 //!   into one zstd Parquet file (`COPY … TO 'x.parquet'`), when DuckDB is installed.
 //!
-//! The events go in through the store's insert (`AnalyticsStore::insert_events`, batches of
-//! 10 000): the function the ingest writer calls for each group commit, so the events table,
-//! its export keys and every rollup are written as ingest writes them; HTTP and validation
-//! are left out because `railgun loadgen` measures them, and they would make the setup take
-//! minutes longer without changing a row.
+//! The events are made by [`Generator`], in the shape real traffic has: `users` installs,
+//! each with one session a day for 30 days (`session_start`, screens and feature events,
+//! `session_end` with a duration; 10 to 56 events, 33 on average), ids that are UUIDv7-like
+//! (ordered by time, as the client makes them), hashed-looking user ids, properties on screen
+//! views and sent messages. They arrive day after day, as ingest would receive them, in
+//! batches of 10 000 through the store's insert (`AnalyticsStore::insert_events`: the
+//! function the ingest writer calls for each group commit, so the events table, its export
+//! keys and every rollup are written as ingest writes them); HTTP and validation are left
+//! out because `railgun loadgen` measures them. The same seed makes the same events.
+//!
+//! The database: a fresh SQLite file, or with `RAILGUN_BENCH_EXPORT_DATABASE=postgres://…`
+//! a fresh database created on that PostgreSQL server (and dropped at the end).
 //!
 //! Run: `cargo bench -p railgun-server --bench export` (`scripts/bench.sh` does).
 
@@ -24,20 +31,26 @@ use railgun_server::export::{self, ExportOptions};
 use railgun_server::store::export::{RowSink, Stream, Value};
 use railgun_server::store::{self, StoredEvent};
 
-const NAMES: [&str; 12] = [
+/// Feature events between a session's start and end.
+const FEATURES: [&str; 10] = [
+    "screen_view",
+    "screen_view",
     "screen_view",
     "message_sent",
     "message_read",
+    "message_read",
     "call_started",
-    "call_ended",
     "file_shared",
     "reaction_added",
     "search",
-    "settings_changed",
-    "session_start",
-    "session_heartbeat",
-    "session_end",
 ];
+
+/// Days of traffic.
+const DAYS: u64 = 30;
+/// Average events per user and day.
+const EVENTS_PER_DAY: u64 = 33;
+/// Events per `insert_events` call.
+const BATCH: usize = 10_000;
 
 /// A cheap deterministic generator (xorshift).
 struct Rng(u64);
@@ -49,44 +62,118 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
 }
 
-fn event(i: u64, rng: &mut Rng, start_ms: i64) -> StoredEvent {
-    let user = rng.next() % 100_000;
-    let name = NAMES[(rng.next() % NAMES.len() as u64) as usize];
-    let ts = start_ms + (rng.next() % (30 * 86_400_000)) as i64;
-    let properties = (rng.next() % 10 < 3).then(|| {
-        format!(
-            "{{\"screen_name\":\"s{}\",\"count\":{}}}",
-            rng.next() % 20,
-            rng.next() % 100
-        )
-    });
-    StoredEvent {
-        id: format!(
-            "{:08x}-0000-4000-8000-{:012x}",
-            i >> 48,
-            i & 0xffff_ffff_ffff
-        ),
-        name: name.into(),
-        category: if name.starts_with("session") {
-            "session".into()
-        } else {
-            "feature".into()
-        },
-        user_id: format!("{:064x}", user.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-        session_id: format!("{:08x}-1111-4000-8000-{:012x}", user, ts / 3_600_000),
-        ts_ms: ts,
-        day: (ts / 86_400_000) as i32,
-        app_version: ["1.4.0", "1.5.0", "1.5.1"][(user % 3) as usize].into(),
-        platform: ["linux", "darwin", "win32"][(user % 3) as usize].into(),
-        arch: "x64".into(),
-        channel: "stable".into(),
-        properties,
-        duration_ms: (name == "session_end").then(|| (rng.next() % 3_600_000) as f64),
-        sequence: (i % 500) as i64,
-        sample_rate: 1.0,
-        received_ms: ts + 1_000,
+/// Makes `n` events: day after day, user after user, one session each.
+struct Generator {
+    n: u64,
+    made: u64,
+    users: u64,
+    day: u64,
+    user: u64,
+    start_ms: i64,
+    rng: Rng,
+}
+
+impl Generator {
+    fn new(n: u64) -> Self {
+        Self {
+            n,
+            made: 0,
+            users: (n / (DAYS * EVENTS_PER_DAY)).max(1),
+            day: 0,
+            user: 0,
+            start_ms: 1_772_323_200_000, // 2026-03-01
+            rng: Rng(0x2545_f491_4f6c_dd1d),
+        }
+    }
+
+    /// The next batch of at most `max` events (empty when all `n` were made).
+    fn batch(&mut self, max: usize) -> Vec<StoredEvent> {
+        let mut out = Vec::with_capacity(max + 64);
+        while out.len() < max && self.made < self.n {
+            self.session(&mut out);
+            self.user += 1;
+            if self.user == self.users {
+                self.user = 0;
+                self.day = (self.day + 1) % DAYS;
+            }
+        }
+        out
+    }
+
+    /// One session of the current user on the current day.
+    fn session(&mut self, out: &mut Vec<StoredEvent>) {
+        let (u, rng) = (self.user, &mut self.rng);
+        let len = (10 + rng.below(47)).min(self.n - self.made);
+        let day_ms = self.start_ms + (self.day * 86_400_000) as i64;
+        let mut ts = day_ms + rng.below(86_400_000 - 3_600_000) as i64;
+        let first = ts;
+        let user_id = format!(
+            "{:016x}{:016x}{:016x}{:016x}",
+            u.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            u ^ 0x5851_f42d_4c95_7f2d,
+            u.rotate_left(17),
+            !u
+        );
+        let session_id = format!(
+            "{:08x}-{:04x}-4000-8000-{:012x}",
+            u & 0xffff_ffff,
+            self.day,
+            rng.next() & 0xffff_ffff_ffff
+        );
+        for i in 0..len {
+            let name = match i {
+                0 => "session_start",
+                i if i + 1 == len => "session_end",
+                _ => FEATURES[rng.below(FEATURES.len() as u64) as usize],
+            };
+            let properties = match name {
+                "screen_view" => Some(format!("{{\"screen_name\":\"screen_{}\"}}", rng.below(20))),
+                "message_sent" => Some(format!(
+                    "{{\"length_bucket\":{},\"has_attachment\":{}}}",
+                    rng.below(4),
+                    rng.below(7) == 0
+                )),
+                _ => None,
+            };
+            let seq = self.made;
+            self.made += 1;
+            out.push(StoredEvent {
+                id: format!(
+                    "{:08x}-{:04x}-7{:03x}-8{:03x}-{:012x}",
+                    ts >> 16,
+                    ts & 0xffff,
+                    (seq >> 48) & 0xfff,
+                    (seq >> 36) & 0xfff,
+                    seq & 0xffff_ffff_ffff
+                ),
+                name: name.into(),
+                category: if name.starts_with("session") {
+                    "session".into()
+                } else {
+                    "feature".into()
+                },
+                user_id: user_id.clone(),
+                session_id: session_id.clone(),
+                ts_ms: ts,
+                day: ts.div_euclid(86_400_000) as i32,
+                app_version: ["1.4.0", "1.5.0", "1.5.1"][(u % 3) as usize].into(),
+                platform: ["linux", "darwin", "win32"][(u % 3) as usize].into(),
+                arch: ["x64", "arm64"][(u % 2) as usize].into(),
+                channel: "stable".into(),
+                properties,
+                duration_ms: (name == "session_end").then_some((ts - first) as f64),
+                sequence: i as i64,
+                sample_rate: 1.0,
+                received_ms: ts + 1_000 + rng.below(5_000) as i64,
+            });
+            ts += 1_000 + rng.below(60_000) as i64;
+        }
     }
 }
 
@@ -124,23 +211,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(10_000_000);
     let dir = std::env::temp_dir().join(format!("railgun-export-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let db = format!("sqlite:{}", dir.join("analytics.db").display());
+    let pg = std::env::var("RAILGUN_BENCH_EXPORT_DATABASE").ok();
+    let (db, backend) = match &pg {
+        Some(base) => (fresh_postgres(base).await?, "PostgreSQL"),
+        None => (
+            format!("sqlite:{}", dir.join("analytics.db").display()),
+            "SQLite",
+        ),
+    };
     let store = store::open(&db).await?;
 
-    let start_ms = 1_772_323_200_000; // 2026-03-01
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut events = Generator::new(n);
+    let users = events.users;
     let t = Instant::now();
-    let mut i = 0;
-    while i < n {
-        let batch: Vec<StoredEvent> = (i..(i + 10_000).min(n))
-            .map(|k| event(k, &mut rng, start_ms))
-            .collect();
-        i += batch.len() as u64;
+    loop {
+        let batch = events.batch(BATCH);
+        if batch.is_empty() {
+            break;
+        }
         store.insert_events(batch).await?;
     }
     let insert_s = t.elapsed().as_secs_f64();
     println!(
-        "export bench: inserted {n} events through the store's insert in {insert_s:.1} s ({:.0} events/s)",
+        "export bench: inserted {n} events ({users} users x {DAYS} days) into {backend} through \
+         the store's insert in {insert_s:.1} s ({:.0} events/s)",
         n as f64 / insert_s
     );
 
@@ -216,6 +310,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     }
     drop(store);
+    if let Some(base) = &pg {
+        drop_postgres(base, &db).await;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// A new database on the PostgreSQL server of `base`; its URL.
+async fn fresh_postgres(base: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    let name = format!("railgun_bench_export_{}", std::process::id());
+    client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
+        ))
+        .await?;
+    let (prefix, _) = base.rsplit_once('/').ok_or("the URL names no database")?;
+    Ok(format!("{prefix}/{name}"))
+}
+
+/// Drops the database of `url` made by [`fresh_postgres`].
+async fn drop_postgres(base: &str, url: &str) {
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return;
+    };
+    if let Ok((client, conn)) = tokio_postgres::connect(base, tokio_postgres::NoTls).await {
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+    }
 }
