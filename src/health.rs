@@ -8,10 +8,16 @@
 //! ([`derived_report_id`]), so a retried report still counts once; the period is the instant
 //! `timestamp`; `app` is left empty for the server to find (the only app with that version on
 //! that channel); `sessions` and `bootReverts` are 0. Railgun clients send the full form
-//! (`id`, `app`, `periodStart`/`periodEnd`, `sessions`). The client
+//! (`id`, `app`, `periodStart`/`periodEnd`, `sessions`, `sessionEnds`). The client
 //! side lives in [`monitor`] ([`HealthMonitor`]: per-version error and crash counters, crash
 //! detection from an unclean shutdown, boot-guard reverts counted as crashes, the periodic
 //! durable sender) and its store tables in `ledger`.
+//!
+//! Release health follows Sentry's session model: each session (one run of the app, from
+//! [`HealthMonitor::on_startup`] to [`HealthMonitor::shutdown`]) ends in one
+//! [`SessionStatus`], and a report counts the sessions of its version that ended in its
+//! period by status ([`SessionEnds`], optional on the wire: a report without it is still
+//! accepted and simply adds nothing to the session numbers).
 //!
 //! A report carries counts only: never error messages, stack traces, file paths or user
 //! content. `machineId` is the hashed install id (see [`crate::identity`]), never the raw
@@ -56,7 +62,8 @@ pub const MAX_PAST_DAYS: i64 = 90;
 ///   "machineId":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 ///   "app":"railgun","version":"0.2.0","channel":"stable","platform":"linux","arch":"x64",
 ///   "periodStart":"2026-11-29T10:00:00Z","periodEnd":"2026-11-29T11:00:00Z",
-///   "sessions":2,"errors":1,"crashes":0,"bootReverts":0}"#;
+///   "sessions":2,"errors":1,"crashes":0,"bootReverts":0,
+///   "sessionEnds":{"ok":1,"errored":1,"crashed":0,"abnormal":0}}"#;
 /// let report: HealthReport = serde_json::from_str(json).unwrap();
 /// validate_report(&report).unwrap();
 /// assert!(report.has_errors() && !report.has_crashes());
@@ -111,6 +118,76 @@ pub struct HealthReport {
     /// Of `crashes`, how many were boot-guard reverts away from this version.
     #[serde(default)]
     pub boot_reverts: u32,
+    /// Sessions of this version that ended in the period, by how they ended (`None`: the
+    /// client does not report sessions, e.g. the specification's form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_ends: Option<SessionEnds>,
+}
+
+/// How a session ended (Sentry's release-health statuses), worst last but one:
+/// `crashed` outranks `abnormal`, which outranks `errored`, which outranks `ok`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    /// Ended cleanly ([`HealthMonitor::shutdown`]) with no error and no crash recorded.
+    Ok,
+    /// Ended cleanly after at least one handled error ([`HealthMonitor::record_error`]).
+    Errored,
+    /// A crash was recorded in it ([`HealthMonitor::record_crash`]), or the boot guard
+    /// reverted away from its version.
+    Crashed,
+    /// Never ended and no crash recorded (killed, power loss, a hang the user ended): found
+    /// at the next start by the running marker left in the client store.
+    Abnormal,
+}
+
+impl SessionStatus {
+    /// The wire name (`ok`, `errored`, `crashed`, `abnormal`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Ok => "ok",
+            SessionStatus::Errored => "errored",
+            SessionStatus::Crashed => "crashed",
+            SessionStatus::Abnormal => "abnormal",
+        }
+    }
+}
+
+/// Sessions ended in a period, by status (`sessionEnds` of a report).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEnds {
+    /// Ended `ok`.
+    #[serde(default)]
+    pub ok: u32,
+    /// Ended `errored`.
+    #[serde(default)]
+    pub errored: u32,
+    /// Ended `crashed`.
+    #[serde(default)]
+    pub crashed: u32,
+    /// Ended `abnormal`.
+    #[serde(default)]
+    pub abnormal: u32,
+}
+
+impl SessionEnds {
+    /// Every session counted.
+    pub fn total(&self) -> u64 {
+        u64::from(self.ok)
+            + u64::from(self.errored)
+            + u64::from(self.crashed)
+            + u64::from(self.abnormal)
+    }
+
+    /// The count of one status.
+    pub fn get(&self, s: SessionStatus) -> u32 {
+        match s {
+            SessionStatus::Ok => self.ok,
+            SessionStatus::Errored => self.errored,
+            SessionStatus::Crashed => self.crashed,
+            SessionStatus::Abnormal => self.abnormal,
+        }
+    }
 }
 
 /// [`HealthReport`] as it is read: the full form, or the specification's (`id`, `app`, the
@@ -139,6 +216,8 @@ struct WireReport {
     crashes: u32,
     #[serde(default)]
     boot_reverts: u32,
+    #[serde(default)]
+    session_ends: Option<SessionEnds>,
 }
 
 impl TryFrom<WireReport> for HealthReport {
@@ -181,6 +260,7 @@ impl TryFrom<WireReport> for HealthReport {
             errors: w.errors,
             crashes: w.crashes,
             boot_reverts: w.boot_reverts,
+            session_ends: w.session_ends,
         })
     }
 }
@@ -322,7 +402,16 @@ pub fn validate_report(r: &HealthReport) -> Result<(), HealthReportError> {
         ("errors", r.errors),
         ("crashes", r.crashes),
         ("bootReverts", r.boot_reverts),
-    ] {
+    ]
+    .into_iter()
+    .chain(r.session_ends.iter().flat_map(|e| {
+        [
+            ("sessionEnds.ok", e.ok),
+            ("sessionEnds.errored", e.errored),
+            ("sessionEnds.crashed", e.crashed),
+            ("sessionEnds.abnormal", e.abnormal),
+        ]
+    })) {
         if value > MAX_COUNT {
             return Err(HealthReportError::BadCount { field, value });
         }
@@ -379,6 +468,10 @@ mod tests {
             errors: 0,
             crashes: 1,
             boot_reverts: 1,
+            session_ends: Some(SessionEnds {
+                crashed: 1,
+                ..SessionEnds::default()
+            }),
         }
     }
 
@@ -388,6 +481,7 @@ mod tests {
         validate_report(&r).unwrap();
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.contains("\"machineId\"") && json.contains("\"bootReverts\""));
+        assert!(json.contains(r#""sessionEnds":{"ok":0,"errored":0,"crashed":1,"abnormal":0}"#));
         assert_eq!(serde_json::from_str::<HealthReport>(&json).unwrap(), r);
     }
 
@@ -451,6 +545,13 @@ mod tests {
             derived_report_id("hashed-id", "0.2.0", "stable", t, t)
         );
         assert_eq!((r.sessions, r.boot_reverts, r.app.as_str()), (0, 0, ""));
+        assert_eq!(
+            r.session_ends, None,
+            "the specification's form reports no sessions"
+        );
+        assert!(!serde_json::to_string(&r)
+            .expect("json")
+            .contains("sessionEnds"));
         let mut v: serde_json::Value = serde_json::from_str(SPEC).expect("json");
         v["timestamp"] = "2024-12-27T12:00:01Z".into();
         let later: HealthReport = serde_json::from_value(v).expect("later");

@@ -132,6 +132,11 @@ pub const MIGRATIONS: &[&str] = &[
         body       TEXT NOT NULL
      );
      CREATE INDEX health_report_by_app ON health_report (app, seq);",
+    // 5: release health: sessions of the open period that ended, by status.
+    "ALTER TABLE health_period ADD COLUMN ended_ok INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE health_period ADD COLUMN ended_errored INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE health_period ADD COLUMN ended_crashed INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE health_period ADD COLUMN ended_abnormal INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The client store: one SQLite file shared by every client subsystem.

@@ -27,6 +27,24 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(f64::deserialize(d)? / 100.0)
 }
 
+/// The same for an optional fraction (`None` is `null`).
+pub mod option {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes an optional fraction in percent.
+    pub fn serialize<S: Serializer>(fraction: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match fraction {
+            Some(f) => s.serialize_some(&super::of(*f)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads an optional percent back into a fraction.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.map(|p| p / 100.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{validate_report, HealthReport, MAX_COUNT, MAX_PERIOD_DAYS};
+use super::{
+    validate_report, HealthReport, SessionEnds, SessionStatus, MAX_COUNT, MAX_PERIOD_DAYS,
+};
 
 /// Most closed reports kept while the server is unreachable (oldest dropped, counted).
 pub const MAX_PENDING_REPORTS: u64 = 1_000;
@@ -28,11 +30,29 @@ pub(crate) struct Counts {
     pub errors: u64,
     pub crashes: u64,
     pub boot_reverts: u64,
+    /// Sessions ended, by status: ok, errored, crashed, abnormal.
+    pub ended: [u64; 4],
 }
 
 impl Counts {
     pub(crate) fn is_zero(&self) -> bool {
         *self == Counts::default()
+    }
+
+    /// One session that ended with `status`.
+    pub(crate) fn session_end(status: SessionStatus) -> Self {
+        let mut c = Counts::default();
+        c.ended[status_index(status)] = 1;
+        c
+    }
+}
+
+fn status_index(s: SessionStatus) -> usize {
+    match s {
+        SessionStatus::Ok => 0,
+        SessionStatus::Errored => 1,
+        SessionStatus::Crashed => 2,
+        SessionStatus::Abnormal => 3,
     }
 }
 
@@ -57,6 +77,36 @@ pub(crate) struct RunningMarker {
     pub channel: String,
     /// When it started.
     pub started_at: DateTime<Utc>,
+    /// A handled error was recorded in this run's session (absent in markers of older
+    /// versions: false).
+    #[serde(default)]
+    pub errored: bool,
+    /// A crash was recorded in this run's session.
+    #[serde(default)]
+    pub crashed: bool,
+}
+
+impl RunningMarker {
+    /// How the session ends if it ends now, cleanly.
+    pub(crate) fn clean_end(&self) -> SessionStatus {
+        if self.crashed {
+            SessionStatus::Crashed
+        } else if self.errored {
+            SessionStatus::Errored
+        } else {
+            SessionStatus::Ok
+        }
+    }
+
+    /// How the session ended when its marker is found at the next start: `crashed` if a
+    /// crash was recorded, else `abnormal` (it never ended).
+    pub(crate) fn unclean_end(&self) -> SessionStatus {
+        if self.crashed {
+            SessionStatus::Crashed
+        } else {
+            SessionStatus::Abnormal
+        }
+    }
 }
 
 /// A closed report waiting for the server.
@@ -102,14 +152,19 @@ pub(crate) fn add(
     }
     conn.execute(
         "INSERT INTO health_period
-            (app, version, channel, period_start, sessions, errors, crashes, boot_reverts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            (app, version, channel, period_start, sessions, errors, crashes, boot_reverts,
+             ended_ok, ended_errored, ended_crashed, ended_abnormal)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT(app, version, channel) DO UPDATE SET
             period_start = min(period_start, excluded.period_start),
             sessions = sessions + excluded.sessions,
             errors = errors + excluded.errors,
             crashes = crashes + excluded.crashes,
-            boot_reverts = boot_reverts + excluded.boot_reverts",
+            boot_reverts = boot_reverts + excluded.boot_reverts,
+            ended_ok = ended_ok + excluded.ended_ok,
+            ended_errored = ended_errored + excluded.ended_errored,
+            ended_crashed = ended_crashed + excluded.ended_crashed,
+            ended_abnormal = ended_abnormal + excluded.ended_abnormal",
         params![
             app,
             version,
@@ -119,6 +174,10 @@ pub(crate) fn add(
             clamp_i64(c.errors),
             clamp_i64(c.crashes),
             clamp_i64(c.boot_reverts),
+            clamp_i64(c.ended[0]),
+            clamp_i64(c.ended[1]),
+            clamp_i64(c.ended[2]),
+            clamp_i64(c.ended[3]),
         ],
     )?;
     Ok(())
@@ -136,10 +195,11 @@ pub(crate) fn close_periods(
     ctx: &ReportContext,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Vec<Uuid>> {
-    type Row = (String, String, i64, i64, i64, i64, i64);
+    type Row = (String, String, i64, i64, i64, i64, i64, [i64; 4]);
     let rows: Vec<Row> = {
         let mut st = conn.prepare(
-            "SELECT version, channel, period_start, sessions, errors, crashes, boot_reverts
+            "SELECT version, channel, period_start, sessions, errors, crashes, boot_reverts,
+                    ended_ok, ended_errored, ended_crashed, ended_abnormal
              FROM health_period WHERE app = ?1 ORDER BY period_start",
         )?;
         let it = st.query_map([&ctx.app], |r| {
@@ -151,17 +211,23 @@ pub(crate) fn close_periods(
                 r.get(4)?,
                 r.get(5)?,
                 r.get(6)?,
+                [r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?],
             ))
         })?;
         it.collect::<rusqlite::Result<_>>()?
     };
     let mut ids = Vec::new();
-    for (version, channel, start, sessions, errors, crashes, reverts) in rows {
+    for (version, channel, start, sessions, errors, crashes, reverts, ended) in rows {
         conn.execute(
             "DELETE FROM health_period WHERE app = ?1 AND version = ?2 AND channel = ?3",
             params![ctx.app, version, channel],
         )?;
-        if sessions <= 0 && errors <= 0 && crashes <= 0 && reverts <= 0 {
+        if sessions <= 0
+            && errors <= 0
+            && crashes <= 0
+            && reverts <= 0
+            && ended.iter().all(|n| *n <= 0)
+        {
             continue;
         }
         // A clock that went back, or a period longer than the server takes, is clamped.
@@ -182,6 +248,12 @@ pub(crate) fn close_periods(
             errors: count32(errors),
             crashes,
             boot_reverts: count32(reverts).min(crashes),
+            session_ends: Some(SessionEnds {
+                ok: count32(ended[0]),
+                errored: count32(ended[1]),
+                crashed: count32(ended[2]),
+                abnormal: count32(ended[3]),
+            }),
         };
         if let Err(e) = validate_report(&report) {
             tracing::warn!(error = %e, "health period cannot make a valid report; dropped");
@@ -378,13 +450,15 @@ mod tests {
             .with_conn(|c| {
                 // Counts beyond the limit, reverts above crashes, a clock gone backwards.
                 c.execute(
-                    "INSERT INTO health_period VALUES ('rail-gun','1.0.0','stable',?1,
+                    "INSERT INTO health_period (app, version, channel, period_start, sessions,
+                     errors, crashes, boot_reverts) VALUES ('rail-gun','1.0.0','stable',?1,
                      1, 99999999999, 1, 5)",
                     [ms(t(5))],
                 )?;
                 // A version that is not semver (a corrupted row).
                 c.execute(
-                    "INSERT INTO health_period VALUES ('rail-gun','latest','stable',?1,
+                    "INSERT INTO health_period (app, version, channel, period_start, sessions,
+                     errors, crashes, boot_reverts) VALUES ('rail-gun','latest','stable',?1,
                      1, 0, 0, 0)",
                     [ms(t(0))],
                 )?;

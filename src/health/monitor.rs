@@ -13,6 +13,13 @@
 //!   ended without [`HealthMonitor::shutdown`] (its running marker is still in the store),
 //!   one crash + one `bootReverts` for a version the [`BootGuard`] reverted from, one
 //!   session for this version, closes the periods into reports and sends them at once.
+//! * Sessions (release health): a session starts at `on_startup` (or when consent is
+//!   granted later) and ends at `shutdown` as `ok`, or `errored` after a
+//!   [`HealthMonitor::record_error`], or `crashed` after a [`HealthMonitor::record_crash`].
+//!   The running marker carries the status reached so far (written with the counts), so a
+//!   run that never ends (`kill -9`, power loss) is found at the next start and counted
+//!   `abnormal` (or `crashed` if a crash was recorded, or the boot guard reverted from its
+//!   version). A session whose consent is withdrawn has no end.
 //! * Reports are sent one per `POST {url}/analytics/health`, oldest first; a report is
 //!   deleted only after a 2xx `{accepted, duplicate}` (a duplicate is an acknowledgement).
 //!   408, 429, 5xx and network failures back off exponentially with full jitter (up to one
@@ -99,6 +106,9 @@ pub enum HealthError {
 pub struct StartupHealth {
     /// The version whose previous run ended without a clean shutdown (one crash counted).
     pub unclean_shutdown: Option<String>,
+    /// How that run's session ended: `crashed` (a crash was recorded in it, or the boot
+    /// guard reverted from its version) or `abnormal`.
+    pub previous_session: Option<super::SessionStatus>,
     /// The boot-guard revert counted now (one crash and one boot revert for `from`).
     pub boot_revert: Option<RevertRecord>,
     /// Whether anything was recorded (consent `granted`).

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::ledger::{self, Counts, ReportContext, RunningMarker};
 use super::monitor::{HealthError, HealthFlushReport, StartupHealth};
-use super::HealthResponse;
+use super::{HealthResponse, SessionStatus};
 use crate::analytics::consent::Consent;
 use crate::clock::SharedClock;
 use crate::net::{self, Answer, Backoff, Rng, SplitMix64};
@@ -129,6 +129,8 @@ pub(super) fn spawn(s: Setup) -> Result<JoinHandle<()>, HealthError> {
                 channel: s.channel,
                 run: Uuid::now_v7(),
                 started: false,
+                session_errored: false,
+                session_crashed: false,
                 period_start: s.clock.now(),
                 shared: s.shared,
                 clock: s.clock,
@@ -190,6 +192,10 @@ struct Worker {
     channel: String,
     run: Uuid,
     started: bool,
+    /// A handled error / a crash was recorded in this run's session (the marker says so
+    /// once the counts are committed).
+    session_errored: bool,
+    session_crashed: bool,
     /// Start of the current version's open period.
     period_start: DateTime<Utc>,
     shared: Arc<Shared>,
@@ -330,16 +336,34 @@ impl Worker {
         if counts.is_zero() {
             return Ok(());
         }
-        let (app, version, channel, start) = (
+        let (app, version, channel, start, run) = (
             self.ctx.app.clone(),
             self.version.clone(),
             self.channel.clone(),
             self.period_start,
+            self.run,
         );
-        let r = self
-            .db
-            .with(|c| ledger::add(c, &app, &version, &channel, counts, start));
-        if r.is_err() {
+        let errored = self.session_errored || counts.errors > 0;
+        let crashed = self.session_crashed || counts.crashes > 0;
+        let flag = (errored, crashed) != (self.session_errored, self.session_crashed);
+        let r = self.db.with(|c| {
+            let tx = c.transaction()?;
+            ledger::add(&tx, &app, &version, &channel, counts, start)?;
+            if flag {
+                // The session's status so far, for the next start to find if this run
+                // never ends.
+                if let Some(mut m) = ledger::marker(&tx, &app)?.filter(|m| m.run == run) {
+                    m.errored |= errored;
+                    m.crashed |= crashed;
+                    ledger::set_marker(&tx, &app, &m)?;
+                }
+            }
+            tx.commit()
+        });
+        if r.is_ok() {
+            self.session_errored = errored;
+            self.session_crashed = crashed;
+        } else {
             // Keep them for the next attempt.
             self.shared
                 .errors
@@ -357,6 +381,8 @@ impl Worker {
             version: self.version.clone(),
             channel: self.channel.clone(),
             started_at: now,
+            errored: self.session_errored,
+            crashed: self.session_crashed,
         }
     }
 
@@ -389,10 +415,24 @@ impl Worker {
         let unclean = self.db.with(|c| {
             let tx = c.transaction()?;
             let old = ledger::marker(&tx, &app)?.filter(|m| m.run != marker.run);
+            // The boot guard reverted away from the version the unended run was running:
+            // that session crashed (one session, not an abnormal one and a crashed one).
+            let reverted_run = |m: &RunningMarker| {
+                revert
+                    .as_ref()
+                    .is_some_and(|r| r.from.to_string() == m.version)
+            };
+            let mut previous = None;
             if let Some(m) = &old {
+                let status = if reverted_run(m) {
+                    SessionStatus::Crashed
+                } else {
+                    m.unclean_end()
+                };
+                previous = Some(status);
                 let crash = Counts {
                     crashes: 1,
-                    ..Counts::default()
+                    ..Counts::session_end(status)
                 };
                 ledger::add(
                     &tx,
@@ -404,10 +444,15 @@ impl Worker {
                 )?;
             }
             if let Some(r) = &revert {
+                let ended = if old.as_ref().is_some_and(reverted_run) {
+                    Counts::default()
+                } else {
+                    Counts::session_end(SessionStatus::Crashed)
+                };
                 let c = Counts {
                     crashes: 1,
                     boot_reverts: 1,
-                    ..Counts::default()
+                    ..ended
                 };
                 ledger::add(&tx, &app, &r.from.to_string(), &channel, c, r.at.min(now))?;
             }
@@ -419,13 +464,15 @@ impl Worker {
             ledger::set_marker(&tx, &app, &marker)?;
             ledger::close_periods(&tx, &ctx, now)?;
             tx.commit()?;
-            Ok(old.map(|m| m.version))
+            Ok((old.map(|m| m.version), previous))
         })?;
-        if let Some(v) = &unclean {
-            tracing::info!(version = %v, "previous run ended without a clean shutdown: one crash counted");
+        let (unclean, previous) = unclean;
+        if let (Some(v), Some(s)) = (&unclean, previous) {
+            tracing::info!(version = %v, session = s.as_str(), "previous run ended without a clean shutdown: one crash counted");
         }
         Ok(StartupHealth {
             unclean_shutdown: unclean,
+            previous_session: previous,
             boot_revert: revert,
             recorded: true,
         })
@@ -477,9 +524,24 @@ impl Worker {
             return Ok(());
         }
         let now = self.clock.now();
-        let ctx = self.ctx.clone();
+        let (ctx, run, version, channel, start) = (
+            self.ctx.clone(),
+            self.run,
+            self.version.clone(),
+            self.channel.clone(),
+            self.period_start,
+        );
+        let recording = self.shared.recording();
         self.db.with(|c| {
             let tx = c.transaction()?;
+            if clear_marker {
+                // The clean end of this run's session, with the status it reached.
+                let ours = ledger::marker(&tx, &ctx.app)?.filter(|m| m.run == run);
+                if let Some(m) = ours.filter(|_| recording) {
+                    let end = Counts::session_end(m.clean_end());
+                    ledger::add(&tx, &ctx.app, &version, &channel, end, start)?;
+                }
+            }
             ledger::close_periods(&tx, &ctx, now)?;
             if clear_marker {
                 ledger::clear_marker(&tx, &ctx.app)?;

@@ -1,6 +1,8 @@
 //! The fleet gauges of `/metrics`, computed on the engine's schedule (every engine run,
 //! never per scrape): per app, channel and version of each channel's current rollout, the
-//! firing alerts, and the active users of the analytics backend.
+//! firing alerts, the release health with sessions of every release that reported in the
+//! last 7 days (`railgun_release_*`, see [`super::sessions`]), and the active users of the
+//! analytics backend.
 //!
 //! Owns [`Rollouts::refresh_gauges`] and the names it exports (`docs/operations.md`,
 //! "Metrics"; `deploy/prometheus/alerts.yml` and `deploy/grafana/railgun.json` read them).
@@ -165,6 +167,55 @@ impl Rollouts {
                 "When the rollout started (Unix seconds).",
                 &l,
                 r.started_ms as f64 / 1000.0,
+            );
+        }
+        for (row, rh) in self.release_health().await? {
+            let l = [
+                ("app", row.app.as_str()),
+                ("channel", row.channel.as_str()),
+                ("version", row.version.as_str()),
+            ];
+            for (status, n) in [
+                ("ok", rh.sessions.ok),
+                ("errored", rh.sessions.errored),
+                ("crashed", rh.sessions.crashed),
+                ("abnormal", rh.sessions.abnormal),
+            ] {
+                let with = [l[0], l[1], l[2], ("status", status)];
+                g.set(
+                    "railgun_release_sessions",
+                    "Sessions of the release that ended, by status (ok, errored, crashed, abnormal).",
+                    &with,
+                    n as f64,
+                );
+            }
+            if let Some(v) = rh.crash_free_sessions {
+                g.set(
+                    "railgun_release_crash_free_sessions_ratio",
+                    "Share of the release's ended sessions that did not crash.",
+                    &l,
+                    v,
+                );
+            }
+            if let Some(v) = rh.crash_free_users {
+                g.set(
+                    "railgun_release_crash_free_users_ratio",
+                    "Share of the release's installs with an ended session and no crashed session.",
+                    &l,
+                    v,
+                );
+            }
+            g.set(
+                "railgun_release_adoption_ratio",
+                "Share of the app's installs reporting in 24 h that run the release (on this channel).",
+                &l,
+                rh.adoption,
+            );
+            g.set(
+                "railgun_release_active_installs",
+                "Installs of the release reporting in the last 24 h.",
+                &l,
+                rh.active_installs as f64,
             );
         }
         let mut firing: BTreeMap<&str, u32> = BTreeMap::new();

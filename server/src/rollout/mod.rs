@@ -68,6 +68,7 @@ mod evaluate;
 mod gauges;
 pub mod registry;
 pub mod routes;
+pub mod sessions;
 mod state;
 pub mod wilson;
 
@@ -75,6 +76,7 @@ pub use crate::store::rollout::Decision;
 pub use alerting::HIGH_ERROR_RATE_MINUTES;
 pub use engine::Health;
 pub use routes::routes;
+pub use sessions::{ReleaseHealth, SessionCounts};
 pub use wilson::Bounds;
 
 /// Default time between two evaluations.
@@ -258,6 +260,10 @@ pub struct RolloutStatus {
     pub current: bool,
     /// Sequence of the channel state signed for it (when current).
     pub sequence: Option<u64>,
+    /// Release health with sessions: sessions by status, crash-free sessions and users,
+    /// adoption ([`sessions`]), flattened into this answer.
+    #[serde(flatten)]
+    pub release_health: ReleaseHealth,
     /// The decisions, newest first.
     pub decisions: Vec<Decision>,
 }
@@ -533,6 +539,14 @@ impl Rollouts {
             errors: r.errors as i64,
             crashes: r.crashes as i64,
             boot_reverts: r.boot_reverts as i64,
+            session_ends: r.session_ends.map(|e| {
+                [
+                    i64::from(e.ok),
+                    i64::from(e.errored),
+                    i64::from(e.crashed),
+                    i64::from(e.abnormal),
+                ]
+            }),
             received_ms: to_ms(self.now()),
         };
         let new = self.inner.store.insert_health(row).await?;
@@ -638,6 +652,9 @@ impl Rollouts {
             .get_channel(r.app.clone(), r.channel.clone())
             .await?;
         let current = ch.as_ref().is_some_and(|c| c.version == r.version);
+        let release_health = self
+            .release_health_of(&r.app, &r.channel, &r.version)
+            .await?;
         let decisions = self
             .inner
             .store
@@ -673,6 +690,7 @@ impl Rollouts {
             rolled_back: r.rolled_back,
             sequence: ch.filter(|_| current).map(|c| c.sequence as u64),
             current,
+            release_health,
             decisions,
             app: r.app,
             channel: r.channel,

@@ -18,8 +18,8 @@ mod config;
 mod export;
 
 use super::rollout::{
-    from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthDeleted, HealthRow, ReleaseRow,
-    RolloutChange, RolloutRow, RolloutStore, ROLLOUT_CAN_DECIDE,
+    from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthDeleted, HealthRow, ReleaseHealthRow,
+    ReleaseRow, RolloutChange, RolloutRow, RolloutStore, ROLLOUT_CAN_DECIDE,
 };
 use super::sql::{
     self, CHANNEL_COLS, DAILY_TABLES, DECISION_COLS, RELEASE_COLS, ROLLOUT_COLS, USER_TABLES,
@@ -294,6 +294,8 @@ pub const MIGRATIONS: &[&str] = &[
     config::MIGRATION,
     // 8: the leases electing the one server that runs the rollout engine (`crate::leader`).
     LEASE_MIGRATION,
+    // 9: release health: sessions ended by status, per report and per install and release.
+    super::rollout::SESSIONS_MIGRATION,
 ];
 
 /// Leases (`crate::leader`): a holder, a fencing token that only grows (a lease given up
@@ -905,30 +907,55 @@ fn decision_row(r: &tokio_postgres::Row) -> Decision {
     }
 }
 
+/// A row of [`sql::RELEASE_HEALTH`] / [`sql::RELEASE_HEALTH_OF`].
+fn release_health_row(r: &tokio_postgres::Row) -> ReleaseHealthRow {
+    let n = |i: usize| r.get::<_, i64>(i).max(0) as u64;
+    ReleaseHealthRow {
+        app: r.get(0),
+        channel: r.get(1),
+        version: r.get(2),
+        installs: n(3),
+        active: n(4),
+        sessions: [n(5), n(6), n(7), n(8)],
+        users: n(9),
+        users_crashed: n(10),
+    }
+}
+
 impl RolloutStore for PostgresStore {
     fn insert_health(&self, h: HealthRow) -> StoreFuture<'_, bool> {
+        let ended = h.session_ends;
         Box::pin(async move {
             let mut c = self.writer.lock().await;
             let tx = c.transaction().await?;
             let n = tx
                 .execute(
                     "INSERT INTO health_reports (id, machine_id, app, version, channel, platform, \
-                     arch, period_start, period_end, sessions, errors, crashes, boot_reverts, received) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                     arch, period_start, period_end, sessions, errors, crashes, boot_reverts, received, \
+                     ended_ok, ended_errored, ended_crashed, ended_abnormal) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
                      ON CONFLICT (id) DO NOTHING",
                     &[&h.id, &h.machine_id, &h.app, &h.version, &h.channel, &h.platform, &h.arch,
                       &h.period_start_ms, &h.period_end_ms, &h.sessions, &h.errors, &h.crashes,
-                      &h.boot_reverts, &h.received_ms],
+                      &h.boot_reverts, &h.received_ms, &ended.map(|e| e[0]), &ended.map(|e| e[1]),
+                      &ended.map(|e| e[2]), &ended.map(|e| e[3])],
                 )
                 .await?;
             if n == 1 {
+                let e = ended.unwrap_or_default();
                 tx.execute(
-                    "INSERT INTO health_installs (app, channel, version, machine_id, errors, crashes, last_seen) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (app, channel, version, machine_id) DO UPDATE \
+                    "INSERT INTO health_installs (app, channel, version, machine_id, errors, crashes, last_seen, \
+                     ended_ok, ended_errored, ended_crashed, ended_abnormal) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (app, channel, version, machine_id) DO UPDATE \
                      SET errors = health_installs.errors + excluded.errors, \
                      crashes = health_installs.crashes + excluded.crashes, \
-                     last_seen = GREATEST(health_installs.last_seen, excluded.last_seen)",
-                    &[&h.app, &h.channel, &h.version, &h.machine_id, &h.errors, &h.crashes, &h.received_ms],
+                     last_seen = GREATEST(health_installs.last_seen, excluded.last_seen), \
+                     ended_ok = health_installs.ended_ok + excluded.ended_ok, \
+                     ended_errored = health_installs.ended_errored + excluded.ended_errored, \
+                     ended_crashed = health_installs.ended_crashed + excluded.ended_crashed, \
+                     ended_abnormal = health_installs.ended_abnormal + excluded.ended_abnormal",
+                    &[&h.app, &h.channel, &h.version, &h.machine_id, &h.errors, &h.crashes, &h.received_ms,
+                      &e[0], &e[1], &e[2], &e[3]],
                 )
                 .await?;
             }
@@ -957,6 +984,60 @@ impl RolloutStore for PostgresStore {
                 with_errors: r.get::<_, i64>(1) as u64,
                 with_crashes: r.get::<_, i64>(2) as u64,
             })
+        })
+    }
+
+    fn release_health(
+        &self,
+        active_since_ms: i64,
+        seen_since_ms: i64,
+    ) -> StoreFuture<'_, Vec<ReleaseHealthRow>> {
+        Box::pin(async move {
+            let rows = self
+                .reader
+                .query(sql::RELEASE_HEALTH, &[&active_since_ms, &seen_since_ms])
+                .await?;
+            Ok(rows.iter().map(release_health_row).collect())
+        })
+    }
+
+    fn release_health_of(
+        &self,
+        app: String,
+        channel: String,
+        version: String,
+        active_since_ms: i64,
+    ) -> StoreFuture<'_, ReleaseHealthRow> {
+        Box::pin(async move {
+            let row = self
+                .reader
+                .query_opt(
+                    sql::RELEASE_HEALTH_OF,
+                    &[&active_since_ms, &app, &channel, &version],
+                )
+                .await?;
+            Ok(row
+                .as_ref()
+                .map(release_health_row)
+                .unwrap_or(ReleaseHealthRow {
+                    app,
+                    channel,
+                    version,
+                    ..ReleaseHealthRow::default()
+                }))
+        })
+    }
+
+    fn app_active_installs(&self, since_ms: i64) -> StoreFuture<'_, Vec<(String, u64)>> {
+        Box::pin(async move {
+            let rows = self
+                .reader
+                .query(sql::APP_ACTIVE_INSTALLS, &[&since_ms])
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
+                .collect())
         })
     }
 

@@ -53,8 +53,33 @@ pub struct HealthRow {
     pub crashes: i64,
     /// Boot-guard reverts (part of `crashes`).
     pub boot_reverts: i64,
+    /// Sessions ended in the period by status (ok, errored, crashed, abnormal); `None` for a
+    /// report without `sessionEnds` (stored as NULL, adds nothing to the session numbers).
+    pub session_ends: Option<[i64; 4]>,
     /// When the server received it, ms.
     pub received_ms: i64,
+}
+
+/// Release health of one app/channel/version, summed over its per-install rows
+/// ([`RolloutStore::release_health`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReleaseHealthRow {
+    /// App.
+    pub app: String,
+    /// Channel.
+    pub channel: String,
+    /// Version.
+    pub version: String,
+    /// Distinct installs that reported for the release.
+    pub installs: u64,
+    /// Sessions ended: ok, errored, crashed, abnormal.
+    pub sessions: [u64; 4],
+    /// Installs with at least one ended session.
+    pub users: u64,
+    /// Of those, installs with at least one crashed session.
+    pub users_crashed: u64,
+    /// Installs of the release that reported since the adoption window's start.
+    pub active: u64,
 }
 
 /// Distinct installs of one app/channel/version and how many of them saw errors / crashes.
@@ -95,6 +120,18 @@ pub const ROLLOUT_CAN_DECIDE: &str = "EXISTS (SELECT 1 FROM rollouts r JOIN chan
     WHERE r.app = health_installs.app AND r.channel = health_installs.channel \
     AND r.version = health_installs.version \
     AND (r.status = 'active' OR (r.status = 'halted' AND NOT r.rolled_back)))";
+
+/// The migration that adds release-health sessions, the same text on both stores (appended
+/// to each `MIGRATIONS`): a report's `sessionEnds` (NULL when the report had none) and their
+/// running sums per install and release.
+pub const SESSIONS_MIGRATION: &str = "ALTER TABLE health_reports ADD COLUMN ended_ok BIGINT;
+     ALTER TABLE health_reports ADD COLUMN ended_errored BIGINT;
+     ALTER TABLE health_reports ADD COLUMN ended_crashed BIGINT;
+     ALTER TABLE health_reports ADD COLUMN ended_abnormal BIGINT;
+     ALTER TABLE health_installs ADD COLUMN ended_ok BIGINT NOT NULL DEFAULT 0;
+     ALTER TABLE health_installs ADD COLUMN ended_errored BIGINT NOT NULL DEFAULT 0;
+     ALTER TABLE health_installs ADD COLUMN ended_crashed BIGINT NOT NULL DEFAULT 0;
+     ALTER TABLE health_installs ADD COLUMN ended_abnormal BIGINT NOT NULL DEFAULT 0";
 
 /// A registered release (its signed manifest envelope as served).
 #[derive(Debug, Clone, PartialEq)]
@@ -248,6 +285,24 @@ pub trait RolloutStore: Send + Sync {
         channel: String,
         version: String,
     ) -> StoreFuture<'_, HealthCounts>;
+    /// Release health of every app/channel/version with an install reporting since
+    /// `seen_since_ms` (`active`: installs reporting since `active_since_ms`), ordered by
+    /// app, channel, version.
+    fn release_health(
+        &self,
+        active_since_ms: i64,
+        seen_since_ms: i64,
+    ) -> StoreFuture<'_, Vec<ReleaseHealthRow>>;
+    /// Release health of one app/channel/version (zeros when nothing reported).
+    fn release_health_of(
+        &self,
+        app: String,
+        channel: String,
+        version: String,
+        active_since_ms: i64,
+    ) -> StoreFuture<'_, ReleaseHealthRow>;
+    /// Distinct installs of each app (any channel and version) reporting since `since_ms`.
+    fn app_active_installs(&self, since_ms: i64) -> StoreFuture<'_, Vec<(String, u64)>>;
     /// Distinct installs of `app`/`channel` (any version) reporting since `since_ms`.
     fn channel_population(
         &self,

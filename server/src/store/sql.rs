@@ -72,6 +72,27 @@ pub(super) const PURGE_EMPTY_REACH: &str = "DELETE FROM feature_reach WHERE user
 /// Distinct installs of a channel seen since a time.
 pub(super) const ACTIVE_INSTALLS: &str = "SELECT COUNT(DISTINCT machine_id) FROM \
     health_installs WHERE app = $1 AND channel = $2 AND last_seen >= $3";
+/// The columns of a release-health row ([`super::rollout::ReleaseHealthRow`]) over
+/// `health_installs`, `$1` the adoption window's start. Sums cast to `BIGINT` (PostgreSQL's
+/// `SUM` of integers is `numeric`).
+macro_rules! release_health_cols {
+    () => {
+        "SELECT app, channel, version, CAST(COUNT(*) AS BIGINT),          CAST(COALESCE(SUM(CASE WHEN last_seen >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT),          CAST(COALESCE(SUM(ended_ok), 0) AS BIGINT),          CAST(COALESCE(SUM(ended_errored), 0) AS BIGINT),          CAST(COALESCE(SUM(ended_crashed), 0) AS BIGINT),          CAST(COALESCE(SUM(ended_abnormal), 0) AS BIGINT),          CAST(COALESCE(SUM(CASE WHEN ended_ok + ended_errored + ended_crashed + ended_abnormal > 0          THEN 1 ELSE 0 END), 0) AS BIGINT),          CAST(COALESCE(SUM(CASE WHEN ended_crashed > 0 THEN 1 ELSE 0 END), 0) AS BIGINT)          FROM health_installs "
+    };
+}
+/// Release health of every release seen since `$2` (adoption window from `$1`).
+pub(super) const RELEASE_HEALTH: &str = concat!(
+    release_health_cols!(),
+    "GROUP BY app, channel, version HAVING MAX(last_seen) >= $2 ORDER BY app, channel, version"
+);
+/// Release health of one release (`$2` app, `$3` channel, `$4` version).
+pub(super) const RELEASE_HEALTH_OF: &str = concat!(
+    release_health_cols!(),
+    "WHERE app = $2 AND channel = $3 AND version = $4 GROUP BY app, channel, version"
+);
+/// Distinct installs of each app reporting since `$1`.
+pub(super) const APP_ACTIVE_INSTALLS: &str = "SELECT app, COUNT(DISTINCT machine_id) FROM \
+    health_installs WHERE last_seen >= $1 GROUP BY app ORDER BY app";
 /// Erasure: one machine's health reports.
 pub(super) const DELETE_MACHINE_REPORTS: &str = "DELETE FROM health_reports WHERE machine_id = $1";
 /// Erasure: one machine's install row.
@@ -141,6 +162,9 @@ mod tests {
             PURGE_REACH,
             PURGE_EMPTY_REACH,
             ACTIVE_INSTALLS,
+            RELEASE_HEALTH,
+            RELEASE_HEALTH_OF,
+            APP_ACTIVE_INSTALLS,
             DELETE_MACHINE_REPORTS,
             DELETE_MACHINE_INSTALLS,
             MACHINE_ROWS,

@@ -20,8 +20,8 @@ mod config;
 mod export;
 
 use super::rollout::{
-    from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthDeleted, HealthRow, ReleaseRow,
-    RolloutChange, RolloutRow, RolloutStore, ROLLOUT_CAN_DECIDE,
+    from_ms, to_ms, ChannelRow, Decision, HealthCounts, HealthDeleted, HealthRow, ReleaseHealthRow,
+    ReleaseRow, RolloutChange, RolloutRow, RolloutStore, ROLLOUT_CAN_DECIDE,
 };
 use super::sql::{
     self, CHANNEL_COLS, DAILY_TABLES, DECISION_COLS, RELEASE_COLS, ROLLOUT_COLS, USER_TABLES,
@@ -253,6 +253,8 @@ pub const MIGRATIONS: &[&str] = &[
     alerts::MIGRATION,
     // 7: remote config revisions (`crate::store::config`), kept for history and rollback.
     config::MIGRATION,
+    // 8: release health: sessions ended by status, per report and per install and release.
+    super::rollout::SESSIONS_MIGRATION,
 ];
 
 const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (id, name, category, user_id, \
@@ -877,26 +879,50 @@ fn commit(c: &mut Connection, ch: RolloutChange) -> rusqlite::Result<bool> {
     Ok(true)
 }
 
+/// A row of [`sql::RELEASE_HEALTH`] / [`sql::RELEASE_HEALTH_OF`].
+fn release_health_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseHealthRow> {
+    let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+    Ok(ReleaseHealthRow {
+        app: r.get(0)?,
+        channel: r.get(1)?,
+        version: r.get(2)?,
+        installs: n(3)?,
+        active: n(4)?,
+        sessions: [n(5)?, n(6)?, n(7)?, n(8)?],
+        users: n(9)?,
+        users_crashed: n(10)?,
+    })
+}
+
 impl RolloutStore for SqliteStore {
     fn insert_health(&self, h: HealthRow) -> StoreFuture<'_, bool> {
+        let ended = h.session_ends;
         self.write(move |c| {
             let tx = c.transaction()?;
             let key = export::take_keys(&tx, "health_reports", 1)?;
             let n = tx.prepare_cached(
                 "INSERT OR IGNORE INTO health_reports (id, machine_id, app, version, channel, platform, \
                  arch, period_start, period_end, sessions, errors, crashes, boot_reverts, received, \
-                 export_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 export_seq, ended_ok, ended_errored, ended_crashed, ended_abnormal) VALUES (?1, ?2, ?3, ?4, \
+                 ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?
             .execute(params![h.id, h.machine_id, h.app, h.version, h.channel, h.platform, h.arch,
-                h.period_start_ms, h.period_end_ms, h.sessions, h.errors, h.crashes, h.boot_reverts, h.received_ms, key])?;
+                h.period_start_ms, h.period_end_ms, h.sessions, h.errors, h.crashes, h.boot_reverts, h.received_ms, key,
+                ended.map(|e| e[0]), ended.map(|e| e[1]), ended.map(|e| e[2]), ended.map(|e| e[3])])?;
             if n == 1 {
+                let e = ended.unwrap_or_default();
                 tx.prepare_cached(
-                    "INSERT INTO health_installs (app, channel, version, machine_id, errors, crashes, last_seen) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (app, channel, version, machine_id) DO UPDATE \
+                    "INSERT INTO health_installs (app, channel, version, machine_id, errors, crashes, last_seen, \
+                     ended_ok, ended_errored, ended_crashed, ended_abnormal) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (app, channel, version, machine_id) DO UPDATE \
                      SET errors = errors + excluded.errors, crashes = crashes + excluded.crashes, \
-                     last_seen = max(last_seen, excluded.last_seen)",
+                     last_seen = max(last_seen, excluded.last_seen), ended_ok = ended_ok + excluded.ended_ok, \
+                     ended_errored = ended_errored + excluded.ended_errored, \
+                     ended_crashed = ended_crashed + excluded.ended_crashed, \
+                     ended_abnormal = ended_abnormal + excluded.ended_abnormal",
                 )?
-                .execute(params![h.app, h.channel, h.version, h.machine_id, h.errors, h.crashes, h.received_ms])?;
+                .execute(params![h.app, h.channel, h.version, h.machine_id, h.errors, h.crashes, h.received_ms,
+                    e[0], e[1], e[2], e[3]])?;
             }
             tx.commit()?;
             Ok(n == 1)
@@ -921,6 +947,52 @@ impl RolloutStore for SqliteStore {
                     with_crashes: r.get::<_, i64>(2)? as u64,
                 })
             })
+        })
+    }
+
+    fn release_health(
+        &self,
+        active_since_ms: i64,
+        seen_since_ms: i64,
+    ) -> StoreFuture<'_, Vec<ReleaseHealthRow>> {
+        self.read(move |c| {
+            c.prepare_cached(sql::RELEASE_HEALTH)?
+                .query_map([active_since_ms, seen_since_ms], release_health_row)?
+                .collect()
+        })
+    }
+
+    fn release_health_of(
+        &self,
+        app: String,
+        channel: String,
+        version: String,
+        active_since_ms: i64,
+    ) -> StoreFuture<'_, ReleaseHealthRow> {
+        self.read(move |c| {
+            let row = c
+                .prepare_cached(sql::RELEASE_HEALTH_OF)?
+                .query_row(
+                    params![active_since_ms, app, channel, version],
+                    release_health_row,
+                )
+                .optional()?;
+            Ok(row.unwrap_or(ReleaseHealthRow {
+                app,
+                channel,
+                version,
+                ..ReleaseHealthRow::default()
+            }))
+        })
+    }
+
+    fn app_active_installs(&self, since_ms: i64) -> StoreFuture<'_, Vec<(String, u64)>> {
+        self.read(move |c| {
+            c.prepare_cached(sql::APP_ACTIVE_INSTALLS)?
+                .query_map([since_ms], |r| {
+                    Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                })?
+                .collect()
         })
     }
 

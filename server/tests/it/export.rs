@@ -258,6 +258,7 @@ impl Harness {
             errors: 1,
             crashes: 0,
             boot_reverts: 0,
+            session_ends: None,
         };
         let r = self
             .http

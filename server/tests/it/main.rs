@@ -32,6 +32,7 @@ mod ops_alerts;
 mod ops_grafana;
 mod ops_outbox;
 mod ops_prometheus;
+mod ops_sessions;
 mod release_export;
 mod release_publish_server;
 mod require_all;

@@ -30,6 +30,7 @@ fn health(id: u32, machine: u32, version: &str, errors: i64, crashes: i64, at: i
         errors,
         crashes,
         boot_reverts: 0,
+        session_ends: None,
         received_ms: at,
     }
 }

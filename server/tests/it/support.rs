@@ -445,6 +445,7 @@ pub fn health_report(
         errors,
         crashes,
         boot_reverts: 0,
+        session_ends: None,
     }
 }
 

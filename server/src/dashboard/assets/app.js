@@ -354,6 +354,14 @@
         : 'needs ' + int(min) + ' to decide');
     text(q('.r-health'), isNum(r.healthScore) ? nf1.format(r.healthScore) + ' / 100' : '—');
     text(q('.r-fallback'), r.fallbackVersion ? 'fallback ' + r.fallbackVersion : 'no fallback');
+    // Release health with sessions: null rates before any session ended.
+    const s = r.sessions || {};
+    text(q('.r-crash-free-sessions'), pct(r.crashFreeSessions));
+    text(q('.r-sessions'), ['ok', 'errored', 'crashed', 'abnormal']
+      .map((k) => int(s[k]) + ' ' + k).join(' · '));
+    text(q('.r-crash-free-users'), pct(r.crashFreeUsers));
+    text(q('.r-adoption'), 'adoption ' + pct(r.adoption) + ' (' + int(r.activeInstalls) + ' of '
+      + int(r.appActiveInstalls) + ' installs in 24 h)');
     fillRate(q('.r-errors'), r.installsWithErrors, r.errorRate, r.errorRateBounds,
       limits.maxErrorRate, r.totalInstalls, limits.minInstalls);
     fillRate(q('.r-crashes'), r.installsWithCrashes, r.crashRate, r.crashRateBounds,
