@@ -251,6 +251,9 @@ impl From<RolloutError> for ApiError {
                 Self::unavailable("a release public key could not be loaded").logging(&e)
             }
             RolloutError::Store(s) => Self::store(s),
+            RolloutError::Tree(_) => Self::unavailable("update tree unavailable")
+                .with_retry_after(1)
+                .logging(&e),
             RolloutError::Release(_) | RolloutError::Io { .. } => Self::internal(&e),
         }
     }

@@ -24,7 +24,7 @@ enum Command {
     /// Check a channel for an update, as a client would.
     Check(cli::check::Args),
     /// Run the server.
-    Serve(cli::serve::Args),
+    Serve(Box<cli::serve::Args>),
     /// Check, download, verify and apply an update into an install root.
     Update(cli::update::Args),
     /// Switch an install root back to its previous version.
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         Command::Keygen(a) => cli::keygen::run(a),
         Command::Release(c) => cli::release::run(c),
         Command::Check(a) => cli::block_on(cli::check::run(a)),
-        Command::Serve(a) => cli::block_on(cli::serve::run(a)),
+        Command::Serve(a) => cli::block_on(cli::serve::run(*a)),
         Command::Update(a) => cli::block_on(cli::update::run(a)),
         Command::Rollback(a) => cli::update::run_rollback(a),
         Command::Track(a) => cli::track::run_track(a),

@@ -27,7 +27,9 @@ use crate::store::{self, SharedStore, StoreError};
 pub mod conn;
 pub mod etag;
 pub mod files;
+mod objects;
 pub mod range;
+pub mod shared;
 pub mod tree;
 
 /// Server configuration.
@@ -82,6 +84,10 @@ pub struct ServerConfig {
     pub config_max_subscribers: usize,
     /// Per-client rate limit of the public write routes.
     pub rate_limit: crate::ratelimit::RateLimit,
+    /// The object store holding the update tree, shared by every server
+    /// (`--object-store URL`: `file:///path`, `s3://`, `gs://`, `az://`); `None`: the local
+    /// tree at `root`.
+    pub object_store: Option<String>,
     /// Lease of the rollout engine among servers sharing a PostgreSQL database
     /// (`--leader-lease`, 60 s): a dead leader's successor takes over within it.
     pub leader_lease: std::time::Duration,
@@ -113,6 +119,7 @@ impl Default for ServerConfig {
             config_max_subscribers: crate::config::DEFAULT_MAX_SUBSCRIBERS,
             rate_limit: crate::ratelimit::RateLimit::default(),
             leader_lease: crate::leader::DEFAULT_LEASE,
+            object_store: None,
         }
     }
 }
@@ -132,6 +139,9 @@ pub enum ServeError {
     /// The scheduled export's destination cannot be used.
     #[error("export: {0}")]
     Export(#[from] crate::export::ExportError),
+    /// The update tree's object store cannot be opened.
+    #[error("update tree object store: {0}")]
+    Tree(#[source] crate::export::ExportError),
     /// The config keys could not be loaded.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -159,18 +169,19 @@ impl App {
     /// load is an error; a key not configured only disables what needs it, 503) and builds
     /// the router. The rollout engine runs once the app is [spawned](App::spawn).
     pub fn new(config: &ServerConfig, store: SharedStore) -> Result<Self, ServeError> {
+        let tree = shared::UpdateTree::for_config(config).map_err(ServeError::Tree)?;
         let state = AppState::start(config, store);
-        let rollouts = Rollouts::new(config, &state)?;
+        let rollouts = Rollouts::new(config, &state, tree.clone())?;
         let configs =
             crate::config::ConfigService::new(config, state.store.clone(), state.tokens.clone())?;
         let router = analytics::routes(state.clone())
             .merge(crate::rollout::routes(rollouts.clone()))
             .merge(crate::config::routes(
                 configs.clone(),
-                files::routes(config.root.clone()),
+                files::tree_routes(tree.clone()),
             ))
             .merge(crate::dashboard::routes())
-            .merge(update_tree(config))
+            .merge(update_tree(tree))
             .layer(axum::middleware::from_fn_with_state(
                 crate::ratelimit::RateLimiter::new(config.rate_limit.clone()),
                 crate::ratelimit::layer,
@@ -257,8 +268,8 @@ async fn serve_connections(
 }
 
 /// The update tree under `/updates/` and at the root, and `/healthz`.
-fn update_tree(config: &ServerConfig) -> Router {
-    let tree = files::routes(config.root.clone());
+fn update_tree(tree: shared::UpdateTree) -> Router {
+    let tree = files::tree_routes(tree);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .nest_service("/updates", tree.clone())

@@ -129,6 +129,11 @@ pub struct Args {
     /// only from --trusted-proxy peers.
     #[arg(long, requires = "trusted_proxies")]
     pub trusted_proxy_header: Option<axum::http::HeaderName>,
+    /// Object store holding the update tree, shared by several servers: `file:///path`,
+    /// `s3://bucket/prefix` (AWS_* variables; AWS_ENDPOINT for an S3-compatible server),
+    /// `gs://`, `az://`. Default: the local tree at --root.
+    #[arg(long, env = "RAILGUN_OBJECT_STORE")]
+    pub object_store: Option<String>,
     /// Seconds of the rollout engine's lease among servers sharing a PostgreSQL database:
     /// one server runs the engine and sends the alerts; when it dies another takes over
     /// within this time. Ignored on SQLite (one server).
@@ -213,6 +218,7 @@ pub async fn run(a: Args) -> CliResult {
             ..RateLimit::default()
         },
         leader_lease: a.leader_lease,
+        object_store: a.object_store,
         ..ServerConfig::default()
     };
     if config.dev {

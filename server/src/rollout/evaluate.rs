@@ -98,9 +98,8 @@ impl Rollouts {
                 return Ok(());
             }
         }
-        let path = self.channel_path(&ch.app, &ch.channel);
-        let on_disk = tokio::fs::read(&path).await.ok();
-        if on_disk.as_deref() != Some(ch.envelope.as_bytes()) {
+        let served = self.served_channel(&ch.app, &ch.channel).await?;
+        if served.as_deref() != Some(ch.envelope.as_bytes()) {
             self.write_channel(&ch.app, &ch.channel, ch.envelope.clone().into_bytes())
                 .await?;
         }

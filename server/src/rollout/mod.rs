@@ -57,7 +57,8 @@ use crate::alerts::{Alert, AlertKind, Alerter};
 use crate::analytics::AppState;
 use crate::auth::Tokens;
 use crate::leader::{Fence, Leadership};
-use crate::release::{sign_channel_state, write_atomic, ChannelStages, ReleaseError};
+use crate::release::{sign_channel_state, ChannelStages, ReleaseError};
+use crate::serve::shared::{SharedTreeError, UpdateTree};
 use crate::serve::ServerConfig;
 use crate::store::rollout::{from_ms, to_ms, ChannelRow, HealthRow, RolloutChange, RolloutRow};
 use crate::store::{SharedStore, StoreError};
@@ -116,6 +117,9 @@ pub enum RolloutError {
     /// Signing or writing the tree failed.
     #[error(transparent)]
     Release(#[from] ReleaseError),
+    /// The update tree (local or in the object store) could not be read or written.
+    #[error(transparent)]
+    Tree(#[from] SharedTreeError),
     /// The manifest envelope does not verify with the release keys.
     #[error("manifest signature: {0}")]
     Signature(#[source] DsseError),
@@ -321,6 +325,8 @@ struct Inner {
     metrics: Arc<crate::metrics::Metrics>,
     tokens: Tokens,
     root: PathBuf,
+    /// Where manifests, artifacts and channel states are written (local or shared).
+    tree: UpdateTree,
     signer: Result<PrivateKey, String>,
     release_keys: Result<TrustedKeys, String>,
     expiry: Duration,
@@ -391,15 +397,20 @@ fn load_release_keys(config: &ServerConfig) -> Result<Result<TrustedKeys, String
 impl Rollouts {
     /// The service over `state`'s store, clock, tokens and alerter. Key files named in the
     /// config must load; a missing key only disables what needs it (503).
-    pub fn new(config: &ServerConfig, state: &AppState) -> Result<Self, RolloutError> {
+    pub fn new(
+        config: &ServerConfig,
+        state: &AppState,
+        tree: UpdateTree,
+    ) -> Result<Self, RolloutError> {
         let signer = load_signer(config)?;
         let release_keys = load_release_keys(config)?;
-        Ok(Self::build(config, state, signer, release_keys))
+        Ok(Self::build(config, state, tree, signer, release_keys))
     }
 
     fn build(
         config: &ServerConfig,
         state: &AppState,
+        tree: UpdateTree,
         signer: Result<PrivateKey, String>,
         release_keys: Result<TrustedKeys, String>,
     ) -> Self {
@@ -412,6 +423,7 @@ impl Rollouts {
                 metrics: state.metrics.clone(),
                 tokens: state.tokens.clone(),
                 root: config.root.clone(),
+                tree,
                 signer,
                 release_keys,
                 expiry: expiry.max(Duration::minutes(2)),
@@ -436,6 +448,10 @@ impl Rollouts {
 
     pub(crate) fn root(&self) -> &Path {
         &self.inner.root
+    }
+
+    pub(crate) fn tree(&self) -> &UpdateTree {
+        &self.inner.tree
     }
 
     pub(crate) fn store(&self) -> &SharedStore {

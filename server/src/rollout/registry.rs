@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::{check_names, RolloutError, RolloutStatus, Rollouts};
+use crate::serve::shared::UpdateTree;
 use crate::store::rollout::{to_ms, ReleaseRow};
 
 /// Largest Sigstore bundle accepted as an upload.
@@ -158,17 +159,20 @@ fn expected_files(m: &ReleaseManifest) -> Result<Vec<(String, Expected)>, Rollou
 
 /// File names of the release not (yet) in the tree: absent, or an artifact of the wrong
 /// size (digests are checked when a file is uploaded or published).
-pub async fn missing_artifacts(root: &Path, rel: &ReleaseRow) -> Result<Vec<String>, RolloutError> {
+pub async fn missing_artifacts(
+    tree: &UpdateTree,
+    rel: &ReleaseRow,
+) -> Result<Vec<String>, RolloutError> {
     let m = manifest_of(rel)?;
-    let dir = release_dir(root, &rel.app, &rel.version);
     let mut missing = Vec::new();
     for (name, exp) in expected_files(&m)? {
-        let present = match tokio::fs::metadata(dir.join(&name)).await {
-            Ok(md) => match exp {
-                Expected::Artifact { size, .. } => md.is_file() && md.len() == size,
-                Expected::Bundle => md.is_file(),
-            },
-            Err(_) => false,
+        let size = tree
+            .size(&[&rel.app, "releases", &rel.version, &name])
+            .await?;
+        let present = match (size, exp) {
+            (Some(len), Expected::Artifact { size, .. }) => len == size,
+            (Some(_), Expected::Bundle) => true,
+            (None, _) => false,
         };
         if !present {
             missing.push(name);
@@ -238,17 +242,13 @@ impl Rollouts {
             Some(_) => false,
             None => true,
         };
-        let dir = release_dir(self.root(), &app, &version);
-        let on_disk = tokio::fs::read(dir.join("manifest.json")).await.ok();
-        if on_disk.as_deref() != Some(text.as_bytes()) {
+        let manifest_rel = [app.as_str(), "releases", version.as_str(), "manifest.json"];
+        let served = self.tree().read(&manifest_rel).await?;
+        if served.as_deref() != Some(text.as_bytes()) {
             // New, or the tree lost it (same digest as registered, so the same bytes).
-            let path = dir.join("manifest.json");
-            let b = text.clone().into_bytes();
-            tokio::task::spawn_blocking(move || crate::release::write_atomic(&path, &b))
-                .await
-                .map_err(|e| {
-                    RolloutError::Store(crate::store::StoreError::Task(e.to_string()))
-                })??;
+            self.tree()
+                .write(&manifest_rel, text.clone().into_bytes())
+                .await?;
         }
         let mut row = existing.unwrap_or(ReleaseRow {
             app: app.clone(),
@@ -261,7 +261,7 @@ impl Rollouts {
             pending_percentage: None,
             pending_fallback: None,
         });
-        let missing = missing_artifacts(self.root(), &row).await?;
+        let missing = missing_artifacts(self.tree(), &row).await?;
         let started = self
             .store()
             .get_rollout(app.clone(), channel.clone(), version.clone())
@@ -385,12 +385,13 @@ impl Rollouts {
                 });
             }
         }
-        let dst = dir.join(file);
-        tokio::fs::rename(&tmp_path, &dst).await.at(&dst)?;
+        self.tree()
+            .store_file(&tmp_path, &[app, "releases", version, file])
+            .await?;
         guard.0 = None;
         tracing::info!(%app, %version, %file, size, "artifact stored");
 
-        let missing = missing_artifacts(self.root(), &rel).await?;
+        let missing = missing_artifacts(self.tree(), &rel).await?;
         if missing.is_empty() {
             let _g = self.inner.lock.lock().await;
             let fresh = self.store().get_release(app.into(), version.into()).await?;

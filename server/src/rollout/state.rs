@@ -113,8 +113,13 @@ impl Rollouts {
         })
     }
 
-    pub(super) fn channel_path(&self, app: &str, channel: &str) -> PathBuf {
-        self.inner.root.join(app).join(channel).join("channel.json")
+    /// The channel state's bytes as the update tree serves them, if any.
+    pub(super) async fn served_channel(
+        &self,
+        app: &str,
+        channel: &str,
+    ) -> Result<Option<Vec<u8>>, RolloutError> {
+        Ok(self.tree().read(&[app, channel, "channel.json"]).await?)
     }
 
     /// The sequence of the `channel.json` on disk when it is signed by the rollout key (a
@@ -124,7 +129,7 @@ impl Rollouts {
         let Ok(key) = self.signer() else {
             return 0;
         };
-        let Ok(bytes) = tokio::fs::read(self.channel_path(app, channel)).await else {
+        let Ok(Some(bytes)) = self.served_channel(app, channel).await else {
             return 0;
         };
         verify_channel(&bytes, key.public_key())
@@ -207,10 +212,9 @@ impl Rollouts {
         channel: &str,
         bytes: Vec<u8>,
     ) -> Result<(), RolloutError> {
-        let path = self.channel_path(app, channel);
-        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
-            .await
-            .map_err(|e| RolloutError::Store(StoreError::Task(e.to_string())))??;
+        self.tree()
+            .write(&[app, channel, "channel.json"], bytes)
+            .await?;
         Ok(())
     }
 
@@ -324,7 +328,7 @@ impl Rollouts {
                 rel.channel
             )));
         }
-        let missing = registry::missing_artifacts(self.root(), &rel).await?;
+        let missing = registry::missing_artifacts(self.tree(), &rel).await?;
         if !missing.is_empty() {
             return Err(RolloutError::Conflict(format!(
                 "artifacts missing for {app} {version}: {}",

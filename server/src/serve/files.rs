@@ -45,6 +45,17 @@ pub fn routes(root: PathBuf) -> Router {
         .with_state(Arc::new(root))
 }
 
+/// The router of `tree`: from its object store when it has one (every server answers the
+/// same bytes and tags), else from the local folder ([`routes`]).
+pub fn tree_routes(tree: super::shared::UpdateTree) -> Router {
+    match tree.objects() {
+        Some(store) => Router::new()
+            .fallback(super::objects::serve_object)
+            .with_state(store.clone()),
+        None => routes(tree.root().to_path_buf()),
+    }
+}
+
 /// The components of the tree path a request path names, decoded; `None` for anything
 /// refused (see the module docs).
 pub fn request_components(uri_path: &str) -> Option<Vec<String>> {
@@ -220,25 +231,25 @@ async fn body(opened: Opened, start: u64, n: u64) -> Body {
     ))
 }
 
-fn not_found() -> Response {
+pub(super) fn not_found() -> Response {
     ApiError::not_found("no such file").into_response()
 }
 
 /// A status without a body, with the validators.
-fn bare(status: StatusCode, v: &Validator) -> Response {
+pub(super) fn bare(status: StatusCode, v: &Validator) -> Response {
     let mut res = status.into_response();
     validators(&mut res, v);
     res
 }
 
-fn validators(res: &mut Response, v: &Validator) {
+pub(super) fn validators(res: &mut Response, v: &Validator) {
     insert(res, ETAG, &v.etag);
     if let Some(lm) = v.last_modified_header() {
         insert(res, LAST_MODIFIED, &lm);
     }
 }
 
-fn insert(res: &mut Response, name: axum::http::HeaderName, value: &str) {
+pub(super) fn insert(res: &mut Response, name: axum::http::HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         res.headers_mut().insert(name, v);
     }

@@ -40,6 +40,7 @@ mod rollout_engine;
 mod rollout_scale;
 mod rollout_store;
 mod scale_leader;
+mod scale_tree;
 mod serve_etag;
 mod spec_contract;
 mod store_unavailable;

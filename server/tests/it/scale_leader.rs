@@ -199,6 +199,29 @@ impl Cluster {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// `GET path` on server `i` with `headers`: the status, `ETag` and body.
+    pub async fn get(
+        &self,
+        i: usize,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, String, Vec<u8>) {
+        let mut rq = self.http.get(format!("{}{path}", self.url(i)));
+        for (k, v) in headers {
+            rq = rq.header(*k, *v);
+        }
+        let r = within("get", rq.send()).await.expect("get");
+        let status = r.status().as_u16();
+        let tag = r
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = within("body", r.bytes()).await.expect("body").to_vec();
+        (status, tag, body)
+    }
+
     /// `GET path` on server `i` with the read token, as JSON.
     pub async fn read(&self, i: usize, path: &str) -> Value {
         let rq = self

@@ -385,14 +385,24 @@ impl Drop for TestServer {
 /// Builds and signs with `key` a release of `r.version` with one artifact
 /// (`{app}-{version}-linux-x64.tar.gz`, `r.size` bytes of text) in a new folder under `parent`.
 pub fn signed_release(parent: &Path, r: &ReleaseSpec<'_>, key: &PrivateKey) -> SignedRelease {
-    let work = parent.join(format!("build-{}-{}", r.version, uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&work).expect("mkdir");
-    let file = format!("{}-{}-linux-x64.tar.gz", r.app, r.version);
     let bytes: Vec<u8> = format!("payload of {} ", r.version)
         .bytes()
         .cycle()
         .take(r.size)
         .collect();
+    signed_release_with(parent, r, key, bytes)
+}
+
+/// [`signed_release`] with the artifact's bytes given (`r.size` is not used).
+pub fn signed_release_with(
+    parent: &Path,
+    r: &ReleaseSpec<'_>,
+    key: &PrivateKey,
+    bytes: Vec<u8>,
+) -> SignedRelease {
+    let work = parent.join(format!("build-{}-{}", r.version, uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&work).expect("mkdir");
+    let file = format!("{}-{}-linux-x64.tar.gz", r.app, r.version);
     std::fs::write(work.join(&file), &bytes).expect("write");
     let manifest = build_manifest(&ManifestSpec {
         app: r.app.into(),

@@ -1,0 +1,261 @@
+//! Scale-out, one update tree: three real `railgun serve` processes on one PostgreSQL
+//! database and one object store (`--object-store file:///…`), each with an empty local
+//! `--root`. A release published through the first is checked, downloaded with `Range` and
+//! installed through the other two (same bytes, same `ETag`s); the halt the leading engine
+//! decides reaches the clients of every server.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::Utc;
+use railgun_core::update::InstallRoot;
+use railgun_core::update::RolloutPolicy;
+use railgun_core::Version;
+use railgun_server::rollout::verify_channel;
+use serde_json::{json, Value};
+
+use crate::scale_leader::Cluster;
+use crate::support::{signed_release_with, utf8, within, ReleaseSpec, ADMIN};
+
+/// Noise that does not compress (the artifact stays above the hashed-document size).
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A tar.gz app of one file, larger than 1 MiB.
+fn app_tar_gz() -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    let data = noise(7, 1_300_000);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(1_700_000_000);
+    h.set_cksum();
+    tar.append_data(&mut h, "app/main.js", &data[..])
+        .expect("append");
+    tar.into_inner().expect("tar").finish().expect("gz")
+}
+
+/// `railgun ARGS…` (a client command), its JSON output.
+async fn railgun(args: Vec<String>) -> Value {
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_railgun"))
+            .args(&args)
+            .output()
+            .expect("run railgun")
+    })
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// The client flags of `check` / `update` against `url`, trusting the release key
+/// `pubkey` and the rollout key `rollout_pub`.
+fn client(url: &str, pubkey: &Path, rollout_pub: &Path) -> Vec<String> {
+    [
+        "--url",
+        url,
+        "--app",
+        "demo",
+        "--channel",
+        "beta",
+        "--json",
+        "--install-id",
+        "install-1",
+        "--public-key",
+        utf8(pubkey),
+        "--rollout-public-key",
+        utf8(rollout_pub),
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_servers_share_one_tree_in_an_object_store() {
+    let objects = tempfile::tempdir().expect("tempdir");
+    let url = url::Url::from_directory_path(objects.path())
+        .expect("file url")
+        .to_string();
+    let Some(c) = Cluster::start(
+        "scale",
+        3,
+        |s, i| s.dir.path().join(format!("staging-{i}")),
+        &["--object-store", &url],
+    )
+    .await
+    else {
+        return;
+    };
+    c.leader(Duration::from_secs(30)).await;
+    let bytes = app_tar_gz();
+    assert!(bytes.len() > 1 << 20);
+    let release = signed_release_with(
+        c.setup.dir.path(),
+        &ReleaseSpec {
+            app: "demo",
+            channel: "beta",
+            version: "1.1.0",
+            policy: Some(RolloutPolicy {
+                min_installs: 5,
+                ..RolloutPolicy::default()
+            }),
+            released_at: Utc::now(),
+            size: 0,
+            base_url: None,
+        },
+        &c.setup.release_key,
+        bytes.clone(),
+    );
+
+    // Published through server 0: the manifest, then the artifact.
+    let (status, v) = c
+        .admin(
+            0,
+            "/admin/releases",
+            json!({"manifest": release.envelope, "start": true}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["missingArtifacts"], json!([release.file]), "{v}");
+    let put = c
+        .http
+        .put(format!(
+            "{}/admin/releases/demo/1.1.0/artifacts/{}",
+            c.url(0),
+            release.file
+        ))
+        .bearer_auth(ADMIN)
+        .body(bytes.clone());
+    let r = within("upload", put.send()).await.expect("upload");
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["rollout"]["status"], "active", "{v}");
+    // Nothing in the servers' own folders: the tree is the store.
+    for i in 0..3 {
+        let staging = c.setup.dir.path().join(format!("staging-{i}"));
+        let files: Vec<_> = walk(&staging);
+        assert!(files.is_empty(), "server {i} wrote locally: {files:?}");
+    }
+
+    // Every server serves the same channel state, with the same tag.
+    let rollout_pub = c.setup.rollout_key.public_key().clone();
+    let mut tags = Vec::new();
+    let mut states = Vec::new();
+    for i in 0..3 {
+        let r = c.get(i, "/updates/demo/beta/channel.json", &[]).await;
+        assert_eq!(r.0, 200);
+        tags.push(r.1.clone());
+        states.push(r.2.clone());
+    }
+    assert!(tags.windows(2).all(|w| w[0] == w[1]), "{tags:?}");
+    assert!(states.windows(2).all(|w| w[0] == w[1]));
+    let first = verify_channel(&states[0], &rollout_pub).expect("signed state");
+    assert_eq!(first.release.version.to_string(), "1.1.0");
+
+    // The artifact: whole through server 1, two ranges through server 2 under If-Range.
+    let path = format!("/updates/demo/releases/1.1.0/{}", release.file);
+    let (status, tag1, whole) = c.get(1, &path, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(whole, bytes);
+    let (status, tag2, head) = c.get(2, &path, &[("range", "bytes=0-999")]).await;
+    assert_eq!((status, &tag2), (206, &tag1));
+    let (status, _, tail) = c
+        .get(2, &path, &[("range", "bytes=1000-"), ("if-range", &tag1)])
+        .await;
+    assert_eq!(status, 206);
+    assert_eq!([head, tail].concat(), bytes);
+    let (status, _, _) = c.get(0, &path, &[("if-none-match", &tag1)]).await;
+    assert_eq!(status, 304, "the tag of server 1 is server 0's too");
+
+    // A client checks through server 1 and installs through server 2.
+    let pubkey = c.setup.dir.path().join("release.pub");
+    let rollout_pubkey = c.setup.dir.path().join("rollout.pub");
+    std::fs::write(&rollout_pubkey, rollout_pub.to_pem()).expect("rollout.pub");
+    let mut args = vec!["check".to_string()];
+    args.extend(client(&c.url(1), &pubkey, &rollout_pubkey));
+    args.extend(["--current-version".into(), "1.0.0".into()]);
+    let check = railgun(args).await;
+    assert_eq!(
+        (&check["update"], &check["version"]),
+        (&json!(true), &json!("1.1.0")),
+        "{check}"
+    );
+    let install = c.setup.dir.path().join("install");
+    let mut args = vec!["update".to_string()];
+    args.extend(client(&c.url(2), &pubkey, &rollout_pubkey));
+    args.extend([
+        "--current-version".into(),
+        "1.0.0".into(),
+        "--install-root".into(),
+        utf8(&install).into(),
+        "--state".into(),
+        utf8(&c.setup.dir.path().join("client-state")).into(),
+    ]);
+    let up = railgun(args).await;
+    assert_eq!(up["version"], "1.1.0", "{up}");
+    assert_eq!(
+        InstallRoot::new(&install).current_version(),
+        Some(Version::new(1, 1, 0))
+    );
+
+    // Installs report errors through server 2: the leader halts, and every server serves the
+    // halted state at once.
+    c.report_errors(2, "beta", "1.1.0", 12).await;
+    c.until_halted(0, "beta", "1.1.0").await;
+    for i in 0..3 {
+        let state = within("halt reaches every server", async {
+            loop {
+                let (_, _, b) = c.get(i, "/updates/demo/beta/channel.json", &[]).await;
+                let s = verify_channel(&b, &rollout_pub).expect("signed state");
+                if s.sequence > first.sequence {
+                    return s;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert_eq!(
+            serde_json::to_value(state.rollout.status).expect("status"),
+            "halted"
+        );
+    }
+    let mut args = vec!["check".to_string()];
+    args.extend(client(&c.url(1), &pubkey, &rollout_pubkey));
+    args.extend(["--current-version".into(), "1.0.0".into()]);
+    let check = railgun(args).await;
+    assert_eq!(check["update"], false, "{check}");
+    assert_eq!(check["rollout"]["status"], "halted", "{check}");
+}
+
+/// Every regular file under `dir` (none when it does not exist).
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
