@@ -18,14 +18,25 @@
 //! It refuses: a base that differs from the recorded one, a patch that is not a zstd frame
 //! for that base, a result of any other size or digest, and windows beyond what the recorded
 //! sizes need (memory is bounded by the signed manifest, not by the patch).
+//!
+//! The client's side also lives here: [`KeptBase`] keeps one copy of the installed
+//! artifact under the updater's data dir (the base the next patch applies to) and notices a
+//! copy modified since it was kept; [`apply_to_file`] writes a patched payload as a file of
+//! the artifact's format (a `tar.gz` result is the verified tar in a stored, uncompressed
+//! gzip stream, so the installer reads it like any `tar.gz`); [`FallbackReason`] is the
+//! stable code an update reports when it falls back to the full artifact. The order of the
+//! steps (patch chosen from the signed manifest, base checked, patch downloaded and its
+//! digest checked, then applied, then the result checked) is the updater's.
 
 use std::fs;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+use semver::Version;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::manifest::{Format, Patch, MAX_ARTIFACT_SIZE};
+use super::manifest::{Arch, Artifact, Format, Patch, Platform, MAX_ARTIFACT_SIZE};
 
 /// zstd level patches are made with (19: small patches; made once, applied many times).
 pub const PATCH_LEVEL: i32 = 19;
@@ -118,19 +129,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// itself otherwise. Refuses payloads above [`MAX_ARTIFACT_SIZE`].
 pub fn read_payload(path: &Path, format: Format) -> Result<Vec<u8>, DeltaError> {
     let file = fs::File::open(path).map_err(at(path))?;
-    let mut out = Vec::new();
-    let limit = MAX_ARTIFACT_SIZE + 1;
-    let n = match format {
-        Format::TarGz => flate2::read::GzDecoder::new(BufReader::new(file))
-            .take(limit)
-            .read_to_end(&mut out),
-        _ => file.take(limit).read_to_end(&mut out),
-    }
-    .map_err(at(path))?;
-    if n as u64 > MAX_ARTIFACT_SIZE {
-        return Err(DeltaError::TooLarge(path.to_path_buf()));
-    }
-    Ok(out)
+    read_payload_from(file, format, path)
 }
 
 /// The window log a patch from `base_size` to `result_size` bytes needs (base and result
@@ -217,6 +216,416 @@ pub fn apply_patch(
         });
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The client's side: when to try a patch, the kept base, applying into staging.
+
+/// Folder of the kept base, under the updater's data dir.
+pub const BASE_DIR: &str = "delta-base";
+/// The kept base's record (what it is a copy of, and its digest when it was kept).
+const BASE_RECORD: &str = "base.json";
+/// Default largest patch, as a share of the full artifact's size.
+pub const DEFAULT_MAX_PATCH_SHARE: f64 = 0.5;
+
+/// When the updater tries a patch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeltaConfig {
+    /// Try patches at all (default true).
+    pub enabled: bool,
+    /// A patch larger than this share of the full artifact is not worth its risk: the full
+    /// artifact is downloaded instead (default 0.5).
+    pub max_patch_share: f64,
+}
+
+impl Default for DeltaConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_patch_share: DEFAULT_MAX_PATCH_SHARE,
+        }
+    }
+}
+
+/// Why an update that had a patch for the installed version used the full artifact. The
+/// wire form (`update-delta-fallback` events, `railgun update --json`) is the kebab-case
+/// name, stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FallbackReason {
+    /// No copy of the installed version's artifact is kept (first update, or another
+    /// installer put the running version there).
+    NoBase,
+    /// The kept copy changed since it was kept.
+    BaseModified,
+    /// The patch was made for another build of the installed version.
+    BaseMismatch,
+    /// The patch is larger than the configured share of the full artifact.
+    PatchTooLarge,
+    /// A Sigstore bundle signs the artifact's bytes, which a patch of a `tar.gz` does not
+    /// reproduce (it produces the tar inside): only the full artifact can be checked.
+    SigstoreNeedsArtifact,
+    /// The manifest says the patch produces something other than the artifact (a format
+    /// whose payload is the file itself).
+    ResultNotArtifact,
+    /// The patch could not be downloaded (network, HTTP status, disk).
+    PatchDownloadFailed,
+    /// The patch's bytes are not the size or SHA-256 the signed manifest pins (tampered or
+    /// corrupted): refused before it was applied.
+    PatchDigestMismatch,
+    /// The patch does not decode against the base.
+    PatchCorrupt,
+    /// Applying the patch would produce more than the recorded result size.
+    ResultTooLarge,
+    /// The patched result is not the size or SHA-256 the signed manifest records.
+    ResultMismatch,
+    /// Reading the base or writing the result failed.
+    IoError,
+}
+
+impl FallbackReason {
+    /// The stable code.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FallbackReason::NoBase => "no-base",
+            FallbackReason::BaseModified => "base-modified",
+            FallbackReason::BaseMismatch => "base-mismatch",
+            FallbackReason::PatchTooLarge => "patch-too-large",
+            FallbackReason::SigstoreNeedsArtifact => "sigstore-needs-artifact",
+            FallbackReason::ResultNotArtifact => "result-not-artifact",
+            FallbackReason::PatchDownloadFailed => "patch-download-failed",
+            FallbackReason::PatchDigestMismatch => "patch-digest-mismatch",
+            FallbackReason::PatchCorrupt => "patch-corrupt",
+            FallbackReason::ResultTooLarge => "result-too-large",
+            FallbackReason::ResultMismatch => "result-mismatch",
+            FallbackReason::IoError => "io-error",
+        }
+    }
+
+    /// The reason an apply error gives.
+    pub fn of(e: &DeltaError) -> Self {
+        match e {
+            DeltaError::BaseMismatch { .. } => FallbackReason::BaseMismatch,
+            DeltaError::Decode(_) | DeltaError::Zstd(_) => FallbackReason::PatchCorrupt,
+            DeltaError::ResultTooLarge { .. } => FallbackReason::ResultTooLarge,
+            DeltaError::ResultMismatch { .. } => FallbackReason::ResultMismatch,
+            DeltaError::Io { .. } | DeltaError::TooLarge(_) => FallbackReason::IoError,
+        }
+    }
+}
+
+impl std::fmt::Display for FallbackReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Checks that need no download: the patch is small enough, and its result can be checked
+/// like the artifact (`sigstore_checks`: a verifier will check the artifact's digest).
+pub fn precheck(
+    patch: &Patch,
+    artifact: &Artifact,
+    config: &DeltaConfig,
+    sigstore_checks: bool,
+) -> Result<(), (FallbackReason, String)> {
+    let limit = artifact.size as f64 * config.max_patch_share;
+    if patch.size as f64 > limit {
+        return Err((
+            FallbackReason::PatchTooLarge,
+            format!(
+                "the patch ({} bytes) is larger than {} % of the artifact ({} bytes)",
+                patch.size,
+                config.max_patch_share * 100.0,
+                artifact.size
+            ),
+        ));
+    }
+    let payload_is_file = artifact.format != Format::TarGz;
+    if payload_is_file
+        && (patch.result_sha256 != artifact.sha256 || patch.result_size != artifact.size)
+    {
+        return Err((
+            FallbackReason::ResultNotArtifact,
+            format!(
+                "the patch produces {} bytes sha256 {}, the artifact is {} bytes sha256 {}",
+                patch.result_size, patch.result_sha256, artifact.size, artifact.sha256
+            ),
+        ));
+    }
+    if !payload_is_file && sigstore_checks {
+        return Err((
+            FallbackReason::SigstoreNeedsArtifact,
+            "the artifact's Sigstore bundle signs the tar.gz, a patch produces the tar inside"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What the kept base is a copy of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BaseRecord {
+    version: Version,
+    platform: Platform,
+    arch: Arch,
+    format: Format,
+    /// The file's name inside [`BASE_DIR`].
+    file: String,
+    /// The file's size and SHA-256 when it was kept.
+    size: u64,
+    sha256: String,
+}
+
+/// One copy of the installed version's artifact (or of a file of its format holding the
+/// same payload) in `<data_dir>/delta-base/`, the base the next patch applies to. At most
+/// one version is kept: keeping a new one removes the old.
+#[derive(Debug, Clone)]
+pub struct KeptBase {
+    dir: PathBuf,
+}
+
+/// A base about to be kept: linked in before the install (which may move the staged
+/// file), recorded only after the install succeeded ([`KeptBase::commit`]).
+#[derive(Debug)]
+pub struct PendingBase {
+    path: PathBuf,
+    record: BaseRecord,
+}
+
+impl KeptBase {
+    /// The kept base of the updater whose data dir is `data_dir`.
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            dir: data_dir.join(BASE_DIR),
+        }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn record(&self) -> Option<BaseRecord> {
+        let bytes = fs::read(self.dir.join(BASE_RECORD)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Puts `staged` (a verified file of `artifact`'s format for `version`, `size` bytes
+    /// with SHA-256 `sha256`) beside the kept base as a hard link (a copy across file
+    /// systems), so the install may consume the staged file.
+    pub fn prepare(
+        &self,
+        staged: &Path,
+        version: &Version,
+        artifact: &Artifact,
+        size: u64,
+        sha256: &[u8; 32],
+    ) -> Result<PendingBase, DeltaError> {
+        fs::create_dir_all(&self.dir).map_err(at(&self.dir))?;
+        let file = format!("{version}.{}", artifact.format.as_str());
+        let path = self.dir.join(format!(".pending-{file}"));
+        let _ = fs::remove_file(&path);
+        if fs::hard_link(staged, &path).is_err() {
+            fs::copy(staged, &path).map_err(at(&path))?;
+        }
+        Ok(PendingBase {
+            path,
+            record: BaseRecord {
+                version: version.clone(),
+                platform: artifact.platform,
+                arch: artifact.arch,
+                format: artifact.format,
+                file,
+                size,
+                sha256: hex::encode(sha256),
+            },
+        })
+    }
+
+    /// Makes `pending` the kept base (after its install succeeded) and removes the old one.
+    pub fn commit(&self, pending: PendingBase) -> Result<(), DeltaError> {
+        let old = self.record();
+        let final_path = self.dir.join(&pending.record.file);
+        fs::rename(&pending.path, &final_path).map_err(at(&final_path))?;
+        let json = serde_json::to_vec(&pending.record).map_err(|e| DeltaError::Io {
+            path: self.dir.join(BASE_RECORD),
+            source: io::Error::other(e),
+        })?;
+        let tmp = self.dir.join(format!(".{BASE_RECORD}.tmp"));
+        fs::write(&tmp, json).map_err(at(&tmp))?;
+        let record = self.dir.join(BASE_RECORD);
+        fs::rename(&tmp, &record).map_err(at(&record))?;
+        if let Some(old) = old.filter(|o| o.file != pending.record.file) {
+            let _ = fs::remove_file(self.dir.join(old.file));
+        }
+        Ok(())
+    }
+
+    /// Drops a base that was not installed.
+    pub fn abandon(&self, pending: PendingBase) {
+        let _ = fs::remove_file(pending.path);
+    }
+
+    /// The payload of the kept base for `patch`: refused when no base of the patch's
+    /// version/platform/arch/format is kept ([`FallbackReason::NoBase`]), when the copy
+    /// changed since it was kept ([`FallbackReason::BaseModified`]), or when it is not the
+    /// payload the patch was made for ([`FallbackReason::BaseMismatch`]). One pass over the
+    /// file: its digest and the payload's are computed while it is read.
+    pub fn load(&self, patch: &Patch) -> Result<Vec<u8>, (FallbackReason, String)> {
+        let Some(rec) = self.record() else {
+            return Err((
+                FallbackReason::NoBase,
+                format!("no copy of {}'s artifact is kept", patch.from),
+            ));
+        };
+        if rec.version != patch.from
+            || rec.platform != patch.platform
+            || rec.arch != patch.arch
+            || rec.format != patch.format
+        {
+            return Err((
+                FallbackReason::NoBase,
+                format!(
+                    "the kept copy is of {} {}/{}/{}, the patch applies to {} {}/{}/{}",
+                    rec.version,
+                    rec.platform,
+                    rec.arch,
+                    rec.format,
+                    patch.from,
+                    patch.platform,
+                    patch.arch,
+                    patch.format
+                ),
+            ));
+        }
+        let path = self.dir.join(&rec.file);
+        let io = |e: DeltaError| (FallbackReason::IoError, e.to_string());
+        let file = fs::File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => (
+                FallbackReason::NoBase,
+                format!("the kept copy {} is missing", path.display()),
+            ),
+            _ => io(DeltaError::Io {
+                path: path.clone(),
+                source: e,
+            }),
+        })?;
+        let mut reader = HashingReader {
+            inner: file,
+            hasher: Sha256::new(),
+            read: 0,
+        };
+        let payload = read_payload_from(&mut reader, rec.format, &path);
+        // Drain what the decoder left (a trailer) so the file's digest covers every byte.
+        let drained = io::copy(&mut reader, &mut io::sink()).map_err(at(&path));
+        let (file_size, file_sha256) = (reader.read, hex::encode(reader.hasher.finalize()));
+        if file_size != rec.size || file_sha256 != rec.sha256 {
+            return Err((
+                FallbackReason::BaseModified,
+                format!(
+                    "the kept copy {} changed since it was kept: {} bytes sha256 {}, was {} bytes sha256 {}",
+                    path.display(),
+                    file_size,
+                    file_sha256,
+                    rec.size,
+                    rec.sha256
+                ),
+            ));
+        }
+        let payload = payload.map_err(io)?;
+        drained.map_err(io)?;
+        check_base(patch, &payload).map_err(|e| (FallbackReason::BaseMismatch, e.to_string()))?;
+        Ok(payload)
+    }
+}
+
+/// Counts and hashes what is read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    read: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Counts and hashes what is written through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The payload read from `r` (a file of `format`), refusing more than [`MAX_ARTIFACT_SIZE`].
+fn read_payload_from(r: impl Read, format: Format, path: &Path) -> Result<Vec<u8>, DeltaError> {
+    let mut out = Vec::new();
+    let limit = MAX_ARTIFACT_SIZE + 1;
+    let n = match format {
+        Format::TarGz => flate2::read::GzDecoder::new(BufReader::new(r))
+            .take(limit)
+            .read_to_end(&mut out),
+        _ => BufReader::new(r).take(limit).read_to_end(&mut out),
+    }
+    .map_err(at(path))?;
+    if n as u64 > MAX_ARTIFACT_SIZE {
+        return Err(DeltaError::TooLarge(path.to_path_buf()));
+    }
+    Ok(out)
+}
+
+/// Applies the patch in the file `patch_path` (whose size and SHA-256 the caller checked
+/// against the signed manifest) to `base` and writes the result as a file of the patch's
+/// format at `out`: the payload itself, or for a `tar.gz` the tar in a stored (level 0)
+/// gzip stream, which the installer reads like any `tar.gz` without recompressing. The
+/// result's size and SHA-256 are checked by [`apply_patch`]; on failure `out` is removed.
+/// Returns the written file's size and SHA-256.
+pub fn apply_to_file(
+    patch: &Patch,
+    base: &[u8],
+    patch_path: &Path,
+    out: &Path,
+) -> Result<(u64, [u8; 32]), DeltaError> {
+    let result = (|| {
+        let patch_file = fs::File::open(patch_path).map_err(at(patch_path))?;
+        let file = fs::File::create(out).map_err(at(out))?;
+        let mut w = HashingWriter {
+            inner: io::BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            written: 0,
+        };
+        if patch.format == Format::TarGz {
+            let mut gz = flate2::write::GzEncoder::new(&mut w, flate2::Compression::none());
+            apply_patch(patch, base, patch_file, &mut gz)?;
+            gz.finish().map_err(at(out))?;
+        } else {
+            apply_patch(patch, base, patch_file, &mut w)?;
+        }
+        w.flush().map_err(at(out))?;
+        Ok((w.written, w.hasher.finalize().into()))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(out);
+    }
+    result
 }
 
 #[cfg(test)]

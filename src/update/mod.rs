@@ -4,6 +4,8 @@
 //! * [`channel`]: the channel state (rollout key);
 //! * [`check`]: the verification pipeline that turns a channel URL into a decision;
 //! * [`download`]: bounded, hashed, resumable download into staging;
+//! * [`delta`]: delta patches, made by the publisher and applied by the updater to the kept
+//!   copy of the installed artifact;
 //! * [`install`]: per-format installers, atomic switch, rollback;
 //! * [`bootguard`]: reverts a version that cannot start;
 //! * [`updater`]: the state machine and its events.
@@ -27,6 +29,7 @@ pub use check::{
     AvailableUpdate, CheckError, DecisionReason, TargetChoice, UpdateClient, UpdateConfig,
     UpdateDecision, UpdateKind, MAX_CHANNEL_STATE_BYTES, MAX_MANIFEST_BYTES,
 };
+pub use delta::{DeltaConfig, FallbackReason, KeptBase};
 pub use download::{
     file_name_for, hash_file, parse_content_range, parse_digest, resume_headers, resume_offset,
     DownloadConfig, DownloadError, Downloaded, Downloader, LockMode, Progress, Resume, RetryPolicy,
@@ -43,6 +46,7 @@ pub use manifest::{
     MAX_ARTIFACTS, MAX_ARTIFACT_SIZE, MAX_PATCHES, MAX_STAGES, SCHEMA_VERSION,
 };
 pub use updater::{
-    ArtifactVerifier, InstallMode, UpdateFileInfo, UpdateInfo, Updater, UpdaterConfig,
-    UpdaterError, UpdaterEvent, UpdaterState, EVENT_CAPACITY, MAX_BUNDLE_BYTES,
+    ArtifactVerifier, DeltaFallback, InstallMode, UpdateDownload, UpdateFileInfo, UpdateInfo,
+    UpdateProgress, Updater, UpdaterConfig, UpdaterError, UpdaterEvent, UpdaterState,
+    EVENT_CAPACITY, MAX_BUNDLE_BYTES,
 };

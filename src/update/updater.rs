@@ -2,8 +2,8 @@
 //! electron-updater's events.
 //!
 //! Owns the order of the steps and the events (`checking-for-update`, `update-available`,
-//! `update-not-available`, `download-progress`, `update-downloaded`, `error`) delivered on a
-//! `tokio::sync::broadcast` channel, periodic checks with ±10 % jitter that honour
+//! `update-not-available`, `download-progress`, `update-downloaded`, `error`, and
+//! `update-delta-fallback`) delivered on a `tokio::sync::broadcast` channel, periodic checks with ±10 % jitter that honour
 //! `Retry-After`, and install now or on quit. After an install the check client's current
 //! version moves to the installed one.
 //!
@@ -11,6 +11,17 @@
 //! [`ArtifactVerifier`] (Sigstore, plugged in by the app or the lead) sees the artifact, its
 //! raw digest and its bundle (fetched with a 256 KiB limit when the manifest names one);
 //! a refusal deletes the staged file and nothing is installed.
+//!
+//! Delta path: when the signed manifest lists a patch from the installed version for the
+//! chosen artifact, the updater checks that the patch is worth it and can be checked like
+//! the artifact, that the kept copy of the installed artifact ([`KeptBase`]) is intact and
+//! is the patch's base, downloads the patch through the same [`Downloader`] (resume, the
+//! manifest's size as the cap, its SHA-256), and only then applies it
+//! ([`delta::apply_to_file`], which checks the result's size and digest against the manifest);
+//! the result then goes through the same verifier hook and installer as a full download. Any
+//! failure falls back to the full artifact and says so: an `update-delta-fallback` event
+//! with a [`FallbackReason`], and [`UpdateDownload::fallback`]. Every install keeps its
+//! file as the next base (one version).
 //!
 //! It refuses actions out of order (`download_update` before an update is available,
 //! `install_update` before it is downloaded) with [`UpdaterError::InvalidState`].
@@ -23,10 +34,15 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
-use super::check::{fetch_document, AvailableUpdate, CheckError, UpdateClient, UpdateConfig};
-use super::download::{DownloadConfig, DownloadError, Downloaded, Downloader, Progress};
+use super::check::{
+    fetch_document, join_url, AvailableUpdate, CheckError, UpdateClient, UpdateConfig,
+};
+use super::delta::{self, DeltaConfig, FallbackReason, KeptBase};
+use super::download::{
+    file_name_for, DownloadConfig, DownloadError, Downloaded, Downloader, Progress, StagingLock,
+};
 use super::install::{installer_for, InstallError, Installed};
-use super::manifest::Artifact;
+use super::manifest::{Artifact, Patch};
 use crate::net::{self, Rng};
 use crate::store::Store;
 use crate::trust::{PublicKey, TrustedKeys};
@@ -45,6 +61,15 @@ pub trait ArtifactVerifier: Send + Sync {
         sha256: &[u8; 32],
         bundle: Option<&[u8]>,
     ) -> Result<(), String>;
+
+    /// Whether [`verify`](Self::verify) will check the artifact's own digest (`bundle_named`:
+    /// the manifest names a bundle for it). When it will, a delta patch whose result is not
+    /// the artifact's bytes (a `tar.gz`'s tar) is not used: the full artifact is. The
+    /// default assumes it will.
+    fn checks_digest(&self, artifact: &Artifact, bundle_named: bool) -> bool {
+        let _ = (artifact, bundle_named);
+        true
+    }
 }
 
 /// The Sigstore policy plugs into the Updater as its artifact verifier: with
@@ -66,6 +91,15 @@ impl ArtifactVerifier for crate::trust::sigstore::SigstorePolicy {
                 crate::error::chain(&e)
             )
         })
+    }
+
+    fn checks_digest(&self, _artifact: &Artifact, bundle_named: bool) -> bool {
+        use crate::trust::sigstore::SigstoreMode;
+        match self.mode {
+            SigstoreMode::Off => false,
+            SigstoreMode::IfPresent => bundle_named,
+            SigstoreMode::Required => true,
+        }
     }
 }
 
@@ -204,10 +238,65 @@ impl UpdateInfo {
     }
 }
 
+/// Download progress of an update (`download-progress`): electron-updater's fields for the
+/// file being downloaded (the patch or the artifact), and what the update costs against the
+/// full artifact.
+///
+/// JSON: `{"percent", "transferred", "total", "bytesPerSecond", "delta", "downloadedBytes",
+/// "fullBytes"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateProgress {
+    /// The file being downloaded.
+    #[serde(flatten)]
+    pub file: Progress,
+    /// Whether the file is a delta patch.
+    pub delta: bool,
+    /// Bytes this update has downloaded so far (a patch given up on included).
+    pub downloaded_bytes: u64,
+    /// Size of the full artifact.
+    pub full_bytes: u64,
+}
+
+/// Why an update did not use the patch the manifest lists for the installed version
+/// (`update-delta-fallback`); the full artifact is downloaded instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeltaFallback {
+    /// The version being downloaded.
+    pub version: String,
+    /// The installed version the patch applies to.
+    pub from: String,
+    /// The stable reason code.
+    pub reason: FallbackReason,
+    /// One line for people.
+    pub message: String,
+    /// Size of the patch.
+    pub patch_bytes: u64,
+    /// Size of the full artifact.
+    pub full_bytes: u64,
+}
+
+/// A verified download waiting to be installed, and how it was obtained.
+#[derive(Debug, Clone)]
+pub struct UpdateDownload {
+    /// The verified file in staging that the installer applies: the artifact, or the
+    /// patched payload as a file of the artifact's format.
+    pub file: Downloaded,
+    /// Whether it came from a delta patch.
+    pub delta: bool,
+    /// Bytes this update downloaded: the patch, or the artifact plus any patch given up on.
+    pub downloaded_bytes: u64,
+    /// Size of the full artifact.
+    pub full_bytes: u64,
+    /// Why a patch listed for the installed version was not used.
+    pub fallback: Option<DeltaFallback>,
+}
+
 /// The Updater's events, with electron-updater's names.
 ///
 /// JSON: `{"event": "download-progress", "data": {"percent": …, "transferred": …,
-/// "total": …, "bytesPerSecond": …}}`.
+/// "total": …, "bytesPerSecond": …, "delta": …, "downloadedBytes": …, "fullBytes": …}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", content = "data", rename_all = "kebab-case")]
 pub enum UpdaterEvent {
@@ -218,9 +307,11 @@ pub enum UpdaterEvent {
     /// Nothing to do (the info is the installed version).
     UpdateNotAvailable(UpdateInfo),
     /// Download progress (at most every 100 ms).
-    DownloadProgress(Progress),
+    DownloadProgress(UpdateProgress),
     /// The update is downloaded and verified.
     UpdateDownloaded(UpdateInfo),
+    /// A patch for the installed version was not used: the full artifact is downloaded.
+    UpdateDeltaFallback(DeltaFallback),
     /// Something failed.
     Error {
         /// One line for people.
@@ -252,6 +343,8 @@ pub struct UpdaterConfig {
     pub install_root: PathBuf,
     /// Download settings.
     pub download: DownloadConfig,
+    /// When delta patches are tried.
+    pub delta: DeltaConfig,
     /// Download as soon as an automatic check finds an update.
     pub auto_download: bool,
     /// Seed of the check-interval jitter.
@@ -269,6 +362,7 @@ impl UpdaterConfig {
         Self {
             update,
             download: DownloadConfig::new(&data_dir),
+            delta: DeltaConfig::default(),
             data_dir,
             install_root: install_root.into(),
             auto_download: true,
@@ -324,7 +418,7 @@ enum Phase {
     Checking,
     Available(Box<AvailableUpdate>),
     Downloading,
-    Downloaded(Box<AvailableUpdate>, Downloaded),
+    Downloaded(Box<AvailableUpdate>, UpdateDownload),
     Installing,
     Installed(Version),
 }
@@ -527,7 +621,7 @@ impl Updater {
     }
 
     /// Downloads and verifies the available update.
-    pub async fn download_update(&self) -> Result<Downloaded, UpdaterError> {
+    pub async fn download_update(&self) -> Result<UpdateDownload, UpdaterError> {
         let update = {
             let mut p = lock(&self.inner.phase);
             match &*p {
@@ -559,35 +653,208 @@ impl Updater {
         }
     }
 
-    async fn download_and_verify(&self, u: &AvailableUpdate) -> Result<Downloaded, UpdaterError> {
+    async fn download_and_verify(
+        &self,
+        u: &AvailableUpdate,
+    ) -> Result<UpdateDownload, UpdaterError> {
+        let full_bytes = u.artifact.size;
+        let verifier = lock(&self.inner.verifier).clone();
+        let mut fallback = None;
+        let mut spent = 0u64;
+        if let Some(patch) = self.patch_for(u) {
+            let checks = verifier
+                .as_ref()
+                .is_some_and(|v| v.checks_digest(&u.artifact, u.sigstore_bundle_url.is_some()));
+            match self.download_patched(u, &patch, checks).await {
+                Ok(file) => {
+                    self.verify_hook(u, &file, verifier.as_deref()).await?;
+                    return Ok(UpdateDownload {
+                        file,
+                        delta: true,
+                        downloaded_bytes: patch.size,
+                        full_bytes,
+                        fallback: None,
+                    });
+                }
+                Err(Refused {
+                    reason,
+                    message,
+                    fetched,
+                }) => {
+                    spent = fetched;
+                    let f = DeltaFallback {
+                        version: u.version.to_string(),
+                        from: patch.from.to_string(),
+                        reason,
+                        message,
+                        patch_bytes: patch.size,
+                        full_bytes,
+                    };
+                    tracing::info!(reason = %f.reason, message = %f.message, "delta patch not used, downloading the full artifact");
+                    self.emit(UpdaterEvent::UpdateDeltaFallback(f.clone()));
+                    fallback = Some(f);
+                }
+            }
+        }
         let events = self.inner.events.clone();
         let mut progress = move |p: Progress| {
-            let _ = events.send(UpdaterEvent::DownloadProgress(p));
+            let _ = events.send(UpdaterEvent::DownloadProgress(UpdateProgress {
+                file: p,
+                delta: false,
+                downloaded_bytes: spent + p.transferred,
+                full_bytes,
+            }));
         };
-        let d = self
+        let file = self
             .inner
             .downloader
             .download(&u.artifact_url, &u.artifact, &u.version, &mut progress)
             .await?;
-        // --- Sigstore hook: after the pinned SHA-256 matched, before anything is applied.
-        let verifier = lock(&self.inner.verifier).clone();
-        if let Some(v) = verifier {
-            let bundle = match &u.sigstore_bundle_url {
-                Some(url) => {
-                    let http = lock(&self.inner.client).http().clone();
-                    Some(fetch_document(&http, url, MAX_BUNDLE_BYTES).await?)
-                }
-                None => None,
-            };
-            if let Err(message) = v.verify(&u.artifact, &d.sha256, bundle.as_deref()) {
-                let _ = self.inner.downloader.discard(&u.version);
-                return Err(UpdaterError::Verification {
-                    version: u.version.clone(),
-                    message,
-                });
+        self.verify_hook(u, &file, verifier.as_deref()).await?;
+        Ok(UpdateDownload {
+            file,
+            delta: false,
+            downloaded_bytes: spent + full_bytes,
+            full_bytes,
+            fallback,
+        })
+    }
+
+    /// The Sigstore hook: after the pinned SHA-256 matched, before anything is applied.
+    async fn verify_hook(
+        &self,
+        u: &AvailableUpdate,
+        d: &Downloaded,
+        verifier: Option<&dyn ArtifactVerifier>,
+    ) -> Result<(), UpdaterError> {
+        let Some(v) = verifier else {
+            return Ok(());
+        };
+        let bundle = match &u.sigstore_bundle_url {
+            Some(url) => {
+                let http = lock(&self.inner.client).http().clone();
+                Some(fetch_document(&http, url, MAX_BUNDLE_BYTES).await?)
             }
+            None => None,
+        };
+        if let Err(message) = v.verify(&u.artifact, &d.sha256, bundle.as_deref()) {
+            let _ = self.inner.downloader.discard(&u.version);
+            return Err(UpdaterError::Verification {
+                version: u.version.clone(),
+                message,
+            });
         }
-        Ok(d)
+        Ok(())
+    }
+
+    /// The patch the signed manifest lists from the installed version for the chosen
+    /// artifact, when delta updates are on.
+    fn patch_for(&self, u: &AvailableUpdate) -> Option<Patch> {
+        if !self.inner.config.delta.enabled {
+            return None;
+        }
+        let current = self.current_version();
+        u.manifest.patch_for(&u.artifact, &current).cloned()
+    }
+
+    /// The delta path, each step before the next: the patch is worth it and checkable
+    /// ([`delta::precheck`]), the kept base is intact and is the patch's base, the patch is
+    /// downloaded and its size and SHA-256 are the manifest's (the [`Downloader`]), and only
+    /// then is it applied, the result checked against the manifest.
+    async fn download_patched(
+        &self,
+        u: &AvailableUpdate,
+        patch: &Patch,
+        sigstore_checks: bool,
+    ) -> Result<Downloaded, Refused> {
+        delta::precheck(
+            patch,
+            &u.artifact,
+            &self.inner.config.delta,
+            sigstore_checks,
+        )
+        .map_err(Refused::before_download)?;
+        let kept = KeptBase::new(&self.inner.config.data_dir);
+        let p = patch.clone();
+        let base = tokio::task::spawn_blocking(move || kept.load(&p))
+            .await
+            .map_err(|e| Refused::io(e.to_string(), 0))?
+            .map_err(Refused::before_download)?;
+
+        let url = join_url(&u.manifest_url, &patch.file).map_err(|e| Refused {
+            reason: FallbackReason::PatchDownloadFailed,
+            message: e.to_string(),
+            fetched: 0,
+        })?;
+        let as_file = Artifact {
+            platform: patch.platform,
+            arch: patch.arch,
+            format: patch.format,
+            url: patch.file.clone(),
+            size: patch.size,
+            sha256: patch.sha256.clone(),
+            sigstore_bundle: None,
+        };
+        let events = self.inner.events.clone();
+        let full_bytes = u.artifact.size;
+        let mut progress = move |p: Progress| {
+            let _ = events.send(UpdaterEvent::DownloadProgress(UpdateProgress {
+                file: p,
+                delta: true,
+                downloaded_bytes: p.transferred,
+                full_bytes,
+            }));
+        };
+        let downloaded = self
+            .inner
+            .downloader
+            .download(&url, &as_file, &u.version, &mut progress)
+            .await
+            .map_err(|e| Refused {
+                reason: match e {
+                    DownloadError::ChecksumMismatch { .. }
+                    | DownloadError::SizeMismatch { .. }
+                    | DownloadError::TooMuchData { .. } => FallbackReason::PatchDigestMismatch,
+                    _ => FallbackReason::PatchDownloadFailed,
+                },
+                message: e.to_string(),
+                fetched: 0,
+            })?;
+
+        // Only a patch whose bytes are the signed manifest's reaches this point.
+        let fetched = downloaded.size;
+        let config = self.inner.downloader.config();
+        let _lock = StagingLock::acquire(&config.staging_dir, config.lock_mode)
+            .await
+            .map_err(|e| Refused::io(e.to_string(), fetched))?;
+        let out = self
+            .inner
+            .downloader
+            .version_dir(&u.version)
+            .join(file_name_for(&u.artifact_url, &u.artifact));
+        let p = patch.clone();
+        let patch_path = downloaded.path.clone();
+        let target = out.clone();
+        let applied = tokio::task::spawn_blocking(move || {
+            let r = delta::apply_to_file(&p, &base, &patch_path, &target);
+            let _ = std::fs::remove_file(&patch_path);
+            r
+        })
+        .await
+        .map_err(|e| Refused::io(e.to_string(), fetched))?;
+        let (size, sha256) = applied.map_err(|e| Refused {
+            reason: FallbackReason::of(&e),
+            message: e.to_string(),
+            fetched,
+        })?;
+        Ok(Downloaded {
+            path: out,
+            size,
+            sha256,
+            bytes_fetched: downloaded.bytes_fetched,
+            resumed_from: downloaded.resumed_from,
+            attempts: downloaded.attempts,
+        })
     }
 
     /// Installs the downloaded update now, or marks it for [`on_app_quit`](Self::on_app_quit).
@@ -639,13 +906,31 @@ impl Updater {
                 }
             }
         };
-        let format = update.artifact.format;
-        let platform = update.artifact.platform;
+        let artifact = update.artifact.clone();
         let root = self.inner.config.install_root.clone();
-        let path = downloaded.path.clone();
+        let file = downloaded.file.clone();
         let version = update.version.clone();
+        let kept = KeptBase::new(&self.inner.config.data_dir);
         let result = tokio::task::spawn_blocking(move || {
-            installer_for(format, platform, &root).install(&path, &version)
+            // The installed file becomes the next update's delta base (linked before the
+            // install may consume it, recorded once the install succeeded). Failing to keep
+            // it costs the next update its patch, never this install.
+            let pending = kept
+                .prepare(&file.path, &version, &artifact, file.size, &file.sha256)
+                .map_err(|e| tracing::warn!(error = %e, "cannot keep the delta base"))
+                .ok();
+            let installed = installer_for(artifact.format, artifact.platform, &root)
+                .install(&file.path, &version);
+            if let Some(p) = pending {
+                if installed.is_ok() {
+                    if let Err(e) = kept.commit(p) {
+                        tracing::warn!(error = %e, "cannot keep the delta base");
+                    }
+                } else {
+                    kept.abandon(p);
+                }
+            }
+            installed
         })
         .await
         .map_err(|e| {
@@ -714,6 +999,31 @@ impl Updater {
     }
 }
 
+/// Why the delta path gave up, and the patch bytes it fetched before that.
+struct Refused {
+    reason: FallbackReason,
+    message: String,
+    fetched: u64,
+}
+
+impl Refused {
+    fn before_download((reason, message): (FallbackReason, String)) -> Self {
+        Self {
+            reason,
+            message,
+            fetched: 0,
+        }
+    }
+
+    fn io(message: String, fetched: u64) -> Self {
+        Self {
+            reason: FallbackReason::IoError,
+            message,
+            fetched,
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for UpdaterError {
     fn from(e: crate::store::StoreError) -> Self {
         UpdaterError::Check(CheckError::from(e))
@@ -730,13 +1040,16 @@ mod tests {
             UpdaterEvent::CheckingForUpdate,
             UpdaterEvent::UpdateAvailable(UpdateInfo::current(&Version::new(1, 0, 0))),
             UpdaterEvent::UpdateNotAvailable(UpdateInfo::current(&Version::new(1, 0, 0))),
-            UpdaterEvent::DownloadProgress(Progress {
-                percent: 50.0,
-                transferred: 1,
-                total: 2,
-                bytes_per_second: 3,
-            }),
+            UpdaterEvent::DownloadProgress(progress()),
             UpdaterEvent::UpdateDownloaded(UpdateInfo::current(&Version::new(1, 0, 0))),
+            UpdaterEvent::UpdateDeltaFallback(DeltaFallback {
+                version: "1.1.0".into(),
+                from: "1.0.0".into(),
+                reason: FallbackReason::BaseModified,
+                message: "m".into(),
+                patch_bytes: 1,
+                full_bytes: 2,
+            }),
             UpdaterEvent::Error {
                 message: "m".into(),
                 code: "c".into(),
@@ -758,17 +1071,31 @@ mod tests {
                 "update-not-available",
                 "download-progress",
                 "update-downloaded",
+                "update-delta-fallback",
                 "error"
             ]
         );
-        let p = serde_json::to_value(UpdaterEvent::DownloadProgress(Progress {
-            percent: 50.0,
-            transferred: 1,
-            total: 2,
-            bytes_per_second: 3,
-        }))
-        .expect("json");
+        let p = serde_json::to_value(UpdaterEvent::DownloadProgress(progress())).expect("json");
         assert_eq!(p["data"]["bytesPerSecond"], 3);
+        assert_eq!(p["data"]["delta"], true);
+        assert_eq!(p["data"]["downloadedBytes"], 1);
+        assert_eq!(p["data"]["fullBytes"], 20);
+        let back: UpdaterEvent = serde_json::from_value(p).expect("reads back");
+        assert_eq!(back, UpdaterEvent::DownloadProgress(progress()));
+    }
+
+    fn progress() -> UpdateProgress {
+        UpdateProgress {
+            file: Progress {
+                percent: 50.0,
+                transferred: 1,
+                total: 2,
+                bytes_per_second: 3,
+            },
+            delta: true,
+            downloaded_bytes: 1,
+            full_bytes: 20,
+        }
     }
 
     #[test]

@@ -380,10 +380,10 @@ impl Updater {
             async move { core.download_update().await.map_err(JsFailure::from) },
             |_, d| {
                 Ok(DownloadResult {
-                    version: staged_version(&d.path),
-                    path: d.path.to_string_lossy().into_owned(),
-                    sha256: hex_lower(&d.sha256),
-                    size: d.size as f64,
+                    version: staged_version(&d.file.path),
+                    path: d.file.path.to_string_lossy().into_owned(),
+                    sha256: hex_lower(&d.file.sha256),
+                    size: d.file.size as f64,
                 })
             },
         )
@@ -502,14 +502,20 @@ mod tests {
     use super::*;
     use railgun_core::update::Progress;
     use railgun_core::update::UpdateInfo as CoreInfo;
+    use railgun_core::update::UpdateProgress;
 
     #[test]
     fn events_keep_electron_updater_names_and_payloads() {
-        let (name, data) = event_for_js(&UpdaterEvent::DownloadProgress(Progress {
-            percent: 50.0,
-            transferred: 5,
-            total: 10,
-            bytes_per_second: 7,
+        let (name, data) = event_for_js(&UpdaterEvent::DownloadProgress(UpdateProgress {
+            file: Progress {
+                percent: 50.0,
+                transferred: 5,
+                total: 10,
+                bytes_per_second: 7,
+            },
+            delta: true,
+            downloaded_bytes: 5,
+            full_bytes: 100,
         }));
         assert_eq!(name, "download-progress");
         assert_eq!(data["bytesPerSecond"], 7);

@@ -4,6 +4,12 @@
 //! On any failure `update` exits 1 with one line and leaves the install root as it was:
 //! downloads go to the state folder's staging area, extraction into a temporary folder
 //! inside `versions/`, and `current` only moves after everything succeeded.
+//!
+//! When the release lists a delta patch from the installed version and the state folder
+//! keeps that version's artifact (any earlier `railgun update` with the same `--state`
+//! kept it), the patch is downloaded instead of the artifact. A patch not used is said on
+//! stderr (and as `deltaFallback` in `--json`) with its stable reason code; `--json` always
+//! carries `delta`, `downloadedBytes` and `fullBytes`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -14,7 +20,9 @@ use std::sync::Arc;
 use railgun_core::trust::sigstore::{
     IdentityMatcher, IdentityPolicy, SigstoreMode, SigstorePolicy, SigstoreVerifier,
 };
-use railgun_core::update::{InstallMode, InstallRoot, Updater, UpdaterConfig, UpdaterEvent};
+use railgun_core::update::{
+    DeltaConfig, InstallMode, InstallRoot, Updater, UpdaterConfig, UpdaterEvent,
+};
 use railgun_core::Version;
 use serde_json::json;
 
@@ -40,6 +48,19 @@ pub struct Args {
     /// system's temporary directory).
     #[arg(long)]
     pub state: Option<PathBuf>,
+    /// Never use delta patches: always download the full artifact.
+    #[arg(long)]
+    pub no_delta: bool,
+    /// Largest delta patch used, as a share of the full artifact (0 < share <= 1).
+    #[arg(long, default_value_t = railgun_core::update::delta::DEFAULT_MAX_PATCH_SHARE, value_parser = parse_share)]
+    pub delta_max_share: f64,
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a share within (0, 1]")),
+    }
 }
 
 /// The Sigstore policy of `railgun update`: when to check artifact bundles, and whose.
@@ -125,7 +146,11 @@ pub async fn run(a: Args) -> CliResult {
     });
     std::fs::create_dir_all(&state_dir)?;
     let sigstore = a.sigstore.policy()?;
-    let config = UpdaterConfig::new(update, &state_dir, &a.install_root);
+    let mut config = UpdaterConfig::new(update, &state_dir, &a.install_root);
+    config.delta = DeltaConfig {
+        enabled: !a.no_delta,
+        max_patch_share: a.delta_max_share,
+    };
     let store = open_store(Some(&state_dir))?;
     let updater = Updater::new(config, store)?;
     if let Some(policy) = sigstore {
@@ -145,7 +170,7 @@ pub async fn run(a: Args) -> CliResult {
     };
 
     let show_bar = !json && std::io::stderr().is_terminal();
-    let bar = show_bar.then(|| {
+    let bar_handle = show_bar.then(|| {
         let b = indicatif::ProgressBar::new(available.artifact.size);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
             "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
@@ -155,28 +180,39 @@ pub async fn run(a: Args) -> CliResult {
         b.set_message(format!("downloading {}", available.version));
         b
     });
+    let bar = bar_handle.clone();
     let mut events = updater.subscribe();
-    let bar_task = bar.clone().map(|b| {
-        tokio::spawn(async move {
-            while let Ok(e) = events.recv().await {
-                if let UpdaterEvent::DownloadProgress(p) = e {
-                    b.set_position(p.transferred);
+    let version = available.version.clone();
+    let watcher = tokio::spawn(async move {
+        while let Ok(e) = events.recv().await {
+            if let (UpdaterEvent::DownloadProgress(p), Some(b)) = (e, &bar) {
+                if p.delta {
+                    b.set_message(format!("downloading a patch to {version}"));
                 }
+                b.set_length(p.file.total);
+                b.set_position(p.file.transferred);
             }
-        })
+        }
     });
     let downloaded = updater.download_update().await;
-    if let Some(b) = &bar {
+    if let Some(b) = &bar_handle {
         b.finish_and_clear();
     }
-    if let Some(t) = bar_task {
-        t.abort();
-    }
+    watcher.abort();
     let downloaded = downloaded?;
+    if let (Some(f), false) = (&downloaded.fallback, json) {
+        eprintln!(
+            "delta patch from {} not used ({}): {}; downloaded the full artifact",
+            f.from, f.reason, f.message
+        );
+    }
     let installed = updater
         .install_update(InstallMode::Now)
         .await?
         .ok_or("install was deferred")?;
+    let saved = downloaded
+        .full_bytes
+        .saturating_sub(downloaded.downloaded_bytes);
     if json {
         println!(
             "{}",
@@ -185,17 +221,29 @@ pub async fn run(a: Args) -> CliResult {
                 "from": current.to_string(),
                 "version": installed.version.to_string(),
                 "path": installed.path,
-                "sha256": hex::encode(downloaded.sha256),
-                "size": downloaded.size,
+                "sha256": hex::encode(downloaded.file.sha256),
+                "size": downloaded.file.size,
                 "previous": installed.previous.map(|v| v.to_string()),
+                "delta": downloaded.delta,
+                "downloadedBytes": downloaded.downloaded_bytes,
+                "fullBytes": downloaded.full_bytes,
+                "deltaFallback": downloaded.fallback,
             })
+        );
+    } else if downloaded.delta {
+        println!(
+            "updated {current} -> {} by a delta patch ({} of {} bytes downloaded, {saved} saved) in {}",
+            installed.version,
+            downloaded.downloaded_bytes,
+            downloaded.full_bytes,
+            installed.path.display()
         );
     } else {
         println!(
             "updated {current} -> {} ({} bytes, sha256 {}) in {}",
             installed.version,
-            downloaded.size,
-            hex::encode(downloaded.sha256),
+            downloaded.file.size,
+            hex::encode(downloaded.file.sha256),
             installed.path.display()
         );
     }

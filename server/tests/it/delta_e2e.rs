@@ -10,6 +10,8 @@ use railgun_core::trust::{PublicKey, SignedDocument, TrustedKeys, PAYLOAD_RELEAS
 use railgun_core::update::delta::{apply_patch, read_payload};
 use railgun_core::update::{Format, ReleaseManifest};
 
+use crate::delta_update::write_app;
+
 fn railgun(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_railgun"))
         .args(args)
@@ -29,47 +31,6 @@ fn ok(args: &[&str]) -> String {
 
 fn p(path: &Path) -> &str {
     path.to_str().expect("utf8 path")
-}
-
-/// Pseudo-random bytes (xorshift), so the payload does not compress away.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// A tar.gz app of a few files; `changed` rewrites part of the bundle.
-fn write_app(path: &Path, changed: bool) {
-    let file = std::fs::File::create(path).expect("create");
-    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
-    let mut tar = tar::Builder::new(gz);
-    let mut bundle = noise(1, 600_000);
-    if changed {
-        bundle[1000..3000].copy_from_slice(&noise(9, 2000));
-    }
-    let mut files = vec![
-        ("app/main.js", bundle),
-        ("app/native.node", noise(2, 300_000)),
-        ("app/assets/logo.png", noise(3, 200_000)),
-    ];
-    if changed {
-        files.push(("app/assets/new.png", noise(4, 20_000)));
-    }
-    for (name, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_700_000_000);
-        h.set_cksum();
-        tar.append_data(&mut h, name, &data[..]).expect("append");
-    }
-    tar.into_inner().expect("tar").finish().expect("gz");
 }
 
 fn sign(keys: &Path, version: &str, dist: &Path, extra: &[&str]) -> String {
@@ -114,8 +75,8 @@ fn sign_delta_from_lists_a_bit_exact_patch_and_publish_checks_and_copies_it() {
     std::fs::create_dir_all(&v2).expect("v2");
     let old = v1.join("rail-gun-0.1.0-linux-x64.tar.gz");
     let new = v2.join("rail-gun-0.2.0-linux-x64.tar.gz");
-    write_app(&old, false);
-    write_app(&new, true);
+    write_app(&old, 0);
+    write_app(&new, 1);
     sign(&keys, "0.1.0", &v1, &[]);
     let out = sign(&keys, "0.2.0", &v2, &["--delta-from", p(&v1)]);
     assert!(
@@ -234,8 +195,8 @@ fn delta_from_a_version_that_is_not_older_is_refused() {
     let v2 = dir.path().join("v2");
     std::fs::create_dir_all(&v1).expect("v1");
     std::fs::create_dir_all(&v2).expect("v2");
-    write_app(&v1.join("rail-gun-0.3.0-linux-x64.tar.gz"), false);
-    write_app(&v2.join("rail-gun-0.2.0-linux-x64.tar.gz"), true);
+    write_app(&v1.join("rail-gun-0.3.0-linux-x64.tar.gz"), 0);
+    write_app(&v2.join("rail-gun-0.2.0-linux-x64.tar.gz"), 1);
     let out = railgun(&[
         "release",
         "sign",

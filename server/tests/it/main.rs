@@ -14,6 +14,7 @@ mod config_server;
 mod dashboard;
 mod db;
 mod delta_e2e;
+mod delta_update;
 mod demo;
 mod dev_reads;
 mod erasure_e2e;

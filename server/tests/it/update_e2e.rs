@@ -137,7 +137,7 @@ async fn updater_checks_downloads_and_installs_from_the_real_server() {
         .expect("update");
     assert_eq!(available.version, Version::new(0, 2, 0));
     let d = updater.download_update().await.expect("download");
-    assert_eq!(hex::encode(d.sha256), available.artifact.sha256);
+    assert_eq!(hex::encode(d.file.sha256), available.artifact.sha256);
     let installed = updater
         .install_update(InstallMode::Now)
         .await
