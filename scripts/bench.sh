@@ -17,6 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOGS=target/bench-logs
+rm -rf "$LOGS" # a row comes from this run's logs only
 mkdir -p "$LOGS"
 
 CRIT_ARGS=()
@@ -26,11 +27,14 @@ if [ -n "${BENCH_QUICK:-}" ]; then
 fi
 
 step() { printf '\n== %s\n' "$*" >&2; }
+# A step that fails (a missing tool, an addon not built) leaves its rows empty ("—") and the
+# run goes on, so the table is always printed.
+failed() { printf 'bench.sh: step failed: %s\n' "$*" >&2; }
 
 for b in update flags analytics sigstore download health; do
   if [ -f "benches/$b.rs" ]; then
     step "cargo bench --bench $b"
-    cargo bench --bench "$b" -- "${CRIT_ARGS[@]}" 2>&1 | tee "$LOGS/$b.log" >&2
+    cargo bench --bench "$b" -- "${CRIT_ARGS[@]}" 2>&1 | tee "$LOGS/$b.log" >&2 || failed "$b"
   fi
 done
 
@@ -39,7 +43,7 @@ done
 # SQLite and, when RAILGUN_BENCH_DATABASE_URL or RAILGUN_TEST_DATABASE_URL is set, PostgreSQL.
 step "cargo bench -p railgun-server --bench ingest"
 [ -n "${BENCH_QUICK:-}" ] && export RAILGUN_BENCH_INGEST_USERS="${RAILGUN_BENCH_INGEST_USERS:-1000}"
-cargo bench -p railgun-server --bench ingest 2>&1 | tee "$LOGS/ingest.log" >&2
+cargo bench -p railgun-server --bench ingest 2>&1 | tee "$LOGS/ingest.log" >&2 || failed ingest
 
 step "cargo build --release -p railgun-server"
 cargo build --release -p railgun-server 2>&1 | tail -1 >&2
@@ -72,8 +76,8 @@ hyperfine --runs "$UPD_RUNS" --export-json "$LOGS/update-vs-curl.json" \
      --public-key '$U/keys/release.pub' --install-id bench --current-version 1.0.0 \
      --install-root '$U/install' --state '$U/state'" \
   -n "curl -o + fsync" "curl -sSf -o '$U/curl.bin' '$UURL/updates/${ART#./}' && sync '$U/curl.bin'" \
-  2>&1 | tee "$LOGS/update-install.log" >&2
-python3 - "$LOGS/update-vs-curl.json" "$UPD_MIB" <<'PY' | tee -a "$LOGS/update-install.log" >&2
+  2>&1 | tee "$LOGS/update-install.log" >&2 || failed "railgun update vs curl"
+python3 - "$LOGS/update-vs-curl.json" "$UPD_MIB" <<'PY' | tee -a "$LOGS/update-install.log" >&2 || failed "update row"
 import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
 ours, curl = r["railgun update"]["median"], r["curl -o + fsync"]["median"]
@@ -88,7 +92,7 @@ rm -rf "$U"
 if "$BIN" demo --help >/dev/null 2>&1; then
   step "railgun demo --installs 2000"
   start=$(date +%s.%N)
-  "$BIN" demo --installs 2000 --json >"$LOGS/demo.json" 2>"$LOGS/demo.log"
+  "$BIN" demo --installs 2000 --json >"$LOGS/demo.json" 2>"$LOGS/demo.log" || failed demo
   end=$(date +%s.%N)
   python3 -c "print(f'demo wall time: {float($end) - float($start):.1f} s')" | tee -a "$LOGS/demo.log" >&2
 fi
@@ -98,12 +102,13 @@ fi
 step "cargo bench -p railgun-server --bench export"
 EXPORT_EVENTS=10000000
 [ -n "${BENCH_QUICK:-}" ] && EXPORT_EVENTS=2000000
-RAILGUN_BENCH_EXPORT_EVENTS="$EXPORT_EVENTS" cargo bench -p railgun-server --bench export 2>&1 | tee "$LOGS/export.log" >&2
+RAILGUN_BENCH_EXPORT_EVENTS="$EXPORT_EVENTS" cargo bench -p railgun-server --bench export 2>&1 |
+  tee "$LOGS/export.log" >&2 || failed export
 
 # Node addon: featureFlags.get and track from JS.
 if [ -f package.json ] && grep -q '"bench"' package.json; then
   step "npm run bench"
-  npm run --silent bench 2>&1 | tee "$LOGS/node.log" >&2
+  npm run --silent bench 2>&1 | tee "$LOGS/node.log" >&2 || failed "npm run bench (build the addon first: bash scripts/test-node.sh)"
 fi
 
 python3 - "$LOGS" <<'PY' | tee "$LOGS/table.md"
