@@ -1,5 +1,5 @@
 //! The retention job: raw events and health reports are kept 90 days, aggregates and the
-//! rollout decision log one year (configurable).
+//! rollout decision log one year, finished alert outbox rows 7 days (configurable).
 //!
 //! Owns [`RetentionConfig`], [`purge_once`] (callable from tests with any clock) and the
 //! background loop [`spawn`]. It deletes by the event's (skew-corrected) timestamp, by the
@@ -33,6 +33,9 @@ use crate::store::{day_of, PurgeCounts, SharedStore, StoreError};
 /// Milliseconds in a day.
 const DAY_MS: i64 = 86_400_000;
 
+/// Days a delivered (or given-up) alert stays in the outbox.
+pub const DEFAULT_ALERT_RETENTION_DAYS: u32 = 7;
+
 /// How long data is kept and how often the job runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionConfig {
@@ -40,6 +43,9 @@ pub struct RetentionConfig {
     pub events_days: u32,
     /// Rollups and rollout decisions older than this many days are deleted.
     pub aggregates_days: u32,
+    /// Alert outbox rows delivered or given up, raised more than this many days ago, are
+    /// deleted (rows still in delivery are kept).
+    pub alerts_days: u32,
     /// Time between runs.
     pub interval: Duration,
 }
@@ -49,6 +55,7 @@ impl Default for RetentionConfig {
         Self {
             events_days: 90,
             aggregates_days: 365,
+            alerts_days: DEFAULT_ALERT_RETENTION_DAYS,
             interval: Duration::from_secs(3600),
         }
     }
@@ -83,6 +90,9 @@ pub async fn purge_once(
             hold.limit(Stream::Decisions),
         )
         .await?;
+    counts.alerts = store
+        .purge_alerts((now - Days::days(i64::from(config.alerts_days))).timestamp_millis())
+        .await?;
     Ok(counts)
 }
 
@@ -107,6 +117,7 @@ pub fn spawn(
                         health_reports = p.health_reports,
                         health_installs = p.health_installs,
                         decisions = p.decisions,
+                        alerts = p.alerts,
                         "retention job ran"
                     );
                 }

@@ -32,6 +32,9 @@ pub struct Args {
     /// Days aggregates are kept.
     #[arg(long, default_value_t = 365)]
     pub aggregates_retention_days: u32,
+    /// Days an alert stays in the outbox once delivered or given up.
+    #[arg(long, default_value_t = crate::analytics::retention::DEFAULT_ALERT_RETENTION_DAYS)]
+    pub alert_retention_days: u32,
     /// Webhook receiving alerts as Slack-compatible JSON (repeatable; the variable takes
     /// several separated by commas).
     #[arg(
@@ -168,6 +171,7 @@ pub async fn run(a: Args) -> CliResult {
         retention: RetentionConfig {
             events_days: a.events_retention_days,
             aggregates_days: a.aggregates_retention_days,
+            alerts_days: a.alert_retention_days,
             ..RetentionConfig::default()
         },
         alerts: crate::alerts::AlertConfig::new(

@@ -142,7 +142,15 @@ pub trait AlertStore: Send + Sync {
     fn outbox(&self, limit: u32) -> StoreFuture<'_, Vec<OutboxRow>>;
     /// Rows neither delivered nor given up.
     fn outbox_pending(&self) -> StoreFuture<'_, u64>;
+    /// Deletes the finished rows (delivered or given up) raised before `before_ms` (the
+    /// injected clock's `created`); rows still in delivery stay whatever their age. The
+    /// number deleted.
+    fn purge_alerts(&self, before_ms: i64) -> StoreFuture<'_, u64>;
 }
+
+/// [`AlertStore::purge_alerts`], the same text on both stores.
+pub const PURGE_FINISHED: &str = "DELETE FROM alert_outbox WHERE created < $1 \
+    AND (delivered IS NOT NULL OR failed IS NOT NULL)";
 
 /// Columns of `alert_outbox` in the order of [`OutboxRow`].
 pub const OUTBOX_COLS: &str = "id, destination, kind, severity, status, dedup_key, title, body, \

@@ -208,12 +208,19 @@ pub struct PurgeCounts {
     pub health_installs: u64,
     /// Rollout decisions deleted.
     pub decisions: u64,
+    /// Finished alert outbox rows (delivered or given up) deleted.
+    pub alerts: u64,
 }
 
 impl PurgeCounts {
     /// Every row removed.
     pub fn total(&self) -> u64 {
-        self.events + self.aggregates + self.health_reports + self.health_installs + self.decisions
+        self.events
+            + self.aggregates
+            + self.health_reports
+            + self.health_installs
+            + self.decisions
+            + self.alerts
     }
 }
 

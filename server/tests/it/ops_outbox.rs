@@ -1,9 +1,12 @@
 //! The alert outbox and alert states in both stores (SQLite always, PostgreSQL when
 //! `RAILGUN_TEST_DATABASE_URL` is set; required under `RAILGUN_REQUIRE_ALL=1`): claims
-//! with a lease, outcomes, and an alert that exists exactly when its decision does.
+//! with a lease, outcomes, an alert that exists exactly when its decision does, and the
+//! retention job's purge of finished rows on the injected clock.
 
 use crate::db::{database, Kind};
+use railgun_core::clock::{Clock, ManualClock, SharedClock};
 use railgun_server::alerts::{Alert, AlertConfig, AlertKind, Alerter, Destination};
+use railgun_server::analytics::retention::{self, RetentionConfig};
 use railgun_server::store::alerts::{AlertWrite, Delivery};
 use railgun_server::store::rollout::{ChannelRow, RolloutChange, RolloutRow};
 use railgun_server::store::{self, SharedStore};
@@ -212,6 +215,89 @@ async fn alert_is_written_exactly_when_its_decision_is(kind: Kind) {
     assert_eq!(s.alert_states().await.expect("states").len(), 1);
 }
 
+async fn finished_rows_are_purged_after_the_retention_on_the_injected_clock(kind: Kind) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(s) = open(kind, dir.path()).await else {
+        return;
+    };
+    let (a, _own) = alerter();
+    let raised = a.now();
+    s.write_alerts(a.fire("rollout_halted/demo/stable/1.1.0", &halted("d-2"), raised))
+        .await
+        .expect("write");
+    let rows = s.claim_alerts(0, 1, 16).await.expect("claim");
+    let (slack, pd) = (&rows[0], &rows[1]);
+    s.finish_alert(
+        slack.id.clone(),
+        slack.destination.clone(),
+        Delivery::Delivered(5),
+    )
+    .await
+    .expect("delivered");
+    s.finish_alert(
+        pd.id.clone(),
+        pd.destination.clone(),
+        Delivery::Retry {
+            next_ms: 10,
+            error: "receiver answered 503".into(),
+        },
+    )
+    .await
+    .expect("retry");
+    let clock = ManualClock::new(raised);
+    let shared: SharedClock = std::sync::Arc::new(clock.clone());
+    let config = RetentionConfig::default();
+    assert_eq!(config.alerts_days, 7, "the default");
+    let purge = || async {
+        retention::purge_once(&s, &shared, &config)
+            .await
+            .expect("purge")
+    };
+    // Six days later: nothing is old enough.
+    clock.advance(chrono::Duration::days(6));
+    assert_eq!(purge().await.alerts, 0);
+    assert_eq!(s.outbox(10).await.expect("outbox").len(), 2);
+    // Eight days: the delivered row goes; the one still in delivery stays, whatever its age.
+    clock.advance(chrono::Duration::days(2));
+    assert_eq!(purge().await.alerts, 1);
+    let left = s.outbox(10).await.expect("outbox");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].destination, pd.destination);
+    assert_eq!(s.outbox_pending().await.expect("pending"), 1);
+    // Given up: finished, so it goes at the next run.
+    s.finish_alert(
+        pd.id.clone(),
+        pd.destination.clone(),
+        Delivery::Failed {
+            at_ms: 20,
+            error: "receiver refused the alert with 400".into(),
+        },
+    )
+    .await
+    .expect("failed");
+    assert_eq!(purge().await.alerts, 1);
+    assert!(s.outbox(10).await.expect("outbox").is_empty());
+    // Configurable: a newer alert under a 0-day retention goes at once once delivered.
+    let now = clock.now();
+    s.write_alerts(a.fire("rollout_halted/demo/stable/1.2.0", &halted("d-3"), now))
+        .await
+        .expect("write");
+    for r in s.claim_alerts(0, 1, 16).await.expect("claim") {
+        s.finish_alert(r.id, r.destination, Delivery::Delivered(30))
+            .await
+            .expect("delivered");
+    }
+    clock.advance(chrono::Duration::milliseconds(1));
+    let zero = RetentionConfig {
+        alerts_days: 0,
+        ..config
+    };
+    let n = retention::purge_once(&s, &shared, &zero)
+        .await
+        .expect("purge");
+    assert_eq!(n.alerts, 2);
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -228,4 +314,5 @@ macro_rules! suite {
 suite!(
     claims_take_due_rows_under_a_lease_and_record_outcomes,
     alert_is_written_exactly_when_its_decision_is,
+    finished_rows_are_purged_after_the_retention_on_the_injected_clock,
 );

@@ -218,4 +218,14 @@ impl AlertStore for PostgresStore {
             Ok(n as u64)
         })
     }
+
+    fn purge_alerts(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let c = self.writer.lock().await;
+            Ok(
+                c.execute(crate::store::alerts::PURGE_FINISHED, &[&before_ms])
+                    .await?,
+            )
+        })
+    }
 }

@@ -208,4 +208,11 @@ impl AlertStore for SqliteStore {
             .map(|n| n as u64)
         })
     }
+
+    fn purge_alerts(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+        self.write(move |c| {
+            c.execute(crate::store::alerts::PURGE_FINISHED, [before_ms])
+                .map(|n| n as u64)
+        })
+    }
 }
