@@ -3,7 +3,9 @@
 //! Owns `POST /admin/releases` ([`Rollouts::register_release`]) and
 //! `PUT /admin/releases/{app}/{version}/artifacts/{file}` ([`Rollouts::upload_artifact`]).
 //! Files land in the tree of `railgun release publish`:
-//! `ROOT/<app>/releases/<version>/manifest.json` and the artifacts beside it.
+//! `ROOT/<app>/releases/<version>/manifest.json` and the artifacts beside it, delta patches
+//! included (each checked against its size and SHA-256 in the signed manifest like an
+//! artifact).
 //!
 //! It refuses: an envelope that does not verify with the release keys (checked before the
 //! payload is parsed, nothing written), a version registered before with other bytes, a
@@ -153,6 +155,15 @@ fn expected_files(m: &ReleaseManifest) -> Result<Vec<(String, Expected)>, Rollou
                 out.push((name.to_string(), Expected::Bundle));
             }
         }
+    }
+    for p in &m.patches {
+        out.push((
+            p.file.clone(),
+            Expected::Artifact {
+                size: p.size,
+                sha256: p.sha256.clone(),
+            },
+        ));
     }
     Ok(out)
 }

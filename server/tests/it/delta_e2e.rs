@@ -217,3 +217,87 @@ fn delta_from_a_version_that_is_not_older_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("0.3.0 is not older than 0.2.0"), "{err}");
 }
+
+#[test]
+fn release_publish_server_uploads_patches_and_clients_update_by_them() {
+    const TOKEN: &str = "admin-token-for-delta";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys");
+    ok(&["keygen", "--out", p(&keys), "--name", "release"]);
+    ok(&["keygen", "--out", p(&keys), "--name", "rollout"]);
+    let (v1, v2) = (dir.path().join("v1"), dir.path().join("v2"));
+    std::fs::create_dir_all(&v1).expect("v1");
+    std::fs::create_dir_all(&v2).expect("v2");
+    write_app(&v1.join("rail-gun-0.1.0-linux-x64.tar.gz"), 0);
+    write_app(&v2.join("rail-gun-0.2.0-linux-x64.tar.gz"), 1);
+    sign(&keys, "0.1.0", &v1, &[]);
+    sign(&keys, "0.2.0", &v2, &["--delta-from", p(&v1)]);
+    let patch = manifest(&keys, &v2.join("manifest.json")).patches[0].clone();
+
+    let root = dir.path().join("tree");
+    let (rollout_key, release_pub) = (keys.join("rollout.key"), keys.join("release.pub"));
+    let serve = crate::support::ChildServer::serve(
+        &root,
+        &dir.path().join("data"),
+        &[
+            "--rollout-key".as_ref(),
+            rollout_key.as_os_str(),
+            "--release-public-key".as_ref(),
+            release_pub.as_os_str(),
+        ],
+        &[("RAILGUN_ADMIN_TOKEN", TOKEN)],
+    );
+    let publish = |dist: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_railgun"))
+            .args(["release", "publish", "--server", &serve.url, "--manifest"])
+            .arg(dist.join("manifest.json"))
+            .args(["--percentage", "100"])
+            .env("RAILGUN_ADMIN_TOKEN", TOKEN)
+            .output()
+            .expect("publish");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let update = || {
+        let out = ok(&[
+            "update",
+            "--url",
+            &serve.url,
+            "--app",
+            "rail-gun",
+            "--public-key",
+            p(&release_pub),
+            "--rollout-public-key",
+            p(&keys.join("rollout.pub")),
+            "--platform",
+            "linux",
+            "--arch",
+            "x64",
+            "--install-root",
+            p(&dir.path().join("install")),
+            "--state",
+            p(&dir.path().join("state")),
+            "--json",
+        ]);
+        serde_json::from_str::<serde_json::Value>(&out).expect("json")
+    };
+
+    publish(&v1);
+    assert_eq!(update()["version"], "0.1.0");
+    // The patch is uploaded like an artifact, checked against the signed manifest.
+    let out = publish(&v2);
+    assert!(out.contains(&format!("uploaded {}", patch.file)), "{out}");
+    let stored = root.join("rail-gun/releases/0.2.0").join(&patch.file);
+    assert_eq!(
+        std::fs::read(&stored).expect("stored patch"),
+        std::fs::read(v2.join(&patch.file)).expect("patch")
+    );
+    let json = update();
+    assert_eq!(json["version"], "0.2.0", "{json}");
+    assert_eq!(json["delta"], true, "{json}");
+    assert_eq!(json["downloadedBytes"], patch.size, "{json}");
+}
