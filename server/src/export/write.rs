@@ -31,9 +31,10 @@ use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use tokio::runtime::Handle;
 
-use super::schema::{Kind, Table};
+use super::schema::{Column, Kind, Table};
 use super::{ExportError, Format};
 use crate::store::export::{RowSink, Value, DAY_MS};
 
@@ -97,13 +98,35 @@ impl Col {
         true
     }
 
+    /// The column so far; the builder starts again with room for as many rows (and, for
+    /// text, bytes), so the next batch fills it without growing and copying it.
     fn finish(&mut self) -> ArrayRef {
         match self {
-            Col::Text(b) => Arc::new(b.finish()),
-            Col::Int(b) => Arc::new(b.finish()),
-            Col::Float(b) => Arc::new(b.finish()),
-            Col::Ts(b) => Arc::new(b.finish()),
-            Col::Date(b) => Arc::new(b.finish()),
+            Col::Text(b) => {
+                let a = b.finish();
+                *b = StringBuilder::with_capacity(a.len(), a.value_data().len());
+                Arc::new(a)
+            }
+            Col::Int(b) => {
+                let a = b.finish();
+                *b = Int64Builder::with_capacity(a.len());
+                Arc::new(a)
+            }
+            Col::Float(b) => {
+                let a = b.finish();
+                *b = Float64Builder::with_capacity(a.len());
+                Arc::new(a)
+            }
+            Col::Ts(b) => {
+                let a = b.finish();
+                *b = TimestampMicrosecondBuilder::with_capacity(a.len()).with_timezone("UTC");
+                Arc::new(a)
+            }
+            Col::Date(b) => {
+                let a = b.finish();
+                *b = Date32Builder::with_capacity(a.len());
+                Arc::new(a)
+            }
         }
     }
 }
@@ -356,12 +379,22 @@ enum FileWriter {
     Ndjson(Upload),
 }
 
-fn properties() -> WriterProperties {
-    WriterProperties::builder()
+/// Columns with a different value in (nearly) every row: a dictionary would never pay, and
+/// building it (hashing every value until the dictionary page overflows) costs the encoder.
+fn without_dictionary(c: &Column) -> bool {
+    c.kind == Kind::Timestamp || matches!(c.name, "event_id" | "report_id" | "decision_id")
+}
+
+/// zstd level 1, row groups of [`ROW_GROUP_ROWS`], dictionaries where values repeat.
+fn properties(table: &Table) -> WriterProperties {
+    let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_created_by(format!("railgun export {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .set_created_by(format!("railgun export {}", env!("CARGO_PKG_VERSION")));
+    for c in table.columns.iter().filter(|c| without_dictionary(c)) {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(c.name), false);
+    }
+    b.build()
 }
 
 impl FileWriter {
@@ -373,7 +406,7 @@ impl FileWriter {
         Ok(match format {
             Format::Parquet => {
                 let options = ArrowWriterOptions::new()
-                    .with_properties(properties())
+                    .with_properties(properties(table))
                     .with_skip_arrow_metadata(true);
                 FileWriter::Parquet(Box::new(ArrowWriter::try_new_with_options(
                     upload,
