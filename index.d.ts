@@ -61,6 +61,13 @@ export interface RailgunError extends Error {
   code: RailgunErrorCode
 }
 
+/**
+ * The feature flags' provider events, named as in OpenFeature: `READY` (the first config from
+ * the network is in force), `CONFIGURATION_CHANGED` (a new config is in force), `STALE` (the
+ * live source is lost; the last good config is served), `ERROR` (a document was refused).
+ */
+export type FlagsEventName = 'READY' | 'CONFIGURATION_CHANGED' | 'STALE' | 'ERROR'
+
 /** The Updater's events, with electron-updater's names. */
 export type UpdaterEventName =
   | 'checking-for-update'
@@ -188,7 +195,18 @@ export declare class FeatureFlags {
    * may finish before it is registered). The listener does not keep Node alive.
    */
   onChange(cb: () => void): void
-  /** Stops the background refresh and the change listeners. */
+  /**
+   * Calls `cb(event)` for every provider event: `READY`, `CONFIGURATION_CHANGED` (with the
+   * revision now in force), `STALE`, `ERROR` (with the reason). The first listener also
+   * gets the events since the constructor. The listener does not keep Node alive.
+   */
+  onEvent(cb: (event: FlagsProviderEvent) => void): void
+  /**
+   * The highest config revision accepted (a lower one is refused as a replay); `null`
+   * when no document carried one.
+   */
+  revision(): number | null
+  /** Stops the background refresh and the listeners. */
   close(): void
 }
 
@@ -351,6 +369,20 @@ export interface FlagDetails {
    * or `ERROR`.
    */
   reason: string
+}
+
+/** A provider event (OpenFeature's names), as `onEvent` listeners receive it. */
+export interface FlagsProviderEvent {
+  /**
+   * `READY` (the first config from the network is in force), `CONFIGURATION_CHANGED` (a
+   * new config is in force), `STALE` (the live source is lost; the last good config is
+   * served) or `ERROR` (a document was refused: signature, schema, replayed revision).
+   */
+  type: FlagsEventName
+  /** The revision now in force (`READY`, `CONFIGURATION_CHANGED`), if the config carries one. */
+  revision: number | null
+  /** Why (`STALE`, `ERROR`). */
+  reason: string | null
 }
 
 /** What `flush()` did. */

@@ -154,6 +154,23 @@ export interface FlagDetails {
   reason: FlagReason;
 }
 
+/**
+ * The feature flags' provider events, named as in OpenFeature: `READY` (the first config from
+ * the network is in force), `CONFIGURATION_CHANGED` (a new config is in force), `STALE` (the
+ * live source is lost; the last good config is served), `ERROR` (a document was refused:
+ * signature, schema, a replayed older revision).
+ */
+export type FlagsEventName = 'READY' | 'CONFIGURATION_CHANGED' | 'STALE' | 'ERROR';
+
+/** A provider event as listeners receive it (plain data, also across IPC). */
+export interface FlagsProviderEvent {
+  type: FlagsEventName;
+  /** The revision now in force (`READY`, `CONFIGURATION_CHANGED`), if the config carries one. */
+  revision: number | null;
+  /** Why (`STALE`, `ERROR`). */
+  reason: string | null;
+}
+
 /** electron-updater's event names. */
 export type UpdaterEventName =
   | 'checking-for-update'
@@ -357,7 +374,10 @@ export interface FeatureFlagsOptions extends CommonOptions {
   configPublicKeys?: string[];
 }
 
-/** Feature flags in the main process; emits `change` when the flags change. */
+/**
+ * Feature flags in the main process; emits `change` when the flags change, and each provider
+ * event (`READY`, `CONFIGURATION_CHANGED`, `STALE`, `ERROR`) under its name.
+ */
 export class RailgunFeatureFlags extends EventEmitter {
   refresh(): Promise<'updated' | 'not-modified' | 'kept-last-good'>;
   get(key: string): boolean;
@@ -368,12 +388,20 @@ export class RailgunFeatureFlags extends EventEmitter {
   getMaintenance(): MaintenanceStatus;
   /** The emergency kill switch: `{active, message}`. */
   isKillSwitchActive(): KillSwitchStatus;
+  /** Calls `listener()` whenever the flags change; returns the function that removes it. */
+  onChange(listener: () => void): () => void;
+  /** The highest config revision accepted (a lower one is refused as a replay), or `null`. */
+  revision(): number | null;
   /** Stops the background refresh and the change listeners. */
   close(): void;
   on(event: 'change', listener: () => void): this;
+  on(event: FlagsEventName, listener: (event: FlagsProviderEvent) => void): this;
   once(event: 'change', listener: () => void): this;
+  once(event: FlagsEventName, listener: (event: FlagsProviderEvent) => void): this;
   off(event: 'change', listener: () => void): this;
+  off(event: FlagsEventName, listener: (event: FlagsProviderEvent) => void): this;
   removeListener(event: 'change', listener: () => void): this;
+  removeListener(event: FlagsEventName, listener: (event: FlagsProviderEvent) => void): this;
 }
 
 /** Starts feature flags (config URL from `url` or `RAILGUN_CONFIG_URL`). */
@@ -579,11 +607,14 @@ export const CHANNELS: Readonly<{
 export const EVENT_CHANNELS: Readonly<{
   UPDATER_EVENT: 'railgun:updater:event';
   FLAGS_CHANGED: 'railgun:flags:changed';
+  FLAGS_EVENT: 'railgun:flags:event';
   SUBSCRIBE: 'railgun:events:subscribe';
   UNSUBSCRIBE: 'railgun:events:unsubscribe';
 }>;
 
 export const UPDATER_EVENTS: readonly UpdaterEventName[];
+
+export const FLAGS_EVENTS: readonly FlagsEventName[];
 
 export const LIMITS: Readonly<{
   EVENT_NAME: RegExp;

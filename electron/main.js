@@ -28,7 +28,9 @@
 
 const { setAddon } = require('./main/addon');
 const { RailgunAnalytics, initAnalytics } = require('./main/analytics');
-const { CHANNELS, EVENT_CHANNELS, LIMITS, UPDATER_EVENTS } = require('./main/channels');
+const {
+  CHANNELS, EVENT_CHANNELS, FLAGS_EVENTS, LIMITS, UPDATER_EVENTS,
+} = require('./main/channels');
 const { RailgunError } = require('./main/errors');
 const { RailgunFeatureFlags, initFeatureFlags } = require('./main/flags');
 const { RailgunHealth, initHealth } = require('./main/health');
@@ -57,6 +59,7 @@ module.exports = {
   CHANNELS,
   EVENT_CHANNELS,
   UPDATER_EVENTS,
+  FLAGS_EVENTS,
   LIMITS,
   validate: Object.freeze({
     eventName: validateEventName,

@@ -5,6 +5,8 @@ import type {
   Consent,
   DownloadResult,
   EventProperties,
+  FlagsEventName,
+  FlagsProviderEvent,
   InstallResult,
   KillSwitchStatus,
   MaintenanceStatus,
@@ -14,7 +16,7 @@ import type {
   UpdaterEventName,
 } from './main';
 
-export type { UpdaterEventName } from './main';
+export type { FlagsEventName, FlagsProviderEvent, UpdaterEventName } from './main';
 
 /** Unsubscribes a listener (calling it twice is harmless). */
 export type Unsubscribe = () => void;
@@ -39,6 +41,11 @@ export interface FeatureFlagsApi {
   isKillSwitchActive(): Promise<KillSwitchStatus>;
   /** Called when the main process reports changed flags. */
   onChange(listener: () => void): Unsubscribe;
+  /**
+   * Called with each provider event of the main process's flags (`READY`,
+   * `CONFIGURATION_CHANGED` with the revision now in force, `STALE`, `ERROR` with the reason).
+   */
+  onEvent(listener: (event: FlagsProviderEvent) => void): Unsubscribe;
 }
 
 /** `window.electronAPI.analytics`. A refusal rejects with `ERR_INVALID_ARGUMENT: …`. */
@@ -100,6 +107,7 @@ export function exposeRailgunApi(
 export const CHANNELS: typeof import('./main').CHANNELS;
 export const EVENT_CHANNELS: typeof import('./main').EVENT_CHANNELS;
 export const UPDATER_EVENTS: readonly UpdaterEventName[];
+export const FLAGS_EVENTS: readonly FlagsEventName[];
 
 declare global {
   interface Window {

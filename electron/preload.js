@@ -7,7 +7,7 @@
  * Owns: the shape of `window.electronAPI`, unwrapping the main process's `{ok, value}` /
  * `{ok: false, error}` answers (a refusal becomes an Error whose message starts with its code,
  * `ERR_INVALID_ARGUMENT: …`, because contextBridge drops custom Error properties), and the
- * listeners for main → renderer pushes (updater events, flags changed).
+ * listeners for main → renderer pushes (updater events, flags changed, flags provider events).
  *
  * Refuses: to hand the renderer anything but plain functions and data — never `ipcRenderer`,
  * an IPC event object or a Node object; to invoke any channel outside its fixed list.
@@ -34,6 +34,7 @@ const CHANNELS = Object.freeze({
 const EVENT_CHANNELS = Object.freeze({
   UPDATER_EVENT: 'railgun:updater:event',
   FLAGS_CHANGED: 'railgun:flags:changed',
+  FLAGS_EVENT: 'railgun:flags:event',
   SUBSCRIBE: 'railgun:events:subscribe',
   UNSUBSCRIBE: 'railgun:events:unsubscribe',
 });
@@ -45,6 +46,7 @@ const UPDATER_EVENTS = Object.freeze([
   'update-downloaded',
   'error',
 ]);
+const FLAGS_EVENTS = Object.freeze(['READY', 'CONFIGURATION_CHANGED', 'STALE', 'ERROR']);
 const KNOWN = new Set(Object.values(CHANNELS));
 
 function railgunError(code, message) {
@@ -82,9 +84,10 @@ function createRailgunApi(ipcRenderer) {
   // Listeners for main → renderer pushes; the event object never reaches them.
   const updaterListeners = new Set();
   const flagListeners = new Set();
+  const flagEventListeners = new Set();
   let subscribed = false;
   const syncSubscription = () => {
-    const want = updaterListeners.size + flagListeners.size > 0;
+    const want = updaterListeners.size + flagListeners.size + flagEventListeners.size > 0;
     if (want && !subscribed) ipcRenderer.send(EVENT_CHANNELS.SUBSCRIBE);
     if (!want && subscribed) ipcRenderer.send(EVENT_CHANNELS.UNSUBSCRIBE);
     subscribed = want;
@@ -103,6 +106,15 @@ function createRailgunApi(ipcRenderer) {
     callEach(updaterListeners, [name, plain(payload)]);
   });
   ipcRenderer.on(EVENT_CHANNELS.FLAGS_CHANGED, () => callEach(flagListeners, []));
+  ipcRenderer.on(EVENT_CHANNELS.FLAGS_EVENT, (_event, payload) => {
+    if (!payload || typeof payload !== 'object' || !FLAGS_EVENTS.includes(payload.type)) return;
+    const e = {
+      type: payload.type,
+      revision: typeof payload.revision === 'number' ? payload.revision : null,
+      reason: typeof payload.reason === 'string' ? payload.reason : null,
+    };
+    callEach(flagEventListeners, [e]);
+  });
 
   const listen = (set, cb) => {
     if (typeof cb !== 'function') throw railgunError('ERR_INVALID_ARGUMENT', 'a listener must be a function');
@@ -125,6 +137,7 @@ function createRailgunApi(ipcRenderer) {
       getMaintenance: () => invoke(CHANNELS.FLAGS_GET_MAINTENANCE),
       isKillSwitchActive: () => invoke(CHANNELS.FLAGS_IS_KILL_SWITCH_ACTIVE),
       onChange: (cb) => listen(flagListeners, cb),
+      onEvent: (cb) => listen(flagEventListeners, cb),
     },
     analytics: {
       track: (name, properties) =>
@@ -166,4 +179,6 @@ function exposeRailgunApi(contextBridge, ipcRenderer, options = {}) {
   return api;
 }
 
-module.exports = { exposeRailgunApi, createRailgunApi, CHANNELS, EVENT_CHANNELS, UPDATER_EVENTS };
+module.exports = {
+  exposeRailgunApi, createRailgunApi, CHANNELS, EVENT_CHANNELS, UPDATER_EVENTS, FLAGS_EVENTS,
+};

@@ -61,6 +61,13 @@ export interface RailgunError extends Error {
   code: RailgunErrorCode
 }
 
+/**
+ * The feature flags' provider events, named as in OpenFeature: `READY` (the first config from
+ * the network is in force), `CONFIGURATION_CHANGED` (a new config is in force), `STALE` (the
+ * live source is lost; the last good config is served), `ERROR` (a document was refused).
+ */
+export type FlagsEventName = 'READY' | 'CONFIGURATION_CHANGED' | 'STALE' | 'ERROR'
+
 /** The Updater's events, with electron-updater's names. */
 export type UpdaterEventName =
   | 'checking-for-update'

@@ -1,6 +1,6 @@
 'use strict';
 /**
- * The IPC channel names, the updater's event names and the limits of what a renderer may
+ * The IPC channel names, the updater's and the flags' event names and the limits of what a renderer may
  * send. The preload bridge (`electron/preload.js`) keeps its own copy of the names, on
  * purpose (it requires nothing); `tests/node/electron_ipc.test.mjs` checks they agree.
  */
@@ -28,6 +28,8 @@ const EVENT_CHANNELS = Object.freeze({
   UPDATER_EVENT: 'railgun:updater:event',
   /** `()`: the flags changed; ask again. */
   FLAGS_CHANGED: 'railgun:flags:changed',
+  /** `(event)`: a flags provider event `{type, revision, reason}` (OpenFeature's names). */
+  FLAGS_EVENT: 'railgun:flags:event',
   /** renderer → main: send me the pushes above. */
   SUBSCRIBE: 'railgun:events:subscribe',
   /** renderer → main: stop sending them. */
@@ -44,6 +46,9 @@ const UPDATER_EVENTS = Object.freeze([
   'error',
 ]);
 
+/** The feature flags' provider events, named as in OpenFeature. */
+const FLAGS_EVENTS = Object.freeze(['READY', 'CONFIGURATION_CHANGED', 'STALE', 'ERROR']);
+
 /** The shared analytics limits (`src/analytics/event.rs`) and the bridge's own. */
 const LIMITS = Object.freeze({
   EVENT_NAME: /^[a-z][a-z0-9_]{0,63}$/,
@@ -54,4 +59,4 @@ const LIMITS = Object.freeze({
   FLAG_KEY: /^[A-Za-z0-9_.:-]{1,128}$/,
 });
 
-module.exports = { CHANNELS, EVENT_CHANNELS, UPDATER_EVENTS, LIMITS };
+module.exports = { CHANNELS, EVENT_CHANNELS, UPDATER_EVENTS, FLAGS_EVENTS, LIMITS };

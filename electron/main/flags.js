@@ -1,13 +1,15 @@
 'use strict';
 /**
- * Feature flags in the main process: the addon's `FeatureFlags` as an EventEmitter (`change`),
- * and `initFeatureFlags` (config URL from the options or `RAILGUN_CONFIG_URL`, the refresh
+ * Feature flags in the main process: the addon's `FeatureFlags` as an EventEmitter (`change`,
+ * and the provider events `READY`, `CONFIGURATION_CHANGED`, `STALE`, `ERROR` with their
+ * `{type, revision, reason}`), and `initFeatureFlags` (config URL from the options or `RAILGUN_CONFIG_URL`, the refresh
  * schedule left to the addon). Evaluation and verification are the core's.
  */
 
 const { EventEmitter } = require('events');
 
 const { loadAddon } = require('./addon');
+const { FLAGS_EVENTS } = require('./channels');
 const { appInfo, env, positiveMs } = require('./config');
 const { invalid } = require('./errors');
 const { setCurrent } = require('./services');
@@ -16,12 +18,38 @@ const { isPlainObject, validateFlagKey } = require('./validate');
 /** Default time between config refreshes: 5 minutes (the core's default). */
 const DEFAULT_REFRESH_INTERVAL_MS = 5 * 60 * 1000;
 
-/** Feature flags over the addon's `FeatureFlags`; emits `change` when the flags change. */
+/**
+ * Feature flags over the addon's `FeatureFlags`; emits `change` when the flags change and each
+ * provider event under its OpenFeature name.
+ */
 class RailgunFeatureFlags extends EventEmitter {
   constructor(flags) {
     super();
     this._f = flags;
     flags.onChange(() => this.emit('change'));
+    if (typeof flags.onEvent === 'function') {
+      flags.onEvent((event) => {
+        if (!event || !FLAGS_EVENTS.includes(event.type)) return;
+        this.emit(event.type, {
+          type: event.type,
+          revision: typeof event.revision === 'number' ? event.revision : null,
+          reason: typeof event.reason === 'string' ? event.reason : null,
+        });
+      });
+    }
+  }
+
+  /** Calls `listener()` whenever the flags change; returns the function that removes it. */
+  onChange(listener) {
+    if (typeof listener !== 'function') throw invalid('onChange takes a function');
+    this.on('change', listener);
+    return () => this.removeListener('change', listener);
+  }
+
+  /** The highest config revision accepted (a lower one is refused as a replay), or `null`. */
+  revision() {
+    const r = typeof this._f.revision === 'function' ? this._f.revision() : null;
+    return typeof r === 'number' ? r : null;
   }
 
   /** Fetches the config now (a failure keeps the last good copy). */

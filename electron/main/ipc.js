@@ -3,7 +3,8 @@
  * The IPC boundary: one `ipcMain.handle` channel per call, every renderer argument validated
  * before it reaches a service, answers and errors sent back as plain data (`{ok, value}` /
  * `{ok: false, error: {code, message}}`), the senders the app's `validateSender` accepts
- * only, and the main → renderer pushes (updater events, flags changed) to the pages that
+ * only, and the main → renderer pushes (updater events, flags changed, flags provider events)
+ * to the pages that
  * subscribed.
  *
  * Refuses: unknown channels, extra arguments, arguments of the wrong type or size (all with
@@ -11,7 +12,9 @@
  * matching `init…()` (`ERR_NOT_INITIALIZED`).
  */
 
-const { CHANNELS, EVENT_CHANNELS, UPDATER_EVENTS } = require('./channels');
+const {
+  CHANNELS, EVENT_CHANNELS, FLAGS_EVENTS, UPDATER_EVENTS,
+} = require('./channels');
 const { RailgunError, errorData, invalid } = require('./errors');
 const { bridges, current } = require('./services');
 const {
@@ -207,6 +210,11 @@ function registerIpcHandlers(ipcMain, options = {}) {
       const listener = () => send(EVENT_CHANNELS.FLAGS_CHANGED);
       flags.on('change', listener);
       detach.push(() => flags.removeListener('change', listener));
+      for (const name of FLAGS_EVENTS) {
+        const onEvent = (event) => send(EVENT_CHANNELS.FLAGS_EVENT, plain(event));
+        flags.on(name, onEvent);
+        detach.push(() => flags.removeListener(name, onEvent));
+      }
     }
     attached = { updater, featureFlags: flags, detach };
   };

@@ -9,6 +9,7 @@ import {
   initFeatureFlags,
   initHealth,
   registerIpcHandlers,
+  type FlagsProviderEvent,
   type HealthQuitShutdown,
   type ProgressInfo,
   type UpdateInfo,
@@ -34,6 +35,11 @@ function createWindow(): BrowserWindow {
 app.whenReady().then(() => {
   const analytics = initAnalytics({ debug: !app.isPackaged, sampleRate: 1, consent: 'unknown' });
   const flags = initFeatureFlags({ refreshInterval: 5 * 60 * 1000 });
+  // Pushed by the server's config stream (polling when it is unavailable).
+  flags.on('CONFIGURATION_CHANGED', (e: FlagsProviderEvent) => {
+    console.info(`remote config revision ${e.revision ?? '?'} in force`);
+  });
+  flags.on('ERROR', (e: FlagsProviderEvent) => console.warn(`remote config refused: ${e.reason}`));
 
   // Rollout health (after analytics: it shares its consent). Counts uncaught errors and
   // crashed renderer/child processes; holds the quit until everything shut down cleanly.

@@ -72,6 +72,20 @@ function KillSwitchBanner() {
   return notice ? <div className="banner critical">{notice}</div> : null;
 }
 
+/** Says so while the flags come from the last good copy (the live source is lost). */
+function StaleNotice() {
+  const [stale, setStale] = useState(false);
+  useEffect(
+    () =>
+      window.electronAPI.featureFlags.onEvent((e) => {
+        if (e.type === 'STALE') setStale(true);
+        else if (e.type === 'READY' || e.type === 'CONFIGURATION_CHANGED') setStale(false);
+      }),
+    [],
+  );
+  return stale ? <div className="banner info">Offline: showing the last known settings.</div> : null;
+}
+
 function Composer() {
   useScreenTracking('conversation');
   const newComposer = useFeatureFlag('new_composer');
@@ -107,6 +121,7 @@ function App() {
   return (
     <main>
       <KillSwitchBanner />
+      <StaleNotice />
       <UpdateBanner />
       <Announcements />
       {consent === 'unknown' && (

@@ -92,7 +92,7 @@ test('the renderer gets only frozen plain objects and functions: no ipcRenderer,
     return out;
   };
   assert.deepEqual(walk(api, 'electronAPI'), {
-    featureFlags: { get: 'function', getAll: 'function', getAnnouncements: 'function', getMaintenance: 'function', isKillSwitchActive: 'function', onChange: 'function' },
+    featureFlags: { get: 'function', getAll: 'function', getAnnouncements: 'function', getMaintenance: 'function', isKillSwitchActive: 'function', onChange: 'function', onEvent: 'function' },
     analytics: { track: 'function', screen: 'function', setConsent: 'function', getConsent: 'function' },
     updater: { check: 'function', download: 'function', install: 'function', onEvent: 'function' },
     health: { reportError: 'function' },
@@ -312,4 +312,5 @@ test("the preload's own copy of the channel and event names is main's", () => {
   assert.deepEqual(preload.CHANNELS, main.CHANNELS);
   assert.deepEqual(preload.EVENT_CHANNELS, main.EVENT_CHANNELS);
   assert.deepEqual(preload.UPDATER_EVENTS, main.UPDATER_EVENTS);
+  assert.deepEqual(preload.FLAGS_EVENTS, main.FLAGS_EVENTS);
 });

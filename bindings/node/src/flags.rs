@@ -1,9 +1,12 @@
 //! `FeatureFlags`: the core's remote-config client for JS.
 //!
 //! Owns the option conversion, the Promise of `refresh()`, the optional background refresh
-//! task and the change bridge (`onChange` listeners are weak thread-safe functions fed from
-//! the core's change channel). `get` is a lookup in the core's precomputed table: no I/O.
-//! It refuses nothing of its own: verification and evaluation are the core's.
+//! task (the server's config stream, else polling: the core's choice) and the event bridges:
+//! `onChange` listeners are fed from the core's change channel, `onEvent` listeners from its
+//! provider events (`READY`, `CONFIGURATION_CHANGED`, `STALE`, `ERROR`), both as weak
+//! thread-safe functions. `get` is a lookup in the core's precomputed table: no I/O.
+//! It refuses nothing of its own: verification, replay protection and evaluation are the
+//! core's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +15,12 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use railgun_core::flags::{
-    Announcement as CoreAnnouncement, FeatureFlags as CoreFlags, FlagsConfig, RefreshOutcome,
+    Announcement as CoreAnnouncement, FeatureFlags as CoreFlags, FlagsConfig, FlagsEvent,
+    RefreshOutcome,
 };
 use railgun_core::identity;
 use railgun_core::store::Store;
+use tokio::sync::broadcast;
 
 use crate::error::{from_js, spawn_promise, Code, JsFailure, INVALID_ARGUMENT};
 use crate::updater::{parse_keys, parse_version};
@@ -103,7 +108,40 @@ pub struct Maintenance {
     pub end_time: Option<String>,
 }
 
+/// A provider event (OpenFeature's names), as `onEvent` listeners receive it.
+#[napi(object, use_nullable = true)]
+#[derive(Clone)]
+pub struct FlagsProviderEvent {
+    /// `READY` (the first config from the network is in force), `CONFIGURATION_CHANGED` (a
+    /// new config is in force), `STALE` (the live source is lost; the last good config is
+    /// served) or `ERROR` (a document was refused: signature, schema, replayed revision).
+    #[napi(js_name = "type", ts_type = "FlagsEventName")]
+    pub kind: String,
+    /// The revision now in force (`READY`, `CONFIGURATION_CHANGED`), if the config carries one.
+    pub revision: Option<i64>,
+    /// Why (`STALE`, `ERROR`).
+    pub reason: Option<String>,
+}
+
+impl From<FlagsEvent> for FlagsProviderEvent {
+    fn from(e: FlagsEvent) -> Self {
+        Self {
+            kind: e.name().to_string(),
+            revision: e.revision().and_then(|r| i64::try_from(r).ok()),
+            reason: e.reason().map(str::to_string),
+        }
+    }
+}
+
 type ChangeListener = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
+type EventListener = ThreadsafeFunction<
+    FlagsProviderEvent,
+    Unknown<'static>,
+    FlagsProviderEvent,
+    Status,
+    false,
+    true,
+>;
 
 fn announcement(a: CoreAnnouncement) -> Announcement {
     Announcement {
@@ -128,6 +166,8 @@ pub struct FeatureFlags {
     /// it, so a first fetch that completes before that listener is registered still reaches
     /// it (a fresh subscription would have missed it).
     since_start: Option<tokio::sync::watch::Receiver<u64>>,
+    /// The same for the first `onEvent` listener: `READY` may come before it.
+    events_since_start: Option<broadcast::Receiver<FlagsEvent>>,
 }
 
 impl Drop for FeatureFlags {
@@ -184,6 +224,7 @@ impl FeatureFlags {
         }
         let core = Arc::new(CoreFlags::new(config, store).map_err(JsFailure::from)?);
         let since_start = Some(core.subscribe());
+        let events_since_start = Some(core.subscribe_events());
         let refresh_task = interval.map(|_| {
             let c = Arc::clone(&core);
             napi::bindgen_prelude::within_runtime_if_available(move || c.spawn_refresh())
@@ -193,6 +234,7 @@ impl FeatureFlags {
             refresh_task,
             change_tasks: Vec::new(),
             since_start,
+            events_since_start,
         })
     }
 
@@ -309,7 +351,43 @@ impl FeatureFlags {
         Ok(())
     }
 
-    /// Stops the background refresh and the change listeners.
+    /// Calls `cb(event)` for every provider event: `READY`, `CONFIGURATION_CHANGED` (with the
+    /// revision now in force), `STALE`, `ERROR` (with the reason). The first listener also
+    /// gets the events since the constructor. The listener does not keep Node alive.
+    #[napi(ts_args_type = "cb: (event: FlagsProviderEvent) => void")]
+    pub fn on_event(&mut self, cb: Function<FlagsProviderEvent, Unknown<'static>>) -> Result<()> {
+        let tsfn: EventListener = cb
+            .build_threadsafe_function::<FlagsProviderEvent>()
+            .weak::<true>()
+            .callee_handled::<false>()
+            .build()?;
+        let mut rx = match self.events_since_start.take() {
+            Some(rx) => rx,
+            None => self.core.subscribe_events(),
+        };
+        let task = napi::bindgen_prelude::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) => {
+                        tsfn.call(e.into(), ThreadsafeFunctionCallMode::NonBlocking);
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        self.change_tasks.push(task);
+        Ok(())
+    }
+
+    /// The highest config revision accepted (a lower one is refused as a replay); `null`
+    /// when no document carried one.
+    #[napi]
+    pub fn revision(&self) -> Option<i64> {
+        self.core.revision().and_then(|r| i64::try_from(r).ok())
+    }
+
+    /// Stops the background refresh and the listeners.
     #[napi]
     pub fn close(&mut self) {
         if let Some(t) = self.refresh_task.take() {
