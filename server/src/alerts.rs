@@ -488,6 +488,8 @@ struct Inner {
     /// While it holds `None` this server does not lead ([`crate::leader`]) and its sender
     /// leaves the outbox to the leader's; unset: always sends.
     gate: OnceLock<tokio::sync::watch::Receiver<Option<i64>>>,
+    /// Every alert fired, once committed (the dashboard's live feed).
+    fired: tokio::sync::broadcast::Sender<Alert>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -581,6 +583,7 @@ impl Alerter {
                 stopped: AtomicBool::new(false),
                 states: tokio::sync::Mutex::new(()),
                 gate: OnceLock::new(),
+                fired: tokio::sync::broadcast::channel(64).0,
             }),
         }
     }
@@ -677,8 +680,22 @@ impl Alerter {
         }
     }
 
-    /// Tells the sender that `write` was committed (counts its rows, wakes the sender).
+    /// Every alert fired from now on, once its write is committed (a receiver that lags
+    /// loses the oldest).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Alert> {
+        self.inner.fired.subscribe()
+    }
+
+    /// Tells the sender that `write` was committed (counts its rows, wakes the sender) and
+    /// the [subscribers](Alerter::subscribe) which alerts it fired.
     pub fn committed(&self, write: &AlertWrite) {
+        if self.inner.fired.receiver_count() > 0 {
+            for row in write.upsert.iter().filter(|r| r.fired_ms.is_some()) {
+                if let Ok(alert) = serde_json::from_str::<Alert>(&row.alert) {
+                    let _ = self.inner.fired.send(alert);
+                }
+            }
+        }
         if write.outbox.is_empty() {
             return;
         }

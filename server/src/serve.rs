@@ -160,6 +160,8 @@ pub struct App {
     pub rollouts: Rollouts,
     /// The remote-config service (revisions, streams).
     pub configs: crate::config::ConfigService,
+    /// The dashboard's live feed.
+    pub live: crate::dashboard::live::Live,
     config: ServerConfig,
 }
 
@@ -174,6 +176,7 @@ impl App {
         let rollouts = Rollouts::new(config, &state, tree.clone())?;
         let configs =
             crate::config::ConfigService::new(config, state.store.clone(), state.tokens.clone())?;
+        let live = crate::dashboard::live::Live::default();
         let router = analytics::routes(state.clone())
             .merge(crate::rollout::routes(rollouts.clone()))
             .merge(crate::config::routes(
@@ -181,6 +184,10 @@ impl App {
                 files::tree_routes(tree.clone()),
             ))
             .merge(crate::dashboard::routes())
+            .merge(crate::dashboard::live::routes(
+                live.clone(),
+                state.tokens.clone(),
+            ))
             .merge(update_tree(tree))
             .layer(axum::middleware::from_fn_with_state(
                 crate::ratelimit::RateLimiter::new(config.rate_limit.clone()),
@@ -196,6 +203,7 @@ impl App {
             state,
             rollouts,
             configs,
+            live,
             config: config.clone(),
         })
     }
@@ -223,18 +231,29 @@ impl App {
             state,
             rollouts,
             configs,
+            live,
             config,
         } = self;
         state.leader.spawn();
         rollouts.spawn_engine();
+        live.spawn_feed(
+            rollouts.subscribe(),
+            state.alerts.subscribe(),
+            state.clone(),
+        );
         let export = config
             .export
             .clone()
             .map(|e| crate::export::schedule::ScheduledExport::spawn(state.store.clone(), e));
         let drained = state.clone();
+        let (closing_configs, closing_live) = (configs.clone(), live.clone());
         let handle = tokio::spawn(async move {
             let stop = async move {
                 let _ = rx.await;
+                // Open event streams end now instead of holding the shutdown until its
+                // deadline (their clients reconnect to whichever server answers next).
+                closing_configs.close();
+                closing_live.close();
             };
             let served = serve_connections(listener, router, &config, stop).await;
             drained.shutdown().await;
@@ -247,6 +266,7 @@ impl App {
             state,
             rollouts,
             configs,
+            live,
             handle,
             shutdown: Some(tx),
             export,
@@ -287,6 +307,8 @@ pub struct RunningServer {
     pub rollouts: Rollouts,
     /// The remote-config service.
     pub configs: crate::config::ConfigService,
+    /// The dashboard's live feed.
+    pub live: crate::dashboard::live::Live,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     export: Option<crate::export::schedule::ScheduledExport>,

@@ -60,6 +60,15 @@ async function serveWithConfigKey(t) {
   return { w, url, pem: keys.pem, publish };
 }
 
+/** The addon's FeatureFlags on `url`, trusting the server's config key, closed after `t`. */
+function following(t, s, url) {
+  const flags = new addon.FeatureFlags({
+    url, app: APP, appVersion: '1.0.0', stateDir: path.join(s.w, 'state'), configPublicKeys: [s.pem], refreshIntervalMs: POLL_MS,
+  });
+  t.after(() => flags.close());
+  return flags;
+}
+
 /** Records events; `until(what, pred)` waits (with a deadline) for one matching `pred`. */
 function recorder() {
   const seen = [];
@@ -77,15 +86,7 @@ function recorder() {
 test('a kill switch published with `railgun config publish` reaches a running addon client through the stream', { timeout: 120_000 }, async (t) => {
   const s = await serveWithConfigKey(t);
   assert.match(s.publish(configDoc(false)), /revision 1/);
-  const flags = new addon.FeatureFlags({
-    url: `${s.url}/config/${APP}.json`,
-    app: APP,
-    appVersion: '1.0.0',
-    stateDir: path.join(s.w, 'state'),
-    configPublicKeys: [s.pem],
-    refreshIntervalMs: POLL_MS,
-  });
-  t.after(() => flags.close());
+  const flags = following(t, s, `${s.url}/config/${APP}.json`);
   const events = recorder();
   flags.onEvent(events.push);
   let changes = 0;
@@ -152,15 +153,7 @@ test('a replayed older revision is refused: ERROR, and the newer config stays in
   const rev2 = await signed();
 
   const mitm = await interposer(t);
-  const flags = new addon.FeatureFlags({
-    url: mitm.url,
-    app: APP,
-    appVersion: '1.0.0',
-    stateDir: path.join(s.w, 'state'),
-    configPublicKeys: [s.pem],
-    refreshIntervalMs: POLL_MS,
-  });
-  t.after(() => flags.close());
+  const flags = following(t, s, mitm.url);
   const events = recorder();
   flags.onEvent(events.push);
   await mitm.opened();

@@ -15,7 +15,8 @@
 //! It refuses: an envelope that does not verify, a document that is not a valid config,
 //! an unsigned document when the server verifies signatures but holds no key to sign, a
 //! revision not above the current one (409), and a stream past `--config-max-subscribers`
-//! (503).
+//! (503). Open streams end when the server shuts down ([`ConfigService::close`]), so they
+//! never hold a shutdown until its deadline.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use railgun_core::trust::{
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::auth::Tokens;
 use crate::serve::ServerConfig;
@@ -220,6 +221,7 @@ struct Inner {
     subscribers: AtomicUsize,
     bus: Arc<dyn RevisionBus>,
     publishing: tokio::sync::Mutex<()>,
+    closing: watch::Sender<bool>,
 }
 
 /// One open stream, counted while it lives.
@@ -303,6 +305,7 @@ impl ConfigService {
                 subscribers: AtomicUsize::new(0),
                 bus: Arc::new(LocalBus::default()),
                 publishing: tokio::sync::Mutex::new(()),
+                closing: watch::channel(false).0,
             }),
         })
     }
@@ -328,6 +331,24 @@ impl ConfigService {
             service: self.clone(),
         };
         (n < self.inner.max_subscribers).then_some(slot)
+    }
+
+    /// Ends every open stream and refuses new ones (the server is shutting down).
+    pub fn close(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    /// Whether [`ConfigService::close`] was called.
+    pub fn is_closing(&self) -> bool {
+        *self.inner.closing.borrow()
+    }
+
+    /// Resolves once the server is shutting down.
+    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
     }
 
     /// A receiver of every revision stored from now on.

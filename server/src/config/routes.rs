@@ -137,6 +137,9 @@ async fn stream(
     ApiPath(app): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if s.is_closing() {
+        return Err(ApiError::unavailable("the server is shutting down").with_retry_after(5));
+    }
     let slot = s.open_slot().ok_or_else(|| {
         ApiError::unavailable(
             "too many config streams open (--config-max-subscribers); poll /config/{app}.json",
@@ -166,6 +169,7 @@ async fn stream(
         _slot: slot,
     };
     let events = futures_util::stream::unfold(state, |mut st| async move {
+        let mut closing = std::pin::pin!(st.service.closing());
         loop {
             if let Some(r) = st.pending.take() {
                 if r.revision > st.last {
@@ -173,7 +177,12 @@ async fn stream(
                     return Some((Ok::<Event, Infallible>(event(&r)), st));
                 }
             }
-            match st.rx.recv().await {
+            let next = tokio::select! {
+                // The server is shutting down: end the stream (the client reconnects).
+                () = &mut closing => return None,
+                next = st.rx.recv() => next,
+            };
+            match next {
                 Ok(r) => {
                     if r.app == st.app {
                         st.pending = Some(r);

@@ -8,6 +8,9 @@
 //! `/analytics/rollouts`) with the read token, which it takes from the URL fragment
 //! (`#token=…`, never sent to the server) or a form and keeps in `sessionStorage`.
 //!
+//! The page's live feed (decisions, alerts, today's active users as they happen) is
+//! [`live`]: a Server-Sent Events stream opened with a short-lived ticket.
+//!
 //! The page and its assets carry no data and need no token. Every response has a strict
 //! `Content-Security-Policy` (no inline script or style, no other origin, no framing),
 //! `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`, and `Cache-Control:
@@ -23,6 +26,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use sha2::{Digest, Sha256};
+
+pub mod live;
 
 /// The `Content-Security-Policy` of every dashboard response.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// "Now" of the server's clock: the dashboard's 30 days end on 2026-03-10.
-fn now0() -> DateTime<Utc> {
+pub(crate) fn now0() -> DateTime<Utc> {
     "2026-03-10T12:00:00Z".parse().expect("t")
 }
 
@@ -34,7 +34,7 @@ fn day(days_ago: i64) -> DateTime<Utc> {
 }
 
 /// `POST /analytics/events` of `events` (sent now, all kept).
-async fn post(h: &TestServer, events: Vec<AnalyticsEvent>) {
+pub(crate) async fn post(h: &TestServer, events: Vec<AnalyticsEvent>) {
     let batch = EventBatch {
         events,
         sent_at: Some(now0()),
@@ -47,7 +47,7 @@ async fn post(h: &TestServer, events: Vec<AnalyticsEvent>) {
 
 /// Signs a release of `version` with one artifact, registers it, uploads the artifact,
 /// and starts its rollout at `percentage` (`POST /admin/releases`, `PUT …/artifacts/…`).
-async fn publish(h: &TestServer, version: &str, percentage: f64) {
+pub(crate) async fn publish(h: &TestServer, version: &str, percentage: f64) {
     let release = h.release(&ReleaseSpec {
         app: APP,
         channel: CHANNEL,
@@ -63,7 +63,13 @@ async fn publish(h: &TestServer, version: &str, percentage: f64) {
 
 /// `n` installs of `version` report health (`POST /analytics/health`); the first
 /// `errors` had errors, the first `crashes` crashed.
-async fn reports(h: &TestServer, n: usize, version: &str, errors: usize, crashes: usize) {
+pub(crate) async fn reports(
+    h: &TestServer,
+    n: usize,
+    version: &str,
+    errors: usize,
+    crashes: usize,
+) {
     let all = (0..n)
         .map(|i| {
             health_report(
@@ -79,7 +85,7 @@ async fn reports(h: &TestServer, n: usize, version: &str, errors: usize, crashes
     h.report_all(all).await;
 }
 
-const APP: &str = "notes";
+pub(crate) const APP: &str = "notes";
 const CHANNEL: &str = "stable";
 
 /// Two releases: 1.0.0 at 100 %, then 1.1.0 at 10 % whose 1 000 installs report 80 with
@@ -99,7 +105,7 @@ async fn seed_rollouts(h: &TestServer) {
     assert!(actions.contains(&"halt"), "{d}");
 }
 
-fn ev(user: &str, name: &str, at: DateTime<Utc>) -> AnalyticsEvent {
+pub(crate) fn ev(user: &str, name: &str, at: DateTime<Utc>) -> AnalyticsEvent {
     AnalyticsEvent {
         id: Uuid::now_v7(),
         name: name.into(),
@@ -459,7 +465,7 @@ fn chromium() -> Option<PathBuf> {
     None
 }
 
-fn chromium_or_skip(test: &str) -> Option<PathBuf> {
+pub(crate) fn chromium_or_skip(test: &str) -> Option<PathBuf> {
     let c = chromium();
     if c.is_none() {
         skip(&format!(
@@ -486,34 +492,40 @@ impl Run {
     }
 }
 
+/// The flags of every headless Chromium run: no GPU, sandbox, first-run UI, extensions or
+/// background traffic.
+pub(crate) const HEADLESS: [&str; 10] = [
+    "--headless",
+    "--disable-gpu",
+    "--no-sandbox",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--mute-audio",
+];
+
 /// Runs headless Chromium on `url` with `extra` arguments (`--dump-dom` or
 /// `--screenshot=…`), virtual time so the page's requests settle before it is read.
 async fn run_chromium(bin: &Path, profile: &Path, url: &str, extra: &[String]) -> Run {
     let mut cmd = tokio::process::Command::new(bin);
-    cmd.args([
-        "--headless",
-        "--disable-gpu",
-        "--no-sandbox",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--disable-extensions",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--metrics-recording-only",
-        "--mute-audio",
-        "--hide-scrollbars",
-        "--enable-logging=stderr",
-        "--v=0",
-        "--virtual-time-budget=15000",
-        "--window-size=1280,1600",
-        "--force-device-scale-factor=1",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(extra)
-    .arg(url)
-    .kill_on_drop(true)
-    .stdin(std::process::Stdio::null());
+    cmd.args(HEADLESS)
+        .args([
+            "--metrics-recording-only",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=15000",
+            "--window-size=1280,1600",
+            "--force-device-scale-factor=1",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
     let out = tokio::time::timeout(StdDuration::from_secs(120), cmd.output())
         .await
         .expect("chromium finished within 120 s")

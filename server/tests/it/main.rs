@@ -12,6 +12,7 @@ mod cli_track;
 mod config_client;
 mod config_server;
 mod dashboard;
+mod dashboard_live;
 mod db;
 mod delta_e2e;
 mod delta_update;

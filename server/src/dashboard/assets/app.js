@@ -1,6 +1,9 @@
 // railgun dashboard. Reads the read token from the URL fragment (#token=…, never sent to the
 // server) or a form, keeps it in sessionStorage, and calls the read API with it as a bearer
 // token. Builds the DOM with textContent only: nothing the server answers is parsed as HTML.
+// Live: rollout decisions, alerts and today's active users arrive through an EventSource on
+// /dashboard/live, opened with a single-use ticket that an authenticated POST returns (an
+// EventSource cannot send the token as a header, and the token never goes into a URL).
 'use strict';
 
 (function () {
@@ -221,6 +224,7 @@
     }
     const last = days[days.length - 1];
     text($('dau-latest'), last ? int(last.users) : '—');
+    if (last && last.date === series.to) showToday(last.date, last.users);
     text($('dau-latest-date'), last ? last.date : '');
     let peak = null;
     for (const d of days) if (!peak || d.users > peak.users) peak = d;
@@ -382,6 +386,117 @@
     $('rollouts-empty').hidden = list.length > 0;
   }
 
+  // ---- live feed ---------------------------------------------------------------------
+  const LIVE_MAX_ITEMS = 50;
+  let live = null; // the open EventSource
+  let liveTimer = null;
+  let liveDelayMs = 1000;
+
+  function showToday(date, users) {
+    text($('live-today'), int(users));
+    text($('live-today-date'), date);
+  }
+
+  function liveState(on) {
+    const el = $('live-state');
+    el.dataset.live = on ? 'on' : 'off';
+    el.textContent = on ? '● live' : 'not live';
+  }
+
+  function liveItem(kind, label, cls) {
+    const list = $('live-events');
+    const li = cell('li', label, cls);
+    li.dataset.kind = kind;
+    list.insertBefore(li, list.firstChild);
+    while (list.children.length > LIVE_MAX_ITEMS) list.removeChild(list.lastChild);
+    $('live-empty').hidden = true;
+  }
+
+  function parsed(e) {
+    try {
+      return JSON.parse(e.data);
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function onDecision(e) {
+    const d = parsed(e);
+    if (!d || typeof d !== 'object') return;
+    const to = isNum(d.toPercentage) ? ' → ' + pctPoints(d.toPercentage) : '';
+    liveItem('decision', when(d.at) + ' UTC · ' + String(d.action || '?') + ' ' +
+      [d.app, d.channel, d.version].filter(Boolean).join(' / ') + to + ' by ' +
+      String(d.actor || '?') + (d.reason ? ' (' + String(d.reason) + ')' : ''),
+    'live-decision action-' + String(d.action || '').replace(/[^a-z_]/g, ''));
+    api('/analytics/rollouts').then(renderRollouts).catch((err) => sectionError('rollouts-error', err));
+  }
+
+  function onAlert(e) {
+    const a = parsed(e);
+    if (!a || typeof a !== 'object') return;
+    liveItem('alert', when(a.at) + ' UTC · ' + String(a.severity || 'alert').toUpperCase() + ' ' +
+      String(a.title || a.kind || ''), a.severity === 'critical' ? 'live-critical' : '');
+  }
+
+  function onActiveUsers(e) {
+    const a = parsed(e);
+    if (a && isNum(a.users) && typeof a.date === 'string') showToday(a.date, a.users);
+  }
+
+  function closeLive() {
+    clearTimeout(liveTimer);
+    liveTimer = null;
+    if (live) live.close();
+    live = null;
+    liveState(false);
+  }
+
+  // Retries with a doubling delay (1 s to 60 s) and jitter, so a restarted server is not met
+  // by every page in the same second.
+  function retryLive() {
+    closeLive();
+    const wait = liveDelayMs / 2 + Math.random() * (liveDelayMs / 2);
+    liveDelayMs = Math.min(liveDelayMs * 2, 60000);
+    liveTimer = setTimeout(openLive, wait);
+  }
+
+  async function openLive() {
+    if (live || typeof window.EventSource !== 'function') return;
+    const token = getToken();
+    if (!token) return;
+    let ticket = null;
+    try {
+      const res = await fetch('/dashboard/live/ticket', {
+        method: 'POST',
+        headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' },
+        cache: 'no-store',
+        credentials: 'omit',
+        referrerPolicy: 'no-referrer',
+      });
+      if (res.ok) ticket = (await res.json()).ticket;
+      else if (res.status === 404) return; // a server without the live feed
+    } catch (_) {
+      ticket = null;
+    }
+    if (typeof ticket !== 'string' || live) {
+      if (!live) retryLive();
+      return;
+    }
+    const es = new window.EventSource('/dashboard/live?ticket=' + encodeURIComponent(ticket));
+    live = es;
+    es.addEventListener('open', () => {
+      liveDelayMs = 1000;
+      liveState(true);
+    });
+    es.addEventListener('decision', onDecision);
+    es.addEventListener('alert', onAlert);
+    es.addEventListener('active-users', onActiveUsers);
+    // The ticket is spent: EventSource's own reconnect would be refused, so take a new one.
+    es.addEventListener('error', () => {
+      if (live === es) retryLive();
+    });
+  }
+
   // ---- page state --------------------------------------------------------------------
   function banner(message, retry) {
     const b = $('banner');
@@ -402,6 +517,7 @@
   }
 
   function askForToken(reason) {
+    closeLive();
     $('token-reason').textContent = reason;
     $('token-panel').hidden = false;
     $('content').hidden = true;
@@ -475,6 +591,7 @@
     });
     text($('updated'), 'Updated ' + new Date().toISOString().slice(11, 19) + ' UTC');
     document.body.dataset.state = failed ? 'error' : 'ready';
+    openLive();
   }
 
   function init() {
