@@ -5,16 +5,19 @@
 //! DOM, no console error is logged, a missing or refused token brings the token form, an
 //! unreachable API brings the "server down" message, and a screenshot is written.
 //!
+//! Chromium is driven over its DevTools pipe ([`Browser`]) and read once the page settled:
+//! virtual time (`--virtual-time-budget`) would never run out with the page's live stream
+//! open.
+//!
 //! The browser tests skip, saying so on stderr, only when no Chromium binary exists, and fail
 //! then under `RAILGUN_REQUIRE_ALL=1` (CI).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration as StdDuration;
 
 use crate::db::Kind;
-use crate::support::{health_report, skip, ReleaseSpec, TestServer, ADMIN, READ};
+use crate::support::{health_report, skip, within, ReleaseSpec, TestServer, ADMIN, READ};
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::event::{AnalyticsEvent, EventBatch, EventCategory};
 use railgun_core::clock::{ManualClock, SharedClock};
@@ -507,41 +510,222 @@ pub(crate) const HEADLESS: [&str; 10] = [
     "--mute-audio",
 ];
 
-/// Runs headless Chromium on `url` with `extra` arguments (`--dump-dom` or
-/// `--screenshot=…`), virtual time so the page's requests settle before it is read.
+/// Runs headless Chromium on `url` (driven over the DevTools pipe, [`Browser`]) until the
+/// page settled (`body[data-state]` left `loading`: every section answered), then takes
+/// `extra`: `--dump-dom` (the DOM) or `--screenshot=PATH` (a 1280×1600 PNG). Virtual time
+/// cannot be used: the page's live stream is a fetch that never ends.
 async fn run_chromium(bin: &Path, profile: &Path, url: &str, extra: &[String]) -> Run {
-    let mut cmd = tokio::process::Command::new(bin);
-    cmd.args(HEADLESS)
-        .args([
-            "--metrics-recording-only",
-            "--hide-scrollbars",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--virtual-time-budget=15000",
-            "--window-size=1280,1600",
-            "--force-device-scale-factor=1",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(url)
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    let out = tokio::time::timeout(StdDuration::from_secs(120), cmd.output())
-        .await
-        .expect("chromium finished within 120 s")
-        .expect("chromium runs");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "chromium failed: {stderr}");
+    let mut browser = Browser::launch(bin, profile, true).await;
+    let page = browser.open(url).await;
+    browser
+        .call(
+            Some(&page),
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 1280, "height": 1600, "deviceScaleFactor": 1, "mobile": false}),
+        )
+        .await;
+    browser
+        .eval(
+            &page,
+            &page_until("document.body.dataset.state !== 'loading'", "true", 60_000),
+        )
+        .await;
+    let mut dom = String::new();
+    for e in extra {
+        if e == "--dump-dom" {
+            dom = browser
+                .eval(&page, "Promise.resolve(document.documentElement.outerHTML)")
+                .await
+                .as_str()
+                .expect("outerHTML")
+                .to_string();
+        } else if let Some(path) = e.strip_prefix("--screenshot=") {
+            use base64::Engine;
+            let shot = browser
+                .call(
+                    Some(&page),
+                    "Page.captureScreenshot",
+                    json!({"format": "png"}),
+                )
+                .await;
+            let png = base64::engine::general_purpose::STANDARD
+                .decode(shot["data"].as_str().expect("png"))
+                .expect("base64");
+            std::fs::write(path, png).expect("write screenshot");
+        }
+    }
+    let stderr = browser.close().await;
     let console = stderr
         .lines()
         .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
         .map(str::to_string)
         .collect();
     Run {
-        dom: String::from_utf8_lossy(&out.stdout).to_string(),
+        dom,
         console,
         stderr,
     }
+}
+
+/// Headless Chromium driven over `--remote-debugging-pipe`: the shell hands this process's
+/// pipes to Chromium as fds 3 (commands) and 4 (answers), NUL-separated JSON.
+pub(crate) struct Browser {
+    child: tokio::process::Child,
+    to: tokio::process::ChildStdin,
+    from: tokio::io::BufReader<tokio::process::ChildStdout>,
+    log: Option<tokio::task::JoinHandle<String>>,
+    next: u64,
+}
+
+impl Browser {
+    /// Starts Chromium with the profile in `profile`; `log`: keep its stderr (console
+    /// messages included) for [`Browser::close`].
+    pub(crate) async fn launch(bin: &Path, profile: &Path, log: bool) -> Self {
+        use tokio::io::AsyncReadExt;
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(r#"exec "$0" "$@" 3<&0 4>&1 </dev/null >/dev/null"#)
+            .arg(bin)
+            .args(HEADLESS)
+            .args([
+                "--remote-debugging-pipe",
+                "--hide-scrollbars",
+                "--window-size=1280,1600",
+                "--force-device-scale-factor=1",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()));
+        if log {
+            cmd.args(["--enable-logging=stderr", "--v=0"]);
+        }
+        let mut child = cmd
+            .arg("about:blank")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(if log {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromium runs");
+        let log = child.stderr.take().map(|mut e| {
+            tokio::spawn(async move {
+                let mut s = String::new();
+                let _ = e.read_to_string(&mut s).await;
+                s
+            })
+        });
+        let to = child.stdin.take().expect("stdin");
+        let from = tokio::io::BufReader::new(child.stdout.take().expect("stdout"));
+        Self {
+            child,
+            to,
+            from,
+            log,
+            next: 0,
+        }
+    }
+
+    /// Sends `method` (to the page of `session`, if any) and returns its result; events
+    /// read meanwhile are skipped.
+    pub(crate) async fn call(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Value {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        self.next += 1;
+        let id = self.next;
+        let mut msg = json!({"id": id, "method": method, "params": params});
+        if let Some(s) = session {
+            msg["sessionId"] = json!(s);
+        }
+        let mut bytes = serde_json::to_vec(&msg).expect("json");
+        bytes.push(0);
+        let answer = within(method, async {
+            self.to.write_all(&bytes).await.expect("write to chromium");
+            self.to.flush().await.expect("flush");
+            loop {
+                let mut buf = Vec::new();
+                let n = self
+                    .from
+                    .read_until(0, &mut buf)
+                    .await
+                    .expect("read chromium");
+                assert!(n > 0, "chromium closed its pipe");
+                buf.pop();
+                let v: Value = serde_json::from_slice(&buf).expect("CDP json");
+                if v["id"] == json!(id) {
+                    return v;
+                }
+            }
+        })
+        .await;
+        assert!(answer.get("error").is_none(), "{method}: {answer}");
+        answer["result"].clone()
+    }
+
+    /// Opens `url` in a new page; the page's session.
+    pub(crate) async fn open(&mut self, url: &str) -> String {
+        let target = self
+            .call(None, "Target.createTarget", json!({"url": "about:blank"}))
+            .await;
+        let session = self
+            .call(
+                None,
+                "Target.attachToTarget",
+                json!({"targetId": target["targetId"], "flatten": true}),
+            )
+            .await["sessionId"]
+            .as_str()
+            .expect("session")
+            .to_string();
+        self.call(Some(&session), "Page.navigate", json!({"url": url}))
+            .await;
+        session
+    }
+
+    /// Evaluates `expr`, a promise, in the page and returns its value.
+    pub(crate) async fn eval(&mut self, session: &str, expr: &str) -> Value {
+        let r = self
+            .call(
+                Some(session),
+                "Runtime.evaluate",
+                json!({"expression": expr, "awaitPromise": true, "returnByValue": true}),
+            )
+            .await;
+        assert!(r.get("exceptionDetails").is_none(), "{expr}: {r}");
+        r["result"]["value"].clone()
+    }
+
+    /// Closes the browser; what it logged on stderr (when kept).
+    pub(crate) async fn close(mut self) -> String {
+        let _ = self.call(None, "Browser.close", json!({})).await;
+        let _ = within("chromium exit", self.child.wait()).await;
+        match self.log.take() {
+            Some(t) => within("chromium log", t).await.unwrap_or_default(),
+            None => String::new(),
+        }
+    }
+}
+
+/// A page-side wait: resolves with `value` (a JS expression) once `ready` (a JS expression)
+/// is true, rejects after `ms`. Re-checked on every DOM mutation, never on a timer.
+pub(crate) fn page_until(ready: &str, value: &str, ms: u64) -> String {
+    format!(
+        r#"new Promise((resolve, reject) => {{
+  const check = () => {{ try {{ if ({ready}) {{ obs.disconnect(); resolve({value}); }} }} catch (e) {{}} }};
+  const obs = new MutationObserver(check);
+  const start = () => {{
+    obs.observe(document.documentElement, {{ subtree: true, childList: true, characterData: true, attributes: true }});
+    check();
+  }};
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start); else start();
+  setTimeout(() => {{ obs.disconnect(); reject(new Error('not within {ms} ms: ' + document.body.dataset.state + ' ' + (document.getElementById('js-errors') || {{}}).textContent)); }}, {ms});
+}})"#
+    )
 }
 
 async fn dump_dom(bin: &Path, profile: &Path, url: &str) -> Run {

@@ -4,18 +4,17 @@
 //! engine (and the alert it fired, and today's active users) within 2 s without a click;
 //! and `railgun serve` with open config and dashboard streams exits promptly on SIGTERM.
 //!
-//! The page is driven through the DevTools protocol over `--remote-debugging-pipe` (fds 3
-//! and 4 of Chromium, given by the shell as this process's pipes): `Runtime.evaluate` of a
-//! promise that resolves when the DOM shows what is awaited, with its own deadline.
+//! The page is driven through the DevTools protocol ([`crate::dashboard::Browser`]):
+//! `Runtime.evaluate` of a promise that resolves when the DOM shows what is awaited, with
+//! its own deadline.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use crate::dashboard::{chromium_or_skip, now0, publish, reports, APP, HEADLESS};
+use crate::dashboard::{
+    chromium_or_skip, now0, page_until as until, publish, reports, Browser, APP,
+};
 use crate::hostile_support::ServeChild;
 use crate::support::{within, TestServer, ADMIN, READ};
 
@@ -71,135 +70,6 @@ async fn the_stream_needs_a_fresh_ticket_from_an_authenticated_post() {
     assert_eq!(ticket(&h, Some(ADMIN)).await.status(), 200);
 }
 
-/// Headless Chromium driven over `--remote-debugging-pipe`.
-struct Browser {
-    child: Child,
-    to: ChildStdin,
-    from: BufReader<ChildStdout>,
-    next: u64,
-    _profile: tempfile::TempDir,
-}
-
-impl Browser {
-    async fn start(bin: &std::path::Path) -> Self {
-        let profile = tempfile::tempdir().expect("profile");
-        // The shell hands this process's pipes to Chromium as fds 3 (commands) and 4
-        // (answers), then points its stdin/stdout elsewhere.
-        let mut child = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(r#"exec "$0" "$@" 3<&0 4>&1 </dev/null >/dev/null"#)
-            .arg(bin)
-            .args(HEADLESS)
-            .args(["--remote-debugging-pipe", "--window-size=1280,1600"])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("chromium runs");
-        let to = child.stdin.take().expect("stdin");
-        let from = BufReader::new(child.stdout.take().expect("stdout"));
-        Self {
-            child,
-            to,
-            from,
-            next: 0,
-            _profile: profile,
-        }
-    }
-
-    /// Sends `method` (to the page of `session`, if any) and returns its result; events
-    /// read meanwhile are skipped.
-    async fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
-        self.next += 1;
-        let id = self.next;
-        let mut msg = json!({"id": id, "method": method, "params": params});
-        if let Some(s) = session {
-            msg["sessionId"] = json!(s);
-        }
-        let mut bytes = serde_json::to_vec(&msg).expect("json");
-        bytes.push(0);
-        let answer = within(method, async {
-            self.to.write_all(&bytes).await.expect("write to chromium");
-            self.to.flush().await.expect("flush");
-            loop {
-                let mut buf = Vec::new();
-                let n = self
-                    .from
-                    .read_until(0, &mut buf)
-                    .await
-                    .expect("read chromium");
-                assert!(n > 0, "chromium closed its pipe");
-                buf.pop();
-                let v: Value = serde_json::from_slice(&buf).expect("CDP json");
-                if v["id"] == json!(id) {
-                    return v;
-                }
-            }
-        })
-        .await;
-        assert!(answer.get("error").is_none(), "{method}: {answer}");
-        answer["result"].clone()
-    }
-
-    /// Opens `url` in a new page; the page's session.
-    async fn open(&mut self, url: &str) -> String {
-        let target = self
-            .call(None, "Target.createTarget", json!({"url": "about:blank"}))
-            .await;
-        let session = self
-            .call(
-                None,
-                "Target.attachToTarget",
-                json!({"targetId": target["targetId"], "flatten": true}),
-            )
-            .await["sessionId"]
-            .as_str()
-            .expect("session")
-            .to_string();
-        self.call(Some(&session), "Page.navigate", json!({"url": url}))
-            .await;
-        session
-    }
-
-    /// Evaluates `expr`, a promise, in the page and returns its value.
-    async fn eval(&mut self, session: &str, expr: &str) -> Value {
-        let r = self
-            .call(
-                Some(session),
-                "Runtime.evaluate",
-                json!({"expression": expr, "awaitPromise": true, "returnByValue": true}),
-            )
-            .await;
-        assert!(r.get("exceptionDetails").is_none(), "{expr}: {r}");
-        r["result"]["value"].clone()
-    }
-
-    async fn close(mut self) {
-        let _ = self.call(None, "Browser.close", json!({})).await;
-        let _ = within("chromium exit", self.child.wait()).await;
-    }
-}
-
-/// A page-side wait: resolves with `value` (a JS expression) once `ready` (a JS expression)
-/// is true, rejects after `ms`. Re-checked on every DOM mutation, never on a timer.
-fn until(ready: &str, value: &str, ms: u64) -> String {
-    format!(
-        r#"new Promise((resolve, reject) => {{
-  const check = () => {{ try {{ if ({ready}) {{ obs.disconnect(); resolve({value}); }} }} catch (e) {{}} }};
-  const obs = new MutationObserver(check);
-  const start = () => {{
-    obs.observe(document.documentElement, {{ subtree: true, childList: true, characterData: true, attributes: true }});
-    check();
-  }};
-  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start); else start();
-  setTimeout(() => {{ obs.disconnect(); reject(new Error('not within {ms} ms: ' + document.body.dataset.state + ' ' + (document.getElementById('js-errors') || {{}}).textContent)); }}, {ms});
-}})"#
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_decision_its_alert_and_todays_users_reach_the_open_page_within_2_s() {
     let Some(bin) = chromium_or_skip("live dashboard") else {
@@ -209,7 +79,8 @@ async fn an_engine_decision_its_alert_and_todays_users_reach_the_open_page_withi
     publish(&h, "1.0.0", 100.0).await;
     reports(&h, 40, "1.0.0", 0, 0).await;
     publish(&h, "1.1.0", 10.0).await;
-    let mut browser = Browser::start(&bin).await;
+    let profile = tempfile::tempdir().expect("profile");
+    let mut browser = Browser::launch(&bin, profile.path(), false).await;
     let page = browser
         .open(&format!("{}/dashboard#token={READ}", h.url))
         .await;
