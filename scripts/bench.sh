@@ -88,6 +88,28 @@ kill "$SERVER_PID" 2>/dev/null || true
 wait "$SERVER_PID" 2>/dev/null || true
 rm -rf "$U"
 
+# Config push: N SSE subscribers on loopback, revisions published one after the other,
+# publish→receipt delay and the server's RSS (10 000 subscribers; 2 000 with BENCH_QUICK).
+step "railgun loadgen --config-subscribers against railgun serve"
+SUBS=10000
+[ -n "${BENCH_QUICK:-}" ] && SUBS=2000
+C=$(mktemp -d)
+trap 'kill "${SERVER_PID:-}" 2>/dev/null || true; rm -rf "$C"' EXIT
+"$BIN" keygen --out "$C/keys" --name config >/dev/null
+# Each subscriber is one socket on both sides: raise the open-file limit to the hard one.
+exec 4< <(ulimit -n "$(ulimit -Hn)"; RAILGUN_READ_TOKEN=bench-read RAILGUN_ADMIN_TOKEN=bench-admin \
+  exec "$BIN" serve --root "$C/updates" --data-dir "$C/data" --addr 127.0.0.1:0 \
+  --config-key "$C/keys/config.key" 2>"$LOGS/serve-config.log")
+SERVER_PID=$!
+read -r line <&4
+CURL_BASE=$(grep -o 'http://127.0.0.1:[0-9]*' <<<"$line")
+(ulimit -n "$(ulimit -Hn)"; RAILGUN_ADMIN_TOKEN=bench-admin "$BIN" loadgen --url "$CURL_BASE" \
+  --config-subscribers "$SUBS" --config-revisions 5 --server-pid "$SERVER_PID") 2>&1 | tee "$LOGS/config.log" >&2 \
+  || failed "config push"
+kill "$SERVER_PID" 2>/dev/null || true
+wait "$SERVER_PID" 2>/dev/null || true
+rm -rf "$C"
+
 # The demo: 2000 installs, wall time.
 if "$BIN" demo --help >/dev/null 2>&1; then
   step "railgun demo --installs 2000"

@@ -5,6 +5,14 @@
 //! events/s and request latency percentiles (p50/p90/p99/max). Bodies are built before the
 //! clock starts, so the figure measures the server, not the generator. A 503 is retried
 //! after its `Retry-After` and counted.
+//!
+//! With `--config-subscribers N` it measures the config stream instead: N Server-Sent Events
+//! subscribers on `GET /config/{app}/stream` (raw HTTP/1.1 over loopback TCP, so the
+//! generator stays light), then revisions published with the admin token
+//! (`RAILGUN_ADMIN_TOKEN`) one after the other, each once every subscriber received the
+//! previous one; it reports the delay from publish to receipt (p50/p99/max over every
+//! subscriber and revision, and how many never arrived) and, with `--server-pid`, the
+//! server's resident memory from `/proc` (`VmRSS` now, `VmHWM` peak).
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,6 +48,18 @@ pub struct Args {
     /// Sample rate reported in each batch.
     #[arg(long, default_value_t = 1.0)]
     pub sample_rate: f64,
+    /// Measure the config stream with this many SSE subscribers instead of ingest.
+    #[arg(long)]
+    pub config_subscribers: Option<usize>,
+    /// The app whose config is published (`--config-subscribers`).
+    #[arg(long, default_value = "loadgen")]
+    pub config_app: String,
+    /// Revisions published (`--config-subscribers`).
+    #[arg(long, default_value_t = 5)]
+    pub config_revisions: usize,
+    /// The server's process id, to report its memory from /proc (`--config-subscribers`).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }
 
 /// What a run measured.
@@ -246,6 +266,9 @@ pub async fn send(
 
 /// Runs the command.
 pub async fn run(a: Args) -> CliResult {
+    if let Some(n) = a.config_subscribers {
+        return config_stream(&a, n).await;
+    }
     if !(a.sample_rate > 0.0 && a.sample_rate <= 1.0) {
         return Err("--sample-rate must be in (0, 1]".into());
     }
@@ -281,6 +304,271 @@ pub async fn run(a: Args) -> CliResult {
         ms(r.percentile(1.0))
     );
     Ok(if r.errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+// ---- config stream ------------------------------------------------------------------------
+
+/// How long every subscriber may take to connect, or to receive one revision.
+const CONFIG_WAIT: Duration = Duration::from_secs(60);
+/// Subscribers connecting at once.
+const CONNECTS_IN_FLIGHT: usize = 256;
+
+/// Counts the subscribers that reached a revision; wakes the publisher.
+struct Progress {
+    /// Per revision (index = revision), subscribers that received it.
+    got: Vec<AtomicUsize>,
+    changed: tokio::sync::Notify,
+}
+
+impl Progress {
+    async fn wait(&self, revision: usize, want: usize) -> bool {
+        let done = || self.got[revision].load(Ordering::Acquire) >= want;
+        tokio::time::timeout(CONFIG_WAIT, async {
+            loop {
+                let notified = self.changed.notified();
+                if done() {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+}
+
+/// One subscriber: connects, sends the request, then records when each `id:` arrives.
+async fn subscriber(
+    addr: std::net::SocketAddr,
+    request: Arc<Vec<u8>>,
+    progress: Arc<Progress>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    gate: Arc<tokio::sync::Semaphore>,
+) -> Result<Vec<(usize, Instant)>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Connects are paced: a permit is held until the request is sent.
+    let permit = gate.acquire_owned().await;
+    let mut tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    tcp.write_all(&request)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    drop(permit);
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    let mut line: Vec<u8> = Vec::new();
+    let mut head_done = false;
+    loop {
+        let n = tokio::select! {
+            r = tcp.read(&mut buf) => r.map_err(|e| format!("read: {e}"))?,
+            _ = stop.wait_for(|s| *s) => return Ok(seen),
+        };
+        if n == 0 {
+            return Ok(seen);
+        }
+        let at = Instant::now();
+        for &b in &buf[..n] {
+            if b != b'\n' {
+                // Data lines carry the whole document: only the start of a line matters.
+                if line.len() < 32 {
+                    line.push(b);
+                }
+                continue;
+            }
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if !head_done {
+                if line.is_empty() {
+                    head_done = true;
+                } else if line.starts_with(b"HTTP/1.1 ") && !line.starts_with(b"HTTP/1.1 200") {
+                    return Err(String::from_utf8_lossy(&line).into_owned());
+                }
+            } else if let Some(id) = line.strip_prefix(b"id: ") {
+                if let Some(r) = std::str::from_utf8(id)
+                    .ok()
+                    .and_then(|s| s.parse::<usize>().ok())
+                {
+                    seen.push((r, at));
+                    if let Some(c) = progress.got.get(r) {
+                        c.fetch_add(1, Ordering::AcqRel);
+                        progress.changed.notify_waiters();
+                    }
+                }
+            }
+            line.clear();
+        }
+    }
+}
+
+/// `(VmRSS, VmHWM)` of `pid` in bytes.
+fn rss(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+async fn publish_config(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    n: usize,
+) -> Result<usize, String> {
+    let doc = serde_json::json!({
+        "version": format!("loadgen-{n}"),
+        "flags": {"kill_switch_probe": {"enabled": n.is_multiple_of(2), "rolloutPercentage": 100}},
+    });
+    let r = http
+        .post(url)
+        .bearer_auth(token)
+        .json(&doc)
+        .send()
+        .await
+        .map_err(|e| format!("publish: {e}"))?;
+    let status = r.status();
+    let body: serde_json::Value = r.json().await.map_err(|e| format!("publish: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("publish answered {status}: {body}"));
+    }
+    body["revision"]
+        .as_u64()
+        .map(|r| r as usize)
+        .ok_or_else(|| format!("publish: no revision in {body}"))
+}
+
+async fn config_stream(a: &Args, subscribers: usize) -> CliResult {
+    let token = std::env::var("RAILGUN_ADMIN_TOKEN")
+        .map_err(|_| "set RAILGUN_ADMIN_TOKEN to publish config revisions")?;
+    let base = url::Url::parse(&a.url).map_err(|e| format!("--url: {e}"))?;
+    let addr = base
+        .socket_addrs(|| Some(80))
+        .map_err(|e| format!("--url: {e}"))?
+        .into_iter()
+        .next()
+        .ok_or("--url: no address")?;
+    let app = &a.config_app;
+    let publish_url = format!("{}/admin/config/{app}", a.url.trim_end_matches('/'));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    // A hosted revision first: without one the stream answers 404.
+    let first = publish_config(&http, &publish_url, &token, 0).await?;
+    let last = first + a.config_revisions;
+    let progress = Arc::new(Progress {
+        got: (0..=last).map(|_| AtomicUsize::new(0)).collect(),
+        changed: tokio::sync::Notify::new(),
+    });
+    let request = Arc::new(
+        format!(
+            "GET /config/{app}/stream HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+            base.authority()
+        )
+        .into_bytes(),
+    );
+    println!(
+        "loadgen: {subscribers} config subscribers on {}/config/{app}/stream, {} revisions",
+        a.url.trim_end_matches('/'),
+        a.config_revisions
+    );
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let gate = Arc::new(tokio::sync::Semaphore::new(CONNECTS_IN_FLIGHT));
+    let connecting = Instant::now();
+    let mut tasks = Vec::with_capacity(subscribers);
+    for _ in 0..subscribers {
+        let (request, progress, stop, gate) = (
+            request.clone(),
+            progress.clone(),
+            stop.clone(),
+            gate.clone(),
+        );
+        tasks.push(tokio::spawn(subscriber(
+            addr, request, progress, stop, gate,
+        )));
+    }
+    let connected = progress.wait(first, subscribers).await;
+    println!(
+        "{} of {subscribers} subscribers had revision {first} after {:.1} s",
+        progress.got[first].load(Ordering::Acquire),
+        connecting.elapsed().as_secs_f64()
+    );
+    let mut published = Vec::new();
+    if connected {
+        for n in 1..=a.config_revisions {
+            let at = Instant::now();
+            let r = publish_config(&http, &publish_url, &token, n).await?;
+            published.push((r, at));
+            if !progress.wait(r.min(last), subscribers).await {
+                println!("revision {r}: not every subscriber received it within {CONFIG_WAIT:?}");
+            }
+        }
+    }
+    let memory = a.server_pid.and_then(rss);
+    stop_tx.send_replace(true);
+    let mut delays = Vec::new();
+    let mut failed = 0usize;
+    let mut first_error = None;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(seen)) => {
+                for (r, at) in seen {
+                    if let Some((_, p)) = published.iter().find(|(pr, _)| *pr == r) {
+                        delays.push(at.saturating_duration_since(*p));
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                failed += 1;
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert(e.to_string());
+            }
+        }
+    }
+    delays.sort();
+    let expected = subscribers * published.len();
+    let pct = |p: f64| {
+        if delays.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((p * delays.len() as f64).ceil() as usize).clamp(1, delays.len());
+        delays[rank - 1].as_secs_f64() * 1000.0
+    };
+    println!(
+        "config delivery: {} of {expected} receipts, {failed} subscribers failed{}",
+        delays.len(),
+        first_error
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default()
+    );
+    println!(
+        "publish→receipt ms: p50 {:.1}  p99 {:.1}  max {:.1}",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    if let Some((now, peak)) = memory {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        println!(
+            "server memory: RSS {:.1} MiB, peak {:.1} MiB",
+            mib(now),
+            mib(peak)
+        );
+    }
+    Ok(if connected && failed == 0 && delays.len() == expected {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
