@@ -560,12 +560,22 @@ async fn config_stream(a: &Args, subscribers: usize) -> CliResult {
         pct(0.99),
         pct(1.0)
     );
+    // Rows of scripts/bench.sh's table (no peer measures the same push).
+    println!(
+        "bench-row: config push publish→receipt p99, {subscribers} SSE subscribers | ≤ 2 s | {:.0} ms (p50 {:.0} ms) | — | —",
+        pct(0.99),
+        pct(0.5)
+    );
     if let Some((now, peak)) = memory {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         println!(
             "server memory: RSS {:.1} MiB, peak {:.1} MiB",
             mib(now),
             mib(peak)
+        );
+        println!(
+            "bench-row: config push: server RSS, {subscribers} SSE subscribers | ≤ 512 MiB | {:.0} MiB | — | —",
+            mib(now)
         );
     }
     Ok(if connected && failed == 0 && delays.len() == expected {
