@@ -75,6 +75,7 @@ export type UpdaterEventName =
   | 'update-not-available'
   | 'download-progress'
   | 'update-downloaded'
+  | 'update-delta-fallback'
   | 'error'
 
 /** The update as the events describe it (electron-updater's `UpdateInfo`). */
@@ -250,7 +251,8 @@ export declare class Updater {
   /**
    * Calls `cb(name, payload)` for every event: `checking-for-update`,
    * `update-available`, `update-not-available`, `download-progress`, `update-downloaded`,
-   * `error` (payload `{message, code, coreCode}`). The listener does not keep Node alive.
+   * `error` (payload `{message, code, coreCode}`), `update-delta-fallback` (payload
+   * `DeltaFallback`). The listener does not keep Node alive.
    */
   onEvent(cb: (name: UpdaterEventName, payload: unknown) => void): void
   /**
@@ -326,6 +328,22 @@ export interface Announcement {
  */
 export declare function bucket(seed: string, id: string): number
 
+/** Why a delta patch was not used (the `update-delta-fallback` event's payload). */
+export interface DeltaFallback {
+  /** The version downloaded. */
+  version: string
+  /** The installed version the patch applies to. */
+  from: string
+  /** The stable reason code. */
+  reason: 'no-base' | 'base-modified' | 'base-mismatch' | 'patch-too-large' | 'sigstore-needs-artifact' | 'result-not-artifact' | 'patch-download-failed' | 'patch-digest-mismatch' | 'patch-corrupt' | 'result-too-large' | 'result-mismatch' | 'io-error'
+  /** One line for people. */
+  message: string
+  /** Size of the patch. */
+  patchBytes: number
+  /** Size of the full artifact. */
+  fullBytes: number
+}
+
 /** A verified download waiting in staging. */
 export interface DownloadResult {
   /** The version. */
@@ -336,6 +354,14 @@ export interface DownloadResult {
   sha256: string
   /** Its size in bytes. */
   size: number
+  /** Whether it came from a delta patch. */
+  delta: boolean
+  /** Bytes this update downloaded (the patch, or the artifact plus any patch given up on). */
+  downloadedBytes: number
+  /** Size of the full artifact. */
+  fullBytes: number
+  /** Why a patch listed for the installed version was not used. */
+  deltaFallback?: DeltaFallback
 }
 
 /** Options of `new FeatureFlags(...)`. */
@@ -541,4 +567,8 @@ export interface UpdaterOptions {
   sigstoreIssuer?: string
   /** Download as soon as an automatic check finds an update (default true). */
   autoDownload?: boolean
+  /** Use delta patches when the release lists one for the installed version (default true). */
+  delta?: boolean
+  /** Largest patch used, as a share of the full artifact (default 0.5). */
+  deltaMaxShare?: number
 }

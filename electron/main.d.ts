@@ -80,6 +80,24 @@ export interface ProgressInfo {
   transferred: number;
   total: number;
   bytesPerSecond: number;
+  /** Whether the file being downloaded is a delta patch. */
+  delta?: boolean;
+  /** Bytes this update has downloaded so far (a patch given up on included). */
+  downloadedBytes?: number;
+  /** Size of the full artifact. */
+  fullBytes?: number;
+}
+
+/** `update-delta-fallback` payload: why a delta patch was not used (the full artifact is downloaded). */
+export interface DeltaFallbackInfo {
+  version: string;
+  /** The installed version the patch applies to. */
+  from: string;
+  /** Stable code: `no-base`, `base-modified`, `base-mismatch`, `patch-too-large`, `patch-digest-mismatch`, … */
+  reason: string;
+  message: string;
+  patchBytes: number;
+  fullBytes: number;
 }
 
 /** A verified download waiting to be installed. */
@@ -88,6 +106,14 @@ export interface DownloadResult {
   path: string;
   sha256: string;
   size: number;
+  /** Whether it came from a delta patch. */
+  delta?: boolean;
+  /** Bytes this update downloaded (the patch, or the artifact plus any patch given up on). */
+  downloadedBytes?: number;
+  /** Size of the full artifact. */
+  fullBytes?: number;
+  /** Why a patch listed for the installed version was not used. */
+  deltaFallback?: DeltaFallbackInfo;
 }
 
 /** What an install did. */
@@ -178,6 +204,7 @@ export type UpdaterEventName =
   | 'update-not-available'
   | 'download-progress'
   | 'update-downloaded'
+  | 'update-delta-fallback'
   | 'error';
 
 // ---------------------------------------------------------------------------------------------
@@ -273,6 +300,7 @@ export interface AutoUpdaterEvents {
   'update-not-available': [info: UpdateInfo | { version: string }];
   'download-progress': [progress: ProgressInfo];
   'update-downloaded': [info: UpdateInfo];
+  'update-delta-fallback': [info: DeltaFallbackInfo];
   error: [error: RailgunError, message: string];
 }
 

@@ -3,6 +3,7 @@
 import type {
   Announcement,
   Consent,
+  DeltaFallbackInfo,
   DownloadResult,
   EventProperties,
   FlagsEventName,
@@ -28,6 +29,7 @@ export type UpdaterEventArgs =
   | [name: 'update-not-available', payload: UpdateInfo | { version: string } | null]
   | [name: 'download-progress', payload: ProgressInfo]
   | [name: 'update-downloaded', payload: UpdateInfo]
+  | [name: 'update-delta-fallback', payload: DeltaFallbackInfo]
   | [name: 'error', payload: RailgunErrorData];
 
 /** `window.electronAPI.featureFlags`. */

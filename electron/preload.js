@@ -44,6 +44,7 @@ const UPDATER_EVENTS = Object.freeze([
   'update-not-available',
   'download-progress',
   'update-downloaded',
+  'update-delta-fallback',
   'error',
 ]);
 const FLAGS_EVENTS = Object.freeze(['READY', 'CONFIGURATION_CHANGED', 'STALE', 'ERROR']);

@@ -75,6 +75,7 @@ export type UpdaterEventName =
   | 'update-not-available'
   | 'download-progress'
   | 'update-downloaded'
+  | 'update-delta-fallback'
   | 'error'
 
 /** The update as the events describe it (electron-updater's `UpdateInfo`). */

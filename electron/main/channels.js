@@ -43,6 +43,7 @@ const UPDATER_EVENTS = Object.freeze([
   'update-not-available',
   'download-progress',
   'update-downloaded',
+  'update-delta-fallback',
   'error',
 ]);
 

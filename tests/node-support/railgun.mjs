@@ -55,11 +55,14 @@ export function buildTarball(work, app, version) {
   return build;
 }
 
-/** Signs the artifacts in `build` into `build/manifest.json` and publishes them into `tree`. */
-export function signAndPublish({ keys, tree, app, version, build, channel = 'stable', percentage = 100, expires }) {
+/**
+ * Signs the artifacts in `build` into `build/manifest.json` (with delta patches from the
+ * release in the folder `deltaFrom`, when given) and publishes them into `tree`.
+ */
+export function signAndPublish({ keys, tree, app, version, build, channel = 'stable', percentage = 100, expires, deltaFrom }) {
   const manifest = join(build, 'manifest.json');
   railgun('release', 'sign', '--key', keys.key, '--app', app, '--version', version, '--channel', channel,
-    '--artifacts', build, '--out', manifest);
+    '--artifacts', build, '--out', manifest, ...(deltaFrom ? ['--delta-from', deltaFrom] : []));
   const args = ['release', 'publish', '--root', tree, '--manifest', manifest, '--key', keys.key,
     '--percentage', String(percentage)];
   if (expires) args.push('--expires', expires);

@@ -98,6 +98,11 @@ test('update: check, download, verify and apply into a temp folder', async (t) =
   assert.equal(d.version, '0.2.0');
   assert.equal(d.sha256, info.files[0].sha256);
   assert.equal(d.size, info.files[0].size);
+  // No patch from 0.1.0 in this release: the full artifact, said so in the result.
+  assert.equal(d.delta, false);
+  assert.equal(d.downloadedBytes, d.fullBytes);
+  assert.equal(d.fullBytes, info.files[0].size);
+  assert.ok(d.deltaFallback == null);
   assert.equal(sha256Hex(readFileSync(d.path)), d.sha256, 'the staged file is the verified one');
   assert.equal((await downloadedEvent).version, '0.2.0');
 
@@ -117,6 +122,54 @@ test('update: check, download, verify and apply into a temp folder', async (t) =
   assert.ok(names.includes('checking-for-update'));
   assert.ok(!names.includes('error'), JSON.stringify(events.seen.filter((e) => e.name === 'error')));
   await updater.stop();
+});
+
+test('update: a delta patch from the installed version, and a reported fallback', async (t) => {
+  const work = tempDir(t);
+  const keys = keygen(join(work, 'keys'));
+  const tree = join(work, 'tree');
+  const builds = ['0.1.0', '0.2.0', '0.3.0'].map((v) => buildTarball(work, APP, v));
+  signAndPublish({ keys, tree, app: APP, version: '0.1.0', build: builds[0] });
+  const server = await startServer(t, { root: tree, dataDir: join(work, 'data') });
+  const installRoot = join(work, 'install');
+  const stateDir = join(work, 'state');
+  const update = async (currentVersion) => {
+    const updater = new addon.Updater({
+      url: `${server.url}/updates`, app: APP, channel: 'stable', publicKeys: [keys.pem], currentVersion,
+      installRoot, stateDir, installId: 'node-delta-1', platform: 'linux', arch: 'x64', deltaMaxShare: 1,
+    });
+    const events = recordEvents(updater);
+    await updater.checkForUpdates();
+    const d = await updater.downloadUpdate();
+    await updater.installUpdate();
+    return { d, events: events.seen };
+  };
+  // 0.0.0 -> 0.1.0: no patch; the installed artifact is kept as the next base.
+  assert.equal((await update('0.0.0')).d.delta, false);
+
+  signAndPublish({ keys, tree, app: APP, version: '0.2.0', build: builds[1], deltaFrom: builds[0] });
+  const { d, events } = await update('0.1.0');
+  assert.equal(d.delta, true, JSON.stringify(d));
+  assert.ok(d.deltaFallback == null);
+  assert.ok(d.downloadedBytes > 0 && d.downloadedBytes < d.fullBytes, JSON.stringify(d));
+  const progress = events.filter((e) => e.name === 'download-progress').map((e) => e.payload);
+  assert.ok(progress.length >= 1 && progress.every((p) => p.delta === true), JSON.stringify(progress));
+  assert.equal(progress.at(-1).fullBytes, d.fullBytes);
+  assert.equal(readFileSync(join(installRoot, 'current', 'VERSION'), 'utf8'), `${APP} 0.2.0\n`);
+
+  // A modified kept base: the fallback is an event and part of the result.
+  const baseDir = join(stateDir, 'delta-base');
+  const kept = readdirSync(baseDir).find((f) => f !== 'base.json' && !f.startsWith('.'));
+  writeFileSync(join(baseDir, kept), 'not the installed artifact');
+  signAndPublish({ keys, tree, app: APP, version: '0.3.0', build: builds[2], deltaFrom: builds[1] });
+  const after = await update('0.2.0');
+  assert.equal(after.d.delta, false);
+  assert.equal(after.d.deltaFallback.reason, 'base-modified', JSON.stringify(after.d));
+  const fallback = after.events.find((e) => e.name === 'update-delta-fallback');
+  assert.ok(fallback, JSON.stringify(after.events.map((e) => e.name)));
+  assert.equal(fallback.payload.reason, 'base-modified');
+  assert.equal(fallback.payload.from, '0.2.0');
+  assert.equal(readFileSync(join(installRoot, 'current', 'VERSION'), 'utf8'), `${APP} 0.3.0\n`);
 });
 
 test('update: startAutoCheck finds, downloads and announces the update by itself', async (t) => {

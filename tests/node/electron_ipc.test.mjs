@@ -120,9 +120,13 @@ test('updater events reach onEvent as (name, payload) only; unsubscribe stops th
   await inMain(updater, 'update-downloaded', () => api.updater.download());
   const progress = got.filter(([n]) => n === 'download-progress').map(([, p]) => p);
   assert.ok(progress.length >= 1, 'progress reached the page');
-  assert.deepEqual(Object.keys(progress.at(-1)).sort(), ['bytesPerSecond', 'percent', 'total', 'transferred']);
+  assert.deepEqual(Object.keys(progress.at(-1)).sort(),
+    ['bytesPerSecond', 'delta', 'downloadedBytes', 'fullBytes', 'percent', 'total', 'transferred']);
   assert.equal(progress.at(-1).percent, 100);
   assert.equal(progress.at(-1).transferred, progress.at(-1).total);
+  // No patch in this release: the full artifact, its bytes all downloaded.
+  assert.equal(progress.at(-1).delta, false);
+  assert.equal(progress.at(-1).downloadedBytes, progress.at(-1).fullBytes);
   assert.equal(got.at(-1)[0], 'update-downloaded');
 
   // A real failure: an updater whose server drops every connection. The bridge follows it.

@@ -65,6 +65,10 @@ pub struct UpdaterOptions {
     pub sigstore_issuer: Option<String>,
     /// Download as soon as an automatic check finds an update (default true).
     pub auto_download: Option<bool>,
+    /// Use delta patches when the release lists one for the installed version (default true).
+    pub delta: Option<bool>,
+    /// Largest patch used, as a share of the full artifact (default 0.5).
+    pub delta_max_share: Option<f64>,
 }
 
 /// A file of an update (electron-updater's `UpdateInfo.files`).
@@ -98,6 +102,26 @@ pub struct UpdateInfo {
     pub kind: String,
 }
 
+/// Why a delta patch was not used (the `update-delta-fallback` event's payload).
+#[napi(object)]
+pub struct DeltaFallback {
+    /// The version downloaded.
+    pub version: String,
+    /// The installed version the patch applies to.
+    pub from: String,
+    /// The stable reason code.
+    #[napi(
+        ts_type = "'no-base' | 'base-modified' | 'base-mismatch' | 'patch-too-large' | 'sigstore-needs-artifact' | 'result-not-artifact' | 'patch-download-failed' | 'patch-digest-mismatch' | 'patch-corrupt' | 'result-too-large' | 'result-mismatch' | 'io-error'"
+    )]
+    pub reason: String,
+    /// One line for people.
+    pub message: String,
+    /// Size of the patch.
+    pub patch_bytes: f64,
+    /// Size of the full artifact.
+    pub full_bytes: f64,
+}
+
 /// A verified download waiting in staging.
 #[napi(object)]
 pub struct DownloadResult {
@@ -109,6 +133,14 @@ pub struct DownloadResult {
     pub sha256: String,
     /// Its size in bytes.
     pub size: f64,
+    /// Whether it came from a delta patch.
+    pub delta: bool,
+    /// Bytes this update downloaded (the patch, or the artifact plus any patch given up on).
+    pub downloaded_bytes: f64,
+    /// Size of the full artifact.
+    pub full_bytes: f64,
+    /// Why a patch listed for the installed version was not used.
+    pub delta_fallback: Option<DeltaFallback>,
 }
 
 /// What `installUpdate()` did.
@@ -298,6 +330,17 @@ fn build(o: &UpdaterOptions) -> std::result::Result<(CoreUpdater, PathBuf), JsFa
     if let Some(a) = o.auto_download {
         config.auto_download = a;
     }
+    if let Some(d) = o.delta {
+        config.delta.enabled = d;
+    }
+    if let Some(share) = o.delta_max_share {
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(JsFailure::invalid(format!(
+                "deltaMaxShare {share} is not within (0, 1]"
+            )));
+        }
+        config.delta.max_patch_share = share;
+    }
     let store = Arc::new(Store::open(state_dir.join("railgun.db"))?);
     let updater = CoreUpdater::new(config, store)?;
     if let Some(policy) = sigstore_policy(o)? {
@@ -384,6 +427,17 @@ impl Updater {
                     path: d.file.path.to_string_lossy().into_owned(),
                     sha256: hex_lower(&d.file.sha256),
                     size: d.file.size as f64,
+                    delta: d.delta,
+                    downloaded_bytes: d.downloaded_bytes as f64,
+                    full_bytes: d.full_bytes as f64,
+                    delta_fallback: d.fallback.map(|f| DeltaFallback {
+                        version: f.version,
+                        from: f.from,
+                        reason: f.reason.as_str().to_string(),
+                        message: f.message,
+                        patch_bytes: f.patch_bytes as f64,
+                        full_bytes: f.full_bytes as f64,
+                    }),
                 })
             },
         )
@@ -414,7 +468,8 @@ impl Updater {
 
     /// Calls `cb(name, payload)` for every event: `checking-for-update`,
     /// `update-available`, `update-not-available`, `download-progress`, `update-downloaded`,
-    /// `error` (payload `{message, code, coreCode}`). The listener does not keep Node alive.
+    /// `error` (payload `{message, code, coreCode}`), `update-delta-fallback` (payload
+    /// `DeltaFallback`). The listener does not keep Node alive.
     #[napi(ts_args_type = "cb: (name: UpdaterEventName, payload: unknown) => void")]
     pub fn on_event(
         &self,
