@@ -327,6 +327,10 @@ pub struct EventBatch {
     /// Events the client dropped since its last batch (queue full or too old).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dropped: u64,
+    /// Events still waiting in the client's queue besides this batch (optional, 0 when
+    /// absent): the server's Analytics Backlog alert sums the latest value of each client.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub queued: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -473,6 +477,9 @@ pub fn validate_event(e: &AnalyticsEvent) -> Result<(), EventError> {
     }
     Ok(())
 }
+
+/// Largest `queued` a batch may report (a client's queue is bounded far below).
+pub const MAX_QUEUED_REPORTED: u64 = 10_000_000;
 
 /// Why a batch as a whole is refused (the server answers 400 naming the field).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

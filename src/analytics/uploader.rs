@@ -314,11 +314,16 @@ impl Uploader {
                 .db
                 .with(|c| queue::counter(c, DROPPED_PENDING))?
                 .min(MAX_DROPPED_PER_BATCH);
+            let events_len = events.len() as u64;
             let batch = EventBatch {
                 events,
                 sent_at: Some(self.clock.now()),
                 sample_rate: rate,
                 dropped,
+                queued: self
+                    .db
+                    .with(|c| queue::queued(c))?
+                    .saturating_sub(events_len),
             };
             let body = serde_json::to_vec(&batch).map_err(|source| QueueError::Encode {
                 name: "batch".into(),

@@ -190,6 +190,8 @@ fn batches_hold_at_most_100_events_and_carry_the_sample_rate() {
     let sizes: Vec<usize> = rx.batches().iter().map(|b| b.0).collect();
     assert_eq!(sizes, vec![100, 100, 50]);
     assert!(rx.batches().iter().all(|b| b.1 == 1.0));
+    // Each batch reports what is still queued behind it (the server's backlog alert sums it).
+    assert_eq!(rx.queued(), vec![150, 50, 0]);
     assert_exactly_once(&rx, 250);
 }
 

@@ -22,7 +22,7 @@ use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::event::{
     validate_batch, validate_event, AnalyticsEvent, EventBatch, IngestResponse, PropertyValue,
-    RejectedEvent, MAX_BATCH_EVENTS,
+    RejectedEvent, MAX_BATCH_EVENTS, MAX_QUEUED_REPORTED,
 };
 use regex::Regex;
 use serde::Deserialize;
@@ -55,6 +55,8 @@ struct LooseBatch {
     sample_rate: f64,
     #[serde(default)]
     dropped: u64,
+    #[serde(default)]
+    queued: u64,
 }
 
 fn one() -> f64 {
@@ -209,33 +211,43 @@ pub struct PreparedBatch {
     pub scrubbed: u64,
     /// Events the client says it dropped.
     pub dropped: u64,
+    /// Events the client says are still queued besides this batch.
+    pub queued: u64,
 }
 
 /// Parses and checks a request body received at `now`: pure (no store, no metrics), so that
 /// the fuzz target `event_batch` drives exactly what the handler runs.
 pub fn prepare_batch(body: &[u8], now: DateTime<Utc>) -> Result<PreparedBatch, ApiError> {
     // Fast path: the whole batch parses; slow path: parse each event alone.
-    let (events, sent_at, sample_rate, dropped): (Vec<Result<AnalyticsEvent, String>>, _, _, _) =
-        match serde_json::from_slice::<EventBatch>(body) {
-            Ok(b) => (
-                b.events.into_iter().map(Ok).collect(),
+    #[allow(clippy::type_complexity)]
+    let (events, sent_at, sample_rate, dropped, queued): (
+        Vec<Result<AnalyticsEvent, String>>,
+        _,
+        _,
+        _,
+        _,
+    ) = match serde_json::from_slice::<EventBatch>(body) {
+        Ok(b) => (
+            b.events.into_iter().map(Ok).collect(),
+            b.sent_at,
+            b.sample_rate,
+            b.dropped,
+            b.queued,
+        ),
+        Err(_) => match named(&mut serde_json::Deserializer::from_slice(body)) {
+            Ok::<LooseBatch, _>(b) => (
+                b.events
+                    .into_iter()
+                    .map(|v| named(v).map_err(|e| format!("malformed event: {e}")))
+                    .collect(),
                 b.sent_at,
                 b.sample_rate,
                 b.dropped,
+                b.queued,
             ),
-            Err(_) => match named(&mut serde_json::Deserializer::from_slice(body)) {
-                Ok::<LooseBatch, _>(b) => (
-                    b.events
-                        .into_iter()
-                        .map(|v| named(v).map_err(|e| format!("malformed event: {e}")))
-                        .collect(),
-                    b.sent_at,
-                    b.sample_rate,
-                    b.dropped,
-                ),
-                Err(e) => return Err(ApiError::bad_request(format!("malformed batch: {e}"))),
-            },
-        };
+            Err(e) => return Err(ApiError::bad_request(format!("malformed batch: {e}"))),
+        },
+    };
     if events.len() > MAX_BATCH_EVENTS {
         return Err(ApiError::too_large(format!(
             "{} events, at most {MAX_BATCH_EVENTS}",
@@ -243,6 +255,11 @@ pub fn prepare_batch(body: &[u8], now: DateTime<Utc>) -> Result<PreparedBatch, A
         )));
     }
     validate_batch(sample_rate, dropped).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if queued > MAX_QUEUED_REPORTED {
+        return Err(ApiError::bad_request(format!(
+            "queued {queued} is more than {MAX_QUEUED_REPORTED} events"
+        )));
+    }
     let skew = skew(now, sent_at).map_err(ApiError::bad_request)?;
     let mut rejected = Vec::new();
     let mut rows = Vec::with_capacity(events.len());
@@ -258,6 +275,7 @@ pub fn prepare_batch(body: &[u8], now: DateTime<Utc>) -> Result<PreparedBatch, A
         rejected,
         scrubbed,
         dropped,
+        queued,
     })
 }
 
@@ -271,6 +289,7 @@ pub async fn ingest(
         rejected,
         scrubbed,
         dropped,
+        queued,
     } = match prepare_batch(&body, app.clock.now()) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -285,6 +304,11 @@ pub async fn ingest(
     m.rejected
         .fetch_add(rejected.len() as u64, Ordering::Relaxed);
     m.scrubbed.fetch_add(scrubbed, Ordering::Relaxed);
+    // The client's own backlog, keyed by its (hashed) user id: the fleet's sum feeds the
+    // Analytics Backlog alert beside the server's queue.
+    if let Some(client) = rows.first().map(|r| r.user_id.clone()) {
+        app.queue.client_backlog(&client, queued, app.clock.now());
+    }
     match app.queue.submit(rows).await {
         Ok(new) => {
             let accepted = new.iter().filter(|n| **n).count() as u64;

@@ -9,13 +9,17 @@
 //!
 //! It refuses work past its capacity (counted in events, 10 000 by default): the request
 //! gets [`QueueError::Full`] (503 with `Retry-After`) instead of the queue growing.
-//! When the backlog (queued plus the submission) passes [`BACKLOG_ALERT_EVENTS`], the
-//! [`BacklogAlarm`] sends one `AnalyticsBacklog` alert per episode.
+//! When the backlog (queued plus the submission) passes [`BACKLOG_ALERT_EVENTS`], or the
+//! fleet's queued events do (the sum over clients of the latest `queued` each reported in a
+//! batch within [`CLIENT_BACKLOG_TTL_MINUTES`]), the [`BacklogAlarm`] sends one
+//! `AnalyticsBacklog` alert per episode; it resolves once both fell to half the threshold.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -29,6 +33,11 @@ pub const MAX_GROUP_EVENTS: usize = 2_000;
 pub const DEFAULT_CAPACITY: usize = 10_000;
 /// Backlog, in events, past which the analytics backlog alert fires (the seed's table).
 pub const BACKLOG_ALERT_EVENTS: usize = 10_000;
+/// Minutes a client's reported queue counts after its last batch.
+pub const CLIENT_BACKLOG_TTL_MINUTES: i64 = 60;
+/// Most clients whose reported queue is remembered (the rest are ignored until some expire).
+pub const MAX_CLIENTS_TRACKED: usize = 100_000;
+
 /// The alert condition's key (one per server database).
 pub const BACKLOG_ALERT_KEY: &str = "analytics_backlog";
 
@@ -40,6 +49,8 @@ pub struct BacklogAlarm {
     alerter: Alerter,
     threshold: usize,
     raised: AtomicBool,
+    /// Client key → (queued events it reported, when).
+    clients: Mutex<HashMap<String, (u64, DateTime<Utc>)>>,
 }
 
 impl BacklogAlarm {
@@ -49,13 +60,36 @@ impl BacklogAlarm {
             alerter,
             threshold,
             raised: AtomicBool::new(false),
+            clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records the queue `client` reported at `now` and returns the fleet's sum (reports
+    /// older than [`CLIENT_BACKLOG_TTL_MINUTES`] dropped).
+    pub fn client_reported(&self, client: &str, queued: u64, now: DateTime<Utc>) -> u64 {
+        let mut m = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let cutoff = now - chrono::Duration::minutes(CLIENT_BACKLOG_TTL_MINUTES);
+        m.retain(|_, (_, at)| *at >= cutoff);
+        if queued == 0 {
+            m.remove(client);
+        } else if m.len() < MAX_CLIENTS_TRACKED || m.contains_key(client) {
+            m.insert(client.to_string(), (queued, now));
+        }
+        m.values().map(|(n, _)| *n).fold(0, u64::saturating_add)
+    }
+
+    /// The fleet's reported queued events (as last summed).
+    pub fn fleet_queued(&self) -> u64 {
+        let m = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        m.values().map(|(n, _)| *n).fold(0, u64::saturating_add)
     }
 
     /// Looks at the backlog (`depth` events, queue `capacity`); `true` when this call
     /// raised the alert.
     pub fn observe(&self, depth: usize, capacity: usize) -> bool {
-        if depth > self.threshold {
+        let fleet = self.fleet_queued();
+        let limit = self.threshold as u64;
+        if depth > self.threshold || fleet > limit {
             if self.raised.swap(true, Ordering::AcqRel) {
                 return false;
             }
@@ -65,12 +99,14 @@ impl BacklogAlarm {
                     kind: AlertKind::AnalyticsBacklog,
                     title: format!("analytics ingest backlog over {} events", self.threshold),
                     text: format!(
-                        "{depth} events waiting or refused (queue capacity {capacity}); uploads \
-                     past the capacity get 503 and are retried by clients. Check the \
-                     database's write latency (railgun_store_commit_duration_seconds)."
+                        "{depth} events waiting or refused (queue capacity {capacity}), {fleet} \
+                     queued on clients; uploads past the capacity get 503 and are retried by \
+                     clients. Check the database's write latency \
+                     (railgun_store_commit_duration_seconds) and the clients' connectivity."
                     ),
                     fields: vec![
                         ("backlog".into(), depth.to_string()),
+                        ("client queues".into(), fleet.to_string()),
                         ("capacity".into(), capacity.to_string()),
                         ("threshold".into(), self.threshold.to_string()),
                     ],
@@ -79,7 +115,8 @@ impl BacklogAlarm {
             );
             true
         } else {
-            if depth <= self.threshold / 2 && self.raised.swap(false, Ordering::AcqRel) {
+            let calm = depth <= self.threshold / 2 && fleet <= limit / 2;
+            if calm && self.raised.swap(false, Ordering::AcqRel) {
                 self.alerter.send_clear(BACKLOG_ALERT_KEY);
             }
             false
@@ -155,6 +192,15 @@ impl IngestQueue {
     /// passes `threshold` events (once per episode; set once, later calls are ignored).
     pub fn alert_backlog(&self, alerter: Alerter, threshold: usize) {
         let _ = self.backlog.set(BacklogAlarm::new(alerter, threshold));
+    }
+
+    /// Records the queue a client reported with a batch at `now` and judges the backlog
+    /// again (see [`BacklogAlarm`]).
+    pub fn client_backlog(&self, client: &str, queued: u64, now: DateTime<Utc>) {
+        if let Some(alarm) = self.backlog.get() {
+            alarm.client_reported(client, queued, now);
+            alarm.observe(self.depth(), self.capacity);
+        }
     }
 
     /// Events queued and not yet committed.

@@ -163,6 +163,7 @@ pub fn generate(
             sent_at: Some(now),
             sample_rate,
             dropped: 0,
+            queued: 0,
         })
         .collect()
 }

@@ -66,6 +66,7 @@ fn batch(events: Vec<AnalyticsEvent>, sample_rate: f64) -> EventBatch {
         sent_at: Some(now0()),
         sample_rate,
         dropped: 0,
+        queued: 0,
     }
 }
 
@@ -211,6 +212,7 @@ async fn skewed_client_clocks_are_corrected(kind: Kind) {
         sent_at: Some(slow),
         sample_rate: 1.0,
         dropped: 0,
+        queued: 0,
     };
     assert_eq!(post(&h, &b).await.accepted, 1);
     // A client clock 10 days fast (beyond the 7-day limit before correction).
@@ -220,6 +222,7 @@ async fn skewed_client_clocks_are_corrected(kind: Kind) {
         sent_at: Some(fast),
         sample_rate: 1.0,
         dropped: 0,
+        queued: 0,
     };
     assert_eq!(post(&h, &b).await.accepted, 1);
     // Both land on the server's today, not on the client's.
@@ -238,6 +241,7 @@ async fn skewed_client_clocks_are_corrected(kind: Kind) {
         sent_at: Some(now - Duration::seconds(20)),
         sample_rate: 1.0,
         dropped: 0,
+        queued: 0,
     };
     assert_eq!(post(&h, &b).await.accepted, 1);
     assert_eq!(h.read("/analytics/dau?date=2026-03-09").await["users"], 1);

@@ -43,6 +43,7 @@ pub(crate) async fn post(h: &TestServer, events: Vec<AnalyticsEvent>) {
         sent_at: Some(now0()),
         sample_rate: 1.0,
         dropped: 0,
+        queued: 0,
     };
     let body = h.send_events(&batch).await;
     assert_eq!(body["rejected"].as_array().map(Vec::len), Some(0), "{body}");

@@ -221,6 +221,7 @@ impl Harness {
                 sent_at: Some(now0()),
                 sample_rate,
                 dropped: 0,
+                queued: 0,
             })
             .send()
             .await

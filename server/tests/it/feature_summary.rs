@@ -109,6 +109,7 @@ fn seed() -> Vec<EventBatch> {
                 sent_at: Some(now0()),
                 sample_rate: rate,
                 dropped: 0,
+                queued: 0,
             });
         }
     }
@@ -226,6 +227,7 @@ async fn rollup_answers_what_the_scan_answers(kind: Kind) {
         sent_at: Some(now0()),
         sample_rate: [1.0, 0.5, 0.25, 0.1][0],
         dropped: 0,
+        queued: 0,
     })
     .await;
     h.flush().await;

@@ -245,6 +245,7 @@ async fn deleting_a_user_removes_their_health_rows_and_only_theirs(kind: Kind) {
             sent_at: Some(t0()),
             sample_rate: 1.0,
             dropped: 0,
+            queued: 0,
         };
         let r = h
             .http

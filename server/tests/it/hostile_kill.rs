@@ -46,6 +46,7 @@ fn batch(poster: usize) -> EventBatch {
         sent_at: Some(Utc::now()),
         sample_rate: 1.0,
         dropped: 0,
+        queued: 0,
     }
 }
 

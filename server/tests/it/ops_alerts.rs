@@ -621,6 +621,79 @@ async fn analytics_backlog_over_10000_fires_once_and_resolves_when_drained() {
     recv.server.stop().await.expect("stop");
 }
 
+/// One client's batch: one event of `user`, and `queued` events left in its queue.
+fn client_batch(user: &str, queued: u64) -> serde_json::Value {
+    json!({"events": [{"id": uuid::Uuid::now_v7(), "name": "screen_view",
+        "category": "navigation", "userId": user, "sessionId": "s-1",
+        "timestamp": Utc::now(), "appVersion": "0.2.0", "platform": "linux",
+        "arch": "x64", "channel": "stable", "sequence": 1}],
+        "sentAt": Utc::now(), "queued": queued})
+}
+
+/// Analytics Backlog also counts the fleet: the sum of the `queued` each client reported
+/// with its latest batch over 10 000 fires it (the server's own queue being empty), through
+/// a real server to a real receiver; it resolves once the sum fell to half.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_backlog_counts_the_clients_queued_events() {
+    let mut recv = Receiver::start(&[]).await;
+    let s = TestServer::with(
+        Kind::Sqlite,
+        "",
+        Utc::now(),
+        deliver_to(vec![recv.slack(), recv.pagerduty()]),
+    )
+    .await
+    .expect("sqlite");
+    let (a, b) = ("a".repeat(64), "b".repeat(64));
+    let post = |body: serde_json::Value| {
+        let s = &s;
+        async move {
+            let r = s.post("/analytics/events", None, &body).await;
+            assert_eq!(r.status(), 200);
+            let v: Value = r.json().await.expect("json");
+            assert_eq!(v["accepted"], 1, "{v}");
+        }
+    };
+    // 6 000 + 4 000 = 10 000: not over the threshold.
+    post(client_batch(&a, 6_000)).await;
+    post(client_batch(&b, 4_000)).await;
+    // The same client again replaces its figure (not added): still 10 000.
+    post(client_batch(&b, 4_000)).await;
+    within("outbox drained", s.state().alerts.idle()).await;
+    assert!(recv.drain().is_empty(), "10 000 is not over 10 000");
+    // One more queued event on b: 10 001 fires.
+    post(client_batch(&b, 4_001)).await;
+    let hits = recv.take(2).await;
+    assert_slack(
+        by_path(&hits, "slack")[0],
+        "analytics_backlog",
+        "warning",
+        "firing",
+    );
+    let key = assert_pagerduty(by_path(&hits, "pd")[0], "warning", "trigger");
+    // a drained its queue: 4 001 ≤ 5 000 resolves.
+    post(client_batch(&a, 0)).await;
+    let hits = recv.take(2).await;
+    assert_slack(
+        by_path(&hits, "slack")[0],
+        "analytics_backlog",
+        "warning",
+        "resolved",
+    );
+    assert_eq!(
+        assert_pagerduty(by_path(&hits, "pd")[0], "warning", "resolve"),
+        key
+    );
+    // A hostile figure is refused, nothing counted.
+    let r = s
+        .post("/analytics/events", None, &client_batch(&a, 10_000_001))
+        .await;
+    assert_eq!(r.status(), 400);
+    within("outbox drained", s.state().alerts.idle()).await;
+    assert!(recv.drain().is_empty());
+    recv.server.stop().await.expect("stop");
+}
+
 /// What a `railgun serve` child needs to publish and halt a rollout: the keys and a signed
 /// release, made by an in-process server that is stopped before the child serves its files.
 struct ChildSetup {

@@ -44,6 +44,8 @@ pub struct Log {
     pub seen: HashSet<Uuid>,
     pub events: Vec<AnalyticsEvent>,
     pub batches: Vec<(usize, f64, u64)>,
+    /// The `queued` of each batch.
+    pub queued: Vec<u64>,
     pub duplicates: u64,
     pub requests: usize,
     pub deletes: Vec<String>,
@@ -150,6 +152,10 @@ impl Receiver {
     }
 
     /// (events, sampleRate, dropped) of every batch stored.
+    pub fn queued(&self) -> Vec<u64> {
+        self.log.lock().expect("log").queued.clone()
+    }
+
     pub fn batches(&self) -> Vec<(usize, f64, u64)> {
         self.log.lock().expect("log").batches.clone()
     }
@@ -181,6 +187,7 @@ fn store(log: &mut Log, batch: &EventBatch) -> IngestResponse {
     let mut resp = IngestResponse::default();
     log.batches
         .push((batch.events.len(), batch.sample_rate, batch.dropped));
+    log.queued.push(batch.queued);
     for e in &batch.events {
         if log.seen.insert(e.id) {
             log.ids.push(e.id);
