@@ -35,6 +35,11 @@ if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
 fi
 command -v promtool >/dev/null 2>&1 || missing "promtool could not be installed (apt-get install prometheus, as root)" "the Prometheus rule tests"
 # DuckDB's Python package reads the exported Parquet back (an independent reader), and
+# nginx (Debian's nginx-light) balances three servers with deploy/nginx/railgun.conf (scale_tree).
+if ! { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx-light; } >&2 || true
+fi
+{ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || missing "nginx could not be installed (apt-get install nginx-light, as root)" "the balancer test"
 # moto's S3-compatible server receives an export over HTTP on loopback (server/tests/it/export.rs).
 python3 -m pip install -q --disable-pip-version-check duckdb 'moto[server]' >&2 \
   || missing "duckdb / moto could not be installed (pip)" "the export tests that need them"

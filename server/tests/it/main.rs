@@ -42,6 +42,7 @@ mod rollout_engine;
 mod rollout_scale;
 mod rollout_store;
 mod scale_leader;
+mod scale_nginx;
 mod scale_tree;
 mod serve_etag;
 mod spec_contract;

@@ -16,20 +16,8 @@ use railgun_server::rollout::verify_channel;
 use serde_json::{json, Value};
 
 use crate::scale_leader::Cluster;
-use crate::support::{signed_release_with, utf8, within, ReleaseSpec, ADMIN};
-
-/// Noise that does not compress (the artifact stays above the hashed-document size).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use crate::scale_nginx::Balancer;
+use crate::support::{noise, signed_release_with, utf8, within, ReleaseSpec, ADMIN};
 
 /// A tar.gz app of one file, larger than 1 MiB.
 fn app_tar_gz() -> Vec<u8> {
@@ -240,6 +228,60 @@ async fn three_servers_share_one_tree_in_an_object_store() {
     args.extend(["--current-version".into(), "1.0.0".into()]);
     let check = railgun(args).await;
     assert_eq!(check["update"], false, "{check}");
+    assert_eq!(check["rollout"]["status"], "halted", "{check}");
+
+    // Behind the deployment kit's nginx (round robin over the three): one tag for the
+    // state whichever server answers, a download resumed across servers, a client's check.
+    let addrs: Vec<_> = c.servers.iter().flatten().map(|s| s.addr).collect();
+    let Some(lb) = Balancer::start(&c.setup.dir.path().join("nginx"), &addrs).await else {
+        return;
+    };
+    let get = |path: String, headers: Vec<(&'static str, String)>| {
+        let mut rq = c.http.get(format!("{}{path}", lb.url));
+        for (k, v) in headers {
+            rq = rq.header(k, v);
+        }
+        async move {
+            let r = within("through nginx", rq.send()).await.expect("get");
+            let status = r.status().as_u16();
+            let tag = r
+                .headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            (status, tag, r.bytes().await.expect("body").to_vec())
+        }
+    };
+    let mut tags = Vec::new();
+    for _ in 0..6 {
+        let (status, tag, _) = get("/updates/demo/beta/channel.json".into(), vec![]).await;
+        assert_eq!(status, 200);
+        tags.push(tag);
+    }
+    assert!(tags.windows(2).all(|w| w[0] == w[1]), "{tags:?}");
+    let mut resumed = Vec::new();
+    for (from, to) in [
+        (0, 499_999),
+        (500_000, 999_999),
+        (1_000_000, bytes.len() - 1),
+    ] {
+        let (status, tag, part) = get(
+            path.clone(),
+            vec![
+                ("range", format!("bytes={from}-{to}")),
+                ("if-range", tag1.clone()),
+            ],
+        )
+        .await;
+        assert_eq!((status, &tag), (206, &tag1));
+        resumed.extend(part);
+    }
+    assert_eq!(resumed, bytes, "a download resumed through three servers");
+    let mut args = vec!["check".to_string()];
+    args.extend(client(&lb.url, &pubkey, &rollout_pubkey));
+    args.extend(["--current-version".into(), "1.0.0".into()]);
+    let check = railgun(args).await;
     assert_eq!(check["rollout"]["status"], "halted", "{check}");
 }
 
