@@ -10,6 +10,7 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod export;
+pub mod fanout;
 pub mod leader;
 pub mod metrics;
 pub mod percent;

@@ -116,7 +116,7 @@ pub struct Revision {
 }
 
 impl Revision {
-    fn from_row(r: ConfigRevisionRow) -> Self {
+    pub(crate) fn from_row(r: ConfigRevisionRow) -> Self {
         let etag = format!(
             "\"r{}-{}\"",
             r.revision,
@@ -293,6 +293,13 @@ impl ConfigService {
         } else {
             Some(TrustedKeys::new(public, 1).map_err(ConfigError::Sign)?)
         };
+        // Several servers over one database: revisions stored by the others reach this
+        // one's streams too (`crate::fanout`).
+        let bus: Arc<dyn RevisionBus> = if store.shared_by_servers() {
+            Arc::new(crate::fanout::SharedBus::start(store.clone()))
+        } else {
+            Arc::new(LocalBus::default())
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -303,7 +310,7 @@ impl ConfigService {
                 heartbeat: config.config_heartbeat,
                 max_subscribers: config.config_max_subscribers,
                 subscribers: AtomicUsize::new(0),
-                bus: Arc::new(LocalBus::default()),
+                bus,
                 publishing: tokio::sync::Mutex::new(()),
                 closing: watch::channel(false).0,
             }),

@@ -1272,6 +1272,19 @@ impl RolloutStore for PostgresStore {
         })
     }
 
+    fn notify(&self, channel: &'static str, payload: String) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.lease
+                .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn listen(&self, channel: &'static str) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        Some(crate::fanout::listen(self.url.clone(), channel))
+    }
+
     fn release_lease(&self, name: String, holder: String) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             self.lease.execute(RELEASE_LEASE, &[&name, &holder]).await?;

@@ -365,6 +365,18 @@ pub trait RolloutStore: Send + Sync {
         let _ = (name, holder, ttl_ms);
         Box::pin(async { Ok(Some(0)) })
     }
+    /// Announces `payload` on `channel` to every server listening ([`crate::fanout`];
+    /// PostgreSQL `NOTIFY`); a store of one server has nobody to tell.
+    fn notify(&self, channel: &'static str, payload: String) -> StoreFuture<'_, ()> {
+        let _ = (channel, payload);
+        Box::pin(async { Ok(()) })
+    }
+    /// The payloads announced on `channel` by any server from now on (PostgreSQL `LISTEN`
+    /// on a connection of its own); `None` for a store of one server.
+    fn listen(&self, channel: &'static str) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        let _ = channel;
+        None
+    }
     /// Gives lease `name` up if `holder` holds it (it expires now).
     fn release_lease(&self, name: String, holder: String) -> StoreFuture<'_, ()> {
         let _ = (name, holder);

@@ -41,6 +41,7 @@ mod require_all;
 mod rollout_engine;
 mod rollout_scale;
 mod rollout_store;
+mod scale_fanout;
 mod scale_leader;
 mod scale_nginx;
 mod scale_tree;
