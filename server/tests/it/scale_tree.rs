@@ -15,9 +15,10 @@ use railgun_core::Version;
 use railgun_server::rollout::verify_channel;
 use serde_json::{json, Value};
 
+use crate::delta_update::noise;
 use crate::scale_leader::Cluster;
 use crate::scale_nginx::Balancer;
-use crate::support::{noise, signed_release_with, utf8, within, ReleaseSpec, ADMIN};
+use crate::support::{signed_release_with, utf8, within, ReleaseSpec, ADMIN};
 
 /// A tar.gz app of one file, larger than 1 MiB.
 fn app_tar_gz() -> Vec<u8> {

@@ -637,16 +637,3 @@ impl ScriptedServer {
 pub fn utf8(path: &Path) -> &str {
     path.to_str().expect("utf8 path")
 }
-
-/// Bytes that do not compress (xorshift from `seed`): artifacts and apps of a given size.
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
