@@ -1,42 +1,18 @@
 //! The publisher's workflow through the real `railgun` binary: keygen → release sign →
 //! release publish → serve → check, and the check's exit codes.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-use crate::support::ChildServer;
-
-fn railgun(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_railgun"))
-        .args(args)
-        .output()
-        .expect("run railgun")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = railgun(args);
-    assert!(
-        out.status.success(),
-        "railgun {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf8 path")
-}
+use crate::support::{railgun, railgun_ok, utf8, ChildServer};
 
 #[test]
 fn keygen_sign_publish_serve_check() {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = dir.path().join("keys");
-    let out = ok(&["keygen", "--out", p(&keys), "--name", "release"]);
+    let out = railgun_ok(&["keygen", "--out", utf8(&keys), "--name", "release"]);
     assert!(out.contains("RAILGUN_UPDATE_PUBLIC_KEY="));
-    ok(&[
+    railgun_ok(&[
         "keygen",
         "--out",
-        p(&keys),
+        utf8(&keys),
         "--name",
         "rollout",
         "--algorithm",
@@ -53,7 +29,7 @@ fn keygen_sign_publish_serve_check() {
     }
     // keygen never overwrites a key.
     assert!(
-        !railgun(&["keygen", "--out", p(&keys), "--name", "release"])
+        !railgun(&["keygen", "--out", utf8(&keys), "--name", "release"])
             .status
             .success()
     );
@@ -63,11 +39,11 @@ fn keygen_sign_publish_serve_check() {
     std::fs::write(dist.join("rail-gun-0.2.0-linux-x64.tar.gz"), b"linux build").expect("a");
     std::fs::write(dist.join("rail-gun-0.2.0-darwin-arm64.zip"), b"mac build").expect("b");
     let manifest = dist.join("manifest.json");
-    let out = ok(&[
+    let out = railgun_ok(&[
         "release",
         "sign",
         "--key",
-        p(&keys.join("release.key")),
+        utf8(&keys.join("release.key")),
         "--app",
         "rail-gun",
         "--version",
@@ -75,24 +51,24 @@ fn keygen_sign_publish_serve_check() {
         "--channel",
         "stable",
         "--artifacts",
-        p(&dist),
+        utf8(&dist),
         "--out",
-        p(&manifest),
+        utf8(&manifest),
     ]);
     assert!(out.contains("2 artifact(s)"), "{out}");
 
     let root = dir.path().join("tree");
-    let out = ok(&[
+    let out = railgun_ok(&[
         "release",
         "publish",
         "--root",
-        p(&root),
+        utf8(&root),
         "--manifest",
-        p(&manifest),
+        utf8(&manifest),
         "--key",
-        p(&keys.join("release.key")),
+        utf8(&keys.join("release.key")),
         "--rollout-key",
-        p(&keys.join("rollout.key")),
+        utf8(&keys.join("rollout.key")),
         "--percentage",
         "100",
         "--expires",
@@ -102,17 +78,17 @@ fn keygen_sign_publish_serve_check() {
     assert!(root
         .join("rail-gun/releases/0.2.0/rail-gun-0.2.0-linux-x64.tar.gz")
         .is_file());
-    let out = ok(&[
+    let out = railgun_ok(&[
         "release",
         "publish",
         "--root",
-        p(&root),
+        utf8(&root),
         "--manifest",
-        p(&manifest),
+        utf8(&manifest),
         "--key",
-        p(&keys.join("release.key")),
+        utf8(&keys.join("release.key")),
         "--rollout-key",
-        p(&keys.join("rollout.key")),
+        utf8(&keys.join("rollout.key")),
         "--percentage",
         "100",
     ]);
@@ -134,7 +110,7 @@ fn keygen_sign_publish_serve_check() {
             "--public-key",
             key,
             "--rollout-public-key",
-            p(&keys.join("rollout.pub")),
+            utf8(&keys.join("rollout.pub")),
             "--current-version",
             "0.1.0",
             "--platform",
@@ -142,11 +118,11 @@ fn keygen_sign_publish_serve_check() {
             "--arch",
             "x64",
             "--state",
-            p(&state),
+            utf8(&state),
             "--json",
         ])
     };
-    let out = check(p(&keys.join("release.pub")));
+    let out = check(utf8(&keys.join("release.pub")));
     assert!(
         out.status.success(),
         "{}",
@@ -167,7 +143,7 @@ fn keygen_sign_publish_serve_check() {
     assert!(check(&b64).status.success());
 
     // The wrong key: exit 1 and exactly one line on stderr.
-    let out = check(p(&keys.join("rollout.pub")));
+    let out = check(utf8(&keys.join("rollout.pub")));
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
@@ -178,25 +154,25 @@ fn keygen_sign_publish_serve_check() {
 fn publish_refuses_an_artifact_that_differs_from_the_signed_manifest() {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = dir.path().join("keys");
-    ok(&["keygen", "--out", p(&keys)]);
+    railgun_ok(&["keygen", "--out", utf8(&keys)]);
     let dist = dir.path().join("dist");
     std::fs::create_dir_all(&dist).expect("dist");
     let artifact = dist.join("app-1.0.0-linux-x64.tar.gz");
     std::fs::write(&artifact, b"original").expect("a");
     let manifest = dist.join("manifest.json");
-    ok(&[
+    railgun_ok(&[
         "release",
         "sign",
         "--key",
-        p(&keys.join("release.key")),
+        utf8(&keys.join("release.key")),
         "--app",
         "app",
         "--version",
         "1.0.0",
         "--artifacts",
-        p(&dist),
+        utf8(&dist),
         "--out",
-        p(&manifest),
+        utf8(&manifest),
     ]);
     std::fs::write(&artifact, b"tampered").expect("tamper");
     let root = dir.path().join("tree");
@@ -204,11 +180,11 @@ fn publish_refuses_an_artifact_that_differs_from_the_signed_manifest() {
         "release",
         "publish",
         "--root",
-        p(&root),
+        utf8(&root),
         "--manifest",
-        p(&manifest),
+        utf8(&manifest),
         "--key",
-        p(&keys.join("release.key")),
+        utf8(&keys.join("release.key")),
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not match the signed manifest"));

@@ -13,54 +13,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::Utc;
 use railgun_core::flags::{FeatureFlags, FlagsConfig, FlagsError, FlagsEvent};
 use railgun_core::store::Store;
 use railgun_core::trust::{KeyAlgorithm, PrivateKey, TrustedKeys};
-use serde_json::{json, Value};
 
+use crate::config_support::{doc, hosted, publish, server, APP};
 use crate::db::Kind;
-use crate::support::{within, ScriptedServer, TestServer, ADMIN};
-
-const APP: &str = "rail-gun";
-
-fn doc(kill: bool) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "version": "1.0.0",
-        "emergencyKillSwitch": kill,
-        "emergencyMessage": if kill { "Stop now" } else { "" },
-        "flags": {"new-composer": {"enabled": true, "rolloutPercentage": 100}}
-    }))
-    .expect("json")
-}
-
-async fn server() -> (TestServer, PrivateKey) {
-    let key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
-    let pem = key.to_pem();
-    let s = TestServer::with(Kind::Sqlite, "", Utc::now(), move |c| {
-        let path = c.root.parent().expect("dir").join("config.key");
-        std::fs::write(&path, pem).expect("key file");
-        c.config_key = Some(path);
-    })
-    .await
-    .expect("sqlite");
-    (s, key)
-}
-
-async fn publish(s: &TestServer, body: Vec<u8>) -> Value {
-    let r = within(
-        "publish",
-        s.http
-            .post(format!("{}/admin/config/{APP}", s.url))
-            .bearer_auth(ADMIN)
-            .body(body)
-            .send(),
-    )
-    .await
-    .expect("publish");
-    assert_eq!(r.status(), 201);
-    r.json().await.expect("json")
-}
+use crate::support::{within, ScriptedServer};
 
 fn client(url: &str, key: &PrivateKey, state: &std::path::Path) -> Arc<FeatureFlags> {
     let mut cfg = FlagsConfig::new(APP, "user-1", "1.0.0".parse().expect("v"));
@@ -90,7 +49,9 @@ async fn wait_event(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_switch_published_on_the_server_reaches_a_running_client_through_the_stream() {
-    let (s, key) = server().await;
+    let (s, key) = server(Kind::Sqlite, "", |_, _| {})
+        .await
+        .expect("SQLite always runs");
     publish(&s, doc(false)).await;
     let state = tempfile::tempdir().expect("dir");
     let flags = client(&format!("{}/config/{APP}.json", s.url), &key, state.path());
@@ -114,14 +75,11 @@ async fn a_kill_switch_published_on_the_server_reaches_a_running_client_through_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_older_revision_is_refused_also_after_a_restart() {
-    let (s, key) = server().await;
+    let (s, key) = server(Kind::Sqlite, "", |_, _| {})
+        .await
+        .expect("SQLite always runs");
     publish(&s, doc(true)).await;
-    let old = s
-        .get(&format!("/config/{APP}.json"), None)
-        .await
-        .bytes()
-        .await
-        .expect("rev 1");
+    let old = hosted(&s).await.into_bytes();
     publish(&s, doc(false)).await;
     let state = tempfile::tempdir().expect("dir");
     let url = format!("{}/config/{APP}.json", s.url);
@@ -186,7 +144,9 @@ async fn proxied_doc(State(p): State<Proxy>, headers: HeaderMap) -> Response {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_stream_blocked_the_client_falls_back_to_polling() {
-    let (s, key) = server().await;
+    let (s, key) = server(Kind::Sqlite, "", |_, _| {})
+        .await
+        .expect("SQLite always runs");
     publish(&s, doc(false)).await;
     let proxy = Proxy {
         upstream: s.url.clone(),
@@ -229,7 +189,9 @@ async fn with_the_stream_blocked_the_client_falls_back_to_polling() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_document_signed_by_an_untrusted_key_changes_nothing() {
-    let (s, _server_key) = server().await;
+    let (s, _server_key) = server(Kind::Sqlite, "", |_, _| {})
+        .await
+        .expect("SQLite always runs");
     publish(&s, doc(false)).await;
     let other = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
     let state = tempfile::tempdir().expect("dir");

@@ -8,65 +8,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::StreamExt;
+use railgun_core::flags::sign_config;
 use railgun_core::flags::stream::{revision_of, with_revision, SseEvent, SseItem, SseParser};
-use railgun_core::flags::{sign_config, RemoteConfig};
-use railgun_core::trust::{KeyAlgorithm, PrivateKey, TrustedKeys, PAYLOAD_CONFIG};
-use railgun_server::serve::ServerConfig;
+use railgun_core::trust::{KeyAlgorithm, PrivateKey};
 use serde_json::{json, Value};
 
+use crate::config_support::{doc, hosted, publish, publish_raw, server, verified, APP};
 use crate::db::Kind;
 use crate::support::{within, TestServer, ADMIN, READ};
-
-const APP: &str = "rail-gun";
-
-fn doc(kill: bool) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "version": "1.0.0",
-        "emergencyKillSwitch": kill,
-        "emergencyMessage": if kill { "Stop" } else { "" },
-        "flags": {"new-composer": {"enabled": true, "rolloutPercentage": 100}}
-    }))
-    .expect("json")
-}
-
-/// A server whose config key is `key` (written to the temp dir).
-async fn server(
-    kind: Kind,
-    tweak: impl FnOnce(&mut ServerConfig, &std::path::Path),
-) -> Option<(TestServer, PrivateKey)> {
-    let key = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
-    let pem = key.to_pem();
-    let s = TestServer::with(kind, "config", Utc::now(), move |c| {
-        let dir = c.root.parent().expect("dir").to_path_buf();
-        let path = dir.join("config.key");
-        std::fs::write(&path, pem).expect("key file");
-        c.config_key = Some(path);
-        tweak(c, &dir);
-    })
-    .await?;
-    Some((s, key))
-}
-
-async fn publish_raw(s: &TestServer, body: Vec<u8>) -> reqwest::Response {
-    within(
-        "publish",
-        s.http
-            .post(format!("{}/admin/config/{APP}", s.url))
-            .bearer_auth(ADMIN)
-            .body(body)
-            .send(),
-    )
-    .await
-    .expect("publish")
-}
-
-async fn publish(s: &TestServer, body: Vec<u8>) -> Value {
-    let r = publish_raw(s, body).await;
-    let status = r.status();
-    let v: Value = within("publish body", r.json()).await.expect("json");
-    assert_eq!(status, 201, "{v}");
-    v
-}
 
 /// An open config stream read with the core's parser.
 struct Stream {
@@ -135,15 +84,8 @@ impl Stream {
     }
 }
 
-fn verified(key: &PrivateKey, document: &str) -> RemoteConfig {
-    let v = TrustedKeys::single(key.public_key().clone())
-        .verify(document.as_bytes(), PAYLOAD_CONFIG)
-        .expect("signed by the server's config key");
-    RemoteConfig::parse(&v.payload).expect("config")
-}
-
 async fn server_signs_each_revision_and_serves_it_with_a_strong_etag(kind: Kind) {
-    let Some((s, key)) = server(kind, |_, _| {}).await else {
+    let Some((s, key)) = server(kind, "config", |_, _| {}).await else {
         return;
     };
     let missing = s.get(&format!("/config/{APP}.json"), None).await;
@@ -187,7 +129,7 @@ async fn server_signs_each_revision_and_serves_it_with_a_strong_etag(kind: Kind)
 }
 
 async fn stream_sends_the_current_revision_then_pushes_each_new_one(kind: Kind) {
-    let Some((s, key)) = server(kind, |_, _| {}).await else {
+    let Some((s, key)) = server(kind, "config", |_, _| {}).await else {
         return;
     };
     publish(&s, doc(false)).await;
@@ -204,7 +146,7 @@ async fn stream_sends_the_current_revision_then_pushes_each_new_one(kind: Kind) 
 }
 
 async fn a_dropped_stream_resumes_with_last_event_id_and_misses_nothing(kind: Kind) {
-    let Some((s, key)) = server(kind, |_, _| {}).await else {
+    let Some((s, key)) = server(kind, "config", |_, _| {}).await else {
         return;
     };
     publish(&s, doc(false)).await;
@@ -231,7 +173,7 @@ async fn a_dropped_stream_resumes_with_last_event_id_and_misses_nothing(kind: Ki
 }
 
 async fn rollback_republishes_an_older_document_as_a_new_revision(kind: Kind) {
-    let Some((s, key)) = server(kind, |_, _| {}).await else {
+    let Some((s, key)) = server(kind, "config", |_, _| {}).await else {
         return;
     };
     publish(&s, doc(false)).await;
@@ -243,12 +185,7 @@ async fn rollback_republishes_an_older_document_as_a_new_revision(kind: Kind) {
         (v["revision"].as_u64(), v["rollbackOf"].as_u64()),
         (Some(3), Some(1))
     );
-    let body = s
-        .get(&format!("/config/{APP}.json"), None)
-        .await
-        .text()
-        .await
-        .expect("b");
+    let body = hosted(&s).await;
     let c = verified(&key, &body);
     assert_eq!(revision_of(&c), Some(3));
     assert!(!c.emergency_kill_switch, "revision 1's content");
@@ -301,12 +238,7 @@ async fn publisher_signed_configs_are_verified_and_unsigned_ones_refused(kind: K
         sign_config(&with_revision(&doc(false), 5).expect("s"), &[&publisher]).expect("sign");
     let v = publish(&s, serde_json::to_vec(&good).expect("j")).await;
     assert_eq!(v["revision"], 5);
-    let body = s
-        .get(&format!("/config/{APP}.json"), None)
-        .await
-        .text()
-        .await
-        .expect("b");
+    let body = hosted(&s).await;
     assert_eq!(revision_of(&verified(&publisher, &body)), Some(5));
     // A replay of an older (or the same) signed revision: 409, nothing changes.
     let old = sign_config(&with_revision(&doc(true), 4).expect("s"), &[&publisher]).expect("sign");
@@ -326,7 +258,7 @@ async fn publisher_signed_configs_are_verified_and_unsigned_ones_refused(kind: K
 }
 
 async fn bad_requests_are_typed_errors(kind: Kind) {
-    let Some((s, _)) = server(kind, |_, _| {}).await else {
+    let Some((s, _)) = server(kind, "config", |_, _| {}).await else {
         return;
     };
     let r = publish_raw(&s, b"not json".to_vec()).await;
@@ -363,7 +295,7 @@ async fn bad_requests_are_typed_errors(kind: Kind) {
 }
 
 async fn streams_send_heartbeats_and_are_bounded(kind: Kind) {
-    let Some((s, _)) = server(kind, |c, _| {
+    let Some((s, _)) = server(kind, "config", |c, _| {
         c.config_heartbeat = Duration::from_millis(100);
         c.config_max_subscribers = 2;
     })
@@ -395,14 +327,15 @@ async fn streams_send_heartbeats_and_are_bounded(kind: Kind) {
     .await;
 }
 
-fn railgun(s: &TestServer, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_railgun"))
-        .arg("config")
+/// `railgun config ARGS… --server URL --app APP` with the admin token (off the runtime's
+/// worker, which it would block): success, stdout, stderr.
+fn config_cli(s: &TestServer, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_railgun"));
+    cmd.arg("config")
         .args(args)
         .args(["--server", &s.url, "--app", APP])
-        .env("RAILGUN_ADMIN_TOKEN", ADMIN)
-        .output()
-        .expect("railgun config");
+        .env("RAILGUN_ADMIN_TOKEN", ADMIN);
+    let out = tokio::task::block_in_place(|| cmd.output()).expect("railgun config");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into(),
@@ -413,7 +346,7 @@ fn railgun(s: &TestServer, args: &[&str]) -> (bool, String, String) {
 async fn the_cli_publishes_rolls_back_and_lists_revisions(kind: Kind) {
     let publisher = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("key");
     let pub_pem = publisher.public_key().to_pem();
-    let Some((s, server_key)) = server(kind, move |c, dir| {
+    let Some((s, server_key)) = server(kind, "config", move |c, dir| {
         let p = dir.join("publisher.pub");
         std::fs::write(&p, pub_pem).expect("pub");
         c.config_public_keys = vec![p];
@@ -429,62 +362,43 @@ async fn the_cli_publishes_rolls_back_and_lists_revisions(kind: Kind) {
     publisher.write_pem_file(&key_file).expect("key");
     let f = file.to_str().expect("utf8");
     let k = key_file.to_str().expect("utf8");
-    let s2 = &s;
-    let (ok, out, err) = tokio::task::block_in_place(|| railgun(s2, &["publish", "--file", f]));
+    let (ok, out, err) = config_cli(&s, &["publish", "--file", f]);
     assert!(ok, "{err}");
     assert!(
         out.contains("revision 1") && out.contains("signed"),
         "{out}"
     );
     std::fs::write(&file, doc(true)).expect("doc");
-    let (ok, out, err) =
-        tokio::task::block_in_place(|| railgun(s2, &["publish", "--file", f, "--key", k]));
+    let (ok, out, err) = config_cli(&s, &["publish", "--file", f, "--key", k]);
     assert!(ok, "{err}");
     assert!(out.contains("revision 2"), "{out}");
-    let body = s
-        .get(&format!("/config/{APP}.json"), None)
-        .await
-        .text()
-        .await
-        .expect("b");
+    let body = hosted(&s).await;
     let c = verified(&publisher, &body);
     assert!(
         c.emergency_kill_switch && revision_of(&c) == Some(2),
         "signed by the publisher's key"
     );
-    let (ok, out, err) = tokio::task::block_in_place(|| railgun(s2, &["rollback", "--to", "1"]));
+    let (ok, out, err) = config_cli(&s, &["rollback", "--to", "1"]);
     assert!(ok, "{err}");
     assert!(
         out.contains("revision 3") && out.contains("republishes revision 1"),
         "{out}"
     );
-    let body = s
-        .get(&format!("/config/{APP}.json"), None)
-        .await
-        .text()
-        .await
-        .expect("b");
+    let body = hosted(&s).await;
     assert!(!verified(&server_key, &body).emergency_kill_switch);
-    let (ok, out, err) =
-        tokio::task::block_in_place(|| railgun(s2, &["rollback", "--to", "2", "--key", k]));
+    let (ok, out, err) = config_cli(&s, &["rollback", "--to", "2", "--key", k]);
     assert!(ok, "{err}");
     assert!(out.contains("revision 4"), "{out}");
-    let body = s
-        .get(&format!("/config/{APP}.json"), None)
-        .await
-        .text()
-        .await
-        .expect("b");
+    let body = hosted(&s).await;
     assert!(verified(&publisher, &body).emergency_kill_switch);
-    let (ok, out, err) = tokio::task::block_in_place(|| railgun(s2, &["history"]));
+    let (ok, out, err) = config_cli(&s, &["history"]);
     assert!(ok, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 4, "{out}");
     assert!(lines[1].contains("rollback of 1"), "{out}");
     // An invalid document is refused before anything is signed or sent.
     std::fs::write(&file, br#"{"flags": 3}"#).expect("doc");
-    let (ok, _, err) =
-        tokio::task::block_in_place(|| railgun(s2, &["publish", "--file", f, "--key", k]));
+    let (ok, _, err) = config_cli(&s, &["publish", "--file", f, "--key", k]);
     assert!(!ok && err.contains("flags"), "{err}");
 }
 

@@ -15,8 +15,7 @@ use serde_json::{json, Value};
 use crate::dashboard::{
     chromium_or_skip, now0, page_until as until, publish, reports, Browser, APP,
 };
-use crate::hostile_support::ServeChild;
-use crate::support::{within, TestServer, ADMIN, READ};
+use crate::support::{within, ChildServer, TestServer, ADMIN, READ};
 
 /// `POST /dashboard/live/ticket` with `token`: the ticket.
 async fn ticket(h: &TestServer, token: Option<&str>) -> reqwest::Response {
@@ -161,19 +160,19 @@ async fn sigterm_with_open_config_and_dashboard_streams_exits_promptly() {
     key.write_pem_file(&key_file).expect("key file");
     let root = dir.path().join("tree");
     std::fs::create_dir_all(&root).expect("root");
-    let mut server = ServeChild::start_with_env(
+    let mut server = ChildServer::serve(
         &root,
         &dir.path().join("data"),
         &[
-            "--config-key",
-            key_file.to_str().expect("utf-8"),
-            "--shutdown-timeout",
-            "30",
+            "--config-key".as_ref(),
+            key_file.as_os_str(),
+            "--shutdown-timeout".as_ref(),
+            "30".as_ref(),
         ],
         &[("RAILGUN_READ_TOKEN", READ), ("RAILGUN_ADMIN_TOKEN", ADMIN)],
     );
     let http = reqwest::Client::new();
-    let url = server.url();
+    let url = server.url.clone();
     let r = within(
         "publish",
         http.post(format!("{url}/admin/config/{APP}"))

@@ -4,34 +4,14 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use railgun_core::trust::{PublicKey, SignedDocument, TrustedKeys, PAYLOAD_RELEASE};
 use railgun_core::update::delta::{apply_patch, read_payload};
 use railgun_core::update::{Format, ReleaseManifest};
 
 use crate::delta_update::write_app;
-
-fn railgun(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_railgun"))
-        .args(args)
-        .output()
-        .expect("run railgun")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = railgun(args);
-    assert!(
-        out.status.success(),
-        "railgun {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf8 path")
-}
+use crate::support::{railgun, railgun_ok, utf8};
 
 fn sign(keys: &Path, version: &str, dist: &Path, extra: &[&str]) -> String {
     let manifest = dist.join("manifest.json");
@@ -40,7 +20,7 @@ fn sign(keys: &Path, version: &str, dist: &Path, extra: &[&str]) -> String {
         "release",
         "sign",
         "--key",
-        p(&key),
+        utf8(&key),
         "--app",
         "rail-gun",
         "--version",
@@ -48,12 +28,12 @@ fn sign(keys: &Path, version: &str, dist: &Path, extra: &[&str]) -> String {
         "--channel",
         "stable",
         "--artifacts",
-        p(dist),
+        utf8(dist),
         "--out",
-        p(&manifest),
+        utf8(&manifest),
     ];
     args.extend_from_slice(extra);
-    ok(&args)
+    railgun_ok(&args)
 }
 
 fn manifest(keys: &Path, path: &Path) -> ReleaseManifest {
@@ -68,7 +48,7 @@ fn manifest(keys: &Path, path: &Path) -> ReleaseManifest {
 fn sign_delta_from_lists_a_bit_exact_patch_and_publish_checks_and_copies_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = dir.path().join("keys");
-    ok(&["keygen", "--out", p(&keys), "--name", "release"]);
+    railgun_ok(&["keygen", "--out", utf8(&keys), "--name", "release"]);
     let v1 = dir.path().join("v1");
     let v2 = dir.path().join("v2");
     std::fs::create_dir_all(&v1).expect("v1");
@@ -78,7 +58,7 @@ fn sign_delta_from_lists_a_bit_exact_patch_and_publish_checks_and_copies_it() {
     write_app(&old, 0);
     write_app(&new, 1);
     sign(&keys, "0.1.0", &v1, &[]);
-    let out = sign(&keys, "0.2.0", &v2, &["--delta-from", p(&v1)]);
+    let out = sign(&keys, "0.2.0", &v2, &["--delta-from", utf8(&v1)]);
     assert!(
         out.contains("patch from 0.1.0 for linux/x64/tar.gz"),
         "{out}"
@@ -113,7 +93,7 @@ fn sign_delta_from_lists_a_bit_exact_patch_and_publish_checks_and_copies_it() {
 
     // A folder of bare artifacts (no manifest) works too: the version comes from the name.
     std::fs::remove_file(v1.join("manifest.json")).expect("rm");
-    let out = sign(&keys, "0.2.0", &v2, &["--delta-from", p(&v1)]);
+    let out = sign(&keys, "0.2.0", &v2, &["--delta-from", utf8(&v1)]);
     assert!(out.contains("patch from 0.1.0"), "{out}");
     assert_eq!(
         manifest(&keys, &v2.join("manifest.json")).patches,
@@ -127,11 +107,11 @@ fn sign_delta_from_lists_a_bit_exact_patch_and_publish_checks_and_copies_it() {
             "release",
             "publish",
             "--root",
-            p(root),
+            utf8(root),
             "--manifest",
-            p(&v2.join("manifest.json")),
+            utf8(&v2.join("manifest.json")),
             "--key",
-            p(&keys.join("release.key")),
+            utf8(&keys.join("release.key")),
         ])
     };
     let out = publish(&root);
@@ -152,13 +132,13 @@ fn sign_delta_from_lists_a_bit_exact_patch_and_publish_checks_and_copies_it() {
             "release",
             "export",
             "--root",
-            p(&root),
+            utf8(&root),
             "--out",
-            p(out),
+            utf8(out),
             "--public-key",
-            p(&keys.join("release.pub")),
+            utf8(&keys.join("release.pub")),
             "--rollout-public-key",
-            p(&keys.join("release.pub")),
+            utf8(&keys.join("release.pub")),
         ])
     };
     let exported = dir.path().join("export");
@@ -190,7 +170,7 @@ fn sign_delta_from_lists_a_bit_exact_patch_and_publish_checks_and_copies_it() {
 fn delta_from_a_version_that_is_not_older_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = dir.path().join("keys");
-    ok(&["keygen", "--out", p(&keys), "--name", "release"]);
+    railgun_ok(&["keygen", "--out", utf8(&keys), "--name", "release"]);
     let v1 = dir.path().join("v1");
     let v2 = dir.path().join("v2");
     std::fs::create_dir_all(&v1).expect("v1");
@@ -201,17 +181,17 @@ fn delta_from_a_version_that_is_not_older_is_refused() {
         "release",
         "sign",
         "--key",
-        p(&keys.join("release.key")),
+        utf8(&keys.join("release.key")),
         "--app",
         "rail-gun",
         "--version",
         "0.2.0",
         "--artifacts",
-        p(&v2),
+        utf8(&v2),
         "--out",
-        p(&v2.join("manifest.json")),
+        utf8(&v2.join("manifest.json")),
         "--delta-from",
-        p(&v1),
+        utf8(&v1),
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -223,15 +203,15 @@ fn release_publish_server_uploads_patches_and_clients_update_by_them() {
     const TOKEN: &str = "admin-token-for-delta";
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = dir.path().join("keys");
-    ok(&["keygen", "--out", p(&keys), "--name", "release"]);
-    ok(&["keygen", "--out", p(&keys), "--name", "rollout"]);
+    railgun_ok(&["keygen", "--out", utf8(&keys), "--name", "release"]);
+    railgun_ok(&["keygen", "--out", utf8(&keys), "--name", "rollout"]);
     let (v1, v2) = (dir.path().join("v1"), dir.path().join("v2"));
     std::fs::create_dir_all(&v1).expect("v1");
     std::fs::create_dir_all(&v2).expect("v2");
     write_app(&v1.join("rail-gun-0.1.0-linux-x64.tar.gz"), 0);
     write_app(&v2.join("rail-gun-0.2.0-linux-x64.tar.gz"), 1);
     sign(&keys, "0.1.0", &v1, &[]);
-    sign(&keys, "0.2.0", &v2, &["--delta-from", p(&v1)]);
+    sign(&keys, "0.2.0", &v2, &["--delta-from", utf8(&v1)]);
     let patch = manifest(&keys, &v2.join("manifest.json")).patches[0].clone();
 
     let root = dir.path().join("tree");
@@ -263,24 +243,24 @@ fn release_publish_server_uploads_patches_and_clients_update_by_them() {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let update = || {
-        let out = ok(&[
+        let out = railgun_ok(&[
             "update",
             "--url",
             &serve.url,
             "--app",
             "rail-gun",
             "--public-key",
-            p(&release_pub),
+            utf8(&release_pub),
             "--rollout-public-key",
-            p(&keys.join("rollout.pub")),
+            utf8(&keys.join("rollout.pub")),
             "--platform",
             "linux",
             "--arch",
             "x64",
             "--install-root",
-            p(&dir.path().join("install")),
+            utf8(&dir.path().join("install")),
             "--state",
-            p(&dir.path().join("state")),
+            utf8(&dir.path().join("state")),
             "--json",
         ]);
         serde_json::from_str::<serde_json::Value>(&out).expect("json")

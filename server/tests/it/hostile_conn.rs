@@ -5,6 +5,7 @@
 //! `--shutdown-timeout`. A request answered before its body was read (a `413` from
 //! `Content-Length`) reaches a client still uploading, and its connection is not reused.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
@@ -14,7 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use crate::hostile_support::{raw_get, read_until_closed, ServeChild};
+use crate::hostile_support::{raw_get, read_until_closed};
+use crate::support::ChildServer;
 
 const CHANNEL: &[u8] = br#"{"sequence":1,"state":"A"}"#;
 /// Larger than what loopback socket buffers hold, so a client that does not read stalls
@@ -33,11 +35,12 @@ fn tree(dir: &Path) {
     fs::write(dir.join("root/app/releases/1.0.0/big.bin"), big).expect("big");
 }
 
-fn start(dir: &Path, flags: &[&str]) -> ServeChild {
-    ServeChild::start(&dir.join("root"), &dir.join("data"), flags)
+fn start(dir: &Path, flags: &[&str]) -> ChildServer {
+    let flags: Vec<&OsStr> = flags.iter().map(OsStr::new).collect();
+    ChildServer::serve(&dir.join("root"), &dir.join("data"), &flags, &[])
 }
 
-async fn connect(s: &ServeChild) -> TcpStream {
+async fn connect(s: &ChildServer) -> TcpStream {
     TcpStream::connect(s.addr).await.expect("connect")
 }
 
@@ -217,7 +220,7 @@ async fn an_answer_before_the_body_is_read_reaches_the_client_and_ends_the_conne
     tree(dir.path());
     let mut s = start(dir.path(), &[]);
     let http = reqwest::Client::new();
-    let url = format!("{}/analytics/events", s.url());
+    let url = format!("{}/analytics/events", s.url);
     let too_large = vec![b' '; 2 << 20];
     for i in 0..50 {
         // The server answers 413 from Content-Length while the client is still sending

@@ -14,7 +14,8 @@ use rustix::process::Signal;
 use uuid::Uuid;
 
 use crate::db::{self, Kind};
-use crate::hostile_support::{events_named, ServeChild};
+use crate::hostile_support::events_named;
+use crate::support::ChildServer;
 
 const POSTERS: usize = 4;
 const PER_BATCH: usize = 50;
@@ -75,11 +76,15 @@ struct Ledger {
     unacked: Mutex<Vec<EventBatch>>,
 }
 
-fn serve(dir: &Path, database: &str) -> ServeChild {
-    ServeChild::start_with_env(
+fn serve(dir: &Path, database: &str) -> ChildServer {
+    ChildServer::serve(
         &dir.join("root"),
         &dir.join("data"),
-        &["--database", database, "--no-rate-limit"],
+        &[
+            "--database".as_ref(),
+            database.as_ref(),
+            "--no-rate-limit".as_ref(),
+        ],
         &[("RAILGUN_READ_TOKEN", READ)],
     )
 }
@@ -94,7 +99,7 @@ async fn kill_under_ingest(kind: Kind, signal: Signal) {
         return;
     };
     let mut s = serve(dir.path(), &database);
-    let url = format!("{}/analytics/events", s.url());
+    let url = format!("{}/analytics/events", s.url);
 
     let ledger = Arc::new(Ledger::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -143,7 +148,7 @@ async fn kill_under_ingest(kind: Kind, signal: Signal) {
 
     // Restart on the same database; the clients send what was not acknowledged again.
     let s2 = serve(dir.path(), &database);
-    let url2 = format!("{}/analytics/events", s2.url());
+    let url2 = format!("{}/analytics/events", s2.url);
     let unacked = std::mem::take(&mut *ledger.unacked.lock().expect("ledger"));
     let http = reqwest::Client::new();
     for b in &unacked {
@@ -151,7 +156,7 @@ async fn kill_under_ingest(kind: Kind, signal: Signal) {
     }
     let sent = acked + unacked.len() * PER_BATCH;
     assert_eq!(
-        events_named(&s2.url(), READ, NAME).await,
+        events_named(&s2.url, READ, NAME).await,
         sent as u64,
         "{acked} events acknowledged before {signal:?}, {} resent after",
         unacked.len() * PER_BATCH

@@ -7,6 +7,7 @@
 //! every event and report arrives exactly once.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,7 +22,8 @@ use railgun_server::serve::{App, ServerConfig};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::hostile_support::{events_named, ServeChild};
+use crate::hostile_support::events_named;
+use crate::support::ChildServer;
 
 fn dirs() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tmp");
@@ -31,8 +33,9 @@ fn dirs() -> tempfile::TempDir {
     dir
 }
 
-fn start(dir: &Path, flags: &[&str]) -> ServeChild {
-    ServeChild::start(&dir.join("root"), &dir.join("data"), flags)
+fn start(dir: &Path, flags: &[&str]) -> ChildServer {
+    let flags: Vec<&OsStr> = flags.iter().map(OsStr::new).collect();
+    ChildServer::serve(&dir.join("root"), &dir.join("data"), &flags, &[])
 }
 
 async fn post(http: &reqwest::Client, url: &str, xff: Option<&str>) -> reqwest::Response {
@@ -60,7 +63,7 @@ async fn a_client_past_its_burst_gets_429_with_retry_after_on_all_three_routes()
         &["--rate-limit-per-minute", "6", "--rate-limit-burst", "3"],
     );
     let http = reqwest::Client::new();
-    let base = s.url();
+    let base = s.url.clone();
     let routes = [
         "/analytics/events",
         "/analytics/health",
@@ -135,7 +138,7 @@ async fn a_forwarding_header_names_the_client_only_from_a_trusted_proxy() {
         ],
     );
     let http = reqwest::Client::new();
-    let url = format!("{}/analytics/events", s.url());
+    let url = format!("{}/analytics/events", s.url);
     let status = |r: reqwest::Response| r.status();
     assert_eq!(status(post(&http, &url, Some("198.51.100.1")).await), 400);
     assert_eq!(status(post(&http, &url, Some("198.51.100.1")).await), 429);
@@ -167,7 +170,7 @@ async fn no_rate_limit_turns_it_off() {
         ],
     );
     let http = reqwest::Client::new();
-    let url = format!("{}/analytics/events", s.url());
+    let url = format!("{}/analytics/events", s.url);
     for _ in 0..20 {
         assert_eq!(post(&http, &url, None).await.status(), 400);
     }

@@ -19,7 +19,8 @@ use reqwest::header::{ETAG, IF_NONE_MATCH};
 use reqwest::StatusCode;
 use rustix::fs::{mkfifoat, Mode, CWD};
 
-use crate::hostile_support::{raw_get, ServeChild};
+use crate::hostile_support::raw_get;
+use crate::support::ChildServer;
 
 const SECRET: &str = "SECRET-ROLLOUT-PRIVATE-KEY-MATERIAL";
 const CHANNEL: &[u8] = br#"{"sequence":1,"state":"A"}"#;
@@ -115,10 +116,10 @@ async fn assert_not_found(http: &reqwest::Client, base: &str, rel: &str) {
 #[tokio::test]
 async fn symlinks_leaving_the_root_are_not_found_and_never_read() {
     let f = fixture();
-    let mut s = ServeChild::start(&f.root(), &f.data(), &[]);
+    let mut s = ChildServer::serve(&f.root(), &f.data(), &[], &[]);
     let http = client();
     let good = http
-        .get(format!("{}/updates/app/stable/channel.json", s.url()))
+        .get(format!("{}/updates/app/stable/channel.json", s.url))
         .send()
         .await
         .expect("get");
@@ -134,7 +135,7 @@ async fn symlinks_leaving_the_root_are_not_found_and_never_read() {
         // publisher writes has none.
         "app/stable/alias.json",
     ] {
-        assert_not_found(&http, &s.url(), rel).await;
+        assert_not_found(&http, &s.url, rel).await;
     }
     s.terminate(Duration::from_secs(30));
     let log = s.log();
@@ -145,7 +146,7 @@ async fn symlinks_leaving_the_root_are_not_found_and_never_read() {
 #[tokio::test]
 async fn fifos_and_sockets_in_the_tree_are_not_found_at_once() {
     let f = fixture();
-    let mut s = ServeChild::start(&f.root(), &f.data(), &[]);
+    let mut s = ChildServer::serve(&f.root(), &f.data(), &[], &[]);
     let http = client();
     // Each request has the client's 10 s timeout: one waiting for a writer on a FIFO fails.
     for rel in [
@@ -154,7 +155,7 @@ async fn fifos_and_sockets_in_the_tree_are_not_found_at_once() {
         "app/socket.json",
         "app/pipe.json/below",
     ] {
-        assert_not_found(&http, &s.url(), rel).await;
+        assert_not_found(&http, &s.url, rel).await;
     }
     s.terminate(Duration::from_secs(30));
     assert!(s.error_lines().is_empty(), "{}", s.log());
@@ -163,7 +164,7 @@ async fn fifos_and_sockets_in_the_tree_are_not_found_at_once() {
 #[tokio::test]
 async fn overlong_names_and_other_lookup_errors_are_404_without_an_error_log() {
     let f = fixture();
-    let mut s = ServeChild::start(&f.root(), &f.data(), &[]);
+    let mut s = ChildServer::serve(&f.root(), &f.data(), &[], &[]);
     let http = client();
     let long = "a".repeat(256);
     let longer = "b".repeat(4000);
@@ -178,7 +179,7 @@ async fn overlong_names_and_other_lookup_errors_are_404_without_an_error_log() {
         "app/stable/".to_string(),
         "app/stable/missing.json".to_string(),
     ] {
-        assert_not_found(&http, &s.url(), &rel).await;
+        assert_not_found(&http, &s.url, &rel).await;
     }
     s.terminate(Duration::from_secs(30));
     assert!(s.error_lines().is_empty(), "{}", s.log());
@@ -187,7 +188,7 @@ async fn overlong_names_and_other_lookup_errors_are_404_without_an_error_log() {
 #[tokio::test]
 async fn encoded_separators_nul_backslashes_and_dot_dot_are_refused() {
     let f = fixture();
-    let mut s = ServeChild::start(&f.root(), &f.data(), &[]);
+    let mut s = ChildServer::serve(&f.root(), &f.data(), &[], &[]);
     let ok = raw_get(s.addr, "GET", b"/updates/app/stable/channel.json").await;
     assert_eq!(ok.status, 200, "{}", ok.head);
     assert_eq!(ok.body, CHANNEL);
@@ -229,9 +230,9 @@ async fn encoded_separators_nul_backslashes_and_dot_dot_are_refused() {
 #[tokio::test]
 async fn a_range_in_a_unit_other_than_bytes_is_ignored() {
     let f = fixture();
-    let mut s = ServeChild::start(&f.root(), &f.data(), &[]);
+    let mut s = ChildServer::serve(&f.root(), &f.data(), &[], &[]);
     let http = client();
-    let url = format!("{}/updates/app/stable/channel.json", s.url());
+    let url = format!("{}/updates/app/stable/channel.json", s.url);
     for unit in ["items=0-4", "lines=0-1", "Items=0-4"] {
         let res = http
             .get(&url)

@@ -11,6 +11,7 @@ mod cli_release;
 mod cli_track;
 mod config_client;
 mod config_server;
+mod config_support;
 mod dashboard;
 mod dashboard_live;
 mod db;

@@ -4,30 +4,9 @@
 //! a missing artifact, the wrong keys) abort with the file named and write nothing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::support::ChildServer;
-
-fn railgun(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_railgun"))
-        .args(args)
-        .output()
-        .expect("run railgun")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = railgun(args);
-    assert!(
-        out.status.success(),
-        "railgun {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf8 path")
-}
+use crate::support::{railgun, railgun_ok, utf8, ChildServer};
 
 /// Keys, a signed release and a tree published from it.
 struct Fixture {
@@ -39,25 +18,25 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = Self { dir };
         let keys = f.keys();
-        ok(&["keygen", "--out", p(&keys), "--name", "release"]);
-        ok(&["keygen", "--out", p(&keys), "--name", "rollout"]);
-        ok(&["keygen", "--out", p(&keys), "--name", "other"]);
+        railgun_ok(&["keygen", "--out", utf8(&keys), "--name", "release"]);
+        railgun_ok(&["keygen", "--out", utf8(&keys), "--name", "rollout"]);
+        railgun_ok(&["keygen", "--out", utf8(&keys), "--name", "other"]);
         let dist = f.path("dist");
         std::fs::create_dir_all(&dist).expect("dist");
         std::fs::write(dist.join("rail-gun-0.2.0-linux-x64.tar.gz"), b"linux build").expect("a");
         std::fs::write(dist.join("rail-gun-0.2.0-darwin-arm64.zip"), b"mac build").expect("b");
         f.sign("0.2.0", &dist, &dist.join("manifest.json"), None);
-        ok(&[
+        railgun_ok(&[
             "release",
             "publish",
             "--root",
-            p(&f.root()),
+            utf8(&f.root()),
             "--manifest",
-            p(&dist.join("manifest.json")),
+            utf8(&dist.join("manifest.json")),
             "--key",
-            p(&keys.join("release.key")),
+            utf8(&keys.join("release.key")),
             "--rollout-key",
-            p(&keys.join("rollout.key")),
+            utf8(&keys.join("rollout.key")),
             // A stable release starts at its first stage (10 %); this tree serves everyone.
             "--percentage",
             "100",
@@ -81,7 +60,7 @@ impl Fixture {
             "release",
             "sign",
             "--key",
-            p(&key),
+            utf8(&key),
             "--app",
             "rail-gun",
             "--version",
@@ -89,14 +68,14 @@ impl Fixture {
             "--channel",
             "stable",
             "--artifacts",
-            p(dist),
+            utf8(dist),
             "--out",
-            p(out),
+            utf8(out),
         ];
         if let Some(n) = notes {
-            args.extend(["--notes", p(n)]);
+            args.extend(["--notes", utf8(n)]);
         }
-        ok(&args);
+        railgun_ok(&args);
     }
 
     fn export(&self, root: &Path, out: &Path) -> Output {
@@ -105,13 +84,13 @@ impl Fixture {
             "release",
             "export",
             "--root",
-            p(root),
+            utf8(root),
             "--out",
-            p(out),
+            utf8(out),
             "--public-key",
-            p(&keys.join("release.pub")),
+            utf8(&keys.join("release.pub")),
             "--rollout-public-key",
-            p(&keys.join("rollout.pub")),
+            utf8(&keys.join("rollout.pub")),
         ])
     }
 
@@ -240,16 +219,16 @@ fn exported_tree_is_the_verified_tree_and_serves_updates() {
     let server = ChildServer::serve(&out_dir, &f.path("data"), &[], &[]);
     let url = server.url.clone();
     let keys = f.keys();
-    let check = ok(&[
+    let check = railgun_ok(&[
         "check",
         "--url",
         &url,
         "--app",
         "rail-gun",
         "--public-key",
-        p(&keys.join("release.pub")),
+        utf8(&keys.join("release.pub")),
         "--rollout-public-key",
-        p(&keys.join("rollout.pub")),
+        utf8(&keys.join("rollout.pub")),
         "--current-version",
         "0.1.0",
         "--platform",
@@ -257,7 +236,7 @@ fn exported_tree_is_the_verified_tree_and_serves_updates() {
         "--arch",
         "x64",
         "--state",
-        p(&f.path("client")),
+        utf8(&f.path("client")),
         "--json",
     ]);
     let json: serde_json::Value = serde_json::from_str(&check).expect("json");
@@ -334,19 +313,19 @@ fn edited_or_foreign_documents_abort_naming_them() {
     // A manifest signed by a key nobody trusts.
     let root = f.copy_tree("t4");
     let other = f.path("other.json");
-    ok(&[
+    railgun_ok(&[
         "release",
         "sign",
         "--key",
-        p(&f.keys().join("other.key")),
+        utf8(&f.keys().join("other.key")),
         "--app",
         "rail-gun",
         "--version",
         "0.2.0",
         "--artifacts",
-        p(&f.path("dist")),
+        utf8(&f.path("dist")),
         "--out",
-        p(&other),
+        utf8(&other),
     ]);
     std::fs::copy(&other, root.join("rail-gun/releases/0.2.0/manifest.json")).expect("swap");
     let stderr = assert_refused(
@@ -361,13 +340,13 @@ fn edited_or_foreign_documents_abort_naming_them() {
         "release",
         "export",
         "--root",
-        p(&f.root()),
+        utf8(&f.root()),
         "--out",
-        p(&dest),
+        utf8(&dest),
         "--public-key",
-        p(&f.keys().join("release.pub")),
+        utf8(&f.keys().join("release.pub")),
         "--rollout-public-key",
-        p(&f.keys().join("other.pub")),
+        utf8(&f.keys().join("other.pub")),
     ]);
     assert_refused(&out, &dest, "channel.json");
 }

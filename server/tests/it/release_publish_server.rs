@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
-use crate::support::{ChildServer, ScriptedServer};
+use crate::support::{railgun_ok, utf8, ChildServer, ScriptedServer};
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -20,27 +20,6 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 const TOKEN: &str = "admin-token-for-tests";
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf8 path")
-}
-
-fn railgun_sync(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_railgun"))
-        .args(args)
-        .output()
-        .expect("run railgun")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = railgun_sync(args);
-    assert!(
-        out.status.success(),
-        "railgun {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
 
 /// Runs `railgun` with `RAILGUN_ADMIN_TOKEN` set to `token` (unset when `None`).
 async fn railgun(args: &[&str], token: Option<&str>) -> Output {
@@ -61,17 +40,17 @@ impl Release {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let r = Self { dir };
-        ok(&["keygen", "--out", p(&r.keys()), "--name", "release"]);
-        ok(&["keygen", "--out", p(&r.keys()), "--name", "rollout"]);
+        railgun_ok(&["keygen", "--out", utf8(&r.keys()), "--name", "release"]);
+        railgun_ok(&["keygen", "--out", utf8(&r.keys()), "--name", "rollout"]);
         let dist = r.dist();
         std::fs::create_dir_all(&dist).expect("dist");
         std::fs::write(dist.join("rail-gun-0.2.0-linux-x64.tar.gz"), b"linux build").expect("a");
         std::fs::write(dist.join("rail-gun-0.2.0-darwin-arm64.zip"), b"mac build").expect("b");
-        ok(&[
+        railgun_ok(&[
             "release",
             "sign",
             "--key",
-            p(&r.keys().join("release.key")),
+            utf8(&r.keys().join("release.key")),
             "--app",
             "rail-gun",
             "--version",
@@ -79,9 +58,9 @@ impl Release {
             "--channel",
             "stable",
             "--artifacts",
-            p(&dist),
+            utf8(&dist),
             "--out",
-            p(&r.manifest()),
+            utf8(&r.manifest()),
         ]);
         r
     }
@@ -266,7 +245,7 @@ async fn publishes_uploads_missing_artifacts_then_starts() {
             "--server",
             &url,
             "--manifest",
-            p(&r.manifest()),
+            utf8(&r.manifest()),
             "--percentage",
             "25",
             "--fallback-version",
@@ -338,7 +317,7 @@ async fn refusals_stop_before_anything_starts() {
             "--server".into(),
             url.to_string(),
             "--manifest".into(),
-            p(&r.manifest()).to_string(),
+            utf8(&r.manifest()).to_string(),
         ]
     };
 
@@ -406,7 +385,7 @@ async fn refusals_stop_before_anything_starts() {
     .expect("a");
     std::fs::write(other.join("rail-gun-0.2.0-darwin-arm64.zip"), b"tampered!").expect("b");
     let mut a = args(&server.url());
-    a.extend(["--artifacts".into(), p(&other).to_string()]);
+    a.extend(["--artifacts".into(), utf8(&other).to_string()]);
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
     let out = railgun(&a, Some(TOKEN)).await;
     assert_eq!(out.status.code(), Some(1));
@@ -459,16 +438,16 @@ fn publish_to_railgun_serve_then_a_client_gets_the_update() {
         .join("rail-gun/releases/0.2.0/rail-gun-0.2.0-linux-x64.tar.gz")
         .is_file());
 
-    let check = ok(&[
+    let check = railgun_ok(&[
         "check",
         "--url",
         &url,
         "--app",
         "rail-gun",
         "--public-key",
-        p(&r.keys().join("release.pub")),
+        utf8(&r.keys().join("release.pub")),
         "--rollout-public-key",
-        p(&r.keys().join("rollout.pub")),
+        utf8(&r.keys().join("rollout.pub")),
         "--current-version",
         "0.1.0",
         "--platform",
@@ -476,7 +455,7 @@ fn publish_to_railgun_serve_then_a_client_gets_the_update() {
         "--arch",
         "x64",
         "--state",
-        p(&r.dir.path().join("client")),
+        utf8(&r.dir.path().join("client")),
         "--json",
     ]);
     let json: Value = serde_json::from_str(&check).expect("json");

@@ -17,9 +17,8 @@ use rustix::process::Signal;
 use serde_json::{json, Value};
 
 use crate::db::Kind;
-use crate::hostile_support::ServeChild;
 use crate::support::{
-    health_report, utf8, within, ReleaseSpec, ScriptedServer, TestServer, ADMIN, READ,
+    health_report, utf8, within, ChildServer, ReleaseSpec, ScriptedServer, TestServer, ADMIN, READ,
 };
 
 /// The lease the cluster runs under (short: the takeover is timed against it).
@@ -74,7 +73,7 @@ pub struct Cluster {
     /// Keys, the release builder and the database (its store stopped).
     pub setup: TestServer,
     /// The servers (`None` once killed).
-    pub servers: Vec<Option<ServeChild>>,
+    pub servers: Vec<Option<ChildServer>>,
     /// The alert receiver.
     pub sink: AlertSink,
     /// A client.
@@ -118,7 +117,8 @@ impl Cluster {
                 &hook,
             ];
             args.extend_from_slice(extra);
-            servers.push(Some(ServeChild::start_with_env(
+            let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+            servers.push(Some(ChildServer::serve(
                 &root,
                 &data,
                 &args,
@@ -139,7 +139,7 @@ impl Cluster {
 
     /// Server `i`'s URL.
     pub fn url(&self, i: usize) -> String {
-        self.servers[i].as_ref().expect("running").url()
+        self.servers[i].as_ref().expect("running").url.clone()
     }
 
     /// Whether server `i` says it leads (`railgun_rollout_engine_leader` of `/metrics`).

@@ -6,7 +6,8 @@
 //!   server trusts, a rollout key that signs channel states); helpers for the calls the
 //!   suites make (`read`, `admin`, `send_events`, `flush`, `release`/`publish`, `report`).
 //! - [`ChildServer`]: `railgun serve` as a child process, its URL read from what it prints
-//!   (within [`DEADLINE`]), killed on drop.
+//!   (within [`DEADLINE`]), its log kept, stopped by a signal (`terminate`, `wait_exit`) or
+//!   killed on drop; [`railgun`] and [`railgun_ok`] run the binary for one command.
 //! - [`ScriptedServer`]: a hand-written router on loopback, for stand-ins of other parties
 //!   (webhooks, a server that answers 503 or hangs).
 //! - [`within`]: every wait of a test has a deadline; a regression fails instead of hanging.
@@ -17,8 +18,8 @@ use std::future::Future;
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
@@ -31,6 +32,7 @@ use railgun_server::analytics::AppState;
 use railgun_server::release::{build_manifest, sign_manifest, ArtifactFile, ManifestSpec};
 use railgun_server::rollout::Rollouts;
 use railgun_server::serve::{App, RunningServer, ServerConfig};
+use rustix::process::{kill_process, Pid, Signal};
 use serde_json::{json, Value};
 
 use crate::db::{self, Kind};
@@ -495,19 +497,25 @@ pub struct SignedRelease {
     pub build: PathBuf,
 }
 
-/// `railgun serve` as a child process, killed (and reaped) on drop.
+/// `railgun serve` as a child process: its log kept, stopped by a signal or killed (and
+/// reaped) on drop, every wait with a deadline.
 pub struct ChildServer {
     /// `http://127.0.0.1:PORT`, as the server printed it.
     pub url: String,
+    /// The bound address (from the same line).
+    pub addr: SocketAddr,
     /// Every line the server printed before its URL (e.g. the `--dev` notice).
     pub preamble: Vec<String>,
-    child: Child,
+    child: Option<Child>,
+    pid: Pid,
+    log: Arc<(Mutex<String>, Condvar)>,
+    log_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ChildServer {
-    /// Runs `railgun serve --addr 127.0.0.1:0` plus `args` with the environment `cmd`
-    /// prepares (tokens, key files), and waits up to [`DEADLINE`] for its
-    /// `listening on http://…` line.
+    /// Runs `railgun serve --addr 127.0.0.1:0` plus `args`, with no token, database, key
+    /// or log filter from the test's environment but `env`, and waits up to [`DEADLINE`]
+    /// for its `listening on http://…` line.
     pub fn spawn(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_railgun"));
         cmd.args(["serve", "--addr", "127.0.0.1:0"])
@@ -517,12 +525,27 @@ impl ChildServer {
             .env_remove("RAILGUN_ADMIN_TOKEN")
             .env_remove("RAILGUN_ROLLOUT_KEY_FILE")
             .env_remove("RAILGUN_ALERT_WEBHOOK")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn railgun serve");
+        let pid = Pid::from_child(&child);
+        let log = Arc::new((Mutex::new(String::new()), Condvar::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        let log_reader = std::thread::spawn(move || {
+            let mut r = std::io::BufReader::new(stderr);
+            let mut line = String::new();
+            while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                sink.0.lock().expect("log").push_str(&line);
+                sink.1.notify_all();
+                line.clear();
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         // Read on a thread so the deadline holds even if the child never prints.
         let (tx, rx) = std::sync::mpsc::channel();
@@ -543,8 +566,12 @@ impl ChildServer {
         });
         let mut server = Self {
             url: String::new(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             preamble: Vec::new(),
-            child,
+            child: Some(child),
+            pid,
+            log,
+            log_reader: Some(log_reader),
         };
         match rx.recv_timeout(DEADLINE) {
             Ok(Ok((line, preamble))) => {
@@ -553,10 +580,21 @@ impl ChildServer {
                     .find(|w| w.starts_with("http://"))
                     .expect("url in the listening line")
                     .to_string();
+                server.addr = server
+                    .url
+                    .trim_start_matches("http://")
+                    .parse()
+                    .expect("listening address");
                 server.preamble = preamble;
             }
-            Ok(Err(preamble)) => panic!("railgun serve exited before listening: {preamble:?}"),
-            Err(_) => panic!("railgun serve printed no URL within {DEADLINE:?}"),
+            Ok(Err(preamble)) => panic!(
+                "railgun serve exited before listening: {preamble:?}, log: {}",
+                server.log()
+            ),
+            Err(_) => panic!(
+                "railgun serve printed no URL within {DEADLINE:?}: {}",
+                server.log()
+            ),
         }
         server
     }
@@ -577,12 +615,71 @@ impl ChildServer {
         args.extend_from_slice(extra);
         Self::spawn(&args, env)
     }
+
+    /// Sends `sig` to the child.
+    pub fn signal(&self, sig: Signal) {
+        kill_process(self.pid, sig).expect("signal the child");
+    }
+
+    /// Waits for the child to exit, `within` at most; `None` (the child then killed) when
+    /// it did not.
+    pub fn wait_exit(&mut self, within: StdDuration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let status = child.wait();
+            let _ = tx.send(());
+            (child, status)
+        });
+        let exited = rx.recv_timeout(within).is_ok();
+        if !exited {
+            let _ = kill_process(self.pid, Signal::KILL);
+        }
+        let (_, status) = waiter.join().expect("waiter");
+        if let Some(r) = self.log_reader.take() {
+            let _ = r.join();
+        }
+        exited.then(|| status.expect("wait"))
+    }
+
+    /// SIGTERM, then the exit (30 s at most past `grace`); panics when it does not exit.
+    pub fn terminate(&mut self, grace: StdDuration) -> ExitStatus {
+        self.signal(Signal::TERM);
+        self.wait_exit(grace + StdDuration::from_secs(30))
+            .unwrap_or_else(|| panic!("railgun serve ignored SIGTERM: {}", self.log()))
+    }
+
+    /// Everything the child logged so far (complete once it exited).
+    pub fn log(&self) -> String {
+        self.log.0.lock().expect("log").clone()
+    }
+
+    /// Waits (`within` at most) until the log holds `needle`; `false` when it did not.
+    pub fn wait_log(&self, needle: &str, within: StdDuration) -> bool {
+        let (log, grew) = &*self.log;
+        let guard = log.lock().expect("log");
+        let (guard, _) = grew
+            .wait_timeout_while(guard, within, |l| !l.contains(needle))
+            .expect("log");
+        guard.contains(needle)
+    }
+
+    /// The log lines at ERROR level.
+    pub fn error_lines(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("ERROR"))
+            .map(str::to_string)
+            .collect()
+    }
 }
 
 impl Drop for ChildServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -631,6 +728,25 @@ impl ScriptedServer {
             Err(e) => Err(std::io::Error::other(e)),
         }
     }
+}
+
+/// Runs the `railgun` binary with `args` and waits for it.
+pub fn railgun(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_railgun"))
+        .args(args)
+        .output()
+        .expect("run railgun")
+}
+
+/// [`railgun`], which must succeed: its standard output.
+pub fn railgun_ok(args: &[&str]) -> String {
+    let out = railgun(args);
+    assert!(
+        out.status.success(),
+        "railgun {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// A path's text (test paths are UTF-8).

@@ -2,7 +2,9 @@
 //! on real public-good bundles (`tests/data/sigstore/` of the core crate).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use crate::support::railgun;
 
 const WHEEL: &str = "rfc8785-0.1.2-py3-none-any.whl";
 const WHEEL_ID: &str =
@@ -13,13 +15,6 @@ fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/data/sigstore")
         .join(name)
-}
-
-fn railgun(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_railgun"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn verify(extra: &[&str], artifact: &Path) -> Output {
