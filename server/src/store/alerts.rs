@@ -116,6 +116,17 @@ pub enum Delivery {
     },
 }
 
+impl Delivery {
+    /// The outbox columns this outcome sets: `delivered`, `failed`, `next` and `error`.
+    pub(crate) fn columns(self) -> (Option<i64>, Option<i64>, i64, Option<String>) {
+        match self {
+            Delivery::Delivered(at) => (Some(at), None, at, None),
+            Delivery::Retry { next_ms, error } => (None, None, next_ms, Some(error)),
+            Delivery::Failed { at_ms, error } => (None, Some(at_ms), at_ms, Some(error)),
+        }
+    }
+}
+
 /// The alert tables.
 pub trait AlertStore: Send + Sync {
     /// Writes states and outbox rows in one transaction.
@@ -151,10 +162,3 @@ pub trait AlertStore: Send + Sync {
 /// [`AlertStore::purge_alerts`], the same text on both stores.
 pub const PURGE_FINISHED: &str = "DELETE FROM alert_outbox WHERE created < $1 \
     AND (delivered IS NOT NULL OR failed IS NOT NULL)";
-
-/// Columns of `alert_outbox` in the order of [`OutboxRow`].
-pub const OUTBOX_COLS: &str = "id, destination, kind, severity, status, dedup_key, title, body, \
-    created, attempts, next, delivered, failed, error";
-
-/// Columns of `alert_states` in the order of [`AlertStateRow`].
-pub const STATE_COLS: &str = "key, kind, dedup_key, since, fired, alert";

@@ -12,7 +12,9 @@
 //! them: `INSERT OR IGNORE` row by row on SQLite, `UNNEST` batches on PostgreSQL), sums cast
 //! with `::int8`/`::float8` on PostgreSQL (its `SUM` of integers is `numeric`), membership
 //! by `= ANY($1)` on PostgreSQL against one lookup per id on SQLite, and the export
-//! watermark (`export_seq` on SQLite, transaction ids on PostgreSQL: `export.rs` of each).
+//! watermark (`export_seq` on SQLite, transaction ids on PostgreSQL: `export.rs` of each),
+//! and the alert outbox's order and claim (`rowid` and one writer on SQLite; a `seq` column
+//! and `FOR UPDATE SKIP LOCKED` on PostgreSQL: `alerts.rs` of each).
 
 /// Tables that hold a `user_id` column (deletion and checks walk them all).
 pub(super) const USER_TABLES: &[&str] = &[
@@ -41,6 +43,18 @@ macro_rules! rollout_cols {
 macro_rules! channel_cols {
     () => {
         "app, channel, version, sequence, issued, expires, envelope"
+    };
+}
+
+macro_rules! outbox_cols {
+    () => {
+        "id, destination, kind, severity, status, dedup_key, title, body, created, attempts, \
+         next, delivered, failed, error"
+    };
+}
+macro_rules! state_cols {
+    () => {
+        "key, kind, dedup_key, since, fired, alert"
     };
 }
 
@@ -133,6 +147,36 @@ pub(super) const LIST_CHANNELS: &str = concat!(
     " FROM channel_states ORDER BY app, channel"
 );
 
+/// Columns of `alert_outbox` in the order of [`OutboxRow`](super::alerts::OutboxRow).
+pub(super) const OUTBOX_COLS: &str = outbox_cols!();
+/// Every alert state.
+pub(super) const LIST_ALERT_STATES: &str =
+    concat!("SELECT ", state_cols!(), " FROM alert_states ORDER BY key");
+/// An alert state resolved.
+pub(super) const DELETE_ALERT_STATE: &str = "DELETE FROM alert_states WHERE key = $1";
+/// An alert state written (firing, or pending since a time).
+pub(super) const UPSERT_ALERT_STATE: &str = concat!(
+    "INSERT INTO alert_states (",
+    state_cols!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, \
+     dedup_key = excluded.dedup_key, since = excluded.since, fired = excluded.fired, \
+     alert = excluded.alert"
+);
+/// An alert queued for one destination; a row already there (the same alert) stays as is.
+pub(super) const INSERT_OUTBOX: &str = concat!(
+    "INSERT INTO alert_outbox (",
+    outbox_cols!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+     ON CONFLICT (id, destination) DO NOTHING"
+);
+/// The outcome of one delivery attempt: delivered, failed for good or retried at `next`
+/// (`$1` to `$4`), for the alert `$5` at destination `$6`.
+pub(super) const FINISH_ALERT: &str = "UPDATE alert_outbox SET delivered = $1, failed = $2, \
+    next = $3, error = $4 WHERE id = $5 AND destination = $6";
+/// Outbox rows neither delivered nor given up.
+pub(super) const OUTBOX_PENDING: &str =
+    "SELECT COUNT(*) FROM alert_outbox WHERE delivered IS NULL AND failed IS NULL";
+
 /// `DELETE FROM {table} WHERE user_id = $1` (a table of [`USER_TABLES`]).
 pub(super) fn delete_user_rows(table: &str) -> String {
     format!("DELETE FROM {table} WHERE user_id = $1")
@@ -173,6 +217,12 @@ mod tests {
             LIST_ROLLOUTS,
             GET_CHANNEL,
             LIST_CHANNELS,
+            LIST_ALERT_STATES,
+            DELETE_ALERT_STATE,
+            UPSERT_ALERT_STATE,
+            INSERT_OUTBOX,
+            FINISH_ALERT,
+            OUTBOX_PENDING,
         ]
         .iter()
         .map(|s| s.to_string())

@@ -4,8 +4,10 @@
 use tokio_postgres::Transaction;
 
 use super::PostgresStore;
-use crate::store::alerts::{
-    AlertStateRow, AlertStore, AlertWrite, Delivery, OutboxRow, OUTBOX_COLS, STATE_COLS,
+use crate::store::alerts::{AlertStateRow, AlertStore, AlertWrite, Delivery, OutboxRow};
+use crate::store::sql::{
+    DELETE_ALERT_STATE, FINISH_ALERT, INSERT_OUTBOX, LIST_ALERT_STATES, OUTBOX_COLS,
+    OUTBOX_PENDING, UPSERT_ALERT_STATE,
 };
 use crate::store::{StoreError, StoreFuture};
 
@@ -41,27 +43,25 @@ pub(super) const MIGRATION: &str = "CREATE TABLE alert_outbox (
 /// Writes `w` inside the caller's transaction (a rollout change, or its own).
 pub(super) async fn apply(tx: &Transaction<'_>, w: &AlertWrite) -> Result<(), StoreError> {
     for key in &w.remove {
-        tx.execute("DELETE FROM alert_states WHERE key = $1", &[key])
-            .await?;
+        tx.execute(DELETE_ALERT_STATE, &[key]).await?;
     }
     for s in &w.upsert {
         tx.execute(
-            &format!(
-                "INSERT INTO alert_states ({STATE_COLS}) VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, dedup_key = excluded.dedup_key, \
-                 since = excluded.since, fired = excluded.fired, alert = excluded.alert"
-            ),
-            &[&s.key, &s.kind, &s.dedup_key, &s.since_ms, &s.fired_ms, &s.alert],
+            UPSERT_ALERT_STATE,
+            &[
+                &s.key,
+                &s.kind,
+                &s.dedup_key,
+                &s.since_ms,
+                &s.fired_ms,
+                &s.alert,
+            ],
         )
         .await?;
     }
     for o in &w.outbox {
         tx.execute(
-            &format!(
-                "INSERT INTO alert_outbox ({OUTBOX_COLS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-                 ON CONFLICT (id, destination) DO NOTHING"
-            ),
+            INSERT_OUTBOX,
             &[
                 &o.id,
                 &o.destination,
@@ -127,13 +127,7 @@ impl AlertStore for PostgresStore {
 
     fn alert_states(&self) -> StoreFuture<'_, Vec<AlertStateRow>> {
         Box::pin(async move {
-            let rows = self
-                .reader
-                .query(
-                    &format!("SELECT {STATE_COLS} FROM alert_states ORDER BY key"),
-                    &[],
-                )
-                .await?;
+            let rows = self.reader.query(LIST_ALERT_STATES, &[]).await?;
             Ok(rows.iter().map(state_row).collect())
         })
     }
@@ -172,18 +166,13 @@ impl AlertStore for PostgresStore {
         outcome: Delivery,
     ) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            let (delivered, failed, next, error) = match outcome {
-                Delivery::Delivered(at) => (Some(at), None, at, None),
-                Delivery::Retry { next_ms, error } => (None, None, next_ms, Some(error)),
-                Delivery::Failed { at_ms, error } => (None, Some(at_ms), at_ms, Some(error)),
-            };
+            let (delivered, failed, next, error) = outcome.columns();
             self.writer
                 .lock()
                 .await
                 .execute(
-                    "UPDATE alert_outbox SET delivered = $3, failed = $4, next = $5, error = $6 \
-                     WHERE id = $1 AND destination = $2",
-                    &[&id, &destination, &delivered, &failed, &next, &error],
+                    FINISH_ALERT,
+                    &[&delivered, &failed, &next, &error, &id, &destination],
                 )
                 .await?;
             Ok(())
@@ -207,14 +196,7 @@ impl AlertStore for PostgresStore {
 
     fn outbox_pending(&self) -> StoreFuture<'_, u64> {
         Box::pin(async move {
-            let n: i64 = self
-                .reader
-                .query_one(
-                    "SELECT COUNT(*) FROM alert_outbox WHERE delivered IS NULL AND failed IS NULL",
-                    &[],
-                )
-                .await?
-                .get(0);
+            let n: i64 = self.reader.query_one(OUTBOX_PENDING, &[]).await?.get(0);
             Ok(n as u64)
         })
     }

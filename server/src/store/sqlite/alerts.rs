@@ -4,8 +4,10 @@
 use rusqlite::{params, Connection, Transaction};
 
 use super::SqliteStore;
-use crate::store::alerts::{
-    AlertStateRow, AlertStore, AlertWrite, Delivery, OutboxRow, OUTBOX_COLS, STATE_COLS,
+use crate::store::alerts::{AlertStateRow, AlertStore, AlertWrite, Delivery, OutboxRow};
+use crate::store::sql::{
+    DELETE_ALERT_STATE, FINISH_ALERT, INSERT_OUTBOX, LIST_ALERT_STATES, OUTBOX_COLS,
+    OUTBOX_PENDING, UPSERT_ALERT_STATE,
 };
 use crate::store::StoreFuture;
 
@@ -40,14 +42,10 @@ pub(super) const MIGRATION: &str = "CREATE TABLE alert_outbox (
 /// Writes `w` inside the caller's transaction (a rollout change, or its own).
 pub(super) fn apply(tx: &Transaction<'_>, w: &AlertWrite) -> rusqlite::Result<()> {
     for key in &w.remove {
-        tx.prepare_cached("DELETE FROM alert_states WHERE key = ?1")?
-            .execute([key])?;
+        tx.prepare_cached(DELETE_ALERT_STATE)?.execute([key])?;
     }
     for s in &w.upsert {
-        tx.prepare_cached(&format!(
-            "INSERT OR REPLACE INTO alert_states ({STATE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-        ))?
-        .execute(params![
+        tx.prepare_cached(UPSERT_ALERT_STATE)?.execute(params![
             s.key,
             s.kind,
             s.dedup_key,
@@ -57,11 +55,7 @@ pub(super) fn apply(tx: &Transaction<'_>, w: &AlertWrite) -> rusqlite::Result<()
         ])?;
     }
     for o in &w.outbox {
-        tx.prepare_cached(&format!(
-            "INSERT OR IGNORE INTO alert_outbox ({OUTBOX_COLS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-        ))?
-        .execute(params![
+        tx.prepare_cached(INSERT_OUTBOX)?.execute(params![
             o.id,
             o.destination,
             o.kind,
@@ -136,11 +130,9 @@ impl AlertStore for SqliteStore {
 
     fn alert_states(&self) -> StoreFuture<'_, Vec<AlertStateRow>> {
         self.read(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {STATE_COLS} FROM alert_states ORDER BY key"
-            ))?
-            .query_map([], state_row)?
-            .collect()
+            c.prepare_cached(LIST_ALERT_STATES)?
+                .query_map([], state_row)?
+                .collect()
         })
     }
 
@@ -160,32 +152,10 @@ impl AlertStore for SqliteStore {
         outcome: Delivery,
     ) -> StoreFuture<'_, ()> {
         self.write(move |c| {
-            let mut st = c.prepare_cached(
-                "UPDATE alert_outbox SET delivered = ?3, failed = ?4, next = ?5, error = ?6 \
-                 WHERE id = ?1 AND destination = ?2",
-            )?;
-            match outcome {
-                Delivery::Delivered(at) => st.execute(params![
-                    id,
-                    destination,
-                    at,
-                    None::<i64>,
-                    at,
-                    None::<String>
-                ]),
-                Delivery::Retry { next_ms, error } => st.execute(params![
-                    id,
-                    destination,
-                    None::<i64>,
-                    None::<i64>,
-                    next_ms,
-                    error
-                ]),
-                Delivery::Failed { at_ms, error } => {
-                    st.execute(params![id, destination, None::<i64>, at_ms, at_ms, error])
-                }
-            }
-            .map(|_| ())
+            let (delivered, failed, next, error) = outcome.columns();
+            c.prepare_cached(FINISH_ALERT)?
+                .execute(params![delivered, failed, next, error, id, destination])
+                .map(|_| ())
         })
     }
 
@@ -201,11 +171,9 @@ impl AlertStore for SqliteStore {
 
     fn outbox_pending(&self) -> StoreFuture<'_, u64> {
         self.read(|c| {
-            c.prepare_cached(
-                "SELECT COUNT(*) FROM alert_outbox WHERE delivered IS NULL AND failed IS NULL",
-            )?
-            .query_row([], |r| r.get::<_, i64>(0))
-            .map(|n| n as u64)
+            c.prepare_cached(OUTBOX_PENDING)?
+                .query_row([], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
         })
     }
 
