@@ -27,7 +27,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::analytics::event::content_uuid;
+use crate::analytics::content_uuid;
 
 mod ledger;
 mod monitor;

@@ -101,7 +101,7 @@ async fn ceiling(url: &str, rows: &[StoredEvent]) -> f64 {
 }
 
 /// Ingest through the application on loopback: events/s and the p99 latency in ms.
-async fn ingest(url: &str, batches: &[railgun_core::analytics::event::EventBatch]) -> (f64, f64) {
+async fn ingest(url: &str, batches: &[railgun_core::analytics::EventBatch]) -> (f64, f64) {
     let dir = tempfile::tempdir().expect("tmp");
     let config = ServerConfig {
         root: dir.path().join("updates"),

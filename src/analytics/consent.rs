@@ -91,12 +91,12 @@ pub fn load(store: &Store, app: &str) -> Result<Option<Consent>, StoreError> {
 }
 
 /// Stores the consent for `app`.
-pub fn save(store: &Store, app: &str, consent: Consent) -> Result<(), StoreError> {
+pub(crate) fn save(store: &Store, app: &str, consent: Consent) -> Result<(), StoreError> {
     store.set_kv(&key(app), consent.as_str())
 }
 
 /// What a component does when another one changed the consent (the store already has it).
-pub type Listener = Arc<dyn Fn(Consent) + Send + Sync>;
+pub(crate) type Listener = Arc<dyn Fn(Consent) + Send + Sync>;
 
 struct Entry {
     id: u64,
@@ -108,7 +108,7 @@ static LISTENERS: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A component's place in the fan-out; dropping it leaves.
-pub struct Subscription {
+pub(crate) struct Subscription {
     id: u64,
     key: Option<String>,
     _listener: Listener,
@@ -144,7 +144,7 @@ fn bus_key(store: &Store, app: &str) -> Option<String> {
 /// Joins the fan-out for `app` on `store`'s file: `listener` is called with every consent
 /// another component [`announce`]s for the same file and app (on the announcer's thread,
 /// after the store has it). Keep the returned [`Subscription`] as long as the component.
-pub fn subscribe(store: &Store, app: &str, listener: Listener) -> Subscription {
+pub(crate) fn subscribe(store: &Store, app: &str, listener: Listener) -> Subscription {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let key = bus_key(store, app);
     if let Some(k) = &key {
@@ -164,7 +164,7 @@ pub fn subscribe(store: &Store, app: &str, listener: Listener) -> Subscription {
 
 /// Tells every other component subscribed for the same file and app that the consent is
 /// now `consent` (call it after [`save`]). Returns how many were told.
-pub fn announce(from: &Subscription, consent: Consent) -> usize {
+pub(crate) fn announce(from: &Subscription, consent: Consent) -> usize {
     let Some(key) = &from.key else { return 0 };
     let others: Vec<Listener> = {
         let all = LISTENERS.lock().unwrap_or_else(|p| p.into_inner());

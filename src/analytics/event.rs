@@ -281,7 +281,7 @@ pub fn content_uuid(domain: &str, parts: &[&[u8]]) -> Uuid {
 /// (Unix milliseconds, decimal), as the client sent them (before any skew correction).
 ///
 /// ```
-/// use railgun_core::analytics::event::derived_event_id;
+/// use railgun_core::analytics::derived_event_id;
 /// let t = "2024-12-27T12:00:00Z".parse().unwrap();
 /// let a = derived_event_id("u1", "s1", 4, "screen_view", t);
 /// assert_eq!(a, derived_event_id("u1", "s1", 4, "screen_view", t));

@@ -29,10 +29,10 @@
 //! properties that break the shared limits; it never stores IP addresses or raw machine ids.
 
 mod client;
-pub mod consent;
+pub(crate) mod consent;
 mod debug;
-pub mod event;
-pub mod queue;
+mod event;
+mod queue;
 pub mod scrub;
 pub mod session;
 mod uploader;
@@ -42,12 +42,17 @@ pub use client::{
     AnalyticsConfig, AnalyticsStats, EventSink, DEFAULT_CHANNEL_CAPACITY,
     DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_UPLOAD_INTERVAL,
 };
-pub use consent::Consent;
+pub use consent::{load as load_consent, Consent};
 pub use debug::debug_line;
+pub use event::names;
 pub use event::{
-    AnalyticsEvent, EventBatch, EventCategory, IngestResponse, Properties, PropertyValue,
+    content_uuid, derived_event_id, is_valid_event_name, new_event_id, validate_batch,
+    validate_event, validate_properties, AnalyticsEvent, BatchError, EventBatch, EventCategory,
+    EventError, IngestResponse, Properties, PropertyValue, RejectedEvent, MAX_BATCH_EVENTS,
+    MAX_DROPPED_PER_BATCH, MAX_DURATION_MS, MAX_KEY_LEN, MAX_NAME_LEN, MAX_PROPERTIES,
+    MAX_QUEUED_REPORTED, MAX_SEQUENCE, MAX_STRING_LEN, MIN_SAMPLE_RATE,
 };
-pub use queue::QueueError;
+pub use queue::{OpenSession, QueueError, DEFAULT_MAX_QUEUE};
 pub use uploader::{
     FlushReport, UploadConfig, UploadError, Uploader, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_EVENTS,
 };

@@ -28,13 +28,13 @@ pub const DEFAULT_MAX_QUEUE: usize = 10_000;
 const MAX_TRANSACTION: usize = 2_000;
 
 /// Counter: drops not yet reported to the server (sent as `EventBatch.dropped`).
-pub const DROPPED_PENDING: &str = "dropped_pending";
+pub(crate) const DROPPED_PENDING: &str = "dropped_pending";
 /// Counter: every event dropped (queue full, too old, channel full, write failure).
-pub const DROPPED_TOTAL: &str = "dropped_total";
+pub(crate) const DROPPED_TOTAL: &str = "dropped_total";
 /// Counter: events acknowledged by the server (accepted or duplicate).
-pub const SENT_TOTAL: &str = "sent_total";
+pub(crate) const SENT_TOTAL: &str = "sent_total";
 /// Counter: events the server refused (dropped, never retried).
-pub const REJECTED_TOTAL: &str = "rejected_total";
+pub(crate) const REJECTED_TOTAL: &str = "rejected_total";
 
 /// Errors of the queue.
 #[derive(Debug, thiserror::Error)]
@@ -303,7 +303,7 @@ pub struct OpenSession {
 }
 
 /// The `kv` key of the open session of `app`.
-pub fn open_session_key(app: &str) -> String {
+pub(crate) fn open_session_key(app: &str) -> String {
     format!("analytics.open_session:{app}")
 }
 

@@ -18,7 +18,7 @@
 pub mod cache;
 mod client;
 mod compiled;
-pub mod eval;
+mod eval;
 mod notices;
 mod schema;
 pub mod stream;
@@ -28,7 +28,10 @@ pub use client::{
     DEFAULT_STREAM_IDLE_TIMEOUT, ENV_CONFIG_URL, ENV_FLAG_OVERRIDES,
 };
 pub use compiled::{CompiledConfig, CompiledFlag, Evaluation};
-pub use eval::{EvalContext, EvaluationDetails, Override, Reason};
+pub use eval::{
+    choose_variant, evaluate, evaluate_all, parse_overrides, version_in_range, EvalContext,
+    EvaluationDetails, Override, Reason, VersionRange,
+};
 pub use notices::{announcement_in_force, maintenance_at, KillSwitch, MaintenanceStatus};
 pub use schema::{
     parse_version_bound, sign_config, Announcement, Flag, Flags, FlagsForm, Maintenance,

@@ -9,13 +9,13 @@
 //! Nothing outside this module checks a signature by hand.
 
 mod document;
-pub mod dsse;
+mod dsse;
 mod keys;
 pub mod sigstore;
 
 pub use document::{SignedDocument, VerifyError};
 pub use dsse::{
-    pae, DsseError, Envelope, Signature, TrustedKeys, Verified, PAYLOAD_CHANNEL, PAYLOAD_CONFIG,
-    PAYLOAD_RELEASE,
+    pae, DsseError, Envelope, Signature, TrustedKeys, Verified, MAX_ENVELOPE_BYTES, MAX_SIGNATURES,
+    PAYLOAD_CHANNEL, PAYLOAD_CONFIG, PAYLOAD_RELEASE,
 };
 pub use keys::{KeyAlgorithm, KeyError, PrivateKey, PublicKey};

@@ -6,7 +6,7 @@ use crate::analytics_support;
 use std::sync::Arc;
 
 use analytics_support::{manual_clock, Receiver};
-use railgun_core::analytics::{consent, Analytics, Consent, Properties};
+use railgun_core::analytics::{load_consent, Analytics, Consent, Properties};
 use railgun_core::clock::ManualClock;
 use railgun_core::store::Store;
 
@@ -93,7 +93,7 @@ fn denying_purges_the_queue_records_nothing_and_erases_the_user_until_acknowledg
     // Stored: a restart with a `granted` default still records nothing.
     let store = Store::open(dir.path().join("railgun.db")).expect("store");
     assert_eq!(
-        consent::load(&store, "rail-gun").expect("load"),
+        load_consent(&store, "rail-gun").expect("load"),
         Some(Consent::Denied)
     );
     drop(store);

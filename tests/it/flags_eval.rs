@@ -4,9 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use railgun_core::flags::eval::evaluate;
 use railgun_core::flags::{
-    EvalContext, ExposureSink, FeatureFlags, Flag, FlagsConfig, Override, Reason,
+    evaluate, EvalContext, ExposureSink, FeatureFlags, Flag, FlagsConfig, Override, Reason,
 };
 use railgun_core::identity::{bucket, in_percentage};
 use railgun_core::store::Store;

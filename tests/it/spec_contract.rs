@@ -12,10 +12,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use railgun_core::clock::ManualClock;
-use railgun_core::flags::eval::evaluate_all;
-use railgun_core::flags::CompiledConfig;
 use railgun_core::flags::{
-    sign_config, EvalContext, FeatureFlags, FlagsConfig, FlagsForm, Reason, RemoteConfig,
+    evaluate_all, sign_config, CompiledConfig, EvalContext, FeatureFlags, FlagsConfig, FlagsForm,
+    Reason, RemoteConfig,
 };
 use railgun_core::identity::{bucket, in_percentage};
 use railgun_core::store::Store;
@@ -304,8 +303,8 @@ fn spec_event(user: &str, sequence: u64, name: &str) -> Value {
 
 #[test]
 fn an_event_with_exactly_the_interface_fields_is_accepted_and_gets_a_stable_identity() {
-    use railgun_core::analytics::event::{derived_event_id, validate_event, EventBatch};
     use railgun_core::analytics::AnalyticsEvent;
+    use railgun_core::analytics::{derived_event_id, validate_event, EventBatch};
     let fields = interface_fields();
     assert_eq!(fields.len(), 12, "{fields:?}");
     assert!(fields.contains(&("duration".into(), true)));

@@ -615,7 +615,7 @@ mod tests {
     /// The `error` event and the rejected Promise give the same code for every check step.
     #[test]
     fn check_error_events_carry_the_same_code_as_the_rejected_promise() {
-        use railgun_core::trust::dsse::DsseError;
+        use railgun_core::trust::DsseError;
         use railgun_core::update::CheckError;
         use railgun_core::update::DocumentError;
         let url = || "https://updates.example/x".to_string();

@@ -20,7 +20,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
-use railgun_core::analytics::event::{
+use railgun_core::analytics::{
     validate_batch, validate_event, AnalyticsEvent, EventBatch, IngestResponse, PropertyValue,
     RejectedEvent, MAX_BATCH_EVENTS, MAX_QUEUED_REPORTED,
 };

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use axum::extract::State;
 use axum::Json;
 use chrono::NaiveDate;
-use railgun_core::analytics::event::is_valid_event_name;
+use railgun_core::analytics::is_valid_event_name;
 use serde_json::json;
 
 use super::AppState;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use railgun_core::analytics::event::{
+use railgun_core::analytics::{
     names, AnalyticsEvent, EventBatch, EventCategory, IngestResponse, Properties, PropertyValue,
 };
 use uuid::Uuid;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use crate::db::Kind;
 use crate::support::{within, TestServer, ADMIN, READ};
 use chrono::{DateTime, Duration, Utc};
-use railgun_core::analytics::event::{
+use railgun_core::analytics::{
     AnalyticsEvent, EventBatch, EventCategory, IngestResponse, Properties, PropertyValue,
 };
 use railgun_core::clock::SharedClock;

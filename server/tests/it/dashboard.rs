@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::db::Kind;
 use crate::support::{health_report, skip, within, ReleaseSpec, TestServer, ADMIN, READ};
 use chrono::{DateTime, Duration, Utc};
-use railgun_core::analytics::event::{AnalyticsEvent, EventBatch, EventCategory};
+use railgun_core::analytics::{AnalyticsEvent, EventBatch, EventCategory};
 use railgun_core::clock::{ManualClock, SharedClock};
 use railgun_server::serve::{App, ServerConfig};
 use serde_json::{json, Value};

@@ -19,7 +19,7 @@ use std::time::Duration as StdDuration;
 use crate::db::{database, Kind};
 use crate::support::python_has;
 use chrono::{DateTime, Duration, Utc};
-use railgun_core::analytics::event::{AnalyticsEvent, EventBatch, EventCategory, Properties};
+use railgun_core::analytics::{AnalyticsEvent, EventBatch, EventCategory, Properties};
 use railgun_core::clock::{ManualClock, SharedClock};
 use railgun_core::health::HealthReport;
 use railgun_server::analytics::{retention, AppState, RetentionConfig};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::db::{self, database, Kind};
 use crate::support::{TestServer, ADMIN};
 use chrono::{DateTime, Duration, Utc};
-use railgun_core::analytics::event::{AnalyticsEvent, EventBatch, EventCategory};
+use railgun_core::analytics::{AnalyticsEvent, EventBatch, EventCategory};
 use railgun_core::clock::SharedClock;
 use railgun_server::analytics::{retention, RetentionConfig};
 use railgun_server::store::{day_number, FeatureTotal};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::db::Kind;
 use crate::support::{health_report, ReleaseSpec, TestServer, ADMIN, READ};
 use chrono::{DateTime, Duration, Utc};
-use railgun_core::analytics::event::{AnalyticsEvent, EventBatch, EventCategory};
+use railgun_core::analytics::{AnalyticsEvent, EventBatch, EventCategory};
 use railgun_core::clock::{Clock, SharedClock};
 use railgun_core::health::report_machine_id;
 use railgun_core::update::RolloutPolicy;

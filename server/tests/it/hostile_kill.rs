@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use railgun_core::analytics::event::{AnalyticsEvent, EventBatch, EventCategory, IngestResponse};
+use railgun_core::analytics::{AnalyticsEvent, EventBatch, EventCategory, IngestResponse};
 use rustix::process::Signal;
 use uuid::Uuid;
 

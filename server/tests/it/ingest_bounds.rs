@@ -8,7 +8,7 @@
 use crate::db::Kind;
 use crate::support::{within, TestServer};
 use chrono::{DateTime, Utc};
-use railgun_core::analytics::event::{MAX_DROPPED_PER_BATCH, MIN_SAMPLE_RATE};
+use railgun_core::analytics::{MAX_DROPPED_PER_BATCH, MIN_SAMPLE_RATE};
 use serde_json::{json, Value};
 
 fn now() -> DateTime<Utc> {

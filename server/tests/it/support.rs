@@ -23,7 +23,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
-use railgun_core::analytics::event::EventBatch;
+use railgun_core::analytics::EventBatch;
 use railgun_core::clock::{ManualClock, SharedClock};
 use railgun_core::health::HealthReport;
 use railgun_core::trust::{KeyAlgorithm, PrivateKey};

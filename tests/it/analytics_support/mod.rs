@@ -14,8 +14,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use railgun_core::analytics::event::RejectedEvent;
-use railgun_core::analytics::{AnalyticsEvent, EventBatch, IngestResponse, PropertyValue};
+use railgun_core::analytics::{
+    AnalyticsEvent, EventBatch, IngestResponse, PropertyValue, RejectedEvent,
+};
 use uuid::Uuid;
 
 /// What the receiver does with the next request.
