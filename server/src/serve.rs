@@ -20,7 +20,8 @@ use axum::Router;
 use railgun_core::clock::SharedClock;
 use tokio::net::TcpListener;
 
-use crate::analytics::{self, queue, AppState, RetentionConfig};
+use crate::analytics::retention::RetentionConfig;
+use crate::analytics::{self, queue, AppState};
 use crate::rollout::Rollouts;
 use crate::store::{self, SharedStore, StoreError};
 

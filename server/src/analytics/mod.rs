@@ -36,8 +36,8 @@ pub mod query;
 pub mod queue;
 pub mod retention;
 
-pub use queue::IngestQueue;
-pub use retention::RetentionConfig;
+use queue::IngestQueue;
+use retention::RetentionConfig;
 
 /// What the analytics handlers share.
 #[derive(Debug, Clone)]

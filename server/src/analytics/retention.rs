@@ -14,7 +14,7 @@
 //!
 //! It never deletes an event, health report or rollout decision that an enabled warehouse
 //! export has not written yet: it reads the exports' hold
-//! ([`crate::store::ExportStore::export_hold`]) first and keeps every row at or past it, so
+//! ([`crate::store::export::ExportStore::export_hold`]) first and keeps every row at or past it, so
 //! an export that is behind (a destination down for days) loses nothing; those rows go at
 //! the first run after the export caught up.
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::CliResult;
-use crate::analytics::RetentionConfig;
+use crate::analytics::retention::RetentionConfig;
 use crate::ratelimit::{self, RateLimit};
 use crate::serve::{conn, App, ServerConfig};
 

@@ -68,17 +68,18 @@ pub mod engine;
 mod evaluate;
 mod gauges;
 pub mod registry;
-pub mod routes;
+mod routes;
 pub mod sessions;
 mod state;
 pub mod wilson;
 
-pub use crate::store::rollout::Decision;
 pub use alerting::HIGH_ERROR_RATE_MINUTES;
-pub use engine::Health;
-pub use routes::routes;
+pub use routes::{routes, MAX_HEALTH_BYTES, MAX_REGISTER_BYTES};
 pub use sessions::{ReleaseHealth, SessionCounts};
-pub use wilson::Bounds;
+
+use crate::store::rollout::Decision;
+use engine::Health;
+use wilson::Bounds;
 
 /// Default time between two evaluations.
 pub const DEFAULT_INTERVAL: StdDuration = StdDuration::from_secs(60);

@@ -37,10 +37,10 @@ pub mod rollout;
 mod sql;
 pub mod sqlite;
 
-pub use alerts::AlertStore;
-pub use config::ConfigStore;
-pub use export::ExportStore;
-pub use rollout::RolloutStore;
+use alerts::AlertStore;
+use config::ConfigStore;
+use export::ExportStore;
+use rollout::RolloutStore;
 
 /// A boxed future returned by the store (the trait is used as `dyn`).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

@@ -13,7 +13,7 @@ use railgun_core::analytics::{
     AnalyticsEvent, EventBatch, EventCategory, IngestResponse, Properties, PropertyValue,
 };
 use railgun_core::clock::SharedClock;
-use railgun_server::analytics::{retention, RetentionConfig};
+use railgun_server::analytics::retention::{self, RetentionConfig};
 use railgun_server::store;
 use serde_json::Value;
 use uuid::Uuid;

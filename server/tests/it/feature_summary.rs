@@ -11,7 +11,7 @@ use crate::support::{TestServer, ADMIN};
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::{AnalyticsEvent, EventBatch, EventCategory};
 use railgun_core::clock::SharedClock;
-use railgun_server::analytics::{retention, RetentionConfig};
+use railgun_server::analytics::retention::{self, RetentionConfig};
 use railgun_server::store::{day_number, FeatureTotal};
 use serde_json::Value;
 use uuid::Uuid;

@@ -16,7 +16,7 @@ use railgun_core::analytics::{AnalyticsEvent, EventBatch, EventCategory};
 use railgun_core::clock::{Clock, SharedClock};
 use railgun_core::health::report_machine_id;
 use railgun_core::update::RolloutPolicy;
-use railgun_server::analytics::{retention, RetentionConfig};
+use railgun_server::analytics::retention::{self, RetentionConfig};
 use railgun_server::store;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
