@@ -5,8 +5,9 @@
 //! `/updates/` and at the root: regular files inside the root only, from [`tree`]; `Range`,
 //! conditional requests and strong `ETag`s from [`files`]), `/healthz`, the analytics
 //! routes ([`crate::analytics::routes`]), the rollout health and admin routes
-//! ([`crate::rollout::routes`]), the hosted remote config ([`crate::config::routes`]) and the dashboard ([`crate::dashboard::routes`]). Serving
-//! runs the rollout engine and, on stop, drains the ingest queue.
+//! ([`crate::rollout::routes`]), the hosted remote config ([`crate::config::routes`]) and
+//! the dashboard ([`crate::dashboard::routes`]). Serving runs the rollout engine and, on
+//! stop, drains the ingest queue.
 //!
 //! It refuses to start when a key file the config names does not load, and keeps no other
 //! way to build the application: the CLI, the demo and the tests all go through [`App`].
