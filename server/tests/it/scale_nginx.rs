@@ -116,7 +116,18 @@ impl Balancer {
 }
 
 impl Drop for Balancer {
+    /// SIGTERM, so the master stops its workers too (a SIGKILLed master leaves them
+    /// running); SIGKILL only when it did not exit within 10 s.
     fn drop(&mut self) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
