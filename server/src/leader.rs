@@ -152,23 +152,62 @@ impl Leadership {
     }
 
     /// Renews (or tries to take) the lease every quarter of it until the last handle is
-    /// dropped; a database error counts as not leading.
+    /// dropped; a database error counts as not leading. A leader whose renewal is not
+    /// confirmed within the lease it last wrote (three quarters of `--leader-lease`, counted
+    /// from before that renewal was sent, so never past the database's expiry) stops
+    /// leading by itself: a server starved or cut off from the database does not go on
+    /// calling itself leader (the gauge, the alert sender) while a successor takes over.
     pub fn spawn(&self) {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let period = self.inner.lease / 4;
+        let ttl = self.inner.lease * 3 / 4;
+        let shared = self.inner.store.shared_by_servers();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Until when this server's last confirmed renewal holds (shared stores only).
+            let mut valid_until: Option<tokio::time::Instant> = None;
             loop {
-                tick.tick().await;
+                let lapsed = async {
+                    match valid_until {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    () = lapsed => {
+                        valid_until = None;
+                        let Some(inner) = weak.upgrade() else { break };
+                        if inner.state.borrow().is_some() {
+                            tracing::warn!(lease = %inner.name, "leader lease not renewed in time: this server stops leading");
+                            inner.state.send_replace(None);
+                        }
+                        continue;
+                    }
+                    _ = tick.tick() => {}
+                }
                 let Some(inner) = weak.upgrade() else { break };
                 let me = Leadership { inner };
-                if let Err(e) = me.try_lead().await {
-                    tracing::warn!(error = %e, "leader lease not renewed");
-                    if me.is_leader() {
-                        tracing::warn!(lease = %me.inner.name, "this server stops leading until the database answers");
-                        me.inner.state.send_replace(None);
+                let sent = tokio::time::Instant::now();
+                let renewed = match valid_until {
+                    // The renewal itself may not outlast the lease this server holds.
+                    Some(d) => tokio::time::timeout_at(d, me.try_lead()).await.ok(),
+                    None => Some(me.try_lead().await),
+                };
+                match renewed {
+                    Some(Ok(Some(_))) => valid_until = shared.then(|| sent + ttl),
+                    Some(Ok(None)) => valid_until = None,
+                    Some(Err(e)) => {
+                        valid_until = None;
+                        tracing::warn!(error = %e, "leader lease not renewed");
+                        if me.is_leader() {
+                            tracing::warn!(lease = %me.inner.name, "this server stops leading until the database answers");
+                            me.inner.state.send_replace(None);
+                        }
                     }
+                    // Timed out: the next turn of the loop sees the lease lapse.
+                    None => {}
                 }
             }
         });
