@@ -48,5 +48,5 @@ pub use manifest::{
 pub use updater::{
     ArtifactVerifier, DeltaFallback, InstallMode, UpdateDownload, UpdateFileInfo, UpdateInfo,
     UpdateProgress, Updater, UpdaterConfig, UpdaterError, UpdaterEvent, UpdaterState,
-    EVENT_CAPACITY, MAX_BUNDLE_BYTES,
+    EVENT_CAPACITY,
 };

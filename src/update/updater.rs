@@ -45,10 +45,9 @@ use super::install::{installer_for, InstallError, Installed};
 use super::manifest::{Artifact, Patch};
 use crate::net::{self, Rng};
 use crate::store::Store;
+use crate::trust::sigstore::MAX_BUNDLE_BYTES;
 use crate::trust::{PublicKey, TrustedKeys};
 
-/// Largest Sigstore bundle fetched (256 KiB).
-pub const MAX_BUNDLE_BYTES: usize = 256 * 1024;
 /// Capacity of the event channel (slow receivers lose the oldest events).
 pub const EVENT_CAPACITY: usize = 256;
 

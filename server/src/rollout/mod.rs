@@ -75,7 +75,6 @@ pub mod wilson;
 
 pub use alerting::HIGH_ERROR_RATE_MINUTES;
 pub use routes::{routes, MAX_HEALTH_BYTES, MAX_REGISTER_BYTES};
-pub use sessions::{ReleaseHealth, SessionCounts};
 
 use crate::store::rollout::Decision;
 use engine::Health;
@@ -268,7 +267,7 @@ pub struct RolloutStatus {
     /// Release health with sessions: sessions by status, crash-free sessions and users,
     /// adoption ([`sessions`]), flattened into this answer.
     #[serde(flatten)]
-    pub release_health: ReleaseHealth,
+    pub release_health: sessions::ReleaseHealth,
     /// The decisions, newest first.
     pub decisions: Vec<Decision>,
 }

@@ -158,7 +158,3 @@ pub trait AlertStore: Send + Sync {
     /// number deleted.
     fn purge_alerts(&self, before_ms: i64) -> StoreFuture<'_, u64>;
 }
-
-/// [`AlertStore::purge_alerts`], the same text on both stores.
-pub const PURGE_FINISHED: &str = "DELETE FROM alert_outbox WHERE created < $1 \
-    AND (delivered IS NOT NULL OR failed IS NOT NULL)";

@@ -176,6 +176,10 @@ pub(super) const FINISH_ALERT: &str = "UPDATE alert_outbox SET delivered = $1, f
 /// Outbox rows neither delivered nor given up.
 pub(super) const OUTBOX_PENDING: &str =
     "SELECT COUNT(*) FROM alert_outbox WHERE delivered IS NULL AND failed IS NULL";
+/// Finished outbox rows (delivered or given up) raised before `$1`
+/// ([`AlertStore::purge_alerts`](super::alerts::AlertStore::purge_alerts)).
+pub(super) const PURGE_FINISHED: &str = "DELETE FROM alert_outbox WHERE created < $1 \
+    AND (delivered IS NOT NULL OR failed IS NOT NULL)";
 
 /// `DELETE FROM {table} WHERE user_id = $1` (a table of [`USER_TABLES`]).
 pub(super) fn delete_user_rows(table: &str) -> String {
@@ -223,6 +227,7 @@ mod tests {
             INSERT_OUTBOX,
             FINISH_ALERT,
             OUTBOX_PENDING,
+            PURGE_FINISHED,
         ]
         .iter()
         .map(|s| s.to_string())

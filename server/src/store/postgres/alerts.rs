@@ -7,7 +7,7 @@ use super::PostgresStore;
 use crate::store::alerts::{AlertStateRow, AlertStore, AlertWrite, Delivery, OutboxRow};
 use crate::store::sql::{
     DELETE_ALERT_STATE, FINISH_ALERT, INSERT_OUTBOX, LIST_ALERT_STATES, OUTBOX_COLS,
-    OUTBOX_PENDING, UPSERT_ALERT_STATE,
+    OUTBOX_PENDING, PURGE_FINISHED, UPSERT_ALERT_STATE,
 };
 use crate::store::{StoreError, StoreFuture};
 
@@ -204,10 +204,7 @@ impl AlertStore for PostgresStore {
     fn purge_alerts(&self, before_ms: i64) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             let c = self.writer.lock().await;
-            Ok(
-                c.execute(crate::store::alerts::PURGE_FINISHED, &[&before_ms])
-                    .await?,
-            )
+            Ok(c.execute(PURGE_FINISHED, &[&before_ms]).await?)
         })
     }
 }

@@ -7,7 +7,7 @@ use super::SqliteStore;
 use crate::store::alerts::{AlertStateRow, AlertStore, AlertWrite, Delivery, OutboxRow};
 use crate::store::sql::{
     DELETE_ALERT_STATE, FINISH_ALERT, INSERT_OUTBOX, LIST_ALERT_STATES, OUTBOX_COLS,
-    OUTBOX_PENDING, UPSERT_ALERT_STATE,
+    OUTBOX_PENDING, PURGE_FINISHED, UPSERT_ALERT_STATE,
 };
 use crate::store::StoreFuture;
 
@@ -178,9 +178,6 @@ impl AlertStore for SqliteStore {
     }
 
     fn purge_alerts(&self, before_ms: i64) -> StoreFuture<'_, u64> {
-        self.write(move |c| {
-            c.execute(crate::store::alerts::PURGE_FINISHED, [before_ms])
-                .map(|n| n as u64)
-        })
+        self.write(move |c| c.execute(PURGE_FINISHED, [before_ms]).map(|n| n as u64))
     }
 }
