@@ -251,6 +251,10 @@ pub static TABLES: &[Table] = &[
             col("crashes", Kind::Int, "crashes in the period (boot reverts included)"),
             col("boot_reverts", Kind::Int, "boot-guard reverts in the period"),
             col("received_at", Kind::Timestamp, "when the server accepted it (its UTC day is the `date` partition)"),
+            opt("sessions_ended_ok", Kind::Int, "sessions of the period that ended `ok` (`sessionEnds`); null when the report had no `sessionEnds`"),
+            opt("sessions_ended_errored", Kind::Int, "sessions that ended `errored`; null as above"),
+            opt("sessions_ended_crashed", Kind::Int, "sessions that ended `crashed`; null as above"),
+            opt("sessions_ended_abnormal", Kind::Int, "sessions that ended `abnormal` (never ended, no crash recorded); null as above"),
         ],
     },
 ];

@@ -220,7 +220,8 @@ pub fn stream_columns(stream: Stream) -> &'static str {
         }
         Stream::HealthReports => {
             "id, machine_id, app, version, channel, platform, arch, period_start, period_end, \
-             sessions, errors, crashes, boot_reverts, received"
+             sessions, errors, crashes, boot_reverts, received, ended_ok, ended_errored, \
+             ended_crashed, ended_abnormal"
         }
         Stream::Decisions => {
             "id, at, app, channel, version, action, actor, from_percentage, to_percentage, \

@@ -21,7 +21,7 @@ use crate::support::python_has;
 use chrono::{DateTime, Duration, Utc};
 use railgun_core::analytics::{AnalyticsEvent, EventBatch, EventCategory, Properties};
 use railgun_core::clock::{ManualClock, SharedClock};
-use railgun_core::health::HealthReport;
+use railgun_core::health::{HealthReport, SessionEnds};
 use railgun_server::analytics::retention::{self, RetentionConfig};
 use railgun_server::analytics::AppState;
 use railgun_server::export::{self, ExportOptions};
@@ -245,7 +245,7 @@ impl Harness {
         r.json().await.expect("json")
     }
 
-    async fn health_report(&self) {
+    async fn health_report(&self, session_ends: Option<SessionEnds>) {
         let body = HealthReport {
             id: Uuid::new_v4(),
             machine_id: "a".repeat(64),
@@ -260,7 +260,7 @@ impl Harness {
             errors: 1,
             crashes: 0,
             boot_reverts: 0,
-            session_ends: None,
+            session_ends,
         };
         let r = self
             .http
@@ -445,14 +445,22 @@ async fn exports_a_hand_checked_data_set_that_duckdb_reads_back_as_the_api_answe
         return;
     };
     load_hand_checked(&h).await;
-    h.health_report().await;
+    // One report with release-health session ends, one without (an older client).
+    let ends = SessionEnds {
+        ok: 3,
+        errored: 1,
+        crashed: 2,
+        abnormal: 1,
+    };
+    h.health_report(Some(ends)).await;
+    h.health_report(None).await;
     h.rollout().await;
     let out = h.out("warehouse");
 
     let r = export_json(&h.database, &out, &[]);
     assert_eq!(table_rows(&r, "events"), 9, "{r}");
     assert_eq!(table_rows(&r, "daily_active_users"), 3);
-    assert_eq!(table_rows(&r, "health_reports"), 1);
+    assert_eq!(table_rows(&r, "health_reports"), 2);
     assert_eq!(table_rows(&r, "rollouts"), 1);
     assert_eq!(table_rows(&r, "rollout_decisions"), 1);
     for f in [
@@ -484,6 +492,12 @@ async fn exports_a_hand_checked_data_set_that_duckdb_reads_back_as_the_api_answe
             "SELECT action, to_percentage FROM read_parquet('rollout_decisions/*/*.parquet')",
             "SELECT version, status, percentage FROM 'rollouts/part-00000.parquet'",
             "SELECT session_id, duration_ms FROM read_parquet('sessions/*/*.parquet')",
+            "SELECT sessions_ended_ok, sessions_ended_errored, sessions_ended_crashed, \
+             sessions_ended_abnormal FROM read_parquet('health_reports/*/*.parquet') \
+             ORDER BY sessions_ended_ok NULLS LAST",
+            "SELECT SUM(sessions_ended_ok), SUM(sessions_ended_errored), \
+             SUM(sessions_ended_crashed), SUM(sessions_ended_abnormal) \
+             FROM read_parquet('health_reports/*/*.parquet')",
         ],
     );
     assert_eq!(q[0], vec![vec![Value::from(9), Value::from(9)]]);
@@ -501,8 +515,8 @@ async fn exports_a_hand_checked_data_set_that_duckdb_reads_back_as_the_api_answe
     assert_eq!(
         q[4],
         vec![vec![
-            Value::from(1),
-            Value::from(1),
+            Value::from(2),
+            Value::from(2),
             Value::from("a".repeat(64))
         ]]
     );
@@ -518,6 +532,29 @@ async fn exports_a_hand_checked_data_set_that_duckdb_reads_back_as_the_api_answe
     assert_eq!(
         q[7],
         vec![vec![Value::from("s-u1-2026-03-01"), Value::from(60_000.0)]]
+    );
+    // The health rows keep each report's session ends (null without them), and their sums
+    // are the release's sessions as the API answers them.
+    assert_eq!(
+        q[8],
+        vec![
+            vec![3, 1, 2, 1].into_iter().map(Value::from).collect(),
+            vec![Value::Null; 4]
+        ]
+    );
+    let status = h
+        .api("/analytics/rollout-status?version=1.0.0&app=rail-gun&channel=stable")
+        .await;
+    let s = &status["sessions"];
+    assert_eq!(
+        q[9],
+        vec![vec![
+            s["ok"].clone(),
+            s["errored"].clone(),
+            s["crashed"].clone(),
+            s["abnormal"].clone()
+        ]],
+        "{status}"
     );
     files_agree_with_the_api(&h, &out, &["2026-03-01", "2026-03-02", "2026-03-05"]).await;
 
@@ -568,10 +605,13 @@ async fn exports_a_hand_checked_data_set_that_duckdb_reads_back_as_the_api_answe
             "SELECT event_timestamp FROM read_json('events/*/*.ndjson', format = 'newline_delimited', \
              columns = {event_timestamp: 'VARCHAR', event_name: 'VARCHAR', user_id: 'VARCHAR'}) \
              WHERE user_id = 'u1' AND event_name = 'screen_view'",
+            "SELECT sessions_ended_crashed FROM read_json('health_reports/*/*.ndjson', \
+             format = 'newline_delimited') ORDER BY 1 NULLS LAST",
         ],
     );
     assert_eq!(q[0], vec![vec![Value::from(11), Value::from(11)]]);
     assert_eq!(q[1], vec![vec![Value::from("2026-03-01T10:00:00.000000Z")]]);
+    assert_eq!(q[2], vec![vec![Value::from(2)], vec![Value::Null]]);
     h.stop().await;
 }
 
