@@ -3,10 +3,12 @@
 //!
 //! Owns [`SharedBus`] (the config [`RevisionBus`] of several servers), [`listen`] (one dedicated connection per channel, its notifications forwarded to a
 //! receiver, reconnected with a growing delay when the database goes away) and the channel
-//! names. A notification carries a short JSON naming what changed (never the data itself,
-//! nor anything about users): each server reads the row once from the database, so a
+//! names. A config notification carries a short JSON naming what changed (never the data
+//! itself, nor anything about users): each server reads the row once from the database, so a
 //! payload too large for `NOTIFY` (8 000 bytes) never matters, and a notification lost while
-//! a listener reconnects only delays what a client's next poll fetches anyway.
+//! a listener reconnects only delays what a client's next poll fetches anyway. A dashboard
+//! notification carries the live feed's frame itself (a rollout decision or an alert's
+//! title, a few hundred bytes; nothing about users), as no row holds it.
 //!
 //! It refuses nothing; a connection that fails is logged without its URL.
 
@@ -22,6 +24,11 @@ use crate::store::SharedStore;
 
 /// The channel of config revisions (`{"app", "revision", "from"}`).
 pub const CONFIG_CHANNEL: &str = "railgun_config";
+
+/// The channel of the dashboard's live feed (`{"from", "event", "data"}`: a rollout
+/// decision or fired alert as the stream sends it, or `ingested`; see
+/// [`crate::dashboard::live`]).
+pub const DASHBOARD_CHANNEL: &str = "railgun_dashboard";
 
 /// Longest wait between two attempts to reconnect a listener.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);

@@ -131,8 +131,16 @@ pub struct PublishArgs {
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
     /// Root of the update tree to export.
-    #[arg(long)]
-    pub root: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "object_store",
+        conflicts_with = "object_store"
+    )]
+    pub root: Option<PathBuf>,
+    /// Or the object store holding the tree (what `railgun serve --object-store` names:
+    /// `file:///path`, `s3://bucket/prefix` with the AWS environment, `gs://`, `az://`).
+    #[arg(long, value_name = "URL")]
+    pub object_store: Option<String>,
     /// Destination folder (replaced atomically; must be new, empty or a previous export).
     #[arg(long)]
     pub out: PathBuf,
@@ -342,7 +350,20 @@ fn export_tree(a: ExportArgs) -> CliResult {
     let release = a.trust.release_keys()?;
     let rollout = a.trust.rollout_keys()?.unwrap_or_else(|| release.clone());
     let keys = TreeKeys { release, rollout };
-    let done = export::export(&a.root, &a.out, &keys, Utc::now())?;
+    let done = match (&a.root, &a.object_store) {
+        (Some(root), _) => export::export(root, &a.out, &keys, Utc::now())?,
+        (None, Some(url)) => {
+            let d = crate::export::dest::open(url)?;
+            let out = a.out.clone();
+            let mut done = None;
+            super::block_on(async {
+                done = Some(export::export_objects(d.store, &d.id, &out, &keys, Utc::now()).await?);
+                Ok(ExitCode::SUCCESS)
+            })?;
+            done.ok_or("export did not run")?
+        }
+        (None, None) => return Err("--root or --object-store is needed".into()),
+    };
     for skipped in &done.tree.skipped {
         println!(
             "not exported (no signed document names it): {}",

@@ -14,6 +14,12 @@
 //!   estimate}`, at most once a second and only when events were ingested), a heartbeat
 //!   comment every 15 s.
 //!
+//! Servers sharing a PostgreSQL database share the feed ([`crate::fanout`]): each announces
+//! the decisions and alerts it published (the frame itself: a rollout decision or an alert's
+//! kind, severity and title, never anything about users) and, at most once a second, that it
+//! ingested events; every other server hands the frames to its own streams and recounts
+//! today's active users. So a page open on any server shows what the leader decided.
+//!
 //! It refuses a missing, unknown, used or expired ticket (401), more than
 //! [`DEFAULT_MAX_STREAMS`] open streams (503 with `Retry-After`), and more than
 //! [`MAX_TICKETS`] outstanding tickets (the oldest are dropped). Streams end when the server
@@ -58,6 +64,65 @@ pub const ACTIVE_USERS_PERIOD: Duration = Duration::from_secs(1);
 struct Frame {
     event: &'static str,
     data: String,
+}
+
+/// What one server announces to the dashboards of the others: a frame it published
+/// (`decision`, `alert`, with `data`), or `ingested` (events were ingested: recount).
+#[derive(Debug, Serialize, Deserialize)]
+struct Note {
+    from: String,
+    event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+}
+
+/// The largest note announced (PostgreSQL refuses a `NOTIFY` payload of 8 000 bytes).
+const MAX_NOTE_BYTES: usize = 7_900;
+
+/// The feed's share of the fan-out among servers: its identity (to skip its own notes) and
+/// the store that announces.
+struct Fanout {
+    store: crate::store::SharedStore,
+    me: String,
+}
+
+impl Fanout {
+    /// Announces `event` (with `data`) to the other servers, in the background.
+    fn announce(&self, event: &str, data: Option<&str>) {
+        let note = Note {
+            from: self.me.clone(),
+            event: event.to_string(),
+            data: data.map(str::to_string),
+        };
+        let Ok(payload) = serde_json::to_string(&note) else {
+            return;
+        };
+        if payload.len() > MAX_NOTE_BYTES {
+            tracing::warn!(
+                event,
+                bytes = payload.len(),
+                "dashboard event too large to announce to the other servers"
+            );
+            return;
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store
+                .notify(crate::fanout::DASHBOARD_CHANNEL, payload)
+                .await
+            {
+                tracing::warn!(error = %e, "dashboard event not announced to the other servers");
+            }
+        });
+    }
+}
+
+/// The next note of `rx` (pending forever without one, or once it closed).
+async fn next_note(rx: &mut Option<tokio::sync::mpsc::Receiver<String>>) -> Option<String> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 struct Inner {
@@ -164,7 +229,9 @@ impl Live {
 
     /// Forwards rollout decisions and fired alerts to the open streams, and recounts today's
     /// active users after new events (at most every [`ACTIVE_USERS_PERIOD`], and only while
-    /// a stream is open). Ends when [`Live::close`] is called or both sources close.
+    /// a stream is open). With a store shared by servers, announces both (and that events
+    /// were ingested) to the others and takes theirs in. Ends when [`Live::close`] is called
+    /// or both sources close.
     pub fn spawn_feed(
         &self,
         mut decisions: broadcast::Receiver<Decision>,
@@ -173,25 +240,42 @@ impl Live {
     ) -> tokio::task::JoinHandle<()> {
         let live = self.clone();
         let mut closing = self.inner.closing.subscribe();
+        let fanout = app.store.shared_by_servers().then(|| Fanout {
+            store: app.store.clone(),
+            me: uuid::Uuid::new_v4().simple().to_string(),
+        });
+        let mut notes = match &fanout {
+            Some(_) => app.store.listen(crate::fanout::DASHBOARD_CHANNEL),
+            None => None,
+        };
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(ACTIVE_USERS_PERIOD);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut seen_events = app.metrics.ingested.load(Ordering::Relaxed);
+            // Events were ingested (here or on another server) since the last count.
+            let mut dirty = false;
             let mut last_sent: Option<(i32, u64)> = None;
             let (mut decisions_open, mut alerts_open) = (true, true);
+            // A frame of this server: to its streams, and announced to the others.
+            let local = |event: &'static str, data: String| {
+                if let Some(f) = &fanout {
+                    f.announce(event, Some(&data));
+                }
+                live.publish(event, data);
+            };
             loop {
                 tokio::select! {
                     () = closed(&mut closing) => return,
                     d = decisions.recv(), if decisions_open => match d {
                         Ok(d) => match serde_json::to_string(&d) {
-                            Ok(s) => live.publish("decision", s),
+                            Ok(s) => local("decision", s),
                             Err(e) => tracing::warn!(error = %e, "decision not serialisable"),
                         },
                         Err(broadcast::error::RecvError::Lagged(_)) => {}
                         Err(broadcast::error::RecvError::Closed) => decisions_open = false,
                     },
                     a = alerts.recv(), if alerts_open => match a {
-                        Ok(a) => live.publish("alert", json!({
+                        Ok(a) => local("alert", json!({
                             "kind": a.kind.as_str(),
                             "severity": a.kind.severity().as_str(),
                             "title": a.title,
@@ -200,12 +284,33 @@ impl Live {
                         Err(broadcast::error::RecvError::Lagged(_)) => {}
                         Err(broadcast::error::RecvError::Closed) => alerts_open = false,
                     },
+                    n = next_note(&mut notes) => match n {
+                        Some(payload) => match serde_json::from_str::<Note>(&payload) {
+                            Ok(n) if fanout.as_ref().is_some_and(|f| f.me == n.from) => {}
+                            Ok(n) => match (n.event.as_str(), n.data) {
+                                ("decision", Some(d)) => live.publish("decision", d),
+                                ("alert", Some(d)) => live.publish("alert", d),
+                                ("ingested", _) => dirty = true,
+                                _ => {}
+                            },
+                            Err(_) => {}
+                        },
+                        None => notes = None,
+                    },
                     _ = tick.tick() => {
                         let now = app.metrics.ingested.load(Ordering::Relaxed);
-                        if now == seen_events || live.inner.frames.receiver_count() == 0 {
+                        let here = now != seen_events;
+                        seen_events = now;
+                        if here {
+                            if let Some(f) = &fanout {
+                                f.announce("ingested", None);
+                            }
+                        }
+                        dirty |= here;
+                        if !dirty || live.inner.frames.receiver_count() == 0 {
                             continue;
                         }
-                        seen_events = now;
+                        dirty = false;
                         let date = app.clock.now().date_naive();
                         let day = day_number(date);
                         match app.store.active_users(day, day).await {

@@ -17,6 +17,13 @@
 //! `railgun serve` reads it: regular files inside the root only, so a symbolic link (to a
 //! file or a folder, at any depth, even one swapped in after the walk) is never followed
 //! and a FIFO never opened for reading.
+//!
+//! A tree in an object store (`railgun serve --object-store URL`) is exported by
+//! [`export_objects`]: its objects are first copied into a folder beside `OUT`
+//! (`OUT.src-…`, removed at the end), then that snapshot is verified and exported as a local
+//! tree is, so what is checked is what is written even while servers keep publishing. It
+//! refuses a store that holds no object at all (a wrong bucket or prefix would otherwise
+//! replace a previous export with an empty one).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -117,6 +124,17 @@ pub enum ExportError {
         /// Why.
         #[source]
         source: TreeError,
+    },
+    /// The object store holding the tree failed, or holds nothing.
+    #[error("object store {store}: {reason}")]
+    Objects {
+        /// The store's URL (without credentials) or the object.
+        store: String,
+        /// Why.
+        reason: String,
+        /// The store's error, when it failed.
+        #[source]
+        source: Option<object_store::Error>,
     },
     /// The destination cannot be used.
     #[error("{path}: {reason}")]
@@ -577,25 +595,12 @@ pub fn export(
 ) -> Result<Exported, ExportError> {
     check_destination(root, out)?;
     let tree = verify_tree(root, keys, now)?;
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .ok_or_else(|| ExportError::Destination {
-            path: out.to_path_buf(),
-            reason: "no folder name".into(),
-        })?;
-    fs::create_dir_all(&parent).at(&parent)?;
-    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
-    let tmp = parent.join(format!("{name}.tmp-{suffix}"));
-    fs::create_dir(&tmp).at(&tmp)?;
-    match write_tree(root, &tmp, &tree) {
+    let b = Beside::new(out, "tmp")?;
+    let (tmp, parent, name, suffix) = (&b.folder, &b.parent, &b.name, &b.suffix);
+    match write_tree(root, tmp, &tree) {
         Ok(bytes) => {
-            if let Err(e) = swap_into_place(&tmp, out, &parent, &name, suffix) {
-                let _ = fs::remove_dir_all(&tmp);
+            if let Err(e) = swap_into_place(tmp, out, parent, name, suffix) {
+                let _ = fs::remove_dir_all(tmp);
                 return Err(e);
             }
             Ok(Exported {
@@ -605,10 +610,190 @@ pub fn export(
             })
         }
         Err(e) => {
-            let _ = fs::remove_dir_all(&tmp);
+            let _ = fs::remove_dir_all(tmp);
             Err(e)
         }
     }
+}
+
+/// A new folder beside the destination `out`: `OUT.KIND-SUFFIX` in `out`'s parent
+/// (created), so renames into place stay on one file system.
+struct Beside {
+    folder: PathBuf,
+    parent: PathBuf,
+    name: String,
+    suffix: String,
+}
+
+impl Beside {
+    fn new(out: &Path, kind: &str) -> Result<Self, ExportError> {
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = out
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .ok_or_else(|| ExportError::Destination {
+                path: out.to_path_buf(),
+                reason: "no folder name".into(),
+            })?;
+        fs::create_dir_all(&parent).at(&parent)?;
+        let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let folder = parent.join(format!("{name}.{kind}-{suffix}"));
+        fs::create_dir(&folder).at(&folder)?;
+        Ok(Self {
+            folder,
+            parent,
+            name,
+            suffix,
+        })
+    }
+}
+
+/// Copies every object of `store` (`id` names it in errors) into a new folder beside `out`,
+/// then verifies and exports that snapshot to `out` with [`export`]; the snapshot is
+/// removed in every case.
+pub async fn export_objects(
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+    id: &str,
+    out: &Path,
+    keys: &TreeKeys,
+    now: DateTime<Utc>,
+) -> Result<Exported, ExportError> {
+    let snapshot = Beside::new(out, "src")?.folder;
+    let copied = fetch_objects(store.as_ref(), id, &snapshot).await;
+    let done = match copied {
+        Ok(0) => Err(ExportError::Objects {
+            store: id.to_string(),
+            reason: "holds no object (is the URL right?); nothing exported".into(),
+            source: None,
+        }),
+        Ok(_) => {
+            let (root, out, keys) = (snapshot.clone(), out.to_path_buf(), keys.clone());
+            tokio::task::spawn_blocking(move || export(&root, &out, &keys, now))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(ExportError::Io {
+                        path: snapshot.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                })
+        }
+        Err(e) => Err(e),
+    };
+    let _ = fs::remove_dir_all(&snapshot);
+    done.map_err(|e| rebase(e, &snapshot, id))
+}
+
+/// `e` naming the objects of the store `id` instead of their copies under `snapshot`.
+fn rebase(e: ExportError, snapshot: &Path, id: &str) -> ExportError {
+    let at = |p: PathBuf| match p.strip_prefix(snapshot) {
+        Ok(rel) => PathBuf::from(format!("{}/{}", id.trim_end_matches('/'), rel.display())),
+        Err(_) => p,
+    };
+    use ExportError as E;
+    match e {
+        E::Io { path, source } => E::Io {
+            path: at(path),
+            source,
+        },
+        E::Signature { path, source } => E::Signature {
+            path: at(path),
+            source,
+        },
+        E::Document { path, source } => E::Document {
+            path: at(path),
+            source,
+        },
+        E::Inconsistent { path, reason } => E::Inconsistent {
+            path: at(path),
+            reason,
+        },
+        E::ManifestDigest {
+            channel,
+            manifest,
+            expected,
+            actual,
+        } => E::ManifestDigest {
+            channel: at(channel),
+            manifest: at(manifest),
+            expected,
+            actual,
+        },
+        E::Expired { path, expires_at } => E::Expired {
+            path: at(path),
+            expires_at,
+        },
+        E::Artifact {
+            path,
+            expected_size,
+            expected_sha256,
+            actual,
+        } => E::Artifact {
+            path: at(path),
+            expected_size,
+            expected_sha256,
+            actual,
+        },
+        E::Tree { path, source } => E::Tree {
+            path: at(path),
+            source,
+        },
+        e @ (E::Objects { .. } | E::Destination { .. }) => e,
+    }
+}
+
+/// Copies every object of `store` under `into` (objects whose names are not plain path
+/// components are left out, logged); how many were copied.
+async fn fetch_objects(
+    store: &dyn object_store::ObjectStore,
+    id: &str,
+    into: &Path,
+) -> Result<usize, ExportError> {
+    use futures_util::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    use tokio::io::AsyncWriteExt;
+
+    let failed = |what: &str, source: object_store::Error| ExportError::Objects {
+        store: id.to_string(),
+        reason: format!("{what}: {source}"),
+        source: Some(source),
+    };
+    let listed: Vec<_> = store
+        .list(None)
+        .try_collect()
+        .await
+        .map_err(|e| failed("listing", e))?;
+    let mut n = 0;
+    for meta in listed {
+        let parts: Vec<String> = meta
+            .location
+            .parts()
+            .map(|p| p.as_ref().to_string())
+            .collect();
+        if parts.is_empty() || !parts.iter().all(|p| tree::plain(p)) {
+            tracing::warn!(object = %meta.location, "not a plain tree path; not exported");
+            continue;
+        }
+        let dst = parts.iter().fold(into.to_path_buf(), |p, c| p.join(c));
+        if let Some(dir) = dst.parent() {
+            fs::create_dir_all(dir).at(dir)?;
+        }
+        let what = meta.location.to_string();
+        let mut body = store
+            .get(&meta.location)
+            .await
+            .map_err(|e| failed(&what, e))?
+            .into_stream();
+        let mut f = tokio::fs::File::create(&dst).await.at(&dst)?;
+        while let Some(chunk) = body.try_next().await.map_err(|e| failed(&what, e))? {
+            f.write_all(&chunk).await.at(&dst)?;
+        }
+        f.flush().await.at(&dst)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn write_tree(root: &Path, tmp: &Path, tree: &VerifiedTree) -> Result<u64, ExportError> {

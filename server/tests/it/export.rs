@@ -64,15 +64,6 @@ fn ev(user: &str, name: &str, t: DateTime<Utc>) -> AnalyticsEvent {
 }
 
 /// A child process killed and reaped when dropped (also when a test fails).
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Says SKIP, or fails under `RAILGUN_REQUIRE_ALL=1`.
 fn missing(what: &str) {
     if std::env::var("RAILGUN_REQUIRE_ALL").as_deref() == Ok("1") {
@@ -995,40 +986,10 @@ async fn exports_to_an_s3_compatible_server() {
     if !duckdb_or_skip() {
         return;
     }
-    if !python_has("moto.server") || !python_has("boto3") {
-        missing("moto's S3 server (pip install 'moto[server]')");
+    let Some(moto) = crate::support::Moto::start("warehouse") else {
         return;
-    }
-    const MOTO: &str = r#"
-import sys, boto3
-from moto.server import ThreadedMotoServer
-s = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-s.start()
-host, port = s.get_host_and_port()
-boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
-             aws_access_key_id="test", aws_secret_access_key="test").create_bucket(Bucket="warehouse")
-print(f"PORT {port}", flush=True)
-sys.stdin.read()
-"#;
-    let mut moto = Reaped(
-        Command::new("python3")
-            .args(["-c", MOTO])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto"),
-    );
-    let mut line = String::new();
-    BufReader::new(moto.0.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port");
-    let port = line
-        .trim()
-        .strip_prefix("PORT ")
-        .expect("PORT line")
-        .to_string();
-    let endpoint = format!("http://127.0.0.1:{port}");
+    };
+    let endpoint = moto.endpoint.clone();
 
     let Some(h) = Harness::start(Kind::Sqlite).await else {
         return;
@@ -1045,11 +1006,7 @@ sys.stdin.read()
                 "--json",
             ])
             .args(args)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT", &endpoint)
-            .env("AWS_ALLOW_HTTP", "true")
+            .envs(moto.env())
             .env("RUST_LOG", "warn")
             .output()
             .expect("export")

@@ -18,8 +18,10 @@ use crate::hostile_support::events_named;
 use crate::support::ChildServer;
 
 const POSTERS: usize = 4;
-const PER_BATCH: usize = 50;
-const NAME: &str = "kill_probe";
+/// Events in one batch.
+pub const PER_BATCH: usize = 50;
+/// The events' name.
+pub const NAME: &str = "kill_probe";
 const READ: &str = "kill-read-token";
 
 fn event(poster: usize) -> AnalyticsEvent {
@@ -41,7 +43,8 @@ fn event(poster: usize) -> AnalyticsEvent {
     }
 }
 
-fn batch(poster: usize) -> EventBatch {
+/// A batch of [`PER_BATCH`] new events of poster `poster`.
+pub fn batch(poster: usize) -> EventBatch {
     EventBatch {
         events: (0..PER_BATCH).map(|_| event(poster)).collect(),
         sent_at: Some(Utc::now()),
@@ -52,7 +55,7 @@ fn batch(poster: usize) -> EventBatch {
 }
 
 /// Posts `b`; `true` when the server acknowledged every event of it.
-async fn post(http: &reqwest::Client, url: &str, b: &EventBatch) -> bool {
+pub async fn post(http: &reqwest::Client, url: &str, b: &EventBatch) -> bool {
     let Ok(res) = http.post(url).json(b).send().await else {
         return false;
     };

@@ -43,6 +43,7 @@ mod rollout_engine;
 mod rollout_scale;
 mod rollout_store;
 mod scale_fanout;
+mod scale_kill;
 mod scale_leader;
 mod scale_nginx;
 mod scale_tree;

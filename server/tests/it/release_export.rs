@@ -1,7 +1,10 @@
 //! `railgun release export` through the real binary: a tree made by `railgun release
 //! publish` is exported, served and checked like the original; tampered trees (artifact
 //! bytes, a manifest substituted by another validly signed one, a channel state edited,
-//! a missing artifact, the wrong keys) abort with the file named and write nothing.
+//! a missing artifact, the wrong keys) abort with the file named and write nothing. The
+//! same tree read from an object store (`--object-store file:///…`, as `railgun serve
+//! --object-store` keeps it) exports the same bytes; tampered there, it aborts naming the
+//! object; an empty store is refused.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -79,19 +82,39 @@ impl Fixture {
     }
 
     fn export(&self, root: &Path, out: &Path) -> Output {
+        self.export_from(&["--root", utf8(root)], out)
+    }
+
+    /// `release export` of the tree in the object store at `url`.
+    fn export_objects(&self, url: &str, out: &Path) -> Output {
+        self.export_from(&["--object-store", url], out)
+    }
+
+    fn export_from(&self, from: &[&str], out: &Path) -> Output {
         let keys = self.keys();
-        railgun(&[
-            "release",
-            "export",
-            "--root",
-            utf8(root),
+        let (release, rollout) = (keys.join("release.pub"), keys.join("rollout.pub"));
+        let mut args = vec!["release", "export"];
+        args.extend_from_slice(from);
+        args.extend([
             "--out",
             utf8(out),
             "--public-key",
-            utf8(&keys.join("release.pub")),
+            utf8(&release),
             "--rollout-public-key",
-            utf8(&keys.join("rollout.pub")),
-        ])
+            utf8(&rollout),
+        ]);
+        railgun(&args)
+    }
+
+    /// A copy of the published tree whose linux artifact has other bytes of the same size.
+    fn tampered_copy(&self, name: &str) -> PathBuf {
+        let root = self.copy_tree(name);
+        std::fs::write(
+            root.join("rail-gun/releases/0.2.0/rail-gun-0.2.0-linux-x64.tar.gz"),
+            b"evil build!",
+        )
+        .expect("tamper");
+        root
     }
 
     /// A copy of the published tree to tamper with.
@@ -245,16 +268,87 @@ fn exported_tree_is_the_verified_tree_and_serves_updates() {
     assert_eq!(json["artifact"]["size"], 11);
 }
 
+/// The `file://` URL of `dir`.
+fn file_url(dir: &Path) -> String {
+    url::Url::from_directory_path(dir)
+        .expect("file url")
+        .to_string()
+}
+
+#[test]
+fn a_tree_in_an_object_store_exports_like_the_local_tree() {
+    let f = Fixture::new();
+    let local = f.path("from-root");
+    let from_root = f.export(&f.root(), &local);
+    let stored = f.path("from-store");
+    let from_store = f.export_objects(&file_url(&f.root()), &stored);
+    for out in [from_root, from_store] {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 channel state(s), 1 release(s)"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(files(&stored), files(&local));
+    // The snapshot read from the store is gone.
+    let left: Vec<_> = std::fs::read_dir(f.dir.path())
+        .expect("read")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".src-") || n.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // Tampered in the store: refused, naming the object, nothing written.
+    let root = f.tampered_copy("t-store");
+    let dest = f.path("cdn-tampered");
+    let stderr = assert_refused(
+        &f.export_objects(&file_url(&root), &dest),
+        &dest,
+        "rail-gun/releases/0.2.0/rail-gun-0.2.0-linux-x64.tar.gz",
+    );
+    assert!(
+        stderr.contains("file://"),
+        "the store's object, not a copy: {stderr}"
+    );
+    assert!(!stderr.contains(".src-"), "{stderr}");
+
+    // An empty store (a wrong URL) replaces no previous export.
+    let empty = f.path("empty-store");
+    std::fs::create_dir_all(&empty).expect("empty");
+    let out = f.export_objects(&file_url(&empty), &stored);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds no object"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        files(&stored),
+        files(&local),
+        "the previous export is intact"
+    );
+    // One source at a time.
+    let out = railgun(&[
+        "release",
+        "export",
+        "--root",
+        utf8(&f.root()),
+        "--object-store",
+        &file_url(&f.root()),
+        "--out",
+        utf8(&f.path("both")),
+        "--public-key",
+        utf8(&f.keys().join("release.pub")),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+}
+
 #[test]
 fn tampered_artifact_aborts_naming_it() {
     let f = Fixture::new();
-    let root = f.copy_tree("t1");
-    // Same size, other bytes.
-    std::fs::write(
-        root.join("rail-gun/releases/0.2.0/rail-gun-0.2.0-linux-x64.tar.gz"),
-        b"evil build!",
-    )
-    .expect("tamper");
+    let root = f.tampered_copy("t1");
     let dest = f.path("cdn");
     let stderr = assert_refused(
         &f.export(&root, &dest),

@@ -89,6 +89,28 @@ impl Cluster {
         root: impl Fn(&TestServer, usize) -> std::path::PathBuf,
         extra: &[&str],
     ) -> Option<Self> {
+        Self::start_with(suite, n, root, extra, &[]).await
+    }
+
+    /// [`Cluster::start`] of `n` servers with `extra` flags, each with a local update tree.
+    pub async fn local(n: usize, extra: &[&str]) -> Option<Self> {
+        Self::start(
+            "scale",
+            n,
+            |s, i| s.dir.path().join(format!("updates-{i}")),
+            extra,
+        )
+        .await
+    }
+
+    /// [`Cluster::start`], each server with `env` too.
+    pub async fn start_with(
+        suite: &str,
+        n: usize,
+        root: impl Fn(&TestServer, usize) -> std::path::PathBuf,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Option<Self> {
         let mut setup = TestServer::with(Kind::Postgres, suite, Utc::now(), |c| {
             c.clock = railgun_core::clock::system();
         })
@@ -99,6 +121,7 @@ impl Cluster {
         let lease = format!("{}", LEASE.as_secs_f64());
         let hook = sink.url();
         let release_pub = dir.join("release.pub");
+        let rollout_key = dir.join("rollout.key");
         let mut servers = Vec::new();
         for i in 0..n {
             let root = root(&setup, i);
@@ -118,16 +141,13 @@ impl Cluster {
             ];
             args.extend_from_slice(extra);
             let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-            servers.push(Some(ChildServer::serve(
-                &root,
-                &data,
-                &args,
-                &[
-                    ("RAILGUN_ROLLOUT_KEY_FILE", utf8(&dir.join("rollout.key"))),
-                    ("RAILGUN_ADMIN_TOKEN", ADMIN),
-                    ("RAILGUN_READ_TOKEN", READ),
-                ],
-            )));
+            let mut vars = vec![
+                ("RAILGUN_ROLLOUT_KEY_FILE", utf8(&rollout_key)),
+                ("RAILGUN_ADMIN_TOKEN", ADMIN),
+                ("RAILGUN_READ_TOKEN", READ),
+            ];
+            vars.extend_from_slice(env);
+            servers.push(Some(ChildServer::serve(&root, &data, &args, &vars)));
         }
         Some(Self {
             setup,
@@ -339,14 +359,7 @@ fn halts(d: &[Value]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_engine_among_three_servers_and_a_takeover_within_the_lease() {
-    let Some(mut c) = Cluster::start(
-        "scale",
-        3,
-        |s, i| s.dir.path().join(format!("updates-{i}")),
-        &[],
-    )
-    .await
-    else {
+    let Some(mut c) = Cluster::local(3, &[]).await else {
         return;
     };
     let leader = c.leader(Duration::from_secs(30)).await;

@@ -2,7 +2,9 @@
 //! database and one object store (`--object-store file:///…`), each with an empty local
 //! `--root`. A release published through the first is checked, downloaded with `Range` and
 //! installed through the other two (same bytes, same `ETag`s); the halt the leading engine
-//! decides reaches the clients of every server.
+//! decides reaches the clients of every server. The same with `s3://` against moto's
+//! S3-compatible server (two servers), and `railgun release export --object-store` reading
+//! the tree back from the bucket.
 
 use std::path::Path;
 use std::process::Command;
@@ -18,7 +20,7 @@ use serde_json::{json, Value};
 use crate::delta_update::noise;
 use crate::scale_leader::Cluster;
 use crate::scale_nginx::Balancer;
-use crate::support::{signed_release_with, utf8, within, ReleaseSpec, ADMIN};
+use crate::support::{signed_release_with, utf8, within, Moto, ReleaseSpec, SignedRelease, ADMIN};
 
 /// A tar.gz app of one file, larger than 1 MiB.
 fn app_tar_gz() -> Vec<u8> {
@@ -75,23 +77,10 @@ fn client(url: &str, pubkey: &Path, rollout_pub: &Path) -> Vec<String> {
     .to_vec()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_servers_share_one_tree_in_an_object_store() {
-    let objects = tempfile::tempdir().expect("tempdir");
-    let url = url::Url::from_directory_path(objects.path())
-        .expect("file url")
-        .to_string();
-    let Some(c) = Cluster::start(
-        "scale",
-        3,
-        |s, i| s.dir.path().join(format!("staging-{i}")),
-        &["--object-store", &url],
-    )
-    .await
-    else {
-        return;
-    };
-    c.leader(Duration::from_secs(30)).await;
+/// Signs a release of demo 1.1.0 on beta (a tar.gz over 1 MiB, relative to the manifest,
+/// halting from 5 installs) and publishes it through server `i`: the manifest (started),
+/// then the artifact. The release and the artifact's bytes.
+async fn publish_through(c: &Cluster, i: usize) -> (SignedRelease, Vec<u8>) {
     let bytes = app_tar_gz();
     assert!(bytes.len() > 1 << 20);
     let release = signed_release_with(
@@ -111,11 +100,9 @@ async fn three_servers_share_one_tree_in_an_object_store() {
         &c.setup.release_key,
         bytes.clone(),
     );
-
-    // Published through server 0: the manifest, then the artifact.
     let (status, v) = c
         .admin(
-            0,
+            i,
             "/admin/releases",
             json!({"manifest": release.envelope, "start": true}),
         )
@@ -126,7 +113,7 @@ async fn three_servers_share_one_tree_in_an_object_store() {
         .http
         .put(format!(
             "{}/admin/releases/demo/1.1.0/artifacts/{}",
-            c.url(0),
+            c.url(i),
             release.file
         ))
         .bearer_auth(ADMIN)
@@ -135,6 +122,27 @@ async fn three_servers_share_one_tree_in_an_object_store() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["rollout"]["status"], "active", "{v}");
+    (release, bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_servers_share_one_tree_in_an_object_store() {
+    let objects = tempfile::tempdir().expect("tempdir");
+    let url = url::Url::from_directory_path(objects.path())
+        .expect("file url")
+        .to_string();
+    let Some(c) = Cluster::start(
+        "scale",
+        3,
+        |s, i| s.dir.path().join(format!("staging-{i}")),
+        &["--object-store", &url],
+    )
+    .await
+    else {
+        return;
+    };
+    c.leader(Duration::from_secs(30)).await;
+    let (release, bytes) = publish_through(&c, 0).await;
     // Nothing in the servers' own folders: the tree is the store.
     for i in 0..3 {
         let staging = c.setup.dir.path().join(format!("staging-{i}"));
@@ -301,4 +309,91 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_one_tree_in_an_s3_compatible_store() {
+    let Some(moto) = Moto::start("updates") else {
+        return;
+    };
+    let env = moto.env();
+    let Some(c) = Cluster::start_with(
+        "scale",
+        2,
+        |s, i| s.dir.path().join(format!("staging-{i}")),
+        &["--object-store", "s3://updates/tree"],
+        &env,
+    )
+    .await
+    else {
+        return;
+    };
+    c.leader(Duration::from_secs(30)).await;
+    // Published through server 0 read through 1.
+    let (release, bytes) = publish_through(&c, 0).await;
+    let (status, tag0, state0) = c.get(0, "/updates/demo/beta/channel.json", &[]).await;
+    assert_eq!(status, 200);
+    let (status, tag1, state1) = c.get(1, "/updates/demo/beta/channel.json", &[]).await;
+    assert_eq!((status, &tag1, &state1), (200, &tag0, &state0));
+    let rollout_pub = c.setup.rollout_key.public_key().clone();
+    verify_channel(&state1, &rollout_pub).expect("signed state");
+    let path = format!("/updates/demo/releases/1.1.0/{}", release.file);
+    let (status, tag, whole) = c.get(1, &path, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(whole, bytes);
+    let (status, tag_r, head) = c.get(1, &path, &[("range", "bytes=0-65535")]).await;
+    assert_eq!((status, &tag_r), (206, &tag));
+    let (status, _, tail) = c
+        .get(0, &path, &[("range", "bytes=65536-"), ("if-range", &tag)])
+        .await;
+    assert_eq!(status, 206);
+    assert_eq!(
+        [head, tail].concat(),
+        bytes,
+        "a download resumed on the other server"
+    );
+    let (status, _, _) = c.get(0, &path, &[("if-none-match", &tag)]).await;
+    assert_eq!(status, 304, "the tag of server 1 is server 0's too");
+    // Nothing in the servers' own folders.
+    for i in 0..2 {
+        let staging = c.setup.dir.path().join(format!("staging-{i}"));
+        assert!(walk(&staging).is_empty(), "server {i} wrote locally");
+    }
+
+    // `railgun release export` reads the tree from the bucket.
+    let rollout_pubkey = c.setup.dir.path().join("rollout.pub");
+    std::fs::write(&rollout_pubkey, rollout_pub.to_pem()).expect("rollout.pub");
+    let out = c.setup.dir.path().join("cdn");
+    let release_pubkey = c.setup.dir.path().join("release.pub");
+    let args = [
+        "release",
+        "export",
+        "--object-store",
+        "s3://updates/tree",
+        "--out",
+        utf8(&out),
+        "--public-key",
+        utf8(&release_pubkey),
+        "--rollout-public-key",
+        utf8(&rollout_pubkey),
+    ];
+    let o = Command::new(env!("CARGO_BIN_EXE_railgun"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("release export");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("1 channel state(s), 1 release(s)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read(out.join("demo/releases/1.1.0").join(&release.file)).expect("artifact"),
+        bytes
+    );
+    assert_eq!(
+        std::fs::read(out.join("demo/beta/channel.json")).expect("state"),
+        state0
+    );
 }

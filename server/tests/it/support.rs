@@ -753,3 +753,76 @@ pub fn railgun_ok(args: &[&str]) -> String {
 pub fn utf8(path: &Path) -> &str {
     path.to_str().expect("utf8 path")
 }
+
+/// moto's S3-compatible server on a free loopback port, one bucket created (stopped on
+/// drop): what `s3://` URLs of the object-store code run against.
+pub struct Moto {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    child: Child,
+}
+
+impl Moto {
+    /// Starts moto with `bucket` created; `None` (SKIP, a failure under
+    /// `RAILGUN_REQUIRE_ALL=1`) when `moto[server]` or boto3 is not installed.
+    pub fn start(bucket: &str) -> Option<Self> {
+        if !python_has("moto.server") || !python_has("boto3") {
+            skip("moto's S3 server (pip install 'moto[server]', scripts/test.sh installs it)");
+            return None;
+        }
+        const MOTO: &str = r#"
+import sys, boto3
+from moto.server import ThreadedMotoServer
+s = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+s.start()
+host, port = s.get_host_and_port()
+boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
+             aws_access_key_id="test", aws_secret_access_key="test").create_bucket(Bucket=sys.argv[1])
+print(f"PORT {port}", flush=True)
+sys.stdin.read()
+"#;
+        let mut child = Command::new("python3")
+            .args(["-c", MOTO, bucket])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+            let _ = tx.send(line);
+        });
+        let mut me = Self {
+            endpoint: String::new(),
+            child,
+        };
+        let line = rx.recv_timeout(DEADLINE).unwrap_or_default();
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .unwrap_or_else(|| panic!("moto did not start: {line:?}"));
+        me.endpoint = format!("http://127.0.0.1:{port}");
+        Some(me)
+    }
+
+    /// The environment `object_store` reads for this server (`AmazonS3Builder::from_env`).
+    pub fn env(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT", &self.endpoint),
+            ("AWS_ALLOW_HTTP", "true"),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
