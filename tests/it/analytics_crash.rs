@@ -4,10 +4,11 @@
 //! last heartbeat.
 
 use crate::analytics_support;
+use crate::child::{child_command, stdout_lines};
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::io::Read;
+use std::process::Stdio;
 use std::sync::Arc;
 
 use analytics_support::{manual_clock, Receiver};
@@ -68,14 +69,7 @@ struct Child {
 }
 
 fn run_child_and_kill(dir: &std::path::Path, url: &str, start: DateTime<Utc>) -> Child {
-    let exe = std::env::current_exe().expect("exe");
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            crate::child_test_name(module_path!(), "crash_child_entry").as_str(),
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let mut child = child_command(module_path!(), "crash_child_entry")
         .env(
             CHILD_ENV,
             format!("{}|{url}|{}", dir.display(), start.to_rfc3339()),
@@ -85,17 +79,7 @@ fn run_child_and_kill(dir: &std::path::Path, url: &str, start: DateTime<Utc>) ->
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn child");
-    let stdout = child.stdout.take().expect("stdout");
-    // Lines arrive through a channel so a broken child fails the test instead of hanging it.
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let lines = stdout_lines(&mut child);
     let mut session = None;
     while let Ok(line) = lines.recv_timeout(std::time::Duration::from_secs(120)) {
         // libtest prints "test crash_child_entry ... " before the test's own output.

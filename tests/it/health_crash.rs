@@ -3,10 +3,11 @@
 //! reverted from, counts follow the version across an update, and a child process killed
 //! with SIGKILL after `record_error` + `persist` loses nothing.
 
+use crate::child::{child_command, stdout_lines};
 use crate::health_support;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::io::Read;
+use std::process::Stdio;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -220,14 +221,7 @@ fn a_child_killed_with_sigkill_after_persist_loses_nothing() {
     let dir = tempfile::tempdir().expect("dir");
     let clock = manual_clock();
     let start = clock.now();
-    let exe = std::env::current_exe().expect("exe");
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            crate::child_test_name(module_path!(), "crash_child_entry").as_str(),
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let mut child = child_command(module_path!(), "crash_child_entry")
         .env(
             CHILD_ENV,
             format!(
@@ -242,16 +236,7 @@ fn a_child_killed_with_sigkill_after_persist_loses_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn child");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let lines = stdout_lines(&mut child);
     let mut persisted = false;
     while let Ok(line) = lines.recv_timeout(std::time::Duration::from_secs(120)) {
         if line.contains("PERSISTED") {

@@ -13,6 +13,7 @@ mod analytics_scrub;
 mod analytics_support;
 mod analytics_upload;
 mod bucket_vectors;
+mod child;
 mod env_vars;
 mod flags_eval;
 mod flags_fetch;
@@ -45,14 +46,5 @@ pub(crate) fn recv_within<T>(what: &str, rx: &std::sync::mpsc::Receiver<T>) -> T
     match rx.recv_timeout(DEADLINE) {
         Ok(v) => v,
         Err(e) => panic!("{what}: {e} after waiting up to {DEADLINE:?}"),
-    }
-}
-
-/// The libtest name of test `name` in the module at `module_path` (pass `module_path!()`), for
-/// tests that re-run this binary as a child with `--exact`: `module::name`, no crate prefix.
-fn child_test_name(module_path: &str, name: &str) -> String {
-    match module_path.split_once("::") {
-        Some((_, module)) => format!("{module}::{name}"),
-        None => name.to_string(),
     }
 }

@@ -1,10 +1,12 @@
 //! Install: tar-slip / zip-slip archives refused with nothing written outside, atomic
 //! switch and rollback, pruning, the boot guard, and SIGKILL during apply.
 
+use crate::child::{child_command, stdout_lines};
+
 use std::fs;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use railgun_core::update::{
     extract_tar_gz, ArchiveInstaller, BootGuard, Format, InstallError, InstallRoot, Installer,
@@ -411,31 +413,14 @@ fn sigkill_during_apply_leaves_old_or_new_never_broken() {
         .install(&t.path().join("big.tar.gz"), &v("1.0.0"))
         .expect("first install");
 
-    let exe = std::env::current_exe().expect("exe");
     for round in 0..4 {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                crate::child_test_name(module_path!(), "child_apply_loop").as_str(),
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        let mut child = child_command(module_path!(), "child_apply_loop")
             .env("RAILGUN_TEST_APPLY_CHILD", t.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn child");
-        let stdout = child.stdout.take().expect("stdout");
-        // Lines arrive through a channel so a child that hangs fails the test, not hangs it.
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let lines = stdout_lines(&mut child);
         // Wait for `round + 1` completed installs, then kill during the next one.
         let mut seen = 0;
         while seen <= round {

@@ -24,7 +24,7 @@ use axum::extract::{Request, State};
 use axum::http::header::{
     ACCEPT_RANGES, ALLOW, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED, RANGE,
 };
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -126,15 +126,9 @@ fn open_blocking(root: &std::path::Path, rel: &[String]) -> Result<Opened, TreeE
 }
 
 async fn serve_file(State(root): State<Arc<PathBuf>>, req: Request) -> Response {
-    let head = req.method() == Method::HEAD;
-    if req.method() != Method::GET && !head {
-        let mut res = StatusCode::METHOD_NOT_ALLOWED.into_response();
-        res.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET,HEAD"));
-        return res;
-    }
-    let Some(rel) = request_components(req.uri().path()) else {
-        return not_found();
+    let (head, rel) = match accept(&req) {
+        Ok(r) => r,
+        Err(res) => return *res,
     };
     let opened = {
         let root = root.clone();
@@ -152,71 +146,121 @@ async fn serve_file(State(root): State<Arc<PathBuf>>, req: Request) -> Response 
     };
     let f = &opened.file;
     let v = Validator::new(f.len, f.modified, f.inode, opened.content.as_deref());
-    let headers = req.headers();
-    let honour_range = match etag::evaluate(headers, &v) {
-        Condition::NotModified => return bare(StatusCode::NOT_MODIFIED, &v),
-        Condition::PreconditionFailed => return bare(StatusCode::PRECONDITION_FAILED, &v),
-        Condition::Send { honour_range } => honour_range,
+    let part = match Part::of(req.headers(), &v, f.len) {
+        Ok(p) => p,
+        Err(res) => return *res,
     };
-    let answer = match headers.get(RANGE) {
-        Some(r) if honour_range => parse_range(r.as_bytes(), f.len),
-        _ => RangeAnswer::Whole,
+    let body = if head || part.n == 0 {
+        Body::empty()
+    } else {
+        body(opened, &part).await
     };
-    let mime = mime_guess::from_path(rel.last().map(String::as_str).unwrap_or_default())
-        .first_raw()
-        .unwrap_or("application/octet-stream");
-    let len = f.len;
-    let mut res = match answer {
-        RangeAnswer::Unsatisfiable => {
-            let mut res = bare(StatusCode::RANGE_NOT_SATISFIABLE, &v);
-            insert(&mut res, CONTENT_RANGE, &format!("bytes */{len}"));
-            insert(&mut res, ACCEPT_RANGES, "bytes");
-            return res;
-        }
-        RangeAnswer::Whole => {
-            let body = if head {
-                Body::empty()
-            } else {
-                body(opened, 0, len).await
-            };
-            let mut res = body.into_response();
-            insert(&mut res, CONTENT_LENGTH, &len.to_string());
-            res
-        }
-        RangeAnswer::Partial { start, end } => {
-            let n = end - start + 1;
-            let body = if head {
-                Body::empty()
-            } else {
-                body(opened, start, n).await
-            };
-            let mut res = (StatusCode::PARTIAL_CONTENT, body).into_response();
+    part.respond(body, &rel, &v)
+}
+
+/// The method and path checks both trees' servers start with ([`super::objects`] too): a
+/// `GET` or `HEAD` (`true`) and the tree components it names, or the answer (405 with
+/// `Allow`, 404).
+pub(super) fn accept(req: &Request) -> Result<(bool, Vec<String>), Box<Response>> {
+    let head = req.method() == Method::HEAD;
+    if req.method() != Method::GET && !head {
+        let mut res = StatusCode::METHOD_NOT_ALLOWED.into_response();
+        res.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET,HEAD"));
+        return Err(Box::new(res));
+    }
+    match request_components(req.uri().path()) {
+        Some(rel) => Ok((head, rel)),
+        None => Err(Box::new(not_found())),
+    }
+}
+
+/// The bytes a request is sent of a `len`-byte file tagged `v`: all (200) or one range
+/// (206), once its conditional headers let it through.
+pub(super) struct Part {
+    status: StatusCode,
+    /// The first byte sent.
+    pub(super) start: u64,
+    /// How many bytes are sent.
+    pub(super) n: u64,
+    len: u64,
+}
+
+impl Part {
+    /// The part `headers` ask for, or the answer already due (304, 412, 416).
+    pub(super) fn of(headers: &HeaderMap, v: &Validator, len: u64) -> Result<Self, Box<Response>> {
+        let honour_range = match etag::evaluate(headers, v) {
+            Condition::NotModified => return Err(Box::new(bare(StatusCode::NOT_MODIFIED, v))),
+            Condition::PreconditionFailed => {
+                return Err(Box::new(bare(StatusCode::PRECONDITION_FAILED, v)))
+            }
+            Condition::Send { honour_range } => honour_range,
+        };
+        let answer = match headers.get(RANGE) {
+            Some(r) if honour_range => parse_range(r.as_bytes(), len),
+            _ => RangeAnswer::Whole,
+        };
+        let (status, start, n) = match answer {
+            RangeAnswer::Unsatisfiable => {
+                let mut res = bare(StatusCode::RANGE_NOT_SATISFIABLE, v);
+                insert(&mut res, CONTENT_RANGE, &format!("bytes */{len}"));
+                insert(&mut res, ACCEPT_RANGES, "bytes");
+                return Err(Box::new(res));
+            }
+            RangeAnswer::Whole => (StatusCode::OK, 0, len),
+            RangeAnswer::Partial { start, end } => {
+                (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+            }
+        };
+        Ok(Self {
+            status,
+            start,
+            n,
+            len,
+        })
+    }
+
+    /// Where the part lies in a representation held in memory (`size` bytes).
+    pub(super) fn in_memory(&self, size: usize) -> std::ops::Range<usize> {
+        let at = |x: u64| usize::try_from(x).unwrap_or(usize::MAX).min(size);
+        at(self.start)..at(self.start.saturating_add(self.n))
+    }
+
+    /// The response sending `body` (this part of the file `rel`, or nothing for `HEAD`):
+    /// `Content-Range`, `Content-Length`, `Content-Type` guessed from the name,
+    /// `Accept-Ranges` and the validators.
+    pub(super) fn respond(&self, body: Body, rel: &[String], v: &Validator) -> Response {
+        let Self {
+            status,
+            start,
+            n,
+            len,
+        } = *self;
+        let mut res = (status, body).into_response();
+        if status == StatusCode::PARTIAL_CONTENT {
             insert(
                 &mut res,
                 CONTENT_RANGE,
-                &format!("bytes {start}-{end}/{len}"),
+                &format!("bytes {start}-{}/{len}", start + n - 1),
             );
-            insert(&mut res, CONTENT_LENGTH, &n.to_string());
-            res
         }
-    };
-    insert(&mut res, CONTENT_TYPE, mime);
-    insert(&mut res, ACCEPT_RANGES, "bytes");
-    validators(&mut res, &v);
-    res
+        let mime = mime_guess::from_path(rel.last().map(String::as_str).unwrap_or_default())
+            .first_raw()
+            .unwrap_or("application/octet-stream");
+        insert(&mut res, CONTENT_LENGTH, &n.to_string());
+        insert(&mut res, CONTENT_TYPE, mime);
+        insert(&mut res, ACCEPT_RANGES, "bytes");
+        validators(&mut res, v);
+        res
+    }
 }
 
-/// `n` bytes from `start`: from memory for a hashed file, streamed from the open
-/// descriptor otherwise.
-async fn body(opened: Opened, start: u64, n: u64) -> Body {
+/// The bytes of `part`: from memory for a hashed file, streamed from the open descriptor
+/// otherwise.
+async fn body(opened: Opened, part: &Part) -> Body {
+    let (start, n) = (part.start, part.n);
     if let Some(bytes) = opened.content {
-        let from = usize::try_from(start)
-            .unwrap_or(usize::MAX)
-            .min(bytes.len());
-        let to = usize::try_from(start.saturating_add(n))
-            .unwrap_or(usize::MAX)
-            .min(bytes.len());
-        return Body::from(bytes[from..to].to_vec());
+        return Body::from(bytes[part.in_memory(bytes.len())].to_vec());
     }
     let mut file = tokio::fs::File::from_std(opened.file.file);
     if start > 0 {

@@ -7,26 +7,21 @@
 //! per version) by a hash of the store's own tag and size, which every server reads the same
 //! (`Last-Modified` is the store's). A `Range` is fetched as a ranged `GET` from the store.
 //!
-//! It refuses what [`super::files::request_components`] refuses (404), and answers a store
+//! It refuses what [`super::files::accept`] refuses (404), and answers a store
 //! that fails `503` with the cause logged, never answered.
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{
-    ACCEPT_RANGES, ALLOW, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE,
-};
-use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 
-use super::etag::{self, Condition, Validator, HASHED_MAX_BYTES};
-use super::files::{bare, insert, not_found, request_components, validators};
-use super::range::{parse_range, RangeAnswer};
+use super::etag::{Validator, HASHED_MAX_BYTES};
+use super::files::{accept, not_found, Part};
 use crate::api::ApiError;
 
 /// Answers one request for a file of the tree in `store`.
@@ -34,15 +29,9 @@ pub(super) async fn serve_object(
     State(store): State<Arc<dyn ObjectStore>>,
     req: Request,
 ) -> Response {
-    let head = req.method() == Method::HEAD;
-    if req.method() != Method::GET && !head {
-        let mut res = StatusCode::METHOD_NOT_ALLOWED.into_response();
-        res.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET,HEAD"));
-        return res;
-    }
-    let Some(rel) = request_components(req.uri().path()) else {
-        return not_found();
+    let (head, rel) = match accept(&req) {
+        Ok(r) => r,
+        Err(res) => return *res,
     };
     let path = ObjectPath::from_iter(rel.iter().map(String::as_str));
     let meta = match store.head(&path).await {
@@ -68,41 +57,15 @@ pub(super) async fn serve_object(
     };
     let len = content.as_ref().map_or(meta.size, |b| b.len() as u64);
     let v = validator(&meta, len, content.as_deref());
-    let headers = req.headers();
-    let honour_range = match etag::evaluate(headers, &v) {
-        Condition::NotModified => return bare(StatusCode::NOT_MODIFIED, &v),
-        Condition::PreconditionFailed => return bare(StatusCode::PRECONDITION_FAILED, &v),
-        Condition::Send { honour_range } => honour_range,
+    let part = match Part::of(req.headers(), &v, len) {
+        Ok(p) => p,
+        Err(res) => return *res,
     };
-    let answer = match headers.get(RANGE) {
-        Some(r) if honour_range => parse_range(r.as_bytes(), len),
-        _ => RangeAnswer::Whole,
-    };
-    let mime = mime_guess::from_path(rel.last().map(String::as_str).unwrap_or_default())
-        .first_raw()
-        .unwrap_or("application/octet-stream");
-    let (status, start, n) = match answer {
-        RangeAnswer::Unsatisfiable => {
-            let mut res = bare(StatusCode::RANGE_NOT_SATISFIABLE, &v);
-            insert(&mut res, CONTENT_RANGE, &format!("bytes */{len}"));
-            insert(&mut res, ACCEPT_RANGES, "bytes");
-            return res;
-        }
-        RangeAnswer::Whole => (StatusCode::OK, 0, len),
-        RangeAnswer::Partial { start, end } => {
-            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
-        }
-    };
+    let (start, n) = (part.start, part.n);
     let body = if head || n == 0 {
         Body::empty()
     } else if let Some(bytes) = content {
-        let from = usize::try_from(start)
-            .unwrap_or(usize::MAX)
-            .min(bytes.len());
-        let to = usize::try_from(start + n)
-            .unwrap_or(usize::MAX)
-            .min(bytes.len());
-        Body::from(bytes.slice(from..to))
+        Body::from(bytes.slice(part.in_memory(bytes.len())))
     } else {
         let opts = GetOptions {
             range: Some(GetRange::Bounded(start..start + n)),
@@ -116,19 +79,7 @@ pub(super) async fn serve_object(
             Err(e) => return failed(&e),
         }
     };
-    let mut res = (status, body).into_response();
-    if status == StatusCode::PARTIAL_CONTENT {
-        insert(
-            &mut res,
-            CONTENT_RANGE,
-            &format!("bytes {start}-{}/{len}", start + n - 1),
-        );
-    }
-    insert(&mut res, CONTENT_LENGTH, &n.to_string());
-    insert(&mut res, CONTENT_TYPE, mime);
-    insert(&mut res, ACCEPT_RANGES, "bytes");
-    validators(&mut res, &v);
-    res
+    part.respond(body, &rel, &v)
 }
 
 /// The validators of an object: a hash of its bytes when read whole, else of the store's

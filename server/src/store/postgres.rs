@@ -11,7 +11,8 @@
 use std::collections::HashSet;
 
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
 
 mod alerts;
 mod config;
@@ -387,6 +388,32 @@ impl PostgresStore {
     pub async fn batch_execute(&self, sql: &str) -> Result<(), StoreError> {
         self.writer.lock().await.batch_execute(sql).await?;
         Ok(())
+    }
+
+    /// The row `sql` answers on the reader connection, if any, as `f` reads it.
+    async fn read_opt<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        f: impl Fn(&Row) -> T,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.reader.query_opt(sql, params).await?.as_ref().map(f))
+    }
+
+    /// Every row `sql` answers on the reader connection, as `f` reads it.
+    async fn read_all<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        f: impl Fn(&Row) -> T,
+    ) -> Result<Vec<T>, StoreError> {
+        Ok(self
+            .reader
+            .query(sql, params)
+            .await?
+            .iter()
+            .map(f)
+            .collect())
     }
 }
 
@@ -993,11 +1020,12 @@ impl RolloutStore for PostgresStore {
         seen_since_ms: i64,
     ) -> StoreFuture<'_, Vec<ReleaseHealthRow>> {
         Box::pin(async move {
-            let rows = self
-                .reader
-                .query(sql::RELEASE_HEALTH, &[&active_since_ms, &seen_since_ms])
-                .await?;
-            Ok(rows.iter().map(release_health_row).collect())
+            self.read_all(
+                sql::RELEASE_HEALTH,
+                &[&active_since_ms, &seen_since_ms],
+                release_health_row,
+            )
+            .await
         })
     }
 
@@ -1124,11 +1152,8 @@ impl RolloutStore for PostgresStore {
 
     fn get_release(&self, app: String, version: String) -> StoreFuture<'_, Option<ReleaseRow>> {
         Box::pin(async move {
-            let r = self
-                .reader
-                .query_opt(sql::GET_RELEASE, &[&app, &version])
-                .await?;
-            Ok(r.as_ref().map(release_row))
+            self.read_opt(sql::GET_RELEASE, &[&app, &version], release_row)
+                .await
         })
     }
 
@@ -1154,36 +1179,24 @@ impl RolloutStore for PostgresStore {
         version: String,
     ) -> StoreFuture<'_, Option<RolloutRow>> {
         Box::pin(async move {
-            let r = self
-                .reader
-                .query_opt(sql::GET_ROLLOUT, &[&app, &channel, &version])
-                .await?;
-            Ok(r.as_ref().map(rollout_row))
+            self.read_opt(sql::GET_ROLLOUT, &[&app, &channel, &version], rollout_row)
+                .await
         })
     }
 
     fn list_rollouts(&self) -> StoreFuture<'_, Vec<RolloutRow>> {
-        Box::pin(async move {
-            let rows = self.reader.query(sql::LIST_ROLLOUTS, &[]).await?;
-            Ok(rows.iter().map(rollout_row).collect())
-        })
+        Box::pin(async move { self.read_all(sql::LIST_ROLLOUTS, &[], rollout_row).await })
     }
 
     fn get_channel(&self, app: String, channel: String) -> StoreFuture<'_, Option<ChannelRow>> {
         Box::pin(async move {
-            let r = self
-                .reader
-                .query_opt(sql::GET_CHANNEL, &[&app, &channel])
-                .await?;
-            Ok(r.as_ref().map(channel_row))
+            self.read_opt(sql::GET_CHANNEL, &[&app, &channel], channel_row)
+                .await
         })
     }
 
     fn list_channels(&self) -> StoreFuture<'_, Vec<ChannelRow>> {
-        Box::pin(async move {
-            let rows = self.reader.query(sql::LIST_CHANNELS, &[]).await?;
-            Ok(rows.iter().map(channel_row).collect())
-        })
+        Box::pin(async move { self.read_all(sql::LIST_CHANNELS, &[], channel_row).await })
     }
 
     fn commit_change(&self, ch: RolloutChange) -> StoreFuture<'_, bool> {
@@ -1301,15 +1314,9 @@ impl RolloutStore for PostgresStore {
     ) -> StoreFuture<'_, Vec<Decision>> {
         Box::pin(async move {
             let limit = limit as i64;
-            let rows = self
-                .reader
-                .query(
-                    &format!("SELECT {DECISION_COLS} FROM decisions WHERE app = $1 AND channel = $2 AND version = $3 \
+            self.read_all(&format!("SELECT {DECISION_COLS} FROM decisions WHERE app = $1 AND channel = $2 AND version = $3 \
                      ORDER BY at DESC, seq DESC LIMIT $4"),
-                    &[&app, &channel, &version, &limit],
-                )
-                .await?;
-            Ok(rows.iter().map(decision_row).collect())
+                    &[&app, &channel, &version, &limit], decision_row).await
         })
     }
 }

@@ -626,20 +626,7 @@ async fn restart_during_load_loses_no_acknowledged_event(kind: Kind) {
     h.stop().await;
 }
 
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Kind::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Kind::Postgres).await })*
-        }
-    };
-}
-
-suite!(
+both_stores!(
     each_validation_limit_rejects_by_index,
     duplicate_batches_are_counted_once,
     skewed_client_clocks_are_corrected,

@@ -402,20 +402,7 @@ async fn the_cli_publishes_rolls_back_and_lists_revisions(kind: Kind) {
     assert!(!ok && err.contains("flags"), "{err}");
 }
 
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Kind::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Kind::Postgres).await })*
-        }
-    };
-}
-
-suite!(
+both_stores!(
     server_signs_each_revision_and_serves_it_with_a_strong_etag,
     stream_sends_the_current_revision_then_pushes_each_new_one,
     a_dropped_stream_resumes_with_last_event_id_and_misses_nothing,

@@ -319,19 +319,6 @@ async fn read_endpoints_refuse_bad_parameters_and_tokens(kind: Kind) {
     h.stop().await;
 }
 
-macro_rules! both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Kind::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Kind::Postgres).await })*
-        }
-    };
-}
-
 both_stores!(
     series_and_summary_match_the_seeded_data,
     read_endpoints_refuse_bad_parameters_and_tokens,

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
@@ -24,7 +23,7 @@ use railgun_server::release::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::support::{within, TestServer};
+use crate::support::{railgun_json, utf8, within, TestServer};
 
 const APP: &str = "rail-gun";
 
@@ -588,32 +587,25 @@ async fn railgun_update_json_reports_the_patch_and_the_fallback() {
 
 /// `railgun update --json` of the install in `dir` (`state/`, `root/`); its JSON and state.
 async fn cli_update(dir: PathBuf, url: String, pubkey: PathBuf) -> (serde_json::Value, PathBuf) {
-    let state = dir.join("state");
-    let root = dir.join("root");
-    let s = state.clone();
-    let out = within(
-        "railgun update",
-        tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_railgun"))
-                .args(["update", "--url", &url, "--app", APP, "--json"])
-                .args(["--platform", "linux", "--arch", "x64"])
-                .arg("--public-key")
-                .arg(&pubkey)
-                .arg("--install-root")
-                .arg(&root)
-                .arg("--state")
-                .arg(&s)
-                .output()
-                .expect("run railgun")
-        }),
-    )
-    .await
-    .expect("join");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = serde_json::from_slice(&out.stdout).expect("json");
+    let (state, root) = (dir.join("state"), dir.join("root"));
+    let v = railgun_json(&[
+        "update",
+        "--url",
+        &url,
+        "--app",
+        APP,
+        "--json",
+        "--platform",
+        "linux",
+        "--arch",
+        "x64",
+        "--public-key",
+        utf8(&pubkey),
+        "--install-root",
+        utf8(&root),
+        "--state",
+        utf8(&state),
+    ])
+    .await;
     (v, state)
 }

@@ -409,20 +409,7 @@ async fn files_agree_with_the_api(h: &Harness, out: &Path, days: &[&str]) {
     assert_eq!(rows, want, "feature usage from the files vs {api}");
 }
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(crate::db::Kind::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(crate::db::Kind::Postgres).await })*
-        }
-    };
-}
-
-both!(
+both_stores!(
     exports_a_hand_checked_data_set_that_duckdb_reads_back_as_the_api_answers,
     an_export_killed_midway_and_run_again_writes_every_row_exactly_once,
     retention_keeps_what_an_enabled_export_has_not_written,

@@ -347,20 +347,7 @@ async fn deleting_a_user_removes_their_health_rows_and_only_theirs(kind: Kind) {
     h.stop().await;
 }
 
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Kind::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Kind::Postgres).await })*
-        }
-    };
-}
-
-suite!(
+both_stores!(
     retention_removes_old_health_data_but_not_an_active_rollouts,
     deleting_a_user_removes_their_health_rows_and_only_theirs,
 );

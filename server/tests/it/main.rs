@@ -4,11 +4,30 @@
 // A test binary has no public surface, and a test may panic with its message.
 #![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+/// `both_stores!(a, b, …)`: each `async fn a(kind: Kind)` of the module as two tests,
+/// `sqlite::a` and `postgres::a` (skipped, or failed under `RAILGUN_REQUIRE_ALL=1`, without
+/// PostgreSQL: [`db::database`]). Defined before the modules so that each of them sees it.
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::db::Kind::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::db::Kind::Postgres).await })*
+        }
+    };
+}
+
 mod analytics_scale;
 mod analytics_suite;
 mod auth_matrix;
 mod cli_release;
 mod cli_track;
+// Shared with the core crate's suites (see its module documentation).
+#[path = "../../../tests/it/child.rs"]
+mod child;
 mod config_client;
 mod config_server;
 mod config_support;

@@ -298,20 +298,7 @@ async fn finished_rows_are_purged_after_the_retention_on_the_injected_clock(kind
     assert_eq!(n.alerts, 2);
 }
 
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Kind::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Kind::Postgres).await })*
-        }
-    };
-}
-
-suite!(
+both_stores!(
     claims_take_due_rows_under_a_lease_and_record_outcomes,
     alert_is_written_exactly_when_its_decision_is,
     finished_rows_are_purged_after_the_retention_on_the_injected_clock,

@@ -6,9 +6,9 @@
 //! server's crash-free sessions, crash-free users and adoption are checked against numbers
 //! computed by hand, in `rollout-status` and in `/metrics`.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -16,6 +16,7 @@ use railgun_core::analytics::Consent;
 use railgun_core::health::HealthMonitor;
 use serde_json::json;
 
+use crate::child::{child_command, stdout_lines};
 use crate::db::Kind;
 use crate::support::{ReleaseSpec, TestServer, DEADLINE};
 
@@ -79,14 +80,7 @@ fn spawn(
     version: &str,
     install: &str,
 ) -> (Child, std::sync::mpsc::Receiver<String>) {
-    let exe = std::env::current_exe().expect("exe");
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "ops_sessions::client_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let mut child = child_command(module_path!(), "client_child")
         .env(
             CHILD_ENV,
             format!("{mode}|{}|{url}|{version}|{install}", dir.display()),
@@ -97,16 +91,7 @@ fn spawn(
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn child");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let rx = stdout_lines(&mut child);
     (child, rx)
 }
 

@@ -309,20 +309,7 @@ async fn changes_are_atomic_and_sequences_compare_and_set(kind: Kind) {
     assert_eq!(channels, vec![channel("1.1.0", 3)]);
 }
 
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Kind::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Kind::Postgres).await })*
-        }
-    };
-}
-
-suite!(
+both_stores!(
     health_counts_distinct_installs_and_drops_duplicates,
     releases_are_stored_and_pending_starts_updated,
     changes_are_atomic_and_sequences_compare_and_set,

@@ -20,7 +20,9 @@ use serde_json::{json, Value};
 use crate::delta_update::noise;
 use crate::scale_leader::Cluster;
 use crate::scale_nginx::Balancer;
-use crate::support::{signed_release_with, utf8, within, Moto, ReleaseSpec, SignedRelease, ADMIN};
+use crate::support::{
+    railgun_json, signed_release_with, utf8, within, Moto, ReleaseSpec, SignedRelease, ADMIN,
+};
 
 /// A tar.gz app of one file, larger than 1 MiB.
 fn app_tar_gz() -> Vec<u8> {
@@ -35,24 +37,6 @@ fn app_tar_gz() -> Vec<u8> {
     tar.append_data(&mut h, "app/main.js", &data[..])
         .expect("append");
     tar.into_inner().expect("tar").finish().expect("gz")
-}
-
-/// `railgun ARGS…` (a client command), its JSON output.
-async fn railgun(args: Vec<String>) -> Value {
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_railgun"))
-            .args(&args)
-            .output()
-            .expect("run railgun")
-    })
-    .await
-    .expect("join");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
 }
 
 /// The client flags of `check` / `update` against `url`, trusting the release key
@@ -187,7 +171,7 @@ async fn three_servers_share_one_tree_in_an_object_store() {
     let mut args = vec!["check".to_string()];
     args.extend(client(&c.url(1), &pubkey, &rollout_pubkey));
     args.extend(["--current-version".into(), "1.0.0".into()]);
-    let check = railgun(args).await;
+    let check = railgun_json(&args).await;
     assert_eq!(
         (&check["update"], &check["version"]),
         (&json!(true), &json!("1.1.0")),
@@ -204,7 +188,7 @@ async fn three_servers_share_one_tree_in_an_object_store() {
         "--state".into(),
         utf8(&c.setup.dir.path().join("client-state")).into(),
     ]);
-    let up = railgun(args).await;
+    let up = railgun_json(&args).await;
     assert_eq!(up["version"], "1.1.0", "{up}");
     assert_eq!(
         InstallRoot::new(&install).current_version(),
@@ -235,7 +219,7 @@ async fn three_servers_share_one_tree_in_an_object_store() {
     let mut args = vec!["check".to_string()];
     args.extend(client(&c.url(1), &pubkey, &rollout_pubkey));
     args.extend(["--current-version".into(), "1.0.0".into()]);
-    let check = railgun(args).await;
+    let check = railgun_json(&args).await;
     assert_eq!(check["update"], false, "{check}");
     assert_eq!(check["rollout"]["status"], "halted", "{check}");
 
@@ -290,7 +274,7 @@ async fn three_servers_share_one_tree_in_an_object_store() {
     let mut args = vec!["check".to_string()];
     args.extend(client(&lb.url, &pubkey, &rollout_pubkey));
     args.extend(["--current-version".into(), "1.0.0".into()]);
-    let check = railgun(args).await;
+    let check = railgun_json(&args).await;
     assert_eq!(check["rollout"]["status"], "halted", "{check}");
 }
 

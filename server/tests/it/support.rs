@@ -740,13 +740,39 @@ pub fn railgun(args: &[&str]) -> Output {
 
 /// [`railgun`], which must succeed: its standard output.
 pub fn railgun_ok(args: &[&str]) -> String {
-    let out = railgun(args);
+    String::from_utf8_lossy(&succeeded(args, railgun(args))).into_owned()
+}
+
+/// The standard output of `railgun ARGS`, which must have succeeded (else its standard
+/// error fails the test).
+fn succeeded(args: &[impl AsRef<str>], out: Output) -> Vec<u8> {
     assert!(
         out.status.success(),
-        "railgun {args:?} failed: {}",
+        "railgun {:?} failed: {}",
+        args.iter().map(AsRef::as_ref).collect::<Vec<_>>(),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    out.stdout
+}
+
+/// [`railgun`] from async code: on a blocking thread, within [`DEADLINE`].
+pub async fn railgun_async(args: &[impl AsRef<str>]) -> Output {
+    let args: Vec<String> = args.iter().map(|a| a.as_ref().to_owned()).collect();
+    let what = format!("railgun {args:?}");
+    within(
+        &what,
+        tokio::task::spawn_blocking(move || {
+            railgun(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        }),
+    )
+    .await
+    .expect("join")
+}
+
+/// [`railgun_ok`] from async code (a client command run with `--json`): its output as JSON.
+pub async fn railgun_json(args: &[impl AsRef<str>]) -> Value {
+    let out = succeeded(args, railgun_async(args).await);
+    serde_json::from_slice(&out).expect("railgun's JSON output")
 }
 
 /// A path's text (test paths are UTF-8).

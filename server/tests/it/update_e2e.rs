@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -20,7 +19,9 @@ use railgun_server::release::{
 };
 use railgun_server::serve::{App, ServerConfig};
 
-use crate::support::{within, ScriptedServer, TestServer};
+use crate::support::{
+    railgun_async, railgun_json, railgun_ok, utf8, within, ScriptedServer, TestServer,
+};
 use sha2::{Digest, Sha256};
 
 fn tar_gz(path: &Path, version: &str) {
@@ -189,55 +190,22 @@ async fn updater_checks_downloads_and_installs_from_the_real_server() {
         .install_checked(&t.path().join("v010.tar.gz"), &Version::new(0, 1, 0));
     let pubkey = t.path().join("release.pub");
     fs::write(&pubkey, key.public_key().to_pem()).expect("pub");
-    let bin = env!("CARGO_BIN_EXE_railgun");
-    let url = server.url();
-    let out = tokio::task::spawn_blocking({
-        let (cli_root, pubkey, state) =
-            (cli_root.clone(), pubkey.clone(), t.path().join("cli-state"));
-        move || {
-            Command::new(bin)
-                .args([
-                    "update",
-                    "--url",
-                    &url,
-                    "--app",
-                    "demo",
-                    "--channel",
-                    "stable",
-                    "--json",
-                    "--install-id",
-                    "x",
-                ])
-                .arg("--public-key")
-                .arg(&pubkey)
-                .arg("--install-root")
-                .arg(&cli_root)
-                .arg("--state")
-                .arg(&state)
-                .output()
-                .expect("run railgun update")
-        }
-    })
-    .await
-    .expect("join");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let state = t.path().join("cli-state");
+    let mut args = update_args(&server.url(), &cli_root, &state);
+    args.extend(
+        [
+            "--channel",
+            "stable",
+            "--json",
+            "--public-key",
+            utf8(&pubkey),
+        ]
+        .map(String::from),
     );
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let j = railgun_json(&args).await;
     assert_eq!(j["version"], "0.2.0");
     assert_eq!(cli_r.current_version(), Some(Version::new(0, 2, 0)));
-    let out = Command::new(bin)
-        .args(["rollback", "--install-root"])
-        .arg(&cli_root)
-        .output()
-        .expect("run railgun rollback");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    railgun_ok(&["rollback", "--install-root", utf8(&cli_root)]);
     assert_eq!(cli_r.current_version(), Some(Version::new(0, 1, 0)));
 
     server.stop().await;
@@ -269,32 +237,10 @@ async fn cli_update_failure_exits_1_and_leaves_the_install_root_untouched() {
     let before = listing(&cli_root);
     let pubkey = t.path().join("release.pub");
     fs::write(&pubkey, key.public_key().to_pem()).expect("pub");
-    let bin = env!("CARGO_BIN_EXE_railgun");
-    let url = server.url();
     let state = t.path().join("state");
-    let cr = cli_root.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(bin)
-            .args([
-                "update",
-                "--url",
-                &url,
-                "--app",
-                "demo",
-                "--install-id",
-                "x",
-            ])
-            .arg("--public-key")
-            .arg(&pubkey)
-            .arg("--install-root")
-            .arg(&cr)
-            .arg("--state")
-            .arg(&state)
-            .output()
-            .expect("run")
-    })
-    .await
-    .expect("join");
+    let mut args = update_args(&server.url(), &cli_root, &state);
+    args.extend(["--public-key", utf8(&pubkey)].map(String::from));
+    let out = railgun_async(&args).await;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -580,37 +526,20 @@ async fn cli_update_with_sigstore_required_refuses_an_artifact_without_a_bundle(
     let cli_root = t.path().join("cli-install");
     let pubkey = t.path().join("release.pub");
     fs::write(&pubkey, key.public_key().to_pem()).expect("pub");
-    let run = |extra: &'static [&'static str]| {
-        let (url, pubkey, root, state) = (
-            server.url(),
-            pubkey.clone(),
-            cli_root.clone(),
-            t.path().join("state"),
+    let state = t.path().join("state");
+    let base = update_args(&server.url(), &cli_root, &state);
+    let run = |extra: &[&str]| {
+        let mut args = base.clone();
+        args.extend(
+            ["--public-key", utf8(&pubkey)]
+                .iter()
+                .chain(extra)
+                .map(|a| a.to_string()),
         );
-        tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_railgun"))
-                .args([
-                    "update",
-                    "--url",
-                    &url,
-                    "--app",
-                    "demo",
-                    "--install-id",
-                    "x",
-                ])
-                .arg("--public-key")
-                .arg(&pubkey)
-                .arg("--install-root")
-                .arg(&root)
-                .arg("--state")
-                .arg(&state)
-                .args(extra)
-                .output()
-                .expect("run")
-        })
+        async move { railgun_async(&args).await }
     };
     // `required` without an identity is a usage error, named.
-    let out = run(&["--sigstore", "required"]).await.expect("join");
+    let out = run(&["--sigstore", "required"]).await;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--sigstore-identity"), "{err}");
@@ -621,8 +550,7 @@ async fn cli_update_with_sigstore_required_refuses_an_artifact_without_a_bundle(
         "--sigstore-identity-regexp",
         "https://github\\.com/railgun/.*",
     ])
-    .await
-    .expect("join");
+    .await;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
     assert!(err.contains("bundle"), "{err}");
@@ -637,8 +565,7 @@ async fn cli_update_with_sigstore_required_refuses_an_artifact_without_a_bundle(
         "--sigstore-identity-regexp",
         "https://github\\.com/railgun/.*",
     ])
-    .await
-    .expect("join");
+    .await;
     assert!(
         out.status.success(),
         "{}",
@@ -663,43 +590,27 @@ async fn cli_update_threshold_2_refuses_one_key_and_a_release_signed_by_one_of_t
     let (pubkey, other_pub) = (t.path().join("release.pub"), t.path().join("other.pub"));
     fs::write(&pubkey, key.public_key().to_pem()).expect("pub");
     fs::write(&other_pub, other.public_key().to_pem()).expect("pub");
-    let run = |keys: Vec<std::path::PathBuf>, threshold: &'static str| {
-        let (url, root, state) = (server.url(), cli_root.clone(), t.path().join("state"));
-        tokio::task::spawn_blocking(move || {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_railgun"));
-            c.args([
-                "update",
-                "--url",
-                &url,
-                "--app",
-                "demo",
-                "--install-id",
-                "x",
-            ])
-            .args(["--threshold", threshold])
-            .arg("--install-root")
-            .arg(&root)
-            .arg("--state")
-            .arg(&state);
-            for k in &keys {
-                c.arg("--public-key").arg(k);
-            }
-            // The channel state is signed by the first key alone: the threshold of the
-            // release keys is what the manifest must meet.
-            c.arg("--rollout-public-key").arg(&keys[0]);
-            c.output().expect("run")
-        })
+    let state = t.path().join("state");
+    let base = update_args(&server.url(), &cli_root, &state);
+    let run = |keys: Vec<std::path::PathBuf>, threshold: &str| {
+        let mut args = base.clone();
+        args.extend(["--threshold", threshold].map(String::from));
+        for k in &keys {
+            args.extend(["--public-key", utf8(k)].map(String::from));
+        }
+        // The channel state is signed by the first key alone: the threshold of the
+        // release keys is what the manifest must meet.
+        args.extend(["--rollout-public-key", utf8(&keys[0])].map(String::from));
+        async move { railgun_async(&args).await }
     };
     // One key cannot meet a threshold of 2: refused before any request.
-    let out = run(vec![pubkey.clone()], "2").await.expect("join");
+    let out = run(vec![pubkey.clone()], "2").await;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("threshold 2 with 1 distinct key(s)"), "{err}");
     // Two trusted release keys, threshold 2, a manifest signed by one of them: refused,
     // nothing installed.
-    let out = run(vec![pubkey.clone(), other_pub.clone()], "2")
-        .await
-        .expect("join");
+    let out = run(vec![pubkey.clone(), other_pub.clone()], "2").await;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -710,7 +621,7 @@ async fn cli_update_threshold_2_refuses_one_key_and_a_release_signed_by_one_of_t
         "nothing may be installed: {err}"
     );
     // The same keys with threshold 1 accept it (the refusal was the threshold's).
-    let out = run(vec![pubkey, other_pub], "1").await.expect("join");
+    let out = run(vec![pubkey, other_pub], "1").await;
     assert!(
         out.status.success(),
         "{}",
@@ -721,4 +632,24 @@ async fn cli_update_threshold_2_refuses_one_key_and_a_release_signed_by_one_of_t
         Some(Version::new(0, 2, 0))
     );
     server.stop().await;
+}
+
+/// `railgun update` of app `demo` from `url` into `root` (install id `x`), before its key
+/// flags.
+fn update_args(url: &str, root: &Path, state: &Path) -> Vec<String> {
+    [
+        "update",
+        "--url",
+        url,
+        "--app",
+        "demo",
+        "--install-id",
+        "x",
+        "--install-root",
+        utf8(root),
+        "--state",
+        utf8(state),
+    ]
+    .map(String::from)
+    .to_vec()
 }

@@ -126,10 +126,7 @@ impl AlertStore for PostgresStore {
     }
 
     fn alert_states(&self) -> StoreFuture<'_, Vec<AlertStateRow>> {
-        Box::pin(async move {
-            let rows = self.reader.query(LIST_ALERT_STATES, &[]).await?;
-            Ok(rows.iter().map(state_row).collect())
-        })
+        Box::pin(async move { self.read_all(LIST_ALERT_STATES, &[], state_row).await })
     }
 
     fn claim_alerts(
@@ -181,16 +178,12 @@ impl AlertStore for PostgresStore {
 
     fn outbox(&self, limit: u32) -> StoreFuture<'_, Vec<OutboxRow>> {
         Box::pin(async move {
-            let rows = self
-                .reader
-                .query(
-                    &format!(
-                        "SELECT {OUTBOX_COLS} FROM alert_outbox ORDER BY created, seq LIMIT $1"
-                    ),
-                    &[&i64::from(limit)],
-                )
-                .await?;
-            Ok(rows.iter().map(outbox_row).collect())
+            self.read_all(
+                &format!("SELECT {OUTBOX_COLS} FROM alert_outbox ORDER BY created, seq LIMIT $1"),
+                &[&i64::from(limit)],
+                outbox_row,
+            )
+            .await
         })
     }
 

@@ -57,16 +57,10 @@ impl ConfigStore for PostgresStore {
 
     fn current_config(&self, app: String) -> StoreFuture<'_, Option<ConfigRevisionRow>> {
         Box::pin(async move {
-            let r = self
-                .reader
-                .query_opt(
-                    &format!(
+            self.read_opt(&format!(
                         "SELECT {COLS} FROM config_revisions WHERE app = $1 ORDER BY revision DESC LIMIT 1"
                     ),
-                    &[&app],
-                )
-                .await?;
-            Ok(r.as_ref().map(row))
+                    &[&app], row).await
         })
     }
 
@@ -76,31 +70,21 @@ impl ConfigStore for PostgresStore {
         revision: i64,
     ) -> StoreFuture<'_, Option<ConfigRevisionRow>> {
         Box::pin(async move {
-            let r = self
-                .reader
-                .query_opt(
-                    &format!(
-                        "SELECT {COLS} FROM config_revisions WHERE app = $1 AND revision = $2"
-                    ),
-                    &[&app, &revision],
-                )
-                .await?;
-            Ok(r.as_ref().map(row))
+            self.read_opt(
+                &format!("SELECT {COLS} FROM config_revisions WHERE app = $1 AND revision = $2"),
+                &[&app, &revision],
+                row,
+            )
+            .await
         })
     }
 
     fn config_history(&self, app: String, limit: u32) -> StoreFuture<'_, Vec<ConfigRevisionRow>> {
         Box::pin(async move {
-            let rows = self
-                .reader
-                .query(
-                    &format!(
+            self.read_all(&format!(
                         "SELECT {COLS} FROM config_revisions WHERE app = $1 ORDER BY revision DESC LIMIT $2"
                     ),
-                    &[&app, &i64::from(limit)],
-                )
-                .await?;
-            Ok(rows.iter().map(row).collect())
+                    &[&app, &i64::from(limit)], row).await
         })
     }
 }
