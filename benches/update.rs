@@ -1,5 +1,12 @@
 //! Update-path benchmarks: the bucketing function, and verifying + parsing a channel state
 //! and a 50-artifact release manifest (no network).
+//!
+//! Each figure has its ceiling or peer measured in the same run (scripts/bench.sh puts them
+//! side by side): `bucket()` beside one bare SHA-256 of the same bytes (the hash it is made
+//! of) and Yggdrasil's `normalized_hash` (Unleash's bucketing); the verify + parse beside
+//! its bare cryptography and parsing: two ed25519 verifies of the same signed messages, the
+//! SHA-256 of the manifest envelope and serde_json of the same two payloads into the same
+//! types, with no envelope, no checks.
 
 // A benchmark may panic on a broken setup: it measures, it does not serve.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,19 +20,31 @@ use railgun_core::trust::{
     PAYLOAD_RELEASE,
 };
 use railgun_core::update::{
-    check_digest, verify_channel_state, verify_manifest, Arch, Artifact, Format, Platform,
-    ReleaseManifest,
+    check_digest, verify_channel_state, verify_manifest, Arch, Artifact, ChannelState, Format,
+    Platform, ReleaseManifest,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 fn bench_bucket(c: &mut Criterion) {
+    let (seed, id) = ("rail-gun:stable:0.2.0", "3f2a9c0e5b7d4e1f8a6c2b9d0e4f7a1c");
     c.bench_function("bucket", |b| {
+        b.iter(|| bucket(black_box(seed), black_box(id)))
+    });
+    // The one hash bucket() computes: SHA-256(seed ‖ 0x00 ‖ id), of bytes already joined.
+    let joined = [seed.as_bytes(), &[0], id.as_bytes()].concat();
+    c.bench_function("bucket ceiling: bare SHA-256 of the same bytes", |b| {
+        b.iter(|| Sha256::digest(black_box(&joined)))
+    });
+    c.bench_function("bucket peer: Yggdrasil normalized_hash", |b| {
         b.iter(|| {
-            bucket(
-                black_box("rail-gun:stable:0.2.0"),
-                black_box("3f2a9c0e5b7d4e1f8a6c2b9d0e4f7a1c"),
+            unleash_yggdrasil::strategy_parsing::normalized_hash(
+                black_box(seed),
+                black_box(id),
+                10_000,
+                0,
             )
+            .expect("hash")
         })
     });
 }
@@ -87,13 +106,10 @@ fn bench_verify(c: &mut Criterion) {
         "rollout": {"percentage": 10.0, "status": "active"},
         "fallback": {"version": "0.9.0", "manifest": "../releases/0.9.0/manifest.json", "manifestSha256": "0".repeat(64)}
     });
-    let state_env = Envelope::sign(
-        PAYLOAD_CHANNEL,
-        &serde_json::to_vec(&state).expect("json"),
-        &[&key],
-    )
-    .expect("sign")
-    .to_json_bytes();
+    let state_payload = serde_json::to_vec(&state).expect("json");
+    let state_env = Envelope::sign(PAYLOAD_CHANNEL, &state_payload, &[&key])
+        .expect("sign")
+        .to_json_bytes();
     let url = url::Url::parse("https://updates.example.com/rail-gun/releases/1.0.0/manifest.json")
         .expect("url");
     c.bench_function("verify+parse channel state and 50-artifact manifest", |b| {
@@ -103,6 +119,35 @@ fn bench_verify(c: &mut Criterion) {
             verify_manifest(black_box(&manifest_env), &keys).expect("manifest")
         })
     });
+    // The ceiling: the same cryptography and parsing, bare.
+    let manifest_payload = serde_json::to_vec(&manifest).expect("json");
+    let signed = |kind: &str, payload: &[u8]| {
+        let msg = pae(kind, payload);
+        let sig = key.sign(&msg).expect("sign");
+        (msg, sig)
+    };
+    let (state_msg, state_sig) = signed(PAYLOAD_CHANNEL, &state_payload);
+    let (manifest_msg, manifest_sig) = signed(PAYLOAD_RELEASE, &manifest_payload);
+    let public = key.public_key();
+    c.bench_function(
+        "verify+parse ceiling: 2 bare ed25519 verifies, SHA-256, serde_json of the 2 payloads",
+        |b| {
+            b.iter(|| {
+                public
+                    .verify(black_box(&state_msg), &state_sig)
+                    .expect("ok");
+                let s: ChannelState =
+                    serde_json::from_slice(black_box(&state_payload)).expect("state");
+                black_box(Sha256::digest(black_box(&manifest_env)));
+                public
+                    .verify(black_box(&manifest_msg), &manifest_sig)
+                    .expect("ok");
+                let m: ReleaseManifest =
+                    serde_json::from_slice(black_box(&manifest_payload)).expect("manifest");
+                (s, m)
+            })
+        },
+    );
 }
 
 fn bench_parts(c: &mut Criterion) {

@@ -4,8 +4,12 @@
 //   analytics.track(name[, props])  budget ≤ 3 µs median
 //
 // Each figure is the median over BATCHES batches of the mean time per call in a batch of
-// CALLS calls (process.hrtime.bigint around the batch). Build with `npm run build` (release)
-// first. Exits 1 when a median is over its budget (BENCH_NO_FAIL=1 only reports).
+// CALLS calls (process.hrtime.bigint around the batch), printed beside a pure-JS baseline
+// timed the same way in the same run (a `bench-row:` line for scripts/bench.sh): for `get`,
+// a `Map` lookup of the same key (what a call costs without crossing into the addon); for
+// `track`, the same event stamped and JSON-encoded onto an array (the least a JS SDK's
+// in-memory queue does). Build with `npm run build` (release) first. Exits 1 when a median
+// is over its budget (BENCH_NO_FAIL=1 only reports).
 
 import { createServer } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -36,7 +40,12 @@ function bench(name, budgetNs, fn) {
   const med = median(perCall);
   const ok = med <= budgetNs;
   console.log(`${name.padEnd(44)} median ${med.toFixed(0).padStart(6)} ns/call  (min ${Math.min(...perCall).toFixed(0)}, max ${Math.max(...perCall).toFixed(0)})  budget ${budgetNs} ns  ${ok ? 'ok' : 'OVER BUDGET'}`);
-  return ok;
+  return { ok, med };
+}
+
+// One table row: the addon's median beside the baseline's, and the ratio.
+function row(figure, goal, ours, baseline, what) {
+  console.log(`bench-row: ${figure} | ${goal} | ${ours.med.toFixed(0)} ns | ${what} ${baseline.med.toFixed(0)} ns | ${(ours.med / baseline.med).toFixed(1)}× the baseline`);
 }
 
 const config = JSON.stringify({
@@ -58,18 +67,29 @@ try {
   await flags.refresh();
   if (!flags.get('new-composer')) throw new Error('config not loaded');
   let sink = 0;
-  allOk = bench('featureFlags.get(key)', 1000, () => { if (flags.get('new-composer')) sink++; }) && allOk;
-  allOk = bench('featureFlags.get(unknown key)', 1000, () => { if (flags.get('missing-flag')) sink++; }) && allOk;
+  const get = bench('featureFlags.get(key)', 1000, () => { if (flags.get('new-composer')) sink++; });
+  allOk = get.ok && bench('featureFlags.get(unknown key)', 1000, () => { if (flags.get('missing-flag')) sink++; }).ok && allOk;
   flags.close();
+  const map = new Map(JSON.parse(config).flags.map((f) => [f.key, f.enabled]));
+  const mapGet = bench('baseline: Map.get(key)', Infinity, () => { if (map.get('new-composer')) sink++; });
+  row('JS `featureFlags.get` median', '≤ 1 µs', get, mapGet, 'JS `Map.get` of the same key');
 
   const analytics = new addon.Analytics({
     url: 'http://127.0.0.1:1', app: 'bench-app', appVersion: '1.0.0', stateDir: state,
     consent: 'granted', sampleRate: 1, dryRun: true, userId: 'bench-user',
   });
-  allOk = bench('analytics.track(name)', 3000, () => analytics.track('message_sent')) && allOk;
+  allOk = bench('analytics.track(name)', 3000, () => analytics.track('message_sent')).ok && allOk;
   const props = { kind: 'text', length: 42 };
-  allOk = bench('analytics.track(name, {kind, length})', 3000, () => analytics.track('message_sent', props)) && allOk;
+  const track = bench('analytics.track(name, {kind, length})', 3000, () => analytics.track('message_sent', props));
+  allOk = track.ok && allOk;
   await analytics.shutdown();
+  let queue = [];
+  let seq = 0;
+  const jsTrack = bench('baseline: JSON-encode onto an array', Infinity, () => {
+    queue.push(JSON.stringify({ name: 'message_sent', properties: props, timestamp: Date.now(), sequence: seq++ }));
+    if (queue.length >= 10000) queue = [];
+  });
+  row('JS `track(name, {kind, length})` median', '≤ 3 µs', track, jsTrack, 'JS event JSON-encoded onto an array');
   if (sink < 0) console.log(sink);
 } finally {
   server.close();
