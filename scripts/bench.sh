@@ -117,6 +117,15 @@ if "$BIN" demo --help >/dev/null 2>&1; then
   "$BIN" demo --installs 2000 --json >"$LOGS/demo.json" 2>"$LOGS/demo.log" || failed demo
   end=$(date +%s.%N)
   python3 -c "print(f'demo wall time: {float($end) - float($start):.1f} s')" | tee -a "$LOGS/demo.log" >&2
+  # What the fleet's updates downloaded (0.2.0 through its patch from 0.1.0) against full downloads.
+  python3 - "$LOGS/demo.json" <<'PY' | tee -a "$LOGS/demo.log" >&2 || true
+import json, sys
+d = json.load(open(sys.argv[1]))["downloads"]
+mib = lambda b: f"{b / 2**20:.1f} MiB"
+print(f"bench-row: `railgun demo --installs 2000`: bytes the fleet downloaded ({d['updates']} updates, "
+      f"{d['deltaUpdates']} by delta patch) | — | {mib(d['downloadedBytes'])} | full downloads "
+      f"{mib(d['fullBytes'])} | {d['downloadedBytes'] / d['fullBytes']:.2f} of full ({d['savedPercent']:.0f} % saved)")
+PY
 fi
 
 # Warehouse export: 10 M events (2 M with BENCH_QUICK) exported as Parquet, beside reading

@@ -75,6 +75,7 @@ pub(super) async fn report(
         decisions,
         alerts,
         verification: verified.verification,
+        downloads: sim.downloads,
         launch_failures: sim.failure_count,
         failures: sim.failures,
         url: url.clone(),

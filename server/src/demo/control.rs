@@ -1,7 +1,7 @@
 //! The demo's side of the rollout: an admin client of the server's rollout engine.
 //!
 //! Registers each release (`POST /admin/releases` with the signed manifest envelope, then
-//! `PUT …/artifacts/{file}` with the tar.gz), starts the rollouts
+//! `PUT …/artifacts/{file}` with the tar.gz and each delta patch), starts the rollouts
 //! (`POST /admin/rollouts/{app}/{channel}/start`), asks the engine to evaluate after each
 //! simulated day (`POST /admin/rollouts/evaluate`) and reads the status and the decision log
 //! (`GET /analytics/rollout-status`). It decides nothing itself: every halt, advance and
@@ -129,35 +129,37 @@ impl Control {
             Some(json!({"manifest": manifest, "start": false})),
         )
         .await?;
-        let bytes = tokio::fs::read(&r.artifact_path)
-            .await
-            .map_err(|source| DemoError::Io {
-                path: r.artifact_path.display().to_string(),
-                source,
-            })?;
-        let path = format!(
-            "{}/admin/releases/{}/{}/artifacts/{}",
-            self.url, self.app, r.version, r.artifact_name
-        );
-        let resp = self
-            .http
-            .put(&path)
-            .bearer_auth(&self.admin_token)
-            .body(bytes)
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            return Err(DemoError::Server {
-                what: format!("PUT {path}"),
-                status: resp.status().as_u16(),
-                body: resp
-                    .text()
-                    .await
-                    .unwrap_or_default()
-                    .chars()
-                    .take(300)
-                    .collect(),
-            });
+        for (name, file) in r.uploads() {
+            let bytes = tokio::fs::read(&file)
+                .await
+                .map_err(|source| DemoError::Io {
+                    path: file.display().to_string(),
+                    source,
+                })?;
+            let path = format!(
+                "{}/admin/releases/{}/{}/artifacts/{}",
+                self.url, self.app, r.version, name
+            );
+            let resp = self
+                .http
+                .put(&path)
+                .bearer_auth(&self.admin_token)
+                .body(bytes)
+                .send()
+                .await?;
+            if !resp.status().is_success() {
+                return Err(DemoError::Server {
+                    what: format!("PUT {path}"),
+                    status: resp.status().as_u16(),
+                    body: resp
+                        .text()
+                        .await
+                        .unwrap_or_default()
+                        .chars()
+                        .take(300)
+                        .collect(),
+                });
+            }
         }
         Ok(())
     }

@@ -20,8 +20,8 @@ use railgun_core::identity::bucket;
 use railgun_core::store::Store;
 use railgun_core::trust::TrustedKeys;
 use railgun_core::update::{
-    Arch, Format, InstallMode, InstallRoot, Platform, UpdateClient, UpdateConfig, UpdateKind,
-    Updater, UpdaterConfig,
+    Arch, FallbackReason, Format, InstallMode, InstallRoot, Platform, UpdateClient, UpdateConfig,
+    UpdateKind, Updater, UpdaterConfig,
 };
 use railgun_core::Version;
 use sha2::{Digest, Sha256};
@@ -60,6 +60,19 @@ pub struct Fleet {
     pub dir: PathBuf,
 }
 
+/// What one update's download cost, as the Updater reported it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DownloadCost {
+    /// Whether a delta patch was applied.
+    pub delta: bool,
+    /// Bytes downloaded (the patch, or the artifact plus any patch given up on).
+    pub downloaded_bytes: u64,
+    /// Size of the full artifact.
+    pub full_bytes: u64,
+    /// Why a patch listed for the installed version was not used.
+    pub fallback: Option<FallbackReason>,
+}
+
 /// What one launch of one install did.
 #[derive(Debug, Clone)]
 pub struct LaunchOutcome {
@@ -71,6 +84,8 @@ pub struct LaunchOutcome {
     pub version: Option<Version>,
     /// `rollout`, `fallback`, `rollback` when an update was applied, else `none`.
     pub update: &'static str,
+    /// What the update's download cost (`None`: nothing downloaded).
+    pub download: Option<DownloadCost>,
     /// Errors in the session.
     pub errors: u32,
     /// Crashes in the session.
@@ -157,6 +172,7 @@ impl Fleet {
             before: None,
             version: None,
             update: "none",
+            download: None,
             errors: 0,
             crashes: 0,
             sampled: false,
@@ -220,7 +236,13 @@ impl Fleet {
             client,
         )?;
         if let Some(u) = updater.check_for_updates().await? {
-            updater.download_update().await?;
+            let d = updater.download_update().await?;
+            out.download = Some(DownloadCost {
+                delta: d.delta,
+                downloaded_bytes: d.downloaded_bytes,
+                full_bytes: d.full_bytes,
+                fallback: d.fallback.as_ref().map(|f| f.reason),
+            });
             updater.install_update(InstallMode::Now).await?;
             out.update = match u.kind {
                 UpdateKind::Rollout => "rollout",

@@ -18,6 +18,7 @@
 //! `collect` (the server's counts, the report).
 
 pub mod alerts;
+pub mod app;
 pub mod artifacts;
 mod collect;
 pub mod control;

@@ -6,9 +6,11 @@
 //! withCrashes, errorRate, crashRate}}`, `analytics {sampleRate, sampledInstalls, eventsSent,
 //! days [{date, dau, dauEstimate, sessions, sessionsEstimate}]}`, `decisions [Decision]`,
 //! `verification {installs, verified, onRelease, onFallback, allVerified, failed}`,
-//! `launchFailures`, `failures`, `url`, `dashboardUrl`, `workDir`, `seed`, `wallSeconds`,
-//! `meanStepMs`,
-//! `installsDetail [{install, installId, version, filesVerified, reason?}]`.
+//! `downloads {updates, deltaUpdates, fallbacks {reason: n}, downloadedBytes, fullBytes,
+//! savedBytes, savedPercent}`, `launchFailures`, `failures`, `url`, `dashboardUrl`, `workDir`,
+//! `seed`, `wallSeconds`, `meanStepMs`,
+//! `installsDetail [{install, installId, version, filesVerified, reason?, updates,
+//! deltaUpdates, downloadedBytes, fullBytes}]`.
 //!
 //! Every rate (limits, health, decisions) is in percent, as in the server's rollout answers.
 
@@ -55,6 +57,8 @@ pub struct DemoReport {
     pub alerts: Vec<super::alerts::SentAlert>,
     /// Every install's files against its artifact.
     pub verification: Verification,
+    /// What the fleet's updates downloaded against what full downloads would have cost.
+    pub downloads: Downloads,
     /// Launches that failed.
     pub launch_failures: u64,
     /// The first of them.
@@ -272,6 +276,64 @@ pub struct Verification {
     pub failed: Vec<Failure>,
 }
 
+/// Bytes the updates of the fleet downloaded, as each Updater reported them
+/// (`downloadedBytes`, `fullBytes` of each download).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Downloads {
+    /// Updates, delta updates and bytes, summed over the fleet.
+    #[serde(flatten)]
+    pub totals: DownloadTotals,
+    /// Updates that had a patch for the installed version and used the full artifact,
+    /// per reason.
+    pub fallbacks: BTreeMap<String, u64>,
+    /// `fullBytes - downloadedBytes`.
+    pub saved_bytes: u64,
+    /// The saved share of `fullBytes`, percent.
+    pub saved_percent: f64,
+}
+
+impl Downloads {
+    /// Counts one update's download.
+    pub fn add(&mut self, d: &super::fleet::DownloadCost) {
+        self.totals.add(d);
+        if let Some(r) = d.fallback {
+            *self.fallbacks.entry(r.as_str().to_string()).or_default() += 1;
+        }
+        let t = &self.totals;
+        self.saved_bytes = t.full_bytes.saturating_sub(t.downloaded_bytes);
+        self.saved_percent = if t.full_bytes == 0 {
+            0.0
+        } else {
+            crate::percent::of(self.saved_bytes as f64 / t.full_bytes as f64)
+        };
+    }
+}
+
+/// Updates and bytes downloaded (by one install, or the fleet).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DownloadTotals {
+    /// Updates downloaded.
+    pub updates: u64,
+    /// Of those, applied from a delta patch.
+    pub delta_updates: u64,
+    /// Bytes downloaded.
+    pub downloaded_bytes: u64,
+    /// Bytes full downloads would have cost.
+    pub full_bytes: u64,
+}
+
+impl DownloadTotals {
+    /// Counts one update's download.
+    pub fn add(&mut self, d: &super::fleet::DownloadCost) {
+        self.updates += 1;
+        self.delta_updates += u64::from(d.delta);
+        self.downloaded_bytes += d.downloaded_bytes;
+        self.full_bytes += d.full_bytes;
+    }
+}
+
 /// A failure.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -299,6 +361,9 @@ pub struct InstallDetail {
     /// Why not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What its updates downloaded.
+    #[serde(flatten)]
+    pub bytes: DownloadTotals,
 }
 
 /// A rate already in percent (every rate of the report is).
@@ -426,6 +491,22 @@ impl DemoReport {
             self.launch_failures,
             self.wall_seconds
         );
+        let d = &self.downloads;
+        let t = &d.totals;
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let _ = writeln!(
+            s,
+            "Downloads: {} updates, {} from delta patches · {:.1} MiB downloaded where full artifacts are {:.1} MiB: {:.1} MiB saved across the fleet ({:.1} %)",
+            t.updates,
+            t.delta_updates,
+            mib(t.downloaded_bytes),
+            mib(t.full_bytes),
+            mib(d.saved_bytes),
+            d.saved_percent
+        );
+        for (reason, n) in &d.fallbacks {
+            let _ = writeln!(s, "  fell back to the full artifact: {reason} × {n}");
+        }
         if self.installs.late_in_first_stage > 0 {
             let _ = writeln!(
                 s,

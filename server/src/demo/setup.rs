@@ -3,7 +3,8 @@
 //! Owns everything that exists before the server starts: a fresh Ed25519 release key and
 //! rollout key (written as PEM files the server reads), the rollout policy sized for the
 //! number of installs, and the two releases with real tar.gz artifacts (0.1.0 dated two
-//! weeks back, 0.2.0 dated now). It refuses to reuse keys or builds from an earlier run:
+//! weeks back, 0.2.0 dated now, the next version of the same app with a delta patch from
+//! 0.1.0). It refuses to reuse keys or builds from an earlier run:
 //! each demo signs its own.
 
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use railgun_core::trust::{KeyAlgorithm, PrivateKey};
 use railgun_core::update::RolloutPolicy;
 use railgun_core::Version;
 
-use super::artifacts::{build_release, BuiltRelease};
+use super::artifacts::{build_release, BuiltRelease, ReleaseSpec, DEMO_APP};
 use super::{stats, DemoError, Progress, APP, CHANNEL};
 
 /// Keys, policy and releases of one demo.
@@ -31,7 +32,7 @@ pub(super) struct Setup {
     pub(super) policy: RolloutPolicy,
     /// 0.1.0: everybody's version at the start, then the fallback.
     pub(super) old: BuiltRelease,
-    /// 0.2.0: the release under rollout.
+    /// 0.2.0: the release under rollout, with a patch from 0.1.0.
     pub(super) new: BuiltRelease,
 }
 
@@ -52,27 +53,32 @@ impl Setup {
         let (rollout_file, _) = keys_to_files(&keys_dir, &rollout_key, "rollout")?;
         let policy = stats::policy_for(installs);
         let builds = dir.join("builds");
+        let spec = |version: Version, build: u32, bases| ReleaseSpec {
+            app: APP,
+            channel: CHANNEL,
+            shape: DEMO_APP,
+            version,
+            build,
+            bases,
+            policy: Some(policy.clone()),
+            released_at: start,
+        };
         let old = build_release(
             &builds,
-            APP,
-            CHANNEL,
-            &Version::new(0, 1, 0),
-            &policy,
+            &ReleaseSpec {
+                released_at: start - Duration::days(14),
+                ..spec(Version::new(0, 1, 0), 0, &[])
+            },
             &release_key,
-            start - Duration::days(14),
         )?;
         progress.inc();
         let new = build_release(
             &builds,
-            APP,
-            CHANNEL,
-            &Version::new(0, 2, 0),
-            &policy,
+            &spec(Version::new(0, 2, 0), 1, &[&old]),
             &release_key,
-            start,
         )?;
         progress.inc();
-        progress.done("0.1.0 and 0.2.0 built and signed");
+        progress.done("0.1.0 and 0.2.0 (with its patch from 0.1.0) built and signed");
         Ok(Self {
             release_key,
             rollout_key,

@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use super::control::Tally;
 use super::fleet::{Fleet, LaunchOutcome};
 use super::publish::Live;
-use super::report::{Failure, RoundSummary};
+use super::report::{DownloadTotals, Downloads, Failure, RoundSummary};
 use super::setup::Setup;
 use super::{DemoError, DemoOptions, Progress};
 
@@ -87,6 +87,10 @@ pub(super) struct Simulation {
     pub(super) step_time: [std::time::Duration; 6],
     /// Launches run.
     pub(super) launches: u32,
+    /// What the fleet's updates downloaded, against what full downloads would have cost.
+    pub(super) downloads: Downloads,
+    /// The same per install.
+    pub(super) install_bytes: HashMap<usize, DownloadTotals>,
 }
 
 impl Simulation {
@@ -192,6 +196,10 @@ impl Simulation {
                 *summary.running.entry(v.to_string()).or_default() += 1;
                 self.seen.mark(v, o.index, o.errors > 0, o.crashes > 0);
                 summary.health_reports += u64::from(o.health_sent);
+            }
+            if let Some(d) = &o.download {
+                self.downloads.add(d);
+                self.install_bytes.entry(o.index).or_default().add(d);
             }
             if o.sampled {
                 self.sampled.insert(o.index);

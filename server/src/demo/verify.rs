@@ -102,6 +102,7 @@ impl Verified {
                 version: label,
                 files_verified: ok,
                 reason,
+                bytes: sim.install_bytes.get(&i).copied().unwrap_or_default(),
             });
             progress.inc();
         }

@@ -1,6 +1,8 @@
 //! `railgun demo --installs 200 --json`, run as the built binary: the healthy path ends at
 //! 100 % and complete, the bad release is halted by the engine; in both every install runs
-//! the release or its fallback with files whose SHA-256 match the published artifact.
+//! the release or its fallback with files whose SHA-256 match the published artifact, and
+//! the installs that moved from 0.1.0 to 0.2.0 did so through its delta patch: the bytes the
+//! fleet saved are the sum of what each install's Updater reported.
 
 use std::process::Command;
 
@@ -55,6 +57,38 @@ fn assert_health_delivered(r: &Value) {
     }
 }
 
+/// The fleet's download figures are the sums of the installs' (each from its Updater's
+/// `downloadedBytes`/`fullBytes`), no update fell back, and (`moved`: installs went from
+/// 0.1.0 to 0.2.0) the delta patches saved bytes.
+fn assert_bytes_saved(r: &Value, moved: bool) {
+    let d = &r["downloads"];
+    let n = |v: &Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+    let detail = r["installsDetail"].as_array().expect("installsDetail");
+    for k in ["updates", "deltaUpdates", "downloadedBytes", "fullBytes"] {
+        let sum: u64 = detail.iter().map(|i| n(i, k)).sum();
+        assert_eq!(
+            sum,
+            n(d, k),
+            "{k}: installs sum to {sum}, the fleet says {d}"
+        );
+    }
+    assert_eq!(
+        n(d, "savedBytes"),
+        n(d, "fullBytes").saturating_sub(n(d, "downloadedBytes")),
+        "{d}"
+    );
+    if moved {
+        assert!(n(d, "deltaUpdates") > 0, "{d}");
+        assert!(n(d, "downloadedBytes") < n(d, "fullBytes"), "{d}");
+        assert!(n(d, "savedBytes") > 0, "{d}");
+    }
+    // Every install that took a patch downloaded less than the full artifacts.
+    for i in detail.iter().filter(|i| n(i, "deltaUpdates") > 0) {
+        assert!(n(i, "downloadedBytes") < n(i, "fullBytes"), "{i}");
+    }
+    assert_eq!(d["fallbacks"], serde_json::json!({}), "{d}");
+}
+
 fn actions(r: &Value) -> Vec<String> {
     r["decisions"]
         .as_array()
@@ -90,6 +124,7 @@ fn healthy_release_rolls_out_stage_by_stage_to_100_percent() {
     assert!(!actions(&r).contains(&"halt".to_string()));
     assert_every_install_verified(&r, &["0.2.0"]);
     assert_health_delivered(&r);
+    assert_bytes_saved(&r, true);
     assert_eq!(r["installs"]["byVersion"]["0.2.0"].as_u64(), Some(200));
     assert_eq!(
         r["installs"]["lateInFirstStageOnFallback"].as_u64(),
@@ -141,6 +176,7 @@ fn bad_release_is_halted_and_the_fallback_is_served() {
     }
     assert_every_install_verified(&r, &["0.2.0", "0.1.0"]);
     assert_health_delivered(&r);
+    assert_bytes_saved(&r, false);
     // Most of the fleet stays on the fallback; installs that joined after the halt and
     // fall inside the 10 % cohort got 0.1.0, not the halted release.
     let installs = &r["installs"];
