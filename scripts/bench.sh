@@ -45,6 +45,13 @@ step "cargo bench -p railgun-server --bench ingest"
 [ -n "${BENCH_QUICK:-}" ] && export RAILGUN_BENCH_INGEST_USERS="${RAILGUN_BENCH_INGEST_USERS:-1000}"
 cargo bench -p railgun-server --bench ingest 2>&1 | tee "$LOGS/ingest.log" >&2 || failed ingest
 
+# Delta updates: a seeded app of about 100 MiB (32 MiB with BENCH_QUICK) and its next
+# version; the publisher's patch beside the full tar.gz and plain zstd, and applying it
+# (alone, and as the Updater's whole delta update) beside the full download from the same
+# `railgun serve` application on loopback.
+step "cargo bench -p railgun-server --bench delta"
+cargo bench -p railgun-server --bench delta 2>&1 | tee "$LOGS/delta.log" >&2 || failed delta
+
 step "cargo build --release -p railgun-server"
 cargo build --release -p railgun-server 2>&1 | tail -1 >&2
 BIN=target/release/railgun
