@@ -18,13 +18,18 @@
 //! out because `railgun loadgen` measures them. The same seed makes the same events.
 //!
 //! The database: a fresh SQLite file, or with `RAILGUN_BENCH_EXPORT_DATABASE=postgres://…`
-//! a fresh database created on that PostgreSQL server (and dropped at the end).
+//! a fresh database created on that PostgreSQL server (and dropped at the end). With
+//! `RAILGUN_BENCH_EXPORT_KEEP=DIR` (SQLite) the database is `DIR/analytics.db` and is kept:
+//! a later run with the same `DIR` skips the insert and measures the same rows again (each
+//! run exports to a destination of its own, removed at the end).
 //!
 //! Run: `cargo bench -p railgun-server --bench export` (`scripts/bench.sh` does).
 
 // A benchmark may panic on a broken setup: it measures, it does not serve.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use railgun_server::export::{self, ExportOptions};
@@ -177,12 +182,24 @@ impl Generator {
     }
 }
 
-struct Count(u64);
+/// Counts rows and drops them (into the shared total when it is dropped).
+struct Count(u64, Arc<AtomicU64>);
 
 impl RowSink for Count {
     fn push(&mut self, row: &[Value<'_>]) -> bool {
         self.0 += u64::from(!row.is_empty());
         true
+    }
+
+    /// The ceiling reads as the export does: two readers when the store splits a chunk.
+    fn fork(&mut self) -> Option<Box<dyn RowSink>> {
+        Some(Box::new(Count(0, self.1.clone())))
+    }
+}
+
+impl Drop for Count {
+    fn drop(&mut self) {
+        self.1.fetch_add(self.0, Ordering::Relaxed);
     }
 }
 
@@ -209,9 +226,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000_000);
-    let dir = std::env::temp_dir().join(format!("railgun-export-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
     let pg = std::env::var("RAILGUN_BENCH_EXPORT_DATABASE").ok();
+    let keep = std::env::var_os("RAILGUN_BENCH_EXPORT_KEEP")
+        .filter(|_| pg.is_none())
+        .map(std::path::PathBuf::from);
+    let dir = keep.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("railgun-export-bench-{}", std::process::id()))
+    });
+    let reuse = keep.is_some() && dir.join("analytics.db").exists();
+    std::fs::create_dir_all(&dir)?;
     let (db, backend) = match &pg {
         Some(base) => (fresh_postgres(base).await?, "PostgreSQL"),
         None => (
@@ -224,7 +247,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut events = Generator::new(n);
     let users = events.users;
     let t = Instant::now();
-    loop {
+    while !reuse {
         let batch = events.batch(BATCH);
         if batch.is_empty() {
             break;
@@ -232,29 +255,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         store.insert_events(batch).await?;
     }
     let insert_s = t.elapsed().as_secs_f64();
-    println!(
-        "export bench: inserted {n} events ({users} users x {DAYS} days) into {backend} through \
-         the store's insert in {insert_s:.1} s ({:.0} events/s)",
-        n as f64 / insert_s
-    );
+    if reuse {
+        println!(
+            "export bench: reusing the events of {} (not inserted again)",
+            dir.display()
+        );
+    } else {
+        println!(
+            "export bench: inserted {n} events ({users} users x {DAYS} days) into {backend} \
+             through the store's insert in {insert_s:.1} s ({:.0} events/s)",
+            n as f64 / insert_s
+        );
+    }
 
     // Ceiling: read every row, drop it.
     let horizon = store.export_horizon(Stream::Events).await?;
+    let read = Arc::new(AtomicU64::new(0));
     let t = Instant::now();
     let _ = store
         .export_rows(
             Stream::Events,
             (0, horizon),
             (i64::MIN, i64::MAX),
-            Box::new(Count(0)),
+            Box::new(Count(0, read.clone())),
         )
         .await?;
     let read_s = t.elapsed().as_secs_f64();
+    let n = read.load(Ordering::Relaxed);
     let read_rate = n as f64 / read_s;
-    println!("export bench: read only (ceiling): {read_s:.2} s, {read_rate:.0} rows/s");
+    println!("export bench: read only (ceiling): {read_s:.2} s, {read_rate:.0} rows/s ({n} rows)");
 
-    // The export.
-    let out = dir.join("out");
+    // The export (to a destination of its own: a kept database remembers the others).
+    let out = dir.join(format!("out-{}", std::process::id()));
     let opts = ExportOptions {
         tables: export::parse_tables("events")?,
         ..ExportOptions::new(out.to_str().ok_or("path")?)
@@ -313,7 +345,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(base) = &pg {
         drop_postgres(base, &db).await;
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(if keep.is_some() { &out } else { &dir });
     Ok(())
 }
 

@@ -249,6 +249,12 @@ impl RowSink for PartitionSink {
             self.stopped = true;
         }
     }
+
+    /// Builders of its own, batches to the same encoder (which writes both sinks' batches
+    /// of a day into that day's one file).
+    fn fork(&mut self) -> Option<Box<dyn RowSink>> {
+        Some(Box::new(PartitionSink::new(self.table, self.tx.clone())))
+    }
 }
 
 /// A file that was published.

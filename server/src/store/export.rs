@@ -80,8 +80,25 @@ pub enum Value<'a> {
 pub trait RowSink: Send {
     /// Takes one row; `false` asks the store to stop reading (the writer failed).
     fn push(&mut self, row: &[Value<'_>]) -> bool;
-    /// Called once after the last row (not by the store: by whoever gave it the sink).
+    /// Called once after the last row (not by the store: by whoever gave it the sink),
+    /// except on a sink from [`RowSink::fork`], which the store ends itself.
     fn end(&mut self) {}
+    /// A second sink delivering to the same place, for a second reader thread (a backend
+    /// may read a chunk's key range in two halves at once); the store calls
+    /// [`RowSink::end`] on it after its last row. `None`: one reader only.
+    fn fork(&mut self) -> Option<Box<dyn RowSink>> {
+        None
+    }
+}
+
+/// The two halves of the key range `[lo, hi)` that two readers of a chunk take (the second
+/// is empty when the range is too small to split).
+pub fn halves(lo: i64, hi: i64) -> ((i64, i64), (i64, i64)) {
+    if hi.saturating_sub(lo) < 2 {
+        return ((lo, hi), (hi, hi));
+    }
+    let mid = lo + hi.saturating_sub(lo) / 2;
+    ((lo, mid), (mid, hi))
 }
 
 /// The range of keys one export step writes: `[lo, hi)`.
@@ -184,7 +201,9 @@ pub trait ExportStore: Send + Sync {
         hi: i64,
     ) -> StoreFuture<'_, bool>;
     /// Streams the rows of `stream` with keys in `[lo, hi)` whose time falls in
-    /// `[from_ms, to_ms)`, in key order, to `sink` (given back).
+    /// `[from_ms, to_ms)` to `sink` (given back): a date-range read (`keys` is
+    /// `(0, i64::MAX)`) in time order; a chunk in any order, possibly by two readers at
+    /// once (the second through [`RowSink::fork`]).
     fn export_rows(
         &self,
         stream: Stream,
@@ -275,4 +294,21 @@ pub fn lock_suffix(destination: &str) -> String {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(destination.as_bytes());
     format!("export-{}.lock", hex::encode(&d[..8]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::halves;
+
+    #[test]
+    fn halves_split_a_key_range_into_two_that_cover_it_once() {
+        assert_eq!(halves(10, 20), ((10, 15), (15, 20)));
+        assert_eq!(halves(10, 21), ((10, 15), (15, 21)));
+        assert_eq!(halves(10, 11), ((10, 11), (11, 11)));
+        assert_eq!(halves(10, 10), ((10, 10), (10, 10)));
+        assert_eq!(
+            halves(0, i64::MAX),
+            ((0, i64::MAX / 2), (i64::MAX / 2, i64::MAX))
+        );
+    }
 }

@@ -10,8 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{connect, SqliteStore};
 use crate::store::export::{
-    daily_query, lock_suffix, stream_columns, stream_table, stream_width, Chunk, Daily, Days,
-    ExportHold, ExportLock, ExportStore, RowSink, Stream, Value, Watermark,
+    daily_query, halves, lock_suffix, stream_columns, stream_table, stream_width, Chunk, Daily,
+    Days, ExportHold, ExportLock, ExportStore, RowSink, Stream, Value, Watermark,
 };
 use crate::store::{StoreError, StoreFuture};
 
@@ -66,6 +66,44 @@ fn pump(
         }
     }
     Ok(())
+}
+
+/// Streams the rows of `stream` with keys in `[lo, hi)` (and time in `time`) to `sink`, in
+/// rowid order: the rowids of those keys are looked up in the key index (a covering scan),
+/// and then the table is read along its rowid range, filtered by key, instead of a rowid
+/// lookup per row from the key index. Both happen in the caller's read transaction, so
+/// the rowids cannot change in between (rowids follow the order rows were written, as the
+/// keys do: the range holds those rows and few others).
+fn read_keys(
+    c: &Connection,
+    stream: Stream,
+    (lo, hi): (i64, i64),
+    time: (i64, i64),
+    sink: &mut dyn RowSink,
+) -> rusqlite::Result<()> {
+    let (t, time_col) = stream_table(stream);
+    let bounds: Option<(i64, i64)> = c
+        .prepare(&format!(
+            "SELECT MIN(rowid), MAX(rowid) FROM {t} WHERE export_seq >= ?1 AND export_seq < ?2"
+        ))?
+        .query_row([lo, hi], |r| {
+            Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?))
+        })?;
+    let Some((first, last)) = bounds else {
+        return Ok(());
+    };
+    let cols = stream_columns(stream);
+    // `+` keeps the key and time columns from choosing an index over the rowid range.
+    let mut st = c.prepare(&format!(
+        "SELECT {cols} FROM {t} WHERE rowid BETWEEN ?1 AND ?2 AND +export_seq >= ?3 \
+         AND +export_seq < ?4 AND +{time_col} >= ?5 AND +{time_col} < ?6"
+    ))?;
+    pump(
+        &mut st,
+        params![first, last, lo, hi, time.0, time.1],
+        stream_width(stream),
+        sink,
+    )
 }
 
 impl SqliteStore {
@@ -288,6 +326,7 @@ impl ExportStore for SqliteStore {
         time: (i64, i64),
         mut sink: Box<dyn RowSink>,
     ) -> StoreFuture<'_, Box<dyn RowSink>> {
+        let path = self.path();
         self.read_own(move |c| {
             let (t, time_col) = stream_table(stream);
             let cols = stream_columns(stream);
@@ -299,16 +338,32 @@ impl ExportStore for SqliteStore {
                 ))?;
                 pump(&mut st, params![time.0, time.1], width, sink.as_mut())?;
             } else {
-                let mut st = c.prepare(&format!(
-                    "SELECT {cols} FROM {t} WHERE export_seq >= ?1 AND export_seq < ?2 \
-                     AND {time_col} >= ?3 AND {time_col} < ?4 ORDER BY export_seq"
-                ))?;
-                pump(
-                    &mut st,
-                    params![keys.0, keys.1, time.0, time.1],
-                    width,
-                    sink.as_mut(),
-                )?;
+                let (first, second) = halves(keys.0, keys.1);
+                let other = if second.0 < second.1 {
+                    sink.fork()
+                } else {
+                    None
+                };
+                let whole = if other.is_some() { first } else { keys };
+                std::thread::scope(|scope| {
+                    let helper = other.map(|mut other| {
+                        let path = path.clone();
+                        scope.spawn(move || -> rusqlite::Result<()> {
+                            let c = connect(&path)?;
+                            c.execute_batch("BEGIN")?;
+                            read_keys(&c, stream, second, time, other.as_mut())?;
+                            other.end();
+                            c.execute_batch("COMMIT")
+                        })
+                    });
+                    let mine = read_keys(c, stream, whole, time, sink.as_mut());
+                    let theirs = match helper.map(|h| h.join()) {
+                        None => Ok(()),
+                        Some(Ok(r)) => r,
+                        Some(Err(panic)) => std::panic::resume_unwind(panic),
+                    };
+                    mine.and(theirs)
+                })?;
             }
             Ok(sink)
         })
