@@ -247,12 +247,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut events = Generator::new(n);
     let users = events.users;
     let t = Instant::now();
-    while !reuse {
-        let batch = events.batch(BATCH);
-        if batch.is_empty() {
-            break;
+    if !reuse {
+        loop {
+            let batch = events.batch(BATCH);
+            if batch.is_empty() {
+                break;
+            }
+            store.insert_events(batch).await?;
         }
-        store.insert_events(batch).await?;
     }
     let insert_s = t.elapsed().as_secs_f64();
     if reuse {
