@@ -40,7 +40,9 @@ done
 
 # Ingest: `railgun serve`'s application fed by loadgen's workload at 16 connections, beside
 # the same rows written by the store's insert with no HTTP (the database's ceiling), on
-# SQLite and, when RAILGUN_BENCH_DATABASE_URL or RAILGUN_TEST_DATABASE_URL is set, PostgreSQL.
+# SQLite and, when RAILGUN_BENCH_DATABASE_URL or RAILGUN_TEST_DATABASE_URL is set, PostgreSQL;
+# on PostgreSQL also one, two and three `railgun serve` processes sharing the database (the
+# same ingest as a share of that ceiling, and update checks beside one server's).
 step "cargo bench -p railgun-server --bench ingest"
 [ -n "${BENCH_QUICK:-}" ] && export RAILGUN_BENCH_INGEST_USERS="${RAILGUN_BENCH_INGEST_USERS:-1000}"
 cargo bench -p railgun-server --bench ingest 2>&1 | tee "$LOGS/ingest.log" >&2 || failed ingest

@@ -30,9 +30,10 @@ use super::CliResult;
 /// Arguments of `railgun loadgen`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Server base URL (e.g. http://127.0.0.1:3001).
-    #[arg(long)]
-    pub url: String,
+    /// Server base URL (e.g. http://127.0.0.1:3001). Repeat it to spread the ingest
+    /// connections round-robin over several servers (the config stream uses the first).
+    #[arg(long, required = true)]
+    pub url: Vec<String>,
     /// Simulated users.
     #[arg(long, default_value_t = 1000)]
     pub users: usize,
@@ -172,17 +173,54 @@ fn hex_id(u: Uuid) -> String {
     hex::encode(u.as_bytes()) + &hex::encode(&u.as_bytes()[..16])
 }
 
-/// Sends `batches` with `concurrency` requests in flight.
-pub async fn send(
-    url: &str,
-    batches: &[EventBatch],
+/// Runs `conn` on `concurrency` connections, connection `i` given `targets[i % n]`, and
+/// sums their reports (latencies sorted, wall time from before the first connection).
+async fn drive<F, Fut>(
+    targets: &[String],
     concurrency: usize,
-) -> Result<Report, reqwest::Error> {
+    conn: F,
+) -> Result<Report, reqwest::Error>
+where
+    F: Fn(reqwest::Client, String) -> Fut,
+    Fut: std::future::Future<Output = Report> + Send + 'static,
+{
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let endpoint = format!("{}/analytics/events", url.trim_end_matches('/'));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency.max(1))
+        .filter_map(|i| targets.get(i % targets.len().max(1)))
+        .map(|t| tokio::spawn(conn(client.clone(), t.clone())))
+        .collect();
+    let mut total = Report::default();
+    for t in tasks {
+        if let Ok(r) = t.await {
+            total.requests += r.requests;
+            total.accepted += r.accepted;
+            total.duplicates += r.duplicates;
+            total.rejected += r.rejected;
+            total.overloaded += r.overloaded;
+            total.errors += r.errors;
+            total.latencies.extend(r.latencies);
+        }
+    }
+    total.elapsed = started.elapsed();
+    total.latencies.sort();
+    Ok(total)
+}
+
+/// Sends `batches` with `concurrency` requests in flight; connection `i` posts to
+/// `urls[i % urls.len()]` (several servers behind no balancer: the sender spreads them).
+pub async fn send(
+    urls: &[String],
+    batches: &[EventBatch],
+    concurrency: usize,
+) -> Result<Report, reqwest::Error> {
+    let endpoints: Vec<String> = urls
+        .iter()
+        .map(|u| format!("{}/analytics/events", u.trim_end_matches('/')))
+        .collect();
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
         batches
             .iter()
@@ -190,16 +228,9 @@ pub async fn send(
             .collect(),
     );
     let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency.max(1) {
-        let (client, endpoint, bodies, next) = (
-            client.clone(),
-            endpoint.clone(),
-            bodies.clone(),
-            next.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
+    drive(&endpoints, concurrency, |client, endpoint| {
+        let (bodies, next) = (bodies.clone(), next.clone());
+        async move {
             let mut r = Report::default();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -246,23 +277,47 @@ pub async fn send(
                 }
             }
             r
-        }));
-    }
-    let mut total = Report::default();
-    for t in tasks {
-        if let Ok(r) = t.await {
-            total.requests += r.requests;
-            total.accepted += r.accepted;
-            total.duplicates += r.duplicates;
-            total.rejected += r.rejected;
-            total.overloaded += r.overloaded;
-            total.errors += r.errors;
-            total.latencies.extend(r.latencies);
         }
-    }
-    total.elapsed = started.elapsed();
-    total.latencies.sort();
-    Ok(total)
+    })
+    .await
+}
+
+/// Sends `requests` GETs of `path` (an update check: `/updates/APP/CHANNEL/channel.json`)
+/// with `concurrency` in flight, connection `i` to `urls[i % urls.len()]`; each answer is
+/// read whole. `accepted` counts the 200 answers, `errors` the others.
+pub async fn fetch(
+    urls: &[String],
+    path: &str,
+    requests: usize,
+    concurrency: usize,
+) -> Result<Report, reqwest::Error> {
+    let targets: Vec<String> = urls
+        .iter()
+        .map(|u| format!("{}{path}", u.trim_end_matches('/')))
+        .collect();
+    let next = Arc::new(AtomicUsize::new(0));
+    drive(&targets, concurrency, |client, target| {
+        let next = next.clone();
+        async move {
+            let mut r = Report::default();
+            while next.fetch_add(1, Ordering::Relaxed) < requests {
+                let t = Instant::now();
+                let ok = match client.get(&target).send().await {
+                    Ok(resp) if resp.status().is_success() => resp.bytes().await.is_ok(),
+                    _ => false,
+                };
+                if ok {
+                    r.latencies.push(t.elapsed());
+                    r.requests += 1;
+                    r.accepted += 1;
+                } else {
+                    r.errors += 1;
+                }
+            }
+            r
+        }
+    })
+    .await
 }
 
 /// Runs the command.
@@ -452,7 +507,8 @@ async fn publish_config(
 async fn config_stream(a: &Args, subscribers: usize) -> CliResult {
     let token = std::env::var("RAILGUN_ADMIN_TOKEN")
         .map_err(|_| "set RAILGUN_ADMIN_TOKEN to publish config revisions")?;
-    let base = url::Url::parse(&a.url).map_err(|e| format!("--url: {e}"))?;
+    let url = a.url.first().ok_or("--url: none given")?;
+    let base = url::Url::parse(url).map_err(|e| format!("--url: {e}"))?;
     let addr = base
         .socket_addrs(|| Some(80))
         .map_err(|e| format!("--url: {e}"))?
@@ -460,7 +516,7 @@ async fn config_stream(a: &Args, subscribers: usize) -> CliResult {
         .next()
         .ok_or("--url: no address")?;
     let app = &a.config_app;
-    let publish_url = format!("{}/admin/config/{app}", a.url.trim_end_matches('/'));
+    let publish_url = format!("{}/admin/config/{app}", url.trim_end_matches('/'));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
@@ -480,7 +536,7 @@ async fn config_stream(a: &Args, subscribers: usize) -> CliResult {
     );
     println!(
         "loadgen: {subscribers} config subscribers on {}/config/{app}/stream, {} revisions",
-        a.url.trim_end_matches('/'),
+        url.trim_end_matches('/'),
         a.config_revisions
     );
     let (stop_tx, stop) = tokio::sync::watch::channel(false);

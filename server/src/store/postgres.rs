@@ -7,6 +7,8 @@
 //! A group of events is written in one transaction with array parameters (`UNNEST`): the
 //! events first (`ON CONFLICT (id) DO NOTHING RETURNING id` says which were new), then the
 //! rollups of the new ones, pre-aggregated here so one statement never updates a row twice.
+//! Servers sharing the database write the same rows in the same order (keys sorted), and a
+//! group PostgreSQL ends for a deadlock or a serialization failure is written again.
 
 use std::collections::HashSet;
 
@@ -66,7 +68,7 @@ const FORGET_AND_UPSERT: &str = concat!(
      users, events) SELECT f.day, f.name, f.prev_day, f.sample_rate, f.rate_changed, -COUNT(*), \
      -SUM(f.events) FROM k JOIN daily_feature f ON f.user_id = k.user_id AND f.name = k.name \
      AND f.day >= k.day GROUP BY f.day, f.name, f.prev_day, f.sample_rate, f.rate_changed \
-     ON CONFLICT (day, name, prev_day, sample_rate, rate_changed) DO UPDATE SET \
+     ORDER BY 1, 2, 3, 4, 5 ON CONFLICT (day, name, prev_day, sample_rate, rate_changed) DO UPDATE SET \
      users = feature_reach.users + excluded.users, events = feature_reach.events + excluded.events) \
      INSERT INTO daily_feature (name, day, user_id, events, sample_rate) \
      SELECT * FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::int8[], $5::float8[]) \
@@ -91,7 +93,7 @@ const RELINK_AND_ADD: &str = concat!(
      AND (t.old_p <> t.p OR t.old_c <> t.c)) \
      INSERT INTO feature_reach (day, name, prev_day, sample_rate, rate_changed, users, events) \
      SELECT day, name, p, sample_rate, c, COUNT(*), SUM(events) FROM t WHERE day >= kd \
-     GROUP BY day, name, p, sample_rate, c \
+     GROUP BY day, name, p, sample_rate, c ORDER BY 1, 2, 3, 4, 5 \
      ON CONFLICT (day, name, prev_day, sample_rate, rate_changed) DO UPDATE SET \
      users = feature_reach.users + excluded.users, events = feature_reach.events + excluded.events"
 );
@@ -539,17 +541,23 @@ async fn insert_all(
         feature,
         sessions,
     } = Rollups::of(events, &new);
+    // Every statement writes its rows in key order, so two servers' transactions on the
+    // same rows take their locks in the same order (and a deadlock left is retried).
     if !daily.is_empty() {
+        let mut dkeys: Vec<_> = daily.keys().copied().collect();
+        dkeys.sort_unstable();
         let (days, uids, srs): (Vec<i32>, Vec<&str>, Vec<f64>) =
-            unzip3(daily.iter().map(|((d, u), s)| (*d, *u, *s)));
+            unzip3(dkeys.iter().map(|k| (k.0, k.1, daily[k])));
         tx.execute(&st.daily_users, &[&days, &uids, &srs]).await?;
-        let uids: Vec<&str> = users.keys().copied().collect();
+        let mut uids: Vec<&str> = users.keys().copied().collect();
+        uids.sort_unstable();
         let firsts: Vec<i32> = uids.iter().map(|u| users[u].0).collect();
         let lasts: Vec<i32> = uids.iter().map(|u| users[u].1).collect();
         let srs: Vec<f64> = uids.iter().map(|u| users[u].2).collect();
         tx.execute(&st.users, &[&uids, &firsts, &lasts, &srs])
             .await?;
-        let keys: Vec<_> = feature.keys().copied().collect();
+        let mut keys: Vec<_> = feature.keys().copied().collect();
+        keys.sort_unstable();
         let names: Vec<&str> = keys.iter().map(|k| k.0).collect();
         let fdays: Vec<i32> = keys.iter().map(|k| k.1).collect();
         let fusers: Vec<&str> = keys.iter().map(|k| k.2).collect();
@@ -561,7 +569,8 @@ async fn insert_all(
         tx.execute(&st.reach, &[&names, &fdays, &fusers]).await?;
     }
     if !sessions.is_empty() {
-        let keys: Vec<_> = sessions.keys().copied().collect();
+        let mut keys: Vec<_> = sessions.keys().copied().collect();
+        keys.sort_unstable();
         let sdays: Vec<i32> = keys.iter().map(|k| k.0).collect();
         let sids: Vec<&str> = keys.iter().map(|k| k.1).collect();
         let suids: Vec<&str> = keys.iter().map(|k| sessions[k].0).collect();
@@ -572,6 +581,19 @@ async fn insert_all(
     }
     tx.commit().await?;
     Ok(new)
+}
+
+/// Attempts at one ingest group when PostgreSQL ends it for a lock conflict with another
+/// server's transaction.
+const INSERT_TRIES: u32 = 5;
+
+/// Whether PostgreSQL ended the transaction for a deadlock or a serialization failure
+/// (nothing of it was kept; running it again is safe).
+fn is_lock_conflict(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.code().is_some_and(|c| {
+        *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    })
 }
 
 fn unzip3<A, B, C>(it: impl Iterator<Item = (A, B, C)>) -> (Vec<A>, Vec<B>, Vec<C>) {
@@ -595,7 +617,20 @@ impl AnalyticsStore for PostgresStore {
     fn insert_events(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, Vec<bool>> {
         Box::pin(async move {
             let mut c = self.writer.lock().await;
-            insert_all(&mut c, &self.ingest, &events).await
+            let mut tries = 1;
+            loop {
+                match insert_all(&mut c, &self.ingest, &events).await {
+                    // Another server's transaction on the same rows: nothing of this one
+                    // was kept (rolled back), so it runs again from the start.
+                    Err(StoreError::Postgres(e))
+                        if tries < INSERT_TRIES && is_lock_conflict(&e) =>
+                    {
+                        tracing::debug!(error = %e, tries, "ingest group retried");
+                        tries += 1;
+                    }
+                    r => return r,
+                }
+            }
         })
     }
 

@@ -712,7 +712,8 @@ async fn an_export_killed_midway_and_run_again_writes_every_row_exactly_once(kin
     h.stop().await;
 }
 
-fn stored(id: &str, ts: DateTime<Utc>) -> StoredEvent {
+/// A stored event of user `r1` at `ts` (other suites change the fields they need).
+pub fn stored(id: &str, ts: DateTime<Utc>) -> StoredEvent {
     StoredEvent {
         id: id.into(),
         name: "screen_view".into(),

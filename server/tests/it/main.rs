@@ -49,6 +49,7 @@ mod hostile_support;
 mod hostile_tree;
 mod http_metrics;
 mod ingest_bounds;
+mod ingest_shared;
 mod keygen;
 mod ops_alerts;
 mod ops_grafana;
