@@ -20,6 +20,7 @@
 //! (`railgun serve` says so at start). It refuses nothing itself; losing or winning the lease
 //! is logged once per change.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -56,6 +57,9 @@ struct Inner {
     /// The token while this server leads, `None` otherwise.
     state: watch::Sender<Option<i64>>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Set by [`Leadership::resign`]: a stopping server takes the lease no more (an engine
+    /// run still in flight would otherwise take it back and keep renewing it).
+    resigned: AtomicBool,
 }
 
 impl std::fmt::Debug for Inner {
@@ -96,6 +100,7 @@ impl Leadership {
                 lease: lease.max(MIN_LEASE),
                 state: watch::channel(single.then_some(0)).0,
                 task: Mutex::new(None),
+                resigned: AtomicBool::new(false),
             }),
         }
     }
@@ -127,10 +132,17 @@ impl Leadership {
         // Written three quarters ahead, renewed every quarter: a successor polling every
         // quarter takes over within one lease of the holder's last renewal.
         let ttl_ms = (i.lease.as_millis() * 3 / 4).max(1) as i64;
+        if i.resigned.load(Ordering::Acquire) {
+            return Ok(None);
+        }
         let token = i
             .store
             .acquire_lease(i.name.clone(), i.holder.clone(), ttl_ms)
             .await?;
+        // Resigned meanwhile: its release was sent after this acquisition, and stands.
+        if i.resigned.load(Ordering::Acquire) {
+            return Ok(None);
+        }
         let before = *i.state.borrow();
         if before != token {
             match (before, token) {
@@ -158,6 +170,7 @@ impl Leadership {
     /// leading by itself: a server starved or cut off from the database does not go on
     /// calling itself leader (the gauge, the alert sender) while a successor takes over.
     pub fn spawn(&self) {
+        self.inner.resigned.store(false, Ordering::Release);
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let period = self.inner.lease / 4;
         let ttl = self.inner.lease * 3 / 4;
@@ -222,8 +235,10 @@ impl Leadership {
         }
     }
 
-    /// Stops renewing and gives the lease up (a clean stop: a successor takes over at once).
+    /// Stops renewing and gives the lease up (a clean stop: a successor takes over at once);
+    /// [`Leadership::try_lead`] takes it no more until [`Leadership::spawn`].
     pub async fn resign(&self) {
+        self.inner.resigned.store(true, Ordering::Release);
         if let Some(t) = self
             .inner
             .task
@@ -234,14 +249,19 @@ impl Leadership {
             t.abort();
         }
         let was = self.inner.state.send_replace(None);
-        if was.is_some() && self.inner.store.shared_by_servers() {
+        // Also when this server did not lead yet: an acquisition in flight (sent before this
+        // release, on the same connection) may have taken the lease.
+        if self.inner.store.shared_by_servers() {
             match self
                 .inner
                 .store
                 .release_lease(self.inner.name.clone(), self.inner.holder.clone())
                 .await
             {
-                Ok(()) => tracing::info!(lease = %self.inner.name, "leader lease given up"),
+                Ok(()) if was.is_some() => {
+                    tracing::info!(lease = %self.inner.name, "leader lease given up")
+                }
+                Ok(()) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "leader lease not given up; it expires by itself")
                 }

@@ -198,11 +198,24 @@ impl Cluster {
                 leading.len() <= 1,
                 "several servers lead at once: {leading:?}"
             );
-            assert!(
-                started.elapsed() < within_,
-                "no server leads after {:?}",
-                started.elapsed()
-            );
+            if started.elapsed() >= within_ {
+                let logs: Vec<String> = self.servers.iter().flatten().map(|s| s.log()).collect();
+                let (db, conn) =
+                    tokio_postgres::connect(self.setup.database(), tokio_postgres::NoTls)
+                        .await
+                        .expect("connect");
+                tokio::spawn(conn);
+                let rows = db
+                    .query("SELECT holder || ' ' || token || ' ' || (expires - (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::int8) FROM leader_leases", &[])
+                    .await
+                    .expect("leases");
+                let leases: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+                panic!(
+                    "no server leads after {:?}; leases (holder token ms-left) {leases:?}; their logs:\n{}",
+                    started.elapsed(),
+                    logs.join("\n----\n")
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
