@@ -314,3 +314,27 @@ both_stores!(
     releases_are_stored_and_pending_starts_updated,
     changes_are_atomic_and_sequences_compare_and_set,
 );
+
+/// The engine's lease on PostgreSQL: one holder at a time; a server that resigned (it is
+/// stopping) takes it no more, even when an engine run asks, and another takes it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resigned_server_takes_the_lease_no_more() {
+    use railgun_server::leader::{Leadership, ENGINE_LEASE};
+    let dir = tempfile::tempdir().expect("tmp");
+    let Some(s) = open(Kind::Postgres, dir.path()).await else {
+        return;
+    };
+    let lease = std::time::Duration::from_secs(60);
+    let a = Leadership::new(s.clone(), ENGINE_LEASE, lease);
+    let b = Leadership::new(s.clone(), ENGINE_LEASE, lease);
+    assert!(a.try_lead().await.expect("a").is_some());
+    assert!(b.try_lead().await.expect("b").is_none(), "a holds it");
+    a.resign().await;
+    assert!(!a.is_leader());
+    assert!(
+        a.try_lead().await.expect("a again").is_none(),
+        "a stopping server's engine run took the lease back"
+    );
+    assert!(b.try_lead().await.expect("b").is_some(), "released at once");
+    assert!(a.try_lead().await.expect("a").is_none(), "b holds it");
+}
