@@ -554,6 +554,10 @@ async fn insert_all(
         let firsts: Vec<i32> = uids.iter().map(|u| users[u].0).collect();
         let lasts: Vec<i32> = uids.iter().map(|u| users[u].1).collect();
         let srs: Vec<f64> = uids.iter().map(|u| users[u].2).collect();
+        // The `users` upsert locks each user's row until commit, and it runs before the
+        // feature statements: two servers writing new days of one user are serialized here,
+        // so each relinks `daily_feature` against the other's committed rows, never against
+        // a snapshot lacking them (`ingest_shared` fails if this moves below them).
         tx.execute(&st.users, &[&uids, &firsts, &lasts, &srs])
             .await?;
         let mut keys: Vec<_> = feature.keys().copied().collect();
