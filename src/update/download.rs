@@ -5,11 +5,14 @@
 //!
 //! * never more than the manifest's `size` bytes are accepted (endless-data attack): the
 //!   download stops the moment one byte too many arrives ([`DownloadError::TooMuchData`]);
-//! * SHA-256 is computed while streaming, on a blocking thread beside the network task
-//!   (hashing overlaps the transfer; memory stays bounded by a small chunk queue); the
-//!   file is written on another blocking thread and never fsynced here: a staged file is
-//!   hashed again before it is reused after a restart (a crash cannot make a torn file
-//!   pass), and the installer makes the installed file durable with one `fsync`;
+//! * SHA-256 is computed while streaming: the network task gathers the body's chunks
+//!   (shared, never copied) into batches of about 1 MiB, and one blocking thread hashes
+//!   and writes each batch (overlapping the transfer; memory stays bounded by a small
+//!   batch queue). The file is never fsynced here: on Linux the written ranges are handed
+//!   to writeback as the transfer runs (`posix_fadvise(DONTNEED)`, which starts writing
+//!   dirty pages without waiting), so the installer's one `fsync` finds little left to
+//!   write; a staged file is hashed again before it is reused after a restart (a crash
+//!   cannot make a torn file pass);
 //! * a wrong size or hash deletes the partial file and names expected and actual values;
 //! * an interrupted download resumes with `Range: bytes=N-` and `If-Range`; a server that
 //!   ignores `Range` (200) means starting over from byte 0 (truncate, never append), and a
@@ -43,8 +46,14 @@ pub const LOCK_FILE: &str = "download.lock";
 pub const PART_SUFFIX: &str = ".part";
 /// Least time between two progress events.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
-/// Chunks queued between the network task and the hashing/writing thread (bounds memory).
-const QUEUE_CHUNKS: usize = 16;
+/// Bytes of body chunks the network task gathers before handing them to the sink thread
+/// (one wake-up of that thread per batch, not per chunk).
+const BATCH_BYTES: usize = 1024 * 1024;
+/// Batches queued between the network task and the sink thread (bounds memory: the queue
+/// holds at most this many batches of about [`BATCH_BYTES`]).
+const QUEUE_BATCHES: usize = 8;
+/// Bytes written between two writeback kicks of the written range.
+const WRITEBACK_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
@@ -702,12 +711,10 @@ impl Downloader {
         let file = open_part(part, start)
             .at(part)
             .map_err(DownloadError::from)?;
-        // Writing and hashing run on two blocking threads, overlapping the network receive;
-        // chunks are shared (reference-counted), not copied.
-        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(QUEUE_CHUNKS);
-        let (htx, hrx) = tokio::sync::mpsc::channel::<bytes::Bytes>(QUEUE_CHUNKS);
-        let writer = spawn_writer(file, part.to_path_buf(), rx);
-        let hashing = spawn_hasher(part.to_path_buf(), start, hrx);
+        // Hashing and writing run on one blocking thread, overlapping the network receive;
+        // chunks are shared (reference-counted), not copied, and handed over in batches.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<bytes::Bytes>>(QUEUE_BATCHES);
+        let sink = spawn_sink(file, part.to_path_buf(), start, rx);
         let began = Instant::now();
         let receiving = Receive {
             url,
@@ -716,9 +723,8 @@ impl Downloader {
             limit,
             began,
         };
-        let (outcome, received) = receiving.run(&mut resp, &tx, &htx, progress).await;
+        let (outcome, received) = receiving.run(&mut resp, &tx, progress).await;
         drop(tx);
-        drop(htx);
         let failed = |error| Failed {
             error,
             fetched: received,
@@ -729,10 +735,7 @@ impl Downloader {
                 source: std::io::Error::other(e),
             })
         };
-        let written = writer.await.map_err(joined)?;
-        let hashed = hashing.await.map_err(joined)?;
-        written.map_err(failed)?;
-        let digest = hashed.map_err(failed)?;
+        let digest = sink.await.map_err(joined)?.map_err(failed)?;
         outcome.map_err(failed)?;
         if start + received < limit {
             return Err(failed(DownloadError::SizeMismatch {
@@ -776,28 +779,16 @@ fn open_part(part: &Path, start: u64) -> std::io::Result<File> {
     }
 }
 
-/// The writer: a blocking thread that writes the chunks to `file` in order. No `fsync`: the
-/// page cache writes back while the transfer runs, and durability is the installer's one
-/// `fsync` of the file it installs (a staged file is re-hashed before any reuse).
-fn spawn_writer(
+/// The sink: a blocking thread that computes the SHA-256 of the whole file (the `start`
+/// bytes already on disk after a resume, then every chunk received) and writes the chunks
+/// to `file` in order. No `fsync`: durability is the installer's one `fsync` of the file it
+/// installs (a staged file is re-hashed before any reuse); the written ranges are handed to
+/// writeback as they grow ([`start_writeback`]) so that `fsync` finds little left to do.
+fn spawn_sink(
     mut file: File,
     part: PathBuf,
-    mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
-) -> tokio::task::JoinHandle<Result<(), DownloadError>> {
-    tokio::task::spawn_blocking(move || {
-        while let Some(chunk) = rx.blocking_recv() {
-            file.write_all(&chunk).at(&part)?;
-        }
-        Ok(())
-    })
-}
-
-/// The hasher: a blocking thread that computes the SHA-256 of the whole file: the `start`
-/// bytes already on disk (a resume), then every chunk received.
-fn spawn_hasher(
-    part: PathBuf,
     start: u64,
-    mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<bytes::Bytes>>,
 ) -> tokio::task::JoinHandle<Result<[u8; 32], DownloadError>> {
     tokio::task::spawn_blocking(move || {
         let mut hasher = Sha256::new();
@@ -815,11 +806,38 @@ fn spawn_hasher(
                 left -= k as u64;
             }
         }
-        while let Some(chunk) = rx.blocking_recv() {
-            hasher.update(&chunk);
+        let (mut written, mut kicked) = (start, start);
+        while let Some(batch) = rx.blocking_recv() {
+            for chunk in &batch {
+                hasher.update(chunk);
+                file.write_all(chunk).at(&part)?;
+                written += chunk.len() as u64;
+            }
+            if written - kicked >= WRITEBACK_BYTES {
+                start_writeback(&file, kicked, written - kicked);
+                kicked = written;
+            }
         }
         Ok(hasher.finalize().into())
     })
+}
+
+/// Starts writing back `len` bytes of `file` from `offset` without waiting for them: on
+/// Linux `posix_fadvise(DONTNEED)` submits the range's dirty pages for writeback (pages
+/// still dirty or under writeback stay cached). Best effort: an error only means the final
+/// `fsync` writes more.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = rustix::fs::fadvise(
+            file,
+            offset,
+            std::num::NonZeroU64::new(len),
+            rustix::fs::Advice::DontNeed,
+        );
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
 }
 
 /// The receive loop of one attempt.
@@ -835,18 +853,20 @@ struct Receive<'a> {
 }
 
 impl Receive<'_> {
-    /// Receives the body, handing each chunk to the hasher and the writer, until it ends, a
-    /// byte too many arrives, it stalls, or the writer stops (its error is reported by the
-    /// caller). Returns how it ended and the bytes received.
+    /// Receives the body, handing its chunks in batches to the sink, until it ends, a byte
+    /// too many arrives, it stalls, or the sink stops (its error is reported by the caller).
+    /// The chunks received before any end are handed over (a resume continues after them).
+    /// Returns how it ended and the bytes handed over.
     async fn run(
         &self,
         resp: &mut reqwest::Response,
-        tx: &tokio::sync::mpsc::Sender<bytes::Bytes>,
-        htx: &tokio::sync::mpsc::Sender<bytes::Bytes>,
+        tx: &tokio::sync::mpsc::Sender<Vec<bytes::Bytes>>,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> (Result<(), DownloadError>, u64) {
         let mut last = self.began;
         let mut received = 0u64;
+        let mut batch = Vec::new();
+        let mut batched = 0usize;
         let outcome = loop {
             let chunk = match tokio::time::timeout(self.stall, resp.chunk()).await {
                 Err(_) => break Err(stalled(self.url, self.stall)),
@@ -858,11 +878,19 @@ impl Receive<'_> {
                 break Err(DownloadError::TooMuchData { limit: self.limit });
             }
             received += chunk.len() as u64;
-            if htx.send(chunk.clone()).await.is_err() || tx.send(chunk).await.is_err() {
-                break Ok(()); // the writer or hasher failed; its error is reported by the caller
-            }
+            batched += chunk.len();
+            batch.push(chunk);
             let now = Instant::now();
-            if now.duration_since(last) >= PROGRESS_INTERVAL {
+            let due = now.duration_since(last) >= PROGRESS_INTERVAL;
+            // A batch goes when full, or with each progress event: on a slow link the bytes
+            // received still reach the file within [`PROGRESS_INTERVAL`] (for a resume).
+            if batched >= BATCH_BYTES || due {
+                batched = 0;
+                if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                    return (Ok(()), received); // the sink failed; the caller reports its error
+                }
+            }
+            if due {
                 last = now;
                 progress(make_progress(
                     self.start + received,
@@ -872,6 +900,9 @@ impl Receive<'_> {
                 ));
             }
         };
+        if !batch.is_empty() && tx.send(batch).await.is_err() {
+            return (Ok(()), received); // the sink failed; the caller reports its error
+        }
         (outcome, received)
     }
 }
