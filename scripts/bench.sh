@@ -54,6 +54,12 @@ cargo bench -p railgun-server --bench ingest 2>&1 | tee "$LOGS/ingest.log" >&2 |
 step "cargo bench -p railgun-server --bench delta"
 cargo bench -p railgun-server --bench delta 2>&1 | tee "$LOGS/delta.log" >&2 || failed delta
 
+# Queries at scale: DAU … retention over 10 M events (1 M with BENCH_QUICK) written through
+# the ingest path, over HTTP on SQLite and PostgreSQL, beside DuckDB on the same rows. The
+# data sets are cached under target/bench-queries/ (and as a PostgreSQL database).
+step "cargo bench -p railgun-server --bench queries"
+cargo bench -p railgun-server --bench queries 2>&1 | tee "$LOGS/queries.log" >&2 || failed queries
+
 step "cargo build --release -p railgun-server"
 cargo build --release -p railgun-server 2>&1 | tail -1 >&2
 BIN=target/release/railgun

@@ -16,8 +16,12 @@
 //! starting before the oldest kept day starts at that day (a `prev_day` older than it was
 //! purged); this holds while the aggregate window is at least the 90 days ingest accepts
 //! late events for, so no late row lands before the purge cut. When a user's sample rate
-//! changed between two days of the range, the answer comes from the per-user rows. Rollups are written only for events that were
-//! new (not duplicates), in the same transaction as the events.
+//! changed between two days of the range, the answer comes from the per-user rows. Active
+//! users over a range (WAU, MAU, the DAU series) work the same way: each `daily_users` row
+//! keeps its user's previous active day and `active_reach` counts rows by day, that day,
+//! sample rate and whether the rate changed (`sqlite/active.rs`, `postgres/active.rs`).
+//! Rollups are written only for events that were new (not duplicates), in the same
+//! transaction as the events.
 //!
 //! It refuses to store client IP addresses: no column exists for them.
 

@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
+mod active;
 mod alerts;
 mod config;
 mod export;
@@ -299,6 +300,8 @@ pub const MIGRATIONS: &[&str] = &[
     LEASE_MIGRATION,
     // 9: release health: sessions ended by status, per report and per install and release.
     super::rollout::SESSIONS_MIGRATION,
+    // 10: active-user reach (`active`): WAU / MAU / the DAU series from buckets. Backfilled.
+    active::MIGRATION,
 ];
 
 /// Leases (`crate::leader`): a holder, a fencing token that only grows (a lease given up
@@ -462,8 +465,6 @@ const INSERT_EVENTS: &str = "INSERT INTO events (id, name, category, user_id, se
     $7::int4[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::float8[], \
     $14::int8[], $15::float8[], $16::int8[]) ON CONFLICT (id) DO NOTHING RETURNING id";
 
-const INSERT_DAILY_USERS: &str = "INSERT INTO daily_users (day, user_id, sample_rate) \
-    SELECT * FROM UNNEST($1::int4[], $2::text[], $3::float8[]) ON CONFLICT DO NOTHING";
 const UPSERT_USERS: &str = "INSERT INTO users (user_id, first_day, last_day, sample_rate) \
     SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int4[], $4::float8[]) \
     ON CONFLICT (user_id) DO UPDATE SET first_day = LEAST(users.first_day, excluded.first_day), \
@@ -478,6 +479,7 @@ const UPSERT_SESSIONS: &str = "INSERT INTO daily_sessions (day, session_id, user
 struct Ingest {
     events: Statement,
     daily_users: Statement,
+    active_link: Statement,
     users: Statement,
     feature: Statement,
     reach: Statement,
@@ -488,7 +490,8 @@ impl Ingest {
     async fn prepare(c: &Client) -> Result<Self, StoreError> {
         Ok(Self {
             events: c.prepare(INSERT_EVENTS).await?,
-            daily_users: c.prepare(INSERT_DAILY_USERS).await?,
+            daily_users: c.prepare(active::INSERT).await?,
+            active_link: c.prepare(active::LINK).await?,
             users: c.prepare(UPSERT_USERS).await?,
             feature: c.prepare(FORGET_AND_UPSERT).await?,
             reach: c.prepare(RELINK_AND_ADD).await?,
@@ -548,7 +551,7 @@ async fn insert_all(
         dkeys.sort_unstable();
         let (days, uids, srs): (Vec<i32>, Vec<&str>, Vec<f64>) =
             unzip3(dkeys.iter().map(|k| (k.0, k.1, daily[k])));
-        tx.execute(&st.daily_users, &[&days, &uids, &srs]).await?;
+        active::add_daily_users(&tx, &st.daily_users, &st.active_link, &days, &uids, &srs).await?;
         let mut uids: Vec<&str> = users.keys().copied().collect();
         uids.sort_unstable();
         let firsts: Vec<i32> = uids.iter().map(|u| users[u].0).collect();
@@ -640,15 +643,19 @@ impl AnalyticsStore for PostgresStore {
 
     fn active_users(&self, from: i32, to: i32) -> StoreFuture<'_, Count> {
         Box::pin(async move {
-            let row = self
+            let floor: Option<i32> = self.reader.query_one(sql::ACTIVE_FLOOR, &[]).await?.get(0);
+            let from = floor.map_or(from, |f| f.max(from));
+            let changed: bool = self
                 .reader
-                .query_one(
-                    "SELECT COUNT(*), COALESCE(SUM(1.0 / sr), 0)::float8 FROM (SELECT user_id, \
-                     MAX(sample_rate) AS sr FROM daily_users WHERE day BETWEEN $1 AND $2 GROUP BY user_id) t",
-                    &[&from, &to],
-                )
-                .await?;
-            Ok(count(&row))
+                .query_one(sql::ACTIVE_RATE_CHANGED, &[&from, &to])
+                .await?
+                .get(0);
+            let sql = if changed {
+                sql::ACTIVE_SCAN
+            } else {
+                sql::ACTIVE_TOTAL
+            };
+            Ok(count(&self.reader.query_one(sql, &[&from, &to]).await?))
         })
     }
 
@@ -667,12 +674,7 @@ impl AnalyticsStore for PostgresStore {
         Box::pin(async move {
             let rows = self
                 .reader
-                .query(
-                    "SELECT day, SUM(events)::int8, SUM(events / sample_rate)::float8, COUNT(*), \
-                     SUM(1.0 / sample_rate)::float8 FROM daily_feature WHERE name = $1 AND day \
-                     BETWEEN $2 AND $3 GROUP BY day ORDER BY day",
-                    &[&name, &from, &to],
-                )
+                .query(sql::FEATURE_BY_DAY, &[&name, &from, &to])
                 .await?;
             Ok(rows
                 .iter()
@@ -699,17 +701,18 @@ impl AnalyticsStore for PostgresStore {
                     )
                     .await?,
             );
-            let st = self
+            let last = cohort + days as i32;
+            let mut per_day = vec![Count::default(); days as usize + 1];
+            for r in self
                 .reader
-                .prepare(
-                    "SELECT COUNT(*), COALESCE(SUM(1.0 / u.sample_rate), 0)::float8 FROM users u \
-                     JOIN daily_users d ON d.user_id = u.user_id AND d.day = $2 WHERE u.first_day = $1",
-                )
-                .await?;
-            let mut per_day = Vec::with_capacity(days as usize + 1);
-            for d in 0..=days as i32 {
-                let day = cohort + d;
-                per_day.push(count(&self.reader.query_one(&st, &[&cohort, &day]).await?));
+                .query(sql::COHORT_ACTIVE, &[&cohort, &last])
+                .await?
+            {
+                let d: i32 = r.get(0);
+                per_day[(d - cohort) as usize] = Count {
+                    raw: r.get::<_, i64>(1) as u64,
+                    estimate: r.get(2),
+                };
             }
             Ok((size, per_day))
         })
@@ -729,6 +732,7 @@ impl AnalyticsStore for PostgresStore {
                 &[&user_id],
             )
             .await?;
+            tx.execute(sql::ACTIVE_FORGET_USER, &[&user_id]).await?;
             let mut n = 0;
             for t in USER_TABLES {
                 n += tx.execute(&sql::delete_user_rows(t), &[&user_id]).await?;
@@ -761,7 +765,11 @@ impl AnalyticsStore for PostgresStore {
             }
             aggregates += tx.execute(sql::PURGE_USERS, &[&aggregates_before]).await?;
             aggregates += tx.execute(sql::PURGE_REACH, &[&aggregates_before]).await?;
+            aggregates += tx
+                .execute(sql::PURGE_ACTIVE_REACH, &[&aggregates_before])
+                .await?;
             tx.execute(sql::PURGE_EMPTY_REACH, &[]).await?;
+            tx.execute(sql::PURGE_EMPTY_ACTIVE_REACH, &[]).await?;
             tx.commit().await?;
             Ok(PurgeCounts {
                 events,
@@ -805,14 +813,7 @@ impl AnalyticsStore for PostgresStore {
 
     fn daily_active(&self, from: i32, to: i32) -> StoreFuture<'_, Vec<DayCount>> {
         Box::pin(async move {
-            let rows = self
-                .reader
-                .query(
-                    "SELECT day, COUNT(*), SUM(1.0 / sample_rate)::float8 FROM daily_users \
-                     WHERE day BETWEEN $1 AND $2 GROUP BY day ORDER BY day",
-                    &[&from, &to],
-                )
-                .await?;
+            let rows = self.reader.query(sql::ACTIVE_BY_DAY, &[&from, &to]).await?;
             Ok(rows
                 .iter()
                 .map(|r| DayCount {

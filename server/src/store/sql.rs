@@ -83,6 +83,49 @@ pub(super) const PURGE_REACH: &str = "DELETE FROM feature_reach WHERE day < $1";
 /// Buckets emptied by re-linking or deletion (no row, nothing to count).
 pub(super) const PURGE_EMPTY_REACH: &str = "DELETE FROM feature_reach WHERE users = 0";
 
+/// The earliest day any `daily_users` row still has (`active_reach`, like [`REACH_FLOOR`]).
+pub(super) const ACTIVE_FLOOR: &str = "SELECT MIN(day) FROM active_reach WHERE users > 0";
+/// Whether a user's sample rate changed between two days inside `$1..=$2` (the estimate
+/// then needs each user's highest rate: the per-user rows answer).
+pub(super) const ACTIVE_RATE_CHANGED: &str = "SELECT EXISTS (SELECT 1 FROM active_reach \
+    WHERE day BETWEEN $1 AND $2 AND prev_day >= $1 AND rate_changed <> 0 AND users > 0)";
+/// Distinct active users over `$1..=$2` and their estimate: each user counts on its first
+/// day inside the range (the rows whose previous active day is before `$1`).
+pub(super) const ACTIVE_TOTAL: &str = "SELECT CAST(COALESCE(SUM(users), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(users * (1.0 / sample_rate)), 0) AS DOUBLE PRECISION) FROM active_reach \
+    WHERE day BETWEEN $1 AND $2 AND prev_day < $1";
+/// Active users of each day of `$1..=$2` that has any, oldest first.
+pub(super) const ACTIVE_BY_DAY: &str = "SELECT day, CAST(SUM(users) AS BIGINT), \
+    CAST(SUM(users * (1.0 / sample_rate)) AS DOUBLE PRECISION) FROM active_reach \
+    WHERE day BETWEEN $1 AND $2 GROUP BY day HAVING SUM(users) > 0 ORDER BY day";
+/// Distinct active users over `$1..=$2` from the per-user rows (each user at its highest
+/// sample rate): the reference answer, and the one used when a rate changed in the range.
+pub(super) const ACTIVE_SCAN: &str = "SELECT COUNT(*), CAST(COALESCE(SUM(1.0 / sr), 0) AS \
+    DOUBLE PRECISION) FROM (SELECT user_id, MAX(sample_rate) AS sr FROM daily_users \
+    WHERE day BETWEEN $1 AND $2 GROUP BY user_id) t";
+/// One event name per day of `$2..=$3` from the `feature_reach` buckets (every row of a day
+/// is one user of that day): events, their estimate, users, their estimate.
+pub(super) const FEATURE_BY_DAY: &str = "SELECT day, CAST(SUM(events) AS BIGINT), \
+    CAST(SUM(events / sample_rate) AS DOUBLE PRECISION), CAST(SUM(users) AS BIGINT), \
+    CAST(SUM(users * (1.0 / sample_rate)) AS DOUBLE PRECISION) FROM feature_reach \
+    WHERE name = $1 AND day BETWEEN $2 AND $3 GROUP BY day HAVING SUM(users) > 0 ORDER BY day";
+/// Retention: the users first seen on `$1` active on each day of `$1..=$2` (days with none
+/// left out), each user at its `users` rate; one index range per user of the cohort.
+pub(super) const COHORT_ACTIVE: &str = "SELECT d.day, COUNT(*), \
+    CAST(COALESCE(SUM(1.0 / u.sample_rate), 0) AS DOUBLE PRECISION) FROM users u \
+    JOIN daily_users d ON d.user_id = u.user_id AND d.day BETWEEN $1 AND $2 \
+    WHERE u.first_day = $1 GROUP BY d.day";
+/// Erasure: removes a user's `active_reach` contribution (before its rows are deleted).
+pub(super) const ACTIVE_FORGET_USER: &str = "INSERT INTO active_reach (day, prev_day, \
+    sample_rate, rate_changed, users) SELECT day, prev_day, sample_rate, rate_changed, -COUNT(*) \
+    FROM daily_users WHERE user_id = $1 GROUP BY day, prev_day, sample_rate, rate_changed \
+    ON CONFLICT (day, prev_day, sample_rate, rate_changed) DO UPDATE SET \
+    users = active_reach.users + excluded.users";
+/// Retention: active-user buckets before a day.
+pub(super) const PURGE_ACTIVE_REACH: &str = "DELETE FROM active_reach WHERE day < $1";
+/// Active-user buckets emptied by re-linking or deletion.
+pub(super) const PURGE_EMPTY_ACTIVE_REACH: &str = "DELETE FROM active_reach WHERE users = 0";
+
 /// Distinct installs of a channel seen since a time.
 pub(super) const ACTIVE_INSTALLS: &str = "SELECT COUNT(DISTINCT machine_id) FROM \
     health_installs WHERE app = $1 AND channel = $2 AND last_seen >= $3";
@@ -209,6 +252,16 @@ mod tests {
             PURGE_USERS,
             PURGE_REACH,
             PURGE_EMPTY_REACH,
+            ACTIVE_FLOOR,
+            ACTIVE_RATE_CHANGED,
+            ACTIVE_TOTAL,
+            ACTIVE_BY_DAY,
+            ACTIVE_SCAN,
+            ACTIVE_FORGET_USER,
+            FEATURE_BY_DAY,
+            COHORT_ACTIVE,
+            PURGE_ACTIVE_REACH,
+            PURGE_EMPTY_ACTIVE_REACH,
             ACTIVE_INSTALLS,
             RELEASE_HEALTH,
             RELEASE_HEALTH_OF,

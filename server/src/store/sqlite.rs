@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod active;
 mod alerts;
 mod config;
 mod export;
@@ -255,14 +256,14 @@ pub const MIGRATIONS: &[&str] = &[
     config::MIGRATION,
     // 8: release health: sessions ended by status, per report and per install and release.
     super::rollout::SESSIONS_MIGRATION,
+    // 9: active-user reach (`active`): WAU / MAU / the DAU series from buckets. Backfilled.
+    active::MIGRATION,
 ];
 
 const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (id, name, category, user_id, \
     session_id, ts, day, app_version, platform, arch, channel, properties, duration, sequence, \
     sample_rate, received, export_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
     ?13, ?14, ?15, ?16, ?17)";
-const UPSERT_DAILY_USER: &str =
-    "INSERT OR IGNORE INTO daily_users (day, user_id, sample_rate) VALUES (?1, ?2, ?3)";
 const UPSERT_USER: &str = "INSERT INTO users (user_id, first_day, last_day, sample_rate) \
     VALUES (?1, ?2, ?3, ?4) ON CONFLICT(user_id) DO UPDATE SET \
     first_day = min(first_day, excluded.first_day), last_day = max(last_day, excluded.last_day)";
@@ -429,10 +430,18 @@ impl SqliteStore {
         })
     }
 
-    /// Recomputes the feature-reach rollup from `daily_feature` (after a store was built by
-    /// raw SQL, as the scale tests do; ingest keeps it current by itself).
-    pub fn rebuild_feature_reach(&self) -> Result<(), StoreError> {
-        self.with_writer(|c| c.execute_batch(concat!("BEGIN;", rebuild_reach!(), "COMMIT;")))
+    /// Recomputes the reach rollups (`feature_reach` from `daily_feature`, `active_reach`
+    /// from `daily_users`) after a store was built by raw SQL, as the scale tests do; ingest
+    /// keeps them current by itself.
+    pub fn rebuild_reach(&self) -> Result<(), StoreError> {
+        self.with_writer(|c| {
+            c.execute_batch(concat!(
+                "BEGIN;",
+                rebuild_reach!(),
+                active::rebuild_active!(),
+                "COMMIT;"
+            ))
+        })
     }
 
     /// Runs raw SQL on the writer connection (benchmarks and tests that build large stores).
@@ -490,7 +499,6 @@ fn insert_all(c: &mut Connection, events: &[StoredEvent]) -> rusqlite::Result<Ve
     let mut key = export::take_keys(&tx, "events", events.len())?;
     {
         let mut ins = tx.prepare_cached(INSERT_EVENT)?;
-        let mut du = tx.prepare_cached(UPSERT_DAILY_USER)?;
         let mut us = tx.prepare_cached(UPSERT_USER)?;
         let mut se = tx.prepare_cached(UPSERT_SESSION)?;
         let mut fe = tx.prepare_cached(UPSERT_FEATURE)?;
@@ -519,7 +527,7 @@ fn insert_all(c: &mut Connection, events: &[StoredEvent]) -> rusqlite::Result<Ve
         }
         let r = Rollups::of(events, &out);
         for ((day, user), sr) in &r.daily_users {
-            du.execute(params![day, user, sr])?;
+            active::add_daily_user(&tx, *day, user, *sr)?;
         }
         for (user, (first, last, sr)) in &r.users {
             us.execute(params![user, first, last, sr])?;
@@ -552,11 +560,17 @@ impl AnalyticsStore for SqliteStore {
 
     fn active_users(&self, from: i32, to: i32) -> StoreFuture<'_, Count> {
         self.read(move |c| {
-            let sql = if from == to {
-                "SELECT COUNT(*), COALESCE(SUM(1.0 / sample_rate), 0) FROM daily_users WHERE day = ?1 AND ?2 = ?2"
+            let floor: Option<i32> = c
+                .prepare_cached(sql::ACTIVE_FLOOR)?
+                .query_row([], |r| r.get(0))?;
+            let from = floor.map_or(from, |f| f.max(from));
+            let changed: bool = c
+                .prepare_cached(sql::ACTIVE_RATE_CHANGED)?
+                .query_row(params![from, to], |r| r.get(0))?;
+            let sql = if changed {
+                sql::ACTIVE_SCAN
             } else {
-                "SELECT COUNT(*), COALESCE(SUM(1.0 / sr), 0) FROM (SELECT user_id, MAX(sample_rate) AS sr \
-                 FROM daily_users WHERE day BETWEEN ?1 AND ?2 GROUP BY user_id)"
+                sql::ACTIVE_TOTAL
             };
             c.prepare_cached(sql)?.query_row(params![from, to], |r| {
                 Ok(Count {
@@ -579,10 +593,7 @@ impl AnalyticsStore for SqliteStore {
 
     fn feature(&self, name: String, from: i32, to: i32) -> StoreFuture<'_, Vec<FeatureDay>> {
         self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT day, SUM(events), SUM(events / sample_rate), COUNT(*), SUM(1.0 / sample_rate) \
-                 FROM daily_feature WHERE name = ?1 AND day BETWEEN ?2 AND ?3 GROUP BY day ORDER BY day",
-            )?;
+            let mut st = c.prepare_cached(sql::FEATURE_BY_DAY)?;
             let rows = st
                 .query_map(params![name, from, to], |r| {
                     Ok(FeatureDay {
@@ -610,18 +621,15 @@ impl AnalyticsStore for SqliteStore {
                         estimate: r.get(1)?,
                     })
                 })?;
-            let mut st = c.prepare_cached(
-                "SELECT COUNT(*), COALESCE(SUM(1.0 / u.sample_rate), 0) FROM users u \
-                 JOIN daily_users d ON d.user_id = u.user_id AND d.day = ?2 WHERE u.first_day = ?1",
-            )?;
-            let mut per_day = Vec::with_capacity(days as usize + 1);
-            for d in 0..=days as i32 {
-                per_day.push(st.query_row(params![cohort, cohort + d], |r| {
-                    Ok(Count {
-                        raw: r.get::<_, i64>(0)? as u64,
-                        estimate: r.get(1)?,
-                    })
-                })?);
+            let mut per_day = vec![Count::default(); days as usize + 1];
+            let mut st = c.prepare_cached(sql::COHORT_ACTIVE)?;
+            let mut rows = st.query(params![cohort, cohort + days as i32])?;
+            while let Some(r) = rows.next()? {
+                let d: i32 = r.get(0)?;
+                per_day[(d - cohort) as usize] = Count {
+                    raw: r.get::<_, i64>(1)? as u64,
+                    estimate: r.get(2)?,
+                };
             }
             Ok((size, per_day))
         })
@@ -631,6 +639,7 @@ impl AnalyticsStore for SqliteStore {
         self.write(move |c| {
             let tx = c.transaction()?;
             tx.execute(REACH_FORGET_USER, [&user_id])?;
+            tx.execute(sql::ACTIVE_FORGET_USER, [&user_id])?;
             let mut n = 0u64;
             for t in USER_TABLES {
                 n += tx.execute(&sql::delete_user_rows(t), [&user_id])? as u64;
@@ -658,7 +667,9 @@ impl AnalyticsStore for SqliteStore {
             }
             aggregates += tx.execute(sql::PURGE_USERS, [aggregates_before])? as u64;
             aggregates += tx.execute(sql::PURGE_REACH, [aggregates_before])? as u64;
+            aggregates += tx.execute(sql::PURGE_ACTIVE_REACH, [aggregates_before])? as u64;
             tx.execute(sql::PURGE_EMPTY_REACH, [])?;
+            tx.execute(sql::PURGE_EMPTY_ACTIVE_REACH, [])?;
             tx.commit()?;
             Ok(PurgeCounts {
                 events,
@@ -697,10 +708,7 @@ impl AnalyticsStore for SqliteStore {
 
     fn daily_active(&self, from: i32, to: i32) -> StoreFuture<'_, Vec<DayCount>> {
         self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT day, COUNT(*), SUM(1.0 / sample_rate) FROM daily_users \
-                 WHERE day BETWEEN ?1 AND ?2 GROUP BY day ORDER BY day",
-            )?;
+            let mut st = c.prepare_cached(sql::ACTIVE_BY_DAY)?;
             let rows = st
                 .query_map(params![from, to], |r| {
                     Ok(DayCount {

@@ -1228,7 +1228,7 @@ async fn dashboard_queries_on_a_large_store() {
     println!("built the store in {:?}", built.elapsed());
     // Rows written by raw SQL: compute the feature-reach rollup ingest would have kept.
     let rebuilt = Instant::now();
-    store.rebuild_feature_reach().expect("rebuild");
+    store.rebuild_reach().expect("rebuild");
     println!("feature-reach rollup rebuilt in {:?}", rebuilt.elapsed());
 
     let config = ServerConfig {

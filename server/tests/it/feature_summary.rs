@@ -34,22 +34,23 @@ fn first_day() -> DateTime<Utc> {
 }
 
 /// A small deterministic generator (no seed file, same data on every run and backend).
-struct Lcg(u64);
+pub struct Lcg(pub u64);
 
 impl Lcg {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         self.0 >> 33
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
 
-fn event(user: &str, name: &str, at: DateTime<Utc>) -> AnalyticsEvent {
+/// One event of `user` named `name` at `at`.
+pub fn event(user: &str, name: &str, at: DateTime<Utc>) -> AnalyticsEvent {
     AnalyticsEvent {
         id: Uuid::new_v4(),
         name: name.into(),

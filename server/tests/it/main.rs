@@ -20,6 +20,7 @@ macro_rules! both_stores {
     };
 }
 
+mod active_reach;
 mod analytics_scale;
 mod analytics_suite;
 mod auth_matrix;
