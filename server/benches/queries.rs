@@ -139,7 +139,11 @@ impl User {
             ),
             join_day: (h % JOIN_DAYS) as i64,
             active: [15, 30, 50, 80][((h >> 8) % 4) as usize],
-            sample_rate: if (h >> 16) % 10 == 0 { 0.25 } else { 1.0 },
+            sample_rate: if (h >> 16).is_multiple_of(10) {
+                0.25
+            } else {
+                1.0
+            },
             version: ["1.4.0", "1.5.0", "1.5.1"][((h >> 24) % 3) as usize],
             platform: ["linux", "darwin", "win32"][((h >> 32) % 3) as usize],
         }
@@ -461,9 +465,12 @@ fn key_numbers(label: &str, v: &Value) -> Vec<i64> {
     }
 }
 
+/// Per query: median ms, slowest ms, the numbers compared.
+type Timings<K> = BTreeMap<K, (f64, f64, Vec<i64>)>;
+
 /// Times every query over HTTP against the application over `store`: label → (median ms,
 /// max ms, the numbers of the first day's answer).
-async fn time_http(store: SharedStore) -> BTreeMap<&'static str, (f64, f64, Vec<i64>)> {
+async fn time_http(store: SharedStore) -> Timings<&'static str> {
     let dir = tempfile::tempdir().expect("tmp");
     let config = ServerConfig {
         root: dir.path().join("updates"),
@@ -514,7 +521,7 @@ async fn time_http(store: SharedStore) -> BTreeMap<&'static str, (f64, f64, Vec<
 
 /// DuckDB answering the same questions over the same rows (exported as Parquet): label →
 /// (median ms, max ms, the numbers of the first day's answer), and its load time.
-fn time_duckdb(parquet: &Path) -> Option<(BTreeMap<String, (f64, f64, Vec<i64>)>, f64)> {
+fn time_duckdb(parquet: &Path) -> Option<(Timings<String>, f64)> {
     let days = days();
     let script = format!(
         r#"

@@ -473,6 +473,14 @@ const UPSERT_SESSIONS: &str = "INSERT INTO daily_sessions (day, session_id, user
     sample_rate) SELECT * FROM UNNEST($1::int4[], $2::text[], $3::text[], $4::float8[], $5::float8[]) \
     ON CONFLICT (day, session_id) DO UPDATE SET duration = GREATEST(daily_sessions.duration, excluded.duration)";
 
+/// Retention: [`sql::COHORT_ACTIVE`] with each cohort user's days read by its own index
+/// range (`OFFSET 0` keeps the lateral subquery a nested loop; the plain join made the
+/// planner hash every `daily_users` row of the range).
+const COHORT_ACTIVE: &str = "SELECT d.day, COUNT(*), \
+    CAST(COALESCE(SUM(1.0 / u.sample_rate), 0) AS DOUBLE PRECISION) FROM users u \
+    CROSS JOIN LATERAL (SELECT b.day FROM daily_users b WHERE b.user_id = u.user_id \
+    AND b.day BETWEEN $1 AND $2 OFFSET 0) d WHERE u.first_day = $1 GROUP BY d.day";
+
 /// The ingest statements, prepared once on the writer connection (a group of events costs
 /// one round trip per statement, not two).
 #[derive(Debug)]
@@ -703,11 +711,7 @@ impl AnalyticsStore for PostgresStore {
             );
             let last = cohort + days as i32;
             let mut per_day = vec![Count::default(); days as usize + 1];
-            for r in self
-                .reader
-                .query(sql::COHORT_ACTIVE, &[&cohort, &last])
-                .await?
-            {
+            for r in self.reader.query(COHORT_ACTIVE, &[&cohort, &last]).await? {
                 let d: i32 = r.get(0);
                 per_day[(d - cohort) as usize] = Count {
                     raw: r.get::<_, i64>(1) as u64,

@@ -109,7 +109,8 @@ pub(super) const FEATURE_BY_DAY: &str = "SELECT day, CAST(SUM(events) AS BIGINT)
     CAST(SUM(events / sample_rate) AS DOUBLE PRECISION), CAST(SUM(users) AS BIGINT), \
     CAST(SUM(users * (1.0 / sample_rate)) AS DOUBLE PRECISION) FROM feature_reach \
     WHERE name = $1 AND day BETWEEN $2 AND $3 GROUP BY day HAVING SUM(users) > 0 ORDER BY day";
-/// Retention: the users first seen on `$1` active on each day of `$1..=$2` (days with none
+/// Retention (SQLite; PostgreSQL reads the same rows by a lateral lookup, `postgres.rs`): the
+/// users first seen on `$1` active on each day of `$1..=$2` (days with none
 /// left out), each user at its `users` rate; one index range per user of the cohort.
 pub(super) const COHORT_ACTIVE: &str = "SELECT d.day, COUNT(*), \
     CAST(COALESCE(SUM(1.0 / u.sample_rate), 0) AS DOUBLE PRECISION) FROM users u \
