@@ -146,8 +146,8 @@ fi
 # Warehouse export: 10 M events (2 M with BENCH_QUICK) exported as Parquet, beside reading
 # the same rows without writing (ceiling) and DuckDB writing them as Parquet (peer).
 step "cargo bench -p railgun-server --bench export"
-EXPORT_EVENTS=10000000
-[ -n "${BENCH_QUICK:-}" ] && EXPORT_EVENTS=2000000
+EXPORT_EVENTS=${RAILGUN_BENCH_EXPORT_EVENTS:-10000000}
+[ -n "${BENCH_QUICK:-}" ] && EXPORT_EVENTS=${RAILGUN_BENCH_EXPORT_EVENTS:-2000000}
 RAILGUN_BENCH_EXPORT_EVENTS="$EXPORT_EVENTS" cargo bench -p railgun-server --bench export 2>&1 |
   tee "$LOGS/export.log" >&2 || failed export
 
