@@ -356,10 +356,13 @@ async fn fresh_postgres(base: &str) -> Result<String, Box<dyn std::error::Error>
     let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     let name = format!("railgun_bench_export_{}", std::process::id());
+    // One statement each: a multi-statement batch runs in a transaction, which DROP and
+    // CREATE DATABASE refuse.
     client
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-        ))
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .await?;
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
         .await?;
     let (prefix, _) = base.rsplit_once('/').ok_or("the URL names no database")?;
     Ok(format!("{prefix}/{name}"))
