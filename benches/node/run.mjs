@@ -68,7 +68,8 @@ try {
   if (!flags.get('new-composer')) throw new Error('config not loaded');
   let sink = 0;
   const get = bench('featureFlags.get(key)', 1000, () => { if (flags.get('new-composer')) sink++; });
-  allOk = get.ok && bench('featureFlags.get(unknown key)', 1000, () => { if (flags.get('missing-flag')) sink++; }).ok && allOk;
+  const unknown = bench('featureFlags.get(unknown key)', 1000, () => { if (flags.get('missing-flag')) sink++; });
+  allOk = get.ok && unknown.ok && allOk;
   flags.close();
   const map = new Map(JSON.parse(config).flags.map((f) => [f.key, f.enabled]));
   const mapGet = bench('baseline: Map.get(key)', Infinity, () => { if (map.get('new-composer')) sink++; });
