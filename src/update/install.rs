@@ -649,10 +649,21 @@ fn write_file(
     Ok(())
 }
 
-/// Extracts a `.tar.gz` safely into the empty folder `dest`.
+/// Extracts a `.tar.gz` safely into the empty folder `dest`; also the tar inside one (what a
+/// delta patch produces, verified against the signed manifest's `resultSha256`), told apart
+/// by the gzip magic bytes, so a patched update is not recompressed to be installed.
 pub fn extract_tar_gz(archive: &Path, dest: &Path) -> Result<(), InstallError> {
     let f = File::open(archive).at(archive)?;
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(f)));
+    let mut buffered = std::io::BufReader::with_capacity(1 << 20, f);
+    let gzipped = std::io::BufRead::fill_buf(&mut buffered)
+        .at(archive)?
+        .starts_with(&[0x1f, 0x8b]);
+    let reader: Box<dyn Read> = if gzipped {
+        Box::new(flate2::read::GzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
+    let mut ar = tar::Archive::new(reader);
     let corrupt = |e: std::io::Error| InstallError::Corrupt {
         path: archive.to_path_buf(),
         source: e.into(),

@@ -14,14 +14,15 @@
 //!
 //! Delta path: when the signed manifest lists a patch from the installed version for the
 //! chosen artifact, the updater checks that the patch is worth it and can be checked like
-//! the artifact, that the kept copy of the installed artifact ([`KeptBase`]) is intact and
-//! is the patch's base, downloads the patch through the same [`Downloader`] (resume, the
-//! manifest's size as the cap, its SHA-256), and only then applies it
+//! the artifact, that the kept copy of the installed payload ([`KeptBase`]) is recorded as
+//! the patch's base (and, when its metadata changed since it was kept, hashed and intact),
+//! downloads the patch through the same [`Downloader`] (resume, the manifest's size as the
+//! cap, its SHA-256) while an unchanged base is read, and only then applies it
 //! ([`delta::apply_to_file`], which checks the result's size and digest against the manifest);
 //! the result then goes through the same verifier hook and installer as a full download. Any
 //! failure falls back to the full artifact and says so: an `update-delta-fallback` event
 //! with a [`FallbackReason`], and [`UpdateDownload::fallback`]. Every install keeps its
-//! file as the next base (one version).
+//! payload as the next base (one version).
 //!
 //! It refuses actions out of order (`download_update` before an update is available,
 //! `install_update` before it is downloaded) with [`UpdaterError::InvalidState`].
@@ -757,9 +758,10 @@ impl Updater {
     }
 
     /// The delta path, each step before the next: the patch is worth it and checkable
-    /// ([`delta::precheck`]), the kept base is intact and is the patch's base, the patch is
-    /// downloaded and its size and SHA-256 are the manifest's (the [`Downloader`]), and only
-    /// then is it applied, the result checked against the manifest.
+    /// ([`delta::precheck`]), the kept base is recorded as the patch's base (hashed now if
+    /// its metadata changed), the patch is downloaded and its size and SHA-256 are the
+    /// manifest's (the [`Downloader`]), and only then is it applied, the result checked
+    /// against the manifest.
     async fn download_patched(
         &self,
         u: &AvailableUpdate,
@@ -775,10 +777,21 @@ impl Updater {
         .map_err(Refused::before_download)?;
         let kept = KeptBase::new(&self.inner.config.data_dir);
         let p = patch.clone();
-        let base = tokio::task::spawn_blocking(move || kept.load(&p))
+        let opened = tokio::task::spawn_blocking(move || kept.open(&p))
             .await
             .map_err(|e| Refused::io(e.to_string(), 0))?
             .map_err(Refused::before_download)?;
+        // A base whose metadata changed since it was kept is hashed before the download (a
+        // modified base costs no patch bytes); an unchanged one is read while the patch
+        // downloads, unhashed: the result's signed digest covers it.
+        let unchanged = opened.unchanged();
+        let p = patch.clone();
+        let loading = tokio::task::spawn_blocking(move || opened.load(&p));
+        let base = if unchanged {
+            BaseLoad::Reading(loading)
+        } else {
+            BaseLoad::Ready(BaseLoad::join(loading, 0).await?)
+        };
 
         let url = join_url(&u.manifest_url, &patch.file).map_err(|e| Refused {
             reason: FallbackReason::PatchDownloadFailed,
@@ -822,6 +835,10 @@ impl Updater {
 
         // Only a patch whose bytes are the signed manifest's reaches this point.
         let fetched = downloaded.size;
+        let base = match base {
+            BaseLoad::Ready(b) => b,
+            BaseLoad::Reading(task) => BaseLoad::join(task, fetched).await?,
+        };
         let config = self.inner.downloader.config();
         let _lock = StagingLock::acquire(&config.staging_dir, config.lock_mode)
             .await
@@ -995,6 +1012,28 @@ impl Updater {
             a.task.abort();
             let _ = a.task.await;
         }
+    }
+}
+
+/// The kept base of the delta path: loaded, or being read while the patch downloads.
+enum BaseLoad {
+    Ready(delta::LoadedBase),
+    Reading(tokio::task::JoinHandle<Result<delta::LoadedBase, (FallbackReason, String)>>),
+}
+
+impl BaseLoad {
+    /// The loaded base, or why it cannot be used (`fetched` patch bytes spent by then).
+    async fn join(
+        task: tokio::task::JoinHandle<Result<delta::LoadedBase, (FallbackReason, String)>>,
+        fetched: u64,
+    ) -> Result<delta::LoadedBase, Refused> {
+        task.await
+            .map_err(|e| Refused::io(e.to_string(), fetched))?
+            .map_err(|(reason, message)| Refused {
+                reason,
+                message,
+                fetched,
+            })
     }
 }
 
