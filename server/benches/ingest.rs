@@ -24,6 +24,9 @@
 //! same cores: the figure says what the database and the machine let through, not how far
 //! more machines would go.
 //!
+//! `RAILGUN_BENCH_INGEST_PARTS` (a comma-separated subset of `sqlite`, `postgres`, `scale`;
+//! all three by default) skips the other parts, for quicker runs while tuning one store.
+//!
 //! Run: `cargo bench -p railgun-server --bench ingest` (`scripts/bench.sh` does); each row
 //! is printed as a `bench-row:` line.
 
@@ -293,11 +296,18 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3_000);
-    let mut dbs = vec![Db::Sqlite(tempfile::tempdir().expect("tmp"))];
+    let parts = std::env::var("RAILGUN_BENCH_INGEST_PARTS")
+        .unwrap_or_else(|_| "sqlite,postgres,scale".into());
+    let part = |p: &str| parts.split(',').any(|x| x.trim() == p);
+    let mut dbs = Vec::new();
+    if part("sqlite") {
+        dbs.push(Db::Sqlite(tempfile::tempdir().expect("tmp")));
+    }
     let pg = std::env::var("RAILGUN_BENCH_DATABASE_URL")
         .or_else(|_| std::env::var("RAILGUN_TEST_DATABASE_URL"));
     match pg {
-        Ok(url) => dbs.push(Db::Postgres(url)),
+        Ok(url) if part("postgres") => dbs.push(Db::Postgres(url)),
+        Ok(_) => {}
         Err(_) => println!(
             "PostgreSQL not measured: set RAILGUN_BENCH_DATABASE_URL (or RAILGUN_TEST_DATABASE_URL)"
         ),
@@ -349,6 +359,9 @@ fn main() {
         else {
             return;
         };
+        if !part("scale") {
+            return;
+        }
         let dir = tempfile::tempdir().expect("tmp");
         let root = release_tree(dir.path());
         let mut one_server_checks = None;

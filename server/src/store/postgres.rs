@@ -302,6 +302,16 @@ pub const MIGRATIONS: &[&str] = &[
     super::rollout::SESSIONS_MIGRATION,
     // 10: active-user reach (`active`): WAU / MAU / the DAU series from buckets. Backfilled.
     active::MIGRATION,
+    // 11: a cheaper `events` row to insert (its indexes were about half an event's insert):
+    // the id, the dedup key, as a 16-byte `uuid` (every stored id is one: the wire type is a
+    // UUID) instead of 37 bytes of text; `ts` by block ranges (events arrive in about time
+    // order; the retention purge and the date-range export read ranges of it); `user_id` by
+    // hash (erasure looks one user up; no 64-character key per entry).
+    "DROP INDEX events_ts;
+     DROP INDEX events_user;
+     ALTER TABLE events ALTER COLUMN id TYPE uuid USING id::uuid;
+     CREATE INDEX events_ts ON events USING brin (ts) WITH (autosummarize = on);
+     CREATE INDEX events_user ON events USING hash (user_id);",
 ];
 
 /// Leases (`crate::leader`): a holder, a fencing token that only grows (a lease given up
@@ -459,11 +469,25 @@ async fn migrate(c: &mut Client) -> Result<(), StoreError> {
     Ok(())
 }
 
-const INSERT_EVENTS: &str = "INSERT INTO events (id, name, category, user_id, session_id, ts, \
-    day, app_version, platform, arch, channel, properties, duration, sequence, sample_rate, received) \
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], \
-    $7::int4[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::float8[], \
-    $14::int8[], $15::float8[], $16::int8[]) ON CONFLICT (id) DO NOTHING RETURNING id";
+macro_rules! event_cols {
+    () => {
+        "id, name, category, user_id, session_id, ts, day, app_version, platform, arch, channel, \
+         properties, duration, sequence, sample_rate, received"
+    };
+}
+
+/// The group's events (ids as text, stored as `uuid`); the ids that were new come back.
+const INSERT_EVENTS: &str = concat!(
+    "INSERT INTO events (",
+    event_cols!(),
+    ") SELECT id::uuid, name, category, user_id, session_id, ts, day, app_version, platform, \
+     arch, channel, properties, duration, sequence, sample_rate, received \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], \
+     $7::int4[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::float8[], \
+     $14::int8[], $15::float8[], $16::int8[]) AS u(",
+    event_cols!(),
+    ") ON CONFLICT (id) DO NOTHING RETURNING id::text"
+);
 
 const UPSERT_USERS: &str = "INSERT INTO users (user_id, first_day, last_day, sample_rate) \
     SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int4[], $4::float8[]) \
@@ -513,9 +537,13 @@ async fn insert_all(
     st: &Ingest,
     events: &[StoredEvent],
 ) -> Result<Vec<bool>, StoreError> {
+    // Columns borrowed from the events (no copy of their strings).
     macro_rules! col {
         ($f:ident) => {
-            events.iter().map(|e| e.$f.clone()).collect::<Vec<_>>()
+            events.iter().map(|e| e.$f).collect::<Vec<_>>()
+        };
+        (&$f:ident) => {
+            events.iter().map(|e| e.$f.as_str()).collect::<Vec<_>>()
         };
     }
     let tx = c.transaction().await?;
@@ -523,18 +551,21 @@ async fn insert_all(
         .query(
             &st.events,
             &[
-                &col!(id),
-                &col!(name),
-                &col!(category),
-                &col!(user_id),
-                &col!(session_id),
+                &col!(&id),
+                &col!(&name),
+                &col!(&category),
+                &col!(&user_id),
+                &col!(&session_id),
                 &col!(ts_ms),
                 &col!(day),
-                &col!(app_version),
-                &col!(platform),
-                &col!(arch),
-                &col!(channel),
-                &col!(properties),
+                &col!(&app_version),
+                &col!(&platform),
+                &col!(&arch),
+                &col!(&channel),
+                &events
+                    .iter()
+                    .map(|e| e.properties.as_deref())
+                    .collect::<Vec<_>>(),
                 &col!(duration_ms),
                 &col!(sequence),
                 &col!(sample_rate),
@@ -542,9 +573,12 @@ async fn insert_all(
             ],
         )
         .await?;
-    let mut inserted: HashSet<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+    let mut inserted: HashSet<&str> = rows.iter().map(|r| r.get::<_, &str>(0)).collect();
     // An id inserted once is new only at its first position in this group.
-    let new: Vec<bool> = events.iter().map(|e| inserted.remove(&e.id)).collect();
+    let new: Vec<bool> = events
+        .iter()
+        .map(|e| inserted.remove(e.id.as_str()))
+        .collect();
 
     let Rollups {
         daily_users: daily,
@@ -785,12 +819,24 @@ impl AnalyticsStore for PostgresStore {
 
     fn contains_events(&self, ids: Vec<String>) -> StoreFuture<'_, Vec<bool>> {
         Box::pin(async move {
+            // Ids are stored as `uuid`: one that is not a UUID was never stored.
+            let uuids: Vec<Option<String>> = ids
+                .iter()
+                .map(|i| uuid::Uuid::try_parse(i).ok().map(|u| u.to_string()))
+                .collect();
+            let valid: Vec<&str> = uuids.iter().flatten().map(String::as_str).collect();
             let rows = self
                 .reader
-                .query("SELECT id FROM events WHERE id = ANY($1)", &[&ids])
+                .query(
+                    "SELECT id::text FROM events WHERE id = ANY($1::text[]::uuid[])",
+                    &[&valid],
+                )
                 .await?;
-            let found: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
-            Ok(ids.iter().map(|i| found.contains(i)).collect())
+            let found: HashSet<&str> = rows.iter().map(|r| r.get(0)).collect();
+            Ok(uuids
+                .iter()
+                .map(|u| u.as_deref().is_some_and(|u| found.contains(u)))
+                .collect())
         })
     }
 

@@ -741,7 +741,12 @@ async fn retention_keeps_what_an_enabled_export_has_not_written(kind: Kind) {
     };
     let store: SharedStore = store::open(&db).await.expect("open");
     let old = "2026-01-01T10:00:00Z".parse::<DateTime<Utc>>().expect("t");
-    let ids = |p: &str, n: usize| (0..n).map(|i| stored(&format!("{p}{i}"), old)).collect();
+    // Ids are UUIDs, as ingest stores them (PostgreSQL keeps them as `uuid`).
+    let ids = |p: &str, n: usize| {
+        (0..n)
+            .map(|i| stored(&format!("0190a000-0000-7000-8000-{p}{i:011x}"), old))
+            .collect()
+    };
     store.insert_events(ids("a", 5)).await.expect("insert");
     let out = dir.path().join("held");
     let opts = ExportOptions {

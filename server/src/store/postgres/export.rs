@@ -320,7 +320,11 @@ impl ExportStore for PostgresStore {
         Box::pin(async move {
             let c = connect_one(&self.url).await?;
             let (t, time_col) = stream_table(stream);
-            let cols = stream_columns(stream);
+            let cols = match stream {
+                // The id is a `uuid` here; exported as text, as SQLite stores it.
+                Stream::Events => stream_columns(stream).replacen("id,", "id::text,", 1),
+                _ => stream_columns(stream).to_string(),
+            };
             if keys == (0, i64::MAX) {
                 let sql = format!(
                     "SELECT {cols} FROM {t} WHERE {time_col} >= $1 AND {time_col} < $2 \
