@@ -687,61 +687,30 @@ pub async fn export_objects(
 }
 
 /// `e` naming the objects of the store `id` instead of their copies under `snapshot`.
-fn rebase(e: ExportError, snapshot: &Path, id: &str) -> ExportError {
-    let at = |p: PathBuf| match p.strip_prefix(snapshot) {
-        Ok(rel) => PathBuf::from(format!("{}/{}", id.trim_end_matches('/'), rel.display())),
-        Err(_) => p,
+fn rebase(mut e: ExportError, snapshot: &Path, id: &str) -> ExportError {
+    let at = |p: &mut PathBuf| {
+        if let Ok(rel) = p.strip_prefix(snapshot) {
+            *p = PathBuf::from(format!("{}/{}", id.trim_end_matches('/'), rel.display()));
+        }
     };
     use ExportError as E;
-    match e {
-        E::Io { path, source } => E::Io {
-            path: at(path),
-            source,
-        },
-        E::Signature { path, source } => E::Signature {
-            path: at(path),
-            source,
-        },
-        E::Document { path, source } => E::Document {
-            path: at(path),
-            source,
-        },
-        E::Inconsistent { path, reason } => E::Inconsistent {
-            path: at(path),
-            reason,
-        },
+    match &mut e {
+        E::Io { path, .. }
+        | E::Signature { path, .. }
+        | E::Document { path, .. }
+        | E::Inconsistent { path, .. }
+        | E::Expired { path, .. }
+        | E::Artifact { path, .. }
+        | E::Tree { path, .. } => at(path),
         E::ManifestDigest {
-            channel,
-            manifest,
-            expected,
-            actual,
-        } => E::ManifestDigest {
-            channel: at(channel),
-            manifest: at(manifest),
-            expected,
-            actual,
-        },
-        E::Expired { path, expires_at } => E::Expired {
-            path: at(path),
-            expires_at,
-        },
-        E::Artifact {
-            path,
-            expected_size,
-            expected_sha256,
-            actual,
-        } => E::Artifact {
-            path: at(path),
-            expected_size,
-            expected_sha256,
-            actual,
-        },
-        E::Tree { path, source } => E::Tree {
-            path: at(path),
-            source,
-        },
-        e @ (E::Objects { .. } | E::Destination { .. }) => e,
+            channel, manifest, ..
+        } => {
+            at(channel);
+            at(manifest);
+        }
+        E::Objects { .. } | E::Destination { .. } => {}
     }
+    e
 }
 
 /// Copies every object of `store` under `into` (objects whose names are not plain path
