@@ -12,6 +12,17 @@
 //! `appVersion SEMVER_GTE 0.2.0`. Before timing, both engines evaluate the same users and
 //! the bench checks that each puts about half of them in and that both agree on the version
 //! gate: the two sides answer the same question.
+//!
+//! Instructions rather than time (repeatable on a loaded machine): with `FLAGS_INSTRUCTIONS=N`
+//! set, the binary evaluates the flag for N new users with each engine, once, in the functions
+//! `railgun_new_users` and `yggdrasil_new_users`, and exits; run it under callgrind and divide
+//! each function's inclusive count by N:
+//!
+//! ```text
+//! FLAGS_INSTRUCTIONS=100000 valgrind --tool=callgrind --callgrind-out-file=cg.out \
+//!     target/release/deps/flags-<hash>
+//! callgrind_annotate --inclusive=yes cg.out | grep _new_users
+//! ```
 
 // A benchmark may panic on a broken setup: it measures, it does not serve.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -21,7 +32,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use railgun_core::flags::{CompiledConfig, EvalContext, FeatureFlags, FlagsConfig, RemoteConfig};
 use railgun_core::store::Store;
 use unleash_yggdrasil::{ClientFeatures, Context, EngineState};
@@ -129,6 +140,53 @@ fn check_same_question(compiled: &CompiledConfig, engine: &EngineState, users: &
     }
 }
 
+/// `voice_messages` for every context, by railgun's compiled config: how many are on.
+#[inline(never)]
+fn railgun_new_users(compiled: &CompiledConfig, users: &[EvalContext]) -> usize {
+    users
+        .iter()
+        .filter(|u| compiled.evaluate(black_box(FLAG), u).value)
+        .count()
+}
+
+/// The same by Yggdrasil's `is_enabled`.
+#[inline(never)]
+fn yggdrasil_new_users(engine: &EngineState, users: &[Context]) -> usize {
+    users
+        .iter()
+        .filter(|u| engine.is_enabled(black_box(FLAG), u, &None))
+        .count()
+}
+
+/// Each engine's context for each user, on [`APP_VERSION`].
+fn contexts(users: &[String]) -> (Vec<EvalContext>, Vec<Context>) {
+    users
+        .iter()
+        .map(|u| {
+            (
+                railgun_context(u, APP_VERSION),
+                unleash_context(u, APP_VERSION),
+            )
+        })
+        .unzip()
+}
+
+/// One pass of each engine over `n` new users, for an instruction counter to read.
+fn count_instructions(n: usize) {
+    let users: Vec<String> = users().into_iter().cycle().take(n).collect();
+    let compiled = CompiledConfig::new(&RemoteConfig::parse(SPEC_CONFIG.as_bytes()).expect("spec"));
+    let engine = yggdrasil();
+    let (ours, theirs) = contexts(&users);
+    let on = (
+        railgun_new_users(&compiled, &ours),
+        yggdrasil_new_users(&engine, &theirs),
+    );
+    eprintln!(
+        "{n} new users: railgun enables {}, yggdrasil {}",
+        on.0, on.1
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let users = users();
     let config = RemoteConfig::parse(SPEC_CONFIG.as_bytes()).expect("spec config");
@@ -136,14 +194,7 @@ fn bench(c: &mut Criterion) {
     let engine = yggdrasil();
     check_same_question(&compiled, &engine, &users);
 
-    let ours: Vec<EvalContext> = users
-        .iter()
-        .map(|u| railgun_context(u, APP_VERSION))
-        .collect();
-    let theirs: Vec<Context> = users
-        .iter()
-        .map(|u| unleash_context(u, APP_VERSION))
-        .collect();
+    let (ours, theirs) = contexts(&users);
 
     let mut g = c.benchmark_group("flags");
     g.sample_size(50)
@@ -198,4 +249,16 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var_os("FLAGS_INSTRUCTIONS") {
+        let n = n
+            .to_str()
+            .and_then(|n| n.parse().ok())
+            .expect("FLAGS_INSTRUCTIONS=N");
+        count_instructions(n);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -3,8 +3,9 @@
 //!
 //! Owns everything about a flag that does not depend on who asks, computed once per accepted
 //! document: the bucketing seeds `flag:{key}` and `variant:{key}` hashed into SHA-256
-//! midstates ([`BucketSeed`]), the version bounds parsed, the rollout threshold, the variant
-//! weights checked, the message of a broken flag formatted, and an index by key.
+//! midstates ([`Seed`]: a user then costs one call of the compression function on one or two
+//! stack blocks, padding included), the version bounds parsed, the rollout threshold, the
+//! variant weights checked, the message of a broken flag formatted, and an index by key.
 //! [`CompiledConfig::evaluate`] then answers for any user without allocating, formatting or
 //! parsing, with exactly the answers of [`super::eval`]'s rules (the shared vectors pin them).
 //!
@@ -13,7 +14,9 @@
 
 use std::collections::HashMap;
 
-use crate::identity::{in_percentage, BucketSeed};
+use sha2::block_api::compress256;
+
+use crate::identity::{threshold, BucketSeed, BUCKETS};
 
 use super::eval::{choose_variant, EvalContext, EvaluationDetails, Reason, VersionRange};
 use super::schema::{Flag, RemoteConfig, Variant};
@@ -73,11 +76,91 @@ impl<'a> Evaluation<'a> {
     }
 }
 
+/// SHA-256's initial state (FIPS 180-4, 5.3.3).
+const SHA256_IV: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// A bucketing seed absorbed up to its last partial block, with [`BucketSeed`]'s answers.
+///
+/// The bucket of `id` is `SHA-256(seed ‖ 0x00 ‖ id)`'s first 8 bytes modulo 10 000; this
+/// keeps the state after the complete blocks of `seed ‖ 0x00` and the bytes left over, so
+/// that an id that fits with them and the padding in two blocks (any id up to 119 bytes minus
+/// the leftover) costs one copy into a stack buffer and one call of the compression function.
+/// Longer ids go through [`BucketSeed`].
+#[derive(Clone)]
+struct Seed {
+    state: [u32; 8],
+    tail: [u8; 64],
+    tail_len: usize,
+    /// The length of `seed ‖ 0x00`, in bytes.
+    len: u64,
+    long: BucketSeed,
+}
+
+impl Seed {
+    fn new(seed: &str) -> Self {
+        let mut prefix = Vec::with_capacity(seed.len() + 1);
+        prefix.extend_from_slice(seed.as_bytes());
+        prefix.push(0);
+        let (blocks, rest) = prefix.as_chunks::<64>();
+        let mut state = SHA256_IV;
+        compress256(&mut state, blocks);
+        let mut tail = [0u8; 64];
+        tail[..rest.len()].copy_from_slice(rest);
+        Self {
+            state,
+            tail,
+            tail_len: rest.len(),
+            len: prefix.len() as u64,
+            long: BucketSeed::new(seed),
+        }
+    }
+
+    fn bucket(&self, user: &str) -> u16 {
+        let id = user.as_bytes();
+        let end = self.tail_len + id.len();
+        // The message, then 0x80, then the bit length in the last 8 bytes of a block.
+        let blocks = if end + 9 <= 64 {
+            1
+        } else if end + 9 <= 128 {
+            2
+        } else {
+            return self.long.bucket(user);
+        };
+        let mut buf = [[0u8; 64]; 2];
+        let flat = buf.as_flattened_mut();
+        flat[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
+        flat[self.tail_len..end].copy_from_slice(id);
+        flat[end] = 0x80;
+        let bits = (self.len + id.len() as u64) * 8;
+        flat[blocks * 64 - 8..blocks * 64].copy_from_slice(&bits.to_be_bytes());
+        let mut state = self.state;
+        compress256(&mut state, &buf[..blocks]);
+        let first = (u64::from(state[0]) << 32) | u64::from(state[1]);
+        // The modulo keeps the value below 10 000, which always fits a u16.
+        (first % BUCKETS) as u16
+    }
+}
+
+impl std::fmt::Debug for Seed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Seed(..)")
+    }
+}
+
 /// A flag's variants, checked once: `Err` holds the message when the weights sum to 0.
 #[derive(Debug)]
 struct Variants {
     list: Result<Vec<Variant>, String>,
-    seed: BucketSeed,
+    seed: Seed,
 }
 
 /// One flag with everything that does not depend on the user computed.
@@ -89,8 +172,9 @@ pub struct CompiledFlag {
     versions: Result<VersionRange, String>,
     platforms: Option<Vec<String>>,
     channels: Option<Vec<String>>,
-    /// `Some` when the rollout is below 100 %: the seed of `flag:{key}` and the percentage.
-    rollout: Option<(BucketSeed, f64)>,
+    /// `Some` when the rollout is below 100 %: the seed of `flag:{key}` and the bucket
+    /// threshold of the percentage.
+    rollout: Option<(Seed, u16)>,
     variants: Option<Variants>,
 }
 
@@ -100,8 +184,8 @@ impl CompiledFlag {
         let key = flag.key.as_str();
         let rollout = (flag.rollout_percentage < 100.0).then(|| {
             (
-                BucketSeed::new(&format!("flag:{key}")),
-                flag.rollout_percentage,
+                Seed::new(&format!("flag:{key}")),
+                threshold(flag.rollout_percentage),
             )
         });
         let variants = (!flag.variants.is_empty()).then(|| Variants {
@@ -109,7 +193,7 @@ impl CompiledFlag {
                 Some(_) => Ok(flag.variants.clone()),
                 None => Err(format!("flag {key:?}: variant weights sum to 0")),
             },
-            seed: BucketSeed::new(&format!("variant:{key}")),
+            seed: Seed::new(&format!("variant:{key}")),
         });
         Self {
             key: key.into(),
@@ -149,8 +233,9 @@ impl CompiledFlag {
         {
             return Evaluation::off(Reason::Disabled);
         }
-        if let Some((seed, percentage)) = &self.rollout {
-            if !in_percentage(seed.bucket(&ctx.user_id), *percentage) {
+        if let Some((seed, threshold)) = &self.rollout {
+            // `identity::in_percentage`, with the threshold computed once.
+            if seed.bucket(&ctx.user_id) >= *threshold {
                 return Evaluation::off(Reason::Split);
             }
         }
@@ -254,6 +339,33 @@ mod tests {
             platform: "linux".into(),
             channel: "stable".into(),
         }
+    }
+
+    #[test]
+    fn seed_buckets_as_identity_bucket_for_every_seed_and_id_length() {
+        // Every leftover length of `seed ‖ 0x00` (0..64, and past one block), every id
+        // length across the one-block, two-block and long paths.
+        for seed_len in 0..150 {
+            let seed: String = (0..seed_len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            let fast = Seed::new(&seed);
+            for id_len in 0..200 {
+                let id: String = (0..id_len)
+                    .map(|i| char::from(b'0' + (i % 10) as u8))
+                    .collect();
+                assert_eq!(
+                    fast.bucket(&id),
+                    crate::identity::bucket(&seed, &id),
+                    "seed of {seed_len} bytes, id of {id_len}"
+                );
+            }
+        }
+        let multibyte = Seed::new("flag:ünïcödé");
+        assert_eq!(
+            multibyte.bucket("用户-1"),
+            crate::identity::bucket("flag:ünïcödé", "用户-1")
+        );
     }
 
     #[test]
