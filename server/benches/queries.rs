@@ -31,7 +31,9 @@
 //! `railgun export` wrote from the SQLite store (also cached).
 //!
 //! Run: `cargo bench -p railgun-server --bench queries` (`scripts/bench.sh` does); each
-//! row is printed as a `bench-row:` line.
+//! row is printed as a `bench-row:` line. `RAILGUN_BENCH_QUERY_STORES=sqlite` (or
+//! `postgres`) measures one store only, e.g. to build both data sets in two processes at
+//! once (DuckDB then runs only once the SQLite store's Parquet export exists).
 
 // A benchmark may panic on a broken setup: it measures, it does not serve.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -649,12 +651,20 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let mut stores = vec![(
-            "SQLite",
-            format!("sqlite:{}", cache.join("analytics.db").display()),
-        )];
+        let only = std::env::var("RAILGUN_BENCH_QUERY_STORES").unwrap_or_default();
+        let wanted = |s: &str| only.is_empty() || only.split(',').any(|o| o.trim() == s);
+        let mut stores = Vec::new();
+        if wanted("sqlite") {
+            stores.push((
+                "SQLite",
+                format!("sqlite:{}", cache.join("analytics.db").display()),
+            ));
+        }
         match &pg {
-            Some(base) => stores.push(("PostgreSQL", postgres_db(base, events).await)),
+            Some(base) if wanted("postgres") => {
+                stores.push(("PostgreSQL", postgres_db(base, events).await))
+            }
+            Some(_) => {}
             None => println!(
                 "PostgreSQL not measured: set RAILGUN_BENCH_DATABASE_URL (or RAILGUN_TEST_DATABASE_URL)"
             ),
@@ -669,9 +679,10 @@ fn main() {
             }
             results.push((*label, time_http(store).await));
         }
+        let parquet_done = cache.join("parquet.done").exists();
         let duck = tokio::task::spawn_blocking({
             let p = cache.join("parquet");
-            move || time_duckdb(&p)
+            move || parquet_done.then(|| time_duckdb(&p)).flatten()
         })
         .await
         .expect("duckdb task");

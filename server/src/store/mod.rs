@@ -20,6 +20,8 @@
 //! users over a range (WAU, MAU, the DAU series) work the same way: each `daily_users` row
 //! keeps its user's previous active day and `active_reach` counts rows by day, that day,
 //! sample rate and whether the rate changed (`sqlite/active.rs`, `postgres/active.rs`).
+//! Retention reads `cohort_active`: `daily_users` rows counted by their user's first day, day
+//! and rate (`sqlite/cohort.rs`, `postgres/cohort.rs`).
 //! Rollups are written only for events that were new (not duplicates), in the same
 //! transaction as the events.
 //!

@@ -18,6 +18,7 @@ use tokio_postgres::{Client, NoTls, Row, Statement};
 
 mod active;
 mod alerts;
+mod cohort;
 mod config;
 mod export;
 
@@ -29,8 +30,8 @@ use super::sql::{
     self, CHANNEL_COLS, DAILY_TABLES, DECISION_COLS, RELEASE_COLS, ROLLOUT_COLS, USER_TABLES,
 };
 use super::{
-    day_date, session_stats, AnalyticsStore, Count, DayCount, FeatureDay, FeatureTotal,
-    PurgeCounts, Rollups, SessionStats, StoreError, StoreFuture, StoredEvent,
+    day_date, AnalyticsStore, Count, DayCount, FeatureDay, FeatureTotal, PurgeCounts, Rollups,
+    SessionStats, StoreError, StoreFuture, StoredEvent,
 };
 
 /// Recomputes `daily_feature.prev_day` / `rate_changed` and `feature_reach` from the
@@ -312,6 +313,8 @@ pub const MIGRATIONS: &[&str] = &[
      ALTER TABLE events ALTER COLUMN id TYPE uuid USING id::uuid;
      CREATE INDEX events_ts ON events USING brin (ts) WITH (autosummarize = on);
      CREATE INDEX events_user ON events USING hash (user_id);",
+    // 12: retention cohorts (`cohort`): active users by first day and day. Backfilled.
+    cohort::MIGRATION,
 ];
 
 /// Leases (`crate::leader`): a holder, a fencing token that only grows (a lease given up
@@ -497,13 +500,13 @@ const UPSERT_SESSIONS: &str = "INSERT INTO daily_sessions (day, session_id, user
     sample_rate) SELECT * FROM UNNEST($1::int4[], $2::text[], $3::text[], $4::float8[], $5::float8[]) \
     ON CONFLICT (day, session_id) DO UPDATE SET duration = GREATEST(daily_sessions.duration, excluded.duration)";
 
-/// Retention: [`sql::COHORT_ACTIVE`] with each cohort user's days read by its own index
-/// range (`OFFSET 0` keeps the lateral subquery a nested loop; the plain join made the
-/// planner hash every `daily_users` row of the range).
-const COHORT_ACTIVE: &str = "SELECT d.day, COUNT(*), \
-    CAST(COALESCE(SUM(1.0 / u.sample_rate), 0) AS DOUBLE PRECISION) FROM users u \
-    CROSS JOIN LATERAL (SELECT b.day FROM daily_users b WHERE b.user_id = u.user_id \
-    AND b.day BETWEEN $1 AND $2 OFFSET 0) d WHERE u.first_day = $1 GROUP BY d.day";
+/// Sessions ended on `$1`: count, estimate, mean, median and 90th percentile duration
+/// ([`super::session_stats`] in SQL; zeros for a day without sessions).
+const SESSION_STATS: &str = "SELECT COUNT(*), COALESCE(SUM(1.0 / sample_rate), 0)::float8, \
+    COALESCE(AVG(duration), 0)::float8, \
+    COALESCE(percentile_disc(0.5) WITHIN GROUP (ORDER BY duration), 0)::float8, \
+    COALESCE(percentile_disc(0.9) WITHIN GROUP (ORDER BY duration), 0)::float8 \
+    FROM daily_sessions WHERE day = $1";
 
 /// The ingest statements, prepared once on the writer connection (a group of events costs
 /// one round trip per statement, not two).
@@ -513,6 +516,7 @@ struct Ingest {
     daily_users: Statement,
     active_link: Statement,
     users: Statement,
+    cohort: Statement,
     feature: Statement,
     reach: Statement,
     sessions: Statement,
@@ -525,6 +529,7 @@ impl Ingest {
             daily_users: c.prepare(active::INSERT).await?,
             active_link: c.prepare(active::LINK).await?,
             users: c.prepare(UPSERT_USERS).await?,
+            cohort: c.prepare(cohort::ADD).await?,
             feature: c.prepare(FORGET_AND_UPSERT).await?,
             reach: c.prepare(RELINK_AND_ADD).await?,
             sessions: c.prepare(UPSERT_SESSIONS).await?,
@@ -593,7 +598,9 @@ async fn insert_all(
         dkeys.sort_unstable();
         let (days, uids, srs): (Vec<i32>, Vec<&str>, Vec<f64>) =
             unzip3(dkeys.iter().map(|k| (k.0, k.1, daily[k])));
-        active::add_daily_users(&tx, &st.daily_users, &st.active_link, &days, &uids, &srs).await?;
+        let (new_days, new_users) =
+            active::add_daily_users(&tx, &st.daily_users, &st.active_link, &days, &uids, &srs)
+                .await?;
         let mut uids: Vec<&str> = users.keys().copied().collect();
         uids.sort_unstable();
         let firsts: Vec<i32> = uids.iter().map(|u| users[u].0).collect();
@@ -605,6 +612,9 @@ async fn insert_all(
         // a snapshot lacking them (`ingest_shared` fails if this moves below them).
         tx.execute(&st.users, &[&uids, &firsts, &lasts, &srs])
             .await?;
+        if !new_days.is_empty() {
+            tx.execute(&st.cohort, &[&new_days, &new_users]).await?;
+        }
         let mut keys: Vec<_> = feature.keys().copied().collect();
         keys.sort_unstable();
         let names: Vec<&str> = keys.iter().map(|k| k.0).collect();
@@ -703,12 +713,16 @@ impl AnalyticsStore for PostgresStore {
 
     fn sessions(&self, day: i32) -> StoreFuture<'_, SessionStats> {
         Box::pin(async move {
-            let rows = self.reader.query(sql::SESSIONS_OF_DAY, &[&day]).await?;
-            Ok(session_stats(
-                rows.iter()
-                    .map(|r| (r.get::<_, f64>(0), r.get::<_, f64>(1)))
-                    .collect(),
-            ))
+            // Summed in the database: one row comes back, not every session of the day.
+            // `percentile_disc` is the nearest rank ([`super::percentile`]).
+            let r = self.reader.query_one(SESSION_STATS, &[&day]).await?;
+            Ok(SessionStats {
+                count: r.get::<_, i64>(0) as u64,
+                estimate: r.get(1),
+                mean_ms: r.get(2),
+                median_ms: r.get(3),
+                p90_ms: r.get(4),
+            })
         })
     }
 
@@ -745,7 +759,11 @@ impl AnalyticsStore for PostgresStore {
             );
             let last = cohort + days as i32;
             let mut per_day = vec![Count::default(); days as usize + 1];
-            for r in self.reader.query(COHORT_ACTIVE, &[&cohort, &last]).await? {
+            for r in self
+                .reader
+                .query(sql::COHORT_BY_DAY, &[&cohort, &last])
+                .await?
+            {
                 let d: i32 = r.get(0);
                 per_day[(d - cohort) as usize] = Count {
                     raw: r.get::<_, i64>(1) as u64,
@@ -771,6 +789,7 @@ impl AnalyticsStore for PostgresStore {
             )
             .await?;
             tx.execute(sql::ACTIVE_FORGET_USER, &[&user_id]).await?;
+            tx.execute(sql::COHORT_FORGET_USER, &[&user_id]).await?;
             let mut n = 0;
             for t in USER_TABLES {
                 n += tx.execute(&sql::delete_user_rows(t), &[&user_id]).await?;
@@ -806,8 +825,10 @@ impl AnalyticsStore for PostgresStore {
             aggregates += tx
                 .execute(sql::PURGE_ACTIVE_REACH, &[&aggregates_before])
                 .await?;
+            aggregates += tx.execute(sql::PURGE_COHORT, &[&aggregates_before]).await?;
             tx.execute(sql::PURGE_EMPTY_REACH, &[]).await?;
             tx.execute(sql::PURGE_EMPTY_ACTIVE_REACH, &[]).await?;
+            tx.execute(sql::PURGE_EMPTY_COHORT, &[]).await?;
             tx.commit().await?;
             Ok(PurgeCounts {
                 events,

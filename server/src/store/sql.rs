@@ -109,13 +109,22 @@ pub(super) const FEATURE_BY_DAY: &str = "SELECT day, CAST(SUM(events) AS BIGINT)
     CAST(SUM(events / sample_rate) AS DOUBLE PRECISION), CAST(SUM(users) AS BIGINT), \
     CAST(SUM(users * (1.0 / sample_rate)) AS DOUBLE PRECISION) FROM feature_reach \
     WHERE name = $1 AND day BETWEEN $2 AND $3 GROUP BY day HAVING SUM(users) > 0 ORDER BY day";
-/// Retention (SQLite; PostgreSQL reads the same rows by a lateral lookup, `postgres.rs`): the
-/// users first seen on `$1` active on each day of `$1..=$2` (days with none
-/// left out), each user at its `users` rate; one index range per user of the cohort.
-pub(super) const COHORT_ACTIVE: &str = "SELECT d.day, COUNT(*), \
-    CAST(COALESCE(SUM(1.0 / u.sample_rate), 0) AS DOUBLE PRECISION) FROM users u \
-    JOIN daily_users d ON d.user_id = u.user_id AND d.day BETWEEN $1 AND $2 \
-    WHERE u.first_day = $1 GROUP BY d.day";
+/// Retention: the users first seen on `$1` active on each day of `$1..=$2` (days with none
+/// left out), each user at its `users` rate, from the `cohort_active` buckets.
+pub(super) const COHORT_BY_DAY: &str = "SELECT day, CAST(SUM(users) AS BIGINT), \
+    CAST(SUM(users * (1.0 / sample_rate)) AS DOUBLE PRECISION) FROM cohort_active \
+    WHERE first_day = $1 AND day BETWEEN $1 AND $2 GROUP BY day HAVING SUM(users) > 0 \
+    ORDER BY day";
+/// Erasure: removes a user's `cohort_active` contribution (before its rows are deleted).
+pub(super) const COHORT_FORGET_USER: &str = "INSERT INTO cohort_active (first_day, day, \
+    sample_rate, users) SELECT u.first_day, d.day, u.sample_rate, -COUNT(*) FROM users u \
+    JOIN daily_users d ON d.user_id = u.user_id WHERE u.user_id = $1 \
+    GROUP BY u.first_day, d.day, u.sample_rate ON CONFLICT (first_day, day, sample_rate) \
+    DO UPDATE SET users = cohort_active.users + excluded.users";
+/// Retention: cohort buckets before a day (the `daily_users` rows they count go too).
+pub(super) const PURGE_COHORT: &str = "DELETE FROM cohort_active WHERE day < $1";
+/// Cohort buckets emptied by moves or deletion.
+pub(super) const PURGE_EMPTY_COHORT: &str = "DELETE FROM cohort_active WHERE users = 0";
 /// Erasure: removes a user's `active_reach` contribution (before its rows are deleted).
 pub(super) const ACTIVE_FORGET_USER: &str = "INSERT INTO active_reach (day, prev_day, \
     sample_rate, rate_changed, users) SELECT day, prev_day, sample_rate, rate_changed, -COUNT(*) \
@@ -260,7 +269,10 @@ mod tests {
             ACTIVE_SCAN,
             ACTIVE_FORGET_USER,
             FEATURE_BY_DAY,
-            COHORT_ACTIVE,
+            COHORT_BY_DAY,
+            COHORT_FORGET_USER,
+            PURGE_COHORT,
+            PURGE_EMPTY_COHORT,
             PURGE_ACTIVE_REACH,
             PURGE_EMPTY_ACTIVE_REACH,
             ACTIVE_INSTALLS,

@@ -19,6 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 mod active;
 mod alerts;
+mod cohort;
 mod config;
 mod export;
 
@@ -260,6 +261,8 @@ pub const MIGRATIONS: &[&str] = &[
     super::rollout::SESSIONS_MIGRATION,
     // 9: active-user reach (`active`): WAU / MAU / the DAU series from buckets. Backfilled.
     active::MIGRATION,
+    // 10: retention cohorts (`cohort`): active users by first day and day. Backfilled.
+    cohort::MIGRATION,
 ];
 
 const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (id, name, category, user_id, \
@@ -456,7 +459,7 @@ impl SqliteStore {
     }
 
     /// Recomputes the reach rollups (`feature_reach` from `daily_feature`, `active_reach`
-    /// from `daily_users`) after a store was built by raw SQL, as the scale tests do; ingest
+    /// and `cohort_active` from `daily_users`) after a store was built by raw SQL, as the scale tests do; ingest
     /// keeps them current by itself.
     pub fn rebuild_reach(&self) -> Result<(), StoreError> {
         self.with_writer(|c| {
@@ -464,6 +467,8 @@ impl SqliteStore {
                 "BEGIN;",
                 rebuild_reach!(),
                 active::rebuild_active!(),
+                "DELETE FROM cohort_active;",
+                cohort::rebuild_cohort!(),
                 "COMMIT;"
             ))
         })
@@ -579,12 +584,16 @@ fn insert_all(c: &mut Connection, events: &[StoredEvent]) -> rusqlite::Result<Ve
             out.push(n == 1);
         }
         let r = Rollups::of(events, &out);
+        let mut new_days = Vec::with_capacity(r.daily_users.len());
         for ((day, user), sr) in &r.daily_users {
-            active::add_daily_user(&tx, *day, user, *sr)?;
+            if active::add_daily_user(&tx, *day, user, *sr)? {
+                new_days.push((*day, *user));
+            }
         }
         for (user, (first, last, sr)) in &r.users {
             us.execute(params![user, first, last, sr])?;
         }
+        cohort::add_rows(&tx, new_days.into_iter())?;
         if !r.feature.is_empty() {
             tx.execute("DELETE FROM temp.feature_keys", [])?;
             let mut key = tx.prepare_cached(UPSERT_KEY)?;
@@ -675,7 +684,7 @@ impl AnalyticsStore for SqliteStore {
                     })
                 })?;
             let mut per_day = vec![Count::default(); days as usize + 1];
-            let mut st = c.prepare_cached(sql::COHORT_ACTIVE)?;
+            let mut st = c.prepare_cached(sql::COHORT_BY_DAY)?;
             let mut rows = st.query(params![cohort, cohort + days as i32])?;
             while let Some(r) = rows.next()? {
                 let d: i32 = r.get(0)?;
@@ -693,6 +702,7 @@ impl AnalyticsStore for SqliteStore {
             let tx = c.transaction()?;
             tx.execute(REACH_FORGET_USER, [&user_id])?;
             tx.execute(sql::ACTIVE_FORGET_USER, [&user_id])?;
+            tx.execute(sql::COHORT_FORGET_USER, [&user_id])?;
             let mut n = 0u64;
             for t in USER_TABLES {
                 n += tx.execute(&sql::delete_user_rows(t), [&user_id])? as u64;
@@ -721,8 +731,10 @@ impl AnalyticsStore for SqliteStore {
             aggregates += tx.execute(sql::PURGE_USERS, [aggregates_before])? as u64;
             aggregates += tx.execute(sql::PURGE_REACH, [aggregates_before])? as u64;
             aggregates += tx.execute(sql::PURGE_ACTIVE_REACH, [aggregates_before])? as u64;
+            aggregates += tx.execute(sql::PURGE_COHORT, [aggregates_before])? as u64;
             tx.execute(sql::PURGE_EMPTY_REACH, [])?;
             tx.execute(sql::PURGE_EMPTY_ACTIVE_REACH, [])?;
+            tx.execute(sql::PURGE_EMPTY_COHORT, [])?;
             tx.commit()?;
             Ok(PurgeCounts {
                 events,

@@ -6,7 +6,10 @@
 //!   its numbers worked out by hand below, then after an erasure and the retention job;
 //! - a seeded set (48 users × 21 days, shuffled so late days arrive after later ones,
 //!   retried batches, four sample rates, some users changing rate) compared on every range
-//!   with the answer computed here from the seed, then after erasures and the retention job.
+//!   with the answer computed here from the seed, then after erasures and the retention job;
+//! - retention from the cohort rollup on the seeded set: every cohort's size and its users
+//!   active on each day against the answer computed from the seed (late days move users to
+//!   an earlier cohort), then after erasures and the retention job.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -360,4 +363,116 @@ async fn seeded(kind: Kind) {
     h.stop().await;
 }
 
-both_stores!(hand_checked, seeded);
+/// Each user's cohort as the store keeps it: `user → (first day, rate of the first batch
+/// sent)`, from the batches in the order sent.
+fn cohorts(batches: &[EventBatch]) -> HashMap<String, (i64, f64)> {
+    let d0 = day0().date_naive();
+    let mut out: HashMap<String, (i64, f64)> = HashMap::new();
+    for b in batches {
+        let e = &b.events[0];
+        let d = (e.timestamp.date_naive() - d0).num_days();
+        let c = out.entry(e.user_id.clone()).or_insert((d, b.sample_rate));
+        c.0 = c.0.min(d);
+    }
+    out
+}
+
+/// `(size, estimate)` then `(users, estimate)` of each day `c..=c + DAYS` of the cohort `c`.
+fn expected_retention(
+    rows: &BTreeMap<(i64, String), f64>,
+    cohorts: &HashMap<String, (i64, f64)>,
+    c: i64,
+) -> Vec<(u64, f64)> {
+    let count = |users: &mut dyn Iterator<Item = &String>| {
+        users
+            .filter_map(|u| cohorts.get(u).filter(|(f, _)| *f == c))
+            .fold((0, 0.0), |(n, e), (_, r)| (n + 1, e + 1.0 / r))
+    };
+    let mut out = vec![count(&mut cohorts.keys())];
+    for d in c..=c + DAYS {
+        out.push(count(
+            &mut rows.keys().filter(|(day, _)| *day == d).map(|(_, u)| u),
+        ));
+    }
+    out
+}
+
+async fn compare_retention(
+    h: &TestServer,
+    rows: &BTreeMap<(i64, String), f64>,
+    cohorts: &HashMap<String, (i64, f64)>,
+    label: &str,
+) {
+    for c in -1..DAYS {
+        let v = h
+            .read(&format!(
+                "/analytics/retention?cohort={}&days={DAYS}",
+                date(c)
+            ))
+            .await;
+        let mut got = vec![(
+            v["size"].as_u64().expect("size"),
+            v["sizeEstimate"].as_f64().expect("size estimate"),
+        )];
+        got.extend(v["days"].as_array().expect("days").iter().map(|d| {
+            (
+                d["users"].as_u64().expect("users"),
+                d["estimate"].as_f64().expect("estimate"),
+            )
+        }));
+        let want = expected_retention(rows, cohorts, c);
+        assert_eq!(got.len(), want.len(), "{label}: cohort {c}: {v}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                g.0 == w.0 && close(g.1, w.1),
+                "{label}: cohort {c}, entry {i}: got {g:?}, want {w:?}"
+            );
+        }
+    }
+}
+
+async fn retention_seeded(kind: Kind) {
+    let Some(mut h) = TestServer::with(kind, "cohort-rollup", now0(), |_| {}).await else {
+        return;
+    };
+    let (batches, mut rows) = seed();
+    let mut cohorts = cohorts(&batches);
+    for (i, b) in batches.iter().enumerate() {
+        h.send_events(b).await;
+        if i % 5 == 0 {
+            h.send_events(b).await; // a retried batch changes nothing
+        }
+    }
+    h.flush().await;
+    compare_retention(&h, &rows, &cohorts, "seeded").await;
+
+    let gone: HashSet<&str> = ["user-01", "user-20", "user-44"].into();
+    for u in &gone {
+        erase(&h, u).await;
+    }
+    rows.retain(|(_, u), _| !gone.contains(u.as_str()));
+    cohorts.retain(|u, _| !gone.contains(u.as_str()));
+    compare_retention(&h, &rows, &cohorts, "after erasure").await;
+
+    // A late day before a user's first day moves the user's days to the earlier cohort.
+    let (user, (first, rate)) = cohorts
+        .iter()
+        .max_by_key(|(u, (f, _))| (*f, std::cmp::Reverse(u.as_str())))
+        .map(|(u, c)| (u.clone(), *c))
+        .expect("a user");
+    assert!(first >= 1, "{user} first seen on day {first}");
+    h.send_events(&batch(&user, first - 2, rate)).await;
+    h.flush().await;
+    rows.insert((first - 2, user.clone()), rate);
+    cohorts.insert(user, (first - 2, rate));
+    compare_retention(&h, &rows, &cohorts, "after a late day").await;
+
+    // Retention drops days 0-5: users with no day left go; the others keep their cohort.
+    purge_before(&h, 6).await;
+    rows.retain(|(d, _), _| *d >= 6);
+    cohorts.retain(|u, _| rows.keys().any(|(_, r)| r == u));
+    compare_retention(&h, &rows, &cohorts, "after retention").await;
+    h.stop().await;
+}
+
+both_stores!(hand_checked, seeded, retention_seeded);

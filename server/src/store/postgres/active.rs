@@ -67,6 +67,7 @@ pub(super) const LINK: &str = "WITH n AS (SELECT * FROM UNNEST($1::int4[], $2::t
 
 /// Writes the group's `daily_users` rows ([`INSERT`] prepared as `insert`), then links and
 /// counts the new ones ([`LINK`] prepared as `link`). Rows already stored change nothing.
+/// The new rows' days and users.
 pub(super) async fn add_daily_users(
     tx: &Transaction<'_>,
     insert: &Statement,
@@ -74,13 +75,12 @@ pub(super) async fn add_daily_users(
     days: &[i32],
     users: &[&str],
     rates: &[f64],
-) -> Result<(), StoreError> {
+) -> Result<(Vec<i32>, Vec<String>), StoreError> {
     let new = tx.query(insert, &[&days, &users, &rates]).await?;
-    if new.is_empty() {
-        return Ok(());
-    }
     let new_days: Vec<i32> = new.iter().map(|r| r.get(0)).collect();
-    let new_users: Vec<&str> = new.iter().map(|r| r.get(1)).collect();
-    tx.execute(link, &[&new_days, &new_users]).await?;
-    Ok(())
+    let new_users: Vec<String> = new.iter().map(|r| r.get(1)).collect();
+    if !new.is_empty() {
+        tx.execute(link, &[&new_days, &new_users]).await?;
+    }
+    Ok((new_days, new_users))
 }

@@ -59,13 +59,14 @@ const BUCKET: &str = "INSERT INTO active_reach (day, prev_day, sample_rate, rate
 
 /// Writes the `daily_users` row of `user` on `day` (at `rate`) if it is new, linked to the
 /// user's previous active day, re-links the user's next active day to it (a late event),
-/// and moves the buckets of both rows. A row already stored changes nothing.
+/// and moves the buckets of both rows. A row already stored changes nothing. Whether the
+/// row was new.
 pub(super) fn add_daily_user(
     tx: &Transaction<'_>,
     day: i32,
     user: &str,
     rate: f64,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<bool> {
     let prev: Option<(i32, f64)> = tx
         .prepare_cached(PREV)?
         .query_row(params![user, day], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -76,7 +77,7 @@ pub(super) fn add_daily_user(
         .execute(params![day, user, rate, prev_day, changed])?
         == 0
     {
-        return Ok(());
+        return Ok(false);
     }
     let mut bucket = tx.prepare_cached(BUCKET)?;
     bucket.execute(params![day, prev_day, rate, changed, 1])?;
@@ -93,5 +94,5 @@ pub(super) fn add_daily_user(
             .execute(params![n_day, user, day, now_changed])?;
         bucket.execute(params![n_day, day, n_rate, now_changed, 1])?;
     }
-    Ok(())
+    Ok(true)
 }
