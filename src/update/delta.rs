@@ -207,9 +207,9 @@ pub fn apply_patch(
 }
 
 /// Bytes the decoder hands to the hashing writer at a time.
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 4 << 20;
 /// Chunks decoded ahead of the hashing writer.
-const AHEAD: usize = 4;
+const AHEAD: usize = 2;
 
 /// Decodes the patch against `base` into `out`, refusing more than `patch.result_size`
 /// bytes, and returns the result's SHA-256 once it has the recorded size and digest. One
