@@ -7,11 +7,9 @@
 //!
 //! Durability: `synchronous=NORMAL` in WAL mode: a committed transaction survives a crash or
 //! kill of the process (the case the ingest acknowledgement promises); only a power loss
-//! can lose the last commits. Checkpoints (copying the WAL into the file, with its two
-//! `fsync`s) run on a background thread ([`checkpointer`]), not after the writer's commits.
+//! can lose the last commits.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -353,8 +351,6 @@ struct Inner {
     path: String,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
-    /// Wakes the [`checkpointer`] after a write.
-    wrote: Mutex<SyncSender<()>>,
 }
 
 /// The SQLite analytics store.
@@ -384,25 +380,12 @@ impl SqliteStore {
         let writer = connect(path).map_err(sq)?;
         migrate(&writer, &name)?;
         writer.execute_batch(FEATURE_KEYS).map_err(sq)?;
-        writer
-            .pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_FRAMES)
-            .map_err(sq)?;
         let reader = connect(path).map_err(sq)?;
-        let (wrote, woken) = sync_channel(1);
-        let checkpoints = connect(path).map_err(sq)?;
-        std::thread::Builder::new()
-            .name("sqlite-checkpoint".into())
-            .spawn(move || checkpointer(&checkpoints, &woken))
-            .map_err(|source| StoreError::Io {
-                path: name.clone(),
-                source,
-            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path: name,
                 writer: Mutex::new(writer),
                 reader: Mutex::new(reader),
-                wrote: Mutex::new(wrote),
             }),
         })
     }
@@ -421,18 +404,10 @@ impl SqliteStore {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let mut c = lock(&inner.writer);
-                let out = f(&mut c).map_err(|source| StoreError::Sqlite {
+                f(&mut c).map_err(|source| StoreError::Sqlite {
                     path: inner.path.clone(),
                     source,
-                });
-                drop(c);
-                // Full: a wake-up is already pending, it covers this write too.
-                let _ = inner
-                    .wrote
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .try_send(());
-                out
+                })
             })
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
@@ -484,34 +459,6 @@ impl SqliteStore {
             path: self.inner.path.clone(),
             source,
         })
-    }
-}
-
-/// WAL frames (pages) past which the writer checkpoints by itself after a commit: a
-/// safety net. The [`checkpointer`] has copied nearly all of them by then, so this pass is
-/// short, and it lets the next write restart the WAL from its beginning (under steady
-/// ingest the background passes never finish before the next commit, so only the writer's
-/// own pass bounds the file: about 64 MiB).
-const WRITER_CHECKPOINT_FRAMES: i64 = 16_384;
-
-/// Least time between two background checkpoint passes: about as often as SQLite's own
-/// automatic checkpoint (every 1 000 pages) at full ingest, so a page rewritten by several
-/// commits is copied once per pass, not once per commit.
-const CHECKPOINT_PAUSE: Duration = Duration::from_millis(50);
-
-/// The background checkpointer: after writes (woken by `woken`; the wake-ups that pile up
-/// during a pass and its [`CHECKPOINT_PAUSE`] make one), copies the WAL's committed pages into the database file and
-/// syncs both (`PASSIVE`: it never blocks the writer or the readers), so the writer does
-/// not wait on those two `fsync`s after its commits, as it would with SQLite's automatic
-/// checkpoint. Durability is unchanged: a commit is in the WAL before it is acknowledged,
-/// whoever copies it later. Ends when the store is dropped; a failed pass is left to the
-/// next one or to the writer's own ([`WRITER_CHECKPOINT_FRAMES`]).
-fn checkpointer(c: &Connection, woken: &Receiver<()>) {
-    while woken.recv().is_ok() {
-        if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!(error = %e, "background checkpoint failed");
-        }
-        std::thread::sleep(CHECKPOINT_PAUSE);
     }
 }
 
