@@ -265,6 +265,10 @@ fn listed(filter: Option<&[String]>, value: &str) -> bool {
     filter.is_none_or(|list| list.iter().any(|x| x.eq_ignore_ascii_case(value)))
 }
 
+/// Up to this many flags, looking a key up compares it with each flag's key: fewer
+/// instructions than hashing it once.
+const SCAN_UP_TO: usize = 8;
+
 /// A whole config document compiled: every flag, the kill switch and an index by key.
 ///
 /// ```
@@ -311,6 +315,10 @@ impl CompiledConfig {
 
     /// The flag with this key.
     pub fn flag(&self, key: &str) -> Option<&CompiledFlag> {
+        if self.flags.len() <= SCAN_UP_TO {
+            // The first with the key, as in the index.
+            return self.flags.iter().find(|f| *f.key == *key);
+        }
         self.index.get(key).map(|&i| &self.flags[i])
     }
 
@@ -389,6 +397,24 @@ mod tests {
             e.error_message,
             Some(r#"flag "zero": variant weights sum to 0"#)
         );
+    }
+
+    #[test]
+    fn keys_are_found_by_scan_and_by_index() {
+        for n in [1, SCAN_UP_TO, SCAN_UP_TO + 1, 40] {
+            let flags: Vec<String> = (0..n)
+                .map(|i| format!(r#"{{"key":"f{i}","enabled":true}}"#))
+                .collect();
+            let doc = format!(r#"{{"flags":[{}]}}"#, flags.join(","));
+            let c = CompiledConfig::new(&RemoteConfig::parse(doc.as_bytes()).expect("parse"));
+            for i in 0..n {
+                assert_eq!(
+                    c.evaluate(&format!("f{i}"), &ctx("u")).reason,
+                    Reason::Static
+                );
+            }
+            assert_eq!(c.evaluate("f", &ctx("u")).reason, Reason::FlagNotFound);
+        }
     }
 
     #[test]
