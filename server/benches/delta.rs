@@ -250,29 +250,27 @@ async fn main() {
         railgun_core::update::delta::apply_to_file(&made.patch, &base, &made.path, &out)
             .expect("apply");
         apply.push(t.elapsed().as_secs_f64());
+        // A decoder of the patch against the kept base, as `apply_to_file` sets it up.
+        let decoder = || {
+            let patch = std::fs::File::open(&made.path).expect("patch");
+            let mut dec = zstd::stream::read::Decoder::with_ref_prefix(
+                std::io::BufReader::new(patch),
+                base.bytes(),
+            )
+            .expect("decoder");
+            dec.window_log_max(window_log(made.patch.base_size, made.patch.result_size))
+                .expect("window");
+            dec
+        };
         // The floor of the apply: decoding alone, into nothing.
         let t = Instant::now();
-        let patch = std::fs::File::open(&made.path).expect("patch");
-        let mut dec = zstd::stream::read::Decoder::with_ref_prefix(
-            std::io::BufReader::new(patch),
-            base.bytes(),
-        )
-        .expect("decoder");
-        dec.window_log_max(window_log(made.patch.base_size, made.patch.result_size))
-            .expect("window");
+        let mut dec = decoder();
         std::io::copy(&mut dec, &mut std::io::sink()).expect("decode");
         decode.push(t.elapsed().as_secs_f64());
         drop(dec);
         // The same work on one thread: decode, hash, write, chunk after chunk.
         let t = Instant::now();
-        let patch = std::fs::File::open(&made.path).expect("patch");
-        let mut dec = zstd::stream::read::Decoder::with_ref_prefix(
-            std::io::BufReader::new(patch),
-            base.bytes(),
-        )
-        .expect("decoder");
-        dec.window_log_max(window_log(made.patch.base_size, made.patch.result_size))
-            .expect("window");
+        let mut dec = decoder();
         let mut f = std::fs::File::create(&out).expect("out");
         let mut h = sha2::Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
